@@ -1,0 +1,2 @@
+#include "mixc.h"
+int main(void) { return 0; }
