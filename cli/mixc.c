@@ -1,2 +1,297 @@
+/* mixc.c: the command-line program, a thin layer over include/mixc.h. */
+#include <errno.h>
+#include <stdbool.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "mixc.h"
-int main(void) { return 0; }
+
+static const char usage[] =
+    "usage: mixc <command> [options] FILE\n"
+    "\n"
+    "mixc compiles selective state-space mixer models (Mamba, MambaMixer, ViM2,\n"
+    "TSM2, QSMixer) to fused kernels. FILE is a model spec (.json, docs/spec.md;\n"
+    "the zoo is in models/) or a graph in the text IR (.mxir, docs/ir.md).\n"
+    "\n"
+    "commands:\n"
+    "  run FILE      run on the reference interpreter and summarise each output\n"
+    "  stats FILE    params, FLOPs, bytes moved and peak activation memory per layer\n"
+    "  print FILE    the graph in the text IR (a spec is built first)\n"
+    "  verify FILE   parse, build and verify; exit status 0 when valid\n"
+    "  save-weights FILE OUT.safetensors   write the seeded initial params\n"
+    "\n"
+    "options:\n"
+    "  --set PATH=VALUE  override a spec field, e.g. --set stages[2].depth=4 or\n"
+    "                    --set input.image_size=64 (repeatable; specs only)\n"
+    "  --device ref      where to run: ref, the reference interpreter (default)\n"
+    "  --seed N          seed of the random inputs and params (default 1)\n"
+    "  --weights FILE    read params from a safetensors file (docs/weights.md)\n"
+    "  --dump            run: also print every output element\n"
+    "  --json            stats: JSON instead of a table\n"
+    "  -h, --help        this text;  --version  the version\n"
+    "\n"
+    "run fills every input with seeded uniform numbers in [-1, 1), and every\n"
+    "param with the seeded initialisation of docs/models.md (specs) or the same\n"
+    "uniform numbers (IR files), unless --weights is given. Per output it prints\n"
+    "the shape, a checksum (sum of x[i] * (1 + i mod 7) in f64, so a permutation\n"
+    "changes it) and min / max / mean. Errors go to stderr; exit status 1.\n";
+
+enum { MAX_OVERRIDES = 64 };
+
+typedef struct {
+    const char *device;
+    const char *weights;
+    unsigned long long seed;
+    bool dump, json;
+    const char *file, *out;
+    const char *overrides[MAX_OVERRIDES];
+    int n_overrides;
+} options;
+
+static int fail_usage(const char *fmt, const char *arg) {
+    fprintf(stderr, "mixc: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(see mixc --help)\n");
+    return 2;
+}
+
+/* Options that take a value. */
+static const char *const valued[] = {"--device", "--seed", "--weights", "--set", NULL};
+
+static int set_option(options *o, const char *name, const char *value) {
+    if (strcmp(name, "--device") == 0) {
+        o->device = value;
+    } else if (strcmp(name, "--weights") == 0) {
+        o->weights = value;
+    } else if (strcmp(name, "--set") == 0) {
+        if (o->n_overrides == MAX_OVERRIDES)
+            return fail_usage("too many --set options (at most %s)", "64");
+        o->overrides[o->n_overrides++] = value;
+    } else {
+        char *end;
+        errno = 0;
+        o->seed = strtoull(value, &end, 10);
+        if (errno || *end || !*value || *value == '-')
+            return fail_usage("--seed: expected a non-negative integer, got '%s'", value);
+    }
+    return 0;
+}
+
+/* Parses argv[2..]; returns 0, or the exit status to stop with. */
+static int parse_options(int argc, char **argv, int positional, options *o) {
+    *o = (options){.device = "ref", .seed = 1};
+    int n_pos = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        bool takes_value = false;
+        for (int k = 0; valued[k]; k++)
+            takes_value |= strcmp(a, valued[k]) == 0;
+        if (takes_value) {
+            if (i + 1 == argc)
+                return fail_usage("option %s needs a value", a);
+            int st = set_option(o, a, argv[++i]);
+            if (st)
+                return st;
+        } else if (strcmp(a, "--dump") == 0) {
+            o->dump = true;
+        } else if (strcmp(a, "--json") == 0) {
+            o->json = true;
+        } else if (a[0] == '-' && a[1]) {
+            return fail_usage("unknown option '%s'", a);
+        } else if (n_pos == positional) {
+            return fail_usage("unexpected argument '%s'", a);
+        } else {
+            *(n_pos++ ? &o->out : &o->file) = a;
+        }
+    }
+    if (n_pos < positional)
+        return fail_usage(positional == 1 ? "%s: missing FILE" : "%s: missing FILE or OUT", argv[1]);
+    if (strcmp(o->device, "ref") != 0)
+        return fail_usage("unknown device '%s': this build has 'ref'", o->device);
+    return 0;
+}
+
+static bool is_spec(const char *path) {
+    size_t n = strlen(path);
+    return n >= 5 && strcmp(path + n - 5, ".json") == 0;
+}
+
+/* The graph of FILE: a spec is built (*model keeps it), an IR file parsed. */
+static const mx_graph *load(const options *o, mx_model **model, mx_graph **graph) {
+    mx_diag diag;
+    *model = NULL;
+    *graph = NULL;
+    if (is_spec(o->file)) {
+        *model = mx_model_load(o->file, o->overrides, o->n_overrides, &diag);
+    } else if (o->n_overrides) {
+        fprintf(stderr, "mixc: --set applies to specs (.json), not to %s\n", o->file);
+        return NULL;
+    } else {
+        *graph = mx_graph_load(o->file, &diag);
+    }
+    if (!*model && !*graph) {
+        fprintf(stderr, "%s\n", diag.msg);
+        return NULL;
+    }
+    return *model ? mx_model_graph(*model) : *graph;
+}
+
+static void unload(mx_model *model, mx_graph *graph) {
+    mx_model_free(model);
+    mx_graph_free(graph);
+}
+
+static void print_value_name(const mx_graph *g, int v) {
+    const char *name = mx_graph_value_name(g, v);
+    if (name)
+        printf("%%%s", name);
+    else
+        printf("%%%d", v);
+}
+
+static void summarise(const mx_graph *g, const mx_buffers *b, int v, bool dump) {
+    const float *x = b->data[v];
+    int64_t n = b->numel[v];
+    double checksum = 0, sum = 0, lo = INFINITY, hi = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        checksum += (double)x[i] * (double)(1 + i % 7);
+        sum += x[i];
+        lo = fmin(lo, x[i]);
+        hi = fmax(hi, x[i]);
+    }
+    print_value_name(g, v);
+    const int64_t *dims = mx_graph_value_dims(g, v);
+    printf(" [");
+    for (int i = 0; i < mx_graph_value_rank(g, v); i++)
+        printf(i ? ",%lld" : "%lld", (long long)dims[i]);
+    printf("]  checksum=%.9g  min=%.6g  max=%.6g  mean=%.6g\n", checksum, lo, hi,
+           n ? sum / (double)n : 0);
+    for (int64_t i = 0; dump && i < n; i++)
+        printf("  [%lld] %.9g\n", (long long)i, x[i]);
+}
+
+/* Buffers with seeded inputs and params (or params from --weights). */
+static mx_buffers *prepare(const options *o, const mx_model *model, const mx_graph *g) {
+    mx_buffers *b = mx_buffers_new(g);
+    mx_buffers_fill_random(b, g, o->seed);
+    if (model)
+        mx_model_init_params(model, b, o->seed);
+    mx_diag diag;
+    if (o->weights && mx_weights_load(g, b, o->weights, &diag) != MX_OK) {
+        fprintf(stderr, "%s\n", diag.msg);
+        mx_buffers_free(b);
+        return NULL;
+    }
+    return b;
+}
+
+static int cmd_run(const options *o) {
+    mx_model *model;
+    mx_graph *graph;
+    const mx_graph *g = load(o, &model, &graph);
+    mx_buffers *b = g ? prepare(o, model, g) : NULL;
+    mx_diag diag;
+    mx_status st = b ? mx_ref_run(g, b, &diag) : MX_ERR_INVALID;
+    if (st == MX_OK) {
+        printf("device: ref (reference interpreter, f32 storage, f64 sums)\n");
+        for (int i = 0; i < mx_graph_output_count(g); i++)
+            summarise(g, b, mx_graph_output(g, i), o->dump);
+    } else if (b) {
+        fprintf(stderr, "%s\n", diag.msg);
+    }
+    mx_buffers_free(b);
+    unload(model, graph);
+    return st == MX_OK ? 0 : 1;
+}
+
+static int cmd_print(const options *o) {
+    mx_model *model;
+    mx_graph *graph;
+    const mx_graph *g = load(o, &model, &graph);
+    if (!g)
+        return 1;
+    char *text = mx_graph_print(g);
+    fputs(text, stdout);
+    free(text);
+    unload(model, graph);
+    return 0;
+}
+
+static int cmd_verify(const options *o) {
+    mx_model *model;
+    mx_graph *graph;
+    const mx_graph *g = load(o, &model, &graph);
+    if (!g)
+        return 1;
+    printf("%s: ok (%d values, %d outputs)\n", o->file, mx_graph_value_count(g),
+           mx_graph_output_count(g));
+    unload(model, graph);
+    return 0;
+}
+
+static int cmd_save_weights(const options *o) {
+    mx_model *model;
+    mx_graph *graph;
+    const mx_graph *g = load(o, &model, &graph);
+    mx_buffers *b = g ? prepare(o, model, g) : NULL;
+    mx_diag diag;
+    mx_status st = b ? mx_weights_save(g, b, o->out, &diag) : MX_ERR_INVALID;
+    if (b && st != MX_OK)
+        fprintf(stderr, "%s\n", diag.msg);
+    else if (b)
+        printf("wrote %s\n", o->out);
+    mx_buffers_free(b);
+    unload(model, graph);
+    return st == MX_OK ? 0 : 1;
+}
+
+static int cmd_stats(const options *o) {
+    if (!is_spec(o->file))
+        return fail_usage("stats: %s is not a model spec (.json)", o->file);
+    mx_model *model;
+    mx_graph *graph;
+    if (!load(o, &model, &graph))
+        return 1;
+    mx_stats *s = mx_model_stats(model);
+    if (o->json)
+        mx_stats_print_json(s, mx_model_graph(model), stdout);
+    else
+        mx_stats_print_table(s, mx_model_graph(model), stdout);
+    mx_stats_free(s);
+    unload(model, graph);
+    return 0;
+}
+
+static const struct {
+    const char *name;
+    int positional;
+    int (*run)(const options *o);
+} commands[] = {
+    {"run", 1, cmd_run},
+    {"stats", 1, cmd_stats},
+    {"print", 1, cmd_print},
+    {"verify", 1, cmd_verify},
+    {"save-weights", 2, cmd_save_weights},
+};
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("mixc %s\n", MIXC_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            options o;
+            int status = parse_options(argc, argv, commands[i].positional, &o);
+            return status ? status : commands[i].run(&o);
+        }
+    }
+    return fail_usage("unknown command '%s'", argv[1]);
+}

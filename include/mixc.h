@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -70,6 +71,49 @@ void mx_buffers_fill_random(mx_buffers *b, const mx_graph *g, uint64_t seed);
 /* Run g on the reference interpreter: reads input, param and const values
  * from b and writes every other value (allocating where needed). */
 mx_status mx_ref_run(const mx_graph *g, mx_buffers *b, mx_diag *diag);
+
+/* Weights (safetensors, docs/weights.md): every param value of g, matched by
+ * name. Load validates the whole file against g before it touches b, converts
+ * to f32 (rounded to each param's dtype) and allocates data[v] where NULL.
+ * Save writes each param in its graph dtype through "path.tmp" and a rename. */
+mx_status mx_weights_load(const mx_graph *g, mx_buffers *b, const char *path, mx_diag *diag);
+mx_status mx_weights_save(const mx_graph *g, const mx_buffers *b, const char *path, mx_diag *diag);
+
+/* Models: a JSON spec (docs/spec.md) built into a graph by the frontend.
+ * overrides are "path=value" strings (`stages[2].depth=4`) applied to the
+ * JSON first; errors name the JSON path. */
+typedef struct mx_model mx_model;
+mx_model *mx_model_load(const char *path, const char *const *overrides, int n_overrides,
+                        mx_diag *diag);
+mx_model *mx_model_parse(const char *json, const char *source, const char *const *overrides,
+                         int n_overrides, mx_diag *diag);
+void mx_model_free(mx_model *m);
+const mx_graph *mx_model_graph(const mx_model *m);
+/* Seeded initialisation of every param following MODELS.md; a param's numbers
+ * depend only on the seed and its name. Allocates data[v] where NULL. */
+void mx_model_init_params(const mx_model *m, mx_buffers *b, uint64_t seed);
+
+/* Per-layer cost of a model (layers: stem, stages.S.blocks.B.token_mixer, ...). */
+typedef struct {
+    const char *name;
+    double params;     /* parameter count */
+    double flops;      /* of one forward pass at the spec's batch */
+    double bytes;      /* moved by the unfused ops: inputs read + outputs written */
+    double exps;       /* transcendental evaluations */
+    double peak_bytes; /* live activations at the layer's worst point */
+} mx_layer_stats;
+
+typedef struct {
+    int n_layers;
+    mx_layer_stats *layers;
+    mx_layer_stats total; /* sums; peak_bytes is the model's peak */
+} mx_stats;
+
+mx_stats *mx_model_stats(const mx_model *m);
+void mx_stats_free(mx_stats *s);
+/* A readable table, or JSON ({"model", "layers": [...], "total"}). */
+void mx_stats_print_table(const mx_stats *s, const mx_graph *g, FILE *out);
+void mx_stats_print_json(const mx_stats *s, const mx_graph *g, FILE *out);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,38 @@
+# Front door. `make run` and `make test` install what is missing (Debian
+# packages, as root), configure, build, and run; CMake does the real work.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+MODEL      ?= tests/ir/mamba_block.mxir
+CMAKE_FLAGS = -DMIXC_WERROR=ON
+
+.PHONY: all deps build run test test-plain test-asan clean
+
+all: build
+
+deps:
+	@tools/install-deps.sh
+
+build: deps
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j$(JOBS)
+
+# The main job on the default model.
+run: build
+	$(BUILD)/mixc run $(MODEL) --device ref
+
+# The whole suite, plain and under ASan + UBSan (a sanitizer report fails it).
+test: deps test-plain test-asan
+
+test-plain:
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j$(JOBS)
+	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+
+test-asan:
+	cmake -S . -B $(ASAN_BUILD) $(CMAKE_FLAGS) -DMIXC_SANITIZE=ON
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+	ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,25 @@
+#!/bin/sh
+# Installs the Debian packages mixc builds with, when they are missing.
+# The CUDA toolkit (/usr/local/cuda) is expected to be there already.
+set -eu
+
+need=""
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+for pkg in cmake make gcc libcjson-dev; do
+    have_pkg "$pkg" || need="$need $pkg"
+done
+[ -z "$need" ] && exit 0
+
+echo "mixc: installing missing Debian packages:$need"
+if [ "$(id -u)" -eq 0 ]; then
+    sudo=""
+elif command -v sudo >/dev/null 2>&1; then
+    sudo="sudo"
+else
+    echo "mixc: not root and no sudo; please install:$need" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# shellcheck disable=SC2086
+$sudo apt-get install -y -qq $need
