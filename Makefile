@@ -3,7 +3,7 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
-MODEL      ?= tests/ir/mamba_block.mxir
+MODEL      ?= models/vim2-tiny.json
 CMAKE_FLAGS = -DMIXC_WERROR=ON
 
 .PHONY: all deps build run test test-plain test-asan clean

@@ -82,7 +82,7 @@ static void range_text(char *buf, size_t size, double lo, double hi, const char 
     char a[64], b[64];
     snprintf(a, sizeof a, fmt_one, lo);
     snprintf(b, sizeof b, fmt_one, hi);
-    if (hi >= 1e15)
+    if (hi >= 1e9) /* no useful upper bound: say only the lower one */
         snprintf(buf, size, ">= %s", a);
     else
         snprintf(buf, size, "in [%s, %s]", a, b);
@@ -311,7 +311,7 @@ mx_status js_override(cJSON *root, const char *assignment, mx_diag *diag) {
         if (!s->key[0])
             cJSON_ReplaceItemInArray(node, (int)s->index, value);
         else if (next)
-            cJSON_ReplaceItemViaPointer(node, next, value);
+            cJSON_ReplaceItemInObjectCaseSensitive(node, s->key, value);
         else
             cJSON_AddItemToObject(node, s->key, value);
     }

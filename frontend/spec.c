@@ -57,7 +57,7 @@ static void read_mixer(js_obj *parent, const char *key, mx_task task, int width,
         m->cw = js_bool(&o, "cw", m->cw);
     /* a cw mixer's positions carry one feature each: expand it little */
     m->expand = js_number(&o, "expand", m->cw ? 1 : 2, 0.0625, 16);
-    m->d_state = (int)js_int(&o, "d_state", m->d_state, 1, 256);
+    m->d_state = (int)js_int(&o, "d_state", m->d_state, 1, BIG);
     m->dt_rank = (int)js_int(&o, "dt_rank", m->dt_rank, 0, 4096);
     m->d_conv = (int)js_int(&o, "d_conv", m->d_conv, 0, 15);
     m->conv2d = js_bool(&o, "conv2d", m->conv2d);
