@@ -53,6 +53,13 @@ void js_close(js_obj *o) {
     if (!o->json || o->ctx->status != MX_OK)
         return;
     for (const cJSON *item = o->json->child; item; item = item->next) {
+        /* cJSON keeps both copies of a repeated field and reads the first, so
+         * the second would be ignored without a word. */
+        for (const cJSON *prev = o->json->child; prev != item; prev = prev->next)
+            if (strcmp(prev->string, item->string) == 0) {
+                js_error(o->ctx, o->path, item->string, "is given twice");
+                return;
+            }
         bool known = false;
         for (int i = 0; i < o->n_read && !known; i++)
             known = strcmp(o->read[i], item->string) == 0;
@@ -258,6 +265,9 @@ static mx_status parse_path(const char *assignment, const char *eq, path_step *s
                                assignment, (int)(eq - start), start);
             snprintf(s->key, sizeof s->key, "%.*s", (int)(p - start), start);
         }
+        if (p < eq && *p == '.' && p + 1 == eq)
+            return mx_fail(diag, MX_ERR_INVALID, "--set %s: expected a field name after the last '.'",
+                           assignment);
         if (p < eq && *p == '.')
             p++;
         else if (p < eq && *p != '[')
@@ -305,7 +315,9 @@ mx_status js_override(cJSON *root, const char *assignment, mx_diag *diag) {
             node = next;
             continue;
         }
-        cJSON *value = cJSON_Parse(eq + 1);
+        /* The whole value must be JSON: plain cJSON_Parse stops after a
+         * prefix, which would turn `name=1st` into 1. */
+        cJSON *value = cJSON_ParseWithOpts(eq + 1, NULL, 1);
         if (!value) /* not JSON: take the text as a string, so `order=row` works */
             value = cJSON_CreateString(eq + 1);
         if (!s->key[0])

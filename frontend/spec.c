@@ -77,11 +77,15 @@ static void read_mixer(js_obj *parent, const char *key, mx_task task, int width,
         js_error(ctx, o.path, "kind", "a token mixer is \"selective\" or \"qs\", got \"none\"");
     else if (m->cw && task == MX_TASK_SERIES)
         js_error(ctx, o.path, "cw", "a series model mixes its variates; cw is for sequence and vision");
+    else if (channel && m->kind != MX_MIXER_NONE && !m->cw && task != MX_TASK_SERIES)
+        /* without cw it would scan the tokens again: a second token mixer */
+        js_error(ctx, o.path, "cw", "a %s model has no second token axis; its channel mixer "
+                 "scans each token's channels (cw true)", mx_task_names[task]);
     else if (m->conv2d && task != MX_TASK_VISION)
         js_error(ctx, o.path, "conv2d", "a 2D conv needs an image grid (task \"vision\")");
     else if (m->conv2d && channel)
         js_error(ctx, o.path, "conv2d", "a channel mixer scans a 1D sequence; use a 1D conv");
-    else if (m->conv2d && m->d_conv % 2 == 0)
+    else if (m->conv2d && m->d_conv && m->d_conv % 2 == 0) /* d_conv 0: no conv */
         js_error(ctx, o.path, "d_conv", "a 2D \"same\" conv needs an odd kernel, got %d", m->d_conv);
     else if (m->conv2d && !m->shared_conv)
         js_error(ctx, o.path, "shared_conv", "a 2D conv runs on the grid once, before the scans; "
@@ -89,14 +93,16 @@ static void read_mixer(js_obj *parent, const char *key, mx_task task, int width,
     else if (m->switch_scans && m->n_scans < 2)
         js_error(ctx, o.path, "switch_scans", "Switch of Scans needs at least 2 scans");
     for (int i = 0; i < m->n_scans && ctx->status == MX_OK; i++) {
-        int base = m->scans[i] & ~1;
+        char at[32]; /* the item's own path, like a bad keyword's */
+        snprintf(at, sizeof at, "scans[%d]", i);
         bool one_d = task != MX_TASK_VISION || channel;
-        if (one_d && base != MX_ORDER_ROW)
-            js_error(ctx, o.path, "scans", "scans[%d] is \"%s\": a 1D sequence has only \"row\" "
-                     "(forward) and \"row_rev\" (backward)", i, mx_order_names[m->scans[i]]);
+        if (one_d && (m->scans[i] & ~1) != MX_ORDER_ROW)
+            js_error(ctx, o.path, at, "\"%s\" needs an image grid; a 1D sequence has only \"row\" "
+                     "(forward) and \"row_rev\" (backward)", mx_order_names[m->scans[i]]);
         for (int j = 0; j < i && ctx->status == MX_OK; j++)
             if (m->scans[j] == m->scans[i])
-                js_error(ctx, o.path, "scans", "\"%s\" is listed twice", mx_order_names[m->scans[i]]);
+                js_error(ctx, o.path, at, "\"%s\" is listed twice (also scans[%d])",
+                         mx_order_names[m->scans[i]], j);
     }
     double e = m->expand * (m->cw ? 1 : width), w = m->width_factor * width;
     if (ctx->status == MX_OK && e != floor(e))
@@ -139,6 +145,16 @@ static void read_stage(js_obj *root, int i, const mx_spec *s, mx_stage_spec *st)
     else if (st->channel_every > st->depth)
         js_error(ctx, o.path, "channel_every", "is %d but the stage has only %d token mixers",
                  st->channel_every, st->depth);
+    if (ctx->status != MX_OK || !st->weighted_average)
+        return;
+    /* The last mixer averages the stage input and every earlier output, in one
+     * weighted_sum node, whose arity is bounded. */
+    int n_channel = st->channel_every ? st->depth / st->channel_every : 0;
+    int inputs = 1 + st->depth + n_channel, most = mx_ops[MX_OP_WEIGHTED_SUM].max_in - 1;
+    if (inputs > most)
+        js_error(ctx, o.path, "depth", "%d token and %d channel mixers: with weighted averaging the "
+                 "last one would average %d inputs, at most %d (set weighted_average to false, or "
+                 "split the stage)", st->depth, n_channel, inputs, most);
 }
 
 static void read_input(js_obj *root, mx_spec *s) {
@@ -220,9 +236,10 @@ static void check_sizes(js_ctx *ctx, const mx_spec *s) {
 mx_status mx_spec_parse(const char *json, const char *source, const char *const *overrides,
                         int n_overrides, mx_spec *spec, mx_diag *diag) {
     memset(spec, 0, sizeof *spec);
-    cJSON *root_json = cJSON_Parse(json);
+    /* The whole text must be one JSON value: trailing text is an error too. */
+    const char *at = NULL;
+    cJSON *root_json = cJSON_ParseWithOpts(json, &at, 1);
     if (!root_json) {
-        const char *at = cJSON_GetErrorPtr();
         int line = 1, col = 1;
         for (const char *p = json; at && p < at && *p; p++, col++)
             if (*p == '\n')
@@ -241,7 +258,10 @@ mx_status mx_spec_parse(const char *json, const char *source, const char *const 
     js_open(&ctx, &root, root_json, "");
     if (ctx.status == MX_OK && !js_has(&root, "name"))
         js_error(&ctx, "", "name", "missing (the model's name)");
-    snprintf(spec->name, sizeof spec->name, "%s", js_string(&root, "name", ""));
+    const char *name = js_string(&root, "name", "");
+    if (strlen(name) >= sizeof spec->name)
+        js_error(&ctx, "", "name", "longer than %d characters", (int)sizeof spec->name - 1);
+    snprintf(spec->name, sizeof spec->name, "%s", name);
     if (ctx.status == MX_OK && !js_has(&root, "task"))
         js_error(&ctx, "", "task", "missing (one of \"sequence\", \"vision\", \"series\")");
     spec->task = js_keyword(&root, "task", MX_TASK_SEQUENCE, mx_task_names);
