@@ -24,11 +24,19 @@ void bd_layer(mx_builder *b, const char *fmt, ...) {
     b->layer = m->layer_names[m->n_layers - 1];
 }
 
-/* Keeps the per-node and per-value side tables as long as the graph. */
+/* Keeps the per-node and per-value side tables as long as the graph; they
+ * grow when the graph's arrays do, not at every node (a realloc per node is
+ * quadratic where realloc always moves, as under ASan). */
 static void grow_tables(mx_builder *b) {
     struct mx_model *m = b->m;
-    m->layer = realloc(m->layer, (size_t)b->g->cap_nodes * sizeof *m->layer);
-    m->init = realloc(m->init, (size_t)b->g->cap_values * sizeof *m->init);
+    if (m->cap_layer != b->g->cap_nodes) {
+        m->cap_layer = b->g->cap_nodes;
+        m->layer = realloc(m->layer, (size_t)m->cap_layer * sizeof *m->layer);
+    }
+    if (m->cap_init != b->g->cap_values) {
+        m->cap_init = b->g->cap_values;
+        m->init = realloc(m->init, (size_t)m->cap_init * sizeof *m->init);
+    }
     assert(m->layer && m->init);
     m->layer[b->g->n_nodes - 1] = b->m->n_layers - 1;
     for (int v = b->g->nodes[b->g->n_nodes - 1].first_out; v < b->g->n_values; v++)
@@ -167,10 +175,28 @@ void bd_split(mx_builder *b, int x, int n, const int64_t *sizes, int *out) {
         out[i] = mx_node_output(b->g, node, i);
 }
 
+/* weighted_sum takes the weights and at most this many inputs (ops.def). */
+#define WSUM_MAX_IN 64
+
+/* A longer average (weighted averaging over a deep stage: up to 2 + 2 * depth
+ * inputs) is summed in chunks, each weighted by its slice of the weights. */
 int bd_weighted_sum(mx_builder *b, int weights, int n, const int *xs) {
-    int args[65];
-    assert(n < 65);
-    args[0] = weights;
-    memcpy(args + 1, xs, (size_t)n * sizeof *xs);
-    return bd_finish(b, bd_node(b, MX_OP_WEIGHTED_SUM, args, n + 1, 1));
+    assert(mx_ops[MX_OP_WEIGHTED_SUM].max_in == WSUM_MAX_IN + 1);
+    if (n <= WSUM_MAX_IN) {
+        int args[WSUM_MAX_IN + 1];
+        args[0] = weights;
+        memcpy(args + 1, xs, (size_t)n * sizeof *xs);
+        return bd_finish(b, bd_node(b, MX_OP_WEIGHTED_SUM, args, n + 1, 1));
+    }
+    int sum = MX_NONE;
+    for (int start = 0; start < n; start += WSUM_MAX_IN) {
+        int len = n - start < WSUM_MAX_IN ? n - start : WSUM_MAX_IN;
+        int slice = bd_node(b, MX_OP_SLICE, &weights, 1, 1);
+        mx_node_set_int(b->g, slice, MX_A_AXIS, 0);
+        mx_node_set_int(b->g, slice, MX_A_START, start);
+        mx_node_set_int(b->g, slice, MX_A_END, start + len);
+        int part = bd_weighted_sum(b, bd_finish(b, slice), len, xs + start);
+        sum = sum == MX_NONE ? part : bd_binary(b, MX_OP_ADD, sum, part);
+    }
+    return sum;
 }

@@ -25,6 +25,7 @@ struct mx_model {
     mx_graph *g;
     mx_param_init *init; /* per value id; meaningful for params */
     int *layer;          /* per node: index into layer_names */
+    int cap_init, cap_layer; /* allocated lengths of init and layer */
     char **layer_names;  /* "stem", "stages.0.blocks.1.token_mixer", ... */
     int n_layers, cap_layers;
 };

@@ -90,6 +90,10 @@ static void read_mixer(js_obj *parent, const char *key, mx_task task, int width,
     else if (m->conv2d && !m->shared_conv)
         js_error(ctx, o.path, "shared_conv", "a 2D conv runs on the grid once, before the scans; "
                                               "it cannot be per scan");
+    else if (m->cw && m->out_norm) /* mx_build_cw_mixer has no such norm: do not ignore it */
+        js_error(ctx, o.path, "out_norm", "a cw mixer has no LayerNorm(E) before its gate");
+    else if (!m->cw && js_has(&o, "width_factor"))
+        js_error(ctx, o.path, "width_factor", "only a cw channel mixer has channel positions to size");
     else if (m->switch_scans && m->n_scans < 2)
         js_error(ctx, o.path, "switch_scans", "Switch of Scans needs at least 2 scans");
     for (int i = 0; i < m->n_scans && ctx->status == MX_OK; i++) {
@@ -145,16 +149,6 @@ static void read_stage(js_obj *root, int i, const mx_spec *s, mx_stage_spec *st)
     else if (st->channel_every > st->depth)
         js_error(ctx, o.path, "channel_every", "is %d but the stage has only %d token mixers",
                  st->channel_every, st->depth);
-    if (ctx->status != MX_OK || !st->weighted_average)
-        return;
-    /* The last mixer averages the stage input and every earlier output, in one
-     * weighted_sum node, whose arity is bounded. */
-    int n_channel = st->channel_every ? st->depth / st->channel_every : 0;
-    int inputs = 1 + st->depth + n_channel, most = mx_ops[MX_OP_WEIGHTED_SUM].max_in - 1;
-    if (inputs > most)
-        js_error(ctx, o.path, "depth", "%d token and %d channel mixers: with weighted averaging the "
-                 "last one would average %d inputs, at most %d (set weighted_average to false, or "
-                 "split the stage)", st->depth, n_channel, inputs, most);
 }
 
 static void read_input(js_obj *root, mx_spec *s) {

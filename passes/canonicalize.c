@@ -1,4 +1,200 @@
-/* canonicalize.c: PLACEHOLDER while the pass is being written; it changes nothing. */
+/* canonicalize.c: local simplifications that later passes should not have to
+ * see through.
+ *
+ * Needs: a verified, typed graph. Changes: replaces a node by one of its inputs
+ * where it computes the identity, and a chain of two layout ops by one:
+ *
+ *   flip(flip(x)) on one axis      -> x
+ *   neg(neg(x))                    -> x
+ *   permute(permute(x))            -> permute(x) with the composed perm, or x
+ *   permute(x) with perm 0..r-1    -> x
+ *   reshape(reshape(x))            -> reshape(x), or x
+ *   reshape / slice / cast that keeps the type        -> x
+ *   scale {value=1}, shift {k=0}, concat of one input -> x
+ *   x * 1, 1 * x, x / 1, x + 0, 0 + x, x - 0          -> x
+ *       (the constant from a const node; only when x already has the
+ *        result's shape, so a broadcast is never lost)
+ *   scan_gather {order=row}, scan_scatter {orders=[row]}         -> x
+ *   scan_scatter {orders=[o]} of scan_gather {order=o}, same grid -> x
+ *
+ * Rules look at the producers in the new graph, so a chain collapses in one
+ * walk (permute(permute(permute x)) composes twice) and, as every rule looks
+ * only backwards, the second walk finds nothing. The walk is repeated until
+ * it changes nothing all the same: that costs one copy of the graph and keeps
+ * the pass a fixed point should a rule ever look further. A replaced node's
+ * inputs are left
+ * in place, possibly dead: dce removes them. A node keeps its result's name
+ * when it is re-emitted; a node replaced by its input gives up its name (the
+ * rewriter keeps a graph output's name where the input has none). */
 #include "program.h"
 
-mx_status mx_pass_canonicalize(mx_program *p, mx_diag *d) { return MX_OK; }
+typedef struct {
+    int changes; /* in the current walk */
+} canon_ctx;
+
+/* The new-graph node that produces new value v when it has op op, else -1. */
+static int producer(const mx_rewriter *rw, int v, mx_op op) {
+    if (v == MX_NONE)
+        return -1;
+    int node = rw->g->values[v].node;
+    return rw->g->nodes[node].op == op ? node : -1;
+}
+
+static bool same_type(const mx_rewriter *rw, int new_value, int old_value) {
+    return mx_type_equal(mx_value_type(rw->g, new_value), mx_value_type(rw->old, old_value));
+}
+
+/* Normalised axis attribute of a node of graph g. */
+static int axis_of(const mx_graph *g, int node, int rank) {
+    return mx_axis(mx_node_int(g, node, MX_A_AXIS), rank);
+}
+
+/* Operand a of a binary node when the other operand is a const of value c
+ * and a alone already has the result's type: the node is the identity. */
+static int identity_operand(const mx_rewriter *rw, int node, int a, int c_slot, double c) {
+    int k = producer(rw, mx_rewrite_input(rw, node, c_slot), MX_OP_CONST);
+    int x = mx_rewrite_input(rw, node, a);
+    if (k < 0 || mx_node_float(rw->g, k, MX_A_VALUE) != c ||
+        !same_type(rw, x, mx_node_output(rw->old, node, 0)))
+        return MX_NONE;
+    return x;
+}
+
+/* Re-emits old node (a reshape or permute) on new input x with its own
+ * attributes, named like the old result. The caller may change attributes
+ * and re-type: emit types the node with the old attributes first, which is
+ * valid for these two ops (same element count, same rank). */
+static int reemit(mx_rewriter *rw, int node, int x) {
+    int n = mx_rewrite_emit(rw, rw->old->nodes[node].op, &x, 1, 1, node);
+    const char *name = rw->old->values[mx_node_output(rw->old, node, 0)].name;
+    if (name)
+        mx_value_set_name(rw->g, mx_node_output(rw->g, n, 0), name);
+    return n;
+}
+
+static int fold_permutes(mx_rewriter *rw, int node, int x, int inner) {
+    /* y.dim[i] = t.dim[p2[i]] = x.dim[p1[p2[i]]] */
+    const mx_attr *p1 = mx_node_attr(rw->g, inner, MX_A_PERM);
+    const mx_attr *p2 = mx_node_attr(rw->old, node, MX_A_PERM);
+    int64_t q[MX_MAX_RANK];
+    bool identity = true;
+    for (int i = 0; i < p2->n; i++) {
+        q[i] = p1->v[p2->v[i]];
+        identity &= q[i] == i;
+    }
+    int src = mx_node_input(rw->g, inner, 0);
+    if (identity)
+        return src;
+    int n = reemit(rw, node, src);
+    mx_node_set_ints(rw->g, n, MX_A_PERM, q, p2->n);
+    mx_diag inner_diag;
+    if (rw->status == MX_OK && mx_graph_infer_node(rw->g, n, &inner_diag) != MX_OK)
+        rw->status = mx_fail(rw->diag, MX_ERR_INVALID, "internal: composed permute: %s", inner_diag.msg);
+    return mx_node_output(rw->g, n, 0);
+}
+
+static bool is_identity_perm(const mx_attr *perm) {
+    for (int i = 0; i < perm->n; i++)
+        if (perm->v[i] != i)
+            return false;
+    return true;
+}
+
+/* scan_scatter {orders=[o]} of scan_gather {order=o} over the same grid and
+ * axis undoes it: the new value of the gather's input, else MX_NONE. */
+static int undo_gather(const mx_rewriter *rw, int node, int x) {
+    int gather = producer(rw, x, MX_OP_SCAN_GATHER);
+    if (gather < 0)
+        return MX_NONE;
+    const mx_graph *o = rw->old, *g = rw->g;
+    int rank = mx_value_type(g, x)->rank;
+    bool same = mx_node_attr(o, node, MX_A_ORDERS)->v[0] == mx_node_int(g, gather, MX_A_ORDER) &&
+                mx_node_int(o, node, MX_A_H) == mx_node_int(g, gather, MX_A_H) &&
+                mx_node_int(o, node, MX_A_W) == mx_node_int(g, gather, MX_A_W) &&
+                axis_of(o, node, rank) == axis_of(g, gather, rank);
+    return same ? mx_node_input(g, gather, 0) : MX_NONE;
+}
+
+/* The new value that replaces the result of old node, or MX_NONE to copy it. */
+static int simplify(mx_rewriter *rw, int node) {
+    const mx_graph *old = rw->old;
+    const mx_node *n = &old->nodes[node];
+    if (n->n_in == 0 || n->n_out != 1)
+        return MX_NONE;
+    int x = mx_rewrite_input(rw, node, 0);
+    int y = mx_node_output(old, node, 0);
+    int rank = mx_value_type(rw->g, x)->rank;
+    int inner;
+    switch (n->op) {
+    case MX_OP_NEG:
+        inner = producer(rw, x, MX_OP_NEG);
+        return inner >= 0 ? mx_node_input(rw->g, inner, 0) : MX_NONE;
+    case MX_OP_FLIP:
+        inner = producer(rw, x, MX_OP_FLIP);
+        return inner >= 0 && axis_of(rw->g, inner, rank) == axis_of(old, node, rank)
+                   ? mx_node_input(rw->g, inner, 0)
+                   : MX_NONE;
+    case MX_OP_PERMUTE:
+        if (is_identity_perm(mx_node_attr(old, node, MX_A_PERM)))
+            return x;
+        inner = producer(rw, x, MX_OP_PERMUTE);
+        return inner >= 0 ? fold_permutes(rw, node, x, inner) : MX_NONE;
+    case MX_OP_RESHAPE:
+        if (same_type(rw, x, y))
+            return x;
+        inner = producer(rw, x, MX_OP_RESHAPE);
+        if (inner < 0)
+            return MX_NONE;
+        x = mx_node_input(rw->g, inner, 0);
+        return same_type(rw, x, y) ? x : mx_node_output(rw->g, reemit(rw, node, x), 0);
+    case MX_OP_SLICE:
+    case MX_OP_CAST:
+        return same_type(rw, x, y) ? x : MX_NONE;
+    case MX_OP_SCALE:
+        return mx_node_float(old, node, MX_A_VALUE) == 1 ? x : MX_NONE;
+    case MX_OP_SHIFT:
+        return mx_node_int(old, node, MX_A_K) == 0 ? x : MX_NONE;
+    case MX_OP_CONCAT:
+        return n->n_in == 1 ? x : MX_NONE;
+    case MX_OP_SCAN_GATHER:
+        return mx_node_int(old, node, MX_A_ORDER) == MX_ORDER_ROW ? x : MX_NONE;
+    case MX_OP_SCAN_SCATTER:
+        if (n->n_in != 1)
+            return MX_NONE;
+        return mx_node_attr(old, node, MX_A_ORDERS)->v[0] == MX_ORDER_ROW ? x : undo_gather(rw, node, x);
+    case MX_OP_MUL: {
+        int a = identity_operand(rw, node, 0, 1, 1);
+        return a != MX_NONE ? a : identity_operand(rw, node, 1, 0, 1);
+    }
+    case MX_OP_ADD: {
+        int a = identity_operand(rw, node, 0, 1, 0);
+        return a != MX_NONE ? a : identity_operand(rw, node, 1, 0, 0);
+    }
+    case MX_OP_DIV:
+        return identity_operand(rw, node, 0, 1, 1);
+    case MX_OP_SUB:
+        return identity_operand(rw, node, 0, 1, 0);
+    default:
+        return MX_NONE;
+    }
+}
+
+static bool rule(mx_rewriter *rw, int node, void *ctx) {
+    int v = simplify(rw, node);
+    if (v == MX_NONE)
+        return false;
+    rw->map[mx_node_output(rw->old, node, 0)] = v;
+    ((canon_ctx *)ctx)->changes++;
+    return true;
+}
+
+mx_status mx_pass_canonicalize(mx_program *p, mx_diag *d) {
+    canon_ctx ctx;
+    do {
+        ctx.changes = 0;
+        mx_status st = mx_rewrite(p, rule, &ctx, d);
+        if (st != MX_OK)
+            return st;
+    } while (ctx.changes > 0);
+    return MX_OK;
+}

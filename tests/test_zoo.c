@@ -227,89 +227,123 @@ static void test_zoo(void) {
     }
 }
 
-/* ---- a MambaMixer block reduces to a Mamba block ---------------------------- */
+/* ---- weighted averaging at its default init is the plain chain ------------ */
 
-/* Both specs at one small size; the MambaMixer block loses its channel mixer. */
-static const char *const small_block[] = {"input.length=24", "stages[0].width=16"};
-
-static mx_model *load_block(const char *file, bool drop_channel_mixer) {
-    override_list o = {0};
-    for (size_t i = 0; i < sizeof small_block / sizeof *small_block; i++)
-        ov_add(&o, "%s", small_block[i]);
-    if (drop_channel_mixer)
-        ov_add(&o, "stages[0].channel_mixer.kind=none"); /* not JSON: read as a string */
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", MODELS_DIR, file);
-    return load(path, &o);
-}
-
-/* The token mixer's params of both graphs are the same names and shapes, so
- * the name-seeded init gives them the same numbers; the mixer adds only its
- * weighted-average scalars. */
-static void check_same_params(const mx_graph *plain, const mx_graph *mixer) {
+/* The params of both graphs are the same names and shapes, so the name-seeded
+ * init gives them the same numbers; the mixer adds only averaging scalars. */
+static void check_same_params(const mx_graph *plain, const mx_graph *mixer, const char *what) {
     int shared = 0, extra = 0;
     for (int v = 0; v < mixer->n_values; v++) {
         if (!param_of(mixer, v))
             continue;
-        int w = mx_graph_value_find(plain, mixer->values[v].name);
+        const char *name = mixer->values[v].name;
+        int w = mx_graph_value_find(plain, name);
         if (w < 0) {
             extra++;
-            CHECK_MSG(strstr(mixer->values[v].name, ".avg") != NULL,
-                      "param '%s' of the MambaMixer block is not the plain block's",
-                      mixer->values[v].name);
+            size_t len = strlen(name);
+            CHECK_MSG(len > 4 && strcmp(name + len - 4, ".avg") == 0,
+                      "%s: param '%s' is not the plain model's", what, name);
             continue;
         }
         shared++;
         CHECK_MSG(mx_type_equal(&plain->values[w].type, &mixer->values[v].type),
-                  "param '%s' differs in type", mixer->values[v].name);
+                  "%s: param '%s' differs in type", what, name);
     }
     int plain_params = 0;
     for (int v = 0; v < plain->n_values; v++)
         plain_params += param_of(plain, v);
-    CHECK(shared == plain_params && shared > 0);
-    CHECK(extra == 1);
+    CHECK_MSG(shared == plain_params && shared > 0 && extra > 0, "%s: %d shared params of %d, %d extra",
+              what, shared, plain_params, extra);
 }
 
-static void test_mixer_reduces_to_mamba(void) {
-    mx_model *plain = load_block("mamba-block.json", false);
-    mx_model *mixer = load_block("mambamixer-block.json", true);
-    if (!plain || !mixer) {
-        mx_model_free(plain);
-        mx_model_free(mixer);
-        return;
-    }
+/* The same input tensor (copied, not trusted to the seeding) and the same
+ * param seed give bit-identical outputs. */
+static void check_same_function(const mx_model *plain, const mx_model *mixer, const char *what) {
     const mx_graph *gp = mx_model_graph(plain), *gm = mx_model_graph(mixer);
-    check_same_params(gp, gm);
-
+    check_same_params(gp, gm, what);
     mx_buffers *bp = mx_buffers_new(gp), *bm = mx_buffers_new(gm);
     mx_buffers_fill_random(bp, gp, 7);
     mx_model_init_params(plain, bp, 11);
     mx_model_init_params(mixer, bm, 11);
-    /* the same input tensor, copied rather than trusted to the seeding */
-    int in_p = mx_graph_value_find(gp, "tokens"), in_m = mx_graph_value_find(gm, "tokens");
-    CHECK(in_p >= 0 && in_m >= 0 && bp->numel[in_p] == bm->numel[in_m]);
-    if (in_p >= 0 && in_m >= 0) {
-        bm->data[in_m] = malloc((size_t)bm->numel[in_m] * sizeof(float));
-        memcpy(bm->data[in_m], bp->data[in_p], (size_t)bp->numel[in_p] * sizeof(float));
-    }
-    /* y_T(0) = y_C(0) = the block input: the average sees it twice, and its
-     * default init is one-hot on the most recent, i.e. [0, 1] */
-    int avg = mx_graph_value_find(gm, "stages.0.blocks.0.token_mixer.avg");
-    CHECK(avg >= 0 && bm->numel[avg] == 2);
-    if (avg >= 0 && bm->numel[avg] == 2)
-        CHECK(bm->data[avg][0] == 0.0f && bm->data[avg][1] == 1.0f);
+    int in_p = mx_graph_input(gp, 0), in_m = mx_graph_input(gm, 0);
+    CHECK(bp->numel[in_p] == bm->numel[in_m] && strcmp(gp->values[in_p].name, gm->values[in_m].name) == 0);
+    bm->data[in_m] = malloc((size_t)bm->numel[in_m] * sizeof(float));
+    memcpy(bm->data[in_m], bp->data[in_p], (size_t)bp->numel[in_p] * sizeof(float));
 
     mx_diag diag = {{0}};
     CHECK_MSG(mx_ref_run(gp, bp, &diag) == MX_OK, "%s", diag.msg);
     CHECK_MSG(mx_ref_run(gm, bm, &diag) == MX_OK, "%s", diag.msg);
     int op = mx_graph_output(gp, 0), om = mx_graph_output(gm, 0);
-    CHECK(bp->numel[op] == bm->numel[om] && bp->numel[op] == 24 * 16 * 2);
     CHECK_MSG(bp->numel[op] == bm->numel[om] && same_bits(bp->data[op], bm->data[om], bp->numel[op]),
-              "the MambaMixer block without a channel mixer is not the Mamba block");
+              "%s: the outputs differ", what);
     mx_buffers_free(bp);
     mx_buffers_free(bm);
+}
+
+static mx_model *load_zoo(const char *file, const char *const *overrides, int n) {
+    override_list o = {0};
+    for (int i = 0; i < n; i++)
+        ov_add(&o, "%s", overrides[i]);
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", MODELS_DIR, file);
+    return load(path, &o);
+}
+
+/* The issue's promise: a MambaMixer block with the channel mixer switched
+ * off and the identity-chain init computes exactly the plain Mamba block. */
+static void test_mixer_reduces_to_mamba(void) {
+    static const char *const sizes[] = {"input.length=24", "stages[0].width=16",
+                                        "stages[0].channel_mixer.kind=none"}; /* not JSON: a string */
+    mx_model *plain = load_zoo("mamba-block.json", sizes, 2);
+    mx_model *mixer = load_zoo("mambamixer-block.json", sizes, 3);
+    if (plain && mixer) {
+        /* y_T(0) = y_C(0) = the block input: the average sees it twice, and
+         * its default init is one-hot on the most recent, i.e. [0, 1] */
+        const mx_graph *gm = mx_model_graph(mixer);
+        mx_buffers *b = mx_buffers_new(gm);
+        mx_model_init_params(mixer, b, 11);
+        int avg = mx_graph_value_find(gm, "stages.0.blocks.0.token_mixer.avg");
+        CHECK(avg >= 0 && b->numel[avg] == 2);
+        if (avg >= 0 && b->numel[avg] == 2)
+            CHECK(b->data[avg][0] == 0.0f && b->data[avg][1] == 1.0f);
+        mx_buffers_free(b);
+        CHECK(output_numel(mixer) == 2 * 24 * 16);
+        check_same_function(plain, mixer, "MambaMixer block without channel mixer vs Mamba block");
+    }
     mx_model_free(plain);
     mx_model_free(mixer);
+}
+
+/* A deep stage: block 33's channel mixer averages 2 + 2 * 32 + 1 = 67 earlier
+ * outputs, more than one weighted_sum node takes (64), so the builder sums in
+ * chunks; at the default init it is still exactly the plain chain. The
+ * deepest stage a spec allows (256 blocks, 514 inputs) builds and verifies. */
+static void test_deep_average(void) {
+    static const char *const sizes[] = {"batch=1", "input.length=4", "stages[0].width=8",
+                                        "stages[0].depth=33", "stages[0].weighted_average=false"};
+    mx_model *plain = load_zoo("mambamixer-block.json", sizes, 5);
+    mx_model *mixer = load_zoo("mambamixer-block.json", sizes, 4);
+    if (plain && mixer) {
+        const mx_graph *gm = mx_model_graph(mixer);
+        int avg = mx_graph_value_find(gm, "stages.0.blocks.32.channel_mixer.avg");
+        CHECK(avg >= 0 && mx_graph_value_numel(gm, avg) == 67);
+        check_text_round_trip(mixer, "deep weighted average");
+        check_same_function(plain, mixer, "33 blocks with and without weighted averaging");
+    }
+    mx_model_free(plain);
+    mx_model_free(mixer);
+
+    static const char *const deepest[] = {"batch=1", "input.length=4", "stages[0].width=8",
+                                          "stages[0].depth=256"};
+    mx_model *m = load_zoo("mambamixer-block.json", deepest, 4);
+    if (m) {
+        const mx_graph *g = mx_model_graph(m);
+        int avg = mx_graph_value_find(g, "stages.0.blocks.255.channel_mixer.avg");
+        CHECK(avg >= 0 && mx_graph_value_numel(g, avg) == 2 + 2 * 255 + 1);
+        mx_diag diag = {{0}};
+        CHECK_MSG(mx_graph_verify(g, &diag) == MX_OK, "%s", diag.msg);
+    }
+    mx_model_free(m);
 }
 
 /* ---- safetensors round trip ----------------------------------------------- */
@@ -453,6 +487,7 @@ static void test_init_rules(void) {
 int main(void) {
     test_zoo();
     test_mixer_reduces_to_mamba();
+    test_deep_average();
     test_weights_round_trip();
     test_init_rules();
     return check_summary();
