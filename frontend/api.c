@@ -1,5 +1,4 @@
 /* api.c: the public model API (include/mixc.h, "Models"). */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,44 +20,10 @@ mx_model *mx_model_parse(const char *json, const char *source, const char *const
     return m;
 }
 
-/* The whole file as a NUL-terminated string, or NULL with diag set. */
-static char *read_file(const char *path, mx_diag *diag) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        mx_fail(diag, MX_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *text = NULL;
-    size_t len = 0, cap = 0, got;
-    do {
-        if (len + 4096 + 1 > cap) {
-            cap = 2 * cap + 8192;
-            char *grown = realloc(text, cap);
-            if (!grown) {
-                free(text);
-                fclose(f);
-                mx_fail(diag, MX_ERR_NOMEM, "%s: out of memory", path);
-                return NULL;
-            }
-            text = grown;
-        }
-        got = fread(text + len, 1, 4096, f);
-        len += got;
-    } while (got == 4096);
-    bool failed = ferror(f);
-    fclose(f);
-    if (failed) {
-        free(text);
-        mx_fail(diag, MX_ERR_IO, "%s: read error", path);
-        return NULL;
-    }
-    text[len] = 0;
-    return text;
-}
-
 mx_model *mx_model_load(const char *path, const char *const *overrides, int n_overrides,
                         mx_diag *diag) {
-    char *json = read_file(path, diag);
+    size_t len;
+    char *json = mx_read_file(path, &len, diag);
     if (!json)
         return NULL;
     mx_model *m = mx_model_parse(json, path, overrides, n_overrides, diag);

@@ -40,6 +40,18 @@ mx_status mx_fail(mx_diag *d, mx_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 mx_status mx_vfail(mx_diag *d, mx_status status, const char *fmt, va_list ap);
 
+/* Returns from the enclosing function when expr is not MX_OK. */
+#define MX_TRY(expr)                                                           \
+    do {                                                                       \
+        mx_status st_ = (expr);                                                \
+        if (st_ != MX_OK)                                                      \
+            return st_;                                                        \
+    } while (0)
+
+/* The whole file, NUL-terminated, its length in *len; NULL with d set
+ * ("path: error: cannot open: ...") on failure. The caller frees it. */
+char *mx_read_file(const char *path, size_t *len, mx_diag *d);
+
 /* ---- types ---------------------------------------------------------------- */
 
 typedef struct {

@@ -21,7 +21,6 @@
 #define MAX_ARGS 128                 /* inputs of one statement */
 #define MAX_LIST 64                  /* items of an attribute list */
 #define MAX_ELEMS ((int64_t)1 << 40) /* a dim, and the elements of a type */
-#define MAX_FILE ((size_t)1 << 30)   /* keeps lines and columns in an int */
 
 typedef enum {
     TK_IDENT, /* op names, keywords, dtypes, "_" */
@@ -675,33 +674,9 @@ mx_graph *mx_graph_parse(const char *text, const char *filename, mx_diag *diag) 
 }
 
 mx_graph *mx_graph_load(const char *path, mx_diag *diag) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        mx_fail(diag, MX_ERR_IO, "%s: error: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *text = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            cap = cap ? 2 * cap : 65536;
-            char *grown = cap <= MAX_FILE ? realloc(text, cap) : NULL;
-            if (!grown) {
-                mx_fail(diag, MX_ERR_IO, "%s: error: file too large", path);
-                break;
-            }
-            text = grown;
-        }
-        len += fread(text + len, 1, cap - len, f);
-        if (len < cap)
-            break;
-    }
-    mx_graph *g = NULL;
-    if (ferror(f))
-        mx_fail(diag, MX_ERR_IO, "%s: error: cannot read: %s", path, strerror(errno));
-    else if (len < cap)
-        g = parse_text(text, len, path, diag);
-    fclose(f);
+    size_t len;
+    char *text = mx_read_file(path, &len, diag);
+    mx_graph *g = text ? parse_text(text, len, path, diag) : NULL;
     free(text);
     return g;
 }

@@ -12,13 +12,6 @@
 #include "ir.h"
 #include "ops_impl.h"
 
-#define TRY(expr)                                                              \
-    do {                                                                       \
-        mx_status st_ = (expr);                                                \
-        if (st_ != MX_OK)                                                      \
-            return st_;                                                        \
-    } while (0)
-
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 typedef long long ll; /* for printf */
@@ -108,8 +101,8 @@ static mx_status begin(rule *r, const mx_graph *g, int node, mx_diag *d,
     *r = (rule){g, node, d, names, rest};
     const mx_node *n = &g->nodes[node];
     const mx_op_desc *op = &mx_ops[n->op];
-    TRY(check_count(d, "input", n->n_in, op->min_in, op->max_in));
-    TRY(check_count(d, "result", n->n_out, op->min_out, op->max_out));
+    MX_TRY(check_count(d, "input", n->n_in, op->min_in, op->max_in));
+    MX_TRY(check_count(d, "result", n->n_out, op->min_out, op->max_out));
     for (int i = 0; i < n->n_in; i++) {
         const mx_type *t = maybe(r, i);
         if (t && t->rank < 0)
@@ -168,7 +161,7 @@ static mx_status same_dtype(const rule *r, int ref, int i) {
 /* The default dtype rule over inputs first .. n_in-1: all like input first. */
 static mx_status same_dtype_from(const rule *r, int first) {
     for (int i = first + 1; i < r->g->nodes[r->node].n_in; i++)
-        TRY(same_dtype(r, first, i));
+        MX_TRY(same_dtype(r, first, i));
     return MX_OK;
 }
 
@@ -200,13 +193,13 @@ mx_status infer_source(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
 
 mx_status infer_unary(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
     rule r;
-    TRY(begin(&r, g, node, d, names_x, NULL));
+    MX_TRY(begin(&r, g, node, d, names_x, NULL));
     out[0] = *maybe(&r, 0);
     return MX_OK;
 }
 
 mx_status infer_cast(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
-    TRY(infer_unary(g, node, out, d));
+    MX_TRY(infer_unary(g, node, out, d));
     out[0].dtype = (mx_dtype)mx_node_int(g, node, MX_A_DTYPE);
     return MX_OK;
 }
@@ -234,8 +227,8 @@ static mx_status fail_broadcast(const rule *r, const mx_type *a, const mx_type *
 
 mx_status infer_broadcast(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
     rule r;
-    TRY(begin(&r, g, node, d, names_ab, NULL));
-    TRY(same_dtype_from(&r, 0));
+    MX_TRY(begin(&r, g, node, d, names_ab, NULL));
+    MX_TRY(same_dtype_from(&r, 0));
     const mx_type *a = maybe(&r, 0), *b = maybe(&r, 1);
     out[0] = *a;
     out[0].rank = a->rank > b->rank ? a->rank : b->rank;
@@ -249,15 +242,15 @@ static const char *const names_linear[] = {"x", "W", "b", NULL};
 
 mx_status infer_linear(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
     rule r;
-    TRY(begin(&r, g, node, d, names_linear, NULL));
+    MX_TRY(begin(&r, g, node, d, names_linear, NULL));
     const mx_type *x = maybe(&r, 0), *w = maybe(&r, 1);
-    TRY(same_dtype_from(&r, 0));
-    TRY(min_rank(&r, 0, 1, "[..., K]"));
+    MX_TRY(same_dtype_from(&r, 0));
+    MX_TRY(min_rank(&r, 0, 1, "[..., K]"));
     int64_t K = x->dim[x->rank - 1];
-    TRY(expect_dims(&r, 1, 2, (int64_t[]){-1, K}, "[N, K] with K = %lld (the last dim of x)", (ll)K));
+    MX_TRY(expect_dims(&r, 1, 2, (int64_t[]){-1, K}, "[N, K] with K = %lld (the last dim of x)", (ll)K));
     int64_t N = w->dim[0];
     if (maybe(&r, 2))
-        TRY(expect_dims(&r, 2, 1, &N, "[N] with N = %lld (dim 0 of W)", (ll)N));
+        MX_TRY(expect_dims(&r, 2, 1, &N, "[N] with N = %lld (dim 0 of W)", (ll)N));
     out[0] = *x;
     out[0].dim[x->rank - 1] = N;
     return MX_OK;
@@ -265,10 +258,10 @@ mx_status infer_linear(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
 
 mx_status infer_matmul(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
     rule r;
-    TRY(begin(&r, g, node, d, names_ab, NULL));
-    TRY(same_dtype_from(&r, 0));
-    TRY(min_rank(&r, 0, 2, "[..., M, K]"));
-    TRY(min_rank(&r, 1, 2, "[..., K, N]"));
+    MX_TRY(begin(&r, g, node, d, names_ab, NULL));
+    MX_TRY(same_dtype_from(&r, 0));
+    MX_TRY(min_rank(&r, 0, 2, "[..., M, K]"));
+    MX_TRY(min_rank(&r, 1, 2, "[..., K, N]"));
     const mx_type *a = maybe(&r, 0), *b = maybe(&r, 1);
     int64_t K = a->dim[a->rank - 1];
     if (b->dim[b->rank - 2] != K)
@@ -308,17 +301,17 @@ static const char *const names_conv[] = {"x", "w", "b", NULL};
 
 mx_status infer_conv2d(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
     rule r;
-    TRY(begin(&r, g, node, d, names_conv, NULL));
+    MX_TRY(begin(&r, g, node, d, names_conv, NULL));
     const mx_type *x = maybe(&r, 0), *w = maybe(&r, 1);
-    TRY(same_dtype_from(&r, 0));
-    TRY(expect_dims(&r, 0, 4, NULL, "[B, C, H, W]"));
+    MX_TRY(same_dtype_from(&r, 0));
+    MX_TRY(expect_dims(&r, 0, 4, NULL, "[B, C, H, W]"));
     int64_t C = x->dim[1];
-    TRY(expect_dims(&r, 1, 4, (int64_t[]){-1, C, -1, -1},
+    MX_TRY(expect_dims(&r, 1, 4, (int64_t[]){-1, C, -1, -1},
                     "[O, C, KH, KW] with C = %lld (dim 1 of x)", (ll)C));
-    TRY(check_bias(&r, 2, "O", w->dim[0], "dim 0 of w"));
+    MX_TRY(check_bias(&r, 2, "O", w->dim[0], "dim 0 of w"));
     int64_t stride = mx_node_int(g, node, MX_A_STRIDE), pad = mx_node_int(g, node, MX_A_PAD);
     out[0] = (mx_type){x->dtype, 4, {x->dim[0], w->dim[0]}};
-    TRY(conv_extent(&r, "height", x->dim[2], w->dim[2], stride, pad, &out[0].dim[2]));
+    MX_TRY(conv_extent(&r, "height", x->dim[2], w->dim[2], stride, pad, &out[0].dim[2]));
     return conv_extent(&r, "width", x->dim[3], w->dim[3], stride, pad, &out[0].dim[3]);
 }
 
@@ -327,17 +320,17 @@ mx_status infer_conv2d(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
 static mx_status infer_dwconv(const mx_graph *g, int node, mx_type *out, mx_diag *d, int x_rank,
                               const char *x_pattern, const char *w_pattern) {
     rule r;
-    TRY(begin(&r, g, node, d, names_conv, NULL));
-    TRY(same_dtype_from(&r, 0));
-    TRY(expect_dims(&r, 0, x_rank, NULL, "%s", x_pattern));
+    MX_TRY(begin(&r, g, node, d, names_conv, NULL));
+    MX_TRY(same_dtype_from(&r, 0));
+    MX_TRY(expect_dims(&r, 0, x_rank, NULL, "%s", x_pattern));
     const mx_type *x = maybe(&r, 0), *w = maybe(&r, 1);
     int64_t C = x->dim[1];
     int64_t want[MX_MAX_RANK] = {C, -1, -1};
-    TRY(expect_dims(&r, 1, x_rank - 1, want, "%s with C = %lld (dim 1 of x)", w_pattern, (ll)C));
+    MX_TRY(expect_dims(&r, 1, x_rank - 1, want, "%s with C = %lld (dim 1 of x)", w_pattern, (ll)C));
     for (int k = 2; k < w->rank; k++)
         if (w->dim[k] != w->dim[1])
             return bad_shape(&r, 1, "%s, a square kernel", w_pattern);
-    TRY(check_bias(&r, 2, "C", C, "dim 1 of x"));
+    MX_TRY(check_bias(&r, 2, "C", C, "dim 1 of x"));
     out[0] = *x;
     return MX_OK;
 }
@@ -355,8 +348,8 @@ mx_status infer_dwconv2d(const mx_graph *g, int node, mx_type *out, mx_diag *d) 
 mx_status infer_reduce(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
     rule r;
     int axis;
-    TRY(begin(&r, g, node, d, names_x, NULL));
-    TRY(axis_of(&r, 0, &axis));
+    MX_TRY(begin(&r, g, node, d, names_x, NULL));
+    MX_TRY(axis_of(&r, 0, &axis));
     out[0] = *maybe(&r, 0);
     if (mx_node_int(g, node, MX_A_KEEPDIM)) {
         out[0].dim[axis] = 1;
@@ -374,15 +367,15 @@ static const char *const names_norm[] = {"x", "gamma", "beta", NULL};
  * dtype than x (docs/ops.md); rmsnorm follows the default rule. */
 mx_status infer_norm(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
     rule r;
-    TRY(begin(&r, g, node, d, names_norm, NULL));
-    TRY(min_rank(&r, 0, 1, "[..., C]"));
+    MX_TRY(begin(&r, g, node, d, names_norm, NULL));
+    MX_TRY(min_rank(&r, 0, 1, "[..., C]"));
     if (g->nodes[node].op != MX_OP_LAYERNORM)
-        TRY(same_dtype_from(&r, 0));
+        MX_TRY(same_dtype_from(&r, 0));
     const mx_type *x = maybe(&r, 0);
     int64_t C = x->dim[x->rank - 1];
     for (int i = 1; i < n_inputs(&r); i++)
         if (maybe(&r, i))
-            TRY(expect_dims(&r, i, 1, &C, "[C] with C = %lld (the last dim of x)", (ll)C));
+            MX_TRY(expect_dims(&r, i, 1, &C, "[C] with C = %lld (the last dim of x)", (ll)C));
     out[0] = *x;
     return MX_OK;
 }
@@ -391,8 +384,8 @@ mx_status infer_norm(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
 mx_status infer_unary_axis(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
     rule r;
     int axis;
-    TRY(begin(&r, g, node, d, names_x, NULL));
-    TRY(axis_of(&r, 0, &axis));
+    MX_TRY(begin(&r, g, node, d, names_x, NULL));
+    MX_TRY(axis_of(&r, 0, &axis));
     out[0] = *maybe(&r, 0);
     return MX_OK;
 }
@@ -414,7 +407,7 @@ static const char *list_str(const mx_attr *a, char *buf, size_t size) {
 
 mx_status infer_reshape(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
     rule r;
-    TRY(begin(&r, g, node, d, names_x, NULL));
+    MX_TRY(begin(&r, g, node, d, names_x, NULL));
     const mx_type *x = maybe(&r, 0);
     const mx_attr *shape = list_attr(&r, MX_A_SHAPE);
     char list[256], ty[96];
@@ -447,7 +440,7 @@ mx_status infer_reshape(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
 
 mx_status infer_permute(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
     rule r;
-    TRY(begin(&r, g, node, d, names_x, NULL));
+    MX_TRY(begin(&r, g, node, d, names_x, NULL));
     const mx_type *x = maybe(&r, 0);
     const mx_attr *perm = list_attr(&r, MX_A_PERM);
     char list[256], ty[96];
@@ -471,8 +464,8 @@ mx_status infer_permute(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
 mx_status infer_slice(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
     rule r;
     int axis;
-    TRY(begin(&r, g, node, d, names_x, NULL));
-    TRY(axis_of(&r, 0, &axis));
+    MX_TRY(begin(&r, g, node, d, names_x, NULL));
+    MX_TRY(axis_of(&r, 0, &axis));
     const mx_type *x = maybe(&r, 0);
     int64_t start = mx_node_int(g, node, MX_A_START), end = mx_node_int(g, node, MX_A_END);
     int64_t step = mx_node_int(g, node, MX_A_STEP), n = x->dim[axis];
@@ -488,10 +481,10 @@ mx_status infer_slice(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
 mx_status infer_concat(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
     rule r;
     int axis;
-    TRY(begin(&r, g, node, d, NULL, "x"));
-    TRY(require(&r, 0, n_inputs(&r)));
-    TRY(same_dtype_from(&r, 0));
-    TRY(axis_of(&r, 0, &axis));
+    MX_TRY(begin(&r, g, node, d, NULL, "x"));
+    MX_TRY(require(&r, 0, n_inputs(&r)));
+    MX_TRY(same_dtype_from(&r, 0));
+    MX_TRY(axis_of(&r, 0, &axis));
     const mx_type *first = maybe(&r, 0);
     out[0] = *first;
     out[0].dim[axis] = 0;
@@ -501,7 +494,7 @@ mx_status infer_concat(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
         memcpy(want, first->dim, sizeof want);
         want[axis] = -1;
         char dims[96];
-        TRY(expect_dims(&r, i, first->rank, want, "%s with any length on axis %d (the shape of x_1)",
+        MX_TRY(expect_dims(&r, i, first->rank, want, "%s with any length on axis %d (the shape of x_1)",
                         dims_str(first->dim, first->rank, dims, sizeof dims), axis));
         out[0].dim[axis] += t->dim[axis];
     }
@@ -511,8 +504,8 @@ mx_status infer_concat(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
 mx_status infer_split(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
     rule r;
     int axis;
-    TRY(begin(&r, g, node, d, names_x, NULL));
-    TRY(axis_of(&r, 0, &axis));
+    MX_TRY(begin(&r, g, node, d, names_x, NULL));
+    MX_TRY(axis_of(&r, 0, &axis));
     const mx_type *x = maybe(&r, 0);
     const mx_attr *sizes = list_attr(&r, MX_A_SIZES);
     char list[256];
@@ -534,8 +527,8 @@ mx_status infer_split(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
 
 mx_status infer_space_to_depth(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
     rule r;
-    TRY(begin(&r, g, node, d, names_x, NULL));
-    TRY(expect_dims(&r, 0, 4, NULL, "[B, H, W, C]"));
+    MX_TRY(begin(&r, g, node, d, names_x, NULL));
+    MX_TRY(expect_dims(&r, 0, 4, NULL, "[B, H, W, C]"));
     const mx_type *x = maybe(&r, 0);
     int64_t block = mx_node_int(g, node, MX_A_BLOCK);
     if (x->dim[1] % block || x->dim[2] % block)
@@ -548,8 +541,8 @@ mx_status infer_space_to_depth(const mx_graph *g, int node, mx_type *out, mx_dia
 mx_status infer_unfold(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
     rule r;
     int axis;
-    TRY(begin(&r, g, node, d, names_x, NULL));
-    TRY(axis_of(&r, 0, &axis));
+    MX_TRY(begin(&r, g, node, d, names_x, NULL));
+    MX_TRY(axis_of(&r, 0, &axis));
     const mx_type *x = maybe(&r, 0);
     if (x->rank + 1 > MX_MAX_RANK)
         return bad_shape(&r, 0, "rank < %d: unfold adds an axis", MX_MAX_RANK);
@@ -579,9 +572,9 @@ static mx_status check_grid(const rule *r, int i, int axis) {
 mx_status infer_scan_gather(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
     rule r;
     int axis;
-    TRY(begin(&r, g, node, d, names_x, NULL));
-    TRY(axis_of(&r, 0, &axis));
-    TRY(check_grid(&r, 0, axis));
+    MX_TRY(begin(&r, g, node, d, names_x, NULL));
+    MX_TRY(axis_of(&r, 0, &axis));
+    MX_TRY(check_grid(&r, 0, axis));
     out[0] = *maybe(&r, 0);
     return MX_OK;
 }
@@ -589,17 +582,17 @@ mx_status infer_scan_gather(const mx_graph *g, int node, mx_type *out, mx_diag *
 mx_status infer_scan_scatter(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
     rule r;
     int axis;
-    TRY(begin(&r, g, node, d, NULL, "y"));
-    TRY(require(&r, 0, n_inputs(&r)));
+    MX_TRY(begin(&r, g, node, d, NULL, "y"));
+    MX_TRY(require(&r, 0, n_inputs(&r)));
     const mx_attr *orders = list_attr(&r, MX_A_ORDERS);
     if (orders->n != n_inputs(&r))
         return mx_fail(d, MX_ERR_INVALID, "orders has %d entries but the node has %d inputs",
                        orders->n, n_inputs(&r));
-    TRY(same_dtype_from(&r, 0));
+    MX_TRY(same_dtype_from(&r, 0));
     for (int i = 1; i < n_inputs(&r); i++)
-        TRY(same_shape(&r, 0, i, NULL));
-    TRY(axis_of(&r, 0, &axis));
-    TRY(check_grid(&r, 0, axis));
+        MX_TRY(same_shape(&r, 0, i, NULL));
+    MX_TRY(axis_of(&r, 0, &axis));
+    MX_TRY(check_grid(&r, 0, axis));
     out[0] = *maybe(&r, 0);
     return MX_OK;
 }
@@ -612,32 +605,32 @@ mx_status infer_selective_scan(const mx_graph *g, int node, mx_type *out, mx_dia
     static const int like_u[] = {MX_SCAN_DELTA, MX_SCAN_B, MX_SCAN_C, MX_SCAN_Z};
     static const int per_channel[] = {MX_SCAN_D, MX_SCAN_DELTA_BIAS};
     rule r;
-    TRY(begin(&r, g, node, d, names_scan, NULL));
+    MX_TRY(begin(&r, g, node, d, names_scan, NULL));
     const mx_type *u = maybe(&r, MX_SCAN_U), *A = maybe(&r, MX_SCAN_A);
     for (int k = 0; k < COUNT(like_u); k++) /* A, D, delta_bias and h0 may have any dtype */
-        TRY(same_dtype(&r, MX_SCAN_U, like_u[k]));
+        MX_TRY(same_dtype(&r, MX_SCAN_U, like_u[k]));
 
-    TRY(expect_dims(&r, MX_SCAN_U, 3, NULL, "[Bt, Ch, L]"));
+    MX_TRY(expect_dims(&r, MX_SCAN_U, 3, NULL, "[Bt, Ch, L]"));
     int64_t Bt = u->dim[0], Ch = u->dim[1], L = u->dim[2];
-    TRY(same_shape(&r, MX_SCAN_U, MX_SCAN_DELTA, "[Bt, Ch, L]"));
+    MX_TRY(same_shape(&r, MX_SCAN_U, MX_SCAN_DELTA, "[Bt, Ch, L]"));
     if (maybe(&r, MX_SCAN_Z))
-        TRY(same_shape(&r, MX_SCAN_U, MX_SCAN_Z, "[Bt, Ch, L]"));
-    TRY(expect_dims(&r, MX_SCAN_A, 2, (int64_t[]){Ch, -1}, "[Ch, N] with Ch = %lld (dim 1 of u)",
+        MX_TRY(same_shape(&r, MX_SCAN_U, MX_SCAN_Z, "[Bt, Ch, L]"));
+    MX_TRY(expect_dims(&r, MX_SCAN_A, 2, (int64_t[]){Ch, -1}, "[Ch, N] with Ch = %lld (dim 1 of u)",
                     (ll)Ch));
     int64_t N = A->dim[1];
-    TRY(expect_dims(&r, MX_SCAN_B, 4, (int64_t[]){Bt, -1, N, L},
+    MX_TRY(expect_dims(&r, MX_SCAN_B, 4, (int64_t[]){Bt, -1, N, L},
                     "[Bt, G, N, L] with Bt = %lld, N = %lld (dim 1 of A), L = %lld", (ll)Bt, (ll)N,
                     (ll)L));
     if (Ch % maybe(&r, MX_SCAN_B)->dim[1])
         return bad_shape(&r, MX_SCAN_B, "[Bt, G, N, L] with G dividing Ch = %lld", (ll)Ch);
-    TRY(same_shape(&r, MX_SCAN_B, MX_SCAN_C, "[Bt, G, N, L]"));
+    MX_TRY(same_shape(&r, MX_SCAN_B, MX_SCAN_C, "[Bt, G, N, L]"));
     for (int k = 0; k < COUNT(per_channel); k++)
         if (maybe(&r, per_channel[k]))
-            TRY(expect_dims(&r, per_channel[k], 1, &Ch, "[Ch] with Ch = %lld (dim 1 of u)", (ll)Ch));
+            MX_TRY(expect_dims(&r, per_channel[k], 1, &Ch, "[Ch] with Ch = %lld (dim 1 of u)", (ll)Ch));
     mx_type state = {MX_F32, 3, {Bt, Ch, N}}; /* hN is always f32 */
     char dims[96];
     if (maybe(&r, MX_SCAN_H0))
-        TRY(expect_dims(&r, MX_SCAN_H0, 3, state.dim, "[Bt, Ch, N] = %s",
+        MX_TRY(expect_dims(&r, MX_SCAN_H0, 3, state.dim, "[Bt, Ch, N] = %s",
                         dims_str(state.dim, 3, dims, sizeof dims)));
     out[0] = *u;
     if (n_results(&r) == 2)
@@ -649,13 +642,13 @@ static const char *const names_wsum[] = {"w", NULL};
 
 mx_status infer_weighted_sum(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
     rule r;
-    TRY(begin(&r, g, node, d, names_wsum, "x"));
-    TRY(require(&r, 0, n_inputs(&r)));
+    MX_TRY(begin(&r, g, node, d, names_wsum, "x"));
+    MX_TRY(require(&r, 0, n_inputs(&r)));
     int64_t n = n_inputs(&r) - 1;
-    TRY(expect_dims(&r, 0, 1, &n, "[n] with n = %lld, the number of x inputs", (ll)n));
-    TRY(same_dtype_from(&r, 1));
+    MX_TRY(expect_dims(&r, 0, 1, &n, "[n] with n = %lld, the number of x inputs", (ll)n));
+    MX_TRY(same_dtype_from(&r, 1));
     for (int i = 2; i < n_inputs(&r); i++)
-        TRY(same_shape(&r, 1, i, NULL));
+        MX_TRY(same_shape(&r, 1, i, NULL));
     out[0] = *maybe(&r, 1);
     return MX_OK;
 }

@@ -10,13 +10,6 @@
 
 #include "ir.h"
 
-#define TRY(expr)                                                              \
-    do {                                                                       \
-        mx_status st_ = (expr);                                                \
-        if (st_ != MX_OK)                                                      \
-            return st_;                                                        \
-    } while (0)
-
 static bool op_valid(const mx_node *n) { return n->op >= 0 && n->op < MX_OP_COUNT; }
 
 static bool results_valid(const mx_graph *g, const mx_node *n) {
@@ -171,10 +164,10 @@ static mx_status check_inferred(const mx_graph *g, int node, mx_diag *d) {
 }
 
 static mx_status check_semantics(const mx_graph *g, int node, mx_diag *d) {
-    TRY(check_inputs(g, node, d));
-    TRY(check_attrs(g, node, d));
+    MX_TRY(check_inputs(g, node, d));
+    MX_TRY(check_attrs(g, node, d));
     for (int i = 0; i < g->nodes[node].n_out; i++)
-        TRY(check_type(g, node, i, d));
+        MX_TRY(check_type(g, node, i, d));
     if (mx_ops[g->nodes[node].op].fusion == MX_FUSE_SOURCE)
         return MX_OK; /* declared, nothing to infer */
     return check_inferred(g, node, d);
@@ -224,10 +217,10 @@ static mx_status check_outputs(const mx_graph *g, mx_diag *d) {
 
 mx_status mx_graph_verify(const mx_graph *g, mx_diag *diag) {
     for (int node = 0; node < g->n_nodes; node++)
-        TRY(check_structure(g, node, diag));
-    TRY(check_value_links(g, diag));
+        MX_TRY(check_structure(g, node, diag));
+    MX_TRY(check_value_links(g, diag));
     for (int node = 0; node < g->n_nodes; node++)
-        TRY(check_semantics(g, node, diag));
-    TRY(check_names(g, diag));
+        MX_TRY(check_semantics(g, node, diag));
+    MX_TRY(check_names(g, diag));
     return check_outputs(g, diag);
 }
