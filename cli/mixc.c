@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "mixc.h"
+#include "program.h"
 
 static const char usage[] =
     "usage: mixc <command> [options] FILE\n"
@@ -19,6 +20,8 @@ static const char usage[] =
     "  run FILE      run on the reference interpreter and summarise each output\n"
     "  stats FILE    params, FLOPs, bytes moved and peak activation memory per layer\n"
     "  print FILE    the graph in the text IR (a spec is built first)\n"
+    "  compile FILE  run the passes; print the final program (graph, views,\n"
+    "                groups, memory plan) and a summary line\n"
     "  verify FILE   parse, build and verify; exit status 0 when valid\n"
     "  save-weights FILE OUT.safetensors   write the seeded initial params\n"
     "\n"
@@ -30,13 +33,22 @@ static const char usage[] =
     "  --weights FILE    read params from a safetensors file (docs/weights.md)\n"
     "  --dump            run: also print every output element\n"
     "  --json            stats: JSON instead of a table\n"
+    "  --print-after P,..   compile: print the program after these passes (or all)\n"
+    "  --print-before P,..  compile: print the program before these passes\n"
+    "  --disable-pass P,..  compile: skip these passes\n"
+    "  -d LETTERS        compile: print after the passes of these debug letters:\n"
+    "                    c canonicalize, d dce, e cse, f fold, l layout, u fuse,\n"
+    "                    m plan (case-insensitive, so -d F is fold)\n"
+    "  --time-passes     compile: the wall time of each pass\n"
     "  -h, --help        this text;  --version  the version\n"
     "\n"
     "run fills every input with seeded uniform numbers in [-1, 1), and every\n"
     "param with the seeded initialisation of docs/models.md (specs) or the same\n"
     "uniform numbers (IR files), unless --weights is given. Per output it prints\n"
     "the shape, a checksum (sum of x[i] * (1 + i mod 7) in f64, so a permutation\n"
-    "changes it) and min / max / mean. Errors go to stderr; exit status 1.\n";
+    "changes it) and min / max / mean. Errors go to stderr; exit status 1.\n"
+    "compile also obeys MIXC_NO_FUSION=1, MIXC_NO_PLANNER=1, MIXC_DISABLE_PASSES,\n"
+    "MIXC_PRINT_AFTER and MIXC_DEBUG>=5 (docs/passes.md).\n";
 
 enum { MAX_OVERRIDES = 64 };
 
@@ -44,7 +56,8 @@ typedef struct {
     const char *device;
     const char *weights;
     unsigned long long seed;
-    bool dump, json;
+    bool dump, json, time_passes;
+    const char *print_after, *print_before, *disable, *debug;
     const char *file, *out;
     const char *overrides[MAX_OVERRIDES];
     int n_overrides;
@@ -58,13 +71,23 @@ static int fail_usage(const char *fmt, const char *arg) {
 }
 
 /* Options that take a value. */
-static const char *const valued[] = {"--device", "--seed", "--weights", "--set", NULL};
+static const char *const valued[] = {"--device",       "--seed",         "--weights", "--set",
+                                     "--print-after",  "--print-before", "-d",        "--disable-pass",
+                                     NULL};
 
 static int set_option(options *o, const char *name, const char *value) {
     if (strcmp(name, "--device") == 0) {
         o->device = value;
     } else if (strcmp(name, "--weights") == 0) {
         o->weights = value;
+    } else if (strcmp(name, "--print-after") == 0) {
+        o->print_after = value;
+    } else if (strcmp(name, "--print-before") == 0) {
+        o->print_before = value;
+    } else if (strcmp(name, "--disable-pass") == 0) {
+        o->disable = value;
+    } else if (strcmp(name, "-d") == 0) {
+        o->debug = value;
     } else if (strcmp(name, "--set") == 0) {
         if (o->n_overrides == MAX_OVERRIDES)
             return fail_usage("too many --set options (at most %s)", "64");
@@ -98,6 +121,8 @@ static int parse_options(int argc, char **argv, int positional, options *o) {
             o->dump = true;
         } else if (strcmp(a, "--json") == 0) {
             o->json = true;
+        } else if (strcmp(a, "--time-passes") == 0) {
+            o->time_passes = true;
         } else if (a[0] == '-' && a[1]) {
             return fail_usage("unknown option '%s'", a);
         } else if (n_pos == positional) {
@@ -264,6 +289,67 @@ static int cmd_stats(const options *o) {
     return 0;
 }
 
+/* The pass options of compile: the environment's, then the command line's. */
+static int pass_options(const options *o, mx_pass_options *po) {
+    mx_pass_options_from_env(po);
+    po->out = stdout;
+    po->time = o->time_passes;
+    mx_diag diag;
+    const char *lists[] = {o->print_after, o->print_before, o->disable};
+    bool *flags[] = {po->print_after, po->print_before, po->disabled};
+    for (int i = 0; i < 3; i++)
+        if (lists[i] && mx_pass_options_set(flags[i], lists[i], &diag) != MX_OK)
+            return fail_usage("%s", diag.msg);
+    for (const char *c = o->debug; c && *c; c++) {
+        char letter[2] = {(char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c), 0};
+        if (mx_pass_options_set(po->print_after, letter, &diag) != MX_OK)
+            return fail_usage("-d: %s", diag.msg);
+    }
+    return 0;
+}
+
+static int cmd_compile(const options *o) {
+    mx_pass_options po;
+    int status = pass_options(o, &po);
+    if (status)
+        return status;
+    mx_model *model;
+    mx_graph *graph;
+    const mx_graph *g = load(o, &model, &graph);
+    if (!g)
+        return 1;
+    mx_diag diag;
+    /* The program owns its graph: an IR file's is handed over, a model's copied. */
+    mx_graph *owned = graph;
+    if (model) {
+        char *text = mx_graph_print(g);
+        owned = mx_graph_parse(text, o->file, &diag);
+        free(text);
+    }
+    mx_program *p = owned ? mx_program_new(owned) : NULL;
+    mx_status st = p ? mx_program_run_passes(p, &po, &diag) : MX_ERR_INVALID;
+    if (st != MX_OK) {
+        fprintf(stderr, "%s\n", diag.msg);
+    } else {
+        mx_program_print(p, stdout);
+        if (p->n_groups)
+            printf("%s: %d kernels, %d non-matmul", o->file, p->n_groups, mx_program_kernel_count(p));
+        else
+            printf("%s: fusion off, one kernel per node", o->file);
+        if (p->planned)
+            printf("; activations: planned %lld bytes, unplanned %lld bytes (%.1f%%)",
+                   (long long)p->arena_bytes, (long long)p->unplanned_bytes,
+                   p->unplanned_bytes ? 100.0 * (double)p->arena_bytes / (double)p->unplanned_bytes : 0.0);
+        printf("\n");
+    }
+    if (p)
+        mx_program_free(p);
+    else if (owned != graph)
+        mx_graph_free(owned);
+    mx_model_free(model);
+    return st == MX_OK ? 0 : 1;
+}
+
 static const struct {
     const char *name;
     int positional;
@@ -272,6 +358,7 @@ static const struct {
     {"run", 1, cmd_run},
     {"stats", 1, cmd_stats},
     {"print", 1, cmd_print},
+    {"compile", 1, cmd_compile},
     {"verify", 1, cmd_verify},
     {"save-weights", 2, cmd_save_weights},
 };

@@ -13,7 +13,8 @@
  *   scale {value=1}, shift {k=0}, concat of one input -> x
  *   x * 1, 1 * x, x / 1, x + 0, 0 + x, x - 0          -> x
  *       (the constant from a const node; only when x already has the
- *        result's shape, so a broadcast is never lost)
+ *        result's shape, so a broadcast is never lost; -0 + 0 is +0, the
+ *        one bit this changes, which only a division by it could see)
  *   scan_gather {order=row}, scan_scatter {orders=[row]}         -> x
  *   scan_scatter {orders=[o]} of scan_gather {order=o}, same grid -> x
  *
@@ -119,9 +120,9 @@ static int undo_gather(const mx_rewriter *rw, int node, int x) {
 static int simplify(mx_rewriter *rw, int node) {
     const mx_graph *old = rw->old;
     const mx_node *n = &old->nodes[node];
-    if (n->n_in == 0 || n->n_out != 1)
-        return MX_NONE;
     int x = mx_rewrite_input(rw, node, 0);
+    if (x == MX_NONE || n->n_out != 1)
+        return MX_NONE;
     int y = mx_node_output(old, node, 0);
     int rank = mx_value_type(rw->g, x)->rank;
     int inner;

@@ -1,4 +1,457 @@
-/* fuse.c: PLACEHOLDER while the pass is being written; it changes nothing. */
-#include "program.h"
+/* fuse.c: put every node in a group, a future kernel.
+ *
+ * Needs: a typed graph; layout's p->view when it ran (without it every
+ * layout op is a copy kernel). Changes: fills p->group_of and p->groups
+ * (members in schedule order, groups in a schedule order of their own); the
+ * graph is untouched. docs/passes.md has the rules with a worked example.
+ *
+ * Nodes start as one group each and merge under a few rules, each merge
+ * checked for legality: two groups merge only when no path leaves one and
+ * comes back into the other through a third node (else the two kernels would
+ * wait on each other); folded views are transparent for that. The rules, in
+ * the order they are tried (docs/passes.md numbers them):
+ *   - a view stored by its producer joins the producer's group; a scan_scatter
+ *     summing K scans joins all K: the K orders (or both directions) of one
+ *     mixer become one scan kernel that reads u once;
+ *   - an elementwise node (weighted_sum, scan_scatter) reading a scan group's
+ *     result of its size joins it: gate, D skip, qs shifts and sums; reading
+ *     two scan groups merges them too;
+ *   - add / relu / gelu alone on a matmul's result that nobody else reads, in
+ *     the matmul's layout: cuBLASLt's bias, activation and beta*C residual;
+ *   - a "pure" group (elementwise ops, weighted_sum) joins the one group that
+ *     reads all its results (a prologue; not a graph output; not a matmul,
+ *     cuBLAS reads memory; at most the reader's size);
+ *   - else it joins a group it reads from, of its own size, when the value
+ *     read has no other reader (an epilogue);
+ *   - repeat until nothing moves. Then the leftovers: a folded view and a
+ *     weight (param-only computation, done when weights are bound) go with
+ *     their first reader. */
+#include <stdlib.h>
 
-mx_status mx_pass_fuse(mx_program *p, mx_diag *d) { return MX_OK; }
+#include "uses.h"
+
+typedef struct {
+    mx_program *p;
+    const mx_graph *g;
+    mx_uses u;
+    bool *joins;   /* per node: takes part in the merging */
+    int *parent;   /* union-find */
+    int *next;     /* circular member list of each set */
+    int *anchor;   /* per root: the member that names the kernel */
+    int *max_id;   /* per root: its last member */
+    int64_t *size; /* per root: elements the kernel iterates over */
+    int *stamp;    /* per node and path state: visited in check number `round` */
+    int round;
+    int *stack;
+    /* reader collection */
+    int *sets;
+    int n_sets;
+} fuser;
+
+static int find(fuser *f, int x) {
+    while (f->parent[x] != x) {
+        f->parent[x] = f->parent[f->parent[x]];
+        x = f->parent[x];
+    }
+    return x;
+}
+
+static mx_fusion kind_of(const fuser *f, int node) {
+    mx_op op = f->g->nodes[node].op;
+    return mx_ops[op].fusion;
+}
+
+/* Which member names a merged kernel: the most constraining one. */
+static int priority(const fuser *f, int node) {
+    static const int rank[MX_FUSE_COUNT] = {
+        [MX_FUSE_SCAN] = 8, [MX_FUSE_MATMUL] = 7, [MX_FUSE_CONV] = 6, [MX_FUSE_NORM] = 5,
+        [MX_FUSE_REDUCE] = 4, [MX_FUSE_WSUM] = 3, [MX_FUSE_GATHER] = 2, [MX_FUSE_LAYOUT] = 2,
+        [MX_FUSE_ELEMWISE] = 1};
+    if (f->p->view && f->p->view[node] == MX_VIEW_PRODUCER)
+        return 0; /* a store of its producer, never a kernel of its own */
+    return rank[kind_of(f, node)];
+}
+
+static bool pure(const fuser *f, int root) {
+    mx_fusion k = kind_of(f, f->anchor[root]);
+    return k == MX_FUSE_ELEMWISE || k == MX_FUSE_WSUM;
+}
+
+static int64_t node_numel(const mx_graph *g, int node) {
+    return mx_type_numel(mx_value_type(g, g->nodes[node].first_out));
+}
+
+/* The elements a kernel iterates over: its result, or the rows a norm or
+ * reduction reads. */
+static int64_t domain_of(const mx_graph *g, int node) {
+    mx_fusion k = mx_ops[g->nodes[node].op].fusion;
+    if (k == MX_FUSE_NORM || k == MX_FUSE_REDUCE)
+        return mx_type_numel(mx_node_input_type(g, node, 0));
+    return node_numel(g, node);
+}
+
+static bool in_pair(fuser *f, int node, int ra, int rb) {
+    if (!f->joins[node])
+        return false;
+    int r = find(f, node);
+    return r == ra || r == rb;
+}
+
+static void visit(fuser *f, int node, bool escaped, int *top) {
+    int *s = &f->stamp[2 * node + escaped];
+    if (*s != f->round) {
+        *s = f->round;
+        f->stack[(*top)++] = 2 * node + escaped;
+    }
+}
+
+/* Whether merging sets ra and rb keeps the group graph acyclic: no path from
+ * one to the other through a node outside both, folded views being part of
+ * the read that goes through them. */
+static bool acyclic(fuser *f, int ra, int rb) {
+    const mx_graph *g = f->g;
+    int limit = f->max_id[ra] > f->max_id[rb] ? f->max_id[ra] : f->max_id[rb];
+    int top = 0;
+    f->round++;
+    for (int pass = 0; pass < 2; pass++) {
+        int root = pass ? rb : ra, m = root;
+        do {
+            visit(f, m, false, &top);
+            m = f->next[m];
+        } while (m != root);
+    }
+    while (top) {
+        int item = f->stack[--top], x = item / 2;
+        bool escaped = item % 2;
+        for (int o = 0; o < g->nodes[x].n_out; o++) {
+            int v = g->nodes[x].first_out + o;
+            for (int k = f->u.first[v]; k < f->u.first[v + 1]; k++) {
+                int r = f->u.reader[k];
+                if (in_pair(f, r, ra, rb)) {
+                    if (escaped)
+                        return false;
+                    continue;
+                }
+                if (r > limit)
+                    continue;
+                /* Leaving the pair through anything but a folded view escapes. */
+                visit(f, r, escaped || !mx_view_folded(f->p, r), &top);
+            }
+        }
+    }
+    return true;
+}
+
+static bool merge(fuser *f, int a, int b) {
+    int ra = find(f, a), rb = find(f, b);
+    if (ra == rb)
+        return true;
+    if (!acyclic(f, ra, rb))
+        return false;
+    int pa = priority(f, f->anchor[ra]), pb = priority(f, f->anchor[rb]);
+    if (pb > pa || (pb == pa && f->anchor[rb] < f->anchor[ra])) {
+        int t = ra;
+        ra = rb;
+        rb = t;
+    }
+    bool both_pure = pure(f, ra) && pure(f, rb);
+    f->parent[rb] = ra;
+    int t = f->next[ra];
+    f->next[ra] = f->next[rb];
+    f->next[rb] = t;
+    f->max_id[ra] = f->max_id[ra] > f->max_id[rb] ? f->max_id[ra] : f->max_id[rb];
+    if (both_pure && f->size[rb] > f->size[ra])
+        f->size[ra] = f->size[rb];
+    return true;
+}
+
+static void collect_set(int reader, void *ctx) {
+    fuser *f = ctx;
+    int r = find(f, reader);
+    for (int i = 0; i < f->n_sets; i++)
+        if (f->sets[i] == r)
+            return;
+    f->sets[f->n_sets++] = r;
+}
+
+/* The sets that read node's results (through folded views), its own excluded. */
+static int reader_sets(fuser *f, int node) {
+    f->n_sets = 0;
+    for (int o = 0; o < f->g->nodes[node].n_out; o++)
+        mx_uses_readers(f->p, &f->u, f->g->nodes[node].first_out + o, collect_set, f);
+    int own = find(f, node), n = 0;
+    for (int i = 0; i < f->n_sets; i++)
+        if (f->sets[i] != own)
+            f->sets[n++] = f->sets[i];
+    return f->n_sets = n;
+}
+
+static bool try_prologue(fuser *f, int e) {
+    const mx_node *node = &f->g->nodes[e];
+    for (int o = 0; o < node->n_out; o++)
+        if (f->u.output[node->first_out + o])
+            return false;
+    if (reader_sets(f, e) != 1)
+        return false;
+    int c = f->sets[0];
+    return kind_of(f, f->anchor[c]) != MX_FUSE_MATMUL && node_numel(f->g, e) <= f->size[c] && merge(f, e, c);
+}
+
+typedef struct {
+    int v[64];
+    int n;
+} value_list;
+
+static void collect_value(int value, void *ctx) {
+    value_list *l = ctx;
+    if (l->n < 64)
+        l->v[l->n++] = value;
+}
+
+/* Whether value v is read by node e alone. */
+static bool read_by_only(fuser *f, int v, int e) {
+    if (f->u.output[v])
+        return false;
+    f->n_sets = 0;
+    mx_uses_readers(f->p, &f->u, v, collect_set, f);
+    return f->n_sets == 1 && f->sets[0] == find(f, e);
+}
+
+static void collect_bases(const fuser *f, int e, value_list *bases) {
+    bases->n = 0;
+    for (int i = 0; i < f->g->nodes[e].n_in; i++) {
+        int v = mx_node_input(f->g, e, i);
+        if (v != MX_NONE)
+            mx_uses_bases(f->p, v, collect_value, bases);
+    }
+}
+
+/* Scans whose results meet in node e (of a scan group) are one kernel;
+ * returns whether a merge happened. */
+static bool join_scans(fuser *f, int e, const value_list *bases) {
+    bool merged = false;
+    for (int j = 0; j < bases->n; j++) {
+        int pj = f->g->values[bases->v[j]].node;
+        if (f->joins[pj] && find(f, pj) != find(f, e) && kind_of(f, f->anchor[find(f, pj)]) == MX_FUSE_SCAN)
+            merged |= merge(f, e, pj);
+    }
+    return merged;
+}
+
+/* Whether node e reads value base directly or through reshapes only (a
+ * matmul epilogue works on the matmul's own layout). */
+static bool reads_plainly(const fuser *f, int e, int base) {
+    const mx_graph *g = f->g;
+    for (int i = 0; i < g->nodes[e].n_in; i++) {
+        int v = mx_node_input(g, e, i);
+        while (v != MX_NONE && v != base && g->nodes[g->values[v].node].op == MX_OP_RESHAPE &&
+               mx_view_folded(f->p, g->values[v].node))
+            v = mx_node_input(g, g->values[v].node, 0);
+        if (v == base)
+            return true;
+    }
+    return false;
+}
+
+typedef enum { ONLY_SCAN, ONLY_MATMUL, ANY_GROUP } epilogue_of;
+
+/* Joins a group that e reads from, of the kind asked. */
+static bool try_epilogue(fuser *f, int e, epilogue_of which) {
+    const mx_graph *g = f->g;
+    value_list bases;
+    collect_bases(f, e, &bases);
+    for (int i = 0; i < bases.n; i++) {
+        int pb = g->values[bases.v[i]].node;
+        if (kind_of(f, pb) == MX_FUSE_SOURCE || f->u.weight[pb])
+            continue;
+        int P = find(f, pb);
+        mx_fusion k = kind_of(f, f->anchor[P]);
+        /* Its own size, or the size of what it reads (after a reduction). */
+        int64_t numel = node_numel(g, e);
+        if (P == find(f, e) || (which == ONLY_SCAN && k != MX_FUSE_SCAN) ||
+            (which == ONLY_MATMUL && k != MX_FUSE_MATMUL) ||
+            (numel != f->size[P] && numel != mx_type_numel(mx_value_type(g, bases.v[i]))))
+            continue;
+        mx_op op = g->nodes[e].op;
+        /* cuBLASLt takes one op at a time on its own layout, not a chain. */
+        bool lt_op = (op == MX_OP_ADD || op == MX_OP_RELU || op == MX_OP_GELU) && f->next[e] == e &&
+                     reads_plainly(f, e, bases.v[i]);
+        bool ok = k == MX_FUSE_SCAN || ((k != MX_FUSE_MATMUL || lt_op) && read_by_only(f, bases.v[i], e));
+        if (!ok || !merge(f, e, P))
+            continue;
+        if (k == MX_FUSE_SCAN)
+            join_scans(f, e, &bases);
+        return true;
+    }
+    return false;
+}
+
+/* Folded views and weights go with their first reader; a node nobody
+ * reads (a weight that is a graph output) stays alone. */
+static void attach_leftovers(fuser *f) {
+    const mx_graph *g = f->g;
+    for (int n = g->n_nodes - 1; n >= 0; n--) {
+        if (f->joins[n] || kind_of(f, n) == MX_FUSE_SOURCE)
+            continue;
+        int first = -1;
+        for (int o = 0; o < g->nodes[n].n_out; o++) {
+            int v = g->nodes[n].first_out + o;
+            if (f->u.first[v] < f->u.first[v + 1] && (first < 0 || f->u.reader[f->u.first[v]] < first))
+                first = f->u.reader[f->u.first[v]];
+        }
+        if (first >= 0)
+            f->parent[n] = find(f, first);
+    }
+}
+
+typedef struct {
+    fuser *f;
+    int *edges; /* pairs (from root, to root) */
+    int n_edges, cap_edges;
+    int to;
+} edge_ctx;
+
+static void add_edge(int value, void *ctx) {
+    edge_ctx *c = ctx;
+    int pb = c->f->g->values[value].node;
+    if (kind_of(c->f, pb) == MX_FUSE_SOURCE || c->f->u.weight[pb])
+        return;
+    int from = find(c->f, pb);
+    if (from == c->to)
+        return;
+    if (c->n_edges == c->cap_edges) {
+        c->cap_edges = c->cap_edges ? 2 * c->cap_edges : 256;
+        c->edges = realloc(c->edges, (size_t)c->cap_edges * 2 * sizeof(int));
+    }
+    c->edges[2 * c->n_edges] = from;
+    c->edges[2 * c->n_edges + 1] = c->to;
+    c->n_edges++;
+}
+
+/* Numbers the sets in a schedule order (Kahn, lowest anchor first among the
+ * ready ones) and writes p->groups. */
+static mx_status emit_groups(fuser *f, mx_diag *d) {
+    mx_program *p = f->p;
+    const mx_graph *g = f->g;
+    int n = g->n_nodes, n_roots = 0;
+    int *rid = malloc(((size_t)n + 1) * sizeof(int)), *roots = malloc(((size_t)n + 1) * sizeof(int));
+    int *indeg = calloc((size_t)n + 1, sizeof(int)), *order = malloc(((size_t)n + 1) * sizeof(int));
+    edge_ctx ec = {f, NULL, 0, 0, 0};
+    for (int x = 0; x < n; x++) {
+        rid[x] = -1;
+        if (kind_of(f, x) != MX_FUSE_SOURCE && find(f, x) == x)
+            rid[x] = n_roots, roots[n_roots++] = x;
+    }
+    for (int x = 0; x < n; x++) {
+        if (kind_of(f, x) == MX_FUSE_SOURCE || f->u.weight[x] || mx_view_folded(p, x))
+            continue;
+        ec.to = find(f, x);
+        for (int i = 0; i < g->nodes[x].n_in; i++) {
+            int v = mx_node_input(g, x, i);
+            if (v != MX_NONE)
+                mx_uses_bases(p, v, add_edge, &ec);
+        }
+    }
+    for (int e = 0; e < ec.n_edges; e++)
+        indeg[rid[ec.edges[2 * e + 1]]]++;
+    bool *done = calloc((size_t)n_roots + 1, sizeof(bool));
+    for (int k = 0; k < n_roots; k++) {
+        int best = -1;
+        for (int r = 0; r < n_roots; r++)
+            if (!done[r] && indeg[r] == 0 && (best < 0 || f->anchor[roots[r]] < f->anchor[roots[best]]))
+                best = r;
+        if (best < 0) { /* the legality checks exist to make this impossible */
+            free(rid), free(roots), free(indeg), free(order), free(done), free(ec.edges);
+            return mx_fail(d, MX_ERR_INVALID, "internal: fuse made groups that wait on each other");
+        }
+        done[best] = true;
+        order[best] = k;
+        for (int e = 0; e < ec.n_edges; e++)
+            if (ec.edges[2 * e] == roots[best])
+                indeg[rid[ec.edges[2 * e + 1]]]--;
+    }
+    p->n_groups = n_roots;
+    p->groups = calloc((size_t)n_roots + 1, sizeof *p->groups);
+    for (int r = 0; r < n_roots; r++) {
+        mx_group *gr = &p->groups[order[r]];
+        gr->anchor = f->anchor[roots[r]];
+        gr->kind = kind_of(f, gr->anchor);
+    }
+    for (int x = 0; x < n; x++)
+        if (kind_of(f, x) != MX_FUSE_SOURCE)
+            p->groups[order[rid[find(f, x)]]].n_nodes++;
+    for (int k = 0; k < n_roots; k++) {
+        p->groups[k].nodes = mx_arena_alloc(&p->arena, (size_t)p->groups[k].n_nodes * sizeof(int) + 1);
+        p->groups[k].n_nodes = 0;
+    }
+    for (int x = 0; x < n; x++) {
+        p->group_of[x] = -1;
+        if (kind_of(f, x) == MX_FUSE_SOURCE)
+            continue;
+        int k = order[rid[find(f, x)]];
+        p->group_of[x] = k;
+        p->groups[k].nodes[p->groups[k].n_nodes++] = x;
+    }
+    free(rid), free(roots), free(indeg), free(order), free(done), free(ec.edges);
+    return MX_OK;
+}
+
+mx_status mx_pass_fuse(mx_program *p, mx_diag *d) {
+    const mx_graph *g = p->g;
+    size_t n = (size_t)g->n_nodes + 1;
+    free(p->group_of);
+    free(p->groups);
+    p->groups = NULL;
+    p->n_groups = 0;
+    /* Set before the merging: mx_view_folded looks at it. */
+    p->group_of = malloc(n * sizeof(int));
+    fuser f = {.p = p, .g = g};
+    mx_uses_init(&f.u, g);
+    f.joins = calloc(n, sizeof(bool));
+    f.parent = malloc(n * sizeof(int));
+    f.next = malloc(n * sizeof(int));
+    f.anchor = malloc(n * sizeof(int));
+    f.max_id = malloc(n * sizeof(int));
+    f.size = malloc(n * sizeof(int64_t));
+    f.stamp = calloc(2 * n, sizeof(int));
+    f.stack = malloc(2 * n * sizeof(int));
+    f.sets = malloc(n * sizeof(int));
+    for (int x = 0; x < g->n_nodes; x++) {
+        p->group_of[x] = -1;
+        f.parent[x] = f.next[x] = f.anchor[x] = f.max_id[x] = x;
+        f.size[x] = domain_of(g, x);
+        f.joins[x] = kind_of(&f, x) != MX_FUSE_SOURCE && !f.u.weight[x] && !mx_view_folded(p, x);
+    }
+    /* Stores into the producer's layout, and the K-order sums. */
+    for (int x = 0; x < g->n_nodes; x++)
+        if (f.joins[x] && p->view && p->view[x] == MX_VIEW_PRODUCER)
+            for (int i = 0; i < g->nodes[x].n_in; i++)
+                merge(&f, x, g->values[mx_node_input(g, x, i)].node);
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int e = 0; e < g->n_nodes; e++) {
+            mx_fusion k = kind_of(&f, e);
+            if (!f.joins[e] || (k != MX_FUSE_ELEMWISE && k != MX_FUSE_WSUM && g->nodes[e].op != MX_OP_SCAN_SCATTER))
+                continue;
+            if (kind_of(&f, f.anchor[find(&f, e)]) == MX_FUSE_SCAN) {
+                value_list bases;
+                collect_bases(&f, e, &bases);
+                changed |= join_scans(&f, e, &bases);
+                continue;
+            }
+            if (!pure(&f, find(&f, e)))
+                continue;
+            /* Epilogues of scans and matmuls first: a gate, a sum or a
+             * residual add must not be taken by a reader's prologue before
+             * it reaches the kernel where it costs nothing. */
+            changed |= try_epilogue(&f, e, ONLY_SCAN) || try_epilogue(&f, e, ONLY_MATMUL) ||
+                       try_prologue(&f, e) || try_epilogue(&f, e, ANY_GROUP);
+        }
+    }
+    attach_leftovers(&f);
+    mx_status st = emit_groups(&f, d);
+    mx_uses_free(&f.u);
+    free(f.joins), free(f.parent), free(f.next), free(f.anchor), free(f.max_id), free(f.size);
+    free(f.stamp), free(f.stack), free(f.sets);
+    return st;
+}

@@ -114,8 +114,21 @@ void mx_program_free(mx_program *p);
 mx_status mx_program_run_passes(mx_program *p, const mx_pass_options *o, mx_diag *d);
 /* The graph, then its groups and memory plan when those passes have run. */
 void mx_program_print(const mx_program *p, FILE *out);
+/* Fills the params of p->g in b (buffers for p->g) from the params of src, the
+ * graph as it was before the passes, whose buffers src_b hold their data
+ * (e.g. from mx_weights_load): a param src has by name is copied; a derived
+ * param (an output of p->init) is computed by running p->init on the
+ * reference with its params copied from src by name. Inputs are left alone.
+ * An error names a param that neither provides, or whose types disagree. */
+mx_status mx_program_bind_init(const mx_program *p, const mx_graph *src, const mx_buffers *src_b,
+                               mx_buffers *b, mx_diag *d);
 /* Non-matmul kernels (groups), the number the fusion targets count. */
 int mx_program_kernel_count(const mx_program *p);
+/* Runs p->g on the reference with every materialised value in one arena at
+ * its planned offset (the rest in temporaries), group by group; b holds the
+ * inputs and params of p->g and receives the graph outputs. Agreement with
+ * mx_ref_run checks the plan (plan_run.c). */
+mx_status mx_program_ref_run_planned(const mx_program *p, mx_buffers *b, mx_diag *d);
 
 /* ---- rewriting ---------------------------------------------------------------- */
 

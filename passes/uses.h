@@ -1,0 +1,31 @@
+/* uses.h: who reads what, shared by the annotating passes (layout, fuse, plan)
+ * and the planned reference run. Internal to passes/. */
+#ifndef MX_USES_H
+#define MX_USES_H
+
+#include "program.h"
+
+typedef struct {
+    int *first;   /* per value, n_values + 1 entries */
+    int *reader;  /* the readers of value v: reader[first[v] .. first[v+1]), each once, in schedule order */
+    bool *weight; /* per node: a param, a const, or a computation on those alone */
+    bool *output; /* per value: a graph output */
+} mx_uses;
+
+void mx_uses_init(mx_uses *u, const mx_graph *g);
+void mx_uses_free(mx_uses *u);
+
+/* A layout node that fuse may treat as an index map inside its readers. Only
+ * a fused program folds views: without groups every node is its own kernel. */
+bool mx_view_folded(const mx_program *p, int node);
+
+/* Calls fn for every reader of value v that is not a folded view, looking
+ * through folded views (a view read by a view read by a scan: the scan). */
+typedef void (*mx_reader_fn)(int reader, void *ctx);
+void mx_uses_readers(const mx_program *p, const mx_uses *u, int v, mx_reader_fn fn, void *ctx);
+/* Calls fn for every value that input i of node reads in memory: the input
+ * itself, or the inputs of the folded views it is made of. */
+typedef void (*mx_base_fn)(int value, void *ctx);
+void mx_uses_bases(const mx_program *p, int value, mx_base_fn fn, void *ctx);
+
+#endif
