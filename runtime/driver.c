@@ -1,0 +1,182 @@
+/* driver.c: finds and opens the CUDA driver at run time (see driver.h). */
+#include "driver.h"
+
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir.h"
+
+#define DRIVER_LIB "libcuda.so.1"
+
+/* The errors a missing or broken installation gives, for when the driver's own
+ * cuGetErrorName cannot be reached (the toolkit's stub answers every call,
+ * cuGetProcAddress included, with error 34). */
+static const struct {
+    CUresult code;
+    const char *name, *text;
+} known_errors[] = {
+    {CUDA_ERROR_NOT_INITIALIZED, "CUDA_ERROR_NOT_INITIALIZED", "the driver is not initialized"},
+    {CUDA_ERROR_STUB_LIBRARY, "CUDA_ERROR_STUB_LIBRARY",
+     "libcuda.so.1 is the toolkit's stub library, not a real driver"},
+    {CUDA_ERROR_DEVICE_UNAVAILABLE, "CUDA_ERROR_DEVICE_UNAVAILABLE",
+     "the device is unavailable (busy or exclusive to another process)"},
+    {CUDA_ERROR_NO_DEVICE, "CUDA_ERROR_NO_DEVICE", "no CUDA-capable device is detected"},
+    {CUDA_ERROR_OPERATING_SYSTEM, "CUDA_ERROR_OPERATING_SYSTEM", "an OS call failed"},
+    {CUDA_ERROR_SYSTEM_NOT_READY, "CUDA_ERROR_SYSTEM_NOT_READY",
+     "the system is not ready (is the fabric manager running?)"},
+    {CUDA_ERROR_SYSTEM_DRIVER_MISMATCH, "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH",
+     "the driver library and the kernel module versions differ"},
+    {CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE, "CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE",
+     "the forward-compatibility driver does not support this device"},
+};
+
+mx_status mx_cuda_check(const mx_cuda *cu, CUresult r, const char *what, mx_diag *d) {
+    if (r == CUDA_SUCCESS)
+        return MX_OK;
+    const char *name = NULL, *text = NULL;
+    if (cu && cu->api.GetErrorName && cu->api.GetErrorName(r, &name) != CUDA_SUCCESS)
+        name = NULL;
+    if (cu && cu->api.GetErrorString && cu->api.GetErrorString(r, &text) != CUDA_SUCCESS)
+        text = NULL;
+    for (size_t i = 0; i < sizeof known_errors / sizeof known_errors[0] && (!name || !text); i++)
+        if (known_errors[i].code == r) {
+            name = name ? name : known_errors[i].name;
+            text = text ? text : known_errors[i].text;
+        }
+    return mx_fail(d, MX_ERR_IO, "%s: %s (error %d): %s", what, name ? name : "CUDA error",
+                   (int)r, text ? text : "no description");
+}
+
+/* Fills cu->api. The symbol status is read before the return code: a symbol
+ * the driver lacks, or has only for a newer CUDA than asked, means a driver
+ * older than MX_CUDA_API_VERSION, which CUDA_ERROR_NOT_FOUND alone would not
+ * tell the user. */
+static mx_status fetch_entry_points(mx_cuda *cu, PFN_cuGetProcAddress_v12000 get_proc,
+                                    mx_diag *d) {
+    CUresult r;
+    CUdriverProcAddressQueryResult found;
+#define MX_CUDA_FETCH(field, symbol, type)                                                 \
+    found = (CUdriverProcAddressQueryResult)-1;                                            \
+    r = get_proc(symbol, (void **)&cu->api.field, MX_CUDA_API_VERSION,                     \
+                 CU_GET_PROC_ADDRESS_DEFAULT, &found);                                     \
+    if (found == CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND ||                                   \
+        found == CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT)                               \
+        return mx_fail(d, MX_ERR_IO,                                                       \
+                       "the CUDA driver is too old: it has no %s for CUDA %d.%d "          \
+                       "(driver version %d.%d)",                                           \
+                       symbol, MX_CUDA_API_VERSION / 1000, MX_CUDA_API_VERSION % 1000 / 10, \
+                       cu->driver_version / 1000, cu->driver_version % 1000 / 10);         \
+    if (r != CUDA_SUCCESS || !cu->api.field)                                               \
+        return mx_cuda_check(cu, r != CUDA_SUCCESS ? r : CUDA_ERROR_NOT_FOUND,             \
+                             "cuGetProcAddress(\"" symbol "\")", d);
+    MX_CUDA_ENTRY_POINTS(MX_CUDA_FETCH)
+#undef MX_CUDA_FETCH
+    return MX_OK;
+}
+
+/* The error-reporting entry points alone, so that a failing cuInit can still
+ * be named by the driver itself; failures leave them NULL. */
+static void fetch_error_functions(mx_cuda *cu, PFN_cuGetProcAddress_v12000 get_proc) {
+    if (get_proc("cuGetErrorName", (void **)&cu->api.GetErrorName, MX_CUDA_API_VERSION,
+                 CU_GET_PROC_ADDRESS_DEFAULT, NULL) != CUDA_SUCCESS)
+        cu->api.GetErrorName = NULL;
+    if (get_proc("cuGetErrorString", (void **)&cu->api.GetErrorString, MX_CUDA_API_VERSION,
+                 CU_GET_PROC_ADDRESS_DEFAULT, NULL) != CUDA_SUCCESS)
+        cu->api.GetErrorString = NULL;
+}
+
+/* An attribute the driver may not report (0 then). */
+static int attribute(const mx_cuda *cu, CUdevice_attribute a) {
+    int v = 0;
+    return cu->api.DeviceGetAttribute(&v, a, cu->device) == CUDA_SUCCESS ? v : 0;
+}
+
+/* Device 0 with its primary context current, and what the planner needs to
+ * know about it. */
+static mx_status open_device(mx_cuda *cu, mx_diag *d) {
+    const mx_cuda_api *api = &cu->api;
+    int count = 0;
+    MX_TRY(mx_cuda_check(cu, api->DeviceGetCount(&count), "cuDeviceGetCount", d));
+    if (count < 1)
+        return mx_fail(d, MX_ERR_IO, "no CUDA device (the driver reports none)");
+    MX_TRY(mx_cuda_check(cu, api->DeviceGet(&cu->device, 0), "cuDeviceGet(0)", d));
+    MX_TRY(mx_cuda_check(cu, api->DeviceGetName(cu->name, (int)sizeof cu->name, cu->device),
+                         "cuDeviceGetName", d));
+    MX_TRY(mx_cuda_check(cu, api->DeviceTotalMem(&cu->total_mem, cu->device), "cuDeviceTotalMem",
+                         d));
+    MX_TRY(mx_cuda_check(cu, api->DevicePrimaryCtxRetain(&cu->ctx, cu->device),
+                         "cuDevicePrimaryCtxRetain", d));
+    MX_TRY(mx_cuda_check(cu, api->CtxSetCurrent(cu->ctx), "cuCtxSetCurrent", d));
+    cu->sm_count = attribute(cu, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
+    cu->cc_major = attribute(cu, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
+    cu->cc_minor = attribute(cu, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+    cu->clock_khz = attribute(cu, CU_DEVICE_ATTRIBUTE_CLOCK_RATE);
+    cu->mem_clock_khz = attribute(cu, CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE);
+    cu->mem_bus_width = attribute(cu, CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH);
+    cu->l2_bytes = attribute(cu, CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE);
+    cu->smem_per_block_optin = attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
+    if (cu->sm_count < 1 || cu->cc_major < 1)
+        return mx_fail(d, MX_ERR_IO, "CUDA device 0 (%s) reports %d SMs, compute capability %d.%d",
+                       cu->name, cu->sm_count, cu->cc_major, cu->cc_minor);
+    return MX_OK;
+}
+
+static mx_status open_driver(mx_cuda *cu, mx_diag *d) {
+    cu->lib = dlopen(DRIVER_LIB, RTLD_NOW | RTLD_LOCAL);
+    if (!cu->lib) {
+        const char *why = dlerror();
+        if (!why || strstr(why, "No such file"))
+            return mx_fail(d, MX_ERR_IO, "no CUDA driver (" DRIVER_LIB " not found)");
+        return mx_fail(d, MX_ERR_IO, "cannot load the CUDA driver: %s", why);
+    }
+    /* dlsym returns void *; POSIX guarantees it converts to a function pointer. */
+    PFN_cuInit_v2000 init;
+    PFN_cuGetProcAddress_v12000 get_proc;
+    *(void **)&init = dlsym(cu->lib, "cuInit");
+    *(void **)&get_proc = dlsym(cu->lib, "cuGetProcAddress_v2");
+    if (!init || !get_proc)
+        return mx_fail(d, MX_ERR_IO,
+                       "the CUDA driver is too old: " DRIVER_LIB " has no %s (CUDA 12.0 or newer "
+                       "is needed)",
+                       init ? "cuGetProcAddress_v2" : "cuInit");
+    CUresult r = init(0);
+    if (r != CUDA_SUCCESS) {
+        fetch_error_functions(cu, get_proc);
+        mx_status st = mx_cuda_check(cu, r, "cuInit failed", d);
+        /* A driver that did not start runs no threads: unloading it is safe. */
+        dlclose(cu->lib);
+        cu->lib = NULL;
+        return st;
+    }
+    /* cuDriverGetVersion first, so that a missing entry point can say which
+     * driver lacks it. */
+    PFN_cuDriverGetVersion_v2020 get_version;
+    if (get_proc("cuDriverGetVersion", (void **)&get_version, MX_CUDA_API_VERSION,
+                 CU_GET_PROC_ADDRESS_DEFAULT, NULL) == CUDA_SUCCESS && get_version)
+        get_version(&cu->driver_version);
+    MX_TRY(fetch_entry_points(cu, get_proc, d));
+    return open_device(cu, d);
+}
+
+mx_status mx_cuda_open(mx_cuda **out, mx_diag *d) {
+    *out = NULL;
+    mx_cuda *cu = calloc(1, sizeof *cu);
+    if (!cu)
+        return mx_fail(d, MX_ERR_NOMEM, "out of memory opening the CUDA driver");
+    mx_status st = open_driver(cu, d);
+    if (st != MX_OK) {
+        mx_cuda_close(cu);
+        return st;
+    }
+    *out = cu;
+    return MX_OK;
+}
+
+void mx_cuda_close(mx_cuda *cu) {
+    if (!cu)
+        return;
+    if (cu->ctx)
+        cu->api.DevicePrimaryCtxRelease(cu->device);
+    free(cu);
+}
