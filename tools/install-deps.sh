@@ -5,7 +5,8 @@ set -eu
 
 need=""
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in cmake make gcc libcjson-dev; do
+# g++ compiles generated CUDA for the host emulation at run time.
+for pkg in cmake make gcc g++ libcjson-dev; do
     have_pkg "$pkg" || need="$need $pkg"
 done
 [ -z "$need" ] && exit 0

@@ -45,13 +45,14 @@ extern "C" __global__ void block_reduce(const float *__restrict__ x, float *__re
 }
 MX_EMU_ENTRY(block_reduce)
 
-// Per warp of 32 values: inclusive scan (shfl_up), butterfly sum into every
-// lane (shfl_xor), the value of lane 3 of each 8-lane segment (shfl, width 8),
-// and votes on x > 0: ballot, all, any.
-extern "C" __global__ void warp_ops(const float *x, float *scan, float *sum, float *seg,
-                                    unsigned *votes) {
+// Per warp of 32 values: inclusive scan (shfl_up), the neighbour's scan
+// through memory after __syncwarp, butterfly sum into every lane (shfl_xor),
+// the value of lane 3 of each 8-lane segment (shfl, width 8), votes on x > 0
+// (ballot, all, any) and the active mask.
+extern "C" __global__ void warp_ops(const float *x, float *scan, float *next, float *sum,
+                                    float *seg, unsigned *votes) {
     unsigned i = blockIdx.x * blockDim.x + threadIdx.x, lane = threadIdx.x % 32;
-    unsigned warp = i / 32;
+    unsigned warp = i / 32, active = __activemask(); // converged at entry
     float v = x[i], s = v;
     for (unsigned off = 1; off < 32; off <<= 1) {
         float up = __shfl_up_sync(0xFFFFFFFFu, s, off);
@@ -59,6 +60,8 @@ extern "C" __global__ void warp_ops(const float *x, float *scan, float *sum, flo
             s += up;
     }
     scan[i] = s;
+    __syncwarp();
+    next[i] = scan[i ^ 1];
     float t = v;
     for (int mask = 16; mask > 0; mask >>= 1)
         t += __shfl_xor_sync(0xFFFFFFFFu, t, mask);
@@ -68,9 +71,10 @@ extern "C" __global__ void warp_ops(const float *x, float *scan, float *sum, flo
     int all = __all_sync(0xFFFFFFFFu, v > -0.9f);
     int any = __any_sync(0xFFFFFFFFu, v > 0.9f);
     if (lane == 0) {
-        votes[3 * warp] = ballot;
-        votes[3 * warp + 1] = (unsigned)all;
-        votes[3 * warp + 2] = (unsigned)any;
+        votes[4 * warp] = ballot;
+        votes[4 * warp + 1] = (unsigned)all;
+        votes[4 * warp + 2] = (unsigned)any;
+        votes[4 * warp + 3] = active;
     }
 }
 MX_EMU_ENTRY(warp_ops)
@@ -99,7 +103,8 @@ extern "C" __global__ void chunked_scan(const float *a, const float *b, float *h
         }
         float A = pa[ITEMS - 1], B = pb[ITEMS - 1];
         for (unsigned off = 1; off < 32; off <<= 1) {
-            float ua = __shfl_up_sync(0xFFFFFFFFu, A, off), ub = __shfl_up_sync(0xFFFFFFFFu, B, off);
+            float ua = __shfl_up_sync(0xFFFFFFFFu, A, off);
+            float ub = __shfl_up_sync(0xFFFFFFFFu, B, off);
             if (lane >= off) {
                 B = A * ub + B;
                 A = A * ua;
