@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codegen.h"
+#include "driver.h"
+#include "exec.h"
+#include "gpu.h"
 #include "mixc.h"
 #include "program.h"
 
@@ -17,7 +21,12 @@ static const char usage[] =
     "the zoo is in models/) or a graph in the text IR (.mxir, docs/ir.md).\n"
     "\n"
     "commands:\n"
-    "  run FILE      run on the reference interpreter and summarise each output\n"
+    "  run FILE      run (on the reference unless --device says otherwise) and\n"
+    "                summarise each output\n"
+    "  check FILE    run on every device there is against the reference, on\n"
+    "                seeded random inputs; print the max relative error per\n"
+    "                output and device; exit 1 on a mismatch (tolerance 1e-4,\n"
+    "                2e-2 when the model stores f16 / bf16)\n"
     "  stats FILE    params, FLOPs, bytes moved and peak activation memory per layer\n"
     "  print FILE    the graph in the text IR (a spec is built first)\n"
     "  compile FILE  run the passes; print the final program (graph, views,\n"
@@ -28,7 +37,8 @@ static const char usage[] =
     "options:\n"
     "  --set PATH=VALUE  override a spec field, e.g. --set stages[2].depth=4 or\n"
     "                    --set input.image_size=64 (repeatable; specs only)\n"
-    "  --device ref      where to run: ref, the reference interpreter (default)\n"
+    "  --device D        run: where to run: ref, the reference interpreter (default);\n"
+    "                    emu, the generated CUDA under host emulation; cuda, the GPU\n"
     "  --seed N          seed of the random inputs and params (default 1)\n"
     "  --weights FILE    read params from a safetensors file (docs/weights.md)\n"
     "  --dump            run: also print every output element\n"
@@ -40,6 +50,7 @@ static const char usage[] =
     "                    c canonicalize, d dce, e cse, f fold, l layout, u fuse,\n"
     "                    m plan (case-insensitive, so -d F is fold)\n"
     "  --time-passes     compile: the wall time of each pass\n"
+    "  --source          compile: print the generated CUDA module instead of the kernel list\n"
     "  -h, --help        this text;  --version  the version\n"
     "\n"
     "run fills every input with seeded uniform numbers in [-1, 1), and every\n"
@@ -56,7 +67,7 @@ typedef struct {
     const char *device;
     const char *weights;
     unsigned long long seed;
-    bool dump, json, time_passes;
+    bool dump, json, time_passes, source;
     const char *print_after, *print_before, *disable, *debug;
     const char *file, *out;
     const char *overrides[MAX_OVERRIDES];
@@ -123,6 +134,8 @@ static int parse_options(int argc, char **argv, int positional, options *o) {
             o->json = true;
         } else if (strcmp(a, "--time-passes") == 0) {
             o->time_passes = true;
+        } else if (strcmp(a, "--source") == 0) {
+            o->source = true;
         } else if (a[0] == '-' && a[1]) {
             return fail_usage("unknown option '%s'", a);
         } else if (n_pos == positional) {
@@ -133,8 +146,8 @@ static int parse_options(int argc, char **argv, int positional, options *o) {
     }
     if (n_pos < positional)
         return fail_usage(positional == 1 ? "%s: missing FILE" : "%s: missing FILE or OUT", argv[1]);
-    if (strcmp(o->device, "ref") != 0)
-        return fail_usage("unknown device '%s': this build has 'ref'", o->device);
+    if (strcmp(o->device, "ref") != 0 && strcmp(o->device, "emu") != 0 && strcmp(o->device, "cuda") != 0)
+        return fail_usage("unknown device '%s': use ref, emu or cuda", o->device);
     return 0;
 }
 
@@ -212,23 +225,182 @@ static mx_buffers *prepare(const options *o, const mx_model *model, const mx_gra
     return b;
 }
 
+/* The program of g after the passes (the environment's pass options). */
+static mx_program *compile_program(const mx_graph *g, const char *file, mx_diag *d) {
+    char *text = mx_graph_print(g);
+    mx_graph *copy = mx_graph_parse(text, file, d);
+    free(text);
+    if (!copy)
+        return NULL;
+    mx_program *p = mx_program_new(copy);
+    mx_pass_options po;
+    mx_pass_options_from_env(&po);
+    if (mx_program_run_passes(p, &po, d) != MX_OK) {
+        mx_program_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* Whether a CUDA driver and a GPU are there; why not into d. */
+static bool cuda_available(mx_diag *d) {
+    mx_cuda *cu;
+    if (mx_cuda_open(&cu, d) != MX_OK)
+        return false;
+    mx_cuda_close(cu);
+    return true;
+}
+
+/* Runs g's program on device (ref: the planned program on the reference;
+ * emu; cuda) with sb's inputs and params; outs[i] receives a copy of output
+ * i (malloc'd). */
+static mx_status run_device(const char *device, const char *file, const mx_graph *g, const mx_buffers *sb,
+                            float **outs, mx_diag *d) {
+    if (strcmp(device, "cuda") == 0 && !cuda_available(d)) {
+        char why[sizeof d->msg - 64];
+        snprintf(why, sizeof why, "%s", d->msg);
+        return mx_fail(d, MX_ERR_IO, "%s: use --device emu or ref", why);
+    }
+    mx_program *p = compile_program(g, file, d);
+    if (!p)
+        return MX_ERR_INVALID;
+    mx_buffers *b = mx_buffers_new(p->g);
+    mx_status st = MX_OK;
+    for (int v = 0; v < p->g->n_values && st == MX_OK; v++) { /* inputs by name */
+        int w = p->g->values[v].name ? mx_graph_value_find(g, p->g->values[v].name) : -1;
+        if (p->g->nodes[p->g->values[v].node].op != MX_OP_INPUT || w < 0)
+            continue;
+        if (!(b->data[v] = malloc((size_t)(b->numel[v] + 1) * sizeof(float))))
+            st = mx_fail(d, MX_ERR_NOMEM, "out of memory");
+        else
+            memcpy(b->data[v], sb->data[w], (size_t)b->numel[v] * sizeof(float));
+    }
+    if (st == MX_OK)
+        st = mx_program_bind_init(p, g, sb, b, d);
+    if (st == MX_OK && strcmp(device, "ref") == 0) {
+        st = mx_program_ref_run_planned(p, b, d);
+    } else if (st == MX_OK) {
+        mx_module m;
+        mx_codegen_options co = {.sm = 80};
+        st = mx_codegen(p, &co, &m, d);
+        if (st == MX_OK) {
+            st = strcmp(device, "emu") == 0 ? mx_exec_emu(p, &m, b, d) : mx_exec_cuda(p, &m, b, NULL, d);
+            mx_module_free(&m);
+        }
+    }
+    for (int i = 0; st == MX_OK && i < g->n_outputs; i++) {
+        int v = p->g->outputs[i];
+        if (!(outs[i] = malloc((size_t)(b->numel[v] + 1) * sizeof(float))))
+            st = mx_fail(d, MX_ERR_NOMEM, "out of memory");
+        else
+            memcpy(outs[i], b->data[v], (size_t)b->numel[v] * sizeof(float));
+    }
+    mx_buffers_free(b);
+    mx_program_free(p);
+    return st;
+}
+
+static const char *device_doc(const char *device) {
+    if (strcmp(device, "emu") == 0)
+        return "emu (generated CUDA under host emulation, f32 arithmetic)";
+    if (strcmp(device, "cuda") == 0)
+        return "cuda (generated CUDA and cuBLASLt on the GPU)";
+    return "ref (reference interpreter, f32 storage, f64 sums)";
+}
+
 static int cmd_run(const options *o) {
     mx_model *model;
     mx_graph *graph;
     const mx_graph *g = load(o, &model, &graph);
     mx_buffers *b = g ? prepare(o, model, g) : NULL;
     mx_diag diag;
-    mx_status st = b ? mx_ref_run(g, b, &diag) : MX_ERR_INVALID;
+    mx_status st = b ? MX_OK : MX_ERR_INVALID;
+    if (b && strcmp(o->device, "ref") == 0) {
+        st = mx_ref_run(g, b, &diag);
+    } else if (b) {
+        float **outs = calloc((size_t)g->n_outputs + 1, sizeof(float *));
+        st = run_device(o->device, o->file, g, b, outs, &diag);
+        for (int i = 0; i < g->n_outputs; i++) { /* the outputs in place of the source graph's */
+            if (st == MX_OK) {
+                free(b->data[g->outputs[i]]);
+                b->data[g->outputs[i]] = outs[i];
+            } else {
+                free(outs[i]);
+            }
+        }
+        free(outs);
+    }
     if (st == MX_OK) {
-        printf("device: ref (reference interpreter, f32 storage, f64 sums)\n");
+        printf("device: %s\n", device_doc(o->device));
         for (int i = 0; i < mx_graph_output_count(g); i++)
             summarise(g, b, mx_graph_output(g, i), o->dump);
     } else if (b) {
-        fprintf(stderr, "%s\n", diag.msg);
+        fprintf(stderr, "mixc: %s\n", diag.msg);
     }
     mx_buffers_free(b);
     unload(model, graph);
     return st == MX_OK ? 0 : 1;
+}
+
+/* The worst |got - want| / max(1, |want|); a NaN is infinitely wrong. */
+static double max_rel_error(const float *got, const float *want, int64_t n) {
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - want[i]) / fmax(1.0, fabs((double)want[i]));
+        worst = isnan(got[i]) != isnan(want[i]) || isnan(e) ? INFINITY : fmax(worst, e);
+    }
+    return worst;
+}
+
+static bool stores_half(const mx_graph *g) {
+    for (int v = 0; v < g->n_values; v++)
+        if (mx_value_type(g, v)->dtype != MX_F32)
+            return true;
+    return false;
+}
+
+static int cmd_check(const options *o) {
+    mx_model *model;
+    mx_graph *graph;
+    const mx_graph *g = load(o, &model, &graph);
+    mx_buffers *b = g ? prepare(o, model, g) : NULL;
+    mx_diag diag;
+    if (!b || mx_ref_run(g, b, &diag) != MX_OK) {
+        if (b)
+            fprintf(stderr, "mixc: reference: %s\n", diag.msg);
+        mx_buffers_free(b);
+        unload(model, graph);
+        return 1;
+    }
+    double tol = stores_half(g) ? 2e-2 : 1e-4;
+    bool gpu = cuda_available(&diag);
+    printf("%s: seed %llu, tolerance %g (max relative error, floor 1)\n", o->file, o->seed, tol);
+    if (!gpu)
+        printf("cuda: skipped: %s\n", diag.msg);
+    const char *devices[] = {"ref", "emu", "cuda"};
+    bool ok = true;
+    for (int k = 0; k < (gpu ? 3 : 2); k++) {
+        float **outs = calloc((size_t)g->n_outputs + 1, sizeof(float *));
+        if (run_device(devices[k], o->file, g, b, outs, &diag) != MX_OK) {
+            printf("%-5s FAILED: %s\n", devices[k], diag.msg);
+            ok = false;
+        }
+        for (int i = 0; i < g->n_outputs; i++) {
+            int v = g->outputs[i];
+            if (!outs[i])
+                continue;
+            double e = max_rel_error(outs[i], b->data[v], b->numel[v]);
+            printf("%-5s ", devices[k]);
+            print_value_name(g, v);
+            printf("  max rel error %.3g  %s\n", e, e <= tol ? "ok" : "MISMATCH");
+            ok &= e <= tol;
+            free(outs[i]);
+        }
+        free(outs);
+    }
+    mx_buffers_free(b);
+    unload(model, graph);
+    return ok ? 0 : 1;
 }
 
 static int cmd_print(const options *o) {
@@ -308,6 +480,34 @@ static int pass_options(const options *o, mx_pass_options *po) {
     return 0;
 }
 
+/* The kernels codegen makes of a planned program (sm_90), or its CUDA source. */
+static mx_status print_kernels(const mx_program *p, const options *o) {
+    mx_codegen_options co = {.sm = 90};
+    mx_module m;
+    mx_diag diag;
+    mx_status st = mx_codegen(p, &co, &m, &diag);
+    if (st != MX_OK) {
+        fprintf(stderr, "%s\n", diag.msg);
+        return st;
+    }
+    if (o->source) {
+        fputs(m.source.s, stdout);
+    } else {
+        printf("kernels (sm_90, default tiles):\n");
+        for (int k = 0; k < m.n_kernels; k++) {
+            const mx_kernel *kn = &m.kernels[k];
+            printf("  %-22s group %-4d %-11s grid %u x %u, block %u, smem %zu, threads %d items %d%s,"
+                   " %.3g MB moved\n",
+                   kn->name, kn->group, mx_fusion_names[kn->kind], kn->grid[0], kn->grid[1], kn->block[0],
+                   kn->smem, kn->tiles.threads, kn->tiles.items,
+                   kn->kind == MX_FUSE_SCAN ? (kn->tiles.chunked ? " chunked" : " lanes") : "",
+                   kn->floor.bytes / 1e6);
+        }
+    }
+    mx_module_free(&m);
+    return MX_OK;
+}
+
 static int cmd_compile(const options *o) {
     mx_pass_options po;
     int status = pass_options(o, &po);
@@ -341,6 +541,8 @@ static int cmd_compile(const options *o) {
                    (long long)p->arena_bytes, (long long)p->unplanned_bytes,
                    p->unplanned_bytes ? 100.0 * (double)p->arena_bytes / (double)p->unplanned_bytes : 0.0);
         printf("\n");
+        if (p->planned && p->n_groups)
+            st = print_kernels(p, o);
     }
     if (p)
         mx_program_free(p);
@@ -356,6 +558,7 @@ static const struct {
     int (*run)(const options *o);
 } commands[] = {
     {"run", 1, cmd_run},
+    {"check", 1, cmd_check},
     {"stats", 1, cmd_stats},
     {"print", 1, cmd_print},
     {"compile", 1, cmd_compile},

@@ -52,13 +52,21 @@ static int scan_node(mx_builder *b, const int *args, bool reverse) {
     return bd_finish(b, node);
 }
 
+/* What an S6 core yields: a plain core its scan's result; a qs core (which
+ * scans both ways with one parameter set) its directions, each shifted by one
+ * step so that neither counts the diagonal, and its D for the diagonal u * D. */
+typedef struct {
+    int y;       /* plain */
+    int pair[2]; /* qs: shift(y_fwd, 1), shift(y_bwd, -1) */
+    int d;       /* qs: D [E] */
+} s6_out;
+
 /* One S6 core on an ordered sequence u[bt, e, l]: x_proj -> (dt, B, C), dt_proj,
- * A = -exp(A_log), the scan with D skip and dt bias. A qs core scans both ways
- * with one parameter set, shifts each direction by one step so neither counts
- * the diagonal, and adds the diagonal as u * D. z (or MX_NONE) is the gate,
- * fused into a selective scan. */
-static int s6_core(mx_builder *b, const mx_mixer_spec *ms, int u, seq_shape s, int64_t r,
-                   int z, const char *name) {
+ * A = -exp(A_log), the scan with D skip and dt bias (a qs core leaves the
+ * diagonal to its caller). z (or MX_NONE) is the gate, fused into a plain
+ * scan. */
+static s6_out s6_core(mx_builder *b, const mx_mixer_spec *ms, int u, seq_shape s, int64_t r, int z,
+                      const char *name) {
     int64_t n = ms->d_state;
     char pn[192];
     snprintf(pn, sizeof pn, "%s.x_proj", name);
@@ -75,12 +83,15 @@ static int s6_core(mx_builder *b, const mx_mixer_spec *ms, int u, seq_shape s, i
     snprintf(pn, sizeof pn, "%s.dt_bias", name);
     int bias = bd_param(b, pn, MX_INIT_DT_BIAS, 0, DIMS(s.e));
     if (ms->kind != MX_MIXER_QS)
-        return scan_node(b, (int[]){u, dt, a, bm, cm, d, z, bias}, false);
+        return (s6_out){.y = scan_node(b, (int[]){u, dt, a, bm, cm, d, z, bias}, false)};
     int fwd = scan_node(b, (int[]){u, dt, a, bm, cm, MX_NONE, MX_NONE, bias}, false);
     int bwd = scan_node(b, (int[]){u, dt, a, bm, cm, MX_NONE, MX_NONE, bias}, true);
-    int sum = bd_binary(b, MX_OP_ADD, bd_shift(b, fwd, 2, 1), bd_shift(b, bwd, 2, -1));
-    int diag = bd_binary(b, MX_OP_MUL, u, bd_reshape(b, d, DIMS(s.e, 1)));
-    return bd_binary(b, MX_OP_ADD, sum, diag);
+    return (s6_out){.pair = {bd_shift(b, fwd, 2, 1), bd_shift(b, bwd, 2, -1)}, .d = d};
+}
+
+/* u * D with D [e] broadcast along l. */
+static int times_d(mx_builder *b, int u, int d, seq_shape s) {
+    return bd_binary(b, MX_OP_MUL, u, bd_reshape(b, d, DIMS(s.e, 1)));
 }
 
 static int gather(mx_builder *b, int u, int order, seq_shape s) {
@@ -106,26 +117,55 @@ static int scatter(mx_builder *b, const int *ys, const int *orders, int k, seq_s
 
 /* The scans of u[bt, e, l] and their merge; returns y[bt, e, l]. When zc (the
  * gate, channel-major) is given and the mixer has one plain scan, the gate is
- * fused into it and *gated is set. */
+ * fused into it and *gated is set.
+ *
+ * A qs mixer with several orders (summed, not switched) merges all 2K
+ * shifted directions in one scan_scatter and adds the diagonal once after
+ * it: scatter_k is linear and only permutes l, so scatter_k(u_k * D_k) =
+ * scatter_k(u_k) * D_k, which is u * D_k when u_k is gathered from u (no
+ * per-order conv); then the diagonal is u * (D_0 + ... + D_{K-1}), a
+ * param-only sum that fold moves to init. One scatter of scans is what
+ * the scan kernel fuses (docs/scan.md). 2K must fit scan_scatter's arity. */
 static int scans(mx_builder *b, const mx_mixer_spec *ms, int u, seq_shape s, int64_t r, int zc,
                  bool *gated) {
     if (ms->d_conv && ms->shared_conv)
         u = ms->conv2d ? conv2d_grid(b, u, s, ms->d_conv, "conv") : conv1d(b, u, s.e, ms->d_conv, "conv");
     bool fuse_gate = ms->n_scans == 1 && ms->scans[0] == MX_ORDER_ROW && ms->kind != MX_MIXER_QS &&
                      zc != MX_NONE;
+    bool per_order_conv = ms->d_conv && !ms->shared_conv;
+    bool qs_merge = ms->kind == MX_MIXER_QS && ms->n_scans > 1 && !ms->switch_scans &&
+                    2 * ms->n_scans <= MX_MAX_SCANS;
     *gated = fuse_gate;
-    int ys[MX_MAX_SCANS];
+    int ys[MX_MAX_SCANS], dirs[MX_MAX_SCANS], dir_orders[MX_MAX_SCANS], diag = MX_NONE, dsum = MX_NONE;
     for (int k = 0; k < ms->n_scans; k++) {
         char name[64];
         snprintf(name, sizeof name, "scans.%d", k);
         int uk = gather(b, u, ms->scans[k], s);
-        if (ms->d_conv && !ms->shared_conv) {
+        if (per_order_conv) {
             char cname[80];
             snprintf(cname, sizeof cname, "%s.conv", name);
             uk = conv1d(b, uk, s.e, ms->d_conv, cname);
         }
-        ys[k] = s6_core(b, ms, uk, s, r, fuse_gate ? zc : MX_NONE, name);
+        s6_out core = s6_core(b, ms, uk, s, r, fuse_gate ? zc : MX_NONE, name);
+        if (ms->kind != MX_MIXER_QS) {
+            ys[k] = core.y;
+        } else if (!qs_merge) {
+            ys[k] = bd_binary(b, MX_OP_ADD, bd_binary(b, MX_OP_ADD, core.pair[0], core.pair[1]),
+                              times_d(b, uk, core.d, s));
+        } else {
+            for (int j = 0; j < 2; j++)
+                dirs[2 * k + j] = core.pair[j], dir_orders[2 * k + j] = ms->scans[k];
+            if (per_order_conv) {
+                int term = times_d(b, scatter(b, &uk, &ms->scans[k], 1, s), core.d, s);
+                diag = diag == MX_NONE ? term : bd_binary(b, MX_OP_ADD, diag, term);
+            } else {
+                dsum = dsum == MX_NONE ? core.d : bd_binary(b, MX_OP_ADD, dsum, core.d);
+            }
+        }
     }
+    if (qs_merge)
+        return bd_binary(b, MX_OP_ADD, scatter(b, dirs, dir_orders, 2 * ms->n_scans, s),
+                         per_order_conv ? diag : times_d(b, u, dsum, s));
     if (ms->n_scans == 1 && ms->scans[0] == MX_ORDER_ROW)
         return ys[0];
     if (!ms->switch_scans)

@@ -11,13 +11,15 @@
  * wait on each other); folded views are transparent for that. The rules, in
  * the order they are tried (docs/passes.md numbers them):
  *   - a view stored by its producer joins the producer's group; a scan_scatter
- *     summing K scans joins all K: the K orders (or both directions) of one
- *     mixer become one scan kernel that reads u once;
+ *     summing K scans (directly or through folded shifts, as ViQS's qs pairs)
+ *     joins all K: the K orders (or both directions) of one mixer become one
+ *     scan kernel that reads u once;
  *   - an elementwise node (weighted_sum, scan_scatter) reading a scan group's
  *     result of its size joins it: gate, D skip, qs shifts and sums; reading
  *     two scan groups merges them too;
- *   - add / relu / gelu alone on a matmul's result that nobody else reads, in
- *     the matmul's layout: cuBLASLt's bias, activation and beta*C residual;
+ *   - add / relu / gelu (tanh form) alone on a matmul's result that nobody
+ *     else reads, in the matmul's layout: cuBLASLt's bias, activation and
+ *     beta*C residual (an erf gelu stays out: cuBLASLt has no erf GELU);
  *   - a "pure" group (elementwise ops, weighted_sum) joins the one group that
  *     reads all its results (a prologue; not a graph output; not a matmul,
  *     cuBLAS reads memory; at most the reader's size);
@@ -273,9 +275,11 @@ static bool try_epilogue(fuser *f, int e, epilogue_of which) {
             (numel != f->size[P] && numel != mx_type_numel(mx_value_type(g, bases.v[i]))))
             continue;
         mx_op op = g->nodes[e].op;
-        /* cuBLASLt takes one op at a time on its own layout, not a chain. */
-        bool lt_op = (op == MX_OP_ADD || op == MX_OP_RELU || op == MX_OP_GELU) && f->next[e] == e &&
-                     reads_plainly(f, e, bases.v[i]);
+        /* cuBLASLt takes one op at a time on its own layout, not a chain;
+         * its GELU epilogue is the tanh form only. */
+        bool lt_op = (op == MX_OP_ADD || op == MX_OP_RELU ||
+                      (op == MX_OP_GELU && mx_node_int(g, e, MX_A_APPROX) == MX_GELU_TANH)) &&
+                     f->next[e] == e && reads_plainly(f, e, bases.v[i]);
         bool ok = k == MX_FUSE_SCAN || ((k != MX_FUSE_MATMUL || lt_op) && read_by_only(f, bases.v[i], e));
         if (!ok || !merge(f, e, P))
             continue;
@@ -422,11 +426,16 @@ mx_status mx_pass_fuse(mx_program *p, mx_diag *d) {
         f.size[x] = domain_of(g, x);
         f.joins[x] = kind_of(&f, x) != MX_FUSE_SOURCE && !f.u.weight[x] && !mx_view_folded(p, x);
     }
-    /* Stores into the producer's layout, and the K-order sums. */
+    /* Stores into the producer's layout, and the K-order sums: with the
+     * producers of what the inputs are folded views of (the scans under a
+     * scatter of shifted qs pairs). */
     for (int x = 0; x < g->n_nodes; x++)
-        if (f.joins[x] && p->view && p->view[x] == MX_VIEW_PRODUCER)
-            for (int i = 0; i < g->nodes[x].n_in; i++)
-                merge(&f, x, g->values[mx_node_input(g, x, i)].node);
+        if (f.joins[x] && p->view && p->view[x] == MX_VIEW_PRODUCER) {
+            value_list bases;
+            collect_bases(&f, x, &bases);
+            for (int i = 0; i < bases.n; i++)
+                merge(&f, x, g->values[bases.v[i]].node);
+        }
     for (bool changed = true; changed;) {
         changed = false;
         for (int e = 0; e < g->n_nodes; e++) {

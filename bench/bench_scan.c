@@ -1,0 +1,173 @@
+/* bench_scan.c: the fused selective scan alone on the GPU.
+ *
+ * For each (B, Ch, L, N) of the paper's workloads and each storage type, a
+ * one-scan graph (dt bias + softplus, exp(dt A), D skip and silu(z) gate
+ * fused; one group of G = 1) is compiled and timed: CUDA events around the
+ * launch after warm-up, the L2 flushed before every run, the median of many
+ * runs. Reported: time, GB/s and exps/s of the kernel's floor counts, and %
+ * of the roofline floor max(bytes / bandwidth, exps / SFU rate) with the
+ * device's peaks (runtime/gpu.h). The smallest shape is also checked against
+ * the reference interpreter. Results: bench/results/bench_scan-<device>.json.
+ * Without a GPU it says so and exits 1 without writing anything. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "ir.h"
+
+#define WARMUP 10
+#define RUNS 100
+
+typedef struct {
+    int64_t B, Ch, L, N;
+} shape;
+
+static const shape shapes[] = {
+    {64, 768, 196, 16}, /* ViM2-T, stage 3 token mixer at batch 64 */
+    {8, 1536, 4096, 16}, /* long sequence, few sequences */
+    {32, 512, 720, 16}, /* TSM2 long horizon */
+    {32, 512, 96, 16},  /* TSM2 short horizon */
+};
+
+static mx_graph *scan_graph(const shape *s, mx_dtype t, mx_diag *d) {
+    const char *T = mx_dtype_names[t];
+    long long B = s->B, Ch = s->Ch, L = s->L, N = s->N;
+    char text[2048];
+    snprintf(text, sizeof text,
+             "graph scan_%lld_%lld_%lld_%lld_%s {\n"
+             "  %%u = input() : %s[%lld,%lld,%lld]\n"
+             "  %%dt = input() : %s[%lld,%lld,%lld]\n"
+             "  %%A = param() : f32[%lld,%lld]\n"
+             "  %%B = input() : %s[%lld,1,%lld,%lld]\n"
+             "  %%C = input() : %s[%lld,1,%lld,%lld]\n"
+             "  %%D = param() : f32[%lld]\n"
+             "  %%z = input() : %s[%lld,%lld,%lld]\n"
+             "  %%dt_bias = param() : f32[%lld]\n"
+             "  %%y = selective_scan(%%u, %%dt, %%A, %%B, %%C, %%D, %%z, %%dt_bias) {softplus=1} : %s[%lld,%lld,%lld]\n"
+             "  output %%y\n"
+             "}\n",
+             B, Ch, L, N, T, T, B, Ch, L, T, B, Ch, L, Ch, N, T, B, N, L, T, B, N, L, Ch, T, B, Ch, L, Ch, T, B, Ch,
+             L);
+    return mx_graph_parse(text, "bench_scan", d);
+}
+
+/* Realistic numbers: A = -(1..N) per channel (S4D-real), dt = softplus(x - 4)
+ * around 0.02, the rest uniform in [-1, 1). */
+static void fill(const mx_graph *g, mx_buffers *b, uint64_t seed) {
+    mx_buffers_fill_random(b, g, seed);
+    int A = mx_graph_value_find(g, "A"), db = mx_graph_value_find(g, "dt_bias");
+    int64_t N = mx_value_type(g, A)->dim[1];
+    for (int64_t i = 0; i < b->numel[A]; i++)
+        b->data[A][i] = -(float)(i % N + 1);
+    for (int64_t i = 0; i < b->numel[db]; i++)
+        b->data[db][i] = -4.0f;
+}
+
+/* Max relative error (floor 1) of the GPU's y against the reference. */
+static mx_status check(const mx_program *p, mx_gpu_program *gp, mx_buffers *b, double *err, mx_diag *d) {
+    const mx_graph *g = p->g;
+    int y = g->outputs[0];
+    mx_buffers *got = mx_buffers_new(g);
+    mx_status st = mx_exec_download(mx_gpu_program_exec(gp), got, d);
+    if (st == MX_OK)
+        st = mx_ref_run(g, b, d);
+    *err = 0;
+    for (int64_t i = 0; st == MX_OK && i < b->numel[y]; i++) {
+        double w = b->data[y][i], e = fabs(got->data[y][i] - w) / (fabs(w) > 1 ? fabs(w) : 1);
+        if (!(e <= *err))
+            *err = isnan(e) ? INFINITY : e;
+    }
+    mx_buffers_free(got);
+    return st;
+}
+
+static mx_status run_shape(bench *bn, bench_json *j, const shape *s, mx_dtype t, mx_diag *d) {
+    mx_graph *g = scan_graph(s, t, d);
+    if (!g)
+        return MX_ERR_INVALID;
+    mx_program *p = NULL;
+    mx_module m;
+    mx_gpu_program *gp = NULL;
+    mx_buffers *b = NULL;
+    bench_times tm = {0};
+    double err = -1;
+    mx_status st = bench_compile(bn, g, &p, &m, d);
+    if (st == MX_OK) {
+        b = mx_buffers_new(p->g);
+        fill(p->g, b, 42);
+        st = mx_gpu_load(bn->gpu, p, &m, b, &gp, d);
+    }
+    if (st == MX_OK)
+        st = bench_time(bn, gp, false, WARMUP, RUNS, &tm, d);
+    if (st == MX_OK && s == &shapes[3])
+        st = check(p, gp, b, &err, d);
+    if (st == MX_OK) {
+        mx_cost floor = {0};
+        for (int i = 0; i < m.n_kernels; i++) {
+            floor.bytes += m.kernels[i].floor.bytes;
+            floor.exps += m.kernels[i].floor.exps;
+        }
+        mx_gpu_peak pk = mx_gpu_peak_of(bn->gpu->cu);
+        double sec = tm.median_ms * 1e-3, floor_s = mx_gpu_floor_s(&pk, floor);
+        const mx_kernel *k = m.n_kernels ? &m.kernels[0] : NULL;
+        const mx_kernel_usage *u = k ? mx_cubin_kernel(mx_gpu_program_cubin(gp), k->name) : NULL;
+        printf("%-5s B=%-3lld Ch=%-5lld L=%-5lld N=%-3lld %9.3f ms  %7.1f GB/s  %6.2f Texp/s  %5.1f%% of floor "
+               "(%.3f ms)%s\n",
+               mx_dtype_names[t], (long long)s->B, (long long)s->Ch, (long long)s->L, (long long)s->N, tm.median_ms,
+               floor.bytes / sec * 1e-9, floor.exps / sec * 1e-12, 100 * floor_s / sec, floor_s * 1e3,
+               err >= 0 ? (err <= (t == MX_F32 ? 1e-4 : 2e-2) ? "  (checked)" : "  (WRONG)") : "");
+        bench_json_next(j);
+        fprintf(j->f,
+                "{\"B\": %lld, \"Ch\": %lld, \"L\": %lld, \"N\": %lld, \"dtype\": \"%s\", \"kernels\": %d, "
+                "\"runs\": %d, \"median_ms\": %.6g, \"min_ms\": %.6g, \"p10_ms\": %.6g, \"p90_ms\": %.6g, "
+                "\"max_ms\": %.6g, \"floor_bytes\": %.6g, \"floor_exps\": %.6g, \"gb_per_s\": %.6g, "
+                "\"exps_per_s\": %.6g, \"floor_ms\": %.6g, \"pct_of_floor\": %.4g, \"max_rel_err\": %.3g",
+                (long long)s->B, (long long)s->Ch, (long long)s->L, (long long)s->N, mx_dtype_names[t], m.n_kernels,
+                tm.runs, tm.median_ms, tm.min_ms, tm.p10_ms, tm.p90_ms, tm.max_ms, floor.bytes, floor.exps,
+                floor.bytes / sec * 1e-9, floor.exps / sec, floor_s * 1e3, 100 * floor_s / sec, err);
+        if (k)
+            fprintf(j->f,
+                    ", \"kernel\": {\"name\": \"%s\", \"grid\": [%u, %u, %u], \"block\": [%u, %u, %u], "
+                    "\"smem\": %zu, \"tiles\": {\"threads\": %d, \"items\": %d, \"channels\": %d, "
+                    "\"lanes_per_state\": %d, \"vector\": %d, \"chunked\": %d}, \"registers\": %d, "
+                    "\"spill_stores\": %d}",
+                    k->name, k->grid[0], k->grid[1], k->grid[2], k->block[0], k->block[1], k->block[2], k->smem,
+                    k->tiles.threads, k->tiles.items, k->tiles.channels, k->tiles.lanes_per_state, k->tiles.vector,
+                    k->tiles.chunked, u ? u->registers : -1, u ? u->spill_stores : -1);
+        fprintf(j->f, "}");
+        if (err > (t == MX_F32 ? 1e-4 : 2e-2))
+            st = mx_fail(d, MX_ERR_INVALID, "the scan's result is wrong: max relative error %.3g", err);
+    }
+    mx_buffers_free(b);
+    mx_gpu_program_free(gp);
+    mx_module_free(&m);
+    mx_program_free(p);
+    return st;
+}
+
+int main(void) {
+    bench bn;
+    if (!bench_open(&bn, "bench_scan"))
+        return 1;
+    bench_json j;
+    int rc = bench_json_open(&bn, &j) ? 0 : 1;
+    printf("bench_scan on %s\n", bn.gpu->cu->name);
+    static const mx_dtype types[] = {MX_F32, MX_BF16};
+    for (size_t s = 0; rc == 0 && s < sizeof shapes / sizeof *shapes; s++)
+        for (size_t t = 0; rc == 0 && t < 2; t++) {
+            mx_diag d = {{0}};
+            if (run_shape(&bn, &j, &shapes[s], types[t], &d) != MX_OK) {
+                fprintf(stderr, "bench_scan: %s\n", d.msg);
+                rc = 1;
+            }
+        }
+    if (rc == 0 && !bench_json_close(&j))
+        rc = 1;
+    else if (rc != 0 && j.f) {
+        fclose(j.f);
+        remove(j.tmp);
+    }
+    bench_close(&bn);
+    return rc;
+}

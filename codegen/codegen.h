@@ -1,0 +1,97 @@
+/* codegen.h: fused groups into CUDA C.
+ *
+ * One kernel per non-matmul group of a planned program (passes/). The source of
+ * a whole model is one module: the prelude (runtime/emu/mixc_prelude.h, which
+ * is cuda_fp16/bf16 under NVRTC and the host shim under emulation), then each
+ * kernel, each followed by its emulation entry (a thunk that unpacks the same
+ * void **kernelParams array cuLaunchKernel takes). Matmul groups are not
+ * generated: the runtime gives them to cuBLAS(Lt), or to a host GEMM under
+ * emulation.
+ *
+ * Emitters are per kernel kind (scan, pointwise, norm/reduce, conv); they share
+ * one routine that turns a value of the group, read at a logical index, into C
+ * statements (mx_emit_value): views become index arithmetic, elementwise nodes
+ * become expressions, materialised values become loads. */
+#ifndef MX_CODEGEN_H
+#define MX_CODEGEN_H
+
+#include <stdarg.h>
+
+#include "program.h"
+
+/* ---- text ------------------------------------------------------------------- */
+
+typedef struct {
+    char *s;
+    size_t len, cap;
+    bool oom; /* an append ran out of memory (the text is cut there) */
+} mx_text;
+
+void mx_text_printf(mx_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mx_text_vprintf(mx_text *t, const char *fmt, va_list ap);
+void mx_text_append(mx_text *t, const mx_text *other);
+void mx_text_free(mx_text *t);
+
+/* ---- kernels -------------------------------------------------------------------- */
+
+/* Tile parameters: explicit inputs of every emitter (the tuner chooses them;
+ * mx_tiles_default gives the cost model's choice). Unused fields are 0. */
+typedef struct {
+    int threads;           /* threads per block */
+    int items;             /* items per thread (chunk length of a chunked scan) */
+    int channels;          /* channels per block (scan) */
+    int lanes_per_state;   /* scan: lanes that share one state row */
+    int vector;            /* vector width of loads and stores (1, 2, 4) */
+    int chunked;           /* scan: 0 one state per lane walking L, 1 chunked block scan */
+    int min_blocks;        /* __launch_bounds__ min blocks per SM, 0: none */
+} mx_tiles;
+
+typedef struct {
+    int value;    /* the graph value whose buffer is passed (as float * / half *) */
+    bool written; /* an output of the kernel */
+} mx_kernel_arg;
+
+typedef struct {
+    int group;
+    char name[64];        /* "mx_g12_scan"; kernels of identical source share one
+                             function, the first one's name */
+    mx_fusion kind;
+    mx_tiles tiles;
+    unsigned grid[3], block[3];
+    size_t smem;          /* dynamic shared memory bytes */
+    mx_kernel_arg *args;  /* kernelParams order: one buffer pointer per arg (no scalars:
+                             shapes are compiled in) */
+    int n_args;
+    mx_cost floor;        /* bytes moved (materialised traffic only) and exps, for % of roofline */
+} mx_kernel;
+
+typedef struct {
+    mx_kernel *kernels;
+    int n_kernels;
+    int *kernel_of_group; /* per group; -1 for matmul groups (and skipped ones) */
+    int n_skipped;        /* groups left out under options.skip_scan */
+    mx_text source;       /* the whole module */
+} mx_module;
+
+/* Storage types come from the graph's values (f32, f16, bf16); arithmetic and
+ * the scan state are f32 whatever the storage. */
+typedef struct {
+    int sm;               /* target architecture: 80, 90 */
+    /* Per-group tiles (p->n_groups entries, threads 0: the default), NULL for
+     * the defaults of the cost model (mx_tiles_default). */
+    const mx_tiles *tiles;
+    /* Leave scan groups out (kernel_of_group -1, counted in n_skipped): for
+     * tests of the other kinds while no scan emitter is linked. */
+    bool skip_scan;
+} mx_codegen_options;
+
+/* The cost model's tiles for a group (codegen/tiles.c, docs/codegen.md). */
+mx_tiles mx_tiles_default(const mx_program *p, int group, int sm);
+/* The module of a fused and planned program; on error (a group no emitter
+ * handles, "group 5 (scan, anchor %32): ...") *out is zeroed. */
+mx_status mx_codegen(const mx_program *p, const mx_codegen_options *o, mx_module *out, mx_diag *d);
+void mx_module_free(mx_module *m);
+/* The kernel that runs group k, NULL for a matmul group. */
+const mx_kernel *mx_module_kernel(const mx_module *m, int group);
+
+#endif

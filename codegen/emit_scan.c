@@ -1,0 +1,793 @@
+/* emit_scan.c: the fused selective-scan kernel of a scan group (docs/scan.md).
+ *
+ * One launch per group. For every row (b, c) the same threads run the group's
+ * scans one after another (all K orders, both directions of a pair), so the
+ * merge needs no atomics: each scan's output lands in the sum M at its
+ * placement (scan_plan.h), into one of the group's stored results used as
+ * the accumulator (the first scan stores, the later ones add), and a last
+ * pass over the row applies the epilogue (gate, diagonal term, ...) through
+ * the shared expression routine. With one scan the epilogue runs inline.
+ *
+ * Per step the prologue is fused: d = delta (+ bias), softplus (threshold
+ * 20, as the reference), dA = exp2(d * A * log2 e) with A * log2 e taken once
+ * per row, h = dA h + d B u, y = sum_n h C (+ D u) (* silu z). State and
+ * arithmetic are f32 whatever the storage. Two decompositions (tiles.chunked):
+ *   0, lanes: `lanes_per_state` lanes hold the N states of one row (N / lanes
+ *      each) and walk L; the sum over n is a butterfly of __shfl_xor_sync in
+ *      the lane group. When all rows of a block share (b, g), B and C of a
+ *      chunk of `items` steps are staged in shared memory once for them all.
+ *   1, chunked: a block per row; each thread takes `items` consecutive steps,
+ *      summarises them per state as the affine map h -> a h + b, a
+ *      __shfl_up_sync scan composes the maps over the warp and shared memory
+ *      over the warps, a carry goes from one block-sized super-chunk to the
+ *      next, then each thread rescans its steps from its prefix. Steps past L
+ *      are the identity (a = 1, b = 0). */
+#include <stdio.h>
+#include <string.h>
+
+#include "emit.h"
+#include "scan_plan.h"
+
+#define LOG2E "1.44269504f" /* exp(x) = exp2(x * log2 e) */
+
+typedef struct {
+    mx_emitter *e;
+    const mx_scan_plan *sp;
+    mx_tiles t;
+    int lanes, per_lane; /* lanes decomposition: lanes per row, states per lane */
+    int cpg;             /* channels per group */
+    bool staged;         /* B and C of the block's rows staged in shared memory */
+    /* index texts: a dim of size 1 is always "0" (emit.h) */
+    const char *b, *c, *g;
+} scan_ctx;
+
+static const char *dim_or_zero(int64_t dim, const char *name) { return dim == 1 ? "0" : name; }
+
+/* The step l visited at walk step s (a C expression). */
+static void step_l(const scan_ctx *x, const mx_scan_part *s, const char *walk, char *out, size_t size) {
+    if (s->reverse)
+        snprintf(out, size, "%lld - %s", (long long)x->sp->L - 1, walk);
+    else
+        snprintf(out, size, "%s", walk);
+}
+
+static void value3(scan_ctx *x, int v, const char *i0, const char *i1, const char *i2, char *out, size_t size) {
+    const char *idx[3] = {i0, i1, i2};
+    mx_emit_value(x->e, v, idx, out, size);
+}
+
+/* ---- index maps --------------------------------------------------------------- */
+
+/* Where element idx of view node's input lands in its output (reshape,
+ * permute, flip: the bijective views an epilogue may hold). */
+static void view_forward(mx_emitter *e, int node, mx_idx_str *idx, mx_idx_str *out) {
+    const mx_graph *g = e->p->g;
+    const mx_type *xt = mx_node_input_type(g, node, 0), *yt = mx_value_type(g, mx_node_output(g, node, 0));
+    const char *in[MX_MAX_RANK];
+    for (int k = 0; k < xt->rank; k++)
+        in[k] = idx[k];
+    switch (g->nodes[node].op) {
+    case MX_OP_RESHAPE: {
+        char lin[128];
+        mx_emit_linearise(e, xt, in, lin, sizeof lin);
+        mx_emit_delinearise(e, lin, yt, out);
+        break;
+    }
+    case MX_OP_PERMUTE: {
+        const mx_attr *perm = mx_node_attr(g, node, MX_A_PERM);
+        for (int k = 0; k < perm->n; k++)
+            snprintf(out[k], sizeof out[k], "%s", in[perm->v[k]]);
+        break;
+    }
+    default: { /* flip */
+        int axis = mx_axis(mx_node_int(g, node, MX_A_AXIS), xt->rank);
+        for (int k = 0; k < xt->rank; k++)
+            snprintf(out[k], sizeof out[k], "%s", in[k]);
+        if (xt->dim[axis] > 1) {
+            char t[16];
+            mx_emit_line(e, "const %s %s = %lld - %s;", e->ity, mx_emit_temp(e, t, sizeof t),
+                         (long long)xt->dim[axis] - 1, in[axis]);
+            snprintf(out[axis], sizeof out[axis], "%s", t);
+        }
+        break;
+    }
+    }
+}
+
+/* The index of an epilogue result for M's element (b, c, p). */
+static void out_index(scan_ctx *x, const mx_scan_out *o, const char *p, mx_idx_str *idx) {
+    const mx_scan_plan *sp = x->sp;
+    snprintf(idx[0], sizeof idx[0], "%s", x->b);
+    snprintf(idx[1], sizeof idx[1], "%s", x->c);
+    snprintf(idx[2], sizeof idx[2], "%s", dim_or_zero(sp->L, p));
+    for (int i = 0; i < o->n_views; i++) {
+        mx_idx_str next[MX_MAX_RANK];
+        view_forward(x->e, o->views[i], idx, next);
+        memcpy(idx, next, sizeof next);
+    }
+}
+
+/* The grid position a scan_scatter order visits at step l (mx_scan_order_pos). */
+static void order_pos(scan_ctx *x, mx_scan_order order, const char *l, char *out, size_t size) {
+    mx_emitter *e = x->e;
+    long long H = (long long)x->sp->grid_h, W = (long long)x->sp->grid_w, L = H * W;
+    char s[64], t[16];
+    snprintf(s, sizeof s, "%s", l);
+    if (order & 1) { /* a _REV twin walks its base order backwards */
+        mx_emit_line(e, "const %s %s = %lld - %s;", e->ity, mx_emit_temp(e, t, sizeof t), L - 1, l);
+        snprintf(s, sizeof s, "%s", t);
+    }
+    switch ((mx_scan_order)(order & ~1)) {
+    case MX_ORDER_ROW:
+        snprintf(out, size, "%s", s);
+        break;
+    case MX_ORDER_COL:
+        snprintf(out, size, "(%s %% %lld) * %lld + %s / %lld", s, H, W, s, H);
+        break;
+    case MX_ORDER_SNAKE:
+        snprintf(out, size, "(%s / %lld) * %lld + (((%s / %lld) & 1) ? %lld - %s %% %lld : %s %% %lld)", s, W, W, s,
+                 W, W - 1, s, W, s, W);
+        break;
+    case MX_ORDER_SNAKE_COL:
+        snprintf(out, size, "(((%s / %lld) & 1) ? %lld - %s %% %lld : %s %% %lld) * %lld + %s / %lld", s, H, H - 1,
+                 s, H, s, H, W, s, H);
+        break;
+    default: /* diag: the module's helper walks the anti-diagonals */
+        e->helpers |= MX_HELPER_DIAG;
+        snprintf(out, size, "(%s)mx_diag_pos(%s, %lldLL, %lldLL)", e->ity, s, H, W);
+        break;
+    }
+}
+
+/* ---- the accumulator and the epilogue ------------------------------------------- */
+
+static const char *const load_fmt[MX_DTYPE_COUNT] = {"%s[%s]", "__half2float(%s[%s])",
+                                                     "__bfloat162float(%s[%s])"};
+static const char *const store_fmt[MX_DTYPE_COUNT] = {"%s[%s] = %s;", "%s[%s] = __float2half_rn(%s);",
+                                                      "%s[%s] = __float2bfloat16_rn(%s);"};
+
+/* The element of the accumulator at M's position p, as "buf[offset]" parts. */
+static void acc_at(scan_ctx *x, const char *p, const char **buf, char *off, size_t size) {
+    const mx_scan_out *o = &x->sp->out[x->sp->acc];
+    const mx_type *t = mx_value_type(x->e->p->g, o->value);
+    mx_idx_str idx[MX_MAX_RANK];
+    const char *ptr[MX_MAX_RANK];
+    out_index(x, o, p, idx);
+    for (int k = 0; k < t->rank; k++)
+        ptr[k] = idx[k];
+    *buf = mx_emit_buffer(x->e, o->value, true);
+    mx_emit_linearise(x->e, t, ptr, off, size);
+}
+
+/* The epilogue at M's element (b, c, p), M's value being the expression m:
+ * every stored result computed from M, but the accumulator when skip_acc.
+ * The views between M and the results move the index; each view's value is
+ * bound at its output index (computed once, so that its text is the key the
+ * shared routine looks up), which stops the routine from composing the view
+ * back down to M's inputs. */
+static void epilogue(scan_ctx *x, const char *p, const char *m, bool skip_acc) {
+    mx_emitter *e = x->e;
+    const mx_scan_plan *sp = x->sp;
+    const mx_graph *g = e->p->g;
+    struct {
+        int node;
+        mx_idx_str idx[MX_MAX_RANK];
+    } seen[8 * 8];
+    int n_seen = 0;
+    mx_idx_str midx[MX_MAX_RANK] = {{0}};
+    snprintf(midx[0], sizeof midx[0], "%s", x->b);
+    snprintf(midx[1], sizeof midx[1], "%s", x->c);
+    snprintf(midx[2], sizeof midx[2], "%s", dim_or_zero(sp->L, p));
+    const char *ptr[MX_MAX_RANK] = {midx[0], midx[1], midx[2]};
+    mx_emit_bind(e, sp->merge, ptr, m);
+    for (int o = 0; o < sp->n_out; o++) {
+        const mx_scan_out *so = &sp->out[o];
+        mx_idx_str(*idx)[MX_MAX_RANK] = &midx;
+        for (int j = 0; j < so->n_views; j++) {
+            int node = so->views[j], s = 0;
+            while (s < n_seen && seen[s].node != node)
+                s++;
+            if (s == n_seen) {
+                seen[n_seen].node = node;
+                view_forward(e, node, *idx, seen[n_seen].idx);
+                const char *pin[MX_MAX_RANK], *pout[MX_MAX_RANK];
+                for (int k = 0; k < MX_MAX_RANK; k++)
+                    pin[k] = (*idx)[k], pout[k] = seen[n_seen].idx[k];
+                char got[96];
+                mx_emit_value(e, mx_node_input(g, node, 0), pin, got, sizeof got);
+                mx_emit_bind(e, mx_node_output(g, node, 0), pout, got);
+                n_seen++;
+            }
+            idx = &seen[s].idx;
+        }
+        if (skip_acc && o == sp->acc)
+            continue;
+        for (int k = 0; k < MX_MAX_RANK; k++)
+            ptr[k] = (*idx)[k];
+        char got[96];
+        mx_emit_value(e, so->value, ptr, got, sizeof got);
+        mx_emit_store(e, so->value, ptr, got);
+    }
+}
+
+/* Where step l of scan s lands in M (scan_plan.h), into p: the sequence
+ * position q = sign * l + offset first, then a scatter's order map. When
+ * the shift drops steps (q may leave [0, L)) this opens a scope that skips
+ * them, to be closed by the caller; returns whether it did. */
+static bool placement(scan_ctx *x, const mx_scan_part *s, const char *l, char *p, size_t size) {
+    mx_emitter *e = x->e;
+    long long L = (long long)x->sp->L, o = (long long)s->offset;
+    char q[64];
+    snprintf(q, sizeof q, "%s", l);
+    if (o != 0 || s->sign < 0) {
+        mx_emit_line(e, "const %s %s = %s%s + %lld;", e->ity, mx_emit_temp(e, q, sizeof q), s->sign < 0 ? "-" : "",
+                     l, o);
+    }
+    bool guard = s->sign > 0 ? o != 0 : o != L - 1; /* a plain flip keeps every step */
+    if (guard)
+        mx_emit_open(e, "if (%s >= 0 && %s < %lld)", q, q, L);
+    if (s->by_order)
+        order_pos(x, s->order, q, p, size);
+    else
+        snprintf(p, size, "%s", q);
+    return guard;
+}
+
+/* Scan k's output y (a float variable) at step l of row (b, c): the scan's own
+ * D skip and gate, its stored result and hand-over to the merge. */
+static void finish_step(scan_ctx *x, int k, const char *l) {
+    mx_emitter *e = x->e;
+    const mx_scan_plan *sp = x->sp;
+    const mx_scan_part *s = &sp->scan[k];
+    const mx_graph *g = e->p->g;
+    const char *lz = dim_or_zero(sp->L, l);
+    char a[96], b[96];
+    if (s->in[MX_SCAN_D] != MX_NONE) {
+        value3(x, s->in[MX_SCAN_U], x->b, x->c, lz, a, sizeof a);
+        const char *ci[1] = {x->c};
+        mx_emit_value(e, s->in[MX_SCAN_D], ci, b, sizeof b);
+        mx_emit_line(e, "y += %s * %s;", b, a);
+    }
+    if (s->in[MX_SCAN_Z] != MX_NONE) {
+        value3(x, s->in[MX_SCAN_Z], x->b, x->c, lz, a, sizeof a);
+        mx_emit_line(e, "y *= %s / (1.0f + expf(-%s));", a, a);
+    }
+    if (mx_value_type(g, s->y)->dtype != MX_F32) /* y is rounded to its dtype before anyone reads it */
+        mx_emit_line(e, "y = %s(%s(y));", mx_value_type(g, s->y)->dtype == MX_F16 ? "__half2float" : "__bfloat162float",
+                     mx_value_type(g, s->y)->dtype == MX_F16 ? "__float2half_rn" : "__float2bfloat16_rn");
+    if (s->y_stored) {
+        const char *yi[3] = {x->b, x->c, lz};
+        mx_emit_store(e, s->y, yi, "y");
+    }
+    if (sp->n_scans == 1) {
+        epilogue(x, l, "y", false);
+        return;
+    }
+    char p[256], off[160];
+    const char *buf;
+    bool guard = placement(x, s, l, p, sizeof p);
+    acc_at(x, p, &buf, off, sizeof off);
+    mx_dtype at = mx_value_type(g, sp->out[sp->acc].value)->dtype;
+    char sum[256];
+    if (k == 0) {
+        snprintf(sum, sizeof sum, "y");
+    } else {
+        snprintf(sum, sizeof sum, load_fmt[at], buf, off);
+        strncat(sum, " + y", sizeof sum - strlen(sum) - 1);
+    }
+    mx_emit_line(e, store_fmt[at], buf, off, sum);
+    if (guard)
+        mx_emit_close(e);
+}
+
+/* The positions of M that scan 0 never reaches (its shift drops steps) are
+ * zeroed before it runs, so that every later scan can add: the sequence
+ * positions q outside scan 0's range, through its order map. */
+static void zero_unreached(scan_ctx *x, const char *first, const char *step) {
+    const mx_scan_plan *sp = x->sp;
+    const mx_scan_part *s = &sp->scan[0];
+    if (sp->n_scans == 1)
+        return;
+    long long L = (long long)sp->L, o = (long long)s->offset, lo, hi;
+    if (s->sign > 0) { /* reached: [o, L + o) */
+        lo = o > 0 ? 0 : L + o, hi = o > 0 ? o : L;
+    } else { /* reached: [o - L + 1, o] */
+        lo = o < L - 1 ? o + 1 : 0, hi = o < L - 1 ? L : o - L + 1;
+    }
+    if (lo < 0)
+        lo = 0;
+    if (hi > L)
+        hi = L;
+    if (lo >= hi)
+        return;
+    mx_emit_open(x->e, "for (%s q = %lld + %s; q < %lld; q += %s)", x->e->ity, lo, first, hi, step);
+    char p[256] = "q", off[160];
+    if (s->by_order)
+        order_pos(x, s->order, "q", p, sizeof p);
+    const char *buf;
+    acc_at(x, p, &buf, off, sizeof off);
+    mx_emit_line(x->e, store_fmt[mx_value_type(x->e->p->g, sp->out[sp->acc].value)->dtype], buf, off, "0.0f");
+    mx_emit_close(x->e);
+}
+
+/* Whether the sum needs a last pass: some result is computed from it, or
+ * the accumulator is not M itself, or a producer view stores M again. */
+static bool needs_final_pass(const scan_ctx *x) {
+    const mx_scan_plan *sp = x->sp;
+    const mx_emitter *e = x->e;
+    if (sp->n_scans == 1)
+        return false;
+    if (sp->n_out > 1 || sp->out[sp->acc].value != sp->merge)
+        return true;
+    for (int i = e->uses.first[sp->merge]; i < e->uses.first[sp->merge + 1]; i++) {
+        int r = e->uses.reader[i];
+        if (e->p->view && e->p->view[r] == MX_VIEW_PRODUCER && e->p->group_of[r] == e->group)
+            return true;
+    }
+    return false;
+}
+
+/* The last pass over the row: the epilogue from the accumulated sum. */
+static void final_pass(scan_ctx *x, const char *first, const char *step) {
+    mx_emitter *e = x->e;
+    const mx_scan_plan *sp = x->sp;
+    mx_emit_open(e, "for (%s p = %s; p < %lld; p += %s)", e->ity, first, (long long)sp->L, step);
+    const char *buf;
+    char off[160], m[256];
+    acc_at(x, "p", &buf, off, sizeof off);
+    snprintf(m, sizeof m, load_fmt[mx_value_type(e->p->g, sp->out[sp->acc].value)->dtype], buf, off);
+    mx_emit_line(e, "const float m = %s;", m);
+    epilogue(x, "p", "m", sp->out[sp->acc].value == sp->merge);
+    mx_emit_close(e);
+}
+
+/* d for step l: delta (+ bias), softplus. */
+static void emit_delta(scan_ctx *x, const mx_scan_part *s, const char *l) {
+    mx_emitter *e = x->e;
+    char a[96], b[96];
+    value3(x, s->in[MX_SCAN_DELTA], x->b, x->c, dim_or_zero(x->sp->L, l), a, sizeof a);
+    if (s->in[MX_SCAN_DELTA_BIAS] != MX_NONE) {
+        const char *ci[1] = {x->c};
+        mx_emit_value(e, s->in[MX_SCAN_DELTA_BIAS], ci, b, sizeof b);
+        mx_emit_line(e, "float d = %s + %s;", a, b);
+    } else {
+        mx_emit_line(e, "float d = %s;", a);
+    }
+    if (s->softplus)
+        mx_emit_line(e, "d = d > 20.0f ? d : log1pf(expf(d));");
+}
+
+/* B or C of scan s at (b, g, n, l). */
+static void bc_value(scan_ctx *x, const mx_scan_part *s, int slot, const char *n, const char *l, char *out,
+                     size_t size) {
+    const char *idx[4] = {x->b, x->g, dim_or_zero(x->sp->N, n), dim_or_zero(x->sp->L, l)};
+    mx_emit_value(x->e, s->in[slot], idx, out, size);
+}
+
+/* A[c, n] * log2 e (when a2 is not NULL) and the initial state h of state n. */
+static void emit_state_init(scan_ctx *x, const mx_scan_part *s, const char *n, const char *a2, const char *h) {
+    mx_emitter *e = x->e;
+    char a[96];
+    const char *ai[2] = {dim_or_zero(x->sp->Ch, x->c), dim_or_zero(x->sp->N, n)};
+    if (a2) {
+        mx_emit_value(e, s->in[MX_SCAN_A], ai, a, sizeof a);
+        mx_emit_line(e, "%s = %s * " LOG2E ";", a2, a);
+    }
+    if (s->in[MX_SCAN_H0] != MX_NONE) {
+        const char *hi[3] = {x->b, x->c, dim_or_zero(x->sp->N, n)};
+        mx_emit_value(e, s->in[MX_SCAN_H0], hi, a, sizeof a);
+        mx_emit_line(e, "%s = %s;", h, a);
+    } else {
+        mx_emit_line(e, "%s = 0.0f;", h);
+    }
+}
+
+static void store_hN(scan_ctx *x, const mx_scan_part *s, const char *n, const char *h) {
+    const char *hi[3] = {x->b, x->c, dim_or_zero(x->sp->N, n)};
+    mx_emit_store(x->e, s->hN, hi, h);
+}
+
+/* ---- decomposition 0: lanes hold the states, walking L ----------------------------- */
+
+static void lanes_scan(scan_ctx *x, int k) {
+    mx_emitter *e = x->e;
+    const mx_scan_plan *sp = x->sp;
+    const mx_scan_part *s = &sp->scan[k];
+    const mx_graph *g = e->p->g;
+    char label[96], l[64], a[96], bb[96], cc[96];
+    int chunk = x->t.items;
+    mx_emit_open(e, "/* scan %d: %s%s */", k, mx_node_label(g, s->node, label, sizeof label),
+                 s->reverse ? ", reverse" : "");
+    mx_emit_line(e, "float a2[%d], h[%d];", x->per_lane, x->per_lane);
+    mx_emit_line(e, "#pragma unroll");
+    mx_emit_open(e, "for (int j = 0; j < %d; j++)", x->per_lane);
+    mx_emit_line(e, "const int n = lane + j * %d;", x->lanes);
+    emit_state_init(x, s, "n", "a2[j]", "h[j]");
+    mx_emit_close(e);
+    mx_emit_open(e, "for (int s0 = 0; s0 < %lld; s0 += %d)", (long long)sp->L, chunk);
+    mx_emit_line(e, "const int steps = min(%d, %lld - s0);", chunk, (long long)sp->L);
+    if (x->staged) {
+        mx_emit_line(e, "__syncthreads(); /* the previous chunk's B and C are consumed */");
+        mx_emit_open(e, "for (int i = threadIdx.x; i < %lld * steps; i += blockDim.x)", (long long)sp->N);
+        mx_emit_line(e, "const int n = i / steps, s = i - n * steps;");
+        step_l(x, s, "(s0 + s)", l, sizeof l);
+        mx_emit_line(e, "const %s l = %s;", e->ity, l);
+        bc_value(x, s, MX_SCAN_B, "n", "l", bb, sizeof bb);
+        bc_value(x, s, MX_SCAN_C, "n", "l", cc, sizeof cc);
+        mx_emit_line(e, "Bs[n * %d + s] = %s;", chunk, bb);
+        mx_emit_line(e, "Cs[n * %d + s] = %s;", chunk, cc);
+        mx_emit_close(e);
+        mx_emit_line(e, "__syncthreads();");
+    }
+    mx_emit_open(e, "for (int s = 0; s < steps; s++)");
+    step_l(x, s, "(s0 + s)", l, sizeof l);
+    mx_emit_line(e, "const %s l = %s;", e->ity, l);
+    emit_delta(x, s, "l");
+    value3(x, s->in[MX_SCAN_U], x->b, x->c, dim_or_zero(sp->L, "l"), a, sizeof a);
+    mx_emit_line(e, "const float du = d * %s;", a);
+    mx_emit_line(e, "float y = 0.0f;");
+    mx_emit_line(e, "#pragma unroll");
+    mx_emit_open(e, "for (int j = 0; j < %d; j++)", x->per_lane);
+    mx_emit_line(e, "const int n = lane + j * %d;", x->lanes);
+    if (x->staged) {
+        snprintf(bb, sizeof bb, "Bs[n * %d + s]", chunk);
+        snprintf(cc, sizeof cc, "Cs[n * %d + s]", chunk);
+    } else {
+        bc_value(x, s, MX_SCAN_B, "n", "l", bb, sizeof bb);
+        bc_value(x, s, MX_SCAN_C, "n", "l", cc, sizeof cc);
+    }
+    mx_emit_line(e, "const float dA = exp2f(d * a2[j]);");
+    mx_emit_line(e, "h[j] = dA * h[j] + du * %s;", bb);
+    mx_emit_line(e, "y += h[j] * %s;", cc);
+    mx_emit_close(e);
+    if (x->lanes > 1) {
+        mx_emit_line(e, "for (int off = %d; off > 0; off >>= 1)", x->lanes / 2);
+        mx_emit_line(e, "    y += __shfl_xor_sync(gmask, y, off);");
+        mx_emit_line(e, "if (s %% %d == lane)", x->lanes);
+        mx_emit_line(e, "    ys[s] = y;");
+    } else {
+        mx_emit_line(e, "ys[s] = y;");
+    }
+    mx_emit_close(e);
+    mx_emit_line(e, "/* the chunk's outputs, one step per lane */");
+    mx_emit_open(e, "for (int s = lane; s < steps; s += %d)", x->lanes);
+    step_l(x, s, "(s0 + s)", l, sizeof l);
+    mx_emit_line(e, "const %s l = %s;", e->ity, l);
+    mx_emit_line(e, "float y = ys[s];");
+    finish_step(x, k, "l");
+    mx_emit_close(e);
+    mx_emit_close(e);
+    if (s->hN_stored) {
+        mx_emit_line(e, "#pragma unroll");
+        mx_emit_open(e, "for (int j = 0; j < %d; j++)", x->per_lane);
+        mx_emit_line(e, "const int n = lane + j * %d;", x->lanes);
+        store_hN(x, s, "n", "h[j]");
+        mx_emit_close(e);
+    }
+    mx_emit_close(e);
+}
+
+static void emit_lanes(scan_ctx *x, mx_kernel *k) {
+    mx_emitter *e = x->e;
+    const mx_scan_plan *sp = x->sp;
+    int cpb = x->t.channels, chunk = x->t.items;
+    long long rows = (long long)(sp->Bt * sp->Ch);
+    mx_emit_line(e, "/* lanes: %d lane%s per row (b, c) hold its %lld states (%d each) and walk L = %lld;",
+                 x->lanes, x->lanes > 1 ? "s" : "", (long long)sp->N, x->per_lane, (long long)sp->L);
+    mx_emit_line(e, "   %d rows per block; %s */", cpb,
+                 x->staged ? "they share (b, g): B and C staged per chunk of steps in shared memory"
+                           : "B and C read by each lane for its states");
+    mx_emit_line(e, "const int lane = threadIdx.x %% %d, slot = threadIdx.x / %d;", x->lanes, x->lanes);
+    mx_emit_line(e, "const %s row = (%s)blockIdx.x * %d + slot;", e->ity, e->ity, cpb);
+    if (!x->staged && rows % cpb)
+    {
+        mx_emit_line(e, "if (row >= %lld) /* past the last row: no barrier follows */", rows);
+        mx_emit_line(e, "    return;");
+    }
+    if (sp->Bt > 1)
+        mx_emit_line(e, "const %s b = row / %lld;", e->ity, (long long)sp->Ch);
+    if (sp->Ch > 1)
+        mx_emit_line(e, "const %s c = row %% %lld;", e->ity, (long long)sp->Ch);
+    if (sp->G > 1)
+        mx_emit_line(e, "const %s g = c / %d;", e->ity, x->cpg);
+    if (x->lanes > 1)
+        mx_emit_line(e, "const unsigned gmask = %s;",
+                     x->lanes == 32 ? "0xFFFFFFFFu" : "((1u << LANES) - 1) << (threadIdx.x % 32 / LANES * LANES)");
+    mx_emit_line(e, "MX_DYNAMIC_SMEM(float, smem);");
+    mx_emit_line(e, "float *const ys = smem + slot * %d; /* this row's outputs of the chunk */", chunk);
+    if (x->staged) {
+        mx_emit_line(e, "float *const Bs = smem + %d, *const Cs = Bs + %lld; /* [N][chunk] */", cpb * chunk,
+                     (long long)sp->N * chunk);
+    }
+    zero_unreached(x, "lane", x->lanes > 1 ? "LANES" : "1");
+    for (int i = 0; i < sp->n_scans; i++) {
+        if (i > 0 && x->lanes > 1)
+            mx_emit_line(e, "__syncwarp(gmask); /* the sum so far, written by other lanes */");
+        lanes_scan(x, i);
+    }
+    if (needs_final_pass(x)) {
+        if (x->lanes > 1)
+            mx_emit_line(e, "__syncwarp(gmask);");
+        final_pass(x, "lane", x->lanes > 1 ? "LANES" : "1");
+    }
+    k->block[0] = (unsigned)(cpb * x->lanes), k->block[1] = k->block[2] = 1;
+    k->grid[0] = (unsigned)((rows + cpb - 1) / cpb), k->grid[1] = k->grid[2] = 1;
+    k->smem = (size_t)(cpb * chunk + (x->staged ? 2 * sp->N * chunk : 0)) * sizeof(float);
+}
+
+/* ---- decomposition 1: chunked block scan --------------------------------------------- */
+
+/* A loop over this thread's steps within L, unrolled so that its per-step
+ * arrays stay in registers (a loop bound on L would keep them in local
+ * memory); one scope, closed by the caller. */
+static void items_loop(mx_emitter *e, long long L) {
+    mx_emit_line(e, "#pragma unroll");
+    mx_emit_line(e, "for (int i = 0; i < ITEMS; i++)");
+    mx_emit_open(e, "    if (first + i < %lld)", L);
+}
+
+static void chunked_scan(scan_ctx *x, int k) {
+    mx_emitter *e = x->e;
+    const mx_scan_plan *sp = x->sp;
+    const mx_scan_part *s = &sp->scan[k];
+    const mx_graph *g = e->p->g;
+    char label[96], l[64], a[96], bb[96], cc[96];
+    long long N = (long long)sp->N, L = (long long)sp->L;
+    mx_emit_open(e, "/* scan %d: %s%s */", k, mx_node_label(g, s->node, label, sizeof label),
+                 s->reverse ? ", reverse" : "");
+    if (k > 0)
+        mx_emit_line(e, "__syncthreads(); /* the previous scan's sum and carries are complete */");
+    mx_emit_open(e, "for (int n = threadIdx.x; n < %lld; n += blockDim.x)", N);
+    emit_state_init(x, s, "n", NULL, "carry[n]");
+    mx_emit_close(e);
+    mx_emit_line(e, "__syncthreads();");
+    mx_emit_line(e, "int phase = 0; /* alternates the warp totals' buffer from one barrier to the next */");
+    mx_emit_open(e, "for (int s0 = 0, par = 0; s0 < %lld; s0 += blockDim.x * ITEMS, par ^= 1)", L);
+    mx_emit_line(e, "const int first = s0 + threadIdx.x * ITEMS;");
+    mx_emit_line(e, "float dl[ITEMS], du[ITEMS], yi[ITEMS];");
+    mx_emit_line(e, "#pragma unroll");
+    mx_emit_open(e, "for (int i = 0; i < ITEMS; i++)");
+    mx_emit_line(e, "dl[i] = 0.0f, du[i] = 0.0f, yi[i] = 0.0f; /* past L: the identity step */");
+    mx_emit_line(e, "if (first + i >= %lld)", L);
+    mx_emit_line(e, "    continue;");
+    step_l(x, s, "(first + i)", l, sizeof l);
+    mx_emit_line(e, "const %s l = %s;", e->ity, l);
+    emit_delta(x, s, "l");
+    value3(x, s->in[MX_SCAN_U], x->b, x->c, dim_or_zero(sp->L, "l"), a, sizeof a);
+    mx_emit_line(e, "dl[i] = d, du[i] = d * %s;", a);
+    mx_emit_close(e);
+    mx_emit_open(e, "for (int n = 0; n < %lld; n++)", N);
+    {
+        const char *ai[2] = {dim_or_zero(sp->Ch, x->c), dim_or_zero(sp->N, "n")};
+        mx_emit_value(e, s->in[MX_SCAN_A], ai, a, sizeof a);
+    }
+    mx_emit_line(e, "const float a2 = %s * " LOG2E ";", a);
+    mx_emit_line(e, "float a = 1.0f, hc = 0.0f; /* this thread's steps as h -> a h + hc */");
+    items_loop(e, L);
+    step_l(x, s, "(first + i)", l, sizeof l);
+    mx_emit_line(e, "const %s l = %s;", e->ity, l);
+    bc_value(x, s, MX_SCAN_B, "n", "l", bb, sizeof bb);
+    mx_emit_line(e, "const float dA = exp2f(dl[i] * a2);");
+    mx_emit_line(e, "a *= dA;");
+    mx_emit_line(e, "hc = dA * hc + du[i] * %s;", bb);
+    mx_emit_close(e);
+    mx_emit_line(e, "/* inclusive scan of the maps over the warp: earlier lanes apply first */");
+    mx_emit_open(e, "for (int off = 1; off < 32; off <<= 1)");
+    mx_emit_line(e, "const float pa = __shfl_up_sync(0xFFFFFFFFu, a, off);");
+    mx_emit_line(e, "const float ph = __shfl_up_sync(0xFFFFFFFFu, hc, off);");
+    mx_emit_open(e, "if (lane >= off)");
+    mx_emit_line(e, "hc = a * ph + hc;");
+    mx_emit_line(e, "a *= pa;");
+    mx_emit_close(e);
+    mx_emit_close(e);
+    mx_emit_open(e, "if (lane == 31)");
+    mx_emit_line(e, "wa[phase * 32 + warp] = a;");
+    mx_emit_line(e, "wh[phase * 32 + warp] = hc;");
+    mx_emit_close(e);
+    mx_emit_line(e, "__syncthreads();");
+    mx_emit_line(e, "/* the state entering this thread's steps: the carry, the warps before, the lanes before */");
+    mx_emit_line(e, "float hs = carry[par * %lld + n];", N);
+    mx_emit_line(e, "for (int w = 0; w < warp; w++)");
+    mx_emit_line(e, "    hs = wa[phase * 32 + w] * hs + wh[phase * 32 + w];");
+    mx_emit_line(e, "const float pa = __shfl_up_sync(0xFFFFFFFFu, a, 1);");
+    mx_emit_line(e, "const float ph = __shfl_up_sync(0xFFFFFFFFu, hc, 1);");
+    mx_emit_line(e, "if (lane > 0)");
+    mx_emit_line(e, "    hs = pa * hs + ph;");
+    items_loop(e, L);
+    step_l(x, s, "(first + i)", l, sizeof l);
+    mx_emit_line(e, "const %s l = %s;", e->ity, l);
+    bc_value(x, s, MX_SCAN_B, "n", "l", bb, sizeof bb);
+    bc_value(x, s, MX_SCAN_C, "n", "l", cc, sizeof cc);
+    mx_emit_line(e, "const float dA = exp2f(dl[i] * a2);");
+    mx_emit_line(e, "hs = dA * hs + du[i] * %s;", bb);
+    mx_emit_line(e, "yi[i] += hs * %s;", cc);
+    mx_emit_close(e);
+    mx_emit_open(e, "if (threadIdx.x == blockDim.x - 1) /* its end state, padding being the identity, is the carry */");
+    mx_emit_line(e, "carry[(par ^ 1) * %lld + n] = hs;", N);
+    if (s->hN_stored) {
+        mx_emit_open(e, "if (s0 + blockDim.x * ITEMS >= %lld)", L);
+        store_hN(x, s, "n", "hs");
+        mx_emit_close(e);
+    }
+    mx_emit_close(e);
+    mx_emit_line(e, "phase ^= 1;");
+    mx_emit_close(e);
+    items_loop(e, L);
+    step_l(x, s, "(first + i)", l, sizeof l);
+    mx_emit_line(e, "const %s l = %s;", e->ity, l);
+    mx_emit_line(e, "float y = yi[i];");
+    finish_step(x, k, "l");
+    mx_emit_close(e);
+    mx_emit_close(e);
+    mx_emit_close(e);
+}
+
+static void emit_chunked(scan_ctx *x, mx_kernel *k) {
+    mx_emitter *e = x->e;
+    const mx_scan_plan *sp = x->sp;
+    long long N = (long long)sp->N;
+    mx_emit_line(e, "/* chunked: one block per row (b, c); each thread scans ITEMS = %d steps per state, the",
+                 x->t.items);
+    mx_emit_line(e, "   warps compose their maps with shuffles and shared memory, a carry crosses the");
+    mx_emit_line(e, "   %d-step super-chunks, then each thread rescans its steps from its prefix */",
+                 x->t.items * x->t.threads);
+    mx_emit_line(e, "const %s row = blockIdx.x;", e->ity);
+    if (sp->Bt > 1)
+        mx_emit_line(e, "const %s b = row / %lld;", e->ity, (long long)sp->Ch);
+    if (sp->Ch > 1)
+        mx_emit_line(e, "const %s c = row %% %lld;", e->ity, (long long)sp->Ch);
+    if (sp->G > 1)
+        mx_emit_line(e, "const %s g = c / %d;", e->ity, x->cpg);
+    mx_emit_line(e, "const int lane = threadIdx.x %% 32, warp = threadIdx.x / 32;");
+    mx_emit_line(e, "MX_DYNAMIC_SMEM(float, smem);");
+    mx_emit_line(e, "float *const wa = smem, *const wh = smem + 64; /* [2][32] warp totals */");
+    mx_emit_line(e, "float *const carry = smem + 128; /* [2][N] the state entering the super-chunk */");
+    zero_unreached(x, "threadIdx.x", "blockDim.x");
+    for (int i = 0; i < sp->n_scans; i++)
+        chunked_scan(x, i);
+    if (needs_final_pass(x)) {
+        mx_emit_line(e, "__syncthreads();");
+        final_pass(x, "threadIdx.x", "blockDim.x");
+    }
+    k->block[0] = (unsigned)x->t.threads, k->block[1] = k->block[2] = 1;
+    k->grid[0] = (unsigned)(sp->Bt * sp->Ch), k->grid[1] = k->grid[2] = 1;
+    k->smem = (size_t)(128 + 2 * N) * sizeof(float);
+}
+
+/* ---- tiles -------------------------------------------------------------------------- */
+
+/* The lane count of a row: a power of two up to 32 that divides N. */
+static int default_lanes(int64_t N) {
+    int lanes = 1;
+    while (lanes < 32 && N % (2 * lanes) == 0)
+        lanes *= 2;
+    return lanes;
+}
+
+/* Rows per block of the lanes decomposition: a divisor of the channels per
+ * group (so that the block shares one staged B and C) when one is at least
+ * half of what fits, else as many as fit. */
+static int default_rows(int64_t cpg, int fit) {
+    for (int r = fit; r >= (fit + 1) / 2; r--)
+        if (cpg % r == 0)
+            return r;
+    return fit;
+}
+
+static mx_tiles lanes_tiles(const mx_scan_plan *sp) {
+    mx_tiles t = {.vector = 1, .lanes_per_state = default_lanes(sp->N)};
+    t.channels = default_rows(sp->Ch / sp->G, 128 / t.lanes_per_state);
+    t.threads = t.channels * t.lanes_per_state;
+    /* staged B and C at most 16 KiB: several blocks per SM still fit */
+    t.items = sp->N <= 32 ? 64 : (int)(2048 / sp->N);
+    if (t.items < t.lanes_per_state)
+        t.items = t.lanes_per_state;
+    return t;
+}
+
+/* 8 items per thread, and a register budget for ptxas: without a minimum of
+ * blocks per SM in __launch_bounds__ ptxas picks its own register target
+ * (72 for a 32-thread block on sm_80) and spills a few bytes to meet it when
+ * the kernel needs more (vim-block's two scans: 8 bytes; a fused ViQS token
+ * mixer's four qs scans need about 96). 512 resident threads per SM leave it
+ * 128 registers, which every scan kernel fits (docs/scan.md, "Tiles and
+ * defaults"). */
+static mx_tiles chunked_tiles(const mx_scan_plan *sp) {
+    mx_tiles t = {.vector = 1, .chunked = 1, .items = 8, .channels = 1};
+    int64_t chunks = (sp->L + t.items - 1) / t.items; /* no more threads than chunks of L */
+    t.threads = chunks >= 128 ? 128 : (int)((chunks + 31) / 32 * 32);
+    t.min_blocks = 512 / t.threads;
+    return t;
+}
+
+/* Two waves of 132 SMs x 2048 threads: enough rows x states to fill an H100
+ * with a lane per state; fewer, and L is cut into chunks instead. */
+static mx_tiles tiles_for(const mx_scan_plan *sp) {
+    return sp->Bt * sp->Ch * sp->N >= 2LL * 132 * 2048 ? lanes_tiles(sp) : chunked_tiles(sp);
+}
+
+mx_tiles mx_scan_default_tiles(const mx_program *p, int group, int sm) {
+    mx_scan_plan sp;
+    mx_diag d;
+    if (mx_scan_plan_fill(p, group, &sp, &d) != MX_OK) /* mx_emit_scan reports the error */
+        return (mx_tiles){.threads = 128, .items = 8, .channels = 1, .chunked = 1, .vector = 1};
+    return tiles_for(&sp);
+}
+
+/* Fields the caller left at 0 take the defaults of the decomposition asked
+ * for (all zero: the cost model's choice); the rest must fit. */
+static mx_status check_tiles(scan_ctx *x, const mx_tiles *given, mx_diag *d) {
+    const mx_scan_plan *sp = x->sp;
+    const mx_tiles *t = given;
+    if (!t->threads && !t->items && !t->channels && !t->lanes_per_state && !t->chunked) {
+        x->t = tiles_for(sp);
+    } else {
+        x->t = t->chunked ? chunked_tiles(sp) : lanes_tiles(sp);
+        if (t->threads)
+            x->t.threads = t->threads;
+        if (t->items)
+            x->t.items = t->items;
+        if (t->lanes_per_state && !t->chunked)
+            x->t.lanes_per_state = t->lanes_per_state;
+        if (!t->chunked && (t->channels || t->threads)) /* threads = channels x lanes */
+            x->t.channels = t->channels ? t->channels : t->threads / x->t.lanes_per_state;
+        x->t.min_blocks = t->min_blocks;
+    }
+    int group = x->e->group;
+    if (x->t.chunked) {
+        if (x->t.threads < 32 || x->t.threads > 1024 || x->t.threads % 32 || x->t.items < 1 || x->t.items > 64)
+            return mx_fail(d, MX_ERR_INVALID,
+                           "scan group %d: chunked tiles need threads a multiple of 32 up to 1024 and "
+                           "items 1..64 (got %d, %d)",
+                           group, x->t.threads, x->t.items);
+        return MX_OK;
+    }
+    int lanes = x->t.lanes_per_state;
+    if (lanes < 1 || lanes > 32 || (lanes & (lanes - 1)) || sp->N % lanes)
+        return mx_fail(d, MX_ERR_INVALID,
+                       "scan group %d: lanes_per_state %d must be a power of two up to 32 dividing N = %lld",
+                       group, lanes, (long long)sp->N);
+    if (x->t.channels < 1 || x->t.channels * lanes > 1024 || x->t.items < lanes || x->t.items % lanes ||
+        (given->threads && given->channels && given->threads != given->channels * lanes))
+        return mx_fail(d, MX_ERR_INVALID,
+                       "scan group %d: lanes tiles need channels x lanes up to 1024 threads and items a "
+                       "multiple of the lanes, threads = channels x lanes (got %d threads, %d channels, "
+                       "%d items)",
+                       group, x->t.threads, x->t.channels, x->t.items);
+    x->t.threads = x->t.channels * lanes;
+    x->lanes = lanes;
+    x->per_lane = (int)(sp->N / lanes);
+    x->staged = (sp->Ch / sp->G) % x->t.channels == 0;
+    int64_t smem = (int64_t)(x->t.channels * x->t.items + (x->staged ? 2 * sp->N * x->t.items : 0)) * 4;
+    if (smem > 48 * 1024)
+        return mx_fail(d, MX_ERR_INVALID,
+                       "scan group %d: the lanes tiles need %lld bytes of shared memory (at most 48 KiB)", group,
+                       (long long)smem);
+    return MX_OK;
+}
+
+mx_status mx_emit_scan(mx_emitter *e, const mx_tiles *t, mx_kernel *k, mx_diag *d) {
+    mx_scan_plan sp;
+    MX_TRY(mx_scan_plan_fill(e->p, e->group, &sp, d));
+    scan_ctx x = {.e = e, .sp = &sp};
+    x.cpg = (int)(sp.Ch / sp.G);
+    x.b = dim_or_zero(sp.Bt, "b");
+    x.c = dim_or_zero(sp.Ch, "c");
+    x.g = dim_or_zero(sp.G, "g");
+    MX_TRY(check_tiles(&x, t, d));
+    k->tiles = x.t;
+    if (x.t.chunked) {
+        mx_emit_line(e, "#define ITEMS %d", x.t.items);
+        emit_chunked(&x, k);
+        mx_emit_line(e, "#undef ITEMS");
+    } else {
+        mx_emit_line(e, "#define LANES %d", x.lanes);
+        emit_lanes(&x, k);
+        mx_emit_line(e, "#undef LANES");
+    }
+    if (e->status != MX_OK) {
+        *d = e->diag;
+        return e->status;
+    }
+    return MX_OK;
+}

@@ -1,0 +1,68 @@
+/* scan_plan.h: what a scan group computes, recognised from its members
+ * (internal to codegen/; emit_scan.c turns it into a kernel, docs/scan.md).
+ *
+ * A scan group (passes/fuse.c) holds one to MX_SCAN_MAX selective scans of
+ * one shape [Bt, Ch, L] x N states, the folded views they read through, and
+ * what fuse put after them:
+ *   - the merge M, the value that sums the scans: a scan_scatter of the K
+ *     scan orders, or a tree of adds, over the scans seen through shifts and
+ *     flips of the L axis (a qs pair: shift(y_fwd, 1) + shift(y_bwd, -1);
+ *     the qs pairs of K orders: scan_scatter(shift(y_fwd_0, 1),
+ *     shift(y_bwd_0, -1), ...)); with one scan and no such node, M is the
+ *     scan's result;
+ *   - the epilogue: members computed from M element by element, through
+ *     bijective views (reshape, permute, flip), e.g. the gate mul(M, silu(z)),
+ *     the qs diagonal term u * D, a flip-back.
+ * Each scan's step l lands in M at a position p(l) (its placement): first
+ * q = sign * l + offset for the shifts and flips (steps whose q leaves
+ * [0, L) are dropped), then p = pos_order(q) under a scatter, else p = q;
+ * the positions no step reaches are 0. */
+#ifndef MX_SCAN_PLAN_H
+#define MX_SCAN_PLAN_H
+
+#include "codegen.h"
+
+#define MX_SCAN_MAX 16 /* scan_scatter's arity */
+
+typedef struct {
+    int node;                     /* the selective_scan */
+    int in[MX_SCAN_SLOTS];        /* its inputs, MX_NONE when absent */
+    int y, hN;                    /* results; hN MX_NONE with one result */
+    bool reverse, softplus;
+    bool y_stored, hN_stored;     /* materialised (read by another group or the caller) */
+    /* placement into M */
+    int sign;                     /* q = sign * l + offset, dropped outside [0, L) */
+    int64_t offset;
+    bool by_order;                /* p = pos_order(q) over the h x w grid, else p = q */
+    mx_scan_order order;
+} mx_scan_part;
+
+/* A materialised value of the epilogue (or M itself), and the chain of views
+ * from M to it, innermost first: its index is M's index mapped forward. */
+typedef struct {
+    int value;
+    int views[8];
+    int n_views;
+} mx_scan_out;
+
+typedef struct {
+    int64_t Bt, Ch, L, N, G;
+    int n_scans;
+    mx_scan_part scan[MX_SCAN_MAX];
+    int merge;                    /* M; the scan's y when there is one scan and no merge node */
+    int64_t grid_h, grid_w;       /* of a scan_scatter merge */
+    mx_scan_out out[8];           /* materialised values computed from M */
+    int n_out;
+    int acc;                      /* index into out: the buffer the K scans sum into; -1 for one scan */
+} mx_scan_plan;
+
+/* Recognises group `group` of p; an unsupported structure fails with a
+ * message that names the group and the node in the way. */
+mx_status mx_scan_plan_fill(const mx_program *p, int group, mx_scan_plan *sp, mx_diag *d);
+
+/* The cost model's tiles for a scan group (docs/scan.md): one state row per
+ * lane group walking L when Bt x Ch x N fills the GPU twice over, else the
+ * chunked block scan. mx_tiles_default calls it for scan groups. */
+mx_tiles mx_scan_default_tiles(const mx_program *p, int group, int sm);
+
+#endif

@@ -1,0 +1,105 @@
+/* gpu.h: running a planned program and its generated module on the GPU.
+ *
+ * The CUDA device of the executor's walk (exec.h): the activation arena and
+ * the source buffers in device memory, the module compiled by NVRTC for the
+ * device's sm through the kernel cache and loaded, a cuLaunchKernel per
+ * generated group and a cuBLASLt product per matmul group (gemm.h, blas.h),
+ * all on one stream. The forward pass can be captured once into a CUDA
+ * graph and replayed (MIXC_NO_GRAPHS=1 turns that off). MIXC_DEBUG=2 times every group with events and prints its time, its
+ * bandwidth from the kernel's floor bytes and its % of the roofline floor.
+ * docs/runtime.md, "The CUDA execution path", has the details.
+ *
+ * Without a driver mx_gpu_open fails with mx_cuda_open's message ("no CUDA
+ * driver (libcuda.so.1 not found)"); nothing else here is reachable then. */
+#ifndef MX_GPU_H
+#define MX_GPU_H
+
+#include <stdio.h>
+
+#include "blas.h"
+#include "codegen.h"
+#include "driver.h"
+#include "exec.h"
+#include "rtc.h"
+
+/* ---- the device ------------------------------------------------------------------ */
+
+/* The driver, cuBLASLt and one stream on device 0. */
+typedef struct {
+    mx_cuda *cu;
+    mx_blas *blas;
+    CUstream stream;
+} mx_gpu;
+
+mx_status mx_gpu_open(mx_gpu **out, mx_diag *d);
+void mx_gpu_close(mx_gpu *gpu);
+/* The device's architecture as NVRTC names it: 90 for sm_90. */
+int mx_gpu_sm(const mx_gpu *gpu);
+
+/* Device memory holding n numbers of dtype t, converted from / to f32. */
+mx_status mx_gpu_put(mx_gpu *gpu, CUdeviceptr dst, const float *src, int64_t n, mx_dtype t,
+                     mx_diag *d);
+mx_status mx_gpu_get(mx_gpu *gpu, float *dst, CUdeviceptr src, int64_t n, mx_dtype t, mx_diag *d);
+
+/* ---- the roofline ---------------------------------------------------------------- */
+
+/* What a kernel's floor is measured against. Bandwidth: a measured figure
+ * for devices this project has measured (H100 SXM 3.0e12 B/s, H200 4.3e12
+ * B/s, device-to-device copies counting reads and writes), else memory clock
+ * x bus width x 2 (DDR) from the driver. Exps: SMs x 16 SFU results per clock
+ * x the SM clock (MUFU.EX2 throughput on sm_80 / sm_90). */
+typedef struct {
+    double bytes_per_s, exps_per_s;
+    const char *bandwidth_source; /* "measured (H100)", "memory clock x bus width x 2" */
+} mx_gpu_peak;
+
+mx_gpu_peak mx_gpu_peak_of(const mx_cuda *cu);
+/* max(bytes / bandwidth, exps / SFU rate), seconds. */
+double mx_gpu_floor_s(const mx_gpu_peak *pk, mx_cost c);
+
+/* ---- programs -------------------------------------------------------------------- */
+
+typedef struct {
+    bool graphs; /* capture the forward pass once, replay it after */
+    int debug;   /* MIXC_DEBUG: 2 prints each group's time and % of floor */
+    FILE *out;   /* where debug output goes (stderr when NULL) */
+} mx_gpu_options;
+
+/* MIXC_NO_GRAPHS, MIXC_DEBUG. */
+void mx_gpu_options_from_env(mx_gpu_options *o);
+
+/* A program on the GPU: the walk of exec.h over the CUDA device table
+ * (cuMemAlloc / cuMemcpy, cuLaunchKernel, cuBLASLt), plus graph capture. */
+typedef struct mx_gpu_program mx_gpu_program;
+
+/* Compiles m for the device (NVRTC, through the kernel cache) and opens the
+ * walk on it (mx_exec_open: arena and buffers, b's inputs and params
+ * uploaded, arena poisoned), then fetches every kernel and decodes and plans
+ * every matmul group, so that errors show here and a graph capture records
+ * launches only. p, m and b as for mx_exec_open. */
+mx_status mx_gpu_load(mx_gpu *gpu, const mx_program *p, const mx_module *m, const mx_buffers *b,
+                      mx_gpu_program **out, mx_diag *d);
+void mx_gpu_program_free(mx_gpu_program *gp);
+/* The compiled module (the cubin's kernels, their resources, from_cache). */
+const mx_cubin *mx_gpu_program_cubin(const mx_gpu_program *gp);
+/* The open walk: mx_exec_upload, mx_exec_poison, mx_exec_download (which
+ * waits for the stream; a kernel fault surfaces there). */
+mx_exec *mx_gpu_program_exec(mx_gpu_program *gp);
+/* Enqueues one forward pass on the gpu's stream: mx_exec_forward, or a
+ * replay of the graph captured from it at the first call with graphs on.
+ * Does not wait. */
+mx_status mx_gpu_forward(mx_gpu_program *gp, bool graphs, mx_diag *d);
+/* Waits for the stream. */
+mx_status mx_gpu_sync(mx_gpu *gpu, mx_diag *d);
+/* One direct forward pass with an event after each group (the walk's
+ * group_done); prints, per group, its time, GB/s of its floor bytes and % of
+ * its floor, then the sum. */
+mx_status mx_gpu_profile(mx_gpu_program *gp, FILE *out, mx_diag *d);
+
+/* The whole path for one run: open, load with b's inputs and params,
+ * forward (a graph replay unless o->graphs is false), download the outputs
+ * into b, profile when o->debug >= 2. o NULL: from the environment. */
+mx_status mx_exec_cuda(const mx_program *p, const mx_module *m, mx_buffers *b,
+                       const mx_gpu_options *o, mx_diag *d);
+
+#endif

@@ -1,0 +1,467 @@
+/* test_codegen.c: generated kernels against the reference.
+ *
+ * Unit: small graphs that put every view kind, every elementwise op (f32,
+ * f16, bf16 storage), the row kernels at odd row lengths and block sizes and
+ * the convolutions into kernels, run under host emulation (mx_exec_emu) and
+ * compared with the reference interpreter on random inputs. Compile: every
+ * kernel of every zoo model (reduced size, zoo_reduced.h) through NVRTC
+ * for sm_80 and sm_90, one module per model, no spills with the default
+ * tiles. End to end: IR graphs and zoo models under emulation. Set
+ * MIXC_TEST_QUICK=1 to skip the zoo runs (the long part). */
+#include <dirent.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cache.h"
+#include "check.h"
+#include "codegen.h"
+#include "exec.h"
+#include "zoo_reduced.h"
+
+#define SEED 11u
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static mx_program *compile(const mx_graph *g) {
+    char *text = mx_graph_print(g);
+    mx_diag d = {{0}};
+    mx_graph *copy = mx_graph_parse(text, g->name, &d);
+    free(text);
+    CHECK_MSG(copy != NULL, "reparse: %s", d.msg);
+    if (!copy)
+        return NULL;
+    mx_program *p = mx_program_new(copy);
+    mx_pass_options o = {.verify = true};
+    mx_status st = mx_program_run_passes(p, &o, &d);
+    CHECK_MSG(st == MX_OK, "%s: passes: %s", g->name, d.msg);
+    if (st != MX_OK) {
+        mx_program_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* Outputs of the program run (got, for p->g) against the reference's (want,
+ * for src) within tol. Returns the worst relative error. */
+static double compare(const char *what, const mx_graph *src, const mx_buffers *want, const mx_graph *pg,
+                      const mx_buffers *got, double tol) {
+    double worst = 0;
+    for (int i = 0; i < src->n_outputs; i++) {
+        int w = src->outputs[i], v = pg->outputs[i];
+        double *ref = malloc((size_t)(want->numel[w] + 1) * sizeof(double));
+        for (int64_t k = 0; k < want->numel[w]; k++)
+            ref[k] = want->data[w][k];
+        char label[300];
+        snprintf(label, sizeof label, "%s: output %d (%s)", what, i, src->values[w].name ? src->values[w].name : "?");
+        CHECK_CLOSE(got->data[v], ref, got->numel[v], tol, label);
+        for (int64_t k = 0; k < want->numel[w]; k++) {
+            double e = fabs((double)got->data[v][k] - ref[k]) / fmax(1.0, fabs(ref[k]));
+            worst = isnan(got->data[v][k]) ? INFINITY : fmax(worst, e);
+        }
+        free(ref);
+    }
+    return worst;
+}
+
+/* src run on the reference (sb, with inputs and params filled) against the
+ * emulated module of its program. tiles: threads for every group, 0 default. */
+static void check_emulated(const char *what, const mx_graph *src, const mx_buffers *sb, int threads, double tol) {
+    mx_program *p = compile(src);
+    if (!p)
+        return;
+    mx_diag d = {{0}};
+    mx_tiles *tiles = NULL;
+    if (threads) {
+        tiles = calloc((size_t)p->n_groups + 1, sizeof *tiles);
+        for (int k = 0; k < p->n_groups; k++)
+            if (p->groups[k].kind != MX_FUSE_SCAN && p->groups[k].kind != MX_FUSE_MATMUL)
+                tiles[k] = (mx_tiles){.threads = threads, .items = 1, .channels = 1, .lanes_per_state = 1, .vector = 1};
+    }
+    mx_codegen_options o = {.sm = 80, .tiles = tiles};
+    mx_module m;
+    mx_status st = mx_codegen(p, &o, &m, &d);
+    CHECK_MSG(st == MX_OK, "%s: codegen: %s", what, d.msg);
+    if (st == MX_OK) {
+        if (getenv("MIXC_TEST_SHOW"))
+            fputs(m.source.s, stderr);
+        mx_buffers *b = mx_buffers_new(p->g);
+        mx_buffers_fill_random(b, p->g, SEED);
+        st = mx_program_bind_init(p, src, sb, b, &d);
+        CHECK_MSG(st == MX_OK, "%s: bind: %s", what, d.msg);
+        if (st == MX_OK)
+            st = mx_exec_emu(p, &m, b, &d);
+        CHECK_MSG(st == MX_OK, "%s: emu: %s", what, d.msg);
+        if (st == MX_OK)
+            compare(what, src, sb, p->g, b, tol);
+        mx_buffers_free(b);
+        mx_module_free(&m);
+    }
+    free(tiles);
+    mx_program_free(p);
+}
+
+/* ---- a small graph builder ------------------------------------------------------ */
+
+static mx_graph *G;
+
+static int source(mx_op op, const char *name, mx_dtype t, int rank, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+    mx_type ty = {t, rank, {d0, d1, d2, d3}};
+    return mx_node_output(G, mx_graph_add_source(G, op, name, ty), 0);
+}
+#define INPUT(name, t, rank, ...) source(MX_OP_INPUT, name, t, rank, __VA_ARGS__)
+#define PARAM(name, t, rank, ...) source(MX_OP_PARAM, name, t, rank, __VA_ARGS__)
+
+/* A node of op on the inputs (MX_NONE-terminated), attributes set by the
+ * caller through the returned node id before typed(). */
+static int node(mx_op op, int n_out, ...) {
+    int in[66], n = 0;
+    va_list ap;
+    va_start(ap, n_out);
+    for (int v; (v = va_arg(ap, int)) != -2;)
+        in[n++] = v;
+    va_end(ap);
+    return mx_graph_add_node(G, op, in, n, n_out);
+}
+#define END (-2)
+
+static int typed(int n) {
+    mx_diag d = {{0}};
+    mx_status st = mx_graph_infer_node(G, n, &d);
+    CHECK_MSG(st == MX_OK, "builder: %s", d.msg);
+    return mx_node_output(G, n, 0);
+}
+static int op1(mx_op op, int x) { return typed(node(op, 1, x, END)); }
+static int op2(mx_op op, int a, int b) { return typed(node(op, 1, a, b, END)); }
+static int with_int(int n, mx_attr_key k, int64_t v) {
+    mx_node_set_int(G, n, k, v);
+    return n;
+}
+static int with_float(int n, mx_attr_key k, double v) {
+    mx_node_set_float(G, n, k, v);
+    return n;
+}
+static int with_ints(int n, mx_attr_key k, int count, ...) {
+    int64_t v[16];
+    va_list ap;
+    va_start(ap, count);
+    for (int i = 0; i < count; i++)
+        v[i] = va_arg(ap, int);
+    va_end(ap);
+    mx_node_set_ints(G, n, k, v, count);
+    return n;
+}
+static void out(int v) { mx_graph_add_output(G, v); }
+
+/* G against its emulated program. */
+static void check_graph(int threads, double tol) {
+    mx_diag d = {{0}};
+    CHECK_MSG(mx_graph_verify(G, &d) == MX_OK, "%s: %s", G->name, d.msg);
+    mx_buffers *sb = mx_buffers_new(G);
+    mx_buffers_fill_random(sb, G, SEED);
+    CHECK_MSG(mx_ref_run(G, sb, &d) == MX_OK, "%s: ref: %s", G->name, d.msg);
+    char what[200];
+    snprintf(what, sizeof what, "%s (threads %d)", G->name, threads);
+    check_emulated(what, G, sb, threads, tol);
+    mx_buffers_free(sb);
+    mx_graph_free(G);
+    G = NULL;
+}
+
+/* ---- unit: views, elementwise ops, dtypes ---------------------------------------- */
+
+static int order(const char *name) {
+    for (int i = 0; mx_order_names[i]; i++)
+        if (strcmp(mx_order_names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+static int gather(int x, const char *ord, int axis) {
+    int n = node(MX_OP_SCAN_GATHER, 1, x, END);
+    with_int(n, MX_A_ORDER, order(ord));
+    with_int(n, MX_A_H, 4);
+    with_int(n, MX_A_W, 6);
+    return typed(with_int(n, MX_A_AXIS, axis));
+}
+
+static void check_views(void) {
+    G = mx_graph_new("views");
+    int x = INPUT("x", MX_F32, 4, 2, 3, 4, 6), y = INPUT("y", MX_F32, 3, 2, 24, 3, 0), s = INPUT("s", MX_F32, 3, 1, 6, 24, 0);
+    out(op1(MX_OP_EXP, typed(with_ints(node(MX_OP_PERMUTE, 1, x, END), MX_A_PERM, 4, 0, 3, 1, 2))));
+    out(op1(MX_OP_EXP, typed(with_ints(node(MX_OP_RESHAPE, 1, x, END), MX_A_SHAPE, 3, 6, 4, 6))));
+    out(op1(MX_OP_EXP, typed(with_ints(node(MX_OP_RESHAPE, 1, x, END), MX_A_SHAPE, 5, 2, 1, 3, 24, 1))));
+    out(op1(MX_OP_EXP, typed(with_int(node(MX_OP_FLIP, 1, x, END), MX_A_AXIS, 2))));
+    out(op1(MX_OP_EXP, typed(with_int(with_int(node(MX_OP_SHIFT, 1, x, END), MX_A_AXIS, 3), MX_A_K, 2))));
+    out(op1(MX_OP_EXP, typed(with_int(with_int(node(MX_OP_SHIFT, 1, x, END), MX_A_AXIS, 1), MX_A_K, -1))));
+    int sl = node(MX_OP_SLICE, 1, x, END);
+    with_int(with_int(with_int(sl, MX_A_AXIS, 3), MX_A_START, 1), MX_A_END, 6);
+    out(op1(MX_OP_EXP, typed(with_int(sl, MX_A_STEP, 2))));
+    int sp = with_ints(with_int(node(MX_OP_SPLIT, 2, x, END), MX_A_AXIS, 1), MX_A_SIZES, 2, 1, 2);
+    typed(sp);
+    out(op2(MX_OP_SUB, op1(MX_OP_EXP, mx_node_output(G, sp, 1)), mx_node_output(G, sp, 0)));
+    out(op1(MX_OP_EXP, typed(with_int(node(MX_OP_CONCAT, 1, x, x, x, END), MX_A_AXIS, 2))));
+    out(op1(MX_OP_EXP, typed(node(MX_OP_SPACE_TO_DEPTH, 1, INPUT("q", MX_F32, 4, 2, 4, 6, 3), END))));
+    int uf = node(MX_OP_UNFOLD, 1, x, END);
+    with_int(with_int(with_int(uf, MX_A_AXIS, 3), MX_A_SIZE, 4), MX_A_STRIDE, 3);
+    out(op1(MX_OP_EXP, typed(with_int(uf, MX_A_PAD, 2))));
+    out(op1(MX_OP_EXP, gather(y, "snake", 1)));
+    out(op1(MX_OP_EXP, gather(y, "col_rev", 1)));
+    out(op1(MX_OP_EXP, gather(s, "snake_col", -1)));
+    out(op1(MX_OP_EXP, gather(s, "diag", -1)));
+    out(op1(MX_OP_EXP, gather(s, "diag_rev", -1)));
+    int sc = node(MX_OP_SCAN_SCATTER, 1, s, END);
+    with_ints(with_int(with_int(sc, MX_A_H, 4), MX_A_W, 6), MX_A_ORDERS, 1, order("diag"));
+    out(op1(MX_OP_EXP, typed(sc)));
+    int sum = node(MX_OP_SCAN_SCATTER, 1, s, s, s, END);
+    with_ints(with_int(with_int(sum, MX_A_H, 4), MX_A_W, 6), MX_A_ORDERS, 3, order("row_rev"), order("snake_col_rev"),
+              order("diag"));
+    out(typed(sum));
+    /* Stored by tanh's kernel: layouts a matmul cannot read. */
+    int t = op1(MX_OP_TANH, x);
+    int tp = typed(with_ints(node(MX_OP_PERMUTE, 1, t, END), MX_A_PERM, 4, 3, 1, 0, 2));
+    int w = PARAM("w", MX_F32, 2, 5, 4, 0, 0);
+    out(typed(node(MX_OP_LINEAR, 1, tp, w, END)));
+    out(typed(node(MX_OP_LINEAR, 1, gather(s, "snake", -1), PARAM("w2", MX_F32, 2, 5, 24, 0, 0), END)));
+    int w6 = PARAM("w6", MX_F32, 2, 5, 6, 0, 0);
+    int ts = node(MX_OP_SLICE, 1, t, END);
+    with_int(with_int(with_int(with_int(ts, MX_A_AXIS, 1), MX_A_START, 0), MX_A_END, 3), MX_A_STEP, 2);
+    out(typed(node(MX_OP_LINEAR, 1, typed(ts), w6, END)));
+    int tsh = with_int(with_int(node(MX_OP_SHIFT, 1, t, END), MX_A_AXIS, 2), MX_A_K, -1);
+    out(typed(node(MX_OP_LINEAR, 1, typed(tsh), w6, END)));
+    int tu = node(MX_OP_UNFOLD, 1, t, END);
+    with_int(with_int(with_int(tu, MX_A_AXIS, 2), MX_A_SIZE, 2), MX_A_STRIDE, 2);
+    out(typed(node(MX_OP_LINEAR, 1, typed(tu), w6, END)));
+    out(op1(MX_OP_SIGMOID, t));
+    check_graph(0, 1e-5);
+}
+
+/* Every elementwise op, in one storage dtype. */
+static void check_ops(mx_dtype dt, double tol) {
+    char name[32];
+    snprintf(name, sizeof name, "ops_%s", mx_dtype_names[dt]);
+    G = mx_graph_new(name);
+    int x = INPUT("x", dt, 2, 3, 37, 0, 0), y = INPUT("y", dt, 1, 37, 0, 0, 0);
+    int e = op1(MX_OP_EXP, x);
+    out(op2(MX_OP_ADD, x, y));
+    out(op2(MX_OP_SUB, y, x));
+    out(op2(MX_OP_MUL, x, y));
+    out(op2(MX_OP_DIV, x, e));
+    static const mx_op unary[] = {MX_OP_NEG, MX_OP_TANH, MX_OP_SIGMOID, MX_OP_SILU, MX_OP_RELU, MX_OP_GELU};
+    for (size_t i = 0; i < sizeof unary / sizeof *unary; i++)
+        out(op1(unary[i], x));
+    static const mx_op positive[] = {MX_OP_LOG, MX_OP_SQRT, MX_OP_RSQRT};
+    for (size_t i = 0; i < sizeof positive / sizeof *positive; i++)
+        out(op1(positive[i], e));
+    out(typed(with_int(node(MX_OP_GELU, 1, x, END), MX_A_APPROX, MX_GELU_TANH)));
+    int big = typed(with_float(node(MX_OP_SCALE, 1, x, END), MX_A_VALUE, 30.0)); /* both sides of 20 */
+    out(typed(with_float(node(MX_OP_SOFTPLUS, 1, big, END), MX_A_THRESHOLD, 20.0)));
+    int bf = typed(with_int(node(MX_OP_CAST, 1, x, END), MX_A_DTYPE, MX_BF16));
+    out(typed(with_int(node(MX_OP_CAST, 1, bf, END), MX_A_DTYPE, MX_F32)));
+    out(typed(with_int(node(MX_OP_CAST, 1, x, END), MX_A_DTYPE, MX_F16)));
+    int w = PARAM("w", dt, 1, 3, 0, 0, 0);
+    out(typed(node(MX_OP_WEIGHTED_SUM, 1, w, x, e, op1(MX_OP_SIGMOID, x), END)));
+    mx_type scalar = {dt, 0, {0}};
+    int half = mx_graph_add_source(G, MX_OP_CONST, "half", scalar);
+    mx_node_set_float(G, half, MX_A_VALUE, 0.5);
+    out(op2(MX_OP_ADD, x, mx_node_output(G, half, 0)));
+    check_graph(0, tol);
+}
+
+/* ---- unit: rows and convolutions ---------------------------------------------------- */
+
+static int reduce(int x, mx_reduce_kind kind, int axis, int keep) {
+    int n = with_int(node(MX_OP_REDUCE, 1, x, END), MX_A_KIND, kind);
+    return typed(with_int(with_int(n, MX_A_AXIS, axis), MX_A_KEEPDIM, keep));
+}
+
+static void check_rows(int64_t n, int threads) {
+    char name[32];
+    snprintf(name, sizeof name, "rows_%lld", (long long)n);
+    G = mx_graph_new(name);
+    int x = INPUT("x", MX_F32, 2, 3, n, 0, 0), gamma = PARAM("g", MX_F32, 1, n, 0, 0, 0);
+    int beta = PARAM("b", MX_F32, 1, n, 0, 0, 0);
+    out(typed(node(MX_OP_LAYERNORM, 1, op2(MX_OP_ADD, x, x), gamma, beta, END)));
+    int rms = typed(with_float(node(MX_OP_RMSNORM, 1, x, gamma, END), MX_A_EPS, 1e-6));
+    out(op2(MX_OP_MUL, rms, op1(MX_OP_SIGMOID, x)));
+    out(op1(MX_OP_SOFTMAX, x));
+    out(typed(with_int(node(MX_OP_SOFTMAX, 1, x, END), MX_A_AXIS, 0)));
+    out(reduce(x, MX_REDUCE_SUM, -1, 0));
+    out(reduce(x, MX_REDUCE_MEAN, 0, 1));
+    out(reduce(x, MX_REDUCE_MAX, -1, 1));
+    mx_type scalar = {MX_F32, 0, {0}};
+    int eps = mx_graph_add_source(G, MX_OP_CONST, "eps", scalar);
+    mx_node_set_float(G, eps, MX_A_VALUE, 1e-5);
+    out(op1(MX_OP_SQRT, op2(MX_OP_ADD, reduce(x, MX_REDUCE_VAR, -1, 1), mx_node_output(G, eps, 0))));
+    out(op2(MX_OP_SUB, x, reduce(x, MX_REDUCE_MEAN, -1, 1)));
+    check_graph(threads, 1e-4);
+}
+
+static void check_convs(int threads) {
+    G = mx_graph_new("convs");
+    int x = INPUT("x", MX_F32, 3, 2, 5, 13, 0), w = PARAM("w", MX_F32, 2, 5, 4, 0, 0);
+    int b = PARAM("b", MX_F32, 1, 5, 0, 0, 0);
+    out(op1(MX_OP_SILU, typed(node(MX_OP_DWCONV1D, 1, x, w, b, END))));
+    out(typed(with_int(node(MX_OP_DWCONV1D, 1, op1(MX_OP_EXP, x), w, END), MX_A_MODE, MX_CONV_SAME)));
+    int i = INPUT("i", MX_F32, 4, 2, 3, 7, 9), k = PARAM("k", MX_F32, 3, 3, 3, 3, 0);
+    out(typed(node(MX_OP_DWCONV2D, 1, i, k, PARAM("b3", MX_F32, 1, 3, 0, 0, 0), END)));
+    int kk = PARAM("kk", MX_F32, 4, 4, 3, 3, 3);
+    int c2 = with_int(with_int(node(MX_OP_CONV2D, 1, i, kk, END), MX_A_STRIDE, 2), MX_A_PAD, 1);
+    out(op1(MX_OP_RELU, typed(c2)));
+    check_graph(threads, 1e-5);
+}
+
+/* ---- NVRTC: every zoo model ------------------------------------------------------------ */
+
+typedef struct {
+    char path[512];
+    mx_model *model;
+    mx_program *p;
+    mx_module m;
+} zoo_model;
+
+static int load_zoo(zoo_model *z, int cap) {
+    DIR *dir = opendir(MIXC_SOURCE_DIR "/models");
+    CHECK(dir != NULL);
+    int n = 0;
+    for (struct dirent *e; dir && (e = readdir(dir)) && n < cap;) {
+        size_t len = strlen(e->d_name);
+        if (len < 5 || strcmp(e->d_name + len - 5, ".json") != 0)
+            continue;
+        zoo_model *m = &z[n];
+        memset(m, 0, sizeof *m);
+        snprintf(m->path, sizeof m->path, "%s/models/%s", MIXC_SOURCE_DIR, e->d_name);
+        const char *set[16];
+        int n_set = zoo_reduced_overrides(m->path, set);
+        mx_diag d = {{0}};
+        m->model = mx_model_load(m->path, set, n_set, &d);
+        CHECK_MSG(m->model != NULL, "%s: %s", m->path, d.msg);
+        if (!m->model)
+            continue;
+        m->p = compile(mx_model_graph(m->model));
+        if (!m->p) {
+            mx_model_free(m->model);
+            continue;
+        }
+        mx_codegen_options o = {.sm = 80};
+        mx_status st = mx_codegen(m->p, &o, &m->m, &d);
+        CHECK_MSG(st == MX_OK, "%s: codegen: %s", m->path, d.msg);
+        n++;
+    }
+    if (dir)
+        closedir(dir);
+    CHECK_MSG(n >= 11, "only %d zoo models", n);
+    return n;
+}
+
+static void free_zoo(zoo_model *z, int n) {
+    for (int i = 0; i < n; i++) {
+        mx_module_free(&z[i].m);
+        mx_program_free(z[i].p);
+        mx_model_free(z[i].model);
+    }
+}
+
+static void check_nvrtc(zoo_model *z, int n) {
+    static const char *const opts[] = {"-I" MIXC_SOURCE_DIR "/runtime/emu"};
+    mx_nvrtc_job jobs[64];
+    int n_jobs = 0;
+    for (int i = 0; i < n; i++)
+        for (int s = 0; s < 2 && z[i].m.source.s; s++)
+            jobs[n_jobs++] = (mx_nvrtc_job){z[i].m.source.s, strrchr(z[i].path, '/') + 1, s ? 90 : 80, opts, 1};
+    mx_cubin *bins = calloc((size_t)n_jobs + 1, sizeof *bins);
+    mx_diag d = {{0}};
+    setenv("MIXC_NO_CACHE", "1", 0); /* the times below are compiles, not cache hits */
+    double t0 = now_s();
+    mx_status st = mx_nvrtc_compile_many(jobs, n_jobs, bins, &d);
+    CHECK_MSG(st == MX_OK, "nvrtc: %s", d.msg);
+    printf("NVRTC: %d programs in %.2f s (wall, in parallel)\n", n_jobs, now_s() - t0);
+    printf("%-26s %4s %7s %9s  %s\n", "model", "sm", "kernels", "compile", "registers (max) / spill bytes");
+    for (int j = 0; st == MX_OK && j < n_jobs; j++) {
+        const mx_cubin *c = &bins[j];
+        int most = 0, spills = 0;
+        for (int k = 0; k < c->n_kernels; k++) {
+            most = c->kernels[k].registers > most ? c->kernels[k].registers : most;
+            spills += c->kernels[k].spill_stores + c->kernels[k].spill_loads;
+            CHECK_MSG(c->kernels[k].spill_stores + c->kernels[k].spill_loads == 0, "%s sm_%d: %s spills %d/%d bytes",
+                      jobs[j].name, jobs[j].sm, c->kernels[k].name, c->kernels[k].spill_stores,
+                      c->kernels[k].spill_loads);
+        }
+        printf("%-26s %4d %7d %7.0f ms  %d / %d\n", jobs[j].name, jobs[j].sm, c->n_kernels, c->compile_ms, most,
+               spills);
+        if (getenv("MIXC_TEST_SHOW"))
+            for (int k = 0; k < c->n_kernels; k++)
+                printf("    %-40s %3d regs %5d smem\n", c->kernels[k].name, c->kernels[k].registers, c->kernels[k].smem);
+    }
+    for (int j = 0; j < n_jobs; j++)
+        mx_cubin_free(&bins[j]);
+    free(bins);
+}
+
+/* ---- end to end -------------------------------------------------------------------------- */
+
+static void check_ir_file(const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/tests/ir/%s", MIXC_SOURCE_DIR, name);
+    mx_diag d = {{0}};
+    mx_graph *g = mx_graph_load(path, &d);
+    CHECK_MSG(g != NULL, "%s", d.msg);
+    if (!g)
+        return;
+    mx_buffers *sb = mx_buffers_new(g);
+    mx_buffers_fill_random(sb, g, SEED);
+    CHECK_MSG(mx_ref_run(g, sb, &d) == MX_OK, "%s: %s", name, d.msg);
+    bool half = strstr(name, "bf16") || strstr(name, "mixed");
+    check_emulated(name, g, sb, 0, half ? 2e-2 : 1e-4);
+    mx_buffers_free(sb);
+    mx_graph_free(g);
+}
+
+static void check_zoo_emulated(zoo_model *z, int n) {
+    for (int i = 0; i < n; i++) {
+        const mx_graph *g = mx_model_graph(z[i].model);
+        mx_buffers *sb = mx_buffers_new(g);
+        mx_buffers_fill_random(sb, g, SEED);
+        mx_model_init_params(z[i].model, sb, SEED);
+        mx_diag d = {{0}};
+        CHECK_MSG(mx_ref_run(g, sb, &d) == MX_OK, "%s: %s", z[i].path, d.msg);
+        double t0 = now_s();
+        check_emulated(strrchr(z[i].path, '/') + 1, g, sb, 0, 1e-4);
+        printf("emulated %-26s %.1f s\n", strrchr(z[i].path, '/') + 1, now_s() - t0);
+        mx_buffers_free(sb);
+    }
+}
+
+int main(void) {
+    bool quick = getenv("MIXC_TEST_QUICK") != NULL;
+    check_views();
+    check_ops(MX_F32, 1e-5);
+    check_ops(MX_F16, 1e-2);
+    check_ops(MX_BF16, 2e-2);
+    static const int lens[] = {1, 7, 33, 1000};
+    for (int i = 0; i < 4; i++)
+        check_rows(lens[i], i == 3 ? 0 : 32 << i);
+    check_rows(33, 256);
+    check_convs(0);
+    check_convs(32);
+    static const char *const files[] = {"patch_merging.mxir", "cls_head.mxir", "gelu_mlp.mxir",  "attention.mxir",
+                                        "tsm2_front.mxir",    "rmsnorm_block.mxir", "mixed_precision.mxir",
+                                        "spatial_attention.mxir", "tsm2_head.mxir", "cls_token.mxir",
+                                        "layernorm_decomposed.mxir", "vim2_stem.mxir"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++)
+        check_ir_file(files[i]);
+    static zoo_model zoo[32];
+    int n = load_zoo(zoo, 32);
+    check_nvrtc(zoo, n);
+    if (!quick)
+        check_zoo_emulated(zoo, n);
+    free_zoo(zoo, n);
+    return check_summary();
+}

@@ -1,0 +1,560 @@
+/* test_scan_kernels.c: the fused selective-scan kernels (codegen/emit_scan.c)
+ * under host emulation against the reference interpreter, and under NVRTC
+ * for sm_80 and sm_90 (registers, no spills).
+ *
+ * Each family is ONE graph holding many independent scan problems (their
+ * values prefixed pI_), so it is one program, one module and one host
+ * compile; every problem's scan group gets its own tiles. Inputs are fresh
+ * random numbers (never zeros; A < 0, and delta > 0 where no softplus keeps
+ * the state bounded), outputs are poisoned with NaN before the launch, and
+ * every stored result of the group is compared with mx_ref_run: 1e-4
+ * relative for f32 storage, 2e-2 for bf16.
+ *
+ * The grid (docs/scan.md, "Tests"): L in {1, 7, 49, 196, 197, 1000, 3136}
+ * each at least once per decomposition; N in {1, 16, 64}; G in {1, 4}; one
+ * scan forward and reverse (with h0 / hN, D, z, bias, softplus on and off),
+ * bidirectional pairs (scan_scatter [row, row_rev], u gathered reversed),
+ * qs pairs (shifts, u * D, a permuted gate), K = 4 orders on a grid (row /
+ * col and their reverses; snake, snake_col_rev, diag, diag_rev), qs pairs
+ * of K = 2 and 4 orders merged by one scan_scatter of the shifted scans
+ * (ViQS's token mixer: the diagonal u * (D_0 + ...) added once), ragged
+ * tails everywhere (L not a multiple of the chunk or super-chunk), partial
+ * blocks of rows (lanes, rows not a multiple of the channels per block) and
+ * staged B / C (rows of a block sharing (b, g)). Rows are few where L is
+ * long: the emulator runs a thread switch per shuffle and barrier. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "check.h"
+#include "emit.h"
+#include "emu.h"
+#include "half.h"
+#include "rtc.h"
+#include "scan_plan.h"
+#include "zoo_reduced.h"
+
+#define TOL_F32 1e-4
+#define TOL_BF16 2e-2
+
+typedef enum { SINGLE, BIDIR, QS, CROSS4, QSK } prob_kind;
+
+typedef struct {
+    prob_kind kind;
+    int64_t Bt, Ch, N, G, h, w; /* L = h * w */
+    int reverse, softplus;
+    bool D, z, bias, h0, hN;
+    mx_dtype dt;
+    const char *orders; /* CROSS4: four order names; QSK: two or four */
+    mx_tiles tiles;     /* all 0: the defaults */
+} prob;
+
+#define LANES(l, ch, it) {.threads = (l) * (ch), .lanes_per_state = (l), .channels = (ch), .items = (it)}
+#define CHUNKED(th, it) {.chunked = 1, .threads = (th), .items = (it)}
+
+/* ---- the graph ----------------------------------------------------------------- */
+
+static const char *dts(mx_dtype t) { return mx_dtype_names[t]; }
+
+/* The scan inputs of problem i, scan k: %pI_dlK (through a permute), %pI_AK,
+ * %pI_BK, %pI_CK, %pI_DK, %pI_dbK, %pI_h0K. */
+static void scan_inputs(mx_text *t, int i, int k, const prob *p) {
+    long long Bt = p->Bt, Ch = p->Ch, N = p->N, G = p->G, L = p->h * p->w;
+    const char *T = dts(p->dt);
+    mx_text_printf(t, "  %%p%d_dlt%d = input() : %s[%lld,%lld,%lld]\n", i, k, T, Bt, L, Ch);
+    mx_text_printf(t, "  %%p%d_dl%d = permute(%%p%d_dlt%d) {perm=[0,2,1]} : %s[%lld,%lld,%lld]\n", i, k, i, k, T, Bt,
+                   Ch, L);
+    mx_text_printf(t, "  %%p%d_A%d = param() : f32[%lld,%lld]\n", i, k, Ch, N);
+    mx_text_printf(t, "  %%p%d_B%d = input() : %s[%lld,%lld,%lld,%lld]\n", i, k, T, Bt, G, N, L);
+    mx_text_printf(t, "  %%p%d_C%d = input() : %s[%lld,%lld,%lld,%lld]\n", i, k, T, Bt, G, N, L);
+    if (p->D)
+        mx_text_printf(t, "  %%p%d_D%d = param() : f32[%lld]\n", i, k, Ch);
+    if (p->bias)
+        mx_text_printf(t, "  %%p%d_db%d = param() : f32[%lld]\n", i, k, Ch);
+    if (p->h0)
+        mx_text_printf(t, "  %%p%d_h0%d = input() : f32[%lld,%lld,%lld]\n", i, k, Bt, Ch, N);
+}
+
+static void scan_call(mx_text *t, int i, int k, const prob *p, const char *u, const char *z, int reverse) {
+    long long Bt = p->Bt, Ch = p->Ch, N = p->N, L = p->h * p->w;
+    char D[32] = "_", db[32] = "_", h0[32] = "_";
+    if (p->D)
+        snprintf(D, sizeof D, "%%p%d_D%d", i, k);
+    if (p->bias)
+        snprintf(db, sizeof db, "%%p%d_db%d", i, k);
+    if (p->h0)
+        snprintf(h0, sizeof h0, "%%p%d_h0%d", i, k);
+    mx_text_printf(t, "  %%p%d_y%d", i, k);
+    if (p->hN)
+        mx_text_printf(t, ", %%p%d_hN%d", i, k);
+    mx_text_printf(t, " = selective_scan(%s, %%p%d_dl%d, %%p%d_A%d, %%p%d_B%d, %%p%d_C%d, %s, %s, %s, %s)", u, i, k,
+                   i, k, i, k, i, k, D, z, db, h0);
+    mx_text_printf(t, " {reverse=%d, softplus=%d} : %s[%lld,%lld,%lld]", reverse, p->softplus, dts(p->dt), Bt, Ch,
+                   L);
+    if (p->hN)
+        mx_text_printf(t, ", f32[%lld,%lld,%lld]", Bt, Ch, N);
+    mx_text_printf(t, "\n");
+    if (p->hN)
+        mx_text_printf(t, "  output %%p%d_hN%d\n", i, k);
+}
+
+/* The comma-separated order names of a problem (up to 4); returns how many. */
+static int parse_orders(const char *list, char orders[4][16]) {
+    return sscanf(list, "%15[^,],%15[^,],%15[^,],%15s", orders[0], orders[1], orders[2], orders[3]);
+}
+
+static void add_problem(mx_text *t, int i, const prob *p) {
+    long long Bt = p->Bt, Ch = p->Ch, L = p->h * p->w;
+    const char *T = dts(p->dt);
+    mx_text_printf(t, "  %%p%d_u = input() : %s[%lld,%lld,%lld]\n", i, T, Bt, Ch, L);
+    char u[32], z[32] = "_";
+    snprintf(u, sizeof u, "%%p%d_u", i);
+    switch (p->kind) {
+    case SINGLE:
+        scan_inputs(t, i, 0, p);
+        if (p->z) {
+            mx_text_printf(t, "  %%p%d_z = input() : %s[%lld,%lld,%lld]\n", i, T, Bt, Ch, L);
+            snprintf(z, sizeof z, "%%p%d_z", i);
+        }
+        scan_call(t, i, 0, p, u, z, p->reverse);
+        mx_text_printf(t, "  output %%p%d_y0\n", i);
+        break;
+    case BIDIR: /* MambaMixer's channel mixer: the backward core scans u reversed */
+        mx_text_printf(t, "  %%p%d_ur = scan_gather(%%p%d_u) {order=row_rev, h=1, w=%lld} : %s[%lld,%lld,%lld]\n", i, i,
+                       L, T, Bt, Ch, L);
+        for (int k = 0; k < 2; k++) {
+            char uk[32];
+            snprintf(uk, sizeof uk, k ? "%%p%d_ur" : "%%p%d_u", i);
+            scan_inputs(t, i, k, p);
+            scan_call(t, i, k, p, uk, "_", 0);
+        }
+        mx_text_printf(t, "  %%p%d_m = scan_scatter(%%p%d_y0, %%p%d_y1) {orders=[row, row_rev], h=1, w=%lld} : "
+                          "%s[%lld,%lld,%lld]\n",
+                       i, i, i, L, T, Bt, Ch, L);
+        mx_text_printf(t, "  %%p%d_mr = reshape(%%p%d_m) {shape=[%lld,%lld]} : %s[%lld,%lld]\n", i, i, Bt, Ch * L, T,
+                       Bt, Ch * L);
+        mx_text_printf(t, "  %%p%d_z = input() : %s[%lld,%lld]\n", i, T, Bt, Ch * L);
+        mx_text_printf(t, "  %%p%d_zs = silu(%%p%d_z) : %s[%lld,%lld]\n", i, i, T, Bt, Ch * L);
+        mx_text_printf(t, "  %%p%d_o = mul(%%p%d_mr, %%p%d_zs) : %s[%lld,%lld]\n", i, i, i, T, Bt, Ch * L);
+        mx_text_printf(t, "  output %%p%d_o\n", i);
+        break;
+    case QS: /* one parameter set, both directions, shifted; diagonal u * D; gate over [B, L, Ch] */
+        scan_inputs(t, i, 0, p);
+        char db[32] = "_";
+        if (p->bias)
+            snprintf(db, sizeof db, "%%p%d_db0", i);
+        mx_text_printf(t, "  %%p%d_y1 = selective_scan(%%p%d_u, %%p%d_dl0, %%p%d_A0, %%p%d_B0, %%p%d_C0, _, _, %s)"
+                          " {reverse=1, softplus=%d} : %s[%lld,%lld,%lld]\n",
+                       i, i, i, i, i, i, db, p->softplus, T, Bt, Ch, L);
+        scan_call(t, i, 0, p, u, "_", 0);
+        mx_text_printf(t, "  %%p%d_sb = shift(%%p%d_y1) {axis=2, k=-1} : %s[%lld,%lld,%lld]\n", i, i, T, Bt, Ch, L);
+        mx_text_printf(t, "  %%p%d_sf = shift(%%p%d_y0) {axis=2, k=1} : %s[%lld,%lld,%lld]\n", i, i, T, Bt, Ch, L);
+        mx_text_printf(t, "  %%p%d_s = add(%%p%d_sf, %%p%d_sb) : %s[%lld,%lld,%lld]\n", i, i, i, T, Bt, Ch, L);
+        mx_text_printf(t, "  %%p%d_Dd = param() : %s[%lld,1]\n", i, T, Ch);
+        mx_text_printf(t, "  %%p%d_ud = mul(%%p%d_u, %%p%d_Dd) : %s[%lld,%lld,%lld]\n", i, i, i, T, Bt, Ch, L);
+        mx_text_printf(t, "  %%p%d_t = add(%%p%d_s, %%p%d_ud) : %s[%lld,%lld,%lld]\n", i, i, i, T, Bt, Ch, L);
+        mx_text_printf(t, "  %%p%d_tp = permute(%%p%d_t) {perm=[0,2,1]} : %s[%lld,%lld,%lld]\n", i, i, T, Bt, L, Ch);
+        mx_text_printf(t, "  %%p%d_z = input() : %s[%lld,%lld,%lld]\n", i, T, Bt, L, Ch);
+        mx_text_printf(t, "  %%p%d_zs = silu(%%p%d_z) : %s[%lld,%lld,%lld]\n", i, i, T, Bt, L, Ch);
+        mx_text_printf(t, "  %%p%d_o = mul(%%p%d_tp, %%p%d_zs) : %s[%lld,%lld,%lld]\n", i, i, i, T, Bt, L, Ch);
+        mx_text_printf(t, "  output %%p%d_o\n", i);
+        break;
+    case CROSS4: { /* ViM2's token mixer: four orders of one grid, summed back; stored as is */
+        char orders[4][16];
+        if (parse_orders(p->orders, orders) != 4)
+            abort();
+        for (int k = 0; k < 4; k++) {
+            char uk[32];
+            snprintf(uk, sizeof uk, "%%p%d_u%d", i, k);
+            mx_text_printf(t, "  %s = scan_gather(%%p%d_u) {order=%s, h=%lld, w=%lld} : %s[%lld,%lld,%lld]\n", uk, i,
+                           orders[k], (long long)p->h, (long long)p->w, T, Bt, Ch, L);
+            scan_inputs(t, i, k, p);
+            scan_call(t, i, k, p, uk, "_", 0);
+        }
+        mx_text_printf(t, "  %%p%d_m = scan_scatter(%%p%d_y0, %%p%d_y1, %%p%d_y2, %%p%d_y3) {orders=[%s, %s, %s, %s], "
+                          "h=%lld, w=%lld} : %s[%lld,%lld,%lld]\n",
+                       i, i, i, i, i, orders[0], orders[1], orders[2], orders[3], (long long)p->h, (long long)p->w, T,
+                       Bt, Ch, L);
+        mx_text_printf(t, "  output %%p%d_m\n", i);
+        break;
+    }
+    case QSK: { /* ViQS's token mixer: a qs pair per order (parameter set k), the 2K shifted
+                   scans summed back by one scan_scatter, then u * D once and a permuted gate */
+        char orders[4][16], list[128] = "", ins[256] = "";
+        int K = parse_orders(p->orders, orders);
+        if (K < 2)
+            abort();
+        char bias[32] = "_";
+        for (int k = 0; k < K; k++) {
+            mx_text_printf(t, "  %%p%d_u%d = scan_gather(%%p%d_u) {order=%s, h=%lld, w=%lld} : %s[%lld,%lld,%lld]\n", i,
+                           k, i, orders[k], (long long)p->h, (long long)p->w, T, Bt, Ch, L);
+            scan_inputs(t, i, k, p);
+            if (p->bias)
+                snprintf(bias, sizeof bias, "%%p%d_db%d", i, k);
+            for (int dir = 0; dir < 2; dir++) {
+                int y = 2 * k + dir;
+                mx_text_printf(t, "  %%p%d_y%d = selective_scan(%%p%d_u%d, %%p%d_dl%d, %%p%d_A%d, %%p%d_B%d, %%p%d_C%d, _, "
+                                  "_, %s) {reverse=%d, softplus=%d} : %s[%lld,%lld,%lld]\n",
+                               i, y, i, k, i, k, i, k, i, k, i, k, bias, dir, p->softplus, T, Bt, Ch, L);
+                mx_text_printf(t, "  %%p%d_s%d = shift(%%p%d_y%d) {axis=2, k=%d} : %s[%lld,%lld,%lld]\n", i, y, i, y,
+                               dir ? -1 : 1, T, Bt, Ch, L);
+                size_t n = strlen(ins);
+                snprintf(ins + n, sizeof ins - n, "%s%%p%d_s%d", y ? ", " : "", i, y);
+                n = strlen(list);
+                snprintf(list + n, sizeof list - n, "%s%s", y ? ", " : "", orders[k]);
+            }
+        }
+        mx_text_printf(t, "  %%p%d_m = scan_scatter(%s) {orders=[%s], h=%lld, w=%lld} : %s[%lld,%lld,%lld]\n", i, ins,
+                       list, (long long)p->h, (long long)p->w, T, Bt, Ch, L);
+        mx_text_printf(t, "  %%p%d_Dd = param() : %s[%lld,1]\n", i, T, Ch);
+        mx_text_printf(t, "  %%p%d_ud = mul(%%p%d_u, %%p%d_Dd) : %s[%lld,%lld,%lld]\n", i, i, i, T, Bt, Ch, L);
+        mx_text_printf(t, "  %%p%d_t = add(%%p%d_m, %%p%d_ud) : %s[%lld,%lld,%lld]\n", i, i, i, T, Bt, Ch, L);
+        mx_text_printf(t, "  %%p%d_tp = permute(%%p%d_t) {perm=[0,2,1]} : %s[%lld,%lld,%lld]\n", i, i, T, Bt, L, Ch);
+        mx_text_printf(t, "  %%p%d_z = input() : %s[%lld,%lld,%lld]\n", i, T, Bt, L, Ch);
+        mx_text_printf(t, "  %%p%d_zs = silu(%%p%d_z) : %s[%lld,%lld,%lld]\n", i, i, T, Bt, L, Ch);
+        mx_text_printf(t, "  %%p%d_o = mul(%%p%d_tp, %%p%d_zs) : %s[%lld,%lld,%lld]\n", i, i, i, T, Bt, L, Ch);
+        mx_text_printf(t, "  output %%p%d_o\n", i);
+        break;
+    }
+    }
+}
+
+/* ---- one family: build, emulate, compare ----------------------------------------------- */
+
+typedef struct {
+    mx_program *p;
+    mx_module m;
+    mx_buffers *b;
+} family;
+
+static int scan_group_of(const mx_program *p, int i) {
+    char name[16];
+    snprintf(name, sizeof name, "p%d_y0", i);
+    int v = mx_graph_value_find(p->g, name);
+    return v < 0 ? -1 : p->group_of[p->g->values[v].node];
+}
+
+/* Random data for every input and param, shaped for a stable scan. */
+static void fill_inputs(const mx_program *p, mx_buffers *b) {
+    const mx_graph *g = p->g;
+    mx_buffers_fill_random(b, g, check_rng_u64());
+    for (int v = 0; v < g->n_values; v++) {
+        const char *name = g->values[v].name;
+        if (!name || !b->data[v])
+            continue;
+        const char *field = strchr(name, '_');
+        float *x = b->data[v];
+        for (int64_t j = 0; j < b->numel[v]; j++) {
+            if (field && field[1] == 'A') /* A < 0: decaying states */
+                x[j] = -expf(x[j]);
+            else if (field && !strncmp(field, "_dlt", 4)) /* positive even without softplus */
+                x[j] = 0.05f + 0.5f * (x[j] + 1.0f);
+            else if (field && !strncmp(field, "_db", 3) && j == 0)
+                x[j] = 25.0f; /* channel 0 takes softplus's linear branch */
+            if (mx_value_type(g, v)->dtype == MX_BF16)
+                x[j] = mx_bf16_to_f32(mx_f32_to_bf16(x[j]));
+            else if (mx_value_type(g, v)->dtype == MX_F16)
+                x[j] = mx_f16_to_f32(mx_f32_to_f16(x[j]));
+        }
+    }
+}
+
+static void *device_copy(const mx_type *t, const float *x, int64_t n, bool poison) {
+    size_t es = mx_dtype_size(t->dtype);
+    unsigned char *buf = malloc((size_t)n * es + 16);
+    for (int64_t j = 0; j < n; j++) {
+        float f = poison ? NAN : x[j];
+        if (t->dtype == MX_F32) {
+            memcpy(buf + j * 4, &f, 4);
+        } else {
+            uint16_t h = t->dtype == MX_F16 ? mx_f32_to_f16(f) : mx_f32_to_bf16(f);
+            memcpy(buf + j * 2, &h, 2);
+        }
+    }
+    return buf;
+}
+
+static float host_value(const mx_type *t, const void *buf, int64_t j) {
+    if (t->dtype == MX_F32)
+        return ((const float *)buf)[j];
+    uint16_t h = ((const uint16_t *)buf)[j];
+    return t->dtype == MX_F16 ? mx_f16_to_f32(h) : mx_bf16_to_f32(h);
+}
+
+/* Runs problem i's scan kernel on the emulator and compares what it stores. */
+static void run_problem(const family *f, mx_emu_module *em, int i, const prob *pr, const char *what) {
+    const mx_program *p = f->p;
+    const mx_graph *g = p->g;
+    int group = scan_group_of(p, i);
+    const mx_kernel *k = group < 0 ? NULL : mx_module_kernel(&f->m, group);
+    CHECK_MSG(k != NULL, "%s: no scan kernel", what);
+    if (!k)
+        return;
+    void *bufs[64], *args[64];
+    for (int a = 0; a < k->n_args; a++) {
+        int v = k->args[a].value;
+        CHECK_MSG(k->args[a].written || g->nodes[g->values[v].node].op == MX_OP_INPUT ||
+                      g->nodes[g->values[v].node].op == MX_OP_PARAM,
+                  "%s: the kernel reads %s, not an input", what, g->values[v].name);
+        bufs[a] = device_copy(mx_value_type(g, v), f->b->data[v], f->b->numel[v], k->args[a].written);
+        args[a] = &bufs[a];
+    }
+    mx_diag d = {{0}};
+    mx_status st = mx_emu_launch(em, k->name, k->grid, k->block, k->smem, args, &d);
+    CHECK_MSG(st == MX_OK, "%s: launch: %s", what, d.msg);
+    double tol = pr->dt == MX_F32 ? TOL_F32 : TOL_BF16;
+    for (int a = 0; a < k->n_args && st == MX_OK; a++) {
+        if (!k->args[a].written)
+            continue;
+        int v = k->args[a].value;
+        const mx_type *t = mx_value_type(g, v);
+        int64_t n = f->b->numel[v];
+        float *got = malloc((size_t)n * sizeof *got);
+        double *want = malloc((size_t)n * sizeof *want);
+        for (int64_t j = 0; j < n; j++) {
+            got[j] = host_value(t, bufs[a], j);
+            want[j] = f->b->data[v][j];
+        }
+        char label[160];
+        snprintf(label, sizeof label, "%s: %s", what, g->values[v].name ? g->values[v].name : "?");
+        CHECK_CLOSE(got, want, n, tol, label);
+        free(got);
+        free(want);
+    }
+    for (int a = 0; a < k->n_args; a++)
+        free(bufs[a]);
+}
+
+/* What NVRTC compiled for one module and arch: every scan kernel's registers
+ * and spills. At default tiles (no tiles given, or a kernel whose tiles were
+ * not given) it must not spill; explicit test tiles are only reported. */
+static void report_nvrtc(const char *what, int sm, const mx_program *p, const mx_module *m, const mx_tiles *given,
+                         const mx_cubin *c) {
+    for (int gi = 0; gi < p->n_groups; gi++) {
+        const mx_kernel *k = p->groups[gi].kind == MX_FUSE_SCAN ? mx_module_kernel(m, gi) : NULL;
+        if (!k)
+            continue;
+        const mx_kernel_usage *u = mx_cubin_kernel(c, k->name);
+        CHECK_MSG(u != NULL, "%s: sm_%d: no usage for %s", what, sm, k->name);
+        if (!u)
+            continue;
+        printf("  %-10s sm_%d %-14s %s tiles (%d thr, %d items, %d lanes, %d rows, %d min blocks): %3d registers, "
+               "spills %d/%d bytes, %zu smem\n",
+               what, sm, k->name, k->tiles.chunked ? "chunked" : "lanes  ", k->tiles.threads, k->tiles.items,
+               k->tiles.lanes_per_state, k->tiles.channels, k->tiles.min_blocks, u->registers, u->spill_stores,
+               u->spill_loads, k->smem);
+        bool by_default = !given || given[gi].threads == 0;
+        CHECK_MSG(!by_default || (u->spill_stores == 0 && u->spill_loads == 0), "%s: sm_%d: %s spills", what, sm,
+                  k->name);
+    }
+}
+
+/* A generated module to compile, and the tiles its test gave (NULL: all default). */
+typedef struct {
+    const char *what;
+    const mx_program *p;
+    const mx_module *m;
+    const mx_tiles *given;
+} nvrtc_module;
+
+/* Every module compiled for sm_80 and sm_90 in one batch (NVRTC on every
+ * core: the compiles are most of this suite's time), then reported. */
+static void check_nvrtc(const nvrtc_module *ms, int n) {
+    static const char *const opts[] = {"-I" MIXC_SOURCE_DIR "/runtime/emu"};
+    mx_nvrtc_job *jobs = calloc(2 * (size_t)n + 1, sizeof *jobs);
+    mx_cubin *bins = calloc(2 * (size_t)n + 1, sizeof *bins);
+    for (int i = 0; i < 2 * n; i++)
+        jobs[i] = (mx_nvrtc_job){ms[i / 2].m->source.s, ms[i / 2].what, i % 2 ? 90 : 80, opts, 1};
+    mx_diag d = {{0}};
+    mx_status st = mx_nvrtc_compile_many(jobs, 2 * n, bins, &d);
+    CHECK_MSG(st == MX_OK, "nvrtc: %s", d.msg);
+    for (int i = 0; i < 2 * n && st == MX_OK; i++)
+        report_nvrtc(ms[i / 2].what, jobs[i].sm, ms[i / 2].p, ms[i / 2].m, ms[i / 2].given, &bins[i]);
+    for (int i = 0; i < 2 * n; i++)
+        mx_cubin_free(&bins[i]);
+    free(bins);
+    free(jobs);
+}
+
+static void run_family(const char *what, const prob *probs, int n) {
+    mx_text t = {0};
+    mx_text_printf(&t, "graph %s {\n", what);
+    for (int i = 0; i < n; i++)
+        add_problem(&t, i, &probs[i]);
+    mx_text_printf(&t, "}\n");
+    mx_diag d = {{0}};
+    mx_graph *g = mx_graph_parse(t.s, what, &d);
+    CHECK_MSG(g != NULL, "%s: parse: %s", what, d.msg);
+    mx_text_free(&t);
+    if (!g)
+        return;
+    family f = {.p = mx_program_new(g)};
+    mx_pass_options po = {.verify = true};
+    mx_status st = mx_program_run_passes(f.p, &po, &d);
+    CHECK_MSG(st == MX_OK, "%s: passes: %s", what, d.msg);
+    mx_tiles *tiles = calloc((size_t)f.p->n_groups + 1, sizeof *tiles);
+    for (int i = 0; i < n && st == MX_OK; i++) {
+        int group = scan_group_of(f.p, i);
+        CHECK_MSG(group >= 0 && f.p->groups[group].kind == MX_FUSE_SCAN, "%s: problem %d has no scan group", what, i);
+        if (group >= 0)
+            tiles[group] = probs[i].tiles;
+    }
+    mx_codegen_options co = {.sm = 90, .tiles = tiles};
+    if (st == MX_OK) {
+        st = mx_codegen(f.p, &co, &f.m, &d);
+        CHECK_MSG(st == MX_OK, "%s: codegen: %s", what, d.msg);
+    }
+    mx_emu_module *em = NULL;
+    if (st == MX_OK) {
+        st = mx_emu_load(f.m.source.s, what, &em, &d);
+        CHECK_MSG(st == MX_OK, "%s: emu: %s", what, d.msg);
+    }
+    if (st == MX_OK) {
+        f.b = mx_buffers_new(f.p->g);
+        fill_inputs(f.p, f.b);
+        st = mx_ref_run(f.p->g, f.b, &d);
+        CHECK_MSG(st == MX_OK, "%s: reference: %s", what, d.msg);
+    }
+    for (int i = 0; i < n && st == MX_OK; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s[%d]", what, i);
+        run_problem(&f, em, i, &probs[i], name);
+    }
+    if (st == MX_OK)
+        check_nvrtc(&(nvrtc_module){what, f.p, &f.m, tiles}, 1);
+    if (getenv("MIXC_TEST_SHOW"))
+        fputs(f.m.source.s, stdout);
+    if (em)
+        mx_emu_unload(em);
+    if (f.b)
+        mx_buffers_free(f.b);
+    mx_module_free(&f.m);
+    mx_program_free(f.p);
+    free(tiles);
+}
+
+/* ---- the grid -------------------------------------------------------------------------- */
+
+/* kind, Bt, Ch, N, G, h, w, reverse, softplus, D, z, bias, h0, hN, dtype, orders, tiles */
+static const prob lanes_f32[] = {
+    {SINGLE, 2, 8, 16, 1, 1, 1, 0, 1, true, true, true, false, false, MX_F32, 0, LANES(16, 4, 64)},
+    {SINGLE, 1, 6, 1, 1, 1, 7, 1, 0, false, false, false, true, true, MX_F32, 0, LANES(1, 4, 4)},
+    {SINGLE, 2, 8, 64, 4, 7, 7, 0, 1, true, true, true, false, false, MX_F32, 0, LANES(32, 2, 32)},
+    {BIDIR, 1, 4, 16, 1, 14, 14, 0, 1, true, false, true, false, false, MX_F32, 0, LANES(16, 2, 64)},
+    {QS, 1, 8, 16, 4, 1, 197, 0, 1, false, false, true, false, false, MX_F32, 0, LANES(8, 2, 64)},
+    {CROSS4, 1, 2, 16, 1, 25, 40, 0, 1, true, false, true, false, false, MX_F32, "row,col,row_rev,col_rev",
+     LANES(16, 2, 64)},
+    {SINGLE, 1, 2, 16, 1, 56, 56, 1, 1, true, true, true, true, true, MX_F32, 0, LANES(16, 2, 64)},
+    {CROSS4, 2, 3, 1, 1, 7, 7, 0, 1, true, false, false, false, false, MX_F32, "snake,snake_col_rev,diag,diag_rev",
+     LANES(1, 2, 8)},
+    {QSK, 1, 8, 16, 4, 7, 7, 0, 1, false, false, true, false, false, MX_F32, "row,col", LANES(8, 2, 16)},
+    {QSK, 2, 3, 1, 1, 5, 8, 0, 1, false, false, true, false, false, MX_F32, "snake,snake_col_rev,diag,diag_rev",
+     LANES(1, 2, 8)},
+};
+
+static const prob chunked_f32[] = {
+    {SINGLE, 1, 3, 16, 1, 1, 1, 0, 1, true, true, true, false, false, MX_F32, 0, CHUNKED(32, 8)},
+    {SINGLE, 2, 4, 64, 4, 1, 7, 1, 0, false, false, false, true, true, MX_F32, 0, CHUNKED(32, 4)},
+    {CROSS4, 1, 2, 16, 1, 7, 7, 0, 1, true, false, true, false, false, MX_F32, "snake,snake_col_rev,diag,diag_rev",
+     CHUNKED(32, 2)},
+    {BIDIR, 2, 2, 1, 1, 14, 14, 0, 1, true, false, true, false, false, MX_F32, 0, CHUNKED(64, 2)},
+    {QS, 1, 4, 16, 4, 1, 197, 0, 1, false, false, true, false, false, MX_F32, 0, CHUNKED(32, 4)},
+    {SINGLE, 1, 2, 16, 1, 25, 40, 0, 1, true, true, true, false, false, MX_F32, 0, CHUNKED(64, 4)},
+    {SINGLE, 1, 1, 64, 1, 56, 56, 1, 1, true, false, true, false, true, MX_F32, 0, CHUNKED(128, 8)},
+    {CROSS4, 1, 4, 16, 4, 5, 8, 0, 1, true, false, true, false, false, MX_F32, "row,col,row_rev,col_rev",
+     {0}}, /* default tiles */
+    {QSK, 1, 2, 16, 1, 14, 14, 0, 1, false, false, true, false, false, MX_F32, "row,col", CHUNKED(32, 4)},
+    {QSK, 1, 4, 16, 4, 7, 7, 0, 1, false, false, true, false, false, MX_F32, "snake,snake_col_rev,diag,diag_rev",
+     {0}}, /* default tiles */
+};
+
+static const prob mixed_bf16[] = {
+    {SINGLE, 1, 4, 16, 1, 14, 14, 0, 1, true, true, true, false, false, MX_BF16, 0, LANES(16, 4, 64)},
+    {QS, 1, 4, 16, 1, 1, 197, 0, 1, false, false, true, false, false, MX_BF16, 0, CHUNKED(64, 4)},
+    {CROSS4, 1, 2, 16, 1, 7, 7, 0, 1, true, false, true, false, false, MX_BF16, "row,col,row_rev,col_rev",
+     CHUNKED(32, 2)},
+    {BIDIR, 1, 4, 16, 1, 7, 7, 0, 1, true, false, true, false, false, MX_BF16, 0, LANES(16, 2, 16)},
+};
+
+/* The cost model: lanes when rows x states fill two waves of an H100, else chunked. */
+static void test_default_tiles(void) {
+    const prob big = {SINGLE, 4096, 16, 16, 1, 1, 7, 0, 1, true, true, true, false, false, MX_F32, 0, {0}};
+    const prob small = {SINGLE, 2, 512, 16, 1, 1, 256, 0, 1, true, true, true, false, false, MX_F32, 0, {0}};
+    const prob *ps[2] = {&big, &small};
+    for (int c = 0; c < 2; c++) {
+        mx_text t = {0};
+        mx_text_printf(&t, "graph tiles {\n");
+        add_problem(&t, 0, ps[c]);
+        mx_text_printf(&t, "}\n");
+        mx_diag d = {{0}};
+        mx_graph *g = mx_graph_parse(t.s, "tiles", &d);
+        mx_text_free(&t);
+        CHECK_MSG(g != NULL, "tiles: %s", d.msg);
+        if (!g)
+            continue;
+        mx_program *p = mx_program_new(g);
+        mx_pass_options po = {0};
+        CHECK(mx_program_run_passes(p, &po, &d) == MX_OK);
+        mx_tiles tl = mx_tiles_default(p, scan_group_of(p, 0), 90);
+        CHECK_MSG(tl.chunked == (c == 1), "default tiles: chunked %d for %s", tl.chunked, c ? "small" : "big");
+        if (c == 0)
+            CHECK(tl.lanes_per_state == 16 && tl.channels == 8 && tl.threads == 128);
+        mx_program_free(p);
+    }
+}
+
+/* The zoo's scan groups at default tiles, at the reduced sizes of
+ * zoo_reduced.h: they generate and compile without spills. test_codegen
+ * checks every kernel of every model so; this prints the scan kernels'
+ * tiles and registers, for one model of each scan structure: a plain scan,
+ * bidirectional pairs, qs pairs, row + row_rev, 4 orders, qs pairs of 2
+ * orders. */
+static void test_zoo_nvrtc(void) {
+    static const char *const files[] = {"mamba-block.json", "mambamixer-block.json", "qsmixer-block.json",
+                                        "vim-block.json",   "vim2-tiny.json",        "viqs-tiny.json"};
+    enum { N_FILES = sizeof files / sizeof *files };
+    mx_program *progs[N_FILES] = {0};
+    mx_module mods[N_FILES] = {{0}};
+    nvrtc_module ms[N_FILES];
+    int n = 0;
+    for (int i = 0; i < N_FILES; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/models/%s", MIXC_SOURCE_DIR, files[i]);
+        const char *set[16];
+        int n_set = zoo_reduced_overrides(path, set);
+        mx_diag d = {{0}};
+        mx_model *md = mx_model_load(path, set, n_set, &d);
+        CHECK_MSG(md != NULL, "%s: %s", path, d.msg);
+        if (!md)
+            continue;
+        char *text = mx_graph_print(mx_model_graph(md));
+        mx_graph *g = mx_graph_parse(text, files[i], &d);
+        free(text);
+        mx_model_free(md);
+        if (!g)
+            continue;
+        progs[i] = mx_program_new(g);
+        mx_pass_options po = {0};
+        mx_codegen_options co = {.sm = 90};
+        mx_status st = mx_program_run_passes(progs[i], &po, &d);
+        if (st == MX_OK)
+            st = mx_codegen(progs[i], &co, &mods[i], &d);
+        CHECK_MSG(st == MX_OK, "%s: %s", files[i], d.msg);
+        if (st == MX_OK)
+            ms[n++] = (nvrtc_module){files[i], progs[i], &mods[i], NULL};
+    }
+    check_nvrtc(ms, n);
+    for (int i = 0; i < N_FILES; i++) {
+        mx_module_free(&mods[i]);
+        mx_program_free(progs[i]);
+    }
+}
+
+int main(void) {
+    test_default_tiles();
+    test_zoo_nvrtc();
+    run_family("lanes_f32", lanes_f32, (int)(sizeof lanes_f32 / sizeof *lanes_f32));
+    run_family("chunked_f32", chunked_f32, (int)(sizeof chunked_f32 / sizeof *chunked_f32));
+    run_family("mixed_bf16", mixed_bf16, (int)(sizeof mixed_bf16 / sizeof *mixed_bf16));
+    return check_summary();
+}
