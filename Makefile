@@ -19,7 +19,7 @@ build: deps
 
 # The main job on the default model.
 run: build
-	$(BUILD)/mixc run $(MODEL) --device ref
+	$(BUILD)/mixc run $(MODEL)
 
 # The whole suite, plain and under ASan + UBSan (a sanitizer report fails it).
 test: deps test-plain test-asan

@@ -37,8 +37,10 @@ static const char usage[] =
     "options:\n"
     "  --set PATH=VALUE  override a spec field, e.g. --set stages[2].depth=4 or\n"
     "                    --set input.image_size=64 (repeatable; specs only)\n"
-    "  --device D        run: where to run: ref, the reference interpreter (default);\n"
-    "                    emu, the generated CUDA under host emulation; cuda, the GPU\n"
+    "  --device D        run: where to run: auto (default: cuda when a driver and a GPU\n"
+    "                    are there, else the CPU, which it says), ref, the reference\n"
+    "                    interpreter; emu, the generated CUDA under host emulation;\n"
+    "                    cuda, the GPU\n"
     "  --seed N          seed of the random inputs and params (default 1)\n"
     "  --weights FILE    read params from a safetensors file (docs/weights.md)\n"
     "  --dump            run: also print every output element\n"
@@ -115,7 +117,7 @@ static int set_option(options *o, const char *name, const char *value) {
 
 /* Parses argv[2..]; returns 0, or the exit status to stop with. */
 static int parse_options(int argc, char **argv, int positional, options *o) {
-    *o = (options){.device = "ref", .seed = 1};
+    *o = (options){.device = "auto", .seed = 1};
     int n_pos = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -146,8 +148,9 @@ static int parse_options(int argc, char **argv, int positional, options *o) {
     }
     if (n_pos < positional)
         return fail_usage(positional == 1 ? "%s: missing FILE" : "%s: missing FILE or OUT", argv[1]);
-    if (strcmp(o->device, "ref") != 0 && strcmp(o->device, "emu") != 0 && strcmp(o->device, "cuda") != 0)
-        return fail_usage("unknown device '%s': use ref, emu or cuda", o->device);
+    if (strcmp(o->device, "auto") != 0 && strcmp(o->device, "ref") != 0 && strcmp(o->device, "emu") != 0 &&
+        strcmp(o->device, "cuda") != 0)
+        return fail_usage("unknown device '%s': use auto, ref, emu or cuda", o->device);
     return 0;
 }
 
@@ -308,7 +311,21 @@ static const char *device_doc(const char *device) {
     return "ref (reference interpreter, f32 storage, f64 sums)";
 }
 
-static int cmd_run(const options *o) {
+/* auto: the GPU when there is one, else the CPU, said out loud. */
+static const char *resolve_device(const char *device) {
+    if (strcmp(device, "auto") != 0)
+        return device;
+    mx_diag diag;
+    if (cuda_available(&diag))
+        return "cuda";
+    fprintf(stderr, "mixc: %s: using the CPU (reference interpreter)\n", diag.msg);
+    return "ref";
+}
+
+static int cmd_run(const options *opts) {
+    options resolved = *opts;
+    resolved.device = resolve_device(opts->device);
+    const options *o = &resolved;
     mx_model *model;
     mx_graph *graph;
     const mx_graph *g = load(o, &model, &graph);

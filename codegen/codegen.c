@@ -190,6 +190,10 @@ static mx_status generate(const mx_program *p, const mx_codegen_options *o, int 
     k->group = group;
     k->kind = gr->kind;
     k->tiles = o->tiles && o->tiles[group].threads > 0 ? o->tiles[group] : mx_tiles_default(p, group, o->sm);
+    if (mx_debug_level() >= 3)
+        fprintf(stderr, "mixc: group %d (%s): threads %d items %d channels %d lanes %d vector %d%s min_blocks %d\n",
+                group, mx_fusion_names[gr->kind], k->tiles.threads, k->tiles.items, k->tiles.channels,
+                k->tiles.lanes_per_state, k->tiles.vector, k->tiles.chunked ? " chunked" : "", k->tiles.min_blocks);
     snprintf(k->name, sizeof k->name, "mx_g%d_%s", group, mx_fusion_names[gr->kind]);
     mx_text body = {0};
     mx_emitter e;

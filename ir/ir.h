@@ -52,6 +52,11 @@ mx_status mx_vfail(mx_diag *d, mx_status status, const char *fmt, va_list ap);
  * ("path: error: cannot open: ...") on failure. The caller frees it. */
 char *mx_read_file(const char *path, size_t *len, mx_diag *d);
 
+/* The MIXC_DEBUG ladder (read once): 1 summary, 2 per-kernel times, 3 chosen
+ * tiles, 4 generated source and compiler commands, 5 IR after each pass.
+ * Debug output goes to stderr. */
+int mx_debug_level(void);
+
 /* ---- types ---------------------------------------------------------------- */
 
 typedef struct {

@@ -91,7 +91,7 @@ void mx_pass_options_from_env(mx_pass_options *o) {
         o->disabled[MX_PASS_fuse] = true;
     if ((s = getenv("MIXC_NO_PLANNER")) && *s && strcmp(s, "0") != 0)
         o->disabled[MX_PASS_plan] = true;
-    if ((s = getenv("MIXC_DEBUG")) && atoi(s) >= 5)
+    if (mx_debug_level() >= 5)
         for (int i = 0; i < MX_PASS_COUNT; i++)
             o->print_after[i] = true;
 }

@@ -375,8 +375,7 @@ static void store(mx_hash128 key, const mx_cubin *c) {
     else
         mx_cache_put(key, bytes, len, &d);
     free(bytes);
-    const char *debug = getenv("MIXC_DEBUG");
-    if (d.msg[0] && debug && atoi(debug) >= 1)
+    if (d.msg[0] && mx_debug_level() >= 1)
         fprintf(stderr, "mixc: kernel cache: %s\n", d.msg);
 }
 

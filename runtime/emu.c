@@ -181,6 +181,12 @@ mx_status mx_emu_load(const char *source, const char *name, mx_emu_module **out,
     argv[argc++] = src;
     argv[argc] = NULL;
 
+    if (mx_debug_level() >= 4) {
+        fprintf(stderr, "mixc: emulation compile:");
+        for (int i = 0; i < argc; i++)
+            fprintf(stderr, " %s", argv[i]);
+        fprintf(stderr, "\n%s\n", source);
+    }
     int rc = run_logged(argv, log);
     if (rc != 0) {
         char text[1800];

@@ -244,6 +244,9 @@ mx_status mx_exec_open(const mx_program *p, const mx_module *m, const mx_exec_de
         mx_exec_close(x);
         return st;
     }
+    if (mx_debug_level() >= 1)
+        fprintf(stderr, "mixc: %s: %d groups, %d kernels, arena %.1f MB\n", dev->name, p->n_groups, m->n_kernels,
+                (double)p->arena_bytes / 1e6);
     *out = x;
     return MX_OK;
 }

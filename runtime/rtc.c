@@ -249,6 +249,12 @@ mx_status mx_nvrtc_compile(const char *source, const char *name, int sm,
     if (n_extra > 0)
         memcpy(opts + 1 + MX_NVRTC_N_FIXED_OPTS, extra_opts, (size_t)n_extra * sizeof *opts);
 
+    if (mx_debug_level() >= 4) {
+        fprintf(stderr, "mixc: NVRTC %s:", name);
+        for (int i = 0; i < n_opts; i++)
+            fprintf(stderr, " %s", opts[i]);
+        fprintf(stderr, "\n%s\n", source);
+    }
     nvrtcProgram prog;
     nvrtcResult r = nvrtcCreateProgram(&prog, source, name, 0, NULL, NULL);
     if (r != NVRTC_SUCCESS) {
