@@ -8,7 +8,21 @@
 
 #include "ir.h"
 
-bool bench_open(bench *b, const char *prog) {
+static void bench_close(bench *b) {
+    if (!b->gpu)
+        return;
+    const mx_cuda_api *api = &b->gpu->cu->api;
+    if (b->start)
+        api->EventDestroy(b->start);
+    if (b->stop)
+        api->EventDestroy(b->stop);
+    if (b->flush)
+        api->MemFree(b->flush);
+    mx_gpu_close(b->gpu);
+    b->gpu = NULL;
+}
+
+static bool bench_open(bench *b, const char *prog) {
     *b = (bench){.prog = prog};
     mx_diag d = {{0}};
     if (mx_gpu_open(&b->gpu, &d) != MX_OK) {
@@ -28,20 +42,6 @@ bool bench_open(bench *b, const char *prog) {
         return false;
     }
     return true;
-}
-
-void bench_close(bench *b) {
-    if (!b->gpu)
-        return;
-    const mx_cuda_api *api = &b->gpu->cu->api;
-    if (b->start)
-        api->EventDestroy(b->start);
-    if (b->stop)
-        api->EventDestroy(b->stop);
-    if (b->flush)
-        api->MemFree(b->flush);
-    mx_gpu_close(b->gpu);
-    b->gpu = NULL;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -154,7 +154,7 @@ static void git_commit(char *buf, size_t size) {
         pclose(p);
 }
 
-bool bench_json_open(bench *b, bench_json *j) {
+static bool bench_json_open(bench *b, bench_json *j) {
     const mx_cuda *cu = b->gpu->cu;
     char device[256];
     snprintf(device, sizeof device, "%s", cu->name);
@@ -193,7 +193,7 @@ bool bench_json_open(bench *b, bench_json *j) {
 
 void bench_json_next(bench_json *j) { fprintf(j->f, "%s\n    ", j->n_results++ ? "," : ""); }
 
-bool bench_json_close(bench_json *j) {
+static bool bench_json_close(bench_json *j) {
     fprintf(j->f, "\n  ]\n}\n");
     bool ok = fclose(j->f) == 0 && rename(j->tmp, j->path) == 0;
     if (!ok)
@@ -201,4 +201,26 @@ bool bench_json_close(bench_json *j) {
     else
         printf("wrote %s\n", j->path);
     return ok;
+}
+
+bool bench_start(bench *b, bench_json *j, const char *prog) {
+    if (!bench_open(b, prog))
+        return false;
+    if (!bench_json_open(b, j)) {
+        bench_close(b);
+        return false;
+    }
+    printf("%s on %s\n", prog, b->gpu->cu->name);
+    return true;
+}
+
+int bench_finish(bench *b, bench_json *j, int rc) {
+    if (rc == 0 && !bench_json_close(j))
+        rc = 1;
+    else if (rc != 0) {
+        fclose(j->f);
+        remove(j->tmp);
+    }
+    bench_close(b);
+    return rc;
 }

@@ -17,10 +17,6 @@ typedef struct {
     CUevent start, stop;
 } bench;
 
-/* Opens the GPU; without one prints "<prog>: no GPU (<why>): nothing
- * measured, no results written" and returns false. */
-bool bench_open(bench *b, const char *prog);
-void bench_close(bench *b);
 
 typedef struct {
     int runs;
@@ -46,16 +42,23 @@ typedef struct {
 mx_status bench_save_tensors(const char *path, const bench_tensor *t, int n, mx_diag *d);
 
 /* A result file: bench/results/<prog>-<device>.json, written to a temporary
- * name and renamed by bench_json_close. bench_json_open writes the header
- * and opens the "results" array. */
+ * name and renamed into place by bench_finish. */
 typedef struct {
     FILE *f;
     char path[1024], tmp[1100];
     int n_results;
 } bench_json;
-bool bench_json_open(bench *b, bench_json *j);
 /* Starts the next element of "results" (the caller writes its fields). */
 void bench_json_next(bench_json *j);
-bool bench_json_close(bench_json *j);
+
+/* A benchmark program's start: opens the GPU (without one prints "<prog>: no
+ * GPU (<why>): nothing measured, no results written") and the result file
+ * (its header written, the "results" array open), and says where it runs.
+ * False, nothing held, when either cannot be had. */
+bool bench_start(bench *b, bench_json *j, const char *prog);
+/* Its end: the result file renamed into place when rc is 0 (rc becomes 1
+ * when that fails), dropped otherwise; the GPU closed. Returns rc, the
+ * program's exit status. */
+int bench_finish(bench *b, bench_json *j, int rc);
 
 #endif

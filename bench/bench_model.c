@@ -161,11 +161,10 @@ static mx_status run_model(bench *bn, bench_json *j, const model_case *mc, mx_di
 
 int main(void) {
     bench bn;
-    if (!bench_open(&bn, "bench_model"))
-        return 1;
     bench_json j;
-    int rc = bench_json_open(&bn, &j) ? 0 : 1;
-    printf("bench_model on %s\n", bn.gpu->cu->name);
+    if (!bench_start(&bn, &j, "bench_model"))
+        return 1;
+    int rc = 0;
     for (size_t i = 0; rc == 0 && i < sizeof models / sizeof *models; i++) {
         mx_diag d = {{0}};
         if (run_model(&bn, &j, &models[i], &d) != MX_OK) {
@@ -173,12 +172,5 @@ int main(void) {
             rc = 1;
         }
     }
-    if (rc == 0 && !bench_json_close(&j))
-        rc = 1;
-    else if (rc != 0 && j.f) {
-        fclose(j.f);
-        remove(j.tmp);
-    }
-    bench_close(&bn);
-    return rc;
+    return bench_finish(&bn, &j, rc);
 }

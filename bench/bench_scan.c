@@ -148,11 +148,10 @@ static mx_status run_shape(bench *bn, bench_json *j, const shape *s, mx_dtype t,
 
 int main(void) {
     bench bn;
-    if (!bench_open(&bn, "bench_scan"))
-        return 1;
     bench_json j;
-    int rc = bench_json_open(&bn, &j) ? 0 : 1;
-    printf("bench_scan on %s\n", bn.gpu->cu->name);
+    if (!bench_start(&bn, &j, "bench_scan"))
+        return 1;
+    int rc = 0;
     static const mx_dtype types[] = {MX_F32, MX_BF16};
     for (size_t s = 0; rc == 0 && s < sizeof shapes / sizeof *shapes; s++)
         for (size_t t = 0; rc == 0 && t < 2; t++) {
@@ -162,12 +161,5 @@ int main(void) {
                 rc = 1;
             }
         }
-    if (rc == 0 && !bench_json_close(&j))
-        rc = 1;
-    else if (rc != 0 && j.f) {
-        fclose(j.f);
-        remove(j.tmp);
-    }
-    bench_close(&bn);
-    return rc;
+    return bench_finish(&bn, &j, rc);
 }

@@ -122,6 +122,21 @@ void mx_emit_float(double x, char *out, size_t size);
  * multi-input scan_scatter) are computed from their output's side. */
 bool mx_view_forward(const mx_graph *g, int node);
 
+/* Where element idx of a forward view's input (mx_view_forward, but slice,
+ * split and shift) lands in its output, into out (dims of size 1 get "0"). */
+void mx_emit_view_target(mx_emitter *e, int node, const char *const *idx, mx_idx_str *out);
+
+/* The flat grid position that order visits at step l of an h x w grid
+ * (inverse: the step at which it visits position l), as in
+ * mx_scan_order_pos, as a C expression of the index type. */
+void mx_emit_order_map(mx_emitter *e, mx_scan_order order, int64_t h, int64_t w, const char *l, bool inverse,
+                       char *out, size_t size);
+
+/* The format of a load of an element of dtype t as a float ("%s[%s]": the
+ * buffer, the offset) and of a store of a float to it ("%s[%s] = %s;"). */
+const char *mx_emit_load_fmt(mx_dtype t);
+const char *mx_emit_store_fmt(mx_dtype t);
+
 /* Whether value v must be written by group k: produced there (not by a
  * consumer-folded view) and given a buffer by the plan. */
 bool mx_emit_stored(const mx_program *p, int k, int v);

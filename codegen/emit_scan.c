@@ -58,42 +58,6 @@ static void value3(scan_ctx *x, int v, const char *i0, const char *i1, const cha
 
 /* ---- index maps --------------------------------------------------------------- */
 
-/* Where element idx of view node's input lands in its output (reshape,
- * permute, flip: the bijective views an epilogue may hold). */
-static void view_forward(mx_emitter *e, int node, mx_idx_str *idx, mx_idx_str *out) {
-    const mx_graph *g = e->p->g;
-    const mx_type *xt = mx_node_input_type(g, node, 0), *yt = mx_value_type(g, mx_node_output(g, node, 0));
-    const char *in[MX_MAX_RANK];
-    for (int k = 0; k < xt->rank; k++)
-        in[k] = idx[k];
-    switch (g->nodes[node].op) {
-    case MX_OP_RESHAPE: {
-        char lin[128];
-        mx_emit_linearise(e, xt, in, lin, sizeof lin);
-        mx_emit_delinearise(e, lin, yt, out);
-        break;
-    }
-    case MX_OP_PERMUTE: {
-        const mx_attr *perm = mx_node_attr(g, node, MX_A_PERM);
-        for (int k = 0; k < perm->n; k++)
-            snprintf(out[k], sizeof out[k], "%s", in[perm->v[k]]);
-        break;
-    }
-    default: { /* flip */
-        int axis = mx_axis(mx_node_int(g, node, MX_A_AXIS), xt->rank);
-        for (int k = 0; k < xt->rank; k++)
-            snprintf(out[k], sizeof out[k], "%s", in[k]);
-        if (xt->dim[axis] > 1) {
-            char t[16];
-            mx_emit_line(e, "const %s %s = %lld - %s;", e->ity, mx_emit_temp(e, t, sizeof t),
-                         (long long)xt->dim[axis] - 1, in[axis]);
-            snprintf(out[axis], sizeof out[axis], "%s", t);
-        }
-        break;
-    }
-    }
-}
-
 /* The index of an epilogue result for M's element (b, c, p). */
 static void out_index(scan_ctx *x, const mx_scan_out *o, const char *p, mx_idx_str *idx) {
     const mx_scan_plan *sp = x->sp;
@@ -101,50 +65,21 @@ static void out_index(scan_ctx *x, const mx_scan_out *o, const char *p, mx_idx_s
     snprintf(idx[1], sizeof idx[1], "%s", x->c);
     snprintf(idx[2], sizeof idx[2], "%s", dim_or_zero(sp->L, p));
     for (int i = 0; i < o->n_views; i++) {
+        const char *in[MX_MAX_RANK];
+        for (int k = 0; k < MX_MAX_RANK; k++)
+            in[k] = idx[k];
         mx_idx_str next[MX_MAX_RANK];
-        view_forward(x->e, o->views[i], idx, next);
+        mx_emit_view_target(x->e, o->views[i], in, next);
         memcpy(idx, next, sizeof next);
     }
 }
 
 /* The grid position a scan_scatter order visits at step l (mx_scan_order_pos). */
 static void order_pos(scan_ctx *x, mx_scan_order order, const char *l, char *out, size_t size) {
-    mx_emitter *e = x->e;
-    long long H = (long long)x->sp->grid_h, W = (long long)x->sp->grid_w, L = H * W;
-    char s[64], t[16];
-    snprintf(s, sizeof s, "%s", l);
-    if (order & 1) { /* a _REV twin walks its base order backwards */
-        mx_emit_line(e, "const %s %s = %lld - %s;", e->ity, mx_emit_temp(e, t, sizeof t), L - 1, l);
-        snprintf(s, sizeof s, "%s", t);
-    }
-    switch ((mx_scan_order)(order & ~1)) {
-    case MX_ORDER_ROW:
-        snprintf(out, size, "%s", s);
-        break;
-    case MX_ORDER_COL:
-        snprintf(out, size, "(%s %% %lld) * %lld + %s / %lld", s, H, W, s, H);
-        break;
-    case MX_ORDER_SNAKE:
-        snprintf(out, size, "(%s / %lld) * %lld + (((%s / %lld) & 1) ? %lld - %s %% %lld : %s %% %lld)", s, W, W, s,
-                 W, W - 1, s, W, s, W);
-        break;
-    case MX_ORDER_SNAKE_COL:
-        snprintf(out, size, "(((%s / %lld) & 1) ? %lld - %s %% %lld : %s %% %lld) * %lld + %s / %lld", s, H, H - 1,
-                 s, H, s, H, W, s, H);
-        break;
-    default: /* diag: the module's helper walks the anti-diagonals */
-        e->helpers |= MX_HELPER_DIAG;
-        snprintf(out, size, "(%s)mx_diag_pos(%s, %lldLL, %lldLL)", e->ity, s, H, W);
-        break;
-    }
+    mx_emit_order_map(x->e, order, x->sp->grid_h, x->sp->grid_w, l, false, out, size);
 }
 
 /* ---- the accumulator and the epilogue ------------------------------------------- */
-
-static const char *const load_fmt[MX_DTYPE_COUNT] = {"%s[%s]", "__half2float(%s[%s])",
-                                                     "__bfloat162float(%s[%s])"};
-static const char *const store_fmt[MX_DTYPE_COUNT] = {"%s[%s] = %s;", "%s[%s] = __float2half_rn(%s);",
-                                                      "%s[%s] = __float2bfloat16_rn(%s);"};
 
 /* The element of the accumulator at M's position p, as "buf[offset]" parts. */
 static void acc_at(scan_ctx *x, const char *p, const char **buf, char *off, size_t size) {
@@ -189,10 +124,10 @@ static void epilogue(scan_ctx *x, const char *p, const char *m, bool skip_acc) {
                 s++;
             if (s == n_seen) {
                 seen[n_seen].node = node;
-                view_forward(e, node, *idx, seen[n_seen].idx);
                 const char *pin[MX_MAX_RANK], *pout[MX_MAX_RANK];
                 for (int k = 0; k < MX_MAX_RANK; k++)
                     pin[k] = (*idx)[k], pout[k] = seen[n_seen].idx[k];
+                mx_emit_view_target(e, node, pin, seen[n_seen].idx);
                 char got[96];
                 mx_emit_value(e, mx_node_input(g, node, 0), pin, got, sizeof got);
                 mx_emit_bind(e, mx_node_output(g, node, 0), pout, got);
@@ -272,10 +207,10 @@ static void finish_step(scan_ctx *x, int k, const char *l) {
     if (k == 0) {
         snprintf(sum, sizeof sum, "y");
     } else {
-        snprintf(sum, sizeof sum, load_fmt[at], buf, off);
+        snprintf(sum, sizeof sum, mx_emit_load_fmt(at), buf, off);
         strncat(sum, " + y", sizeof sum - strlen(sum) - 1);
     }
-    mx_emit_line(e, store_fmt[at], buf, off, sum);
+    mx_emit_line(e, mx_emit_store_fmt(at), buf, off, sum);
     if (guard)
         mx_emit_close(e);
 }
@@ -306,7 +241,7 @@ static void zero_unreached(scan_ctx *x, const char *first, const char *step) {
         order_pos(x, s->order, "q", p, sizeof p);
     const char *buf;
     acc_at(x, p, &buf, off, sizeof off);
-    mx_emit_line(x->e, store_fmt[mx_value_type(x->e->p->g, sp->out[sp->acc].value)->dtype], buf, off, "0.0f");
+    mx_emit_line(x->e, mx_emit_store_fmt(mx_value_type(x->e->p->g, sp->out[sp->acc].value)->dtype), buf, off, "0.0f");
     mx_emit_close(x->e);
 }
 
@@ -335,7 +270,7 @@ static void final_pass(scan_ctx *x, const char *first, const char *step) {
     const char *buf;
     char off[160], m[256];
     acc_at(x, "p", &buf, off, sizeof off);
-    snprintf(m, sizeof m, load_fmt[mx_value_type(e->p->g, sp->out[sp->acc].value)->dtype], buf, off);
+    snprintf(m, sizeof m, mx_emit_load_fmt(mx_value_type(e->p->g, sp->out[sp->acc].value)->dtype), buf, off);
     mx_emit_line(e, "const float m = %s;", m);
     epilogue(x, "p", "m", sp->out[sp->acc].value == sp->merge);
     mx_emit_close(e);

@@ -282,11 +282,11 @@ void mx_emit_delinearise(mx_emitter *e, const char *lin, const mx_type *t, mx_id
     }
 }
 
-static const char *load_fmt(mx_dtype t) {
+const char *mx_emit_load_fmt(mx_dtype t) {
     return t == MX_F16 ? "__half2float(%s[%s])" : t == MX_BF16 ? "__bfloat162float(%s[%s])" : "%s[%s]";
 }
 
-static const char *store_fmt(mx_dtype t) {
+const char *mx_emit_store_fmt(mx_dtype t) {
     return t == MX_F16 ? "%s[%s] = __float2half_rn(%s);"
            : t == MX_BF16 ? "%s[%s] = __float2bfloat16_rn(%s);"
                           : "%s[%s] = %s;";
@@ -304,16 +304,14 @@ static void load(mx_emitter *e, int v, const char *const *idx, char *out, size_t
     const char *buf = mx_emit_buffer(e, v, false);
     char off[128], expr[256];
     mx_emit_linearise(e, t, idx, off, sizeof off);
-    snprintf(expr, sizeof expr, load_fmt(t->dtype), buf, off);
+    snprintf(expr, sizeof expr, mx_emit_load_fmt(t->dtype), buf, off);
     new_float(e, expr, out, size);
 }
 
 /* ---- scan orders ----------------------------------------------------------------- */
 
-/* The flat grid position that order visits at step l (inverse: the step at
- * which it visits position l), as in mx_scan_order_pos. */
-static void order_map(mx_emitter *e, mx_scan_order order, int64_t h, int64_t w, const char *l, bool inverse,
-                      char *out, size_t size) {
+void mx_emit_order_map(mx_emitter *e, mx_scan_order order, int64_t h, int64_t w, const char *l, bool inverse,
+                       char *out, size_t size) {
     long long H = (long long)h, W = (long long)w, L = H * W;
     char s[96], expr[512], a[64], b[64];
     snprintf(s, sizeof s, "%s", l);
@@ -488,7 +486,7 @@ static void view_source(mx_emitter *e, int node, int out, const char *const *idx
         mx_scan_order order = (mx_scan_order)(gather ? mx_node_int(g, node, MX_A_ORDER)
                                                      : mx_node_attr(g, node, MX_A_ORDERS)->v[0]);
         /* gather: y[l] = x[pos(l)]; scatter: x[pos(l)] = y[l], read y at step(p) */
-        order_map(e, order, h, w, idx[axis], !gather, in[axis], sizeof in[axis]);
+        mx_emit_order_map(e, order, h, w, idx[axis], !gather, in[axis], sizeof in[axis]);
         break;
     }
     default:
@@ -574,7 +572,7 @@ static void scatter_sum(mx_emitter *e, int node, const char *const *idx, char *o
         idx_t in;
         for (int d = 0; d < rank; d++)
             snprintf(in[d], sizeof in[d], "%s", idx[d]);
-        order_map(e, (mx_scan_order)orders->v[k], h, w, idx[axis], true, in[axis], sizeof in[axis]);
+        mx_emit_order_map(e, (mx_scan_order)orders->v[k], h, w, idx[axis], true, in[axis], sizeof in[axis]);
         const char *p[MX_MAX_RANK];
         ptrs(in, rank, p);
         char got[96];
@@ -785,8 +783,7 @@ bool mx_emit_stored(const mx_program *p, int k, int v) {
     return p->group_of[node] == k && !mx_view_folded(p, node) && p->slots[v].offset >= 0;
 }
 
-/* Where element idx of a one-to-one forward view's input lands in its output. */
-static void view_target(mx_emitter *e, int node, const char *const *idx, idx_t out) {
+void mx_emit_view_target(mx_emitter *e, int node, const char *const *idx, mx_idx_str *out) {
     const mx_graph *g = e->p->g;
     const mx_type *xt = mx_node_input_type(g, node, 0), *yt = mx_value_type(g, mx_node_output(g, node, 0));
     char expr[256];
@@ -830,7 +827,7 @@ static void view_target(mx_emitter *e, int node, const char *const *idx, idx_t o
         mx_scan_order order = (mx_scan_order)(gather ? mx_node_int(g, node, MX_A_ORDER)
                                                      : mx_node_attr(g, node, MX_A_ORDERS)->v[0]);
         /* gather: x[p] lands at y[step(p)]; scatter: y[l] lands at x[pos(l)] */
-        order_map(e, order, h, w, idx[axis], gather, out[axis], sizeof out[axis]);
+        mx_emit_order_map(e, order, h, w, idx[axis], gather, out[axis], sizeof out[axis]);
         break;
     }
     default:
@@ -914,7 +911,7 @@ void mx_emit_store(mx_emitter *e, int v, const char *const *idx, const char *exp
         const char *buf = mx_emit_buffer(e, v, true);
         char off[128];
         mx_emit_linearise(e, t, idx, off, sizeof off);
-        mx_emit_line(e, store_fmt(t->dtype), buf, off, expr);
+        mx_emit_line(e, mx_emit_store_fmt(t->dtype), buf, off, expr);
     }
     for (int k = e->uses.first[v]; k < e->uses.first[v + 1]; k++) {
         int r = e->uses.reader[k];
@@ -925,7 +922,7 @@ void mx_emit_store(mx_emitter *e, int v, const char *const *idx, const char *exp
             store_partial(e, r, idx, expr);
         } else {
             idx_t out;
-            view_target(e, r, idx, out);
+            mx_emit_view_target(e, r, idx, out);
             store_at(e, mx_node_output(g, r, 0), out, expr);
         }
     }

@@ -8,17 +8,15 @@
  * for sm_80 and sm_90, one module per model, no spills with the default
  * tiles. End to end: IR graphs and zoo models under emulation. Set
  * MIXC_TEST_QUICK=1 to skip the zoo runs (the long part). */
-#include <dirent.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "cache.h"
-#include "check.h"
 #include "codegen.h"
 #include "exec.h"
-#include "zoo_reduced.h"
+#include "support.h"
 
 #define SEED 11u
 
@@ -31,22 +29,8 @@ static double now_s(void) {
 }
 
 static mx_program *compile(const mx_graph *g) {
-    char *text = mx_graph_print(g);
-    mx_diag d = {{0}};
-    mx_graph *copy = mx_graph_parse(text, g->name, &d);
-    free(text);
-    CHECK_MSG(copy != NULL, "reparse: %s", d.msg);
-    if (!copy)
-        return NULL;
-    mx_program *p = mx_program_new(copy);
     mx_pass_options o = {.verify = true};
-    mx_status st = mx_program_run_passes(p, &o, &d);
-    CHECK_MSG(st == MX_OK, "%s: passes: %s", g->name, d.msg);
-    if (st != MX_OK) {
-        mx_program_free(p);
-        return NULL;
-    }
-    return p;
+    return support_compile(g, g->name, &o);
 }
 
 /* Outputs of the program run (got, for p->g) against the reference's (want,
@@ -328,21 +312,14 @@ typedef struct {
 } zoo_model;
 
 static int load_zoo(zoo_model *z, int cap) {
-    DIR *dir = opendir(MIXC_SOURCE_DIR "/models");
-    CHECK(dir != NULL);
+    char *paths[64];
+    int n_paths = support_list_files(MIXC_SOURCE_DIR "/models", ".json", paths, 64);
     int n = 0;
-    for (struct dirent *e; dir && (e = readdir(dir)) && n < cap;) {
-        size_t len = strlen(e->d_name);
-        if (len < 5 || strcmp(e->d_name + len - 5, ".json") != 0)
-            continue;
+    for (int i = 0; i < n_paths && n < cap; i++) {
         zoo_model *m = &z[n];
         memset(m, 0, sizeof *m);
-        snprintf(m->path, sizeof m->path, "%s/models/%s", MIXC_SOURCE_DIR, e->d_name);
-        const char *set[16];
-        int n_set = zoo_reduced_overrides(m->path, set);
-        mx_diag d = {{0}};
-        m->model = mx_model_load(m->path, set, n_set, &d);
-        CHECK_MSG(m->model != NULL, "%s: %s", m->path, d.msg);
+        snprintf(m->path, sizeof m->path, "%s", paths[i]);
+        m->model = support_load_reduced(m->path, NULL);
         if (!m->model)
             continue;
         m->p = compile(mx_model_graph(m->model));
@@ -351,12 +328,12 @@ static int load_zoo(zoo_model *z, int cap) {
             continue;
         }
         mx_codegen_options o = {.sm = 80};
+        mx_diag d = {{0}};
         mx_status st = mx_codegen(m->p, &o, &m->m, &d);
         CHECK_MSG(st == MX_OK, "%s: codegen: %s", m->path, d.msg);
         n++;
     }
-    if (dir)
-        closedir(dir);
+    support_free_files(paths, n_paths);
     CHECK_MSG(n >= 11, "only %d zoo models", n);
     return n;
 }
@@ -410,11 +387,10 @@ static void check_nvrtc(zoo_model *z, int n) {
 static void check_ir_file(const char *name) {
     char path[512];
     snprintf(path, sizeof path, "%s/tests/ir/%s", MIXC_SOURCE_DIR, name);
-    mx_diag d = {{0}};
-    mx_graph *g = mx_graph_load(path, &d);
-    CHECK_MSG(g != NULL, "%s", d.msg);
+    mx_graph *g = support_load_graph(path);
     if (!g)
         return;
+    mx_diag d = {{0}};
     mx_buffers *sb = mx_buffers_new(g);
     mx_buffers_fill_random(sb, g, SEED);
     CHECK_MSG(mx_ref_run(g, sb, &d) == MX_OK, "%s: %s", name, d.msg);

@@ -7,12 +7,10 @@
  * docs/passes.md (a Mamba block in at most 4 non-matmul kernels; all scan
  * orders or directions of one mixer in one scan kernel) and ViM2-T at batch
  * 64 planned within 60% of its unplanned activation bytes. */
-#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
-#include "program.h"
+#include "support.h"
 
 #define MODELS MIXC_SOURCE_DIR "/models"
 #define SEED 7u
@@ -21,30 +19,9 @@
 /* ---- helpers ------------------------------------------------------------------- */
 
 static mx_program *compile(const mx_graph *g, bool fuse) {
-    char *text = mx_graph_print(g);
-    mx_diag d = {{0}};
-    mx_graph *copy = mx_graph_parse(text, "copy", &d);
-    free(text);
-    CHECK_MSG(copy != NULL, "reparse: %s", d.msg);
-    if (!copy)
-        return NULL;
-    mx_program *p = mx_program_new(copy);
     mx_pass_options o = {.verify = true};
     o.disabled[MX_PASS_fuse] = !fuse;
-    mx_status st = mx_program_run_passes(p, &o, &d);
-    CHECK_MSG(st == MX_OK, "%s: passes: %s", g->name, d.msg);
-    if (st != MX_OK) {
-        mx_program_free(p);
-        return NULL;
-    }
-    return p;
-}
-
-static mx_model *load(const char *path, const char *const *set, int n_set) {
-    mx_diag d = {{0}};
-    mx_model *m = mx_model_load(path, set, n_set, &d);
-    CHECK_MSG(m != NULL, "%s: %s", path, d.msg);
-    return m;
+    return support_compile(g, "copy", &o);
 }
 
 /* got and want agree output by output within TOL (relative, floor 1). */
@@ -93,38 +70,8 @@ static void check_program(const char *what, const mx_graph *src, const mx_buffer
 
 /* ---- reduced zoo ------------------------------------------------------------------ */
 
-static int reduced_overrides(const char *path, const char **set) {
-    FILE *f = fopen(path, "rb");
-    char text[8192] = "";
-    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
-    if (f)
-        fclose(f);
-    text[n] = 0;
-    int k = 0;
-    set[k++] = "batch=1";
-    if (strstr(text, "\"vision\"")) {
-        static const char *const vision[] = {
-            "input.image_size=32", "head.classes=10",      "stages[0].width=16", "stages[1].width=16",
-            "stages[2].width=16",  "stages[3].width=16",   "stages[0].depth=2",  "stages[1].depth=2",
-            "stages[2].depth=2",   "stages[3].depth=2"};
-        for (size_t i = 0; i < sizeof vision / sizeof *vision; i++)
-            set[k++] = vision[i];
-    } else if (strstr(text, "\"series\"")) {
-        set[k++] = "input.variates=3";
-        set[k++] = "input.lookback=64";
-        set[k++] = "head.horizon=8";
-        set[k++] = "stages[0].width=8";
-    } else {
-        set[k++] = "input.length=12";
-        set[k++] = "stages[0].width=8";
-    }
-    return k;
-}
-
 static void check_model(const char *path) {
-    const char *set[16];
-    int n_set = reduced_overrides(path, set);
-    mx_model *m = load(path, set, n_set);
+    mx_model *m = support_load_reduced(path, NULL);
     if (!m)
         return;
     const mx_graph *g = mx_model_graph(m);
@@ -149,20 +96,7 @@ static void check_model(const char *path) {
 }
 
 static void check_zoo(void) {
-    DIR *dir = opendir(MODELS);
-    CHECK_MSG(dir != NULL, "cannot open %s", MODELS);
-    int n = 0;
-    for (struct dirent *e; dir && (e = readdir(dir));) {
-        size_t len = strlen(e->d_name);
-        if (len < 5 || strcmp(e->d_name + len - 5, ".json") != 0)
-            continue;
-        char path[512];
-        snprintf(path, sizeof path, "%s/%s", MODELS, e->d_name);
-        check_model(path);
-        n++;
-    }
-    if (dir)
-        closedir(dir);
+    int n = support_each_file(MODELS, ".json", check_model);
     CHECK_MSG(n >= 11, "only %d zoo models", n);
 }
 
@@ -198,7 +132,7 @@ static int scan_groups(const mx_program *p) {
 static mx_program *compile_model(const char *name, const char *const *set, int n_set) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", MODELS, name);
-    mx_model *m = load(path, set, n_set);
+    mx_model *m = support_load_model(path, set, n_set);
     mx_program *p = m ? compile(mx_model_graph(m), true) : NULL;
     mx_model_free(m);
     return p;
@@ -266,7 +200,7 @@ static void check_planner_check(void) {
     const char *set[] = {"input.length=12", "stages[0].width=8", "batch=1"};
     char path[512];
     snprintf(path, sizeof path, "%s/mamba-block.json", MODELS);
-    mx_model *m = load(path, set, 3);
+    mx_model *m = support_load_model(path, set, 3);
     if (!m)
         return;
     const mx_graph *g = mx_model_graph(m);

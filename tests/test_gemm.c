@@ -9,39 +9,23 @@
  * that names the group. So the description that cuBLASLt receives on a GPU
  * (operands, transposes, leading dims, batch strides, bias, residual) is
  * known right before any GPU runs it. */
-#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
 #include "gemm.h"
-#include "zoo_reduced.h"
+#include "support.h"
 
 #define SEED 11u
 #define TOL 1e-5
 
 static mx_program *compile(const mx_graph *g) {
-    char *text = mx_graph_print(g);
-    mx_diag d = {{0}};
-    mx_graph *copy = mx_graph_parse(text, "copy", &d);
-    free(text);
-    CHECK_MSG(copy != NULL, "reparse: %s", d.msg);
-    if (!copy)
-        return NULL;
-    mx_program *p = mx_program_new(copy);
     mx_pass_options o = {.verify = true};
-    if (mx_program_run_passes(p, &o, &d) != MX_OK) {
-        CHECK_MSG(false, "%s: passes: %s", g->name, d.msg);
-        mx_program_free(p);
-        return NULL;
-    }
-    return p;
+    return support_compile(g, "copy", &o);
 }
 
 /* Decodes and runs every matmul group of p over b (every value computed by
- * the reference); returns how many were refused. */
-static int check_groups(const char *what, const mx_program *p, mx_buffers *b, bool must_decode) {
-    int refused = 0;
+ * the reference); a refusal is a failure if must_decode. */
+static void check_groups(const char *what, const mx_program *p, mx_buffers *b, bool must_decode) {
     for (int k = 0; k < p->n_groups; k++) {
         if (p->groups[k].kind != MX_FUSE_MATMUL)
             continue;
@@ -51,7 +35,6 @@ static int check_groups(const char *what, const mx_program *p, mx_buffers *b, bo
             CHECK_MSG(!must_decode, "%s: %s", what, d.msg);
             CHECK_MSG(strncmp(d.msg, "group ", 6) == 0, "%s: message without its group: %s", what, d.msg);
             printf("  %s: refused: %s\n", what, d.msg);
-            refused++;
             continue;
         }
         int64_t n = b->numel[gm.y.value];
@@ -71,17 +54,13 @@ static int check_groups(const char *what, const mx_program *p, mx_buffers *b, bo
         CHECK_CLOSE(b->data[gm.y.value], want, n, TOL, label);
         free(want);
     }
-    return refused;
 }
 
 static void check_model(const char *path) {
-    const char *set[16];
-    int n_set = zoo_reduced_overrides(path, set);
-    mx_diag d = {{0}};
-    mx_model *m = mx_model_load(path, set, n_set, &d);
-    CHECK_MSG(m != NULL, "%s: %s", path, d.msg);
+    mx_model *m = support_load_reduced(path, NULL);
     if (!m)
         return;
+    mx_diag d = {{0}};
     const mx_graph *g = mx_model_graph(m);
     mx_buffers *sb = mx_buffers_new(g);
     mx_buffers_fill_random(sb, g, SEED);
@@ -100,13 +79,11 @@ static void check_model(const char *path) {
     mx_model_free(m);
 }
 
-static int check_ir(const char *path) {
-    mx_diag d = {{0}};
-    mx_graph *g = mx_graph_load(path, &d);
-    CHECK_MSG(g != NULL, "%s: %s", path, d.msg);
+static void check_ir(const char *path) {
+    mx_graph *g = support_load_graph(path);
     if (!g)
-        return 0;
-    int refused = 0;
+        return;
+    mx_diag d = {{0}};
     mx_program *p = compile(g);
     if (p) {
         mx_buffers *sb = mx_buffers_new(g), *b = mx_buffers_new(p->g);
@@ -114,38 +91,12 @@ static int check_ir(const char *path) {
         mx_buffers_fill_random(b, p->g, SEED);
         CHECK_MSG(mx_program_bind_init(p, g, sb, b, &d) == MX_OK, "%s: bind: %s", path, d.msg);
         CHECK_MSG(mx_ref_run(p->g, b, &d) == MX_OK, "%s: %s", path, d.msg);
-        refused = check_groups(path, p, b, false);
+        check_groups(path, p, b, false);
         mx_buffers_free(sb);
         mx_buffers_free(b);
         mx_program_free(p);
     }
     mx_graph_free(g);
-    return refused;
-}
-
-/* Calls fn for every file of dir ending in suffix; returns how many. */
-static int each_file(const char *dir, const char *suffix, int (*fn)(const char *path)) {
-    DIR *dp = opendir(dir);
-    CHECK_MSG(dp != NULL, "cannot open %s", dir);
-    int n = 0;
-    size_t ls = strlen(suffix);
-    for (struct dirent *e; dp && (e = readdir(dp));) {
-        size_t len = strlen(e->d_name);
-        if (len < ls || strcmp(e->d_name + len - ls, suffix) != 0)
-            continue;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        fn(path);
-        n++;
-    }
-    if (dp)
-        closedir(dp);
-    return n;
-}
-
-static int model_fn(const char *path) {
-    check_model(path);
-    return 0;
 }
 
 /* cuBLASLt's GELU is the tanh form: fuse keeps an erf GELU out of the
@@ -178,9 +129,9 @@ static void check_erf_gelu(void) {
 }
 
 int main(void) {
-    int n_models = each_file(MIXC_SOURCE_DIR "/models", ".json", model_fn);
+    int n_models = support_each_file(MIXC_SOURCE_DIR "/models", ".json", check_model);
     CHECK_MSG(n_models >= 11, "only %d zoo models", n_models);
-    int n_ir = each_file(MIXC_SOURCE_DIR "/tests/ir", ".mxir", check_ir);
+    int n_ir = support_each_file(MIXC_SOURCE_DIR "/tests/ir", ".mxir", check_ir);
     CHECK_MSG(n_ir >= 20, "only %d text-IR graphs", n_ir);
     check_erf_gelu();
     return check_summary();

@@ -11,15 +11,13 @@
  *     fresh random inputs, the arena poisoned before each run;
  *   - the CUDA graph replay gives the direct launches' results;
  *   - a second load of the same module is a kernel-cache hit. */
-#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "check.h"
 #include "gpu.h"
 #include "half.h"
-#include "zoo_reduced.h"
+#include "support.h"
 
 #define SKIP 77
 #define SEED 5u
@@ -151,21 +149,8 @@ static void check_blas(void) {
 /* ---- the zoo through codegen and the GPU ------------------------------------------- */
 
 static mx_program *compile(const mx_graph *g) {
-    char *text = mx_graph_print(g);
-    mx_diag d = {{0}};
-    mx_graph *copy = mx_graph_parse(text, "copy", &d);
-    free(text);
-    CHECK_MSG(copy != NULL, "reparse: %s", d.msg);
-    if (!copy)
-        return NULL;
-    mx_program *p = mx_program_new(copy);
     mx_pass_options o = {0};
-    if (mx_program_run_passes(p, &o, &d) != MX_OK) {
-        CHECK_MSG(false, "%s: passes: %s", g->name, d.msg);
-        mx_program_free(p);
-        return NULL;
-    }
-    return p;
+    return support_compile(g, "copy", &o);
 }
 
 /* Runs the loaded program once (graph replay or direct), outputs into b. */
@@ -190,18 +175,14 @@ static void compare_outputs(const char *what, const mx_graph *g, const mx_buffer
 }
 
 static void check_model(const char *path, mx_dtype dtype, bool profile) {
-    const char *set[18];
-    int n_set = zoo_reduced_overrides(path, set);
     char dtype_set[32];
     snprintf(dtype_set, sizeof dtype_set, "dtype=%s", mx_dtype_names[dtype]);
-    set[n_set++] = dtype_set;
     char what[600];
     snprintf(what, sizeof what, "%s (%s)", path, mx_dtype_names[dtype]);
-    mx_diag d = {{0}};
-    mx_model *model = mx_model_load(path, set, n_set, &d);
-    CHECK_MSG(model != NULL, "%s: %s", what, d.msg);
+    mx_model *model = support_load_reduced(path, dtype_set);
     if (!model)
         return;
+    mx_diag d = {{0}};
     const mx_graph *g = mx_model_graph(model);
     mx_buffers *sb = mx_buffers_new(g);
     mx_buffers_fill_random(sb, g, SEED + (uint64_t)dtype);
@@ -251,21 +232,13 @@ static void check_model(const char *path, mx_dtype dtype, bool profile) {
 }
 
 static void check_zoo(void) {
-    DIR *dir = opendir(MIXC_SOURCE_DIR "/models");
-    CHECK_MSG(dir != NULL, "cannot open the zoo");
-    int n = 0;
-    for (struct dirent *e; dir && (e = readdir(dir));) {
-        size_t len = strlen(e->d_name);
-        if (len < 5 || strcmp(e->d_name + len - 5, ".json") != 0)
-            continue;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/models/%s", MIXC_SOURCE_DIR, e->d_name);
-        check_model(path, MX_F32, n == 0);
-        check_model(path, MX_BF16, false);
-        n++;
+    char *paths[64];
+    int n = support_list_files(MIXC_SOURCE_DIR "/models", ".json", paths, 64);
+    for (int i = 0; i < n; i++) {
+        check_model(paths[i], MX_F32, i == 0);
+        check_model(paths[i], MX_BF16, false);
     }
-    if (dir)
-        closedir(dir);
+    support_free_files(paths, n);
     CHECK_MSG(n >= 11, "only %d zoo models", n);
 }
 

@@ -17,12 +17,10 @@
  * after the passes, on the same random inputs and params (derived params
  * bound by mx_program_bind_init), and the outputs, matched by position, must
  * agree within 1e-5 relative. */
-#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
-#include "program.h"
+#include "support.h"
 
 #define GOLDEN_DIR MIXC_SOURCE_DIR "/tests/passes"
 #define MIN_GOLDEN_FILES 30
@@ -200,9 +198,8 @@ static mx_status run_only(mx_program *p, const char *list, mx_diag *d) {
     return mx_program_run_passes(p, &o, d);
 }
 
-static void run_golden(const char *dir, const char *name) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+static void run_golden(const char *path) {
+    const char *name = support_base(path);
     char *text = read_text(path);
     CHECK_MSG(text != NULL, "%s: cannot read", path);
     if (!text)
@@ -263,32 +260,8 @@ static void run_golden(const char *dir, const char *name) {
     free(text);
 }
 
-static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* Calls fn on every .mxir file of dir_path in name order; returns the count. */
-static int for_each_mxir(const char *dir_path, void (*fn)(const char *dir, const char *name)) {
-    DIR *dir = opendir(dir_path);
-    CHECK_MSG(dir != NULL, "cannot open %s", dir_path);
-    if (!dir)
-        return 0;
-    char *names[1024];
-    int n = 0;
-    for (struct dirent *e; (e = readdir(dir)) && n < 1024;) {
-        size_t len = strlen(e->d_name);
-        if (len > 5 && strcmp(e->d_name + len - 5, ".mxir") == 0)
-            names[n++] = strdup(e->d_name);
-    }
-    closedir(dir);
-    qsort(names, (size_t)n, sizeof *names, by_name);
-    for (int i = 0; i < n; i++) {
-        fn(dir_path, names[i]);
-        free(names[i]);
-    }
-    return n;
-}
-
 static void check_golden_files(void) {
-    int n = for_each_mxir(GOLDEN_DIR, run_golden);
+    int n = support_each_file(GOLDEN_DIR, ".mxir", run_golden);
     CHECK_MSG(n >= MIN_GOLDEN_FILES, "%s holds %d golden files, expected at least %d", GOLDEN_DIR, n,
               MIN_GOLDEN_FILES);
 }
@@ -544,16 +517,14 @@ static void check_fold_again(void) {
 /* Every graph of the IR corpus (tests/ir, but the parser's syntax_ files)
  * through the four graph-changing passes: it verifies, nothing is left to
  * fold, and it computes what it computed. */
-static void run_corpus_file(const char *dir, const char *name) {
+static void run_corpus_file(const char *path) {
+    const char *name = support_base(path);
     if (strncmp(name, "syntax_", 7) == 0)
         return;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    mx_diag d = {{0}};
-    mx_graph *src = mx_graph_load(path, &d);
-    CHECK_MSG(src != NULL, "%s", d.msg);
+    mx_graph *src = support_load_graph(path);
     if (!src)
         return;
+    mx_diag d = {{0}};
     mx_program *p = mx_program_new(mx_graph_load(path, &d));
     mx_status st = run_only(p, "canonicalize,dce,cse,fold", &d);
     CHECK_MSG(st == MX_OK, "%s: %s", name, d.msg);
@@ -566,7 +537,7 @@ static void run_corpus_file(const char *dir, const char *name) {
     mx_graph_free(src);
 }
 
-static void check_ir_corpus(void) { for_each_mxir(MIXC_SOURCE_DIR "/tests/ir", run_corpus_file); }
+static void check_ir_corpus(void) { support_each_file(MIXC_SOURCE_DIR "/tests/ir", ".mxir", run_corpus_file); }
 
 static void check_bind_errors(void) {
     mx_program *p = parse_program("graph g {\n"

@@ -4,12 +4,10 @@
  * to itself. A graph made with the builder (unnamed values, names that collide
  * with generated ones, absent inputs, floats that need 17 digits) must print to
  * the expected text and round-trip too. */
-#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
-#include "ir.h"
+#include "support.h"
 
 #define MIN_IR_FILES 20
 
@@ -27,41 +25,21 @@ static void check_fixed_point(const char *text, const char *what) {
     mx_graph_free(g);
 }
 
-static int by_name(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+static void check_ir_file(const char *path) {
+    mx_graph *g = support_load_graph(path);
+    if (!g)
+        return;
+    const char *name = support_base(path);
+    char *text = mx_graph_print(g);
+    CHECK_MSG(text != NULL, "%s: print failed", name);
+    if (text)
+        check_fixed_point(text, name);
+    free(text);
+    mx_graph_free(g);
 }
 
 static void check_ir_files(void) {
-    const char *dir_path = MIXC_SOURCE_DIR "/tests/ir";
-    DIR *dir = opendir(dir_path);
-    CHECK_MSG(dir != NULL, "cannot open %s", dir_path);
-    if (!dir)
-        return;
-    char *names[1024];
-    int n = 0;
-    for (struct dirent *e; (e = readdir(dir)) && n < 1024;) {
-        size_t len = strlen(e->d_name);
-        if (len > 5 && strcmp(e->d_name + len - 5, ".mxir") == 0)
-            names[n++] = strdup(e->d_name);
-    }
-    closedir(dir);
-    qsort(names, (size_t)n, sizeof *names, by_name);
-    for (int i = 0; i < n; i++) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir_path, names[i]);
-        mx_diag d = {{0}};
-        mx_graph *g = mx_graph_load(path, &d);
-        CHECK_MSG(g != NULL, "%s", d.msg);
-        if (g) {
-            char *text = mx_graph_print(g);
-            CHECK_MSG(text != NULL, "%s: print failed", names[i]);
-            if (text)
-                check_fixed_point(text, names[i]);
-            free(text);
-            mx_graph_free(g);
-        }
-        free(names[i]);
-    }
+    int n = support_each_file(MIXC_SOURCE_DIR "/tests/ir", ".mxir", check_ir_file);
     CHECK_MSG(n >= MIN_IR_FILES, "tests/ir holds %d .mxir files, expected at least %d", n,
               MIN_IR_FILES);
 }

@@ -26,13 +26,12 @@
 #include <string.h>
 
 #include "cache.h"
-#include "check.h"
 #include "emit.h"
 #include "emu.h"
 #include "half.h"
 #include "rtc.h"
 #include "scan_plan.h"
-#include "zoo_reduced.h"
+#include "support.h"
 
 #define TOL_F32 1e-4
 #define TOL_BF16 2e-2
@@ -103,6 +102,19 @@ static int parse_orders(const char *list, char orders[4][16]) {
     return sscanf(list, "%15[^,],%15[^,],%15[^,],%15s", orders[0], orders[1], orders[2], orders[3]);
 }
 
+/* The end of a qs mixer (problem i): u * D added to the merged scans (value
+ * %p<i>_<sum>, [B, Ch, L]), permuted to [B, L, Ch] and gated by silu(z). */
+static void qs_gate(mx_text *t, int i, const char *sum, const char *T, long long Bt, long long Ch, long long L) {
+    mx_text_printf(t, "  %%p%d_Dd = param() : %s[%lld,1]\n", i, T, Ch);
+    mx_text_printf(t, "  %%p%d_ud = mul(%%p%d_u, %%p%d_Dd) : %s[%lld,%lld,%lld]\n", i, i, i, T, Bt, Ch, L);
+    mx_text_printf(t, "  %%p%d_t = add(%%p%d_%s, %%p%d_ud) : %s[%lld,%lld,%lld]\n", i, i, sum, i, T, Bt, Ch, L);
+    mx_text_printf(t, "  %%p%d_tp = permute(%%p%d_t) {perm=[0,2,1]} : %s[%lld,%lld,%lld]\n", i, i, T, Bt, L, Ch);
+    mx_text_printf(t, "  %%p%d_z = input() : %s[%lld,%lld,%lld]\n", i, T, Bt, L, Ch);
+    mx_text_printf(t, "  %%p%d_zs = silu(%%p%d_z) : %s[%lld,%lld,%lld]\n", i, i, T, Bt, L, Ch);
+    mx_text_printf(t, "  %%p%d_o = mul(%%p%d_tp, %%p%d_zs) : %s[%lld,%lld,%lld]\n", i, i, i, T, Bt, L, Ch);
+    mx_text_printf(t, "  output %%p%d_o\n", i);
+}
+
 static void add_problem(mx_text *t, int i, const prob *p) {
     long long Bt = p->Bt, Ch = p->Ch, L = p->h * p->w;
     const char *T = dts(p->dt);
@@ -150,14 +162,7 @@ static void add_problem(mx_text *t, int i, const prob *p) {
         mx_text_printf(t, "  %%p%d_sb = shift(%%p%d_y1) {axis=2, k=-1} : %s[%lld,%lld,%lld]\n", i, i, T, Bt, Ch, L);
         mx_text_printf(t, "  %%p%d_sf = shift(%%p%d_y0) {axis=2, k=1} : %s[%lld,%lld,%lld]\n", i, i, T, Bt, Ch, L);
         mx_text_printf(t, "  %%p%d_s = add(%%p%d_sf, %%p%d_sb) : %s[%lld,%lld,%lld]\n", i, i, i, T, Bt, Ch, L);
-        mx_text_printf(t, "  %%p%d_Dd = param() : %s[%lld,1]\n", i, T, Ch);
-        mx_text_printf(t, "  %%p%d_ud = mul(%%p%d_u, %%p%d_Dd) : %s[%lld,%lld,%lld]\n", i, i, i, T, Bt, Ch, L);
-        mx_text_printf(t, "  %%p%d_t = add(%%p%d_s, %%p%d_ud) : %s[%lld,%lld,%lld]\n", i, i, i, T, Bt, Ch, L);
-        mx_text_printf(t, "  %%p%d_tp = permute(%%p%d_t) {perm=[0,2,1]} : %s[%lld,%lld,%lld]\n", i, i, T, Bt, L, Ch);
-        mx_text_printf(t, "  %%p%d_z = input() : %s[%lld,%lld,%lld]\n", i, T, Bt, L, Ch);
-        mx_text_printf(t, "  %%p%d_zs = silu(%%p%d_z) : %s[%lld,%lld,%lld]\n", i, i, T, Bt, L, Ch);
-        mx_text_printf(t, "  %%p%d_o = mul(%%p%d_tp, %%p%d_zs) : %s[%lld,%lld,%lld]\n", i, i, i, T, Bt, L, Ch);
-        mx_text_printf(t, "  output %%p%d_o\n", i);
+        qs_gate(t, i, "s", T, Bt, Ch, L);
         break;
     case CROSS4: { /* ViM2's token mixer: four orders of one grid, summed back; stored as is */
         char orders[4][16];
@@ -206,14 +211,7 @@ static void add_problem(mx_text *t, int i, const prob *p) {
         }
         mx_text_printf(t, "  %%p%d_m = scan_scatter(%s) {orders=[%s], h=%lld, w=%lld} : %s[%lld,%lld,%lld]\n", i, ins,
                        list, (long long)p->h, (long long)p->w, T, Bt, Ch, L);
-        mx_text_printf(t, "  %%p%d_Dd = param() : %s[%lld,1]\n", i, T, Ch);
-        mx_text_printf(t, "  %%p%d_ud = mul(%%p%d_u, %%p%d_Dd) : %s[%lld,%lld,%lld]\n", i, i, i, T, Bt, Ch, L);
-        mx_text_printf(t, "  %%p%d_t = add(%%p%d_m, %%p%d_ud) : %s[%lld,%lld,%lld]\n", i, i, i, T, Bt, Ch, L);
-        mx_text_printf(t, "  %%p%d_tp = permute(%%p%d_t) {perm=[0,2,1]} : %s[%lld,%lld,%lld]\n", i, i, T, Bt, L, Ch);
-        mx_text_printf(t, "  %%p%d_z = input() : %s[%lld,%lld,%lld]\n", i, T, Bt, L, Ch);
-        mx_text_printf(t, "  %%p%d_zs = silu(%%p%d_z) : %s[%lld,%lld,%lld]\n", i, i, T, Bt, L, Ch);
-        mx_text_printf(t, "  %%p%d_o = mul(%%p%d_tp, %%p%d_zs) : %s[%lld,%lld,%lld]\n", i, i, i, T, Bt, L, Ch);
-        mx_text_printf(t, "  output %%p%d_o\n", i);
+        qs_gate(t, i, "m", T, Bt, Ch, L);
         break;
     }
     }
@@ -520,25 +518,15 @@ static void test_zoo_nvrtc(void) {
     for (int i = 0; i < N_FILES; i++) {
         char path[512];
         snprintf(path, sizeof path, "%s/models/%s", MIXC_SOURCE_DIR, files[i]);
-        const char *set[16];
-        int n_set = zoo_reduced_overrides(path, set);
-        mx_diag d = {{0}};
-        mx_model *md = mx_model_load(path, set, n_set, &d);
-        CHECK_MSG(md != NULL, "%s: %s", path, d.msg);
-        if (!md)
-            continue;
-        char *text = mx_graph_print(mx_model_graph(md));
-        mx_graph *g = mx_graph_parse(text, files[i], &d);
-        free(text);
-        mx_model_free(md);
-        if (!g)
-            continue;
-        progs[i] = mx_program_new(g);
+        mx_model *md = support_load_reduced(path, NULL);
         mx_pass_options po = {0};
+        progs[i] = md ? support_compile(mx_model_graph(md), files[i], &po) : NULL;
+        mx_model_free(md);
+        if (!progs[i])
+            continue;
         mx_codegen_options co = {.sm = 90};
-        mx_status st = mx_program_run_passes(progs[i], &po, &d);
-        if (st == MX_OK)
-            st = mx_codegen(progs[i], &co, &mods[i], &d);
+        mx_diag d = {{0}};
+        mx_status st = mx_codegen(progs[i], &co, &mods[i], &d);
         CHECK_MSG(st == MX_OK, "%s: %s", files[i], d.msg);
         if (st == MX_OK)
             ms[n++] = (nvrtc_module){files[i], progs[i], &mods[i], NULL};

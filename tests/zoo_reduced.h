@@ -1,7 +1,7 @@
 /* zoo_reduced.h: the zoo at a size the reference runs in seconds, for the
- * suites that compare a backend with it (test_gemm, test_gpu). The same
- * reductions as test_fusion.c: batch 1, a 32x32 image and width 16 for
- * vision models, 3 variates of 64 steps for series, 12 tokens otherwise. */
+ * suites that compare a backend with it (through support.h): batch 1, a
+ * 32x32 image and width 16 for vision models, 3 variates of 64 steps for
+ * series, 12 tokens otherwise. */
 #ifndef MX_ZOO_REDUCED_H
 #define MX_ZOO_REDUCED_H
 
@@ -9,7 +9,7 @@
 #include <string.h>
 
 /* Fills set (room for 16) with overrides for the spec at path; returns how many. */
-static int zoo_reduced_overrides(const char *path, const char **set) {
+static inline int zoo_reduced_overrides(const char *path, const char **set) {
     FILE *f = fopen(path, "rb");
     char text[8192] = "";
     size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
