@@ -94,11 +94,7 @@ static mx_status run_model(bench *bn, bench_json *j, const model_case *mc, mx_di
     mx_gpu_program *gp = NULL;
     bench_times graph_t = {0}, direct_t = {0};
     mx_status st = mx_weights_save(g, sb, weights, d);
-    char *text = mx_graph_print(g);
-    mx_graph *copy = st == MX_OK ? mx_graph_parse(text, mc->name, d) : NULL;
-    free(text);
-    if (st == MX_OK && !copy)
-        st = MX_ERR_INVALID;
+    mx_graph *copy = st == MX_OK ? mx_graph_clone(g) : NULL;
     double t0 = now_ms();
     if (st == MX_OK)
         st = bench_compile(bn, copy, &p, &m, d);

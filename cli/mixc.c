@@ -229,13 +229,12 @@ static mx_buffers *prepare(const options *o, const mx_model *model, const mx_gra
 }
 
 /* The program of g after the passes (the environment's pass options). */
-static mx_program *compile_program(const mx_graph *g, const char *file, mx_diag *d) {
-    char *text = mx_graph_print(g);
-    mx_graph *copy = mx_graph_parse(text, file, d);
-    free(text);
-    if (!copy)
+static mx_program *compile_program(const mx_graph *g, mx_diag *d) {
+    mx_program *p = mx_program_new(mx_graph_clone(g));
+    if (!p) {
+        mx_fail(d, MX_ERR_NOMEM, "out of memory");
         return NULL;
-    mx_program *p = mx_program_new(copy);
+    }
     mx_pass_options po;
     mx_pass_options_from_env(&po);
     if (mx_program_run_passes(p, &po, d) != MX_OK) {
@@ -257,14 +256,14 @@ static bool cuda_available(mx_diag *d) {
 /* Runs g's program on device (ref: the planned program on the reference;
  * emu; cuda) with sb's inputs and params; outs[i] receives a copy of output
  * i (malloc'd). */
-static mx_status run_device(const char *device, const char *file, const mx_graph *g, const mx_buffers *sb,
+static mx_status run_device(const char *device, const mx_graph *g, const mx_buffers *sb,
                             float **outs, mx_diag *d) {
     if (strcmp(device, "cuda") == 0 && !cuda_available(d)) {
         char why[sizeof d->msg - 64];
         snprintf(why, sizeof why, "%s", d->msg);
         return mx_fail(d, MX_ERR_IO, "%s: use --device emu or ref", why);
     }
-    mx_program *p = compile_program(g, file, d);
+    mx_program *p = compile_program(g, d);
     if (!p)
         return MX_ERR_INVALID;
     mx_buffers *b = mx_buffers_new(p->g);
@@ -336,7 +335,7 @@ static int cmd_run(const options *opts) {
         st = mx_ref_run(g, b, &diag);
     } else if (b) {
         float **outs = calloc((size_t)g->n_outputs + 1, sizeof(float *));
-        st = run_device(o->device, o->file, g, b, outs, &diag);
+        st = run_device(o->device, g, b, outs, &diag);
         for (int i = 0; i < g->n_outputs; i++) { /* the outputs in place of the source graph's */
             if (st == MX_OK) {
                 free(b->data[g->outputs[i]]);
@@ -398,7 +397,7 @@ static int cmd_check(const options *o) {
     bool ok = true;
     for (int k = 0; k < (gpu ? 3 : 2); k++) {
         float **outs = calloc((size_t)g->n_outputs + 1, sizeof(float *));
-        if (run_device(devices[k], o->file, g, b, outs, &diag) != MX_OK) {
+        if (run_device(devices[k], g, b, outs, &diag) != MX_OK) {
             printf("%-5s FAILED: %s\n", devices[k], diag.msg);
             ok = false;
         }
@@ -537,13 +536,8 @@ static int cmd_compile(const options *o) {
         return 1;
     mx_diag diag;
     /* The program owns its graph: an IR file's is handed over, a model's copied. */
-    mx_graph *owned = graph;
-    if (model) {
-        char *text = mx_graph_print(g);
-        owned = mx_graph_parse(text, o->file, &diag);
-        free(text);
-    }
-    mx_program *p = owned ? mx_program_new(owned) : NULL;
+    mx_graph *owned = model ? mx_graph_clone(g) : graph;
+    mx_program *p = mx_program_new(owned);
     mx_status st = p ? mx_program_run_passes(p, &po, &diag) : MX_ERR_INVALID;
     if (st != MX_OK) {
         fprintf(stderr, "%s\n", diag.msg);
@@ -563,7 +557,7 @@ static int cmd_compile(const options *o) {
     }
     if (p)
         mx_program_free(p);
-    else if (owned != graph)
+    else
         mx_graph_free(owned);
     mx_model_free(model);
     return st == MX_OK ? 0 : 1;

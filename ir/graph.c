@@ -124,6 +124,43 @@ mx_graph *mx_graph_new(const char *name) {
     return g;
 }
 
+/* A copy of n items of an array, or NULL for none. */
+static void *copy_array(const void *items, int n, size_t size) {
+    if (n == 0)
+        return NULL;
+    void *copy = malloc((size_t)n * size);
+    if (!copy) {
+        fprintf(stderr, "mixc: out of memory\n");
+        abort();
+    }
+    return memcpy(copy, items, (size_t)n * size);
+}
+
+mx_graph *mx_graph_clone(const mx_graph *g) {
+    mx_graph *c = mx_graph_new(g->name);
+    if (!c)
+        return NULL;
+    c->nodes = copy_array(g->nodes, g->n_nodes, sizeof *g->nodes);
+    c->values = copy_array(g->values, g->n_values, sizeof *g->values);
+    c->args = copy_array(g->args, g->n_args, sizeof *g->args);
+    c->outputs = copy_array(g->outputs, g->n_outputs, sizeof *g->outputs);
+    c->n_nodes = c->cap_nodes = g->n_nodes;
+    c->n_values = c->cap_values = g->n_values;
+    c->n_args = c->cap_args = g->n_args;
+    c->n_outputs = c->cap_outputs = g->n_outputs;
+    /* What lives in g's arena (names, attribute lists) moves to c's. */
+    for (int v = 0; v < c->n_values; v++)
+        if (g->values[v].name)
+            mx_value_set_name(c, v, g->values[v].name);
+    for (int n = 0; n < c->n_nodes; n++) {
+        const mx_attr_spec *spec = mx_ops[c->nodes[n].op].attrs;
+        for (int s = 0; spec[s].key != MX_A_NONE; s++)
+            if (spec[s].kind == MX_AK_INTS || spec[s].kind == MX_AK_ENUMS)
+                mx_node_set_ints(c, n, spec[s].key, g->nodes[n].attr[s].v, g->nodes[n].attr[s].n);
+    }
+    return c;
+}
+
 void mx_graph_free(mx_graph *g) {
     if (!g)
         return;

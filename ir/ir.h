@@ -244,6 +244,8 @@ struct mx_graph {
 };
 
 mx_graph *mx_graph_new(const char *name);
+/* A deep copy with the same ids (a program takes ownership of its graph). */
+mx_graph *mx_graph_clone(const mx_graph *g);
 /* Append a node with its inputs and n_out fresh untyped outputs; attributes
  * start at their schema defaults. Returns the node id. */
 int mx_graph_add_node(mx_graph *g, mx_op op, const int *inputs, int n_in, int n_out);

@@ -56,25 +56,31 @@ static void check_groups(const char *what, const mx_program *p, mx_buffers *b, b
     }
 }
 
+/* Compiles g, runs it on the reference with sb's inputs and params (bound
+ * through the init graph) and checks every matmul group against it. */
+static void check_compiled(const char *path, const mx_graph *g, const mx_buffers *sb, bool model) {
+    mx_program *p = compile(g);
+    if (!p)
+        return;
+    mx_diag d = {{0}};
+    mx_buffers *b = mx_buffers_new(p->g);
+    mx_buffers_fill_random(b, p->g, SEED);
+    CHECK_MSG(mx_program_bind_init(p, g, sb, b, &d) == MX_OK, "%s: bind: %s", path, d.msg);
+    CHECK_MSG(mx_ref_run(p->g, b, &d) == MX_OK, "%s: %s", path, d.msg);
+    check_groups(path, p, b, model);
+    mx_buffers_free(b);
+    mx_program_free(p);
+}
+
 static void check_model(const char *path) {
     mx_model *m = support_load_reduced(path, NULL);
     if (!m)
         return;
-    mx_diag d = {{0}};
     const mx_graph *g = mx_model_graph(m);
     mx_buffers *sb = mx_buffers_new(g);
     mx_buffers_fill_random(sb, g, SEED);
     mx_model_init_params(m, sb, SEED);
-    mx_program *p = compile(g);
-    if (p) {
-        mx_buffers *b = mx_buffers_new(p->g);
-        mx_buffers_fill_random(b, p->g, SEED);
-        CHECK_MSG(mx_program_bind_init(p, g, sb, b, &d) == MX_OK, "%s: bind: %s", path, d.msg);
-        CHECK_MSG(mx_ref_run(p->g, b, &d) == MX_OK, "%s: %s", path, d.msg);
-        check_groups(path, p, b, true);
-        mx_buffers_free(b);
-        mx_program_free(p);
-    }
+    check_compiled(path, g, sb, true);
     mx_buffers_free(sb);
     mx_model_free(m);
 }
@@ -83,19 +89,10 @@ static void check_ir(const char *path) {
     mx_graph *g = support_load_graph(path);
     if (!g)
         return;
-    mx_diag d = {{0}};
-    mx_program *p = compile(g);
-    if (p) {
-        mx_buffers *sb = mx_buffers_new(g), *b = mx_buffers_new(p->g);
-        mx_buffers_fill_random(sb, g, SEED);
-        mx_buffers_fill_random(b, p->g, SEED);
-        CHECK_MSG(mx_program_bind_init(p, g, sb, b, &d) == MX_OK, "%s: bind: %s", path, d.msg);
-        CHECK_MSG(mx_ref_run(p->g, b, &d) == MX_OK, "%s: %s", path, d.msg);
-        check_groups(path, p, b, false);
-        mx_buffers_free(sb);
-        mx_buffers_free(b);
-        mx_program_free(p);
-    }
+    mx_buffers *sb = mx_buffers_new(g);
+    mx_buffers_fill_random(sb, g, SEED);
+    check_compiled(path, g, sb, false);
+    mx_buffers_free(sb);
     mx_graph_free(g);
 }
 
