@@ -323,12 +323,13 @@ static const char *resolve_device(const char *device) {
 
 static int cmd_run(const options *opts) {
     options resolved = *opts;
-    resolved.device = resolve_device(opts->device);
     const options *o = &resolved;
     mx_model *model;
     mx_graph *graph;
     const mx_graph *g = load(o, &model, &graph);
     mx_buffers *b = g ? prepare(o, model, g) : NULL;
+    if (b) /* only once there is something to run: a bad file is reported alone */
+        resolved.device = resolve_device(opts->device);
     mx_diag diag;
     mx_status st = b ? MX_OK : MX_ERR_INVALID;
     if (b && strcmp(o->device, "ref") == 0) {
