@@ -234,8 +234,9 @@ static mx_status measure_variant(const mx_explore_options *o, const targets *tg,
         v->flops = s->total.flops;
         v->bytes = s->total.bytes;
         mx_pass_options po;
-        mx_pass_options_from_env(&po);
-        st = mx_program_run_passes(p, &po, d);
+        st = mx_pass_options_from_env(&po, d);
+        if (st == MX_OK)
+            st = mx_program_run_passes(p, &po, d);
     }
     if (st == MX_OK) {
         v->peak_bytes = (double)p->arena_bytes;

@@ -1,0 +1,474 @@
+/* standalone.cuh: the host side of a model that `mixc emit` wrote out.
+ *
+ * model.cu describes the model in tables (its buffers, its steps in schedule
+ * order: a kernel launch or a cuBLASLt product, the products decoded as mixc
+ * decodes them) and includes this file, which runs them with the CUDA
+ * runtime and cuBLASLt alone: one activation arena with every intermediate
+ * at its planned offset, a buffer per input and weight, one stream, the
+ * forward pass captured once into a CUDA graph and replayed (define
+ * MXS_NO_GRAPHS to launch step by step). Products follow mixc's own cuBLASLt
+ * path: row-major y = act(op(A) op(B) + bias + C) is the column-major
+ * y^T = op(B)^T op(A)^T, so cuBLASLt's A is our B and its bias runs along our
+ * columns; arithmetic is f32 whatever the storage. */
+#ifndef MXS_STANDALONE_CUH
+#define MXS_STANDALONE_CUH
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { MXS_F32, MXS_F16, MXS_BF16 };
+enum { MXS_ARENA, MXS_INPUT, MXS_WEIGHT };
+enum { MXS_ACT_NONE, MXS_ACT_RELU, MXS_ACT_GELU_TANH };
+
+typedef struct {
+    const char *name;
+    int kind;          /* MXS_ARENA: at offset in the arena; else a buffer of its own */
+    int dtype;
+    long long numel;
+    long long offset;  /* arena bytes */
+} mxs_buffer;
+
+typedef struct {
+    int buffer;        /* -1: absent */
+    long long offset, ld; /* elements */
+    int trans;
+    long long batch_stride, outer_stride;
+} mxs_operand;
+
+typedef struct {
+    int dtype;
+    long long m, n, k, batch, outer;
+    mxs_operand a, b, c, y;
+    int bias;          /* buffer of the [n] bias, -1: none */
+    int act;
+} mxs_gemm;
+
+typedef struct {
+    const void *fn;    /* the kernel; NULL for a product */
+    const char *name;
+    unsigned grid[3], block[3];
+    unsigned smem;
+    int first_arg, n_args; /* in the model's args table: buffer per kernel argument */
+    int gemm;          /* the product, -1 for a kernel */
+} mxs_step;
+
+typedef struct {
+    const char *name;
+    int buffer;
+} mxs_tensor;
+
+typedef struct {
+    const char *name;
+    long long arena_bytes;
+    const mxs_buffer *buffers;
+    int n_buffers;
+    const mxs_step *steps;
+    int n_steps;
+    const int *args;
+    const mxs_gemm *gemms;
+    int n_gemms;
+    const mxs_tensor *inputs, *outputs;
+    int n_inputs, n_outputs;
+} mxs_desc;
+
+typedef struct {
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t layout[4]; /* cuBLASLt's A, B, C, D */
+    cublasLtMatmulAlgo_t algo;
+    char *p[4];                       /* their first matrices */
+    long long outer_bytes[4];
+    int has_c;
+} mxs_plan;
+
+typedef struct {
+    const mxs_desc *d;
+    char error[512];
+    char *arena;
+    void **ptr;        /* per buffer */
+    void **argv;       /* per kernel argument: the buffer's address ... */
+    void **argp;       /* ... and a pointer to it, cudaLaunchKernel's args */
+    cudaStream_t stream;
+    cublasLtHandle_t lt;
+    void *workspace;
+    mxs_plan *plans;
+    cudaGraphExec_t graph;
+    int weights_loaded;
+} mxs_model;
+
+static const size_t mxs_workspace_bytes = 32u << 20;
+
+static int mxs_fail(mxs_model *m, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->error, sizeof m->error, fmt, ap);
+    va_end(ap);
+    return 1;
+}
+
+static int mxs_cuda(mxs_model *m, cudaError_t e, const char *what) {
+    return e == cudaSuccess ? 0 : mxs_fail(m, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+static int mxs_lt(mxs_model *m, cublasStatus_t s, const char *what) {
+    return s == CUBLAS_STATUS_SUCCESS ? 0 : mxs_fail(m, "%s: cuBLAS status %d", what, (int)s);
+}
+
+static size_t mxs_dtype_size(int t) { return t == MXS_F32 ? 4 : 2; }
+static size_t mxs_bytes(const mxs_buffer *b) { return (size_t)b->numel * mxs_dtype_size(b->dtype); }
+
+static cudaDataType mxs_cuda_type(int t) { return t == MXS_F16 ? CUDA_R_16F : t == MXS_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+
+/* ---- products ---------------------------------------------------------------------- */
+
+static int mxs_layout(mxs_model *m, cublasLtMatrixLayout_t *l, int dtype, long long rows, long long cols,
+                      long long ld, long long batch, long long stride) {
+    int count = (int)batch;
+    return mxs_lt(m, cublasLtMatrixLayoutCreate(l, mxs_cuda_type(dtype), (uint64_t)rows, (uint64_t)cols, ld),
+                  "cublasLtMatrixLayoutCreate") ||
+           mxs_lt(m, cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count),
+                  "BATCH_COUNT") ||
+           mxs_lt(m,
+                  cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride,
+                                                   sizeof stride),
+                  "STRIDED_BATCH_OFFSET");
+}
+
+static unsigned mxs_alignment(const char *p) {
+    unsigned a = 256;
+    while (a > 1 && (uintptr_t)p % a)
+        a /= 2;
+    return a;
+}
+
+static int mxs_plan_gemm(mxs_model *m, const mxs_gemm *g, mxs_plan *pl) {
+    size_t es = mxs_dtype_size(g->dtype);
+    cublasOperation_t ta = g->b.trans ? CUBLAS_OP_T : CUBLAS_OP_N, tb = g->a.trans ? CUBLAS_OP_T : CUBLAS_OP_N;
+    int bias = g->bias >= 0;
+    cublasLtEpilogue_t ep = g->act == MXS_ACT_RELU        ? (bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU)
+                            : g->act == MXS_ACT_GELU_TANH ? (bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU)
+                                                          : (bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT);
+    if (mxs_lt(m, cublasLtMatmulDescCreate(&pl->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate") ||
+        mxs_lt(m, cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta), "TRANSA") ||
+        mxs_lt(m, cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), "TRANSB") ||
+        mxs_lt(m, cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep), "EPILOGUE"))
+        return 1;
+    if (bias) {
+        const void *ptr = m->ptr[g->bias];
+        long long stride = 0;
+        if (mxs_lt(m, cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ptr, sizeof ptr),
+                   "BIAS_POINTER") ||
+            mxs_lt(m,
+                   cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, &stride,
+                                                  sizeof stride),
+                   "BIAS_BATCH_STRIDE"))
+            return 1;
+    }
+    pl->has_c = g->c.buffer >= 0;
+    const mxs_operand *c = pl->has_c ? &g->c : &g->y;
+    if (mxs_layout(m, &pl->layout[0], g->dtype, g->b.trans ? g->k : g->n, g->b.trans ? g->n : g->k, g->b.ld,
+                   g->batch, g->b.batch_stride) ||
+        mxs_layout(m, &pl->layout[1], g->dtype, g->a.trans ? g->m : g->k, g->a.trans ? g->k : g->m, g->a.ld,
+                   g->batch, g->a.batch_stride) ||
+        mxs_layout(m, &pl->layout[2], g->dtype, g->n, g->m, c->ld, g->batch, c->batch_stride) ||
+        mxs_layout(m, &pl->layout[3], g->dtype, g->n, g->m, g->y.ld, g->batch, g->y.batch_stride))
+        return 1;
+    const mxs_operand *ops[4] = {&g->b, &g->a, c, &g->y};
+    for (int i = 0; i < 4; i++) {
+        pl->p[i] = (char *)m->ptr[ops[i]->buffer] + ops[i]->offset * (long long)es;
+        pl->outer_bytes[i] = ops[i]->outer_stride * (long long)es;
+    }
+    cublasLtMatmulPreference_t pref;
+    if (mxs_lt(m, cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate"))
+        return 1;
+    uint64_t ws = mxs_workspace_bytes;
+    cublasStatus_t s =
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    static const cublasLtMatmulPreferenceAttributes_t align_attr[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 4 && s == CUBLAS_STATUS_SUCCESS; i++) { /* a slice may start anywhere */
+        unsigned a = mxs_alignment(pl->p[i]);
+        for (long long o = 1; o < g->outer && pl->outer_bytes[i]; o++)
+            if (mxs_alignment(pl->p[i] + o * pl->outer_bytes[i]) < a)
+                a = mxs_alignment(pl->p[i] + o * pl->outer_bytes[i]);
+        s = cublasLtMatmulPreferenceSetAttribute(pref, align_attr[i], &a, sizeof a);
+    }
+    cublasLtMatmulHeuristicResult_t result;
+    int found = 0;
+    if (s == CUBLAS_STATUS_SUCCESS)
+        s = cublasLtMatmulAlgoGetHeuristic(m->lt, pl->op, pl->layout[0], pl->layout[1], pl->layout[2],
+                                           pl->layout[3], pref, 1, &result, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (s != CUBLAS_STATUS_SUCCESS || found < 1)
+        return mxs_fail(m, "cuBLASLt has no algorithm for a [%lld x %lld] x [%lld x %lld] product (status %d)", g->m,
+                        g->k, g->k, g->n, (int)s);
+    pl->algo = result.algo;
+    return 0;
+}
+
+static int mxs_run_gemm(mxs_model *m, const mxs_gemm *g, const mxs_plan *pl) {
+    const float one = 1.0f, zero = 0.0f;
+    for (long long o = 0; o < g->outer; o++) {
+        char *p[4];
+        for (int i = 0; i < 4; i++)
+            p[i] = pl->p[i] + o * pl->outer_bytes[i];
+        if (mxs_lt(m,
+                   cublasLtMatmul(m->lt, pl->op, &one, p[0], pl->layout[0], p[1], pl->layout[1],
+                                  pl->has_c ? &one : &zero, p[2], pl->layout[2], p[3], pl->layout[3], &pl->algo,
+                                  m->workspace, mxs_workspace_bytes, m->stream),
+                   "cublasLtMatmul"))
+            return 1;
+    }
+    return 0;
+}
+
+/* ---- the model --------------------------------------------------------------------- */
+
+static void mxs_destroy(mxs_model *m) {
+    if (!m)
+        return;
+    if (m->graph)
+        cudaGraphExecDestroy(m->graph);
+    for (int i = 0; m->plans && i < m->d->n_gemms; i++) {
+        if (m->plans[i].op)
+            cublasLtMatmulDescDestroy(m->plans[i].op);
+        for (int k = 0; k < 4; k++)
+            if (m->plans[i].layout[k])
+                cublasLtMatrixLayoutDestroy(m->plans[i].layout[k]);
+    }
+    for (int i = 0; m->ptr && i < m->d->n_buffers; i++)
+        if (m->d->buffers[i].kind != MXS_ARENA && m->ptr[i])
+            cudaFree(m->ptr[i]);
+    if (m->arena)
+        cudaFree(m->arena);
+    if (m->workspace)
+        cudaFree(m->workspace);
+    if (m->lt)
+        cublasLtDestroy(m->lt);
+    if (m->stream)
+        cudaStreamDestroy(m->stream);
+    free(m->ptr), free(m->argv), free(m->argp), free(m->plans);
+    free(m);
+}
+
+/* The model on GPU 0; on failure *out is NULL and err (when not NULL) says why. */
+static int mxs_create(const mxs_desc *d, mxs_model **out, char *err, size_t err_size) {
+    *out = NULL;
+    mxs_model *m = (mxs_model *)calloc(1, sizeof *m);
+    if (!m) {
+        snprintf(err, err_size, "out of memory");
+        return 1;
+    }
+    m->d = d;
+    int n_args = 0, devices = 0;
+    for (int i = 0; i < d->n_steps; i++)
+        n_args += d->steps[i].n_args;
+    m->ptr = (void **)calloc((size_t)d->n_buffers + 1, sizeof *m->ptr);
+    m->argv = (void **)calloc((size_t)n_args + 1, sizeof *m->argv);
+    m->argp = (void **)calloc((size_t)n_args + 1, sizeof *m->argp);
+    m->plans = (mxs_plan *)calloc((size_t)d->n_gemms + 1, sizeof *m->plans);
+    int failed = !m->ptr || !m->argv || !m->argp || !m->plans ? mxs_fail(m, "out of memory") : 0;
+    failed = failed || mxs_cuda(m, cudaGetDeviceCount(&devices), "cudaGetDeviceCount");
+    failed = failed || (devices < 1 && mxs_fail(m, "no CUDA device"));
+    failed = failed || mxs_cuda(m, cudaSetDevice(0), "cudaSetDevice(0)");
+    failed = failed || mxs_cuda(m, cudaStreamCreateWithFlags(&m->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    failed = failed || mxs_lt(m, cublasLtCreate(&m->lt), "cublasLtCreate");
+    failed = failed || mxs_cuda(m, cudaMalloc(&m->workspace, mxs_workspace_bytes), "cudaMalloc (workspace)");
+    failed = failed || mxs_cuda(m, cudaMalloc((void **)&m->arena, (size_t)d->arena_bytes + 1), "cudaMalloc (arena)");
+    for (int i = 0; !failed && i < d->n_buffers; i++) {
+        const mxs_buffer *b = &d->buffers[i];
+        if (b->kind == MXS_ARENA)
+            m->ptr[i] = m->arena + b->offset;
+        else
+            failed = mxs_cuda(m, cudaMalloc(&m->ptr[i], mxs_bytes(b) + 1), b->name);
+    }
+    for (int i = 0; !failed && i < n_args; i++) {
+        m->argv[i] = m->ptr[d->args[i]];
+        m->argp[i] = &m->argv[i];
+    }
+    for (int i = 0; !failed && i < d->n_steps; i++) { /* shared memory beyond the 48 KiB default */
+        const mxs_step *s = &d->steps[i];
+        if (s->fn && s->smem > 48 * 1024)
+            failed = mxs_cuda(m, cudaFuncSetAttribute(s->fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s->smem),
+                              s->name);
+    }
+    for (int i = 0; !failed && i < d->n_gemms; i++)
+        failed = mxs_plan_gemm(m, &d->gemms[i], &m->plans[i]);
+    if (failed) {
+        snprintf(err, err_size, "%s: %s", d->name, m->error);
+        mxs_destroy(m);
+        return 1;
+    }
+    *out = m;
+    return 0;
+}
+
+static int mxs_find(const mxs_tensor *t, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(t[i].name, name) == 0)
+            return t[i].buffer;
+    return -1;
+}
+
+static void mxs_pack(int dtype, const float *x, long long n, void *out) {
+    for (long long i = 0; i < n; i++) {
+        if (dtype == MXS_F32)
+            ((float *)out)[i] = x[i];
+        else if (dtype == MXS_F16)
+            ((__half *)out)[i] = __float2half_rn(x[i]);
+        else
+            ((__nv_bfloat16 *)out)[i] = __float2bfloat16_rn(x[i]);
+    }
+}
+
+static void mxs_unpack(int dtype, const void *in, long long n, float *x) {
+    for (long long i = 0; i < n; i++)
+        x[i] = dtype == MXS_F32   ? ((const float *)in)[i]
+               : dtype == MXS_F16 ? __half2float(((const __half *)in)[i])
+                                  : __bfloat162float(((const __nv_bfloat16 *)in)[i]);
+}
+
+static int mxs_set_input(mxs_model *m, const char *name, const float *data, size_t count) {
+    int b = mxs_find(m->d->inputs, m->d->n_inputs, name);
+    if (b < 0)
+        return mxs_fail(m, "no input named '%s'", name);
+    const mxs_buffer *buf = &m->d->buffers[b];
+    if ((long long)count != buf->numel)
+        return mxs_fail(m, "input %s: expected %lld numbers, got %zu", name, buf->numel, count);
+    void *staged = malloc(mxs_bytes(buf) + 1);
+    if (!staged)
+        return mxs_fail(m, "out of memory");
+    mxs_pack(buf->dtype, data, buf->numel, staged);
+    int failed = mxs_cuda(m, cudaMemcpy(m->ptr[b], staged, mxs_bytes(buf), cudaMemcpyHostToDevice), name);
+    free(staged);
+    return failed;
+}
+
+static int mxs_get_output(mxs_model *m, const char *name, float *data, size_t count) {
+    int b = mxs_find(m->d->outputs, m->d->n_outputs, name);
+    if (b < 0)
+        return mxs_fail(m, "no output named '%s'", name);
+    const mxs_buffer *buf = &m->d->buffers[b];
+    if ((long long)count != buf->numel)
+        return mxs_fail(m, "output %s: holds %lld numbers, room for %zu given", name, buf->numel, count);
+    void *staged = malloc(mxs_bytes(buf) + 1);
+    if (!staged)
+        return mxs_fail(m, "out of memory");
+    int failed = mxs_cuda(m, cudaMemcpy(staged, m->ptr[b], mxs_bytes(buf), cudaMemcpyDeviceToHost), name);
+    if (!failed)
+        mxs_unpack(buf->dtype, staged, buf->numel, data);
+    free(staged);
+    return failed;
+}
+
+/* ---- weights (safetensors) ------------------------------------------------------------ */
+
+/* The [begin, end) data offsets and dtype of tensor name in a safetensors
+ * header, which mixc wrote: {"name":{"dtype":"F32","shape":[...],"data_offsets":[b,e]},...} */
+static int mxs_header_entry(const char *header, const char *name, char dtype[8], long long *begin, long long *end) {
+    size_t n = strlen(name);
+    for (const char *at = header; (at = strstr(at, name)) != NULL; at += n) {
+        if (at == header || at[-1] != '"' || strncmp(at + n, "\":", 2) != 0)
+            continue;
+        const char *close = strchr(at, '}');
+        const char *dt = strstr(at, "\"dtype\":\""), *off = strstr(at, "\"data_offsets\":[");
+        if (!close || !dt || !off || dt > close || off > close)
+            return 0;
+        return sscanf(dt + 9, "%7[A-Z0-9]", dtype) == 1 && sscanf(off + 16, "%lld,%lld", begin, end) == 2;
+    }
+    return 0;
+}
+
+static int mxs_load_weights(mxs_model *m, const char *path) {
+    static const char *const dtype_names[] = {"F32", "F16", "BF16"};
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return mxs_fail(m, "%s: cannot open it", path);
+    unsigned char len_bytes[8];
+    unsigned long long header_len = 0;
+    int failed = fread(len_bytes, 1, 8, f) != 8 ? mxs_fail(m, "%s: not a safetensors file", path) : 0;
+    for (int i = 7; i >= 0; i--)
+        header_len = header_len << 8 | len_bytes[i];
+    failed = failed || (header_len > (1ull << 30) && mxs_fail(m, "%s: a header of %llu bytes", path, header_len));
+    char *header = failed ? NULL : (char *)malloc(header_len + 1);
+    failed = failed || (!header && mxs_fail(m, "out of memory"));
+    failed = failed || (fread(header, 1, header_len, f) != header_len && mxs_fail(m, "%s: truncated header", path));
+    if (header)
+        header[failed ? 0 : header_len] = 0;
+    for (int i = 0; !failed && i < m->d->n_buffers; i++) {
+        const mxs_buffer *b = &m->d->buffers[i];
+        char dtype[8];
+        long long begin, end;
+        if (b->kind != MXS_WEIGHT)
+            continue;
+        if (!mxs_header_entry(header, b->name, dtype, &begin, &end)) {
+            failed = mxs_fail(m, "%s: no tensor '%s'", path, b->name);
+        } else if (strcmp(dtype, dtype_names[b->dtype]) != 0 || end - begin != (long long)mxs_bytes(b)) {
+            failed = mxs_fail(m, "%s: tensor '%s' is %s of %lld bytes; the model wants %s of %zu", path, b->name,
+                              dtype, end - begin, dtype_names[b->dtype], mxs_bytes(b));
+        } else {
+            void *staged = malloc(mxs_bytes(b) + 1);
+            if (!staged)
+                failed = mxs_fail(m, "out of memory");
+            else if (fseek(f, (long)(8 + header_len + begin), SEEK_SET) != 0 || fread(staged, 1, mxs_bytes(b), f) != mxs_bytes(b))
+                failed = mxs_fail(m, "%s: tensor '%s' is cut short", path, b->name);
+            else
+                failed = mxs_cuda(m, cudaMemcpy(m->ptr[i], staged, mxs_bytes(b), cudaMemcpyHostToDevice), b->name);
+            free(staged);
+        }
+    }
+    free(header);
+    fclose(f);
+    m->weights_loaded = !failed;
+    return failed;
+}
+
+/* ---- the forward pass -------------------------------------------------------------- */
+
+static int mxs_enqueue(mxs_model *m) {
+    for (int i = 0; i < m->d->n_steps; i++) {
+        const mxs_step *s = &m->d->steps[i];
+        if (s->gemm >= 0) {
+            if (mxs_run_gemm(m, &m->d->gemms[s->gemm], &m->plans[s->gemm]))
+                return 1;
+            continue;
+        }
+        dim3 grid(s->grid[0], s->grid[1], s->grid[2]), block(s->block[0], s->block[1], s->block[2]);
+        if (mxs_cuda(m, cudaLaunchKernel(s->fn, grid, block, m->argp + s->first_arg, s->smem, m->stream), s->name))
+            return 1;
+    }
+    return 0;
+}
+
+/* One forward pass; waits for it. */
+static int mxs_forward(mxs_model *m) {
+    if (!m->weights_loaded)
+        return mxs_fail(m, "no weights: load them first");
+#ifdef MXS_NO_GRAPHS
+    if (mxs_enqueue(m))
+        return 1;
+#else
+    if (!m->graph) {
+        cudaGraph_t g = NULL;
+        if (mxs_cuda(m, cudaStreamBeginCapture(m->stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture"))
+            return 1;
+        int failed = mxs_enqueue(m);
+        cudaError_t e = cudaStreamEndCapture(m->stream, &g);
+        failed = failed || mxs_cuda(m, e, "cudaStreamEndCapture");
+        failed = failed || mxs_cuda(m, cudaGraphInstantiate(&m->graph, g, 0), "cudaGraphInstantiate");
+        if (g)
+            cudaGraphDestroy(g);
+        if (failed)
+            return 1;
+    }
+    if (mxs_cuda(m, cudaGraphLaunch(m->graph, m->stream), "cudaGraphLaunch"))
+        return 1;
+#endif
+    return mxs_cuda(m, cudaStreamSynchronize(m->stream), "the forward pass");
+}
+
+#endif

@@ -1,0 +1,152 @@
+/* emit_dir.c: a folder written whole or not at all (emit.h). The temp folder
+ * sits beside the target, on the same file system, so the final rename is
+ * atomic; a folder being replaced (force) is moved aside first and removed
+ * once the new one is in place. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "emit.h"
+#include "ir.h"
+
+/* 1: dir exists and holds something, 0: missing or empty, -1: not a folder. */
+static int non_empty(const char *dir) {
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return 0;
+    if (!S_ISDIR(st.st_mode))
+        return -1;
+    DIR *dh = opendir(dir);
+    if (!dh)
+        return 1;
+    int found = 0;
+    for (struct dirent *e; !found && (e = readdir(dh)) != NULL;)
+        found = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(dh);
+    return found;
+}
+
+/* Removes a folder this file made: plain files only, then the folder. */
+static void remove_tree(const char *dir) {
+    DIR *dh = opendir(dir);
+    if (!dh)
+        return;
+    for (struct dirent *e; (e = readdir(dh)) != NULL;) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        size_t len = strlen(dir) + strlen(e->d_name) + 2;
+        char *path = malloc(len);
+        if (path) {
+            snprintf(path, len, "%s/%s", dir, e->d_name);
+            struct stat st;
+            if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+                remove_tree(path);
+            else
+                remove(path);
+            free(path);
+        }
+    }
+    closedir(dh);
+    rmdir(dir);
+}
+
+static char *with_suffix(const char *dir, const char *suffix) {
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') /* "out/" and "out" are one folder */
+        n--;
+    char *s = malloc(n + strlen(suffix) + 1);
+    if (s) {
+        memcpy(s, dir, n);
+        strcpy(s + n, suffix);
+    }
+    return s;
+}
+
+mx_status mx_emit_dir_open(const char *dir, bool force, mx_emit_dir *out, mx_diag *d) {
+    memset(out, 0, sizeof *out);
+    int state = non_empty(dir);
+    if (state < 0)
+        return mx_fail(d, MX_ERR_IO, "%s: exists and is not a folder", dir);
+    if (state > 0 && !force)
+        return mx_fail(d, MX_ERR_IO, "%s: the folder is not empty (--force replaces it)", dir);
+    out->dir = with_suffix(dir, "");
+    out->tmp = with_suffix(dir, ".tmp-XXXXXX");
+    if (!out->dir || !out->tmp) {
+        free(out->dir), free(out->tmp);
+        return mx_fail(d, MX_ERR_NOMEM, "out of memory");
+    }
+    if (!mkdtemp(out->tmp)) {
+        mx_status st = mx_fail(d, MX_ERR_IO, "%s: cannot create a temp folder beside it: %s", dir, strerror(errno));
+        free(out->dir), free(out->tmp);
+        memset(out, 0, sizeof *out);
+        return st;
+    }
+    return MX_OK;
+}
+
+char *mx_emit_dir_path(const mx_emit_dir *e, const char *name) {
+    size_t len = strlen(e->tmp) + strlen(name) + 2;
+    char *path = malloc(len);
+    if (path)
+        snprintf(path, len, "%s/%s", e->tmp, name);
+    return path;
+}
+
+mx_status mx_emit_dir_write(mx_emit_dir *e, const char *name, const char *data, size_t size, mx_diag *d) {
+    char *path = mx_emit_dir_path(e, name);
+    if (!path)
+        return mx_fail(d, MX_ERR_NOMEM, "out of memory");
+    FILE *f = fopen(path, "wb");
+    mx_status st = MX_OK;
+    if (!f) {
+        st = mx_fail(d, MX_ERR_IO, "%s: cannot create it: %s", path, strerror(errno));
+    } else {
+        bool written = fwrite(data, 1, size, f) == size;
+        if (fclose(f) != 0 || !written)
+            st = mx_fail(d, MX_ERR_IO, "%s: cannot write it: %s", path, strerror(errno));
+    }
+    free(path);
+    return st;
+}
+
+static void release(mx_emit_dir *e) {
+    free(e->dir), free(e->tmp);
+    memset(e, 0, sizeof *e);
+}
+
+void mx_emit_dir_abort(mx_emit_dir *e) {
+    if (e->tmp)
+        remove_tree(e->tmp);
+    release(e);
+}
+
+mx_status mx_emit_dir_commit(mx_emit_dir *e, mx_diag *d) {
+    char *old = NULL;
+    mx_status st = MX_OK;
+    if (non_empty(e->dir) > 0) { /* forced: move the old folder aside, drop it once the new one is in */
+        old = with_suffix(e->dir, ".old-XXXXXX");
+        if (!old || !mkdtemp(old) || rename(e->dir, old) != 0)
+            st = mx_fail(d, MX_ERR_IO, "%s: cannot move it aside to replace it: %s", e->dir, strerror(errno));
+    } else {
+        rmdir(e->dir); /* an empty folder gives way; a missing one is fine */
+    }
+    if (st == MX_OK && rename(e->tmp, e->dir) != 0) {
+        st = mx_fail(d, MX_ERR_IO, "%s: cannot rename %s to it: %s", e->dir, e->tmp, strerror(errno));
+        if (old)
+            rename(old, e->dir);
+    }
+    if (st == MX_OK && old)
+        remove_tree(old);
+    else if (old)
+        rmdir(old);
+    free(old);
+    if (st != MX_OK)
+        mx_emit_dir_abort(e);
+    else
+        release(e);
+    return st;
+}
