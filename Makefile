@@ -5,8 +5,12 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 MODEL      ?= models/vim2-tiny.json
 CMAKE_FLAGS = -DMIXC_WERROR=ON
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+# make test's share: about a minute over all the fuzz targets
+FUZZ_TEST_SECONDS ?= 12
 
-.PHONY: all deps build run test test-plain test-asan clean
+.PHONY: all deps build run test test-plain test-asan test-fuzz fuzz clean
 
 all: build
 
@@ -22,7 +26,7 @@ run: build
 	$(BUILD)/mixc run $(MODEL)
 
 # The whole suite, plain and under ASan + UBSan (a sanitizer report fails it).
-test: deps test-plain test-asan
+test: deps test-plain test-asan test-fuzz
 
 test-plain:
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
@@ -34,5 +38,12 @@ test-asan:
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS)
 
+# Each fuzz target for FUZZ_SECONDS (libFuzzer, clang; docs/reliability.md).
+fuzz: deps
+	fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+test-fuzz:
+	fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_TEST_SECONDS)
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -55,14 +55,18 @@ static void init_param(const mx_param_init *init, const mx_type *t, float *x, ui
     }
 }
 
-void mx_model_init_params(const mx_model *m, mx_buffers *b, uint64_t seed) {
+mx_status mx_model_init_params(const mx_model *m, mx_buffers *b, uint64_t seed) {
     const mx_graph *g = m->g;
+    mx_status st = MX_OK;
     for (int node = 0; node < g->n_nodes; node++) {
         if (g->nodes[node].op != MX_OP_PARAM)
             continue;
         int v = g->nodes[node].first_out;
-        if (!b->data[v])
-            b->data[v] = malloc((size_t)b->numel[v] * sizeof(float) + 1);
+        if (!b->data[v] && !(b->data[v] = malloc((size_t)b->numel[v] * sizeof(float) + 1))) {
+            st = MX_ERR_NOMEM; /* the param stays without data: callers name it */
+            continue;
+        }
         init_param(&m->init[v], &g->values[v].type, b->data[v], seed ^ fnv1a(g->values[v].name));
     }
+    return st;
 }

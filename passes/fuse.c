@@ -436,7 +436,7 @@ mx_status mx_pass_fuse(mx_program *p, mx_diag *d) {
             for (int i = 0; i < bases.n; i++)
                 merge(&f, x, g->values[bases.v[i]].node);
         }
-    for (bool changed = true; changed;) {
+    for (bool changed = !p->no_merge; changed;) {
         changed = false;
         for (int e = 0; e < g->n_nodes; e++) {
             mx_fusion k = kind_of(&f, e);

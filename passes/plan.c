@@ -121,7 +121,7 @@ mx_status mx_pass_plan(mx_program *p, mx_diag *d) {
         p->unplanned_bytes += p->slots[v].bytes;
     }
     /* In place, in schedule order so that chains form front to back. */
-    for (int v = 0; v < nv; v++) {
+    for (int v = 0; v < nv && !p->no_reuse; v++) {
         int prod = g->values[v].node;
         if (start[v] < 0 || !p->group_of || p->groups[gid[prod]].kind != MX_FUSE_ELEMWISE)
             continue;
@@ -151,6 +151,9 @@ mx_status mx_pass_plan(mx_program *p, mx_diag *d) {
             b->end = end[v] > b->end ? end[v] : b->end;
         }
     }
+    if (p->no_reuse) /* every buffer alive throughout: first fit places them side by side */
+        for (int i = 0; i < n_bufs; i++)
+            bufs[i].start = 0, bufs[i].end = n_groups;
     qsort(bufs, (size_t)n_bufs, sizeof *bufs, by_size);
     p->arena_bytes = 0;
     for (int i = 0; i < n_bufs; i++) {

@@ -3,6 +3,7 @@
 #include "cache.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -188,18 +189,33 @@ static mx_status make_dirs(const char *dir, mx_diag *d) {
 
 /* ---- entries ------------------------------------------------------------------ */
 
-static mx_cache_result read_entry(FILE *f, mx_hash128 key, unsigned char **bytes, size_t *len) {
+/* Reads the entry open as f; on MX_CACHE_CORRUPT, *why says what is wrong. */
+static mx_cache_result read_entry(FILE *f, mx_hash128 key, unsigned char **bytes, size_t *len, const char **why) {
     unsigned char h[HEADER_BYTES];
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || fread(h, 1, sizeof h, f) != sizeof h ||
-        memcmp(h, ENTRY_MAGIC, 8) != 0)
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        *why = "not a regular file";
         return MX_CACHE_CORRUPT;
+    }
+    if (fread(h, 1, sizeof h, f) != sizeof h) {
+        *why = "shorter than its header";
+        return MX_CACHE_CORRUPT;
+    }
+    if (memcmp(h, ENTRY_MAGIC, 8) != 0) {
+        *why = "not a mixc cache entry (bad magic)";
+        return MX_CACHE_CORRUPT;
+    }
     if (load32(h + 8) != ENTRY_FORMAT)
         return MX_CACHE_MISS;
     uint64_t n = load64(h + 32);
-    if (load64(h + 16) != key.lo || load64(h + 24) != key.hi ||
-        n != (uint64_t)st.st_size - HEADER_BYTES)
+    if (load64(h + 16) != key.lo || load64(h + 24) != key.hi) {
+        *why = "holds another key";
         return MX_CACHE_CORRUPT;
+    }
+    if (n != (uint64_t)st.st_size - HEADER_BYTES) {
+        *why = "truncated or extended (its length disagrees with its header)";
+        return MX_CACHE_CORRUPT;
+    }
     unsigned char *p = malloc(n ? (size_t)n : 1);
     if (!p)
         return MX_CACHE_MISS;
@@ -208,6 +224,7 @@ static mx_cache_result read_entry(FILE *f, mx_hash128 key, unsigned char **bytes
         sum = mx_hash128_bytes(p, (size_t)n, PAYLOAD_SEED);
     if (sum.lo != load64(h + 40) || sum.hi != load64(h + 48)) {
         free(p);
+        *why = "damaged (its checksum disagrees)";
         return MX_CACHE_CORRUPT;
     }
     *bytes = p;
@@ -215,18 +232,36 @@ static mx_cache_result read_entry(FILE *f, mx_hash128 key, unsigned char **bytes
     return MX_CACHE_HIT;
 }
 
-mx_cache_result mx_cache_get(mx_hash128 key, unsigned char **bytes, size_t *len) {
-    char path[PATH_BYTES];
+/* mx_cache_get, saying why an entry is corrupt (path and why filled). O_NONBLOCK:
+ * a FIFO or a device at an entry's path must not block the open; fstat then
+ * refuses anything but a regular file. */
+static mx_cache_result get_entry(mx_hash128 key, unsigned char **bytes, size_t *len, char *path, size_t size,
+                                 const char **why) {
     *bytes = NULL;
     *len = 0;
-    if (!entry_path(key, path, sizeof path))
+    if (!entry_path(key, path, size))
         return MX_CACHE_OFF;
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT || errno == ENOTDIR) /* no entry, or no directory yet */
+            return MX_CACHE_MISS;
+        *why = strerror(errno);
+        return MX_CACHE_CORRUPT;
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
         return MX_CACHE_MISS;
-    mx_cache_result r = read_entry(f, key, bytes, len);
+    }
+    mx_cache_result r = read_entry(f, key, bytes, len, why);
     fclose(f);
     return r;
+}
+
+mx_cache_result mx_cache_get(mx_hash128 key, unsigned char **bytes, size_t *len) {
+    char path[PATH_BYTES];
+    const char *why;
+    return get_entry(key, bytes, len, path, sizeof path, &why);
 }
 
 mx_status mx_cache_put(mx_hash128 key, const void *bytes, size_t len, mx_diag *d) {
@@ -349,17 +384,24 @@ static bool decode_cubin(const unsigned char *buf, size_t len, mx_cubin *c) {
 
 /* ---- compiling through the cache ------------------------------------------------ */
 
-/* out from the cache; false (out zeroed) when it is not there. */
+/* out from the cache; false (out zeroed) when it is not there. A corrupt
+ * entry costs a compile, not correctness: it is rebuilt (the new entry
+ * replaces it by rename) and reported when asked (MIXC_DEBUG=1). */
 static bool lookup(mx_hash128 key, mx_cubin *out) {
     unsigned char *bytes;
     size_t len;
+    char path[PATH_BYTES];
+    const char *why = NULL;
     memset(out, 0, sizeof *out);
-    if (mx_cache_get(key, &bytes, &len) != MX_CACHE_HIT)
-        return false;
-    bool ok = decode_cubin(bytes, len, out);
+    mx_cache_result r = get_entry(key, &bytes, &len, path, sizeof path, &why);
+    bool ok = r == MX_CACHE_HIT && decode_cubin(bytes, len, out);
     free(bytes);
-    if (!ok)
+    if (r == MX_CACHE_HIT && !ok) {
         mx_cubin_free(out);
+        why = "its payload is not a compiled program";
+    }
+    if (why && mx_debug_level() >= 1)
+        fprintf(stderr, "mixc: kernel cache: %s: %s; compiling again\n", path, why);
     out->from_cache = ok;
     return ok;
 }

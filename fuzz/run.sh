@@ -1,0 +1,50 @@
+#!/bin/sh
+# Builds the fuzz targets with clang (libFuzzer, ASan, UBSan) in BUILD and
+# runs each for SECONDS, from its corpus (kept in BUILD/corpus/<name>) and
+# its seeds. A crash, hang or sanitizer report stops with the input saved
+# under BUILD/findings/ and a non-zero exit; fix it, then add the input to
+# tests/fuzz-regressions/<name>/ so that the normal build replays it.
+# Usage: fuzz/run.sh [BUILD [SECONDS [TARGET...]]]   (docs/reliability.md)
+set -eu
+
+build=${1:-build-fuzz}
+seconds=${2:-60}
+[ $# -gt 0 ] && shift
+[ $# -gt 0 ] && shift
+cc=${FUZZ_CC:-$(command -v clang-19 || command -v clang-14 || command -v clang)}
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER="$cc" -DMIXC_FUZZ=ON >/dev/null
+cmake --build "$build" --target fuzzers -j"$(nproc)" >/dev/null
+
+# The seeds of each target: inputs the tests already hold.
+seeds() {
+    case $1 in
+    spec | codegen) echo "$root/models $root/fuzz/seeds/spec" ;;
+    ir) echo "$root/tests/ir $root/tests/bad $root/tests/passes" ;;
+    *) [ -d "$root/fuzz/seeds/$1" ] && echo "$root/fuzz/seeds/$1" ;;
+    esac
+}
+
+targets=${*:-$(cd "$build/fuzz" && ls fuzz_* | sed 's/^fuzz_//')}
+mkdir -p "$build/findings"
+status=0
+for t in $targets; do
+    corpus="$build/corpus/$t"
+    mkdir -p "$corpus"
+    dict=""
+    [ -f "$root/fuzz/$t.dict" ] && dict="-dict=$root/fuzz/$t.dict"
+    log="$build/findings/$t.log"
+    # shellcheck disable=SC2046,SC2086
+    if "$build/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 \
+        -print_final_stats=1 -artifact_prefix="$build/findings/$t-" $dict \
+        "$corpus" $(seeds "$t") >"$log" 2>&1; then
+        execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+        echo "fuzz $t: ${seconds} s, $execs runs, corpus $(ls "$corpus" | wc -l) inputs, no finding"
+    else
+        echo "fuzz $t: FINDING (log: $log)"
+        grep -E "^(==[0-9]+==ERROR|SUMMARY|fuzz:|artifact_prefix|Test unit written)" "$log" | head -8
+        status=1
+    fi
+done
+exit $status
