@@ -90,8 +90,9 @@ mx_model *mx_model_parse(const char *json, const char *source, const char *const
 void mx_model_free(mx_model *m);
 const mx_graph *mx_model_graph(const mx_model *m);
 /* Seeded initialisation of every param following MODELS.md; a param's numbers
- * depend only on the seed and its name. Allocates data[v] where NULL. */
-void mx_model_init_params(const mx_model *m, mx_buffers *b, uint64_t seed);
+ * depend only on the seed and its name. Allocates data[v] where NULL;
+ * MX_ERR_NOMEM when that fails for a param, whose data then stays NULL. */
+mx_status mx_model_init_params(const mx_model *m, mx_buffers *b, uint64_t seed);
 
 /* Per-layer cost of a model (layers: stem, stages.S.blocks.B.token_mixer, ...). */
 typedef struct {

@@ -87,10 +87,12 @@ void mx_pass_options_from_env(mx_pass_options *o) {
         mx_pass_options_set(o->disabled, s, NULL);
     if ((s = getenv("MIXC_PRINT_AFTER")))
         mx_pass_options_set(o->print_after, s, NULL);
+    /* Kill switches turn a feature off, not a pass: the program must still
+     * run on every device, so fuse and plan run in their plainest form. */
     if ((s = getenv("MIXC_NO_FUSION")) && *s && strcmp(s, "0") != 0)
-        o->disabled[MX_PASS_fuse] = true;
+        o->no_merge = true;
     if ((s = getenv("MIXC_NO_PLANNER")) && *s && strcmp(s, "0") != 0)
-        o->disabled[MX_PASS_plan] = true;
+        o->no_reuse = true;
     if (mx_debug_level() >= 5)
         for (int i = 0; i < MX_PASS_COUNT; i++)
             o->print_after[i] = true;
@@ -104,6 +106,8 @@ static double now_ms(void) {
 
 mx_status mx_program_run_passes(mx_program *p, const mx_pass_options *o, mx_diag *d) {
     FILE *out = o->out ? o->out : stderr;
+    p->no_merge = o->no_merge;
+    p->no_reuse = o->no_reuse;
     for (int i = 0; i < MX_PASS_COUNT; i++) {
         const mx_pass_desc *pass = &mx_passes[i];
         if (o->disabled[i]) {

@@ -54,6 +54,11 @@ typedef struct mx_program {
     int64_t arena_bytes;     /* planned peak of activations */
     int64_t unplanned_bytes; /* every materialised activation in its own buffer */
     bool planned;
+    /* The kill switches (MIXC_NO_FUSION, MIXC_NO_PLANNER), set by the pass
+     * manager: fuse then merges nothing (one group per node, views stay with
+     * the nodes that realise them) and plan reuses nothing (every value its
+     * own buffer, nothing in place); the program still runs on every device. */
+    bool no_merge, no_reuse;
 } mx_program;
 
 /* ---- the pass table ---------------------------------------------------------- */
@@ -94,6 +99,8 @@ typedef struct {
     bool disabled[MX_PASS_COUNT];
     bool print_before[MX_PASS_COUNT];
     bool print_after[MX_PASS_COUNT];
+    bool no_merge; /* MIXC_NO_FUSION: fuse makes one group per node */
+    bool no_reuse; /* MIXC_NO_PLANNER: plan gives every value its own buffer */
     bool time;   /* per-pass wall time to out */
     bool verify; /* verify the graph after every pass (on in debug builds) */
     FILE *out;   /* where printing and timing go (stderr when NULL) */
