@@ -13,6 +13,7 @@
 #define MX_EMU_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mixc.h"
 
@@ -38,6 +39,43 @@ mx_status mx_emu_launch(mx_emu_module *m, const char *kernel, const unsigned gri
 
 void mx_emu_unload(mx_emu_module *m);
 
+/* ---- profiling (docs/profile.md) -------------------------------------------- */
+
+/* A buffer of global memory a profiled launch watches: accesses inside one
+ * are global loads and stores, everything else (locals, shared memory) is not. */
+typedef struct {
+    const void *base;
+    size_t bytes;
+} mx_emu_buffer;
+
+enum { MX_EMU_LOAD, MX_EMU_STORE };
+
+/* What a profiled launch executed, indexed [MX_EMU_LOAD] and [MX_EMU_STORE]
+ * where there are two. A request is one warp-level memory instruction: the
+ * lanes of a warp executing one load or store together. */
+typedef struct {
+    uint64_t requests[2];
+    uint64_t sectors[2];      /* 32-byte sectors per request, summed */
+    uint64_t bytes[2];        /* bytes the lanes asked for */
+    uint64_t unique_bytes[2]; /* distinct sectors of the launch x 32: the DRAM estimate */
+    uint64_t exps;            /* transcendental functions, per lane (expf, log1pf, tanhf, ...) */
+    uint64_t shuffles;        /* __shfl*_sync, per warp */
+    uint64_t barriers;        /* __syncthreads, per block */
+} mx_emu_counters;
+
+/* Compiles source as mx_emu_load does, with every load and store and every
+ * transcendental function counted: for mx_emu_launch_profiled. Kernels run
+ * several times slower than in a plain module. */
+mx_status mx_emu_load_profiling(const char *source, const char *name, mx_emu_module **out,
+                                mx_diag *d);
+
+/* mx_emu_launch on a module from mx_emu_load_profiling, filling *out with
+ * what the launch executed; buffers are the global memory it may touch. */
+mx_status mx_emu_launch_profiled(mx_emu_module *m, const char *kernel, const unsigned grid[3],
+                                 const unsigned block[3], size_t smem, void **args,
+                                 const mx_emu_buffer *buffers, int n_buffers,
+                                 mx_emu_counters *out, mx_diag *d);
+
 /* ---- the ABI between mx_emu_launch and the thunks of MX_EMU_ENTRY ---------- */
 
 /* What a thunk `int mx_emu_launch_<kernel>(const mx_emu_launch_desc *)` gets.
@@ -47,6 +85,11 @@ typedef struct {
     size_t smem;       /* dynamic shared memory, bytes */
     size_t stack_size; /* of each thread's fiber, bytes */
     void **args;       /* kernelParams */
+    /* Profiling (modules built to profile): the watched buffers and where
+     * the counts go; counters NULL when the launch is not profiled. */
+    const mx_emu_buffer *buffers;
+    int n_buffers;
+    mx_emu_counters *counters;
     char *err;
     size_t err_size;
 } mx_emu_launch_desc;

@@ -2,8 +2,8 @@
  * kernels in the emulator (runtime/emu.h, docs/emulation.md).
  *
  * A launch runs the blocks of the grid one after another on the calling
- * thread; the threads of a block are fibers (ucontext) that run until they
- * reach a barrier, a warp operation or their end. So __syncthreads is a real
+ * thread; the threads of a block are fibers that run until they reach a
+ * barrier, a warp operation or their end, and then hand over to the next. So __syncthreads is a real
  * block barrier and a shuffle a real exchange between the lanes of a warp, and
  * no two fibers ever run at once: plain read-modify-write is atomic here.
  *
@@ -46,9 +46,12 @@
 #include "../../ir/half.h"
 #include "../emu.h"
 
-#if defined(__SANITIZE_ADDRESS__)
+/* ASan proper; a module built to profile borrows its instrumentation
+ * (-fsanitize=kernel-address, which defines __SANITIZE_ADDRESS__ too) without
+ * its run time. */
+#if defined(__SANITIZE_ADDRESS__) && !defined(MX_EMU_PROFILE)
 #define MX_EMU_ASAN 1
-#elif defined(__has_feature)
+#elif defined(__has_feature) && !defined(MX_EMU_PROFILE)
 #if __has_feature(address_sanitizer)
 #define MX_EMU_ASAN 1
 #endif
@@ -129,10 +132,89 @@ struct WarpOp {
     alignas(16) unsigned char out[16];
 };
 
+/* ---- contexts: where a fiber stopped ---- */
+
+#if defined(__x86_64__) && !defined(MX_EMU_UCONTEXT)
+/* A switch saves what the System V ABI says a call preserves (rbx, rbp,
+ * r12-r15, the SSE and x87 control words) on the old stack and restores it
+ * from the new one: a few nanoseconds, where swapcontext also saves the
+ * signal mask with a system call. */
+extern "C" __attribute__((visibility("hidden"))) void mx_emu_switch(void **save_sp, void *sp);
+asm(".text\n"
+    ".p2align 4\n"
+    ".type mx_emu_switch, @function\n"
+    "mx_emu_switch:\n"
+    "    pushq %rbp\n"
+    "    pushq %rbx\n"
+    "    pushq %r12\n"
+    "    pushq %r13\n"
+    "    pushq %r14\n"
+    "    pushq %r15\n"
+    "    subq $8, %rsp\n"
+    "    stmxcsr (%rsp)\n"
+    "    fnstcw 4(%rsp)\n"
+    "    movq %rsp, (%rdi)\n"
+    "    movq %rsi, %rsp\n"
+    "    ldmxcsr (%rsp)\n"
+    "    fldcw 4(%rsp)\n"
+    "    addq $8, %rsp\n"
+    "    popq %r15\n"
+    "    popq %r14\n"
+    "    popq %r13\n"
+    "    popq %r12\n"
+    "    popq %rbx\n"
+    "    popq %rbp\n"
+    "    ret\n"
+    ".size mx_emu_switch, .-mx_emu_switch\n");
+
+struct Context {
+    void *sp;
+};
+
+inline void context_switch(Context &from, const Context &to) { mx_emu_switch(&from.sp, to.sp); }
+
+/* A context that starts entry() on the given stack, as if called there. */
+inline void context_make(Context &c, char *stack, size_t size, void (*entry)()) {
+    uint64_t *sp = reinterpret_cast<uint64_t *>(stack + size); /* 16-byte aligned */
+    *--sp = 0;                                  /* entry's return address: it never returns */
+    *--sp = reinterpret_cast<uint64_t>(entry); /* the switch's ret goes there */
+    for (int i = 0; i < 6; i++)
+        *--sp = 0; /* rbp, rbx, r12-r15 */
+    uint32_t mxcsr;
+    uint16_t fpcw;
+    asm volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(mxcsr), "=m"(fpcw));
+    *--sp = mxcsr | static_cast<uint64_t>(fpcw) << 32;
+    c.sp = sp;
+}
+#else
+/* Elsewhere the portable way; each switch costs a system call. */
+struct Context {
+    ucontext_t uc;
+};
+
+inline void context_switch(Context &from, const Context &to) { swapcontext(&from.uc, &to.uc); }
+
+__attribute__((noinline)) inline void context_make(Context &c, char *stack, size_t size,
+                                                   void (*entry)()) {
+    getcontext(&c.uc);
+    c.uc.uc_stack.ss_sp = stack;
+    c.uc.uc_stack.ss_size = size;
+    c.uc.uc_link = nullptr;
+    makecontext(&c.uc, entry, 0);
+#ifdef MX_EMU_ASAN
+    /* ASan's swapcontext would clear the whole stack named in uc_stack on
+     * every switch; makecontext has already put the stack pointer in the
+     * context, so the field can go. */
+    c.uc.uc_stack.ss_sp = nullptr;
+    c.uc.uc_stack.ss_size = 0;
+#endif
+}
+#endif
+
 struct Block;
 
 struct Thread {
-    ucontext_t ctx;
+    Context ctx;
     uint3 tid;
     unsigned linear; /* x + y*bx + z*bx*by: lanes and warps follow it */
     State state;
@@ -143,28 +225,47 @@ struct Thread {
     Block *block;
 };
 
+/* The lanes of one mask that have reached a warp operation. */
+struct Meeting {
+    unsigned mask, arrived;
+    unsigned first; /* the lane that came first: the others must match its op */
+};
+
+struct Warp {
+    unsigned exists; /* lanes of the block's shape: the last warp may be partial */
+    unsigned exited;
+    int n_meetings; /* open ones; lanes of disjoint masks meet apart */
+    Meeting meetings[32];
+};
+
+struct Profile;
+
 struct Block {
     const char *kernel;
     dim3 grid, dim;
     uint3 idx;
     Thread *threads;
-    unsigned n;
+    Warp *warps;
+    unsigned n, n_done;
     char *stacks; /* n slots of one guard page then the stack */
     size_t stack_size, slot_size;
-    ucontext_t sched;
+    Context sched;
     const void *sched_stack; /* the scheduler's stack, for ASan */
     size_t sched_stack_size;
     unsigned char *dyn_smem;
     size_t dyn_smem_size;
     void (*invoke)(const void *closure);
     const void *closure;
+    Profile *profile; /* counting, in modules built to profile; else null */
     char *err;
     size_t err_size;
     bool failed;
 };
 
-/* The running fiber; fibers share the OS thread, so it changes on every switch. */
-inline thread_local Thread *cur = nullptr;
+/* The running fiber, null in the scheduler. Launches of a module are
+ * serialised (launch_mutex) and each module has its own copy, so it need not
+ * be thread-local (which costs a call per access in a shared object). */
+inline Thread *cur = nullptr;
 
 /* static __shared__ arrays exist once per module: one launch at a time. */
 inline std::mutex launch_mutex;
@@ -220,49 +321,246 @@ inline char *stack_of(const Block &b, unsigned i) {
     return b.stacks + i * b.slot_size + (b.slot_size - b.stack_size);
 }
 
-/* Scheduler -> fiber t, until t blocks, ends or fails. */
-inline void switch_to(Block &b, Thread &t) {
-    cur = &t;
-    void *fake = nullptr;
-    asan_start_switch(&fake, stack_of(b, t.linear), b.stack_size);
-    swapcontext(&b.sched, &t.ctx);
-    asan_finish_switch(fake, nullptr, nullptr);
-    cur = nullptr;
+/* The first thread after `from` (in linear order, wrapping) that can run. */
+inline Thread *next_ready(Block &b, unsigned from) {
+    for (unsigned k = 1; k <= b.n; k++) {
+        unsigned i = from + k < b.n ? from + k : from + k - b.n;
+        if (b.threads[i].state == State::ready)
+            return &b.threads[i];
+    }
+    return nullptr;
 }
 
-/* Fiber -> scheduler; returns when the scheduler resumes this thread. */
+/* From the running context to fiber `to`, or to the scheduler when `to` is
+ * null. Fibers hand over to each other directly: the scheduler only runs
+ * when none can go on (a barrier to release, an error, the block's end).
+ * Returns when something switches back to `from`. */
+inline void transfer(Block &b, Context &from, void **fake_save, Thread *to) {
+    cur = to;
+    asan_start_switch(fake_save, to ? stack_of(b, to->linear) : b.sched_stack,
+                      to ? b.stack_size : b.sched_stack_size);
+    context_switch(from, to ? to->ctx : b.sched);
+    asan_finish_switch(fake_save ? *fake_save : nullptr, nullptr, nullptr);
+}
+
+/* The calling fiber waits; returns when it may go on. */
 inline void yield(Thread &t) {
     Block &b = *t.block;
-    asan_start_switch(&t.fake_stack, b.sched_stack, b.sched_stack_size);
-    swapcontext(&t.ctx, &b.sched);
-    asan_finish_switch(t.fake_stack, nullptr, nullptr);
+    transfer(b, t.ctx, &t.fake_stack, next_ready(b, t.linear));
 }
 
 /* The launch is over for this fiber: it is never resumed. */
 [[noreturn]] inline void thread_fail(Thread &t) {
     t.state = State::failed;
-    yield(t);
+    transfer(*t.block, t.ctx, &t.fake_stack, nullptr);
     __builtin_unreachable();
 }
 
-inline void fiber_main() {
+[[noreturn]] inline void fiber_main() {
     Thread &t = *cur;
     Block &b = *t.block;
-    asan_finish_switch(nullptr, &b.sched_stack, &b.sched_stack_size);
+    /* The first fiber of a launch is entered from the scheduler: its stack. */
+    const void *from = nullptr;
+    size_t from_size = 0;
+    asan_finish_switch(nullptr, &from, &from_size);
+    if (!b.sched_stack) {
+        b.sched_stack = from;
+        b.sched_stack_size = from_size;
+    }
     b.invoke(b.closure);
     t.state = State::done;
-    asan_start_switch(nullptr, b.sched_stack, b.sched_stack_size); /* this stack dies */
-    setcontext(&b.sched);
+    b.n_done++;
+    b.warps[t.linear / 32].exited |= 1u << t.linear % 32;
+    transfer(b, t.ctx, nullptr, next_ready(b, t.linear)); /* this stack dies */
     __builtin_unreachable();
 }
 
-/* ---- warps ---- */
+/* ---- counting, in modules built to profile (docs/profile.md) ----
+ *
+ * The module is compiled with -fsanitize=kernel-address and no run time:
+ * every load and store calls __asan_{load,store}N_noabort(address), defined
+ * here. An access inside a buffer the launch watches (a kernel argument) is
+ * a global one. Lanes of a warp run one after another, so a warp-level
+ * request is put together afterwards: the k-th execution of one access site
+ * (the call's return address) by each lane of the warp is one request, as
+ * SIMT hardware issues it; its 32-byte sectors are the distinct ones its
+ * lanes touch. Pairing restarts where the whole warp meets (a full-warp
+ * operation, __syncthreads), which bounds the tables. */
+#ifdef MX_EMU_PROFILE
+#define MX_EMU_UNCOUNTED __attribute__((no_sanitize("kernel-address")))
 
-/* The lanes of warp w that exist: the last warp of a block may be partial. */
-inline unsigned warp_exists(const Block &b, unsigned w) {
-    unsigned n = b.n - w * 32;
-    return n >= 32 ? 0xFFFFFFFFu : (1u << n) - 1;
+/* A key of three words and a counter, in a table that empties by epoch. */
+struct Slot {
+    uint64_t a, b, c;
+    uint32_t epoch, value;
+};
+
+struct Table {
+    Slot *slots;
+    uint32_t cap, used, epoch;
+};
+
+/* A watched buffer and the sectors loaded from and stored to it so far. */
+struct Watched {
+    uintptr_t lo, hi;
+    uint64_t *seen[2]; /* bitmaps over its sectors: [MX_EMU_LOAD], [MX_EMU_STORE] */
+};
+
+struct Profile {
+    mx_emu_counters *counters;
+    Watched *bufs;
+    int n_bufs;
+    uintptr_t lo, hi; /* the span of all of them */
+    Table *warps;     /* one per warp of the block */
+    unsigned n_warps;
+    bool oom;
+};
+
+enum : uint64_t { KEY_LANE = ~0ull, KEY_REQUEST = ~0ull - 1 }; /* beside sector numbers */
+
+MX_EMU_UNCOUNTED inline uint32_t table_hash(uint64_t a, uint64_t b, uint64_t c) {
+    uint64_t h = a * 0x9E3779B97F4A7C15ull ^ b * 0xC2B2AE3D27D4EB4Full ^ c * 0x165667B19E3779F9ull;
+    return static_cast<uint32_t>(h ^ h >> 29);
 }
+
+MX_EMU_UNCOUNTED inline void table_clear(Table &t) {
+    t.used = 0;
+    if (++t.epoch == 0) { /* after 2^32 clears: old slots would look live */
+        memset(t.slots, 0, sizeof(Slot) * t.cap);
+        t.epoch = 1;
+    }
+}
+
+MX_EMU_UNCOUNTED inline Slot *table_probe(Slot *slots, uint32_t cap, uint32_t epoch, uint64_t a,
+                                          uint64_t b, uint64_t c) {
+    for (uint32_t i = table_hash(a, b, c) & (cap - 1);; i = (i + 1) & (cap - 1)) {
+        Slot &s = slots[i];
+        if (s.epoch != epoch || (s.a == a && s.b == b && s.c == c))
+            return &s;
+    }
+}
+
+/* The counter of key (a, b, c); *fresh when it was not there (then 0). Null
+ * when out of memory. */
+MX_EMU_UNCOUNTED inline uint32_t *table_find(Table &t, uint64_t a, uint64_t b, uint64_t c,
+                                             bool *fresh) {
+    if (2 * (t.used + 1) > t.cap) {
+        uint32_t cap = t.cap ? 2 * t.cap : 256;
+        Slot *slots = static_cast<Slot *>(calloc(cap, sizeof(Slot)));
+        if (!slots)
+            return nullptr;
+        for (uint32_t i = 0; i < t.cap; i++)
+            if (t.slots[i].epoch == t.epoch)
+                *table_probe(slots, cap, 1, t.slots[i].a, t.slots[i].b, t.slots[i].c) =
+                    Slot{t.slots[i].a, t.slots[i].b, t.slots[i].c, 1, t.slots[i].value};
+        free(t.slots);
+        t.slots = slots;
+        t.cap = cap;
+        t.epoch = 1;
+    }
+    Slot *s = table_probe(t.slots, t.cap, t.epoch, a, b, c);
+    *fresh = s->epoch != t.epoch;
+    if (*fresh) {
+        *s = Slot{a, b, c, t.epoch, 0};
+        t.used++;
+    }
+    return &s->value;
+}
+
+/* One access of the running lane: `kind` MX_EMU_LOAD or MX_EMU_STORE, pc its
+ * site. */
+MX_EMU_UNCOUNTED inline void count_access(uintptr_t addr, size_t size, int kind, uintptr_t pc) {
+    Thread *t = cur;
+    Profile *p = t ? t->block->profile : nullptr;
+    if (!p || addr < p->lo || addr >= p->hi || size == 0)
+        return;
+    Watched *w = nullptr;
+    for (int i = 0; i < p->n_bufs && !w; i++)
+        if (addr >= p->bufs[i].lo && addr < p->bufs[i].hi)
+            w = &p->bufs[i];
+    if (!w)
+        return;
+    mx_emu_counters &c = *p->counters;
+    c.bytes[kind] += size;
+    uint64_t first = addr >> 5, last = (addr + size - 1) >> 5, base = w->lo >> 5;
+    for (uint64_t s = first; s <= last && s <= (w->hi - 1) >> 5; s++) {
+        uint64_t &word = w->seen[kind][(s - base) / 64], bit = 1ull << (s - base) % 64;
+        c.unique_bytes[kind] += word & bit ? 0 : 32;
+        word |= bit;
+    }
+    Table &tb = p->warps[t->linear / 32];
+    bool fresh;
+    uint32_t *occ = table_find(tb, pc, t->linear % 32, KEY_LANE, &fresh);
+    if (!occ) {
+        p->oom = true;
+        return;
+    }
+    uint64_t k = (*occ)++; /* this lane's k-th execution of the site */
+    if (!table_find(tb, pc, k, KEY_REQUEST, &fresh)) {
+        p->oom = true;
+        return;
+    }
+    c.requests[kind] += fresh;
+    for (uint64_t s = first; s <= last; s++) {
+        if (!table_find(tb, pc, k, s, &fresh)) {
+            p->oom = true;
+            return;
+        }
+        c.sectors[kind] += fresh;
+    }
+}
+
+/* The lanes of warp w (or every warp) have met: requests start afresh. */
+MX_EMU_UNCOUNTED inline void profile_warp_met(Block &b, unsigned w) {
+    if (b.profile)
+        table_clear(b.profile->warps[w]);
+}
+MX_EMU_UNCOUNTED inline void profile_block_met(Block &b) {
+    for (unsigned w = 0; b.profile && w < b.profile->n_warps; w++)
+        table_clear(b.profile->warps[w]);
+}
+#define MX_EMU_TALLY(b, field) ((b).profile ? (void)(b).profile->counters->field++ : (void)0)
+
+/* The profile of one launch over the buffers d names; false when out of memory. */
+inline bool profile_open(Profile &p, const mx_emu_launch_desc &d, unsigned n_warps) {
+    p.counters = d.counters;
+    *p.counters = mx_emu_counters{};
+    p.n_warps = n_warps;
+    p.n_bufs = d.n_buffers;
+    p.bufs = static_cast<Watched *>(calloc(d.n_buffers + 1, sizeof(Watched)));
+    p.warps = static_cast<Table *>(calloc(n_warps, sizeof(Table)));
+    if (!p.bufs || !p.warps)
+        return false;
+    p.lo = UINTPTR_MAX;
+    for (int i = 0; i < d.n_buffers; i++) {
+        Watched &w = p.bufs[i];
+        w.lo = reinterpret_cast<uintptr_t>(d.buffers[i].base);
+        w.hi = w.lo + d.buffers[i].bytes;
+        size_t words = w.hi > w.lo ? (((w.hi - 1) >> 5) - (w.lo >> 5)) / 64 + 1 : 1;
+        for (int k = 0; k < 2; k++)
+            if (!(w.seen[k] = static_cast<uint64_t *>(calloc(words, sizeof(uint64_t)))))
+                return false;
+        p.lo = w.lo < p.lo ? w.lo : p.lo;
+        p.hi = w.hi > p.hi ? w.hi : p.hi;
+    }
+    return true;
+}
+
+inline void profile_close(Profile &p) {
+    for (int i = 0; p.bufs && i < p.n_bufs; i++)
+        free(p.bufs[i].seen[0]), free(p.bufs[i].seen[1]);
+    for (unsigned w = 0; p.warps && w < p.n_warps; w++)
+        free(p.warps[w].slots);
+    free(p.bufs);
+    free(p.warps);
+}
+#else
+inline void profile_warp_met(Block &, unsigned) {}
+inline void profile_block_met(Block &) {}
+#define MX_EMU_TALLY(b, field) ((void)0)
+#endif
+
+/* ---- warps ---- */
 
 inline bool in_mask(unsigned mask, unsigned lane) { return lane < 32 && (mask >> lane & 1u); }
 
@@ -283,20 +581,21 @@ inline unsigned source_lane(const WarpOp &op, unsigned l) {
     }
 }
 
-/* Every lane of `mask` in warp `base` waits at the same operation: give each
- * its result and let it run. */
-inline void resolve_warp(Block &b, unsigned base, unsigned mask) {
+/* Every lane of `mask` in warp w waits at the same operation: give each its
+ * result and let it run. */
+inline void resolve_warp(Block &b, unsigned w, unsigned mask) {
+    Thread *lanes = b.threads + 32 * w;
+    WarpKind kind = lanes[__builtin_ctz(mask)].op.kind;
     unsigned ballot = 0;
-    for (unsigned l = 0; l < 32; l++)
-        if (in_mask(mask, l) && b.threads[base + l].op.arg != 0)
-            ballot |= 1u << l;
-    for (unsigned l = 0; l < 32; l++) {
-        if (!in_mask(mask, l))
-            continue;
-        Thread &t = b.threads[base + l];
-        WarpOp &op = t.op;
+    for (unsigned m = mask; m; m &= m - 1) {
+        unsigned l = __builtin_ctz(m);
+        ballot |= lanes[l].op.arg != 0 ? 1u << l : 0;
+    }
+    for (unsigned m = mask; m; m &= m - 1) {
+        unsigned l = __builtin_ctz(m);
+        WarpOp &op = lanes[l].op;
         int vote = 0;
-        switch (op.kind) {
+        switch (kind) {
         case WarpKind::syncwarp:
             break;
         case WarpKind::ballot:
@@ -313,20 +612,25 @@ inline void resolve_warp(Block &b, unsigned base, unsigned mask) {
         default: {
             unsigned src = source_lane(op, l);
             if (in_mask(mask, src))
-                memcpy(op.out, b.threads[base + src].op.in, op.size);
+                memcpy(op.out, lanes[src].op.in, op.size);
             else
                 memset(op.out, 0xFF, op.size);
         }
         }
-        t.state = State::ready;
+        lanes[l].state = State::ready;
     }
+    if (kind >= WarpKind::shfl && kind <= WarpKind::shfl_xor)
+        MX_EMU_TALLY(b, shuffles);
+    if (mask == b.warps[w].exists)
+        profile_warp_met(b, w);
 }
 
 /* The calling lane's side of a warp operation; the result lands in cur->op.out. */
 inline void warp_op(const WarpOp &op, int line, const char *func) {
     Thread &t = *cur;
     Block &b = *t.block;
-    unsigned lane = t.linear % 32, base = t.linear - lane, exists = warp_exists(b, base / 32);
+    unsigned lane = t.linear % 32, w = t.linear / 32;
+    Warp &warp = b.warps[w];
     const char *what = warp_kind_name(op.kind);
     t.op = op;
     t.line = line;
@@ -336,10 +640,10 @@ inline void warp_op(const WarpOp &op, int line, const char *func) {
                    what, func, line, op.mask, lane);
         thread_fail(t);
     }
-    if (op.mask & ~exists) {
+    if (op.mask & ~warp.exists) {
         fail_block(b, "%s: %s in %s (line %d): mask 0x%08x names lanes that do not exist (this "
                       "warp has lanes 0x%08x)",
-                   Name(t).s, what, func, line, op.mask, exists);
+                   Name(t).s, what, func, line, op.mask, warp.exists);
         thread_fail(t);
     }
     if (op.width < 1 || op.width > 32 || (op.width & (op.width - 1))) {
@@ -347,29 +651,33 @@ inline void warp_op(const WarpOp &op, int line, const char *func) {
                    what, func, line, op.width);
         thread_fail(t);
     }
-    bool complete = true;
-    for (unsigned l = 0; l < 32; l++) {
-        if (!in_mask(op.mask, l) || l == lane)
-            continue;
-        const Thread &o = b.threads[base + l];
-        if (o.state == State::done) {
-            fail_block(b, "%s: %s in %s (line %d): mask 0x%08x names lane %u, which has exited",
-                       Name(t).s, what, func, line, op.mask, l);
-            thread_fail(t);
-        }
-        if (o.state == State::at_warp && o.op.mask == op.mask &&
-            (o.op.kind != op.kind || o.op.size != op.size)) {
-            fail_block(b, "%s: %s in %s (line %d) meets lane %u at %s (line %d), mask 0x%08x",
-                       Name(t).s, what, func, line, l, warp_kind_name(o.op.kind), o.line, op.mask);
-            thread_fail(t);
-        }
-        complete = complete && o.state == State::at_warp && o.op.mask == op.mask;
+    if (op.mask & warp.exited) {
+        fail_block(b, "%s: %s in %s (line %d): mask 0x%08x names lane %u, which has exited",
+                   Name(t).s, what, func, line, op.mask, __builtin_ctz(op.mask & warp.exited));
+        thread_fail(t);
     }
+    Meeting *m = warp.meetings;
+    while (m < warp.meetings + warp.n_meetings && m->mask != op.mask)
+        m++;
+    if (m == warp.meetings + warp.n_meetings) {
+        *m = Meeting{op.mask, 0, lane};
+        warp.n_meetings++;
+    }
+    const Thread &first = b.threads[32 * w + m->first];
+    if (first.op.kind != op.kind || first.op.size != op.size) {
+        fail_block(b, "%s: %s in %s (line %d) meets lane %u at %s (line %d), mask 0x%08x",
+                   Name(t).s, what, func, line, m->first, warp_kind_name(first.op.kind),
+                   first.line, op.mask);
+        thread_fail(t);
+    }
+    m->arrived |= 1u << lane;
     t.state = State::at_warp;
-    if (complete)
-        resolve_warp(b, base, op.mask); /* the last to arrive goes on at once */
-    else
+    if (m->arrived != op.mask) {
         yield(t);
+        return;
+    }
+    *m = warp.meetings[--warp.n_meetings];
+    resolve_warp(b, w, op.mask); /* the last to arrive goes on at once */
 }
 
 template <typename T>
@@ -467,48 +775,43 @@ inline bool release_barrier(Block &b) {
     }
     for (unsigned i = 0; i < b.n; i++)
         b.threads[i].state = State::ready;
+    MX_EMU_TALLY(b, barriers);
+    profile_block_met(b);
     return true;
 }
 
-/* A fresh fiber at the start of fiber_main. Kept out of run_block, whose
- * locals getcontext (returns_twice) would otherwise put at risk. */
-__attribute__((noinline)) inline void make_fiber(Thread &t, char *stack, size_t size) {
-    t.state = State::ready;
-    getcontext(&t.ctx);
-    t.ctx.uc_stack.ss_sp = stack;
-    t.ctx.uc_stack.ss_size = size;
-    t.ctx.uc_link = nullptr;
-    makecontext(&t.ctx, fiber_main, 0);
-#ifdef MX_EMU_ASAN
-    /* Clear what earlier fibers left on this stack once here. ASan's
-     * swapcontext would clear the whole stack named in uc_stack on every
-     * switch (the main cost of a launch); makecontext has already put the
-     * stack pointer in the context, so the field can go. */
-    ASAN_UNPOISON_MEMORY_REGION(stack, size);
-    t.ctx.uc_stack.ss_sp = nullptr;
-    t.ctx.uc_stack.ss_size = 0;
-#endif
-}
-
+/* Runs one block: fibers hand over to each other (transfer) and come back
+ * here when none can go on. */
 inline bool run_block(Block &b) {
-    for (unsigned i = 0; i < b.n; i++)
-        make_fiber(b.threads[i], stack_of(b, i), b.stack_size);
+    for (unsigned i = 0; i < b.n; i++) {
+        Thread &t = b.threads[i];
+        t.state = State::ready;
+#ifdef MX_EMU_ASAN
+        /* What the fiber of an earlier block left on this stack. */
+        ASAN_UNPOISON_MEMORY_REGION(stack_of(b, i), b.stack_size);
+#endif
+        context_make(t.ctx, stack_of(b, i), b.stack_size, fiber_main);
+    }
+    for (unsigned w = 0; w * 32 < b.n; w++) {
+        unsigned lanes = b.n - w * 32;
+        b.warps[w] = Warp{};
+        b.warps[w].exists = lanes >= 32 ? 0xFFFFFFFFu : (1u << lanes) - 1;
+    }
+    b.n_done = 0;
+    profile_block_met(b);
     if (b.dyn_smem)
         memset(b.dyn_smem, 0xFF, b.dyn_smem_size);
-    unsigned done = 0;
-    while (done < b.n) {
-        bool ran = false;
-        for (unsigned i = 0; i < b.n; i++) {
-            Thread &t = b.threads[i];
-            if (t.state != State::ready)
-                continue;
-            switch_to(b, t);
-            if (b.failed)
+    while (b.n_done < b.n) {
+        Thread *t = next_ready(b, b.n - 1);
+        if (!t) {
+            if (!release_barrier(b))
                 return false;
-            ran = true;
-            done += t.state == State::done;
+            continue;
         }
-        if (!ran && !release_barrier(b))
+        void *fake = nullptr;
+        transfer(b, b.sched, &fake, t);
+        cur = nullptr;
+        if (b.failed)
             return false;
     }
     return true;
@@ -536,9 +839,18 @@ inline int run_grid(const char *kernel, const mx_emu_launch_desc &d,
     void *stacks = mmap(nullptr, total, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     b.threads = static_cast<Thread *>(calloc(b.n, sizeof(Thread)));
+    b.warps = static_cast<Warp *>(calloc((b.n + 31) / 32, sizeof(Warp)));
     b.dyn_smem_size = d.smem;
     b.dyn_smem = d.smem ? static_cast<unsigned char *>(malloc(d.smem)) : nullptr;
-    if (stacks == MAP_FAILED || !b.threads || (d.smem && !b.dyn_smem)) {
+    bool ok = stacks != MAP_FAILED && b.threads && b.warps && (!d.smem || b.dyn_smem);
+#ifdef MX_EMU_PROFILE
+    Profile profile{};
+    if (ok && d.counters) {
+        ok = profile_open(profile, d, (b.n + 31) / 32);
+        b.profile = &profile;
+    }
+#endif
+    if (!ok) {
         snprintf(d.err, d.err_size, "kernel '%s': out of memory for %u fibers", kernel, b.n);
         b.failed = true;
     } else {
@@ -558,6 +870,13 @@ inline int run_grid(const char *kernel, const mx_emu_launch_desc &d,
                 b.idx = uint3{x, y, z};
                 run_block(b);
             }
+#ifdef MX_EMU_PROFILE
+    if (profile.oom && !b.failed) {
+        snprintf(d.err, d.err_size, "kernel '%s': out of memory while profiling", kernel);
+        b.failed = true;
+    }
+    profile_close(profile);
+#endif
     if (stacks != MAP_FAILED) {
 #ifdef MX_EMU_ASAN
         /* Fibers abandoned by a failed launch leave their frames poisoned. */
@@ -566,6 +885,7 @@ inline int run_grid(const char *kernel, const mx_emu_launch_desc &d,
         munmap(stacks, total);
     }
     free(b.threads);
+    free(b.warps);
     free(b.dyn_smem);
 #ifdef MX_EMU_ASAN
     __sanitizer_set_death_callback(nullptr); /* this module may be unloaded */
@@ -606,6 +926,38 @@ inline Thread &current() { return *cur; }
         const mx_emu_launch_desc *desc) {                                      \
         return ::mx_emu::launch(#kernel, *desc, kernel);                       \
     }
+
+#ifdef MX_EMU_PROFILE
+/* The instrumentation's entry points (the counting section above); the
+ * return address is the access's site in the kernel. */
+#define MX_EMU_ACCESS_HOOKS(n)                                                 \
+    extern "C" __attribute__((visibility("hidden"))) MX_EMU_UNCOUNTED void     \
+        __asan_load##n##_noabort(uintptr_t a) {                                \
+        ::mx_emu::count_access(a, n, MX_EMU_LOAD,                              \
+                               reinterpret_cast<uintptr_t>(__builtin_return_address(0))); \
+    }                                                                          \
+    extern "C" __attribute__((visibility("hidden"))) MX_EMU_UNCOUNTED void     \
+        __asan_store##n##_noabort(uintptr_t a) {                               \
+        ::mx_emu::count_access(a, n, MX_EMU_STORE,                             \
+                               reinterpret_cast<uintptr_t>(__builtin_return_address(0))); \
+    }
+MX_EMU_ACCESS_HOOKS(1)
+MX_EMU_ACCESS_HOOKS(2)
+MX_EMU_ACCESS_HOOKS(4)
+MX_EMU_ACCESS_HOOKS(8)
+MX_EMU_ACCESS_HOOKS(16)
+#undef MX_EMU_ACCESS_HOOKS
+extern "C" __attribute__((visibility("hidden"))) MX_EMU_UNCOUNTED void
+__asan_loadN_noabort(uintptr_t a, size_t n) {
+    ::mx_emu::count_access(a, n, MX_EMU_LOAD,
+                           reinterpret_cast<uintptr_t>(__builtin_return_address(0)));
+}
+extern "C" __attribute__((visibility("hidden"))) MX_EMU_UNCOUNTED void
+__asan_storeN_noabort(uintptr_t a, size_t n) {
+    ::mx_emu::count_access(a, n, MX_EMU_STORE,
+                           reinterpret_cast<uintptr_t>(__builtin_return_address(0)));
+}
+#endif
 
 #define MX_DYNAMIC_SMEM(type, name)                                            \
     type *const name = reinterpret_cast<type *>(::mx_emu::current().block->dyn_smem)
@@ -728,6 +1080,32 @@ template <typename T> inline void __stcg(T *p, T v) { *p = v; }
 template <typename T> inline void __stcs(T *p, T v) { *p = v; }
 
 /* ---- math: <cmath> has the C99 functions; these are CUDA's additions ------------- */
+
+#ifdef MX_EMU_PROFILE
+/* Transcendental functions count as exps (the SFU's work, as ir/cost.c
+ * counts it), the CUDA intrinsics below included, which call them. */
+namespace mx_emu {
+MX_EMU_UNCOUNTED inline void count_exp() {
+    if (cur && cur->block->profile)
+        cur->block->profile->counters->exps++;
+}
+} // namespace mx_emu
+#define MX_EMU_COUNTED(call) (::mx_emu::count_exp(), call)
+#define expf(x) MX_EMU_COUNTED(::expf(x))
+#define exp2f(x) MX_EMU_COUNTED(::exp2f(x))
+#define expm1f(x) MX_EMU_COUNTED(::expm1f(x))
+#define logf(x) MX_EMU_COUNTED(::logf(x))
+#define log2f(x) MX_EMU_COUNTED(::log2f(x))
+#define log10f(x) MX_EMU_COUNTED(::log10f(x))
+#define log1pf(x) MX_EMU_COUNTED(::log1pf(x))
+#define sqrtf(x) MX_EMU_COUNTED(::sqrtf(x))
+#define tanhf(x) MX_EMU_COUNTED(::tanhf(x))
+#define erff(x) MX_EMU_COUNTED(::erff(x))
+#define sinf(x) MX_EMU_COUNTED(::sinf(x))
+#define cosf(x) MX_EMU_COUNTED(::cosf(x))
+#define tanf(x) MX_EMU_COUNTED(::tanf(x))
+#define powf(x, y) MX_EMU_COUNTED(::powf(x, y))
+#endif
 
 inline float __expf(float x) { return expf(x); }
 inline float __exp10f(float x) { return powf(10.0f, x); }
