@@ -7,22 +7,24 @@
  * as a linear's bias does. */
 #include "blas.h"
 
-#include <cublasLt.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cudalibs.h"
 #include "ir.h"
 
 #define WORKSPACE_BYTES (32u << 20) /* what cuBLASLt suggests for Hopper */
 
 struct mx_blas {
     mx_cuda *cu;
+    const mx_cublaslt_api *api;
     cublasLtHandle_t lt;
     CUdeviceptr workspace;
     bool tf32;
 };
 
 struct mx_blas_plan {
+    const mx_cublaslt_api *api;
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, lc, ld;
     cublasLtMatmulAlgo_t algo;
@@ -66,16 +68,20 @@ static mx_status check(cublasStatus_t s, const char *what, mx_diag *d) {
 
 mx_status mx_blas_open(mx_blas **out, mx_cuda *cu, mx_diag *d) {
     *out = NULL;
+    const mx_cublaslt_api *api = mx_cublaslt_api_get(d);
+    if (!api)
+        return MX_ERR_IO;
     mx_blas *bl = calloc(1, sizeof *bl);
     if (!bl)
         return mx_fail(d, MX_ERR_NOMEM, "out of memory opening cuBLASLt");
     bl->cu = cu;
+    bl->api = api;
     const char *tf32 = getenv("MIXC_TF32");
     bl->tf32 = tf32 && *tf32 && tf32[0] != '0';
     /* cuBLASLt takes the thread's current context: make it the primary one. */
     mx_status st = mx_cuda_check(cu, cu->api.CtxSetCurrent(cu->ctx), "cuCtxSetCurrent", d);
     if (st == MX_OK)
-        st = check(cublasLtCreate(&bl->lt), "cublasLtCreate", d);
+        st = check(api->Create(&bl->lt), "cublasLtCreate", d);
     if (st == MX_OK)
         st = mx_cuda_check(cu, cu->api.MemAlloc(&bl->workspace, WORKSPACE_BYTES),
                            "cuMemAlloc (cuBLASLt workspace, 32 MiB)", d);
@@ -93,7 +99,7 @@ void mx_blas_close(mx_blas *bl) {
     if (bl->workspace)
         bl->cu->api.MemFree(bl->workspace);
     if (bl->lt)
-        cublasLtDestroy(bl->lt);
+        bl->api->Destroy(bl->lt);
     free(bl);
 }
 
@@ -103,11 +109,11 @@ void mx_blas_plan_free(mx_blas_plan *pl) {
     if (!pl)
         return;
     if (pl->op)
-        cublasLtMatmulDescDestroy(pl->op);
+        pl->api->MatmulDescDestroy(pl->op);
     cublasLtMatrixLayout_t layouts[4] = {pl->la, pl->lb, pl->lc, pl->ld};
     for (int i = 0; i < 4; i++)
         if (layouts[i])
-            cublasLtMatrixLayoutDestroy(layouts[i]);
+            pl->api->MatrixLayoutDestroy(layouts[i]);
     free(pl);
 }
 
@@ -116,24 +122,26 @@ static cudaDataType data_type(mx_dtype t) {
 }
 
 /* A column-major layout of rows x cols with leading dimension ld, batched. */
-static mx_status layout(cublasLtMatrixLayout_t *l, mx_dtype t, int64_t rows, int64_t cols,
-                        int64_t ld, int64_t batch, int64_t batch_stride, mx_diag *d) {
-    MX_TRY(check(cublasLtMatrixLayoutCreate(l, data_type(t), (uint64_t)rows, (uint64_t)cols, ld),
+static mx_status layout(const mx_cublaslt_api *api, cublasLtMatrixLayout_t *l, mx_dtype t,
+                        int64_t rows, int64_t cols, int64_t ld, int64_t batch,
+                        int64_t batch_stride, mx_diag *d) {
+    MX_TRY(check(api->MatrixLayoutCreate(l, data_type(t), (uint64_t)rows, (uint64_t)cols, ld),
                  "cublasLtMatrixLayoutCreate", d));
     int32_t count = (int32_t)batch;
-    MX_TRY(check(cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count,
-                                                  sizeof count),
+    MX_TRY(check(api->MatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count,
+                                               sizeof count),
                  "cublasLtMatrixLayoutSetAttribute(BATCH_COUNT)", d));
-    return check(cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
-                                                  &batch_stride, sizeof batch_stride),
+    return check(api->MatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                               &batch_stride, sizeof batch_stride),
                  "cublasLtMatrixLayoutSetAttribute(STRIDED_BATCH_OFFSET)", d);
 }
 
-static mx_status set_desc(cublasLtMatmulDesc_t op, cublasLtMatmulDescAttributes_t attr,
-                          const void *value, size_t size, const char *name, mx_diag *d) {
+static mx_status set_desc(const mx_cublaslt_api *api, cublasLtMatmulDesc_t op,
+                          cublasLtMatmulDescAttributes_t attr, const void *value, size_t size,
+                          const char *name, mx_diag *d) {
     char what[96];
     snprintf(what, sizeof what, "cublasLtMatmulDescSetAttribute(%s)", name);
-    return check(cublasLtMatmulDescSetAttribute(op, attr, value, size), what, d);
+    return check(api->MatmulDescSetAttribute(op, attr, value, size), what, d);
 }
 
 /* The largest power of two, up to 256, that divides address. */
@@ -157,11 +165,12 @@ static cublasLtEpilogue_t epilogue(const mx_gemm *gm) {
 }
 
 static mx_status choose_algo(mx_blas *bl, mx_blas_plan *pl, const mx_gemm *gm, mx_diag *d) {
+    const mx_cublaslt_api *api = bl->api;
     cublasLtMatmulPreference_t pref;
-    MX_TRY(check(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate", d));
+    MX_TRY(check(api->MatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate", d));
     uint64_t ws = WORKSPACE_BYTES;
-    cublasStatus_t s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                            &ws, sizeof ws);
+    cublasStatus_t s = api->MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                         &ws, sizeof ws);
     /* The defaults assume 256-byte aligned operands; a sliced operand (dt out
      * of an x_proj result) may start anywhere, and an algorithm that assumes
      * otherwise reads out of line. */
@@ -174,14 +183,14 @@ static mx_status choose_algo(mx_blas *bl, mx_blas_plan *pl, const mx_gemm *gm, m
         for (int64_t o = 1; o < pl->outer && pl->outer_bytes[i]; o++) /* every outer start */
             if (alignment(pl->p[i] + (CUdeviceptr)(o * pl->outer_bytes[i])) < align[i])
                 align[i] = alignment(pl->p[i] + (CUdeviceptr)(o * pl->outer_bytes[i]));
-        s = cublasLtMatmulPreferenceSetAttribute(pref, align_attr[i], &align[i], sizeof align[i]);
+        s = api->MatmulPreferenceSetAttribute(pref, align_attr[i], &align[i], sizeof align[i]);
     }
     cublasLtMatmulHeuristicResult_t result;
     int found = 0;
     if (s == CUBLAS_STATUS_SUCCESS)
-        s = cublasLtMatmulAlgoGetHeuristic(bl->lt, pl->op, pl->la, pl->lb, pl->lc, pl->ld, pref, 1,
-                                           &result, &found);
-    cublasLtMatmulPreferenceDestroy(pref);
+        s = api->MatmulAlgoGetHeuristic(bl->lt, pl->op, pl->la, pl->lb, pl->lc, pl->ld, pref, 1,
+                                        &result, &found);
+    api->MatmulPreferenceDestroy(pref);
     if (s == CUBLAS_STATUS_SUCCESS && found > 0) {
         pl->algo = result.algo;
         return MX_OK;
@@ -198,38 +207,45 @@ static mx_status choose_algo(mx_blas *bl, mx_blas_plan *pl, const mx_gemm *gm, m
 
 static mx_status build(mx_blas *bl, const mx_gemm *gm, const mx_gemm_ptrs *ptr, mx_blas_plan *pl,
                        mx_diag *d) {
+    const mx_cublaslt_api *api = bl->api;
     size_t es = mx_dtype_size(gm->dtype);
     bool f32_tf32 = bl->tf32 && gm->dtype == MX_F32;
-    MX_TRY(check(cublasLtMatmulDescCreate(&pl->op, f32_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
-                                          CUDA_R_32F),
+    MX_TRY(check(api->MatmulDescCreate(&pl->op, f32_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
+                                       CUDA_R_32F),
                  "cublasLtMatmulDescCreate", d));
     /* Lt's A is our B: [n, k] column-major when B is stored transposed ([n, k]
      * row-major), else its transpose. Lt's B is our A likewise. */
     cublasOperation_t ta = gm->b.trans ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t tb = gm->a.trans ? CUBLAS_OP_T : CUBLAS_OP_N;
-    MX_TRY(set_desc(pl->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta, "TRANSA", d));
-    MX_TRY(set_desc(pl->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb, "TRANSB", d));
+    MX_TRY(set_desc(api, pl->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta, "TRANSA", d));
+    MX_TRY(set_desc(api, pl->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb, "TRANSB", d));
     cublasLtEpilogue_t ep = epilogue(gm);
-    MX_TRY(set_desc(pl->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep, "EPILOGUE", d));
+    MX_TRY(set_desc(api, pl->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep, "EPILOGUE", d));
     if (gm->bias != MX_NONE) {
         const void *bias = (const void *)(uintptr_t)ptr->bias;
         int64_t stride = 0; /* one bias for every batch */
-        MX_TRY(set_desc(pl->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias, "BIAS_POINTER", d));
-        MX_TRY(set_desc(pl->op, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, &stride, sizeof stride,
+        MX_TRY(set_desc(api, pl->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias,
+                        "BIAS_POINTER", d));
+        MX_TRY(set_desc(api, pl->op, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, &stride, sizeof stride,
                         "BIAS_BATCH_STRIDE", d));
     }
     if (gm->b.trans)
-        MX_TRY(layout(&pl->la, gm->dtype, gm->k, gm->n, gm->b.ld, gm->batch, gm->b.batch_stride, d));
+        MX_TRY(layout(api, &pl->la, gm->dtype, gm->k, gm->n, gm->b.ld, gm->batch,
+                      gm->b.batch_stride, d));
     else
-        MX_TRY(layout(&pl->la, gm->dtype, gm->n, gm->k, gm->b.ld, gm->batch, gm->b.batch_stride, d));
+        MX_TRY(layout(api, &pl->la, gm->dtype, gm->n, gm->k, gm->b.ld, gm->batch,
+                      gm->b.batch_stride, d));
     if (gm->a.trans)
-        MX_TRY(layout(&pl->lb, gm->dtype, gm->m, gm->k, gm->a.ld, gm->batch, gm->a.batch_stride, d));
+        MX_TRY(layout(api, &pl->lb, gm->dtype, gm->m, gm->k, gm->a.ld, gm->batch,
+                      gm->a.batch_stride, d));
     else
-        MX_TRY(layout(&pl->lb, gm->dtype, gm->k, gm->m, gm->a.ld, gm->batch, gm->a.batch_stride, d));
+        MX_TRY(layout(api, &pl->lb, gm->dtype, gm->k, gm->m, gm->a.ld, gm->batch,
+                      gm->a.batch_stride, d));
     pl->has_c = gm->c.value != MX_NONE;
     const mx_gemm_operand *c = pl->has_c ? &gm->c : &gm->y;
-    MX_TRY(layout(&pl->lc, gm->dtype, gm->n, gm->m, c->ld, gm->batch, c->batch_stride, d));
-    MX_TRY(layout(&pl->ld, gm->dtype, gm->n, gm->m, gm->y.ld, gm->batch, gm->y.batch_stride, d));
+    MX_TRY(layout(api, &pl->lc, gm->dtype, gm->n, gm->m, c->ld, gm->batch, c->batch_stride, d));
+    MX_TRY(layout(api, &pl->ld, gm->dtype, gm->n, gm->m, gm->y.ld, gm->batch, gm->y.batch_stride,
+                  d));
     const mx_gemm_operand *ops[4] = {&gm->b, &gm->a, c, &gm->y};
     CUdeviceptr base[4] = {ptr->b, ptr->a, pl->has_c ? ptr->c : ptr->y, ptr->y};
     for (int i = 0; i < 4; i++) {
@@ -246,6 +262,7 @@ mx_status mx_blas_plan_new(mx_blas *bl, const mx_gemm *gm, const mx_gemm_ptrs *p
     mx_blas_plan *pl = calloc(1, sizeof *pl);
     if (!pl)
         return mx_fail(d, MX_ERR_NOMEM, "out of memory planning a cuBLASLt product");
+    pl->api = bl->api;
     mx_status st = build(bl, gm, ptr, pl, d);
     if (st != MX_OK) {
         mx_blas_plan_free(pl);
@@ -261,9 +278,9 @@ mx_status mx_blas_plan_run(mx_blas *bl, const mx_blas_plan *pl, CUstream s, mx_d
         void *p[4];
         for (int i = 0; i < 4; i++)
             p[i] = (void *)(uintptr_t)(pl->p[i] + (CUdeviceptr)(o * pl->outer_bytes[i]));
-        MX_TRY(check(cublasLtMatmul(bl->lt, pl->op, &one, p[0], pl->la, p[1], pl->lb,
-                                    pl->has_c ? &one : &zero, p[2], pl->lc, p[3], pl->ld, &pl->algo,
-                                    (void *)(uintptr_t)bl->workspace, WORKSPACE_BYTES, (cudaStream_t)s),
+        MX_TRY(check(bl->api->Matmul(bl->lt, pl->op, &one, p[0], pl->la, p[1], pl->lb,
+                                     pl->has_c ? &one : &zero, p[2], pl->lc, p[3], pl->ld, &pl->algo,
+                                     (void *)(uintptr_t)bl->workspace, WORKSPACE_BYTES, (cudaStream_t)s),
                      "cublasLtMatmul", d));
     }
     return MX_OK;

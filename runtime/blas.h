@@ -10,12 +10,12 @@
  * lets f32 products use TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32):
  * faster, about 1e-3 relative error, so the f32 checks no longer hold.
  *
- * cuBLASLt is linked (it loads without a driver); its handle is created on
- * the primary context, which mx_cuda_open makes current, and every call runs
- * on the caller's stream (a driver CUstream is a cudaStream_t). Plans hold
- * the descriptors and the algorithm chosen for fixed device pointers, so a
- * forward pass pays no heuristic query and CUDA graph capture sees only
- * kernel launches. */
+ * cuBLASLt is loaded by the first mx_blas_open (cudalibs.h); its handle is
+ * created on the primary context, which mx_cuda_open makes current, and every
+ * call runs on the caller's stream (a driver CUstream is a cudaStream_t).
+ * Plans hold the descriptors and the algorithm chosen for fixed device
+ * pointers, so a forward pass pays no heuristic query and CUDA graph capture
+ * sees only kernel launches. */
 #ifndef MX_BLAS_H
 #define MX_BLAS_H
 
@@ -31,7 +31,8 @@ typedef struct {
     CUdeviceptr a, b, c, y, bias;
 } mx_gemm_ptrs;
 
-/* A cuBLASLt handle and a workspace on cu's device. */
+/* A cuBLASLt handle and a workspace on cu's device. MX_ERR_IO, "cuBLASLt
+ * (libcublasLt.so.13) not found: ...", when the library is missing. */
 mx_status mx_blas_open(mx_blas **out, mx_cuda *cu, mx_diag *d);
 void mx_blas_close(mx_blas *bl);
 /* Whether f32 products use TF32 (MIXC_TF32=1 when opened). */

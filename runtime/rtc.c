@@ -2,11 +2,11 @@
  * (see rtc.h). */
 #include "rtc.h"
 
-#include <nvrtc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "cudalibs.h"
 #include "ir.h"
 
 /* Lines of a failed compile's log that go into the message. */
@@ -37,7 +37,8 @@ const mx_kernel_usage *mx_cubin_kernel(const mx_cubin *c, const char *name) {
 }
 
 void mx_nvrtc_version(int *major, int *minor) {
-    if (nvrtcVersion(major, minor) != NVRTC_SUCCESS)
+    const mx_nvrtc_api *nv = mx_nvrtc_api_get(NULL);
+    if (!nv || nv->Version(major, minor) != NVRTC_SUCCESS)
         *major = *minor = -1;
 }
 
@@ -176,12 +177,12 @@ static double now_ms(void) {
 }
 
 /* The program log, NUL-terminated (NULL when out of memory). */
-static char *program_log(nvrtcProgram prog) {
+static char *program_log(const mx_nvrtc_api *nv, nvrtcProgram prog) {
     size_t n = 0;
-    if (nvrtcGetProgramLogSize(prog, &n) != NVRTC_SUCCESS)
+    if (nv->GetProgramLogSize(prog, &n) != NVRTC_SUCCESS)
         n = 0;
     char *log = malloc(n + 1);
-    if (log && (n == 0 || nvrtcGetProgramLog(prog, log) != NVRTC_SUCCESS))
+    if (log && (n == 0 || nv->GetProgramLog(prog, log) != NVRTC_SUCCESS))
         n = 0;
     if (log)
         log[n] = 0;
@@ -189,7 +190,7 @@ static char *program_log(nvrtcProgram prog) {
 }
 
 /* "name: NVRTC_ERROR_COMPILATION for sm_80:" and the log's first lines. */
-static mx_status fail_with_log(mx_diag *d, const char *name, int sm, nvrtcResult r,
+static mx_status fail_with_log(mx_diag *d, const char *name, int sm, const char *error,
                                const char *log) {
     const char *cut = log;
     int lines = 0;
@@ -203,27 +204,27 @@ static mx_status fail_with_log(mx_diag *d, const char *name, int sm, nvrtcResult
         cut--;
     if (more)
         return mx_fail(d, MX_ERR_INVALID, "%s: %s for sm_%d:\n%.*s\n(%d more lines of log)", name,
-                       nvrtcGetErrorString(r), sm, (int)(cut - log), log, more);
-    return mx_fail(d, MX_ERR_INVALID, "%s: %s for sm_%d:\n%.*s", name, nvrtcGetErrorString(r), sm,
-                   (int)(cut - log), log);
+                       error, sm, (int)(cut - log), log, more);
+    return mx_fail(d, MX_ERR_INVALID, "%s: %s for sm_%d:\n%.*s", name, error, sm, (int)(cut - log),
+                   log);
 }
 
 /* The compiled program's cubin, PTX and resource report into out. */
-static mx_status read_outputs(nvrtcProgram prog, const char *name, const char *log, mx_cubin *out,
-                              mx_diag *d) {
+static mx_status read_outputs(const mx_nvrtc_api *nv, nvrtcProgram prog, const char *name,
+                              const char *log, mx_cubin *out, mx_diag *d) {
     size_t ptx_len = 0;
-    if (nvrtcGetCUBINSize(prog, &out->cubin_len) != NVRTC_SUCCESS || out->cubin_len == 0)
+    if (nv->GetCUBINSize(prog, &out->cubin_len) != NVRTC_SUCCESS || out->cubin_len == 0)
         return mx_fail(d, MX_ERR_INVALID, "%s: NVRTC gave no cubin (is the architecture sm_XX?)",
                        name);
-    if (nvrtcGetPTXSize(prog, &ptx_len) != NVRTC_SUCCESS)
+    if (nv->GetPTXSize(prog, &ptx_len) != NVRTC_SUCCESS)
         ptx_len = 0;
     out->cubin = malloc(out->cubin_len);
     out->ptx = malloc(ptx_len + 1);
     if (!out->cubin || !out->ptx)
         return mx_fail(d, MX_ERR_NOMEM, "%s: out of memory for the cubin", name);
     out->ptx[0] = 0;
-    if (nvrtcGetCUBIN(prog, (char *)out->cubin) != NVRTC_SUCCESS ||
-        (ptx_len && nvrtcGetPTX(prog, out->ptx) != NVRTC_SUCCESS))
+    if (nv->GetCUBIN(prog, (char *)out->cubin) != NVRTC_SUCCESS ||
+        (ptx_len && nv->GetPTX(prog, out->ptx) != NVRTC_SUCCESS))
         return mx_fail(d, MX_ERR_INVALID, "%s: NVRTC could not return the cubin", name);
     out->n_kernels = mx_nvrtc_parse_usage(log, &out->kernels);
     if (out->n_kernels < 0) {
@@ -237,6 +238,9 @@ mx_status mx_nvrtc_compile(const char *source, const char *name, int sm,
                            const char *const *extra_opts, int n_extra, mx_cubin *out,
                            mx_diag *d) {
     memset(out, 0, sizeof *out);
+    const mx_nvrtc_api *nv = mx_nvrtc_api_get(d);
+    if (!nv)
+        return MX_ERR_IO;
     double t0 = now_ms();
     char arch[48];
     snprintf(arch, sizeof arch, "--gpu-architecture=sm_%d", sm);
@@ -256,23 +260,23 @@ mx_status mx_nvrtc_compile(const char *source, const char *name, int sm,
         fprintf(stderr, "\n%s\n", source);
     }
     nvrtcProgram prog;
-    nvrtcResult r = nvrtcCreateProgram(&prog, source, name, 0, NULL, NULL);
+    nvrtcResult r = nv->CreateProgram(&prog, source, name, 0, NULL, NULL);
     if (r != NVRTC_SUCCESS) {
         free(opts);
         return mx_fail(d, r == NVRTC_ERROR_OUT_OF_MEMORY ? MX_ERR_NOMEM : MX_ERR_INVALID,
-                       "%s: nvrtcCreateProgram: %s", name, nvrtcGetErrorString(r));
+                       "%s: nvrtcCreateProgram: %s", name, nv->GetErrorString(r));
     }
-    r = nvrtcCompileProgram(prog, n_opts, opts);
-    char *log = program_log(prog);
+    r = nv->CompileProgram(prog, n_opts, opts);
+    char *log = program_log(nv, prog);
     mx_status st;
     if (!log)
         st = mx_fail(d, MX_ERR_NOMEM, "%s: out of memory for the NVRTC log", name);
     else if (r != NVRTC_SUCCESS)
-        st = fail_with_log(d, name, sm, r, log);
+        st = fail_with_log(d, name, sm, nv->GetErrorString(r), log);
     else
-        st = read_outputs(prog, name, log, out, d);
+        st = read_outputs(nv, prog, name, log, out, d);
     free(log);
-    nvrtcDestroyProgram(&prog);
+    nv->DestroyProgram(&prog);
     free(opts);
     if (st != MX_OK)
         mx_cubin_free(out);

@@ -47,7 +47,9 @@ extern const char *const mx_nvrtc_fixed_opts[MX_NVRTC_N_FIXED_OPTS];
 /* Compiles source (name is the file name in messages) for sm (80: sm_80) with
  * the fixed options and extra_opts. A compile error gives MX_ERR_INVALID and
  * the start of NVRTC's log: "name: NVRTC_ERROR_COMPILATION for sm_80:\n
- * name(4): error: expected a \";\"...". On failure *out is zeroed. */
+ * name(4): error: expected a \";\"..."; a missing NVRTC gives MX_ERR_IO (the
+ * library is loaded by the first compile: cudalibs.h). On failure *out is
+ * zeroed. */
 mx_status mx_nvrtc_compile(const char *source, const char *name, int sm,
                            const char *const *extra_opts, int n_extra, mx_cubin *out, mx_diag *d);
 
