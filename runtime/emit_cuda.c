@@ -1,4 +1,4 @@
-/* emit_cuda.c: a model as a standalone CUDA project (emit.h).
+/* emit_cuda.c: a model as a standalone CUDA project (emit_project.h).
  *
  * The program is compiled here as mx_compile would (the passes, code for the
  * named target); the generated module becomes kernels.cuh, and the walk that
@@ -15,7 +15,7 @@
 
 #include "codegen.h"
 #include "embed.h"
-#include "emit.h"
+#include "emit_project.h"
 #include "exec.h"
 #include "gemm.h"
 

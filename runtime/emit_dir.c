@@ -1,4 +1,4 @@
-/* emit_dir.c: a folder written whole or not at all (emit.h). The temp folder
+/* emit_dir.c: a folder written whole or not at all (emit_project.h). The temp folder
  * sits beside the target, on the same file system, so the final rename is
  * atomic; a folder being replaced (force) is moved aside first and removed
  * once the new one is in place. */
@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "emit.h"
+#include "emit_project.h"
 #include "ir.h"
 
 /* 1: dir exists and holds something, 0: missing or empty, -1: not a folder. */

@@ -1,4 +1,4 @@
-/* emit.h: a model as a standalone project that builds without mixc
+/* emit_project.h: a model as a standalone project that builds without mixc
  * (docs/emit.md).
  *
  * mx_emit_cuda writes, into a folder: kernels.cuh (the generated module with
@@ -15,8 +15,8 @@
  * The folder is written whole or not at all: into a temp folder beside it,
  * renamed into place at the end. An existing non-empty folder is refused
  * unless force is set (then it is replaced). */
-#ifndef MX_EMIT_H
-#define MX_EMIT_H
+#ifndef MX_EMIT_PROJECT_H
+#define MX_EMIT_PROJECT_H
 
 #include <stdbool.h>
 #include <stdint.h>
