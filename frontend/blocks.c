@@ -191,7 +191,7 @@ int mx_build_token_mixer(mx_builder *b, const mx_mixer_spec *ms, int x, int64_t 
     int y = scans(b, ms, u, s, mx_mixer_dt_rank(ms, (int)c), ms->out_norm ? MX_NONE : zc, &gated);
     int yt = bd_permute(b, y, DIMS(0, 2, 1));
     if (ms->out_norm)
-        yt = bd_norm(b, MX_NORM_LAYERNORM, yt, "out_norm");
+        yt = bd_norm(b, MX_NORM_LAYERNORM, yt, "out_norm", MX_NORM_EPS);
     if (!gated)
         yt = bd_binary(b, MX_OP_MUL, yt, bd_unary(b, MX_OP_SILU, xz[1]));
     return bd_linear(b, yt, "out_proj", c, ms->bias);

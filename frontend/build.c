@@ -118,7 +118,7 @@ int bd_linear(mx_builder *b, int x, const char *name, int64_t out, bool bias) {
     return bd_finish(b, bd_node(b, MX_OP_LINEAR, args, bias ? 3 : 2, 1));
 }
 
-int bd_norm(mx_builder *b, mx_norm_kind kind, int x, const char *name) {
+int bd_norm(mx_builder *b, mx_norm_kind kind, int x, const char *name, double eps) {
     if (kind == MX_NORM_NONE)
         return x;
     int rank;
@@ -127,11 +127,12 @@ int bd_norm(mx_builder *b, mx_norm_kind kind, int x, const char *name) {
     snprintf(wname, sizeof wname, "%s.weight", name);
     snprintf(bname, sizeof bname, "%s.bias", name);
     int args[3] = {x, bd_param(b, wname, MX_INIT_CONST, 1, DIMS(c)), MX_NONE};
-    if (kind == MX_NORM_LAYERNORM) {
+    bool layer = kind == MX_NORM_LAYERNORM;
+    if (layer)
         args[2] = bd_param(b, bname, MX_INIT_CONST, 0, DIMS(c));
-        return bd_finish(b, bd_node(b, MX_OP_LAYERNORM, args, 3, 1));
-    }
-    return bd_finish(b, bd_node(b, MX_OP_RMSNORM, args, 2, 1));
+    int node = bd_node(b, layer ? MX_OP_LAYERNORM : MX_OP_RMSNORM, args, layer ? 3 : 2, 1);
+    mx_node_set_float(b->g, node, MX_A_EPS, eps);
+    return bd_finish(b, node);
 }
 
 int bd_permute(mx_builder *b, int x, int rank, const int64_t *perm) {

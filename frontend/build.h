@@ -34,7 +34,9 @@ int bd_finish(mx_builder *b, int node);
 int bd_unary(mx_builder *b, mx_op op, int x);
 int bd_binary(mx_builder *b, mx_op op, int x, int y);
 int bd_linear(mx_builder *b, int x, const char *name, int64_t out, bool bias);
-int bd_norm(mx_builder *b, mx_norm_kind kind, int x, const char *name);
+/* The default epsilon of the norms (PyTorch's LayerNorm and Mamba's RMSNorm). */
+#define MX_NORM_EPS 1e-5
+int bd_norm(mx_builder *b, mx_norm_kind kind, int x, const char *name, double eps);
 int bd_permute(mx_builder *b, int x, int rank, const int64_t *perm);
 int bd_reshape(mx_builder *b, int x, int rank, const int64_t *dims);
 int bd_axis_op(mx_builder *b, mx_op op, int x, int axis); /* flip, softmax */

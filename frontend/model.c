@@ -62,7 +62,7 @@ static int mixer_block(mx_builder *b, const mx_spec *s, const mx_stage_spec *st,
                        history *hist, token_layout t) {
     int x = mixer_input(b, st, hist);
     const mx_mixer_spec *ms = channel ? &st->channel : &st->token;
-    int y = apply_mixer(b, s, ms, channel, bd_norm(b, st->norm, x, "norm"), t);
+    int y = apply_mixer(b, s, ms, channel, bd_norm(b, st->norm, x, "norm", st->norm_eps), t);
     return st->residual ? bd_binary(b, MX_OP_ADD, x, y) : y;
 }
 
@@ -100,14 +100,15 @@ static int build_vision(mx_builder *b, const mx_spec *s) {
     int node = bd_node(b, MX_OP_CONV2D, args, 3, 1);
     mx_node_set_int(b->g, node, MX_A_STRIDE, s->patch);
     int x = bd_permute(b, bd_finish(b, node), DIMS(0, 2, 3, 1));
-    x = bd_reshape(b, bd_norm(b, MX_NORM_LAYERNORM, x, "norm"), DIMS(batch, side * side, c));
+    x = bd_reshape(b, bd_norm(b, MX_NORM_LAYERNORM, x, "norm", MX_NORM_EPS), DIMS(batch, side * side, c));
     for (int si = 0; si < s->n_stages; si++) {
         const mx_stage_spec *st = &s->stages[si];
         if (st->merge) {
             bd_layer(b, "stages.%d.merge", si);
             int grid = bd_reshape(b, x, DIMS(batch, side, side, c));
             int merged = bd_unary(b, MX_OP_SPACE_TO_DEPTH, grid);
-            merged = bd_linear(b, bd_norm(b, MX_NORM_LAYERNORM, merged, "norm"), "reduction", st->width, false);
+            merged = bd_norm(b, MX_NORM_LAYERNORM, merged, "norm", MX_NORM_EPS);
+            merged = bd_linear(b, merged, "reduction", st->width, false);
             side /= 2;
             c = st->width;
             x = bd_reshape(b, merged, DIMS(batch, side * side, c));
@@ -115,7 +116,7 @@ static int build_vision(mx_builder *b, const mx_spec *s) {
         x = build_stage(b, s, si, x, (token_layout){batch, side, side, c, 0, 0});
     }
     bd_layer(b, "head");
-    x = bd_reduce(b, bd_norm(b, MX_NORM_LAYERNORM, x, "norm"), MX_REDUCE_MEAN, 1, false);
+    x = bd_reduce(b, bd_norm(b, MX_NORM_LAYERNORM, x, "norm", MX_NORM_EPS), MX_REDUCE_MEAN, 1, false);
     return bd_linear(b, x, "fc", s->classes, true);
 }
 
@@ -159,15 +160,43 @@ static int build_series(mx_builder *b, const mx_spec *s) {
         x = build_stage(b, s, si, x, (token_layout){batch, 1, p, c, m, p});
     bd_layer(b, "head");
     /* 2D normalisation: over the features, then over the patches */
-    x = bd_norm(b, MX_NORM_LAYERNORM, x, "norm_feature");
+    x = bd_norm(b, MX_NORM_LAYERNORM, x, "norm_feature", MX_NORM_EPS);
     x = bd_permute(b, x, DIMS(0, 1, 3, 2));
-    x = bd_permute(b, bd_norm(b, MX_NORM_LAYERNORM, x, "norm_patch"), DIMS(0, 1, 3, 2));
+    x = bd_permute(b, bd_norm(b, MX_NORM_LAYERNORM, x, "norm_patch", MX_NORM_EPS), DIMS(0, 1, 3, 2));
     x = bd_linear(b, bd_reshape(b, x, DIMS(batch, m, p * c)), "proj", s->horizon, true);
     if (s->revin) {
         bd_layer(b, "revin_out");
         x = bd_binary(b, MX_OP_DIV, bd_binary(b, MX_OP_SUB, x, beta), gamma);
         x = bd_binary(b, MX_OP_ADD, bd_binary(b, MX_OP_MUL, x, std), mean);
     }
+    return x;
+}
+
+/* ---- language -------------------------------------------------------------- */
+
+/* A Mamba language model: token ids -> embedding rows -> the stages (Mamba's
+ * pre-norm residual blocks are mixc's default x + mixer(norm(x)) with
+ * weighted averaging off) -> final norm -> logits through the embedding's
+ * matrix (tied), a matrix of its own, or none (the hidden states). */
+static int build_language(mx_builder *b, const mx_spec *s) {
+    int64_t c = s->stages[0].width;
+    bd_layer(b, "embedding");
+    /* ids are f32 whatever the model's dtype: f16 and bf16 cannot hold them */
+    mx_dtype dtype = b->dtype;
+    b->dtype = MX_F32;
+    int ids = bd_input(b, "token_ids", DIMS(s->batch, s->length));
+    b->dtype = dtype;
+    /* std 0.02, as Mamba's normal init of the embedding */
+    int table = bd_param(b, "weight", MX_INIT_UNIFORM, 0.02 * sqrt(3.0), DIMS(s->vocab, c));
+    int x = bd_finish(b, bd_node(b, MX_OP_EMBEDDING, (int[]){table, ids}, 2, 1));
+    for (int si = 0; si < s->n_stages; si++)
+        x = build_stage(b, s, si, x, (token_layout){s->batch, 1, s->length, c, 0, 0});
+    bd_layer(b, "head");
+    x = bd_norm(b, s->head_norm, x, "norm", s->stages[s->n_stages - 1].norm_eps);
+    if (s->lm_head == MX_LM_HEAD_UNTIED)
+        return bd_linear(b, x, "lm_head", s->vocab, false);
+    if (s->lm_head == MX_LM_HEAD_TIED)
+        return bd_finish(b, bd_node(b, MX_OP_LINEAR, (int[]){x, table}, 2, 1));
     return x;
 }
 
@@ -184,13 +213,16 @@ mx_status mx_model_build(struct mx_model *m, mx_diag *diag) {
         [MX_TASK_SEQUENCE] = build_sequence,
         [MX_TASK_VISION] = build_vision,
         [MX_TASK_SERIES] = build_series,
+        [MX_TASK_LANGUAGE] = build_language,
     };
-    static const char *const output_names[] = {"hidden", "logits", "forecast"};
+    const char *output_name = (const char *const[]){"hidden", "logits", "forecast", "logits"}[m->spec.task];
+    if (m->spec.task == MX_TASK_LANGUAGE && m->spec.lm_head == MX_LM_HEAD_NONE)
+        output_name = "hidden";
     int out = build[m->spec.task](&b, &m->spec);
     if (b.status != MX_OK)
         return b.status;
     if (!m->g->values[out].name)
-        mx_value_set_name(m->g, out, output_names[m->spec.task]);
+        mx_value_set_name(m->g, out, output_name);
     mx_graph_add_output(m->g, out);
     return mx_graph_verify(m->g, diag);
 }

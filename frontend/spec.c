@@ -8,9 +8,10 @@
 #include "json.h"
 #include "spec.h"
 
-const char *const mx_task_names[] = {"sequence", "vision", "series", NULL};
+const char *const mx_task_names[] = {"sequence", "vision", "series", "language", NULL};
 const char *const mx_mixer_names[] = {"none", "selective", "qs", NULL};
 const char *const mx_norm_names[] = {"layernorm", "rmsnorm", "none", NULL};
+const char *const mx_lm_head_names[] = {"tied", "untied", "none", NULL};
 static const char *const dtype_names[] = {"f32", "f16", "bf16", NULL};
 
 #define BIG 1000000000
@@ -125,6 +126,7 @@ static void read_stage(js_obj *root, int i, const mx_spec *s, mx_stage_spec *st)
     st->depth = (int)js_int(&o, "depth", 1, 1, 256);
     st->merge = js_bool(&o, "merge", s->task == MX_TASK_VISION && i > 0);
     st->norm = js_keyword(&o, "norm", MX_NORM_LAYERNORM, mx_norm_names);
+    st->norm_eps = js_number(&o, "norm_eps", 1e-5, 0, 1);
     st->residual = js_bool(&o, "residual", true);
     st->weighted_average = js_bool(&o, "weighted_average", true);
     read_mixer(&o, "token_mixer", s->task, st->width, false, &st->token);
@@ -161,6 +163,10 @@ static void read_input(js_obj *root, mx_spec *s) {
     case MX_TASK_SEQUENCE:
         s->length = (int)js_int(&in, "length", 0, 1, BIG);
         break;
+    case MX_TASK_LANGUAGE: /* ids travel as f32: whole numbers are exact up to 2^24 */
+        s->length = (int)js_int(&in, "length", 0, 1, BIG);
+        s->vocab = (int)js_int(&in, "vocab", 0, 1, 1 << 24);
+        break;
     case MX_TASK_VISION:
         s->image_size = (int)js_int(&in, "image_size", 224, 1, 65536);
         s->channels = (int)js_int(&in, "channels", 3, 1, 4096);
@@ -170,11 +176,15 @@ static void read_input(js_obj *root, mx_spec *s) {
         s->lookback = (int)js_int(&in, "lookback", 0, 1, BIG);
         break;
     }
-    const char *need = s->task == MX_TASK_SEQUENCE ? "length" : s->task == MX_TASK_SERIES ? "variates" : NULL;
+    const char *need = s->task == MX_TASK_SEQUENCE || s->task == MX_TASK_LANGUAGE ? "length"
+                       : s->task == MX_TASK_SERIES                                ? "variates"
+                                                                                  : NULL;
     if (need && ctx->status == MX_OK && !js_has(&in, need))
         js_error(ctx, in.path, need, "missing");
     if (s->task == MX_TASK_SERIES && ctx->status == MX_OK && !js_has(&in, "lookback"))
         js_error(ctx, in.path, "lookback", "missing");
+    if (s->task == MX_TASK_LANGUAGE && ctx->status == MX_OK && !js_has(&in, "vocab"))
+        js_error(ctx, in.path, "vocab", "missing (the number of token ids, rows of the embedding)");
     js_close(&in);
 }
 
@@ -192,6 +202,9 @@ static void read_ends(js_obj *root, mx_spec *s) {
         s->patch_stride = (int)js_int(&patching, "stride", 8, 1, BIG);
         s->horizon = (int)js_int(&head, "horizon", 96, 1, BIG);
         s->revin = js_bool(root, "revin", true);
+    } else if (s->task == MX_TASK_LANGUAGE) {
+        s->head_norm = js_keyword(&head, "norm", MX_NORM_RMSNORM, mx_norm_names);
+        s->lm_head = js_keyword(&head, "lm_head", MX_LM_HEAD_TIED, mx_lm_head_names);
     }
     js_ctx *ctx = root->ctx;
     /* Sections of another task are mistakes, not options to ignore. */
@@ -257,8 +270,9 @@ mx_status mx_spec_parse(const char *json, const char *source, const char *const 
         js_error(&ctx, "", "name", "longer than %d characters", (int)sizeof spec->name - 1);
     snprintf(spec->name, sizeof spec->name, "%s", name);
     if (ctx.status == MX_OK && !js_has(&root, "task"))
-        js_error(&ctx, "", "task", "missing (one of \"sequence\", \"vision\", \"series\")");
+        js_error(&ctx, "", "task", "missing (one of \"sequence\", \"vision\", \"series\", \"language\")");
     spec->task = js_keyword(&root, "task", MX_TASK_SEQUENCE, mx_task_names);
+    spec->batch_free = !js_has(&root, "batch");
     spec->batch = (int)js_int(&root, "batch", 1, 1, BIG);
     spec->dtype = js_keyword(&root, "dtype", MX_F32, dtype_names);
     read_input(&root, spec);

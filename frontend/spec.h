@@ -10,9 +10,13 @@
 #define MX_MAX_STAGES 8
 #define MX_MAX_SCANS 16
 
-typedef enum { MX_TASK_SEQUENCE, MX_TASK_VISION, MX_TASK_SERIES } mx_task;
+typedef enum { MX_TASK_SEQUENCE, MX_TASK_VISION, MX_TASK_SERIES, MX_TASK_LANGUAGE } mx_task;
 typedef enum { MX_MIXER_NONE, MX_MIXER_SELECTIVE, MX_MIXER_QS } mx_mixer_kind;
 typedef enum { MX_NORM_LAYERNORM, MX_NORM_RMSNORM, MX_NORM_NONE } mx_norm_kind;
+/* A language model's output layer: logits through the embedding's own
+ * matrix (tied), through a matrix of its own, or none (the final hidden
+ * states, as transformers' MambaModel gives them). */
+typedef enum { MX_LM_HEAD_TIED, MX_LM_HEAD_UNTIED, MX_LM_HEAD_NONE } mx_lm_head;
 
 /* One token or channel mixer: its core (selective or quasi-separable scans)
  * and, for a channel mixer, what it scans: with cw, each token's channels
@@ -41,6 +45,7 @@ typedef struct {
     int channel_every; /* a channel mixer after every k-th token mixer; 0: none */
     bool merge;        /* patch merging first (vision) */
     mx_norm_kind norm; /* pre-norm of each mixer */
+    double norm_eps;   /* its epsilon */
     bool residual;     /* residual around each mixer */
     bool weighted_average;
     mx_mixer_spec token, channel;
@@ -58,6 +63,11 @@ typedef struct {
     /* series: [batch, variates, lookback] in, [batch, variates, horizon] out */
     int variates, lookback, horizon, patch_len, patch_stride;
     bool revin;
+    /* language: token ids [batch, length] in, [batch, length, vocab] logits out */
+    int vocab;
+    mx_norm_kind head_norm; /* the final norm (eps: the last stage's norm_eps) */
+    mx_lm_head lm_head;
+    bool batch_free; /* batch not given: a caller may take it from the input data */
     int n_stages;
     mx_stage_spec stages[MX_MAX_STAGES];
 } mx_spec;
@@ -65,6 +75,7 @@ typedef struct {
 extern const char *const mx_task_names[];
 extern const char *const mx_mixer_names[];
 extern const char *const mx_norm_names[];
+extern const char *const mx_lm_head_names[];
 
 /* Reads a spec from JSON text after applying overrides ("path=value"); every
  * error names its JSON path. */

@@ -122,6 +122,12 @@ mx_cost cost_softmax(const mx_graph *g, int node) {
 
 mx_cost cost_layout(const mx_graph *g, int node) { return cost_of(g, node, 0, 0); }
 
+/* An embedding reads the ids and only the rows it gathers, not the table. */
+mx_cost cost_embedding(const mx_graph *g, int node) {
+    const mx_type *y = mx_value_type(g, mx_node_output(g, node, 0));
+    return (mx_cost){0, bytes_of(mx_node_input_type(g, node, 1)) + 2 * bytes_of(y), 0};
+}
+
 /* K scattered inputs: K-1 adds per output element. */
 mx_cost cost_scan_scatter(const mx_graph *g, int node) {
     return cost_of(g, node, (g->nodes[node].n_in - 1) * out_numel(g, node), 0);

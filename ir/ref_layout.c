@@ -223,3 +223,18 @@ void ref_scan_scatter(const mx_graph *g, int node, const float *const *in, float
             }
     free(step_at);
 }
+
+/* y[..., c] = table[ids[...], c]. An id that is not a whole number in
+ * [0, V) gives a row of NaN: the result is wrong, visibly, without a read
+ * outside the table. */
+void ref_embedding(const mx_graph *g, int node, const float *const *in, float *const *out) {
+    const mx_type *table = mx_node_input_type(g, node, 0);
+    int64_t V = table->dim[0], C = table->dim[1];
+    int64_t n = mx_type_numel(mx_node_input_type(g, node, 1));
+    for (int64_t i = 0; i < n; i++) {
+        float id = in[1][i];
+        bool valid = id >= 0 && id < (float)V && id == floorf(id);
+        for (int64_t c = 0; c < C; c++)
+            out[0][i * C + c] = valid ? in[0][(int64_t)id * C + c] : NAN;
+    }
+}

@@ -597,6 +597,26 @@ mx_status infer_scan_scatter(const mx_graph *g, int node, mx_type *out, mx_diag 
     return MX_OK;
 }
 
+static const char *const names_embedding[] = {"table", "ids", NULL};
+
+/* ids hold whole numbers in f32 (exact up to 2^24), so an id tensor never
+ * takes the table's f16 or bf16 rounding; the rows keep the table's dtype. */
+mx_status infer_embedding(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
+    rule r;
+    MX_TRY(begin(&r, g, node, d, names_embedding, NULL));
+    const mx_type *table = maybe(&r, 0), *ids = maybe(&r, 1);
+    MX_TRY(expect_dims(&r, 0, 2, NULL, "[V, C]"));
+    if (ids->dtype != MX_F32)
+        return fail_input(&r, 1, "has dtype %s: expected f32 (token ids as whole numbers)",
+                          mx_dtype_names[ids->dtype]);
+    if (ids->rank > MX_MAX_RANK - 1)
+        return bad_shape(&r, 1, "rank <= %d (the rows add one dim)", MX_MAX_RANK - 1);
+    out[0] = *ids;
+    out[0].dtype = table->dtype;
+    out[0].dim[out[0].rank++] = table->dim[1];
+    return MX_OK;
+}
+
 /* ---- the selective scan and the weighted average -------------------------- */
 
 static const char *const names_scan[] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias", "h0", NULL};

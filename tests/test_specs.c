@@ -53,7 +53,7 @@ static const bad_spec bad_specs[] = {
     {"{'task':'sequence','input':{'length':8},'stages':[" W16 "]}", {0},
      E "name: missing (the model's name)"},
     {"{'name':'s','input':{'length':8},'stages':[" W16 "]}", {0},
-     E "task: missing (one of \"sequence\", \"vision\", \"series\")"},
+     E "task: missing (one of \"sequence\", \"vision\", \"series\", \"language\")"},
     {"{'name':'s','task':'sequence','stages':[" W16 "]}", {0}, E "input: missing (the input's sizes)"},
     {"{'name':'s','task':'vision','stages':[" W16 "]}", {0}, E "input: missing (the input's sizes)"},
     {"{'name':'s','task':'sequence','input':{'length':8}}", {0},
@@ -111,7 +111,7 @@ static const bad_spec bad_specs[] = {
     {SEQ("{'width':16,'token_mixer':{'scans':[]}}"), {0},
      E "stages[0].token_mixer.scans: expected a list of 1 to 16 keywords, got []"},
     {"{'name':'s','task':3,'input':{'length':8},'stages':[" W16 "]}", {0},
-     E "task: expected one of \"sequence\", \"vision\", \"series\", got 3"},
+     E "task: expected one of \"sequence\", \"vision\", \"series\", \"language\", got 3"},
     {VIS("{'width':16}"), {"stem=4"}, E "stem: expected an object, got 4"},
 
     /* ---- out of range ---- */
@@ -134,7 +134,7 @@ static const bad_spec bad_specs[] = {
 
     /* ---- keywords ---- */
     {"{'name':'s','task':'text','input':{'length':8},'stages':[" W16 "]}", {0},
-     E "task: expected one of \"sequence\", \"vision\", \"series\", got \"text\""},
+     E "task: expected one of \"sequence\", \"vision\", \"series\", \"language\", got \"text\""},
     {SEQ("{'width':16,'token_mixer':{'kind':'mamba'}}"), {0},
      E "stages[0].token_mixer.kind: expected one of \"none\", \"selective\", \"qs\", got \"mamba\""},
     {SEQ("{'width':16,'norm':'batchnorm'}"), {0},

@@ -83,7 +83,7 @@ static bool same_bits(const float *a, const float *b, int64_t n) {
 
 /* ---- every spec of the zoo ------------------------------------------------ */
 
-/* The output shape a spec promises (docs/spec.md): [batch, length, width],
+/* The output shape a spec promises (docs/spec.md): [batch, length, width or vocab],
  * [batch, classes] or [batch, variates, horizon]. */
 static int expected_shape(const mx_spec *s, int64_t *dims) {
     switch (s->task) {
@@ -95,6 +95,10 @@ static int expected_shape(const mx_spec *s, int64_t *dims) {
         return 2;
     case MX_TASK_SERIES:
         dims[0] = s->batch, dims[1] = s->variates, dims[2] = s->horizon;
+        return 3;
+    case MX_TASK_LANGUAGE:
+        dims[0] = s->batch, dims[1] = s->length;
+        dims[2] = s->lm_head == MX_LM_HEAD_NONE ? s->stages[s->n_stages - 1].width : s->vocab;
         return 3;
     }
     return 0;
@@ -145,6 +149,10 @@ static void reduced_sizes(const mx_spec *s, override_list *o) {
         ov_add(o, "input.variates=3");
         ov_add(o, "input.lookback=64");
         ov_add(o, "head.horizon=8");
+        break;
+    case MX_TASK_LANGUAGE:
+        ov_add(o, "input.length=12");
+        ov_add(o, "input.vocab=64");
         break;
     }
     for (int i = 0; i < s->n_stages; i++) {
