@@ -5,11 +5,14 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "explore.h"
 
 #define SPEC MIXC_SOURCE_DIR "/models/mamba-block.json"
+
+static char tmp_dir[] = "/tmp/mixc-test-explore-XXXXXX";
 
 static const char *const reduced[] = {"input.length=12", "stages[0].width=8", "batch=1"};
 
@@ -119,7 +122,7 @@ static void check_json(const mx_explore *e, const char *path) {
         const double x[] = {a->params, a->flops, a->bytes, a->peak_bytes, a->host_ms, a->estimate_ms, a->gpu_ms};
         const double y[] = {b->params, b->flops, b->bytes, b->peak_bytes, b->host_ms, b->estimate_ms, b->gpu_ms};
         for (int c = 0; c < 7; c++)
-            same &= isnan(x[c]) ? isnan(y[c]) : x[c] == y[c];
+            same &= isnan(x[c]) ? isnan(y[c]) : fabs(x[c] - y[c]) <= 1e-12 * fabs(x[c]); /* cJSON prints 15 digits */
         for (int k = 0; k < e->n_paths; k++)
             same &= strcmp(a->values[k], b->values[k]) == 0;
         CHECK_MSG(same, "variant %d differs after a JSON round trip", i);
@@ -168,20 +171,24 @@ static void test_sweep(void) {
          *json = printed(e, mx_explore_print_json);
     check_table(e, table, 2);
     check_csv(e, csv, 2);
-    const char *json_path = "test_explore.json", *svg_path = "test_explore.svg";
+    char json_path[64], svg_path[64], cmd[512];
+    snprintf(json_path, sizeof json_path, "%s/sweep.json", tmp_dir);
+    snprintf(svg_path, sizeof svg_path, "%s/sweep.svg", tmp_dir);
     write_file(json_path, json);
     check_json(e, json_path);
     mx_diag d = {{0}};
     CHECK_MSG(mx_explore_write_svg(e, MX_PLOT_LATENCY, svg_path, &d) == MX_OK, "%s", d.msg);
     /* python3: parses as XML, one circle per working variant, the front labelled */
-    int rc = system("python3 -c \"import sys, xml.etree.ElementTree as ET\n"
-                    "r = ET.parse('test_explore.svg').getroot()\n"
-                    "ns = '{http://www.w3.org/2000/svg}'\n"
-                    "pts = [c for c in r.iter(ns + 'circle') if 'variant' in c.get('class', '')]\n"
-                    "front = [c for c in pts if 'front' in c.get('class')]\n"
-                    "labels = [t for t in r.iter(ns + 'text') if t.get('class') == 'label']\n"
-                    "sys.exit(0 if len(pts) == 4 and len(front) >= 1 and len(labels) == len(front) and "
-                    "all('d_state=' in t.text for t in labels) else 1)\"");
+    snprintf(cmd, sizeof cmd,
+             "python3 -c \"import sys, xml.etree.ElementTree as ET\n"
+             "r = ET.parse('%s').getroot()\n"
+             "ns = '{http://www.w3.org/2000/svg}'\n"
+             "pts = [c for c in r.iter(ns + 'circle') if 'variant' in c.get('class', '')]\n"
+             "front = [c for c in pts if 'front' in c.get('class')]\n"
+             "labels = [t for t in r.iter(ns + 'text') if t.get('class') == 'label']\n"
+             "sys.exit(0 if len(pts) == 4 and len(front) >= 1 and len(labels) == len(front) and "
+             "all('d_state=' in t.text for t in labels) else 1)\"", svg_path);
+    int rc = system(cmd);
     CHECK_MSG(rc == 0, "the SVG does not parse, or has not 4 points with a labelled front");
     CHECK(mx_explore_write_svg(e, MX_PLOT_MEMORY, svg_path, &d) == MX_OK);
     remove(json_path);
@@ -200,7 +207,7 @@ static void test_shards(void) {
     mx_diag d = {{0}};
     for (int i = 0; i < 2 && parts[i]; i++) {
         char path[64], *json = printed(parts[i], mx_explore_print_json);
-        snprintf(path, sizeof path, "test_explore_shard%d.json", i + 1);
+        snprintf(path, sizeof path, "%s/shard%d.json", tmp_dir, i + 1);
         write_file(path, json);
         CHECK_MSG(mx_explore_read_json(path, &read[i], &d) == MX_OK, "%s", d.msg);
         remove(path);
@@ -248,9 +255,14 @@ static void test_sample(void) {
 }
 
 int main(void) {
+    if (!mkdtemp(tmp_dir)) {
+        CHECK_MSG(false, "cannot make a temp folder");
+        return check_summary();
+    }
     test_vary_parse();
     test_sweep();
     test_shards();
     test_sample();
+    rmdir(tmp_dir);
     return check_summary();
 }
