@@ -87,7 +87,8 @@ static int run(const cli_args *a) {
     mx_explore_options o = {.spec = a->pos[0], .overrides = set, .n_overrides = n_set, .vary = vary,
                             .estimate_target = cli_value(a, "--target") ? cli_value(a, "--target") : "h100",
                             .host_device = cli_value(a, "--device") ? cli_value(a, "--device") : "cpu",
-                            .gpu = true, .warmup = 1, .runs = 5, .progress = stderr};
+                            .profile = cli_flag(a, "--profile"), .gpu = true, .warmup = 1, .runs = 5,
+                            .progress = stderr};
     if (!cli_seed(a, &seed) || !int_option(a, "--sample", 1, &o.sample) || !int_option(a, "--runs", 1, &o.runs) ||
         !int_option(a, "--warmup", 0, &o.warmup) || !shard_option(a, &o.shard, &o.n_shards))
         return CLI_USAGE;
@@ -117,6 +118,7 @@ static const cli_option options[] = {
     {"--device", CLI_VALUE, "D", "where latency is measured: cpu (default; ref where mixc has no\nCPU backend), ref, "
                                  "emu, or none"},
     {"--target", CLI_VALUE, "NAME", "GPU profile of the roofline estimate (default h100)"},
+    {"--profile", CLI_FLAG, NULL, "estimate kernels from what the host emulation counts them\nmoving (slower; sees uncoalesced traffic)"},
     {"--runs", CLI_VALUE, "N", "timed runs per measurement, the median kept (default 5)"},
     {"--warmup", CLI_VALUE, "N", "untimed runs before them (default 1)"},
     {"--shard", CLI_VALUE, "I/N", "measure every N-th point from the I-th (I = 1..N): one machine's share"},

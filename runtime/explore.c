@@ -8,6 +8,7 @@
 
 #include "codegen.h"
 #include "gemm.h"
+#include "profile.h"
 #include "progress.h"
 
 /* ---- the varied fields ------------------------------------------------------------ */
@@ -151,17 +152,22 @@ static mx_cost matmul_cost(const mx_gemm *gm) {
                      .bytes = elems * (double)mx_dtype_size(gm->dtype)};
 }
 
-/* Kernels, products and the estimate on t, from the generated module. */
-static mx_status estimate(const mx_program *p, const mx_target *t, mx_variant *v, mx_diag *d) {
+/* Kernels, products and the estimate on t, from the generated module (and
+ * what the emulation counts it doing, with profile). */
+static mx_status estimate(const mx_program *p, const mx_target *t, bool profile, mx_variant *v, mx_diag *d) {
     mx_module m;
     mx_codegen_options co = {.target = t};
     MX_TRY(mx_codegen(p, &co, &m, d));
+    mx_profile prof = {0};
+    mx_status st = profile ? mx_profile_run(p, &m, t, NULL, &prof, d) : MX_OK;
     double seconds = 0;
-    mx_status st = MX_OK;
     for (int k = 0; k < p->n_groups && st == MX_OK; k++) {
         const mx_kernel *kern = mx_module_kernel(&m, k);
         mx_gemm gm;
-        if (kern) {
+        if (kern && profile) {
+            const mx_kernel_profile *kp = mx_profile_kernel(&prof, k);
+            seconds += kp ? kp->roofline_s : floor_s(t, kern->floor);
+        } else if (kern) {
             seconds += floor_s(t, kern->floor);
         } else if ((st = mx_gemm_decode(p, k, &gm, d)) == MX_OK) {
             seconds += floor_s(t, matmul_cost(&gm));
@@ -170,6 +176,8 @@ static mx_status estimate(const mx_program *p, const mx_target *t, mx_variant *v
     }
     v->kernels = m.n_kernels;
     v->estimate_ms = seconds * 1e3;
+    if (profile)
+        mx_profile_free(&prof);
     mx_module_free(&m);
     return st;
 }
@@ -240,7 +248,7 @@ static mx_status measure_variant(const mx_explore_options *o, const targets *tg,
     }
     if (st == MX_OK) {
         v->peak_bytes = (double)p->arena_bytes;
-        st = estimate(p, &tg->estimate_target, v, d);
+        st = estimate(p, &tg->estimate_target, o->profile, v, d);
     }
     if (st == MX_OK && tg->host)
         st = measure(model, &tg->host_target, o, &v->host_ms, d);
@@ -319,6 +327,7 @@ static mx_status check_options(const mx_explore_options *o, int64_t *grid, mx_di
 static mx_status choose_targets(const mx_explore_options *o, targets *tg, mx_explore *e, mx_diag *d) {
     MX_TRY(mx_target_named(o->estimate_target, MX_DEVICE_EMU, &tg->estimate_target, d));
     snprintf(e->estimate_name, sizeof e->estimate_name, "%s", o->estimate_target);
+    snprintf(e->estimate_method, sizeof e->estimate_method, "%s", o->profile ? "emulation counters" : "buffer floor");
     mx_target_describe(&tg->estimate_target, e->estimate_target, sizeof e->estimate_target);
     if (o->host_device) {
         mx_diag ignored;

@@ -49,6 +49,10 @@ typedef struct {
                                          "ref" where mixc has no CPU backend), "ref",
                                          "emu"; NULL: not measured */
     const char *estimate_target;      /* named GPU profile of the roofline estimate */
+    bool profile;                     /* estimate kernels from the bytes and exps the host
+                                         emulation counts (profile.h: slower, sees
+                                         uncoalesced and repeated traffic), not from
+                                         their materialised buffers */
     bool gpu;                         /* measure on the GPU when one is there */
     int warmup, runs;                 /* of each measurement */
     FILE *progress;                   /* where the progress bar goes (NULL: none) */
@@ -76,6 +80,7 @@ typedef struct {
      * "h100", "gpu"), "" when the column was not taken, and a description. */
     char host_name[32], estimate_name[32], gpu_name[32];
     char host_device[160], estimate_target[160], gpu_device[160];
+    char estimate_method[48];  /* "buffer floor" or "emulation counters" */
     mx_variant *variants;
     int n_variants;
 } mx_explore;

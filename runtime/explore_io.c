@@ -67,7 +67,7 @@ static const char *latency_header(const mx_explore *e, int c, char *buf, size_t 
 static void describe(const mx_explore *e, FILE *out) {
     fprintf(out, "# %s: %d of %lld grid points\n", e->spec, e->n_variants, (long long)e->grid_size);
     fprintf(out, "# host (measured): %s\n", *e->host_device ? e->host_device : "not measured");
-    fprintf(out, "# estimate (roofline floor, estimated): %s\n", e->estimate_target);
+    fprintf(out, "# estimate (roofline, estimated from the %s): %s\n", e->estimate_method, e->estimate_target);
     fprintf(out, "# gpu (measured): %s\n", *e->gpu_device ? e->gpu_device : "no GPU");
 }
 
@@ -163,6 +163,7 @@ static cJSON *to_json(const mx_explore *e) {
         const char *value;
     } devices[] = {{"host_name", e->host_name},         {"host_device", e->host_device},
                    {"estimate_name", e->estimate_name}, {"estimate_target", e->estimate_target},
+                   {"estimate_method", e->estimate_method},
                    {"gpu_name", e->gpu_name},           {"gpu_device", e->gpu_device}};
     bool ok = true;
     for (size_t i = 0; i < sizeof devices / sizeof *devices; i++)
@@ -223,11 +224,13 @@ static mx_status from_json(const cJSON *root, const char *path, mx_explore *e, m
         cJSON_GetArraySize(paths) < 1 || cJSON_GetArraySize(paths) > MX_EXPLORE_MAX_VARY)
         return mx_fail(d, MX_ERR_PARSE, "%s: not a result of mixc explore --json (spec, vary, grid_size, variants)",
                        path);
-    char *const fields[] = {e->host_name, e->host_device, e->estimate_name, e->estimate_target, e->gpu_name,
-                            e->gpu_device};
-    const char *keys[] = {"host_name", "host_device", "estimate_name", "estimate_target", "gpu_name", "gpu_device"};
-    const size_t sizes[] = {sizeof e->host_name,     sizeof e->host_device, sizeof e->estimate_name,
-                            sizeof e->estimate_target, sizeof e->gpu_name,  sizeof e->gpu_device};
+    char *const fields[] = {e->host_name, e->host_device, e->estimate_name, e->estimate_target, e->estimate_method,
+                            e->gpu_name,  e->gpu_device};
+    const char *keys[] = {"host_name",       "host_device", "estimate_name", "estimate_target",
+                          "estimate_method", "gpu_name",    "gpu_device"};
+    const size_t sizes[] = {sizeof e->host_name,       sizeof e->host_device, sizeof e->estimate_name,
+                            sizeof e->estimate_target, sizeof e->estimate_method, sizeof e->gpu_name,
+                            sizeof e->gpu_device};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         snprintf(fields[i], sizes[i], "%s", string_at(root, keys[i]) ? string_at(root, keys[i]) : "");
     e->grid_size = (int64_t)grid->valuedouble;
@@ -374,6 +377,7 @@ mx_status mx_explore_merge(mx_explore *const *parts, int n, mx_explore **out, mx
         memcpy(e->host_device, first->host_device, sizeof e->host_device);
         memcpy(e->estimate_name, first->estimate_name, sizeof e->estimate_name);
         memcpy(e->estimate_target, first->estimate_target, sizeof e->estimate_target);
+        memcpy(e->estimate_method, first->estimate_method, sizeof e->estimate_method);
         memcpy(e->gpu_name, first->gpu_name, sizeof e->gpu_name);
         memcpy(e->gpu_device, first->gpu_device, sizeof e->gpu_device);
         e->grid_size = first->grid_size;
