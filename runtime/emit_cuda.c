@@ -451,7 +451,7 @@ static void makefile(const project *pr, const mx_target *tg, mx_text *t) {
                    "CUDA ?= /usr/local/cuda\nNVCC ?= $(CUDA)/bin/nvcc\nARCH ?= sm_%d\n"
                    "CFLAGS ?= -O2\n"
                    "# 177: a generated kernel may declare an index it does not use\n"
-                   "NVCCFLAGS ?= -O3 -diag-suppress 177\n\n"
+                   "NVCCFLAGS ?= -O3 --diag-suppress=177\n\n"
                    "example: main.o model.o\n"
                    "\t$(NVCC) -o $@ main.o model.o -L$(CUDA)/lib64 -lcublasLt -lcudart\n\n"
                    "model.o: model.cu model.h kernels.cuh standalone.cuh\n"
@@ -473,9 +473,12 @@ static void cmakelists(const project *pr, const mx_target *tg, mx_text *t) {
                    "add_library(%s model.cu)\n"
                    "target_include_directories(%s PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})\n"
                    "target_link_libraries(%s PUBLIC CUDA::cudart CUDA::cublasLt)\n"
+                   "# 177: a generated kernel may declare an index it does not use\n"
+                   "target_compile_options(%s PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--diag-suppress=177>)\n"
                    "add_executable(example main.c)\n"
                    "target_link_libraries(example PRIVATE %s m)\n",
-                   pr->p->g->name, MIXC_VERSION, pr->prefix, tg->sm, pr->prefix, pr->prefix, pr->prefix, pr->prefix);
+                   pr->p->g->name, MIXC_VERSION, pr->prefix, tg->sm, pr->prefix, pr->prefix, pr->prefix, pr->prefix,
+                   pr->prefix);
 }
 
 /* ---- kernels.cuh ---------------------------------------------------------------------------- */
