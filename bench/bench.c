@@ -89,9 +89,11 @@ mx_status bench_compile(bench *b, mx_graph *g, mx_program **p, mx_module *m, mx_
     *m = (mx_module){0};
     *p = mx_program_new(g);
     mx_pass_options o;
-    mx_pass_options_from_env(&o);
+    MX_TRY(mx_pass_options_from_env(&o, d));
     MX_TRY(mx_program_run_passes(*p, &o, d));
-    mx_codegen_options co = {.sm = mx_gpu_sm(b->gpu)};
+    mx_target t;
+    MX_TRY(mx_target_detect(MX_DEVICE_CUDA, &t, d));
+    mx_codegen_options co = {.target = &t};
     return mx_codegen(*p, &co, m, d);
 }
 

@@ -51,6 +51,8 @@ typedef struct {
     bool written; /* an output of the kernel */
 } mx_kernel_arg;
 
+#define MX_CODEGEN_MAX_PRUNED 16 /* a scan group's scans */
+
 typedef struct {
     int group;
     char name[64];        /* "mx_g12_scan"; kernels of identical source share one
@@ -63,6 +65,13 @@ typedef struct {
                              shapes are compiled in) */
     int n_args;
     mx_cost floor;        /* bytes moved (materialised traffic only) and exps, for % of roofline */
+    int program;          /* the program (mx_module.programs) that defines its function */
+    /* Switch of Scans pruning (mx_codegen_options.prune_scans): the scans
+     * left out, and the sum of their terms' weights, which bounds the error:
+     * |M - M_exact| <= pruned_weight x the largest |term| of the sum. */
+    int pruned[MX_CODEGEN_MAX_PRUNED]; /* selective_scan nodes */
+    int n_pruned;
+    double pruned_weight;
 } mx_kernel;
 
 typedef struct {
@@ -70,23 +79,41 @@ typedef struct {
     int n_kernels;
     int *kernel_of_group; /* per group; -1 for matmul groups (and skipped ones) */
     int n_skipped;        /* groups left out under options.skip_scan */
-    mx_text source;       /* the whole module */
+    mx_text source;       /* the whole module: every function once (emulation, --source) */
+    /* The same functions cut into programs of about equal NVRTC cost, each
+     * complete (prelude, helpers, its functions): compiled in parallel and
+     * cached one by one, then loaded together; kernels[i].program names the
+     * one to look its function up in. */
+    mx_text *programs;
+    int n_programs;
 } mx_module;
+
+#define MX_CODEGEN_PROGRAMS 8      /* programs when the options leave it 0 */
+#define MX_CODEGEN_MAX_PROGRAMS 64
 
 /* Storage types come from the graph's values (f32, f16, bf16); arithmetic and
  * the scan state are f32 whatever the storage. */
 typedef struct {
-    int sm;               /* target architecture: 80, 90 */
+    const mx_target *target; /* the GPU to generate for (emu and cuda targets) */
     /* Per-group tiles (p->n_groups entries, threads 0: the default), NULL for
      * the defaults of the cost model (mx_tiles_default). */
     const mx_tiles *tiles;
     /* Leave scan groups out (kernel_of_group -1, counted in n_skipped): for
      * tests of the other kinds while no scan emitter is linked. */
     bool skip_scan;
+    /* Programs to cut the module into (0: MX_CODEGEN_PROGRAMS; fewer when
+     * there are fewer distinct functions). */
+    int programs;
+    /* Switch of Scans: leave out the orders whose softmax weight is below
+     * prune_scans (0: keep all); the weights are read from params (the bound
+     * params of p->g, mx_program_bind_init), which it then needs. What was
+     * left out is in each kernel's pruned fields. */
+    double prune_scans;
+    const mx_buffers *params;
 } mx_codegen_options;
 
 /* The cost model's tiles for a group (codegen/tiles.c, docs/codegen.md). */
-mx_tiles mx_tiles_default(const mx_program *p, int group, int sm);
+mx_tiles mx_tiles_default(const mx_program *p, int group, const mx_target *t);
 /* The module of a fused and planned program; on error (a group no emitter
  * handles, "group 5 (scan, anchor %32): ...") *out is zeroed. */
 mx_status mx_codegen(const mx_program *p, const mx_codegen_options *o, mx_module *out, mx_diag *d);

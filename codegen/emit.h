@@ -40,6 +40,8 @@ enum { MX_HELPER_DIAG = 1 };
 
 struct mx_emitter {
     const mx_program *p;
+    const mx_target *target; /* the GPU the kernel is for: limits and sizes */
+    const mx_codegen_options *options; /* set by codegen.c after init: what the caller asked */
     int group;
     mx_text *body; /* statements of the kernel being written */
     int indent;
@@ -63,7 +65,7 @@ struct mx_emitter {
     mx_diag diag;
 };
 
-void mx_emitter_init(mx_emitter *e, const mx_program *p, int group, mx_text *body);
+void mx_emitter_init(mx_emitter *e, const mx_program *p, const mx_target *t, int group, mx_text *body);
 void mx_emitter_free(mx_emitter *e);
 
 /* Records the first error ("group 5 (norm, anchor %3): ..."). */

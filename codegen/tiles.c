@@ -33,7 +33,7 @@ static int row_threads(const mx_program *p, int group) {
     return threads;
 }
 
-mx_tiles mx_tiles_default(const mx_program *p, int group, int sm) {
+mx_tiles mx_tiles_default(const mx_program *p, int group, const mx_target *target) {
     mx_tiles t = {.threads = 256, .items = 1, .channels = 1, .lanes_per_state = 1, .vector = 1};
     switch (p->groups[group].kind) {
     case MX_FUSE_NORM:
@@ -41,7 +41,7 @@ mx_tiles mx_tiles_default(const mx_program *p, int group, int sm) {
         t.threads = row_threads(p, group);
         break;
     case MX_FUSE_SCAN:
-        return mx_scan_default_tiles(p, group, sm);
+        return mx_scan_default_tiles(p, group, target);
     default: {
         int64_t n = group_numel(p, group);
         if (n < 256)

@@ -1,9 +1,11 @@
 /* mixc.h: the public C API of mixc.
  *
- * What exists today: load a graph written in the text IR (docs/ir.md), verify
- * it, print it, and run it on the reference interpreter with host buffers.
- * Every call that can fail on user input returns MX_OK or an error status and
- * fills an mx_diag with a message that says where and why. */
+ * The pipeline every user of mixc takes (the CLI, the benchmarks, the tests
+ * and the Python package included): load a model spec or a graph, choose a
+ * target (mx_target), compile (mx_compile), bind weights, set inputs, run,
+ * read outputs. Every call that can fail on user input returns MX_OK or an
+ * error status and fills an mx_diag with a message that says where and why.
+ * docs/api.md walks through it. */
 #ifndef MIXC_H
 #define MIXC_H
 
@@ -54,6 +56,9 @@ int mx_graph_output_count(const mx_graph *g);
 int mx_graph_output(const mx_graph *g, int i); /* the value id of output i */
 int mx_graph_input_count(const mx_graph *g);   /* input and param values */
 int mx_graph_input(const mx_graph *g, int i);
+/* Whether value v is a param (a weight) rather than a data input. */
+int mx_graph_value_is_param(const mx_graph *g, int v);
+mx_dtype mx_graph_value_dtype(const mx_graph *g, int v);
 
 /* Host buffers for a graph: one f32 array per value, whatever its dtype
  * (values of dtype f16/bf16 hold numbers rounded to that type). */
@@ -115,6 +120,153 @@ void mx_stats_free(mx_stats *s);
 /* A readable table, or JSON ({"model", "layers": [...], "total"}). */
 void mx_stats_print_table(const mx_stats *s, const mx_graph *g, FILE *out);
 void mx_stats_print_json(const mx_stats *s, const mx_graph *g, FILE *out);
+
+
+/* ---- targets ------------------------------------------------------------------ */
+
+/* Where a compiled model runs: the reference interpreter, generated CUDA under
+ * host emulation, the GPU, or kernels JIT-compiled for the host CPU. */
+typedef enum { MX_DEVICE_REF, MX_DEVICE_EMU, MX_DEVICE_CUDA, MX_DEVICE_CPU, MX_DEVICE_COUNT } mx_device;
+
+/* What the matmul library fuses into a product (bits of matmul_epilogues). */
+enum {
+    MX_EPILOGUE_BIAS = 1,     /* + bias broadcast over rows */
+    MX_EPILOGUE_RELU = 2,
+    MX_EPILOGUE_GELU = 4,     /* tanh approximation */
+    MX_EPILOGUE_RESIDUAL = 8, /* + an existing tensor (beta = 1) */
+};
+
+/* The target: chosen first and passed down to passes, code generators and the
+ * runtime, which ask it instead of assuming a machine. A GPU target (emu and
+ * cuda) describes the GPU the code is generated for: read off GPU 0 for cuda,
+ * or a named profile (mx_target_named) for compiling, emulating and
+ * estimating without one. Fields a device does not use are 0. */
+typedef struct {
+    mx_device device;
+    char name[96];             /* "h100", "sm_90", the GPU's or the CPU's name */
+    int detected;              /* 1: read off this machine; 0: a named profile */
+    /* GPU: code generation and limits */
+    int sm;                    /* compute capability x 10 (90 for sm_90) */
+    int sm_count;
+    int max_threads_per_sm;
+    int max_threads_per_block;
+    int regs_per_sm;           /* 32-bit registers */
+    int max_regs_per_thread;
+    int smem_per_block;        /* bytes a block gets without opting in (48 KiB) */
+    int smem_per_block_optin;  /* bytes a block may opt into */
+    int smem_per_sm;
+    int64_t l2_bytes;
+    int64_t memory_bytes;      /* device (GPU) or host memory */
+    /* GPU: the roofline */
+    double bytes_per_s;        /* DRAM bandwidth */
+    double exps_per_s;         /* SFU ex2 results per second */
+    double flops_per_s;        /* f32 (FMA = 2) */
+    char rates_source[96];     /* where bytes_per_s comes from */
+    unsigned matmul_epilogues; /* MX_EPILOGUE_* the matmul library fuses */
+    /* CPU */
+    int vector_bits;           /* widest vectors: 512 (AVX-512F), 256 (AVX2), 128 */
+    int threads;               /* worker threads: MIXC_THREADS, else the cores */
+    char cpu_features[96];     /* "avx512f avx2 fma f16c" */
+} mx_target;
+
+const char *mx_device_name(mx_device d); /* "ref", "emu", "cuda", "cpu" */
+/* "ref", "emu", "cuda", "cpu"; an unknown name is an error listing them. */
+mx_status mx_device_parse(const char *name, mx_device *out, mx_diag *d);
+/* A named GPU profile (sm_80, sm_90, a100, h100, h200; mx_target_names lists
+ * them) for device emu or cuda. */
+mx_status mx_target_named(const char *name, mx_device device, mx_target *out, mx_diag *d);
+/* The target of a device on this machine: cuda from GPU 0 (an error, saying
+ * why, without a usable driver and GPU), cpu from the host, emu the h100
+ * profile, ref the host. */
+mx_status mx_target_detect(mx_device device, mx_target *out, mx_diag *d);
+/* What the CLI's --device and --target give: device "auto" is cuda when a GPU
+ * is there, else cpu (or ref where mixc was built without LLVM), and *why
+ * (when not NULL) says why a GPU was not used; name NULL detects. */
+mx_status mx_target_choose(const char *device, const char *name, mx_target *out, char *why, size_t why_size,
+                           mx_diag *d);
+/* The named profiles, comma-separated. */
+const char *mx_target_names(void);
+/* One line: "cuda: NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 3.00 TB/s measured)". */
+void mx_target_describe(const mx_target *t, char *buf, size_t size);
+
+/* ---- compiling and running ---------------------------------------------------- */
+
+typedef struct mx_compiled mx_compiled;
+
+typedef struct {
+    /* 1: ignore MIXC_NO_FUSION, MIXC_NO_PLANNER, MIXC_DISABLE_PASSES,
+     * MIXC_PRINT_AFTER (docs/passes.md); 0 (the default): obey them. */
+    int ignore_env;
+    const char *disable_passes; /* "cse,fold": skipped on top of the environment's */
+    const char *print_after;    /* passes (or debug letters, or "all") to print after */
+    const char *print_before;
+    int time_passes;            /* each pass's wall time to log */
+    FILE *log;                  /* pass printing and timing; stderr when NULL */
+    int no_load;                /* 1: passes only, nothing generated, loaded or allocated on the
+                                 * device (inspection, ahead-of-time compiles); mx_run refuses */
+} mx_compile_options;
+
+/* Compiles a copy of g (or of a model's graph) for t: passes, then code for the
+ * target's device, compiled and loaded (NVRTC, the host compiler or LLVM),
+ * memory allocated. o NULL: defaults. Params start unset: bind them with
+ * mx_init_weights, mx_load_weights or mx_set_param before mx_run. A model
+ * must outlive its compiled program. */
+mx_compiled *mx_compile(const mx_graph *g, const mx_target *t, const mx_compile_options *o, mx_diag *d);
+mx_compiled *mx_compile_model(const mx_model *m, const mx_target *t, const mx_compile_options *o, mx_diag *d);
+void mx_compiled_free(mx_compiled *c);
+const mx_target *mx_compiled_target(const mx_compiled *c);
+/* The source graph (as given, before the passes). */
+const mx_graph *mx_compiled_graph(const mx_compiled *c);
+
+/* The tensors a compiled program takes and gives, by role. */
+typedef enum { MX_ROLE_INPUT, MX_ROLE_PARAM, MX_ROLE_OUTPUT } mx_role;
+
+typedef struct {
+    const char *name;
+    mx_dtype dtype;
+    int rank;
+    const int64_t *dims;
+    int64_t numel;
+} mx_tensor_info;
+
+int mx_tensor_count(const mx_compiled *c, mx_role role);
+/* Tensor i of role (0 .. count-1); MX_ERR_INVALID out of range. */
+mx_status mx_tensor_info_of(const mx_compiled *c, mx_role role, int i, mx_tensor_info *out, mx_diag *d);
+
+/* Params: the model's seeded initialisation (docs/models.md; uniform numbers
+ * in [-1, 1) for a graph), a safetensors file (docs/weights.md), or one
+ * tensor from caller memory. */
+mx_status mx_init_weights(mx_compiled *c, uint64_t seed, mx_diag *d);
+mx_status mx_load_weights(mx_compiled *c, const char *path, mx_diag *d);
+mx_status mx_save_weights(const mx_compiled *c, const char *path, mx_diag *d);
+/* Copies one input (or param) from caller memory: name, dtype, rank and dims
+ * must be the graph's ("input %x: expected f32 [1,196,192], got f32 [1,196]"). */
+mx_status mx_set_input(mx_compiled *c, const char *name, const void *data, mx_dtype dtype, int rank,
+                       const int64_t *dims, mx_diag *d);
+mx_status mx_set_param(mx_compiled *c, const char *name, const void *data, mx_dtype dtype, int rank,
+                       const int64_t *dims, mx_diag *d);
+/* Every input not set yet: seeded uniform numbers in [-1, 1). */
+mx_status mx_set_random_inputs(mx_compiled *c, uint64_t seed, mx_diag *d);
+
+/* One forward pass; waits for it, the outputs are then readable. Every input
+ * and param must have been given. */
+mx_status mx_run(mx_compiled *c, mx_diag *d);
+
+/* Forward passes after `warmup` untimed ones: wall time of each (GPU: events),
+ * compile and transfers excluded; sorted; median, min, max in ms. */
+typedef struct {
+    int runs;
+    double median_ms, min_ms, max_ms;
+} mx_timing;
+mx_status mx_time(mx_compiled *c, int warmup, int runs, mx_timing *out, mx_diag *d);
+
+/* The f32 data of output `name` (NULL: the first output) after mx_run; valid
+ * until the next run or free. NULL when there is no such output or no run. */
+const float *mx_output(const mx_compiled *c, const char *name);
+/* Copies output name (NULL: the first) into caller memory as dtype; bytes is
+ * the room at data ("output %logits: needs 4000 bytes, got 400"). */
+mx_status mx_get_output(const mx_compiled *c, const char *name, void *data, mx_dtype dtype, size_t bytes,
+                        mx_diag *d);
 
 #ifdef __cplusplus
 }

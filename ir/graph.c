@@ -385,6 +385,10 @@ int mx_graph_input_count(const mx_graph *g) {
     return count;
 }
 
+int mx_graph_value_is_param(const mx_graph *g, int v) { return g->nodes[g->values[v].node].op == MX_OP_PARAM; }
+
+mx_dtype mx_graph_value_dtype(const mx_graph *g, int v) { return g->values[v].type.dtype; }
+
 int mx_graph_input(const mx_graph *g, int i) {
     for (int n = 0; n < g->n_nodes; n++)
         if (is_input(g, n) && i-- == 0)

@@ -77,28 +77,42 @@ static uint64_t stream_key(const mx_graph *g, int v) {
     return h;
 }
 
+/* V when v is the ids of an embedding (of a [V, C] table), else 0: random
+ * ids must pick rows, not NaN. */
+static int64_t ids_vocab(const mx_graph *g, int v) {
+    for (int node = 0; node < g->n_nodes; node++)
+        if (g->nodes[node].op == MX_OP_EMBEDDING && mx_node_input(g, node, 1) == v)
+            return mx_node_input_type(g, node, 0)->dim[0];
+    return 0;
+}
+
 /* Each value draws from its own splitmix64 stream, started from the seed and
  * its key, so its numbers do not depend on the rest of the graph. The numbers
  * lie on an even grid of [-1, 1) as fine as the dtype's precision at 1
  * (2^-23, 2^-10, 2^-7), so each is exact in the dtype: rounding a finer draw
  * could reach 1.0. */
-void mx_buffers_fill_random(mx_buffers *b, const mx_graph *g, uint64_t seed) {
+bool mx_fill_random_value(mx_buffers *b, const mx_graph *g, int v, uint64_t seed) {
     static const int grid_bits[MX_DTYPE_COUNT] = {[MX_F32] = 24, [MX_F16] = 11, [MX_BF16] = 8};
-    for (int node = 0; node < g->n_nodes; node++) {
-        if (!is_input(g->nodes[node].op))
-            continue;
-        int v = mx_node_output(g, node, 0);
-        float *x = buffer_of(b, v);
-        if (!x)
-            continue; /* out of memory: mx_ref_run will report the missing input */
-        int bits = grid_bits[mx_value_type(g, v)->dtype];
-        double step = ldexp(1.0, 1 - bits);
-        uint64_t state = mix64(seed ^ mix64(stream_key(g, v) + 1));
-        for (int64_t i = 0; i < b->numel[v]; i++) {
-            state += 0x9E3779B97F4A7C15ull;
-            x[i] = (float)((double)(mix64(state) >> (64 - bits)) * step - 1);
-        }
+    float *x = buffer_of(b, v);
+    if (!x)
+        return false;
+    int bits = grid_bits[mx_value_type(g, v)->dtype];
+    double step = ldexp(1.0, 1 - bits);
+    uint64_t state = mix64(seed ^ mix64(stream_key(g, v) + 1));
+    int64_t vocab = ids_vocab(g, v);
+    for (int64_t i = 0; i < b->numel[v]; i++) {
+        state += 0x9E3779B97F4A7C15ull;
+        x[i] = (float)((double)(mix64(state) >> (64 - bits)) * step - 1);
+        if (vocab) /* token ids: whole numbers spread over [0, V) */
+            x[i] = (float)floor(((double)x[i] + 1) / 2 * (double)vocab);
     }
+    return true;
+}
+
+void mx_buffers_fill_random(mx_buffers *b, const mx_graph *g, uint64_t seed) {
+    for (int node = 0; node < g->n_nodes; node++)
+        if (is_input(g->nodes[node].op)) /* out of memory: mx_ref_run reports the missing input */
+            mx_fill_random_value(b, g, mx_node_output(g, node, 0), seed);
 }
 
 /* ---- the interpreter ------------------------------------------------------ */

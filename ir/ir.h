@@ -57,6 +57,10 @@ char *mx_read_file(const char *path, size_t *len, mx_diag *d);
  * Debug output goes to stderr. */
 int mx_debug_level(void);
 
+/* Value v of b (allocated where NULL) filled with the seeded uniform numbers
+ * of mx_buffers_fill_random; false when out of memory. */
+bool mx_fill_random_value(mx_buffers *b, const mx_graph *g, int v, uint64_t seed);
+
 /* ---- types ---------------------------------------------------------------- */
 
 typedef struct {

@@ -77,16 +77,20 @@ mx_status mx_pass_options_set(bool *flags, const char *list, mx_diag *d) {
     return MX_OK;
 }
 
-void mx_pass_options_from_env(mx_pass_options *o) {
+mx_status mx_pass_options_from_env(mx_pass_options *o, mx_diag *d) {
     memset(o, 0, sizeof *o);
 #ifndef NDEBUG
     o->verify = true;
 #endif
     const char *s;
-    if ((s = getenv("MIXC_DISABLE_PASSES")))
-        mx_pass_options_set(o->disabled, s, NULL);
-    if ((s = getenv("MIXC_PRINT_AFTER")))
-        mx_pass_options_set(o->print_after, s, NULL);
+    const char *lists[] = {"MIXC_DISABLE_PASSES", "MIXC_PRINT_AFTER"};
+    bool *flags[] = {o->disabled, o->print_after};
+    for (int i = 0; i < 2; i++)
+        if ((s = getenv(lists[i])) && mx_pass_options_set(flags[i], s, d) != MX_OK) {
+            char why[sizeof d->msg - 64];
+            snprintf(why, sizeof why, "%s", d->msg);
+            return mx_fail(d, MX_ERR_INVALID, "%s: %s", lists[i], why);
+        }
     /* Kill switches turn a feature off, not a pass: the program must still
      * run on every device, so fuse and plan run in their plainest form. */
     if ((s = getenv("MIXC_NO_FUSION")) && *s && strcmp(s, "0") != 0)
@@ -96,6 +100,7 @@ void mx_pass_options_from_env(mx_pass_options *o) {
     if (mx_debug_level() >= 5)
         for (int i = 0; i < MX_PASS_COUNT; i++)
             o->print_after[i] = true;
+    return MX_OK;
 }
 
 static double now_ms(void) {

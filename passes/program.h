@@ -107,8 +107,9 @@ typedef struct {
 } mx_pass_options;
 
 /* Options from the environment: MIXC_NO_FUSION, MIXC_NO_PLANNER,
- * MIXC_DISABLE_PASSES=a,b, MIXC_PRINT_AFTER=a,b|all, MIXC_DEBUG>=5. */
-void mx_pass_options_from_env(mx_pass_options *o);
+ * MIXC_DISABLE_PASSES=a,b, MIXC_PRINT_AFTER=a,b|all, MIXC_DEBUG>=5. An
+ * unknown pass name is an error naming the variable. */
+mx_status mx_pass_options_from_env(mx_pass_options *o, mx_diag *d);
 /* Sets flags from "a,b" pass names or debug letters ("all" for every pass);
  * an unknown name is an error. */
 mx_status mx_pass_options_set(bool *flags, const char *list, mx_diag *d);

@@ -116,6 +116,11 @@ static mx_status open_device(mx_cuda *cu, mx_diag *d) {
     cu->mem_bus_width = attribute(cu, CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH);
     cu->l2_bytes = attribute(cu, CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE);
     cu->smem_per_block_optin = attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
+    cu->smem_per_block = attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK);
+    cu->smem_per_sm = attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR);
+    cu->max_threads_per_sm = attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR);
+    cu->max_threads_per_block = attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK);
+    cu->regs_per_sm = attribute(cu, CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_MULTIPROCESSOR);
     if (cu->sm_count < 1 || cu->cc_major < 1)
         return mx_fail(d, MX_ERR_IO, "CUDA device 0 (%s) reports %d SMs, compute capability %d.%d",
                        cu->name, cu->sm_count, cu->cc_major, cu->cc_minor);

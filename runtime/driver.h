@@ -83,6 +83,9 @@ typedef struct {
     int mem_bus_width;      /* bits */
     int l2_bytes;
     int smem_per_block_optin; /* bytes a kernel may opt into */
+    int smem_per_block, smem_per_sm;
+    int max_threads_per_sm, max_threads_per_block;
+    int regs_per_sm;
 } mx_cuda;
 
 /* Opens the driver and device 0. Fails with MX_ERR_IO and a message when there

@@ -2,33 +2,28 @@
  * (docs/emulation.md). The scheduling of blocks and fibers lives in the shim
  * (runtime/emu/cuda_shim.h), compiled into each module; this file drives the
  * compiler, loads the result and checks launch configurations. */
+#define _XOPEN_SOURCE 700 /* nftw */
 #include "emu.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "embed.h"
 #include "ir.h"
 
 extern char **environ;
 
-/* The shim's folder. The build should define it; otherwise it is found beside
- * this file, whose path CMake passes absolute. */
-static void emu_include_dir(char *buf, size_t size) {
-#ifdef MIXC_EMU_INCLUDE
-    snprintf(buf, size, "%s", MIXC_EMU_INCLUDE);
-#else
-    const char *slash = strrchr(__FILE__, '/');
-    int len = slash ? (int)(slash - __FILE__) : 1;
-    snprintf(buf, size, "%.*s/emu", len, slash ? __FILE__ : ".");
-#endif
-}
 
 /* Kernels run inside this process: when it carries ASan (and with it UBSan,
  * the build's MIXC_SANITIZE pair), the kernels must too, and they gain its
@@ -44,13 +39,18 @@ static void emu_include_dir(char *buf, size_t size) {
 #define EMU_LOG_LINES 40
 #define EMU_MAX_ARGV 64
 
-/* The source and the library stay in dir while the module is loaded, so
- * that ASan reports and debuggers can name kernel functions and lines. */
+/* The temp dir goes as soon as the library is loaded, so that a killed
+ * process leaves nothing behind; it stays while the module is loaded where
+ * reports must name kernel lines (sanitizer builds, MIXC_EMU_KEEP), and a
+ * later load sweeps away those of processes that died. */
 struct mx_emu_module {
     void *so;
-    char base[64]; /* file names in dir: base.cu, base.so, compile.log */
-    char dir[1024];
+    bool profiling; /* built by mx_emu_load_profiling */
+    char base[64];  /* file names in dir: base.cu, base.so, compile.log */
+    char dir[1024]; /* empty once removed */
 };
+
+#define EMU_DIR_PREFIX "mixc-emu-" /* then the owner's pid, '-' and mkdtemp's letters */
 
 /* Letters, digits, '_' and '-' only: the name becomes a file name. */
 static void sanitize_name(const char *name, char *out, size_t size) {
@@ -74,6 +74,24 @@ static mx_status write_file(const char *path, const char *text, mx_diag *d) {
     int ok = fwrite(text, 1, len, f) == len;
     ok = (fclose(f) == 0) && ok;
     return ok ? MX_OK : mx_fail(d, MX_ERR_IO, "%s: error: cannot write", path);
+}
+
+/* The embedded headers (embed.h) under dir, at their source-tree paths, so
+ * that the shim's relative includes resolve: the emulation needs no source
+ * tree. */
+static mx_status write_headers(const char *dir, mx_diag *d) {
+    for (const mx_embedded_file *f = mx_embedded_files; f->path; f++) {
+        char path[1400];
+        snprintf(path, sizeof path, "%s/%s", dir, f->path);
+        for (char *s = path + strlen(dir) + 1; (s = strchr(s, '/')); s++) {
+            *s = 0;
+            if (mkdir(path, 0700) != 0 && errno != EEXIST)
+                return mx_fail(d, MX_ERR_IO, "%s: error: cannot create: %s", path, strerror(errno));
+            *s = '/';
+        }
+        MX_TRY(write_file(path, f->text, d));
+    }
+    return MX_OK;
 }
 
 /* The first EMU_LOG_LINES lines of the compiler's output. */
@@ -113,30 +131,62 @@ static int run_logged(char **argv, const char *log) {
 }
 
 /* MIXC_EMU_KEEP=1 keeps the temp dirs, for a debugger after the run. */
-static void remove_dir(const char *dir, const char *base) {
+static bool keep_dirs(void) {
     const char *keep = getenv("MIXC_EMU_KEEP");
-    if (keep && *keep && strcmp(keep, "0") != 0) {
-        fprintf(stderr, "mixc: emu: %s kept in %s\n", base, dir);
-        return;
-    }
-    char path[1200];
-    snprintf(path, sizeof path, "%s/%s.cu", dir, base);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/%s.so", dir, base);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/compile.log", dir);
-    unlink(path);
-    rmdir(dir);
+    return keep && *keep && strcmp(keep, "0") != 0;
 }
 
-mx_status mx_emu_load(const char *source, const char *name, mx_emu_module **out, mx_diag *d) {
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+/* dir and everything in it (files and folders only, no links followed). */
+static void remove_tree(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+static void remove_dir(mx_emu_module *m) {
+    if (!m->dir[0])
+        return;
+    if (keep_dirs())
+        fprintf(stderr, "mixc: emu: %s kept in %s\n", m->base, m->dir);
+    else
+        remove_tree(m->dir);
+    m->dir[0] = '\0';
+}
+
+/* Temp dirs of processes that are gone (killed while compiling, or while a
+ * sanitizer build kept its module's files). */
+static void sweep_stale(const char *tmp) {
+    DIR *dir = opendir(tmp);
+    if (!dir)
+        return;
+    size_t n = strlen(EMU_DIR_PREFIX);
+    for (struct dirent *e; (e = readdir(dir));) {
+        if (strncmp(e->d_name, EMU_DIR_PREFIX, n) != 0)
+            continue;
+        char *end;
+        long pid = strtol(e->d_name + n, &end, 10);
+        bool alive = kill((pid_t)pid, 0) == 0 || errno == EPERM; /* EPERM: another user's */
+        if (pid <= 0 || *end != '-' || alive)
+            continue;
+        char path[1300];
+        snprintf(path, sizeof path, "%s/%s", tmp, e->d_name);
+        remove_tree(path);
+    }
+    closedir(dir);
+}
+
+static mx_status load(const char *source, const char *name, bool profiling, mx_emu_module **out,
+                      mx_diag *d) {
     *out = NULL;
     mx_emu_module *m = calloc(1, sizeof *m);
     if (!m)
         return mx_fail(d, MX_ERR_NOMEM, "emu: out of memory");
+    m->profiling = profiling;
     sanitize_name(name ? name : "module", m->base, sizeof m->base);
     const char *tmp = getenv("TMPDIR");
-    snprintf(m->dir, sizeof m->dir, "%s/mixc-emu-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    tmp = tmp && *tmp ? tmp : "/tmp";
+    sweep_stale(tmp);
+    snprintf(m->dir, sizeof m->dir, "%s/" EMU_DIR_PREFIX "%ld-XXXXXX", tmp, (long)getpid());
     if (!mkdtemp(m->dir)) {
         mx_status st = mx_fail(d, MX_ERR_IO, "%s: error: cannot create a temp dir: %s", m->dir,
                                strerror(errno));
@@ -148,6 +198,8 @@ mx_status mx_emu_load(const char *source, const char *name, mx_emu_module **out,
     snprintf(so, sizeof so, "%s/%s.so", m->dir, m->base);
     snprintf(log, sizeof log, "%s/compile.log", m->dir);
     mx_status st = write_file(src, source, d);
+    if (st == MX_OK)
+        st = write_headers(m->dir, d);
     if (st != MX_OK)
         goto fail;
 
@@ -160,16 +212,26 @@ mx_status mx_emu_load(const char *source, const char *name, mx_emu_module **out,
     for (char *save = NULL, *w = strtok_r(cxx, " \t", &save); w && argc < EMU_MAX_ARGV - 32;
          w = strtok_r(NULL, " \t", &save))
         argv[argc++] = w;
-    emu_include_dir(inc, sizeof inc);
-    snprintf(inc_root, sizeof inc_root, "%s/../../include", inc); /* mixc.h, for ir/half.h */
+    snprintf(inc, sizeof inc, "%s/runtime/emu", m->dir);
+    snprintf(inc_root, sizeof inc_root, "%s/include", m->dir); /* mixc.h, for ir/half.h */
     static char *const flags[] = {"-std=c++17", "-O1", "-g", "-fPIC", "-shared",
                                   "-fvisibility=hidden", "-include", "mixc_prelude.h"};
     static char *const sanitize[] = {"-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-                                     "-fno-omit-frame-pointer"};
+                                     "-fno-omit-frame-pointer", NULL};
+    /* Counting (docs/profile.md): the kernel-address instrumentation calls the
+     * shim's hooks on every access; aggregates are not split into scalars,
+     * so that a vector load stays one access. */
+    static char *const profile[] = {"-DMX_EMU_PROFILE",
+                                    "-fsanitize=kernel-address",
+                                    "--param=asan-instrumentation-with-call-threshold=0",
+                                    "--param=asan-stack=0",
+                                    "--param=asan-globals=0",
+                                    "-fno-tree-sra",
+                                    NULL};
     for (size_t i = 0; i < sizeof flags / sizeof *flags; i++)
         argv[argc++] = flags[i];
-    for (size_t i = 0; EMU_SANITIZE && i < sizeof sanitize / sizeof *sanitize; i++)
-        argv[argc++] = sanitize[i];
+    for (char *const *f = profiling ? profile : EMU_SANITIZE ? sanitize : NULL; f && *f; f++)
+        argv[argc++] = *f;
     argv[argc++] = "-I";
     argv[argc++] = inc;
     argv[argc++] = "-I";
@@ -202,12 +264,23 @@ mx_status mx_emu_load(const char *source, const char *name, mx_emu_module **out,
         st = mx_fail(d, MX_ERR_INVALID, "emu: %s: cannot load: %s", m->base, dlerror());
         goto fail;
     }
+    if (!EMU_SANITIZE && !keep_dirs())
+        remove_dir(m); /* the loaded library needs no file */
     *out = m;
     return MX_OK;
 fail:
-    remove_dir(m->dir, m->base);
+    remove_dir(m);
     free(m);
     return st;
+}
+
+mx_status mx_emu_load(const char *source, const char *name, mx_emu_module **out, mx_diag *d) {
+    return load(source, name, false, out, d);
+}
+
+mx_status mx_emu_load_profiling(const char *source, const char *name, mx_emu_module **out,
+                                mx_diag *d) {
+    return load(source, name, true, out, d);
 }
 
 static size_t emu_stack_size(void) {
@@ -216,8 +289,10 @@ static size_t emu_stack_size(void) {
     return (size_t)(kib >= 16 ? kib : EMU_STACK_KIB) * 1024;
 }
 
-mx_status mx_emu_launch(mx_emu_module *m, const char *kernel, const unsigned grid[3],
-                        const unsigned block[3], size_t smem, void **args, mx_diag *d) {
+static mx_status launch(mx_emu_module *m, const char *kernel, const unsigned grid[3],
+                        const unsigned block[3], size_t smem, void **args,
+                        const mx_emu_buffer *buffers, int n_buffers, mx_emu_counters *counters,
+                        mx_diag *d) {
     static const unsigned max_block[3] = {1024, 1024, 64};
     static const unsigned max_grid[3] = {0x7FFFFFFFu, 65535, 65535};
     unsigned long long threads = 1;
@@ -245,6 +320,9 @@ mx_status mx_emu_launch(mx_emu_module *m, const char *kernel, const unsigned gri
         .smem = smem,
         .stack_size = emu_stack_size(),
         .args = args,
+        .buffers = buffers,
+        .n_buffers = n_buffers,
+        .counters = counters,
         .err = err,
         .err_size = sizeof err,
     };
@@ -253,10 +331,27 @@ mx_status mx_emu_launch(mx_emu_module *m, const char *kernel, const unsigned gri
     return MX_OK;
 }
 
+mx_status mx_emu_launch(mx_emu_module *m, const char *kernel, const unsigned grid[3],
+                        const unsigned block[3], size_t smem, void **args, mx_diag *d) {
+    return launch(m, kernel, grid, block, smem, args, NULL, 0, NULL, d);
+}
+
+mx_status mx_emu_launch_profiled(mx_emu_module *m, const char *kernel, const unsigned grid[3],
+                                 const unsigned block[3], size_t smem, void **args,
+                                 const mx_emu_buffer *buffers, int n_buffers,
+                                 mx_emu_counters *out, mx_diag *d) {
+    if (!m->profiling)
+        return mx_fail(d, MX_ERR_INVALID,
+                       "emu: %s: kernel '%s': a profiled launch needs a module from "
+                       "mx_emu_load_profiling",
+                       m->base, kernel);
+    return launch(m, kernel, grid, block, smem, args, buffers, n_buffers, out, d);
+}
+
 void mx_emu_unload(mx_emu_module *m) {
     if (!m)
         return;
     dlclose(m->so);
-    remove_dir(m->dir, m->base);
+    remove_dir(m);
     free(m);
 }

@@ -236,7 +236,7 @@ mx_status mx_exec_open(const mx_program *p, const mx_module *m, const mx_exec_de
         st = place(x, d);
     if (st == MX_OK)
         st = bind_args(x, d);
-    if (st == MX_OK)
+    if (st == MX_OK && b)
         st = mx_exec_upload(x, b, d);
     if (st == MX_OK)
         st = mx_exec_poison(x, d);
@@ -374,10 +374,14 @@ static mx_status emu_matmul(void *ctx, const mx_exec *x, int group, mx_diag *d) 
     return st;
 }
 
+mx_exec_device mx_exec_emu_device(mx_emu_module **slot) {
+    return (mx_exec_device){"emu",    slot,       emu_alloc,  emu_release, emu_copy, emu_copy,
+                            emu_load, emu_unload, emu_launch, emu_matmul,  NULL};
+}
+
 mx_status mx_exec_emu(const mx_program *p, const mx_module *m, mx_buffers *b, mx_diag *d) {
     mx_emu_module *mod = NULL;
-    const mx_exec_device dev = {"emu",      &mod,     emu_alloc,  emu_release, emu_copy, emu_copy,
-                                emu_load,   emu_unload, emu_launch, emu_matmul, NULL};
+    const mx_exec_device dev = mx_exec_emu_device(&mod);
     mx_exec *x;
     MX_TRY(mx_exec_open(p, m, &dev, b, &x, d));
     mx_status st = mx_exec_forward(x, d);

@@ -45,7 +45,8 @@ typedef struct {
 } mx_exec_device;
 
 /* Loads m on dev and uploads b's inputs and params of p->g (as f32; derived
- * params bound first with mx_program_bind_init). p must be fused and planned;
+ * params bound first with mx_program_bind_init; b NULL: nothing uploaded
+ * yet, mx_exec_upload later). p must be fused and planned;
  * p, m and dev must outlive the result. On error *out is NULL and everything
  * is released. */
 mx_status mx_exec_open(const mx_program *p, const mx_module *m, const mx_exec_device *dev,
@@ -76,5 +77,8 @@ void *mx_exec_value_ptr(const mx_exec *x, int v);
  * mx_gemm_run_host over f32 copies of their operands, results rounded to
  * their dtype and stored. b as for mx_exec_open; it receives the outputs. */
 mx_status mx_exec_emu(const mx_program *p, const mx_module *m, mx_buffers *b, mx_diag *d);
+/* The host emulation's device table; *slot receives the loaded module. */
+struct mx_emu_module;
+mx_exec_device mx_exec_emu_device(struct mx_emu_module **slot);
 
 #endif

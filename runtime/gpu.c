@@ -159,15 +159,19 @@ static mx_status gpu_download(void *ctx, void *dst, const void *src, size_t byte
     return mx_cuda_check(gpu->cu, gpu->cu->api.MemcpyDtoH(dst, dptr(src), bytes), "cuMemcpyDtoH", d);
 }
 
+mx_status mx_gpu_compile(const mx_module *m, const char *graph_name, int sm, mx_cubin *out, mx_diag *d) {
+    char name[160];
+    snprintf(name, sizeof name, "%s.cu", graph_name ? graph_name : "mixc");
+    return mx_nvrtc_compile_cached(m->source.s, name, sm, NULL, 0, out, d);
+}
+
 static mx_status gpu_load(void *ctx, const mx_program *p, const mx_module *m, mx_diag *d) {
     mx_gpu_program *gp = ctx;
     const mx_cuda *cu = gp->gpu->cu;
     MX_TRY(mx_cuda_check(cu, cu->api.CtxSetCurrent(cu->ctx), "cuCtxSetCurrent", d));
     if (m->n_kernels == 0) /* a graph of matmuls alone */
         return MX_OK;
-    char name[160];
-    snprintf(name, sizeof name, "%s.cu", p->g->name ? p->g->name : "mixc");
-    MX_TRY(mx_nvrtc_compile_cached(m->source.s, name, mx_gpu_sm(gp->gpu), NULL, 0, &gp->cubin, d));
+    MX_TRY(mx_gpu_compile(m, p->g->name, mx_gpu_sm(gp->gpu), &gp->cubin, d));
     mx_status st = mx_cuda_check(cu, cu->api.ModuleLoadData(&gp->module, gp->cubin.cubin), "cuModuleLoadData", d);
     if (st != MX_OK) /* no unload follows a failed load */
         mx_cubin_free(&gp->cubin);

@@ -59,6 +59,11 @@ double mx_gpu_floor_s(const mx_gpu_peak *pk, mx_cost c);
 
 /* ---- programs -------------------------------------------------------------------- */
 
+/* The module compiled for sm the way the cuda device compiles it (NVRTC
+ * through the kernel cache): `mixc compile --cubin` ahead of time, and
+ * mx_gpu_load. */
+mx_status mx_gpu_compile(const mx_module *m, const char *graph_name, int sm, mx_cubin *out, mx_diag *d);
+
 typedef struct {
     bool graphs; /* capture the forward pass once, replay it after */
     int debug;   /* MIXC_DEBUG: 2 prints each group's time and % of floor */

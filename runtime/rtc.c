@@ -1,5 +1,6 @@
 /* rtc.c: one NVRTC compile, and ptxas's resource report read from its log
  * (see rtc.h). */
+#include "embed.h"
 #include "rtc.h"
 
 #include <stdlib.h>
@@ -259,8 +260,11 @@ mx_status mx_nvrtc_compile(const char *source, const char *name, int sm,
             fprintf(stderr, " %s", opts[i]);
         fprintf(stderr, "\n%s\n", source);
     }
+    /* The prelude as an in-memory header: no include path, no source tree. */
+    const char *prelude = mx_embedded_text("runtime/emu/mixc_prelude.h");
+    const char *header_name = "mixc_prelude.h";
     nvrtcProgram prog;
-    nvrtcResult r = nv->CreateProgram(&prog, source, name, 0, NULL, NULL);
+    nvrtcResult r = nv->CreateProgram(&prog, source, name, 1, &prelude, &header_name);
     if (r != NVRTC_SUCCESS) {
         free(opts);
         return mx_fail(d, r == NVRTC_ERROR_OUT_OF_MEMORY ? MX_ERR_NOMEM : MX_ERR_INVALID,

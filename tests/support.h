@@ -52,6 +52,14 @@ static inline mx_program *support_compile(const mx_graph *g, const char *name, c
     return p;
 }
 
+/* A named GPU profile (mx_target_named) for code generated under a check. */
+static inline const mx_target *support_gpu_target(const char *name) {
+    static mx_target t;
+    mx_diag d = {{0}};
+    CHECK_MSG(mx_target_named(name, MX_DEVICE_EMU, &t, &d) == MX_OK, "%s", d.msg);
+    return &t;
+}
+
 static inline int support_by_name(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }

@@ -189,7 +189,10 @@ static void check_model(const char *path, mx_dtype dtype, bool profile) {
     mx_model_init_params(model, sb, SEED);
     mx_program *p = compile(g);
     mx_module m = {0};
-    mx_codegen_options co = {.sm = mx_gpu_sm(gpu)};
+    mx_target tg;
+    mx_status found = mx_target_detect(MX_DEVICE_CUDA, &tg, &d);
+    CHECK_MSG(found == MX_OK, "%s", d.msg);
+    mx_codegen_options co = {.target = &tg};
     mx_status st = p ? mx_codegen(p, &co, &m, &d) : MX_ERR_INVALID;
     CHECK_MSG(st == MX_OK, "%s: codegen: %s", what, p ? d.msg : "no program");
     mx_buffers *want = p ? mx_buffers_new(p->g) : NULL, *direct = p ? mx_buffers_new(p->g) : NULL;

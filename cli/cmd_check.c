@@ -1,0 +1,126 @@
+/* cmd_check.c: mixc check: every device this machine has against the
+ * reference interpreter run on the source graph, on the same seeded inputs
+ * and params. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "backend.h"
+#include "cli.h"
+
+/* The worst |got - want| / max(1, |want|); a NaN is infinitely wrong. */
+static double max_rel_error(const float *got, const float *want, int64_t n) {
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - want[i]) / fmax(1.0, fabs((double)want[i]));
+        worst = isnan(got[i]) != isnan(want[i]) || isnan(e) ? INFINITY : fmax(worst, e);
+    }
+    return worst;
+}
+
+static bool stores_half(const mx_graph *g) {
+    for (int v = 0; v < mx_graph_value_count(g); v++)
+        if (mx_graph_value_dtype(g, v) != MX_F32)
+            return true;
+    return false;
+}
+
+/* The oracle: the source graph on the reference, params and inputs as
+ * cli_compile gives them (the same seeded streams). */
+static mx_buffers *oracle(const cli_args *a, const cli_input *in, unsigned long long seed) {
+    mx_buffers *b = mx_buffers_new(in->g);
+    mx_diag d = {"out of memory"};
+    mx_status st = b ? MX_OK : MX_ERR_NOMEM;
+    const char *weights = cli_value(a, "--weights");
+    if (st == MX_OK) {
+        mx_buffers_fill_random(b, in->g, seed);
+        if (in->model)
+            mx_model_init_params(in->model, b, seed);
+        if (weights)
+            st = mx_weights_load(in->g, b, weights, &d);
+    }
+    if (st == MX_OK)
+        st = mx_ref_run(in->g, b, &d);
+    if (st != MX_OK) {
+        cli_fail("reference: %s", d.msg);
+        mx_buffers_free(b);
+        return NULL;
+    }
+    return b;
+}
+
+/* Runs on device and compares; false on a failure or a mismatch. */
+static bool check_device(const cli_args *a, const cli_input *in, mx_device device, const mx_buffers *want,
+                         double tol) {
+    mx_target t;
+    mx_diag d;
+    const char *name = mx_device_name(device);
+    if (!mx_backend_of(device)) {
+        printf("%-5s skipped: not in this build of mixc\n", name);
+        return true;
+    }
+    const char *target = cli_value(a, "--target");
+    mx_status st = target && device == MX_DEVICE_EMU ? mx_target_named(target, device, &t, &d)
+                                                      : mx_target_detect(device, &t, &d);
+    if (st != MX_OK) {
+        printf("%-5s skipped: %s\n", name, d.msg);
+        return true;
+    }
+    mx_compiled *c = cli_compile(a, in, &t);
+    if (!c || mx_run(c, &d) != MX_OK) {
+        printf("%-5s FAILED: %s\n", name, c ? d.msg : "see above");
+        mx_compiled_free(c);
+        return false;
+    }
+    bool ok = true;
+    for (int i = 0; i < mx_graph_output_count(in->g); i++) {
+        int v = mx_graph_output(in->g, i);
+        const char *vn = mx_graph_value_name(in->g, v);
+        double e = max_rel_error(mx_output(c, vn), want->data[v], mx_graph_value_numel(in->g, v));
+        printf("%-5s %%%s  max rel error %.3g  %s\n", name, vn ? vn : "?", e, e <= tol ? "ok" : "MISMATCH");
+        ok &= e <= tol;
+    }
+    mx_compiled_free(c);
+    return ok;
+}
+
+static int run(const cli_args *a) {
+    unsigned long long seed;
+    if (!cli_seed(a, &seed))
+        return CLI_USAGE;
+    cli_input in;
+    if (!cli_load(a, &in))
+        return CLI_FAILED;
+    mx_buffers *want = oracle(a, &in, seed);
+    bool ok = want != NULL;
+    if (want) {
+        double tol = stores_half(in.g) ? 2e-2 : 1e-4;
+        printf("%s: seed %llu, tolerance %g (max relative error, floor 1)\n", in.path, seed, tol);
+        static const mx_device devices[] = {MX_DEVICE_REF, MX_DEVICE_CPU, MX_DEVICE_EMU, MX_DEVICE_CUDA};
+        for (size_t k = 0; k < sizeof devices / sizeof *devices; k++)
+            ok &= check_device(a, &in, devices[k], want, tol);
+    }
+    mx_buffers_free(want);
+    cli_unload(&in);
+    return ok ? CLI_OK : CLI_FAILED;
+}
+
+static const cli_option options[] = {
+    {"--target", CLI_VALUE, "NAME", "the GPU profile emu generates code for (default h100)"},
+    {NULL},
+};
+
+const cli_command cli_cmd_check = {
+    "check",
+    "FILE",
+    1,
+    1,
+    "every device against the reference; exit 1 on a mismatch",
+    "Runs FILE on every device this machine has (ref: the planned program;\n"
+    "cpu; emu; cuda when a GPU is there) and compares each output with the\n"
+    "reference interpreter run on the source graph, on the same seeded inputs\n"
+    "and params. Prints the max relative error (floor 1) per output and device;\n"
+    "tolerance 1e-4, 2e-2 when the model stores f16 / bf16. A device this\n"
+    "machine lacks is skipped, said.\n",
+    {cli_model_options, cli_weight_options, options, NULL},
+    run,
+};

@@ -1,0 +1,64 @@
+/* cmd_run.c: mixc run: compile for a device, run once (or time N runs),
+ * summarise each output. */
+#include <stdlib.h>
+
+#include "cli.h"
+
+static const cli_option options[] = {
+    {"--dump", CLI_FLAG, NULL, "also print every output element"},
+    {"--time", CLI_VALUE, "N", "time N forward passes after 3 warm-up ones (compile and\ntransfers excluded): median, min, max"},
+    {"--disable-pass", CLI_VALUE, "P,..", "skip these passes (docs/passes.md)"},
+    {NULL},
+};
+
+static int run(const cli_args *a) {
+    const char *time_arg = cli_value(a, "--time");
+    char *end = NULL;
+    long runs = time_arg ? strtol(time_arg, &end, 10) : 0;
+    if (time_arg && (*end || runs < 1 || runs > 100000))
+        return cli_usage_error(a, "--time: expected a count from 1 to 100000, got '%s'", time_arg);
+    unsigned long long seed;
+    if (!cli_seed(a, &seed))
+        return CLI_USAGE;
+    cli_input in;
+    if (!cli_load(a, &in))
+        return CLI_FAILED;
+    mx_target t;
+    mx_compiled *c = cli_target(a, "auto", &t) ? cli_compile(a, &in, &t) : NULL;
+    mx_diag d;
+    mx_timing tm;
+    int status = CLI_FAILED;
+    if (c && (time_arg ? mx_time(c, 3, (int)runs, &tm, &d) : mx_run(c, &d)) != MX_OK) {
+        cli_fail("%s", d.msg);
+    } else if (c) {
+        char desc[256];
+        mx_target_describe(&t, desc, sizeof desc);
+        printf("device: %s\n", desc);
+        if (time_arg)
+            printf("time: median %.3f ms, min %.3f ms, max %.3f ms over %d forward passes\n", tm.median_ms,
+                   tm.min_ms, tm.max_ms, tm.runs);
+        for (int i = 0; i < mx_graph_output_count(in.g); i++) {
+            int v = mx_graph_output(in.g, i);
+            cli_summarise(in.g, v, mx_output(c, mx_graph_value_name(in.g, v)), cli_flag(a, "--dump"));
+        }
+        status = CLI_OK;
+    }
+    mx_compiled_free(c);
+    cli_unload(&in);
+    return status;
+}
+
+const cli_command cli_cmd_run = {
+    "run",
+    "FILE",
+    1,
+    1,
+    "compile for a device, run, summarise each output",
+    "Compiles FILE for the device (--device, default auto) and runs one forward\n"
+    "pass on seeded uniform inputs in [-1, 1), with params from --weights or the\n"
+    "seeded initialisation of docs/models.md (uniform numbers for an IR file).\n"
+    "Per output it prints the shape, a checksum (sum of x[i] * (1 + i mod 7) in\n"
+    "f64, so a permutation changes it) and min / max / mean.\n",
+    {cli_model_options, cli_target_options, cli_weight_options, options, NULL},
+    run,
+};

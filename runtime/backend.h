@@ -1,0 +1,49 @@
+/* backend.h: what a device gives the public API (runtime/api.c).
+ *
+ * mx_compile runs the passes once, whatever the device, then hands the
+ * planned program to the target's backend, which generates and loads its code
+ * and places its memory (open). Buffers cross this line as mx_buffers over
+ * the program's graph p->g, in f32: inputs and params (derived params already
+ * bound by mx_program_bind_init) go in through upload, graph outputs come
+ * back through download. One backend per device kind; mx_backend_of picks it.
+ */
+#ifndef MX_BACKEND_H
+#define MX_BACKEND_H
+
+#include "mixc.h"
+#include "program.h"
+
+typedef struct {
+    mx_device device;
+    /* Generates and loads code for p on t, allocates its memory; *state is
+     * the backend's. p and t outlive the state. */
+    mx_status (*open)(const mx_target *t, const mx_program *p, void **state, mx_diag *d);
+    /* Copies b's inputs and params of p->g to the device. */
+    mx_status (*upload)(void *state, const mx_buffers *b, mx_diag *d);
+    /* Enqueues one forward pass. */
+    mx_status (*forward)(void *state, mx_diag *d);
+    /* Waits for the forward passes enqueued so far. */
+    mx_status (*sync)(void *state, mx_diag *d);
+    /* The graph outputs of p->g into b as f32 (allocating where NULL). */
+    mx_status (*download)(void *state, mx_buffers *b, mx_diag *d);
+    /* Optional (NULL: wall clock around forward + sync): the time of `runs`
+     * forward passes each, in ms, into ms[] (GPU: events). */
+    mx_status (*time)(void *state, int runs, double *ms, mx_diag *d);
+    void (*close)(void *state);
+} mx_backend;
+
+/* The backend of a device; NULL when this build has none (cpu without LLVM). */
+const mx_backend *mx_backend_of(mx_device device);
+bool mx_have_cpu_backend(void);
+
+extern const mx_backend mx_backend_ref, mx_backend_emu, mx_backend_cuda;
+
+/* For inspection (mixc compile's listings, profiles, tools): the program a
+ * compiled model runs and its backend's state. */
+const mx_program *mx_compiled_program(const mx_compiled *c);
+void *mx_compiled_backend_state(const mx_compiled *c);
+#ifdef MIXC_HAVE_LLVM
+extern const mx_backend mx_backend_cpu;
+#endif
+
+#endif
