@@ -94,7 +94,19 @@ static mx_cost floor_of(const mx_emitter *e) {
     return c;
 }
 
-static const char helpers[] =
+static const char helpers_text[] =
+    "\n/* 2^x, a scan's decay exp2(d * A * log2 e): one ex2.approx instruction on\n"
+    " * the GPU (d * A <= 0, so no overflow; results under 2^-126 flush to 0),\n"
+    " * exp2f on the host. */\n"
+    "#if defined(__CUDACC_RTC__) || defined(__CUDACC__)\n"
+    "static __device__ __forceinline__ float mx_ex2(float x) {\n"
+    "    float y;\n"
+    "    asm(\"ex2.approx.ftz.f32 %0, %1;\" : \"=f\"(y) : \"f\"(x));\n"
+    "    return y;\n"
+    "}\n"
+    "#else\n"
+    "static __device__ __forceinline__ float mx_ex2(float x) { return exp2f(x); }\n"
+    "#endif\n"
     "\n/* Sum (or max) of v over the block, in every thread. blockDim.x is a\n"
     " * multiple of 32, so every shuffle names the whole warp; red holds one\n"
     " * slot per warp and is free again when the call returns. */\n"
@@ -144,6 +156,9 @@ static const char diag_helpers[] =
 void mx_module_free(mx_module *m) {
     for (int i = 0; i < m->n_kernels; i++)
         free(m->kernels[i].args);
+    for (int q = 0; q < m->n_programs; q++)
+        mx_text_free(&m->programs[q]);
+    free(m->programs);
     free(m->kernels);
     free(m->kernel_of_group);
     mx_text_free(&m->source);
@@ -156,8 +171,9 @@ const mx_kernel *mx_module_kernel(const mx_module *m, int group) {
 }
 
 /* What makes two kernels the same function: parameter types, launch bounds
- * and body (identical blocks of a stage generate identical kernels; the
- * module keeps one, NVRTC time being per kernel). */
+ * and body (identical blocks of a stage generate identical kernels, and
+ * bodies hold nothing node-specific; the module keeps one, NVRTC time being
+ * per function). */
 static char *kernel_key(const mx_emitter *e, const mx_kernel *k, const mx_text *body) {
     mx_text key = {0};
     mx_text_printf(&key, "%u %d|", k->block[0] * k->block[1] * k->block[2], k->tiles.min_blocks);
@@ -170,17 +186,48 @@ static char *kernel_key(const mx_emitter *e, const mx_kernel *k, const mx_text *
     }
     mx_text_printf(&key, "|");
     mx_text_append(&key, body);
+    if (key.oom) {
+        mx_text_free(&key);
+        return NULL;
+    }
     return key.s;
 }
 
-typedef struct {
-    char **key; /* per kernel of the module */
-} dedup;
+static uint64_t hash_str(const char *s) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
 
-/* Group k's kernel into m (and its text into kernels, unless an identical
- * kernel is there already). */
+/* The distinct functions of a module, found by key in an open-addressing
+ * table (a linear scan of every earlier kernel made deep models quadratic). */
+typedef struct {
+    char *key;
+    uint64_t hash;
+    int kernel;       /* the first kernel with this function */
+    mx_text text;     /* its definition */
+    unsigned helpers; /* MX_HELPER_* it calls */
+    int program;
+} function;
+
+typedef struct {
+    function *fn;
+    int n, cap; /* cap: a power of two above the function count */
+    int *slot;  /* 2 * cap entries: a function index or -1 */
+} function_set;
+
+static int function_find(const function_set *fs, const char *key, uint64_t h) {
+    for (size_t i = h & (2 * (size_t)fs->cap - 1);; i = (i + 1) & (2 * (size_t)fs->cap - 1)) {
+        int f = fs->slot[i];
+        if (f < 0 || (fs->fn[f].hash == h && strcmp(fs->fn[f].key, key) == 0))
+            return f;
+    }
+}
+
+/* Group k's kernel into m; its function into fs unless an identical one is there. */
 static mx_status generate(const mx_program *p, const mx_codegen_options *o, int group, mx_module *m,
-                          mx_text *kernels, unsigned *used_helpers, dedup *seen, mx_diag *d) {
+                          function_set *fs, mx_diag *d) {
     const mx_group *gr = &p->groups[group];
     emit_fn emit = emitter_of(gr->kind);
     if (!emit)
@@ -189,7 +236,7 @@ static mx_status generate(const mx_program *p, const mx_codegen_options *o, int 
     memset(k, 0, sizeof *k);
     k->group = group;
     k->kind = gr->kind;
-    k->tiles = o->tiles && o->tiles[group].threads > 0 ? o->tiles[group] : mx_tiles_default(p, group, o->sm);
+    k->tiles = o->tiles && o->tiles[group].threads > 0 ? o->tiles[group] : mx_tiles_default(p, group, o->target);
     if (mx_debug_level() >= 3)
         fprintf(stderr, "mixc: group %d (%s): threads %d items %d channels %d lanes %d vector %d%s min_blocks %d\n",
                 group, mx_fusion_names[gr->kind], k->tiles.threads, k->tiles.items, k->tiles.channels,
@@ -197,32 +244,124 @@ static mx_status generate(const mx_program *p, const mx_codegen_options *o, int 
     snprintf(k->name, sizeof k->name, "mx_g%d_%s", group, mx_fusion_names[gr->kind]);
     mx_text body = {0};
     mx_emitter e;
-    mx_emitter_init(&e, p, group, &body);
+    mx_emitter_init(&e, p, o->target, group, &body);
+    e.options = o;
     mx_status st = emit(&e, &k->tiles, k, d);
-    if (st == MX_OK && body.oom)
+    char *key = NULL;
+    if (st == MX_OK && !body.oom)
+        key = kernel_key(&e, k, &body);
+    if (st == MX_OK && !key)
         st = mx_fail(d, MX_ERR_NOMEM, "group %d: out of memory for its source", group);
+    k->args = st == MX_OK ? calloc((size_t)e.n_args + 1, sizeof *k->args) : NULL;
+    if (st == MX_OK && !k->args)
+        st = mx_fail(d, MX_ERR_NOMEM, "group %d: out of memory", group);
     if (st == MX_OK) {
-        char *key = kernel_key(&e, k, &body);
-        int same = -1;
-        for (int i = 0; i < m->n_kernels && same < 0; i++)
-            if (key && seen->key[i] && strcmp(seen->key[i], key) == 0)
-                same = i;
-        seen->key[m->n_kernels] = key;
-        if (same >= 0)
-            snprintf(k->name, sizeof k->name, "%s", m->kernels[same].name);
-        else
-            kernel_text(&e, k, &body, kernels);
+        uint64_t h = hash_str(key);
+        int f = function_find(fs, key, h);
+        if (f >= 0) {
+            snprintf(k->name, sizeof k->name, "%s", m->kernels[fs->fn[f].kernel].name);
+            free(key);
+        } else {
+            f = fs->n++;
+            fs->fn[f] = (function){.key = key, .hash = h, .kernel = m->n_kernels, .helpers = e.helpers};
+            kernel_text(&e, k, &body, &fs->fn[f].text);
+            for (size_t i = h & (2 * (size_t)fs->cap - 1);; i = (i + 1) & (2 * (size_t)fs->cap - 1))
+                if (fs->slot[i] < 0) {
+                    fs->slot[i] = f;
+                    break;
+                }
+        }
+        k->program = f; /* the function, until assemble deals the programs */
         k->floor = floor_of(&e);
         k->n_args = e.n_args;
-        k->args = calloc((size_t)e.n_args + 1, sizeof *k->args);
         for (int i = 0; i < e.n_args; i++)
             k->args[i] = (mx_kernel_arg){e.args[i], e.written[i]};
-        *used_helpers |= e.helpers;
         m->kernel_of_group[group] = m->n_kernels++;
+    } else {
+        free(key);
     }
     mx_emitter_free(&e);
     mx_text_free(&body);
     return st;
+}
+
+/* The programs: functions dealt, heaviest first, to the lightest program so
+ * far (NVRTC time grows with a function's text; scans, whose loops unroll,
+ * weigh more), so that compiling them in parallel takes about the time of
+ * the heaviest. Each function keeps its module order inside its program. */
+static int deal_programs(function_set *fs, int want) {
+    int n = want < fs->n ? want : fs->n;
+    double load[MX_CODEGEN_MAX_PROGRAMS] = {0};
+    bool *dealt = calloc((size_t)fs->n + 1, sizeof(bool));
+    if (!dealt)
+        return -1;
+    for (int round = 0; round < fs->n; round++) {
+        int heaviest = -1;
+        for (int f = 0; f < fs->n; f++)
+            if (!dealt[f] && (heaviest < 0 || fs->fn[f].text.len > fs->fn[heaviest].text.len))
+                heaviest = f;
+        int lightest = 0;
+        for (int q = 1; q < n; q++)
+            if (load[q] < load[lightest])
+                lightest = q;
+        dealt[heaviest] = true;
+        fs->fn[heaviest].program = lightest;
+        load[lightest] += (double)fs->fn[heaviest].text.len;
+    }
+    free(dealt);
+    return n;
+}
+
+static void module_head(mx_text *t, const mx_program *p, const mx_codegen_options *o, const char *what,
+                        int n_kernels, int n_functions, unsigned helpers) {
+    mx_text_printf(t,
+                   "/* %s%s: generated by mixc %s for sm_%d (%s); %d kernels (%d distinct functions). */\n"
+                   "#include \"mixc_prelude.h\"\n",
+                   p->g->name, what, MIXC_VERSION, o->target->sm, o->target->name, n_kernels, n_functions);
+    mx_text_printf(t, "%s", helpers_text);
+    if (helpers & MX_HELPER_DIAG)
+        mx_text_printf(t, "%s", diag_helpers);
+}
+
+/* The whole module and its programs from the distinct functions. */
+static mx_status assemble(const mx_program *p, const mx_codegen_options *o, function_set *fs, mx_module *m,
+                          mx_diag *d) {
+    unsigned used = 0;
+    for (int f = 0; f < fs->n; f++)
+        used |= fs->fn[f].helpers;
+    module_head(&m->source, p, o, "", m->n_kernels, fs->n, used);
+    for (int f = 0; f < fs->n; f++)
+        mx_text_append(&m->source, &fs->fn[f].text);
+    int want = o->programs > 0 ? o->programs : MX_CODEGEN_PROGRAMS;
+    if (want > MX_CODEGEN_MAX_PROGRAMS)
+        return mx_fail(d, MX_ERR_INVALID, "graph %s: %d programs asked, at most %d", p->g->name, want,
+                       MX_CODEGEN_MAX_PROGRAMS);
+    m->n_programs = deal_programs(fs, want);
+    m->programs = m->n_programs > 0 ? calloc((size_t)m->n_programs, sizeof *m->programs) : NULL;
+    if (m->n_programs < 0 || (m->n_programs > 0 && !m->programs))
+        return mx_fail(d, MX_ERR_NOMEM, "graph %s: out of memory", p->g->name);
+    bool oom = m->source.oom;
+    for (int q = 0; q < m->n_programs; q++) {
+        unsigned uses = 0;
+        int kernels = 0, functions = 0;
+        for (int f = 0; f < fs->n; f++)
+            if (fs->fn[f].program == q)
+                uses |= fs->fn[f].helpers, functions++;
+        for (int i = 0; i < m->n_kernels; i++)
+            kernels += fs->fn[m->kernels[i].program].program == q;
+        char what[64];
+        snprintf(what, sizeof what, ", program %d of %d", q + 1, m->n_programs);
+        module_head(&m->programs[q], p, o, what, kernels, functions, uses);
+        for (int f = 0; f < fs->n; f++)
+            if (fs->fn[f].program == q)
+                mx_text_append(&m->programs[q], &fs->fn[f].text);
+        oom |= m->programs[q].oom;
+    }
+    for (int i = 0; i < m->n_kernels; i++) /* from the function's index to its program's */
+        m->kernels[i].program = fs->fn[m->kernels[i].program].program;
+    if (oom)
+        return mx_fail(d, MX_ERR_NOMEM, "graph %s: out of memory for the module source", p->g->name);
+    return MX_OK;
 }
 
 mx_status mx_codegen(const mx_program *p, const mx_codegen_options *o, mx_module *out, mx_diag *d) {
@@ -234,14 +373,16 @@ mx_status mx_codegen(const mx_program *p, const mx_codegen_options *o, mx_module
     mx_module m = {0};
     m.kernels = calloc((size_t)p->n_groups + 1, sizeof *m.kernels);
     m.kernel_of_group = malloc(((size_t)p->n_groups + 1) * sizeof(int));
-    if (!m.kernels || !m.kernel_of_group) {
-        mx_module_free(&m);
-        return mx_fail(d, MX_ERR_NOMEM, "graph %s: out of memory", g->name);
-    }
-    mx_text kernels = {0};
-    unsigned used = 0;
-    dedup seen = {calloc((size_t)p->n_groups + 1, sizeof(char *))};
+    function_set fs = {.cap = 1};
+    while (fs.cap <= p->n_groups) /* a power of two: the table's index is a mask */
+        fs.cap *= 2;
+    fs.fn = calloc((size_t)fs.cap, sizeof *fs.fn);
+    fs.slot = malloc(2 * (size_t)fs.cap * sizeof(int));
     mx_status st = MX_OK;
+    if (!m.kernels || !m.kernel_of_group || !fs.fn || !fs.slot)
+        st = mx_fail(d, MX_ERR_NOMEM, "graph %s: out of memory", g->name);
+    for (int i = 0; fs.slot && i < 2 * fs.cap; i++)
+        fs.slot[i] = -1;
     for (int k = 0; k < p->n_groups && st == MX_OK; k++) {
         m.kernel_of_group[k] = -1;
         if (p->groups[k].kind == MX_FUSE_MATMUL)
@@ -250,30 +391,16 @@ mx_status mx_codegen(const mx_program *p, const mx_codegen_options *o, mx_module
             m.n_skipped++;
             continue;
         }
-        st = generate(p, o, k, &m, &kernels, &used, &seen, d);
+        st = generate(p, o, k, &m, &fs, d);
     }
-    int n_functions = 0;
-    for (int i = 0; i < m.n_kernels; i++) {
-        bool first = true;
-        for (int j = 0; j < i && first; j++)
-            first = strcmp(m.kernels[i].name, m.kernels[j].name) != 0;
-        n_functions += first;
-        free(seen.key[i]);
+    if (st == MX_OK)
+        st = assemble(p, o, &fs, &m, d);
+    for (int f = 0; f < fs.n; f++) {
+        free(fs.fn[f].key);
+        mx_text_free(&fs.fn[f].text);
     }
-    free(seen.key);
-    if (st == MX_OK) {
-        mx_text_printf(&m.source,
-                       "/* %s: generated by mixc %s for sm_%d; %d kernels (%d distinct functions). */\n"
-                       "#include \"mixc_prelude.h\"\n",
-                       g->name, MIXC_VERSION, o->sm, m.n_kernels, n_functions);
-        mx_text_printf(&m.source, "%s", helpers);
-        if (used & MX_HELPER_DIAG)
-            mx_text_printf(&m.source, "%s", diag_helpers);
-        mx_text_append(&m.source, &kernels);
-        if (m.source.oom || kernels.oom)
-            st = mx_fail(d, MX_ERR_NOMEM, "graph %s: out of memory for the module source", g->name);
-    }
-    mx_text_free(&kernels);
+    free(fs.fn);
+    free(fs.slot);
     if (st != MX_OK) {
         mx_module_free(&m);
         return st;

@@ -78,9 +78,10 @@ void mx_emit_element_loops(mx_emitter *e, const mx_tiles *t, mx_kernel *k) {
     }
     free(done);
     int64_t blocks = (most + t->threads - 1) / t->threads;
-    /* Enough blocks to fill a large GPU (132 SMs x 2048 threads at 256 per
-     * block is 1056); beyond that the loop strides. */
-    k->grid[0] = (unsigned)(blocks < 1024 ? blocks : 1024);
+    /* Enough blocks to fill the target's resident threads; beyond that the
+     * loop strides. */
+    int64_t fill = (int64_t)e->target->sm_count * e->target->max_threads_per_sm / t->threads;
+    k->grid[0] = (unsigned)(blocks < fill ? blocks : fill);
     k->grid[1] = k->grid[2] = 1;
     k->block[0] = (unsigned)t->threads;
     k->block[1] = k->block[2] = 1;

@@ -194,7 +194,7 @@ static void finish_step(scan_ctx *x, int k, const char *l) {
         const char *yi[3] = {x->b, x->c, lz};
         mx_emit_store(e, s->y, yi, "y");
     }
-    if (sp->n_scans == 1) {
+    if (!sp->summed) {
         epilogue(x, l, "y", false);
         return;
     }
@@ -203,12 +203,17 @@ static void finish_step(scan_ctx *x, int k, const char *l) {
     bool guard = placement(x, s, l, p, sizeof p);
     acc_at(x, p, &buf, off, sizeof off);
     mx_dtype at = mx_value_type(g, sp->out[sp->acc].value)->dtype;
-    char sum[256];
+    char sum[256], term[32];
+    if (s->weight >= 0)
+        snprintf(term, sizeof term, "sw%d * y", s->weight);
+    else
+        snprintf(term, sizeof term, "y");
     if (k == 0) {
-        snprintf(sum, sizeof sum, "y");
+        snprintf(sum, sizeof sum, "%s", term);
     } else {
         snprintf(sum, sizeof sum, mx_emit_load_fmt(at), buf, off);
-        strncat(sum, " + y", sizeof sum - strlen(sum) - 1);
+        strncat(sum, " + ", sizeof sum - strlen(sum) - 1);
+        strncat(sum, term, sizeof sum - strlen(sum) - 1);
     }
     mx_emit_line(e, mx_emit_store_fmt(at), buf, off, sum);
     if (guard)
@@ -221,7 +226,7 @@ static void finish_step(scan_ctx *x, int k, const char *l) {
 static void zero_unreached(scan_ctx *x, const char *first, const char *step) {
     const mx_scan_plan *sp = x->sp;
     const mx_scan_part *s = &sp->scan[0];
-    if (sp->n_scans == 1)
+    if (!sp->summed)
         return;
     long long L = (long long)sp->L, o = (long long)s->offset, lo, hi;
     if (s->sign > 0) { /* reached: [o, L + o) */
@@ -245,14 +250,34 @@ static void zero_unreached(scan_ctx *x, const char *first, const char *step) {
     mx_emit_close(x->e);
 }
 
+/* The weights of a Switch of Scans' terms that stay, sw0 ... (scan_plan.h). */
+static void load_weights(scan_ctx *x) {
+    const mx_scan_plan *sp = x->sp;
+    bool used[MX_SCAN_MAX + 1] = {false};
+    for (int k = 0; k < sp->n_scans; k++)
+        if (sp->scan[k].weight >= 0)
+            used[sp->scan[k].weight] = true;
+    for (int i = 0; i < sp->n_extra; i++)
+        used[sp->extra[i].weight] = true;
+    for (int j = 0; j < sp->n_terms; j++) {
+        if (!used[j])
+            continue;
+        char at[16], v[96];
+        snprintf(at, sizeof at, "%d", j);
+        const char *idx[1] = {at};
+        mx_emit_value(x->e, sp->weights, idx, v, sizeof v);
+        mx_emit_line(x->e, "const float sw%d = %s;", j, v);
+    }
+}
+
 /* Whether the sum needs a last pass: some result is computed from it, or
  * the accumulator is not M itself, or a producer view stores M again. */
 static bool needs_final_pass(const scan_ctx *x) {
     const mx_scan_plan *sp = x->sp;
     const mx_emitter *e = x->e;
-    if (sp->n_scans == 1)
+    if (!sp->summed)
         return false;
-    if (sp->n_out > 1 || sp->out[sp->acc].value != sp->merge)
+    if (sp->n_extra > 0 || sp->n_out > 1 || sp->out[sp->acc].value != sp->merge)
         return true;
     for (int i = e->uses.first[sp->merge]; i < e->uses.first[sp->merge + 1]; i++) {
         int r = e->uses.reader[i];
@@ -271,8 +296,16 @@ static void final_pass(scan_ctx *x, const char *first, const char *step) {
     char off[160], m[256];
     acc_at(x, "p", &buf, off, sizeof off);
     snprintf(m, sizeof m, mx_emit_load_fmt(mx_value_type(e->p->g, sp->out[sp->acc].value)->dtype), buf, off);
-    mx_emit_line(e, "const float m = %s;", m);
-    epilogue(x, "p", "m", sp->out[sp->acc].value == sp->merge);
+    mx_emit_line(e, "float m = %s;", m);
+    for (int i = 0; i < sp->n_extra; i++) { /* a Switch of Scans' terms that read no scan */
+        const mx_scan_extra *t = &sp->extra[i];
+        char q[256] = "p", v[96];
+        if (t->by_order)
+            mx_emit_order_map(e, t->order, sp->grid_h, sp->grid_w, "p", true, q, sizeof q);
+        value3(x, t->value, x->b, x->c, dim_or_zero(sp->L, q), v, sizeof v);
+        mx_emit_line(e, "m += sw%d * %s;", t->weight, v);
+    }
+    epilogue(x, "p", "m", sp->out[sp->acc].value == sp->merge && sp->n_extra == 0);
     mx_emit_close(e);
 }
 
@@ -328,11 +361,9 @@ static void lanes_scan(scan_ctx *x, int k) {
     mx_emitter *e = x->e;
     const mx_scan_plan *sp = x->sp;
     const mx_scan_part *s = &sp->scan[k];
-    const mx_graph *g = e->p->g;
-    char label[96], l[64], a[96], bb[96], cc[96];
+    char l[64], a[96], bb[96], cc[96];
     int chunk = x->t.items;
-    mx_emit_open(e, "/* scan %d: %s%s */", k, mx_node_label(g, s->node, label, sizeof label),
-                 s->reverse ? ", reverse" : "");
+    mx_emit_open(e, "/* scan %d of %d%s */", k, sp->n_scans, s->reverse ? ", reverse" : "");
     mx_emit_line(e, "float a2[%d], h[%d];", x->per_lane, x->per_lane);
     mx_emit_line(e, "#pragma unroll");
     mx_emit_open(e, "for (int j = 0; j < %d; j++)", x->per_lane);
@@ -371,7 +402,7 @@ static void lanes_scan(scan_ctx *x, int k) {
         bc_value(x, s, MX_SCAN_B, "n", "l", bb, sizeof bb);
         bc_value(x, s, MX_SCAN_C, "n", "l", cc, sizeof cc);
     }
-    mx_emit_line(e, "const float dA = exp2f(d * a2[j]);");
+    mx_emit_line(e, "const float dA = mx_ex2(d * a2[j]);");
     mx_emit_line(e, "h[j] = dA * h[j] + du * %s;", bb);
     mx_emit_line(e, "y += h[j] * %s;", cc);
     mx_emit_close(e);
@@ -434,6 +465,7 @@ static void emit_lanes(scan_ctx *x, mx_kernel *k) {
         mx_emit_line(e, "float *const Bs = smem + %d, *const Cs = Bs + %lld; /* [N][chunk] */", cpb * chunk,
                      (long long)sp->N * chunk);
     }
+    load_weights(x);
     zero_unreached(x, "lane", x->lanes > 1 ? "LANES" : "1");
     for (int i = 0; i < sp->n_scans; i++) {
         if (i > 0 && x->lanes > 1)
@@ -452,24 +484,31 @@ static void emit_lanes(scan_ctx *x, mx_kernel *k) {
 
 /* ---- decomposition 1: chunked block scan --------------------------------------------- */
 
+/* Whether the super-chunks of threads x ITEMS steps tile L exactly: then no
+ * step is past L and no step needs a bounds check. */
+static bool tiles_exactly(const scan_ctx *x) { return x->sp->L % ((int64_t)x->t.threads * x->t.items) == 0; }
+
 /* A loop over this thread's steps within L, unrolled so that its per-step
  * arrays stay in registers (a loop bound on L would keep them in local
  * memory); one scope, closed by the caller. */
-static void items_loop(mx_emitter *e, long long L) {
+static void items_loop(const scan_ctx *x) {
+    mx_emitter *e = x->e;
     mx_emit_line(e, "#pragma unroll");
+    if (tiles_exactly(x)) {
+        mx_emit_open(e, "for (int i = 0; i < ITEMS; i++)");
+        return;
+    }
     mx_emit_line(e, "for (int i = 0; i < ITEMS; i++)");
-    mx_emit_open(e, "    if (first + i < %lld)", L);
+    mx_emit_open(e, "    if (first + i < %lld)", (long long)x->sp->L);
 }
 
 static void chunked_scan(scan_ctx *x, int k) {
     mx_emitter *e = x->e;
     const mx_scan_plan *sp = x->sp;
     const mx_scan_part *s = &sp->scan[k];
-    const mx_graph *g = e->p->g;
-    char label[96], l[64], a[96], bb[96], cc[96];
+    char l[64], a[96], bb[96], cc[96];
     long long N = (long long)sp->N, L = (long long)sp->L;
-    mx_emit_open(e, "/* scan %d: %s%s */", k, mx_node_label(g, s->node, label, sizeof label),
-                 s->reverse ? ", reverse" : "");
+    mx_emit_open(e, "/* scan %d of %d%s */", k, sp->n_scans, s->reverse ? ", reverse" : "");
     if (k > 0)
         mx_emit_line(e, "__syncthreads(); /* the previous scan's sum and carries are complete */");
     mx_emit_open(e, "for (int n = threadIdx.x; n < %lld; n += blockDim.x)", N);
@@ -482,9 +521,13 @@ static void chunked_scan(scan_ctx *x, int k) {
     mx_emit_line(e, "float dl[ITEMS], du[ITEMS], yi[ITEMS];");
     mx_emit_line(e, "#pragma unroll");
     mx_emit_open(e, "for (int i = 0; i < ITEMS; i++)");
-    mx_emit_line(e, "dl[i] = 0.0f, du[i] = 0.0f, yi[i] = 0.0f; /* past L: the identity step */");
-    mx_emit_line(e, "if (first + i >= %lld)", L);
-    mx_emit_line(e, "    continue;");
+    if (tiles_exactly(x)) {
+        mx_emit_line(e, "yi[i] = 0.0f;");
+    } else {
+        mx_emit_line(e, "dl[i] = 0.0f, du[i] = 0.0f, yi[i] = 0.0f; /* past L: the identity step */");
+        mx_emit_line(e, "if (first + i >= %lld)", L);
+        mx_emit_line(e, "    continue;");
+    }
     step_l(x, s, "(first + i)", l, sizeof l);
     mx_emit_line(e, "const %s l = %s;", e->ity, l);
     emit_delta(x, s, "l");
@@ -498,13 +541,15 @@ static void chunked_scan(scan_ctx *x, int k) {
     }
     mx_emit_line(e, "const float a2 = %s * " LOG2E ";", a);
     mx_emit_line(e, "float a = 1.0f, hc = 0.0f; /* this thread's steps as h -> a h + hc */");
-    items_loop(e, L);
+    mx_emit_line(e, "float dA[ITEMS], bu[ITEMS]; /* kept for the rescan: one exp and one load of B per step */");
+    items_loop(x);
     step_l(x, s, "(first + i)", l, sizeof l);
     mx_emit_line(e, "const %s l = %s;", e->ity, l);
     bc_value(x, s, MX_SCAN_B, "n", "l", bb, sizeof bb);
-    mx_emit_line(e, "const float dA = exp2f(dl[i] * a2);");
-    mx_emit_line(e, "a *= dA;");
-    mx_emit_line(e, "hc = dA * hc + du[i] * %s;", bb);
+    mx_emit_line(e, "dA[i] = mx_ex2(dl[i] * a2);");
+    mx_emit_line(e, "bu[i] = du[i] * %s;", bb);
+    mx_emit_line(e, "a *= dA[i];");
+    mx_emit_line(e, "hc = dA[i] * hc + bu[i];");
     mx_emit_close(e);
     mx_emit_line(e, "/* inclusive scan of the maps over the warp: earlier lanes apply first */");
     mx_emit_open(e, "for (int off = 1; off < 32; off <<= 1)");
@@ -528,13 +573,11 @@ static void chunked_scan(scan_ctx *x, int k) {
     mx_emit_line(e, "const float ph = __shfl_up_sync(0xFFFFFFFFu, hc, 1);");
     mx_emit_line(e, "if (lane > 0)");
     mx_emit_line(e, "    hs = pa * hs + ph;");
-    items_loop(e, L);
+    items_loop(x);
     step_l(x, s, "(first + i)", l, sizeof l);
     mx_emit_line(e, "const %s l = %s;", e->ity, l);
-    bc_value(x, s, MX_SCAN_B, "n", "l", bb, sizeof bb);
     bc_value(x, s, MX_SCAN_C, "n", "l", cc, sizeof cc);
-    mx_emit_line(e, "const float dA = exp2f(dl[i] * a2);");
-    mx_emit_line(e, "hs = dA * hs + du[i] * %s;", bb);
+    mx_emit_line(e, "hs = dA[i] * hs + bu[i];");
     mx_emit_line(e, "yi[i] += hs * %s;", cc);
     mx_emit_close(e);
     mx_emit_open(e, "if (threadIdx.x == blockDim.x - 1) /* its end state, padding being the identity, is the carry */");
@@ -547,7 +590,7 @@ static void chunked_scan(scan_ctx *x, int k) {
     mx_emit_close(e);
     mx_emit_line(e, "phase ^= 1;");
     mx_emit_close(e);
-    items_loop(e, L);
+    items_loop(x);
     step_l(x, s, "(first + i)", l, sizeof l);
     mx_emit_line(e, "const %s l = %s;", e->ity, l);
     mx_emit_line(e, "float y = yi[i];");
@@ -577,6 +620,7 @@ static void emit_chunked(scan_ctx *x, mx_kernel *k) {
     mx_emit_line(e, "MX_DYNAMIC_SMEM(float, smem);");
     mx_emit_line(e, "float *const wa = smem, *const wh = smem + 64; /* [2][32] warp totals */");
     mx_emit_line(e, "float *const carry = smem + 128; /* [2][N] the state entering the super-chunk */");
+    load_weights(x);
     zero_unreached(x, "threadIdx.x", "blockDim.x");
     for (int i = 0; i < sp->n_scans; i++)
         chunked_scan(x, i);
@@ -635,18 +679,19 @@ static mx_tiles chunked_tiles(const mx_scan_plan *sp) {
     return t;
 }
 
-/* Two waves of 132 SMs x 2048 threads: enough rows x states to fill an H100
- * with a lane per state; fewer, and L is cut into chunks instead. */
-static mx_tiles tiles_for(const mx_scan_plan *sp) {
-    return sp->Bt * sp->Ch * sp->N >= 2LL * 132 * 2048 ? lanes_tiles(sp) : chunked_tiles(sp);
+/* Two waves of the target's resident threads: enough rows x states to fill
+ * the GPU with a lane per state; fewer, and L is cut into chunks instead. */
+static mx_tiles tiles_for(const mx_scan_plan *sp, const mx_target *t) {
+    int64_t resident = (int64_t)t->sm_count * t->max_threads_per_sm;
+    return sp->Bt * sp->Ch * sp->N >= 2 * resident ? lanes_tiles(sp) : chunked_tiles(sp);
 }
 
-mx_tiles mx_scan_default_tiles(const mx_program *p, int group, int sm) {
+mx_tiles mx_scan_default_tiles(const mx_program *p, int group, const mx_target *target) {
     mx_scan_plan sp;
     mx_diag d;
     if (mx_scan_plan_fill(p, group, &sp, &d) != MX_OK) /* mx_emit_scan reports the error */
         return (mx_tiles){.threads = 128, .items = 8, .channels = 1, .chunked = 1, .vector = 1};
-    return tiles_for(&sp);
+    return tiles_for(&sp, target);
 }
 
 /* Fields the caller left at 0 take the defaults of the decomposition asked
@@ -655,7 +700,7 @@ static mx_status check_tiles(scan_ctx *x, const mx_tiles *given, mx_diag *d) {
     const mx_scan_plan *sp = x->sp;
     const mx_tiles *t = given;
     if (!t->threads && !t->items && !t->channels && !t->lanes_per_state && !t->chunked) {
-        x->t = tiles_for(sp);
+        x->t = tiles_for(sp, x->e->target);
     } else {
         x->t = t->chunked ? chunked_tiles(sp) : lanes_tiles(sp);
         if (t->threads)
@@ -694,16 +739,42 @@ static mx_status check_tiles(scan_ctx *x, const mx_tiles *given, mx_diag *d) {
     x->per_lane = (int)(sp->N / lanes);
     x->staged = (sp->Ch / sp->G) % x->t.channels == 0;
     int64_t smem = (int64_t)(x->t.channels * x->t.items + (x->staged ? 2 * sp->N * x->t.items : 0)) * 4;
-    if (smem > 48 * 1024)
+    if (smem > x->e->target->smem_per_block)
         return mx_fail(d, MX_ERR_INVALID,
-                       "scan group %d: the lanes tiles need %lld bytes of shared memory (at most 48 KiB)", group,
-                       (long long)smem);
+                       "scan group %d: the lanes tiles need %lld bytes of shared memory (at most %d on %s)", group,
+                       (long long)smem, x->e->target->smem_per_block, x->e->target->name);
+    return MX_OK;
+}
+
+/* Leaves out the light orders of a Switch of Scans (mx_codegen_options.prune_scans). */
+static mx_status prune(mx_emitter *e, mx_scan_plan *sp, mx_kernel *k, mx_diag *d) {
+    const mx_codegen_options *o = e->options;
+    if (!o || o->prune_scans <= 0 || sp->weights == MX_NONE)
+        return MX_OK;
+    const float *w = o->params && sp->weights < o->params->count ? o->params->data[sp->weights] : NULL;
+    if (!w)
+        return mx_fail(d, MX_ERR_INVALID, "scan group %d: pruning a Switch of Scans needs its weights bound",
+                       e->group);
+    int scans[MX_SCAN_MAX];
+    for (int i = 0; i < sp->n_scans; i++)
+        scans[i] = sp->scan[i].node;
+    int before = sp->n_scans;
+    bool dropped[MX_SCAN_MAX];
+    k->pruned_weight = mx_scan_plan_prune(sp, w, o->prune_scans, dropped);
+    for (int i = 0; i < before; i++) {
+        bool kept = false;
+        for (int j = 0; j < sp->n_scans; j++)
+            kept |= sp->scan[j].node == scans[i];
+        if (!kept)
+            k->pruned[k->n_pruned++] = scans[i];
+    }
     return MX_OK;
 }
 
 mx_status mx_emit_scan(mx_emitter *e, const mx_tiles *t, mx_kernel *k, mx_diag *d) {
     mx_scan_plan sp;
     MX_TRY(mx_scan_plan_fill(e->p, e->group, &sp, d));
+    MX_TRY(prune(e, &sp, k, d));
     scan_ctx x = {.e = e, .sp = &sp};
     x.cpg = (int)(sp.Ch / sp.G);
     x.b = dim_or_zero(sp.Bt, "b");

@@ -50,8 +50,9 @@ static int merge_leaf(const mx_program *p, int group, mx_scan_plan *sp, int v, i
 }
 
 /* Whether value v is an add tree over scan terms; sets the placements of the
- * scans it covers and adds them to *covered. */
-static bool merge_tree(const mx_program *p, int group, mx_scan_plan *sp, int v, unsigned *covered) {
+ * scans it covers and adds them to *covered. With extras (a Switch of
+ * Scans' term), a leaf that is no scan term is an extra term of the sum. */
+static bool merge_tree(const mx_program *p, int group, mx_scan_plan *sp, int v, unsigned *covered, bool extras) {
     const mx_graph *g = p->g;
     int sign;
     int64_t offset;
@@ -66,11 +67,45 @@ static bool merge_tree(const mx_program *p, int group, mx_scan_plan *sp, int v, 
         return true;
     }
     int node = g->values[v].node;
-    if (!in_group(p, group, node) || g->nodes[node].op != MX_OP_ADD ||
-        !mx_type_equal(mx_node_input_type(g, node, 0), mx_node_input_type(g, node, 1)))
+    if (in_group(p, group, node) && g->nodes[node].op == MX_OP_ADD &&
+        mx_type_equal(mx_node_input_type(g, node, 0), mx_node_input_type(g, node, 1)))
+        return merge_tree(p, group, sp, mx_node_input(g, node, 0), covered, extras) &&
+               merge_tree(p, group, sp, mx_node_input(g, node, 1), covered, extras);
+    if (!extras || sp->n_extra == MX_SCAN_MAX || !mx_type_equal(mx_value_type(g, v), mx_value_type(g, sp->scan[0].y)))
         return false;
-    return merge_tree(p, group, sp, mx_node_input(g, node, 0), covered) &&
-           merge_tree(p, group, sp, mx_node_input(g, node, 1), covered);
+    sp->extra[sp->n_extra++] = (mx_scan_extra){.value = v, .weight = -1};
+    return true;
+}
+
+/* Whether v = weighted_sum(w, T_0, ..., T_{K-1}) sums the scans as a Switch
+ * of Scans (scan_plan.h): every term [a one-input scan_scatter of] an add
+ * tree holding at least one scan. Sets the terms' weights and orders. */
+static bool switch_of_scans(const mx_program *p, int group, mx_scan_plan *sp, int node, unsigned *covered) {
+    const mx_graph *g = p->g;
+    sp->n_extra = 0;
+    for (int j = 1; j < g->nodes[node].n_in; j++) {
+        int v = mx_node_input(g, node, j), by = g->values[v].node, first_extra = sp->n_extra;
+        bool by_order = in_group(p, group, by) && g->nodes[by].op == MX_OP_SCAN_SCATTER && g->nodes[by].n_in == 1 &&
+                        node_axis(g, by) == 2;
+        mx_scan_order order = MX_ORDER_ROW;
+        if (by_order) {
+            order = (mx_scan_order)mx_node_attr(g, by, MX_A_ORDERS)->v[0];
+            sp->grid_h = mx_node_int(g, by, MX_A_H);
+            sp->grid_w = mx_node_int(g, by, MX_A_W);
+            v = mx_node_input(g, by, 0);
+        }
+        unsigned before = *covered;
+        if (!merge_tree(p, group, sp, v, covered, true) || *covered == before)
+            return false;
+        for (int k = 0; k < sp->n_scans; k++)
+            if ((*covered & ~before) >> k & 1u)
+                sp->scan[k].weight = j - 1, sp->scan[k].by_order = by_order, sp->scan[k].order = order;
+        for (int x = first_extra; x < sp->n_extra; x++)
+            sp->extra[x].weight = j - 1, sp->extra[x].by_order = by_order, sp->extra[x].order = order;
+    }
+    sp->weights = mx_node_input(g, node, 0);
+    sp->n_terms = g->nodes[node].n_in - 1;
+    return true;
 }
 
 static mx_status find_merge(const mx_program *p, int group, mx_scan_plan *sp, mx_diag *d) {
@@ -102,15 +137,25 @@ static mx_status find_merge(const mx_program *p, int group, mx_scan_plan *sp, mx
             }
         } else if (g->nodes[node].op == MX_OP_ADD) {
             unsigned covered = 0;
-            if (merge_tree(p, group, sp, v, &covered) && covered == all) {
+            if (merge_tree(p, group, sp, v, &covered, false) && covered == all) {
                 sp->merge = v;
                 return MX_OK;
             }
+        } else if (g->nodes[node].op == MX_OP_WEIGHTED_SUM) {
+            unsigned covered = 0;
+            if (switch_of_scans(p, group, sp, node, &covered) && covered == all) {
+                sp->merge = v;
+                return MX_OK;
+            }
+            for (int k = 0; k < sp->n_scans; k++)
+                sp->scan[k].weight = -1;
+            sp->weights = MX_NONE, sp->n_extra = 0, sp->n_terms = 0;
         }
     }
     if (sp->n_scans == 1) {
         sp->merge = sp->scan[0].y;
         sp->scan[0].sign = 1;
+        sp->summed = false;
         return MX_OK;
     }
     return mx_fail(d, MX_ERR_INVALID,
@@ -118,19 +163,38 @@ static mx_status find_merge(const mx_program *p, int group, mx_scan_plan *sp, mx
                    group, sp->n_scans);
 }
 
-/* Whether node is part of the merge: M itself or what feeds it from the scans. */
-static bool in_merge(const mx_program *p, const mx_scan_plan *sp, int node) {
+/* The merge's members: M's node and the members between the scans and M,
+ * found by walking back from M through the group (the scans excluded), once:
+ * a walk forward from every member would cost the whole graph per member. */
+static mx_status fill_merge_nodes(const mx_program *p, int group, mx_scan_plan *sp, mx_diag *d) {
     const mx_graph *g = p->g;
-    int v = mx_node_output(g, node, 0);
-    if (v == sp->merge)
-        return true;
-    if (g->nodes[node].op == MX_OP_SELECTIVE_SCAN)
-        return false;
-    /* a view or add between the scans and M: everything it reads is too */
-    for (int r = 0; r < g->n_nodes; r++)
-        for (int i = 0; i < g->nodes[r].n_in; i++)
-            if (mx_node_input(g, r, i) == v && p->group_of[r] == p->group_of[node])
-                return in_merge(p, sp, r);
+    int stack[4 * MX_SCAN_MERGE_MAX], top = 0;
+    sp->n_merge_nodes = 0;
+    stack[top++] = g->values[sp->merge].node;
+    while (top) {
+        int node = stack[--top];
+        if (!in_group(p, group, node) || g->nodes[node].op == MX_OP_SELECTIVE_SCAN || mx_scan_in_merge(sp, node))
+            continue;
+        if (sp->n_merge_nodes == MX_SCAN_MERGE_MAX)
+            return mx_fail(d, MX_ERR_INVALID, "scan group %d: more than %d nodes sum its scans", group,
+                           MX_SCAN_MERGE_MAX);
+        sp->merge_nodes[sp->n_merge_nodes++] = node;
+        for (int i = 0; i < g->nodes[node].n_in; i++) {
+            int v = mx_node_input(g, node, i);
+            if (v == MX_NONE)
+                continue;
+            if (top == 4 * MX_SCAN_MERGE_MAX)
+                return mx_fail(d, MX_ERR_INVALID, "scan group %d: its scans' sum is too wide", group);
+            stack[top++] = g->values[v].node;
+        }
+    }
+    return MX_OK;
+}
+
+bool mx_scan_in_merge(const mx_scan_plan *sp, int node) {
+    for (int i = 0; i < sp->n_merge_nodes; i++)
+        if (sp->merge_nodes[i] == node)
+            return true;
     return false;
 }
 
@@ -153,7 +217,7 @@ static mx_status fill_epilogue(const mx_program *p, int group, mx_scan_plan *sp,
         int node = gr->nodes[i];
         const mx_node *nd = &g->nodes[node];
         int v = mx_node_output(g, node, 0), from = -1;
-        if (nd->op == MX_OP_SELECTIVE_SCAN || in_merge(p, sp, node))
+        if (nd->op == MX_OP_SELECTIVE_SCAN || mx_scan_in_merge(sp, node))
             continue;
         for (int j = 0; j < nd->n_in; j++) {
             int in = mx_node_input(g, node, j), c = -1;
@@ -213,6 +277,8 @@ mx_status mx_scan_plan_fill(const mx_program *p, int group, mx_scan_plan *sp, mx
     char label[96];
     memset(sp, 0, sizeof *sp);
     sp->acc = -1;
+    sp->weights = MX_NONE;
+    sp->summed = true;
     for (int i = 0; i < gr->n_nodes; i++) {
         int node = gr->nodes[i];
         if (g->nodes[node].op != MX_OP_SELECTIVE_SCAN)
@@ -230,6 +296,7 @@ mx_status mx_scan_plan_fill(const mx_program *p, int group, mx_scan_plan *sp, mx
         s->y_stored = mx_emit_stored(p, group, s->y);
         s->hN_stored = s->hN != MX_NONE && mx_emit_stored(p, group, s->hN);
         s->sign = 1;
+        s->weight = -1;
         const mx_type *y = mx_value_type(g, s->y), *B = mx_value_type(g, s->in[MX_SCAN_B]);
         int64_t N = mx_value_type(g, s->in[MX_SCAN_A])->dim[1];
         if (sp->n_scans == 1) {
@@ -245,19 +312,20 @@ mx_status mx_scan_plan_fill(const mx_program *p, int group, mx_scan_plan *sp, mx
     if (sp->n_scans == 0)
         return mx_fail(d, MX_ERR_INVALID, "scan group %d has no selective_scan", group);
     MX_TRY(find_merge(p, group, sp, d));
+    MX_TRY(fill_merge_nodes(p, group, sp, d));
     /* A scan's result may be stored for another group, but inside this one only
      * the merge may read it. */
-    for (int k = 0; k < sp->n_scans && sp->merge != sp->scan[0].y; k++)
+    for (int k = 0; k < sp->n_scans && sp->summed; k++)
         for (int i = 0; i < gr->n_nodes; i++) {
             int node = gr->nodes[i];
             for (int j = 0; j < g->nodes[node].n_in; j++)
-                if (mx_node_input(g, node, j) == sp->scan[k].y && !in_merge(p, sp, node))
+                if (mx_node_input(g, node, j) == sp->scan[k].y && !mx_scan_in_merge(sp, node))
                     return mx_fail(d, MX_ERR_INVALID,
                                    "scan group %d: %s reads one scan's result apart from the merge",
                                    group, mx_node_label(g, node, label, sizeof label));
         }
     MX_TRY(fill_epilogue(p, group, sp, d));
-    if (sp->n_scans > 1) {
+    if (sp->summed) {
         if (sp->n_out == 0)
             return mx_fail(d, MX_ERR_INVALID, "scan group %d: the scans' sum is never stored", group);
         sp->acc = 0; /* sum where it is most precise: an f32 result when there is one */
@@ -266,4 +334,38 @@ mx_status mx_scan_plan_fill(const mx_program *p, int group, mx_scan_plan *sp, mx
                 sp->acc = i;
     }
     return MX_OK;
+}
+
+double mx_scan_plan_prune(mx_scan_plan *sp, const float *weights, double eps, bool *dropped) {
+    int heaviest = 0;
+    for (int j = 0; j < sp->n_terms; j++) {
+        dropped[j] = false;
+        if (weights[j] > weights[heaviest])
+            heaviest = j;
+    }
+    for (int j = 0; j < sp->n_terms; j++)
+        dropped[j] = j != heaviest && weights[j] < eps;
+    for (int k = 0; k < sp->n_scans; k++) /* a stored result is read elsewhere: its term stays */
+        if (sp->scan[k].weight >= 0 && (sp->scan[k].y_stored || sp->scan[k].hN_stored))
+            dropped[sp->scan[k].weight] = false;
+    int kept = 0;
+    for (int k = 0; k < sp->n_scans; k++)
+        kept += sp->scan[k].weight < 0 || !dropped[sp->scan[k].weight];
+    double bound = 0;
+    for (int j = 0; j < sp->n_terms; j++) {
+        if (kept == 0)
+            dropped[j] = false;
+        bound += dropped[j] ? weights[j] : 0;
+    }
+    int n = 0;
+    for (int k = 0; k < sp->n_scans; k++)
+        if (sp->scan[k].weight < 0 || !dropped[sp->scan[k].weight])
+            sp->scan[n++] = sp->scan[k];
+    sp->n_scans = n;
+    n = 0;
+    for (int x = 0; x < sp->n_extra; x++)
+        if (!dropped[sp->extra[x].weight])
+            sp->extra[n++] = sp->extra[x];
+    sp->n_extra = n;
+    return bound;
 }

@@ -69,7 +69,7 @@ static void check_emulated(const char *what, const mx_graph *src, const mx_buffe
             if (p->groups[k].kind != MX_FUSE_SCAN && p->groups[k].kind != MX_FUSE_MATMUL)
                 tiles[k] = (mx_tiles){.threads = threads, .items = 1, .channels = 1, .lanes_per_state = 1, .vector = 1};
     }
-    mx_codegen_options o = {.sm = 80, .tiles = tiles};
+    mx_codegen_options o = {.target = support_gpu_target("sm_80"), .tiles = tiles};
     mx_module m;
     mx_status st = mx_codegen(p, &o, &m, &d);
     CHECK_MSG(st == MX_OK, "%s: codegen: %s", what, d.msg);
@@ -327,7 +327,7 @@ static int load_zoo(zoo_model *z, int cap) {
             mx_model_free(m->model);
             continue;
         }
-        mx_codegen_options o = {.sm = 80};
+        mx_codegen_options o = {.target = support_gpu_target("sm_80")};
         mx_diag d = {{0}};
         mx_status st = mx_codegen(m->p, &o, &m->m, &d);
         CHECK_MSG(st == MX_OK, "%s: codegen: %s", m->path, d.msg);

@@ -397,7 +397,7 @@ static void run_family(const char *what, const prob *probs, int n) {
         if (group >= 0)
             tiles[group] = probs[i].tiles;
     }
-    mx_codegen_options co = {.sm = 90, .tiles = tiles};
+    mx_codegen_options co = {.target = support_gpu_target("sm_90"), .tiles = tiles};
     if (st == MX_OK) {
         st = mx_codegen(f.p, &co, &f.m, &d);
         CHECK_MSG(st == MX_OK, "%s: codegen: %s", what, d.msg);
@@ -493,7 +493,7 @@ static void test_default_tiles(void) {
         mx_program *p = mx_program_new(g);
         mx_pass_options po = {0};
         CHECK(mx_program_run_passes(p, &po, &d) == MX_OK);
-        mx_tiles tl = mx_tiles_default(p, scan_group_of(p, 0), 90);
+        mx_tiles tl = mx_tiles_default(p, scan_group_of(p, 0), support_gpu_target("sm_90"));
         CHECK_MSG(tl.chunked == (c == 1), "default tiles: chunked %d for %s", tl.chunked, c ? "small" : "big");
         if (c == 0)
             CHECK(tl.lanes_per_state == 16 && tl.channels == 8 && tl.threads == 128);
@@ -524,7 +524,7 @@ static void test_zoo_nvrtc(void) {
         mx_model_free(md);
         if (!progs[i])
             continue;
-        mx_codegen_options co = {.sm = 90};
+        mx_codegen_options co = {.target = support_gpu_target("sm_90")};
         mx_diag d = {{0}};
         mx_status st = mx_codegen(progs[i], &co, &mods[i], &d);
         CHECK_MSG(st == MX_OK, "%s: %s", files[i], d.msg);
