@@ -183,12 +183,12 @@ void mx_profile_print(const mx_profile *pr, FILE *out) {
         char upd[16] = "-";
         if (k->state_updates > 0)
             snprintf(upd, sizeof upd, "%.3f", k->exps_per_update);
-        fprintf(out, "%5d  %-22s %-11s %9s %6.3f %6.1f%% %6.1f%% %10.0f %6.2f %8llu %6llu %8.2f us %8.2f us\n",
+        fprintf(out, "%5d  %-22s %-11s %9s %6.3f %6.1f%% %6.1f%% %10.0f %6.2f %8llu %6llu %8.3f us %8.3f us\n",
                 k->group, k->kernel, mx_fusion_names[k->kind], upd, k->exp_ratio, 100 * k->load_efficiency,
                 100 * k->store_efficiency, k->bytes, k->bytes_ratio, (unsigned long long)k->c.shuffles,
                 (unsigned long long)k->c.barriers, k->roofline_s * 1e6, k->floor_s * 1e6);
     }
-    fprintf(out, "total: %d kernels, roofline %.2f us (floor %.2f us)", pr->n_kernels, pr->roofline_s * 1e6,
+    fprintf(out, "total: %d kernels, roofline %.3f us (floor %.3f us)", pr->n_kernels, pr->roofline_s * 1e6,
             pr->floor_s * 1e6);
     if (pr->n_matmuls)
         fprintf(out, "; %d matmul groups (cuBLASLt) not profiled", pr->n_matmuls);

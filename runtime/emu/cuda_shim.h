@@ -957,6 +957,9 @@ __asan_storeN_noabort(uintptr_t a, size_t n) {
     ::mx_emu::count_access(a, n, MX_EMU_STORE,
                            reinterpret_cast<uintptr_t>(__builtin_return_address(0)));
 }
+/* Called before a call that does not return (a failing fiber's last switch):
+ * nothing to unpoison without shadow memory. */
+extern "C" __attribute__((visibility("hidden"))) MX_EMU_UNCOUNTED void __asan_handle_no_return() {}
 #endif
 
 #define MX_DYNAMIC_SMEM(type, name)                                            \
