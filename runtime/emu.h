@@ -56,7 +56,7 @@ enum { MX_EMU_LOAD, MX_EMU_STORE };
 typedef struct {
     uint64_t requests[2];
     uint64_t sectors[2];      /* 32-byte sectors per request, summed */
-    uint64_t bytes[2];        /* bytes the lanes asked for */
+    uint64_t bytes[2];        /* bytes the lanes asked for (an address once per request) */
     uint64_t unique_bytes[2]; /* distinct sectors of the launch x 32: the DRAM estimate */
     uint64_t exps;            /* transcendental functions, per lane (expf, log1pf, tanhf, ...) */
     uint64_t shuffles;        /* __shfl*_sync, per warp */

@@ -34,6 +34,10 @@ static const char source[] =
     "        y[i] = x[i];\n"
     "}\n"
     "MX_EMU_ENTRY(odd_lanes)\n"
+    "extern \"C\" __global__ void broadcast(const float *x, float *y) {\n"
+    "    y[blockIdx.x * blockDim.x + threadIdx.x] = x[blockIdx.x];\n"
+    "}\n"
+    "MX_EMU_ENTRY(broadcast)\n"
     "extern \"C\" __global__ void vec4(const float4 *x, float4 *y) {\n"
     "    int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
     "    y[i] = x[i];\n"
@@ -101,6 +105,13 @@ static void test_counters(mx_emu_module *m) {
     CHECK_COUNT("odd_lanes", c.requests[MX_EMU_LOAD], WARPS);
     CHECK_COUNT("odd_lanes", c.sectors[MX_EMU_LOAD], 4 * WARPS);
     CHECK_COUNT("odd_lanes", c.bytes[MX_EMU_LOAD], 2 * N);
+
+    /* One float for every lane of a block: 4 bytes asked for per request. */
+    c = run(m, "broadcast", x, BLOCKS * sizeof(float), y, sizeof(float));
+    CHECK_COUNT("broadcast", c.requests[MX_EMU_LOAD], WARPS);
+    CHECK_COUNT("broadcast", c.sectors[MX_EMU_LOAD], WARPS);
+    CHECK_COUNT("broadcast", c.bytes[MX_EMU_LOAD], 4 * WARPS);
+    CHECK_COUNT("broadcast", c.unique_bytes[MX_EMU_LOAD], 32);
 
     /* A float4 load is one 16-byte access: one request of 16 sectors per warp. */
     c = run(m, "vec4", x, 4 * N * sizeof(float), y, 4 * sizeof(float));

@@ -416,7 +416,9 @@ struct Profile {
     bool oom;
 };
 
-enum : uint64_t { KEY_LANE = ~0ull, KEY_REQUEST = ~0ull - 1 }; /* beside sector numbers */
+/* Keys beside sector numbers (addresses >> 5): a lane's count of a site, a
+ * request, an address (its top bit set). */
+enum : uint64_t { KEY_LANE = ~0ull, KEY_REQUEST = ~0ull - 1, KEY_ADDRESS = 1ull << 63 };
 
 MX_EMU_UNCOUNTED inline uint32_t table_hash(uint64_t a, uint64_t b, uint64_t c) {
     uint64_t h = a * 0x9E3779B97F4A7C15ull ^ b * 0xC2B2AE3D27D4EB4Full ^ c * 0x165667B19E3779F9ull;
@@ -481,7 +483,6 @@ MX_EMU_UNCOUNTED inline void count_access(uintptr_t addr, size_t size, int kind,
     if (!w)
         return;
     mx_emu_counters &c = *p->counters;
-    c.bytes[kind] += size;
     uint64_t first = addr >> 5, last = (addr + size - 1) >> 5, base = w->lo >> 5;
     for (uint64_t s = first; s <= last && s <= (w->hi - 1) >> 5; s++) {
         uint64_t &word = w->seen[kind][(s - base) / 64], bit = 1ull << (s - base) % 64;
@@ -501,6 +502,12 @@ MX_EMU_UNCOUNTED inline void count_access(uintptr_t addr, size_t size, int kind,
         return;
     }
     c.requests[kind] += fresh;
+    /* Lanes reading one address (a broadcast) ask for its bytes once. */
+    if (!table_find(tb, pc, k, addr | KEY_ADDRESS, &fresh)) {
+        p->oom = true;
+        return;
+    }
+    c.bytes[kind] += fresh ? size : 0;
     for (uint64_t s = first; s <= last; s++) {
         if (!table_find(tb, pc, k, s, &fresh)) {
             p->oom = true;
