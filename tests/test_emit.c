@@ -2,7 +2,9 @@
  * for ViM2-T and TSM2-ETTh1 at reduced sizes: its files are there, its
  * weights.safetensors reads back through mixc's own strict reader, and its
  * kernels.cuh, run under the host emulation over the emitted weights,
- * matches the reference. The nvcc build of the project is
+ * matches the reference; main.c, linked with a host stand-in for the model
+ * that prints what it is given, draws the inputs `mixc run` draws. The nvcc
+ * build of the project is
  * tests/emit_build.sh. Also: an existing non-empty folder is refused unless
  * forced, and a failed emit leaves nothing behind. */
 #include <stdlib.h>
@@ -98,6 +100,59 @@ static void check_emulated(const mx_model *model, const char *dir) {
     mx_program_free(p);
 }
 
+/* A host stand-in for the model's C API (prefix P): prints a checksum of
+ * each input it is given, outputs zeros. */
+static const char stub_fmt[] =
+    "#include <stdio.h>\n#include <stdlib.h>\n#include \"model.h\"\n"
+    "struct %1$s_model { int unused; };\n"
+    "static %1$s_model one;\n"
+    "int %1$s_create(%1$s_model **out, char *e, size_t n) { *out = &one; return 0; }\n"
+    "int %1$s_load_weights(%1$s_model *m, const char *path) { return 0; }\n"
+    "int %1$s_set_input(%1$s_model *m, const char *name, const float *x, size_t n) {\n"
+    "    double c = 0;\n    for (size_t i = 0; i < n; i++) c += (double)x[i] * (double)(1 + i %% 7);\n"
+    "    printf(\"input %%s %%zu %%.17g\\n\", name, n, c);\n    return 0;\n}\n"
+    "int %1$s_forward(%1$s_model *m) { return 0; }\n"
+    "int %1$s_get_output(%1$s_model *m, const char *name, float *y, size_t n) {\n"
+    "    for (size_t i = 0; i < n; i++) y[i] = 0;\n    return 0;\n}\n"
+    "const char *%1$s_error(const %1$s_model *m) { return \"\"; }\n"
+    "void %1$s_destroy(%1$s_model *m) {}\n";
+
+/* main.c's inputs for seed 5, through the stand-in, against mixc's draws. */
+static void check_example_inputs(const mx_graph *g, const char *dir) {
+    char path[600], cmd[1600];
+    snprintf(path, sizeof path, "%s/stub.c", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    fprintf(f, stub_fmt, g->name);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "cd '%s' && cc -std=c11 -Wall -Werror -o stub main.c stub.c -lm && ./stub 5", dir);
+    FILE *out = popen(cmd, "r");
+    mx_buffers *b = mx_buffers_new(g);
+    int seen = 0;
+    char line[512], name[256];
+    size_t n;
+    double checksum;
+    while (out && b && fgets(line, sizeof line, out))
+        if (sscanf(line, "input %255s %zu %lg", name, &n, &checksum) == 3) {
+            int v = mx_graph_value_find(g, name);
+            CHECK_MSG(v >= 0 && mx_fill_random_value(b, g, v, 5), "%s: input %s", g->name, name);
+            double want = 0;
+            for (int64_t i = 0; v >= 0 && i < b->numel[v]; i++)
+                want += (double)b->data[v][i] * (double)(1 + i % 7);
+            CHECK_MSG(v >= 0 && (size_t)b->numel[v] == n && want == checksum, "%s: input %s: %.17g, want %.17g",
+                      g->name, name, checksum, want);
+            seen++;
+        }
+    int inputs = 0;
+    for (int i = 0; i < mx_graph_input_count(g); i++)
+        inputs += !mx_graph_value_is_param(g, mx_graph_input(g, i));
+    CHECK_MSG(out && pclose(out) == 0 && seen == inputs && seen > 0,
+              "%s: the example with the stand-in model gave %d of %d inputs", g->name, seen, inputs);
+    mx_buffers_free(b);
+}
+
 static void test_model(const char *spec, const char *dir) {
     mx_model *model = support_load_reduced(spec, NULL);
     if (!model)
@@ -115,6 +170,7 @@ static void test_model(const char *spec, const char *dir) {
     CHECK(kernels && !strstr(kernels, "#include \"mixc_prelude.h\"") && strstr(kernels, "MX_DYNAMIC_SMEM"));
     free(kernels);
     check_emulated(model, dir);
+    check_example_inputs(mx_model_graph(model), dir);
     mx_model_free(model);
 }
 
