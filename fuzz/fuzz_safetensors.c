@@ -15,8 +15,8 @@ static const char graph_text[] =
     "  %layers.0.A_log = param() : bf16[4]\n"
     "  %norm.bias = param() : f16[2,2]\n"
     "  %y = linear(%x, %in_proj.weight) : f32[2,4]\n"
-    "  %s = add(%y, %layers.0.A_log) : f32[2,4]\n"
-    "  output %s\n"
+    "  output %y\n"
+    "  output %layers.0.A_log\n"
     "  output %norm.bias\n"
     "}\n";
 

@@ -77,6 +77,16 @@ int64_t mx_type_numel(const mx_type *t) {
     return n;
 }
 
+bool mx_type_fits(const mx_type *t) {
+    int64_t n = 1;
+    for (int i = 0; i < t->rank; i++) {
+        if (t->dim[i] > 0 && n > MX_MAX_ELEMS / t->dim[i])
+            return false;
+        n *= t->dim[i] > 0 ? t->dim[i] : 1;
+    }
+    return true;
+}
+
 bool mx_type_equal(const mx_type *a, const mx_type *b) {
     if (a->dtype != b->dtype || a->rank != b->rank)
         return false;
@@ -341,8 +351,14 @@ mx_status mx_graph_infer_node(mx_graph *g, int node, mx_diag *d) {
         mx_type out[16];
         assert(n->n_out <= 16);
         st = op->infer(g, node, out, &inner);
-        for (int i = 0; st == MX_OK && i < n->n_out; i++)
-            g->values[n->first_out + i].type = out[i];
+        for (int i = 0; st == MX_OK && i < n->n_out; i++) {
+            char type[160];
+            if (!mx_type_fits(&out[i]))
+                st = mx_fail(&inner, MX_ERR_INVALID, "result %d would be %s, more than 2^40 elements", i + 1,
+                             mx_type_str(&out[i], type, sizeof type));
+            else
+                g->values[n->first_out + i].type = out[i];
+        }
     }
     if (st != MX_OK)
         return mx_fail(d, st, "node %s: %s", label, inner.msg);

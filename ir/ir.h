@@ -73,6 +73,11 @@ extern const char *const mx_dtype_names[MX_DTYPE_COUNT]; /* "f32", "f16", "bf16"
 size_t mx_dtype_size(mx_dtype t);
 int64_t mx_type_numel(const mx_type *t);
 bool mx_type_equal(const mx_type *a, const mx_type *b);
+/* The most elements one tensor may have, the text IR's limit too (parse.c):
+ * element counts, byte sizes and index arithmetic then never overflow. */
+#define MX_MAX_ELEMS ((int64_t)1 << 40)
+/* Whether t has at most MX_MAX_ELEMS elements (counted without overflow). */
+bool mx_type_fits(const mx_type *t);
 /* "f32[2,3]" into buf (always NUL-terminated); returns buf. */
 char *mx_type_str(const mx_type *t, char *buf, size_t size);
 

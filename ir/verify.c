@@ -139,6 +139,8 @@ static mx_status check_type(const mx_graph *g, int node, int i, mx_diag *d) {
         if (t->dim[k] < 1)
             return node_fail(g, node, d, "result %d (%s) has dim %d = %lld: expected >= 1", i + 1,
                              name, k, (long long)t->dim[k]);
+    if (!mx_type_fits(t))
+        return node_fail(g, node, d, "result %d (%s) has more than 2^40 elements", i + 1, name);
     return MX_OK;
 }
 

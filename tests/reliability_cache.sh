@@ -1,0 +1,85 @@
+#!/bin/sh
+# The kernel cache and output files under faults (docs/reliability.md):
+#   1. mixc compile --cubin killed with SIGKILL at staggered moments: the
+#      output is absent or whole, the cache holds only whole entries, and the
+#      next run succeeds with the same cubin;
+#   2. a FIFO, then a truncated file, at an entry's path: the compile neither
+#      blocks nor fails; MIXC_DEBUG=1 names the entry and what is wrong;
+#   3. 8 processes at once (4 compiles, 4 runs under emulation) on one cache
+#      directory: identical results and a cache whose entries all read back.
+# Usage: reliability_cache.sh MIXC MODELS_DIR
+set -u
+
+mixc=$1
+model=$2/mamba-block.json
+small="--set input.length=12 --set stages[0].width=8"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export MIXC_CACHE_DIR="$work/cache"
+failed=0
+passed=0
+check() { # check DESCRIPTION COMMAND...
+    what=$1
+    shift
+    if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $what" >&2; fi
+}
+
+# shellcheck disable=SC2086
+compile() { timeout 120 "$mixc" compile "$model" $small --cubin "$1" >/dev/null 2>"$work/stderr"; }
+
+# The reference cubin, and the cache it leaves.
+check "cold compile" compile "$work/want.cubin"
+entry=$(ls "$MIXC_CACHE_DIR"/*.cubin)
+
+debug_compile() { (MIXC_DEBUG=1 && export MIXC_DEBUG && compile "$1"); }
+
+# Every entry reads back: a compile at MIXC_DEBUG=1 reports no cache problem.
+cache_clean() {
+    debug_compile "$work/again.cubin" && ! grep -q "kernel cache" "$work/stderr" &&
+        cmp -s "$work/again.cubin" "$work/want.cubin"
+}
+
+# 1. SIGKILL while compiling (NVRTC), storing the entry and writing the output.
+for delay in 0.05 0.2 0.4 0.6 0.8 1.0 1.3; do
+    rm -rf "$MIXC_CACHE_DIR" "$work/out.cubin"
+    # shellcheck disable=SC2086
+    "$mixc" compile "$model" $small --cubin "$work/out.cubin" >/dev/null 2>&1 &
+    pid=$!
+    sleep "$delay"
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    check "output after SIGKILL at ${delay}s is absent or whole" \
+        sh -c "[ ! -e '$work/out.cubin' ] || cmp -s '$work/out.cubin' '$work/want.cubin'"
+    check "cache after SIGKILL at ${delay}s" cache_clean
+done
+
+# 2. A FIFO at the entry's path must not block; a truncated entry is rebuilt.
+rm -f "$entry"
+mkfifo "$entry"
+check "FIFO at a cache entry: no hang" debug_compile "$work/f.cubin"
+check "FIFO at a cache entry: reported" grep -q "not a regular file" "$work/stderr"
+check "FIFO replaced by an entry" cache_clean
+head -c 100 "$entry" >"$work/part" && mv "$work/part" "$entry"
+check "truncated entry: compiled again" debug_compile "$work/t.cubin"
+check "truncated entry: reported" grep -q "compiling again" "$work/stderr"
+check "truncated entry: rebuilt" cache_clean
+
+# 3. Eight processes on one fresh cache directory.
+rm -rf "$MIXC_CACHE_DIR"
+for i in 1 2 3 4; do
+    # shellcheck disable=SC2086
+    timeout 300 "$mixc" compile "$model" $small --cubin "$work/p$i.cubin" >/dev/null 2>"$work/c$i.err" &
+    # shellcheck disable=SC2086
+    timeout 300 "$mixc" run "$model" $small --device emu >"$work/r$i.out" 2>"$work/r$i.err" &
+done
+wait
+for i in 1 2 3 4; do
+    check "parallel compile $i" cmp -s "$work/p$i.cubin" "$work/want.cubin"
+    check "parallel run $i" cmp -s "$work/r$i.out" "$work/r1.out"
+done
+check "parallel runs printed a result" grep -q checksum "$work/r1.out"
+check "parallel: no temporary files left" sh -c "! ls '$MIXC_CACHE_DIR' | grep -q tmp"
+check "parallel: cache consistent" cache_clean
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
