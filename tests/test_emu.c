@@ -2,9 +2,13 @@
  * in tests/emu/ run through mx_emu_load / mx_emu_launch and are compared with
  * host computations over random non-zero inputs, outputs poisoned first; the
  * same sources must compile with NVRTC for sm_90. */
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "emu.h"
@@ -288,6 +292,64 @@ static void test_compile_error(void) {
     CHECK_MSG(strstr(d.msg, "cannot run the compiler '/nonexistent/c++'"), "%s", d.msg);
 }
 
+/* The entries of dir, . and .. aside. */
+static int count_entries(const char *dir) {
+    DIR *dp = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; dp && (e = readdir(dp));)
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    if (dp)
+        closedir(dp);
+    return n;
+}
+
+/* A module's temp dir goes once it is loaded (in sanitizer builds, at
+ * unload); a load sweeps away the dirs of dead processes and leaves those of
+ * live ones. The module runs with its files gone. */
+static void test_temp_dirs(void) {
+    char tmp[] = "/tmp/mixc-test-emu-XXXXXX", stale[128], live[128], path[256];
+    CHECK(mkdtemp(tmp) != NULL);
+    const char *old = getenv("TMPDIR");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("TMPDIR", tmp, 1);
+    pid_t dead = fork();
+    if (dead == 0)
+        _exit(0);
+    waitpid(dead, NULL, 0);
+    snprintf(stale, sizeof stale, "%s/mixc-emu-%ld-AbCdEf", tmp, (long)dead);
+    snprintf(live, sizeof live, "%s/mixc-emu-%ld-live00", tmp, (long)getpid());
+    snprintf(path, sizeof path, "%s/runtime", stale);
+    CHECK(mkdir(stale, 0700) == 0 && mkdir(path, 0700) == 0 && mkdir(live, 0700) == 0);
+    snprintf(path, sizeof path, "%s/runtime/half.h", stale);
+    FILE *f = fopen(path, "w");
+    if (f)
+        fclose(f);
+
+    const char *src = "#include \"mixc_prelude.h\"\n"
+                      "extern \"C\" __global__ void one(float *y) { y[threadIdx.x] = 1.0f; }\n"
+                      "MX_EMU_ENTRY(one)\n";
+    mx_emu_module *m = NULL;
+    mx_diag d;
+    mx_status st = mx_emu_load(src, "temp", &m, &d);
+    CHECK_MSG(st == MX_OK, "%s", d.msg);
+    CHECK_MSG(access(stale, F_OK) != 0, "%s: a dead process's dir is still there", stale);
+    CHECK_MSG(access(live, F_OK) == 0, "%s: a live process's dir was removed", live);
+    float y[32] = {0}, *yp = y;
+    void *args[] = {&yp};
+    if (m)
+        LAUNCH_OK(m, "one", 1, 1, 32, 1, 0, args);
+    CHECK(!m || y[31] == 1.0f);
+    mx_emu_unload(m);
+    CHECK_MSG(count_entries(tmp) == 1, "%d entries left in %s", count_entries(tmp), tmp);
+    rmdir(live);
+    rmdir(tmp);
+    if (saved)
+        setenv("TMPDIR", saved, 1);
+    else
+        unsetenv("TMPDIR");
+    free(saved);
+}
+
 /* The prelude is valid CUDA: the same sources compile with NVRTC. */
 static void test_nvrtc(const char *name, const char *source, const char *kernel) {
     const char *opts[] = {"-I" MIXC_SOURCE_DIR "/runtime/emu"};
@@ -332,6 +394,7 @@ int main(void) {
         mx_emu_unload(m);
     }
     test_compile_error();
+    test_temp_dirs();
     double t = now_s();
     test_nvrtc("kernels.cu", kernels, "chunked_scan");
     test_nvrtc("errors.cu", errors, "early_exit");
