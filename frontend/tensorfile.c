@@ -470,19 +470,18 @@ mx_status mx_tensorfile_write_outputs(const mx_compiled *c, const char *path, mx
 
 int mx_tensorfile_batch(const mx_model *m, const mx_tensorfile *f) {
     const mx_graph *g = m->g;
-    if (!m->spec.batch_free || f->count == 0)
-        return m->spec.batch;
-    for (int i = 0; i < mx_graph_input_count(g); i++) {
+    for (int i = 0; m->spec.batch_free && f->count && i < mx_graph_input_count(g); i++) {
         int v = mx_graph_input(g, i);
         if (mx_graph_value_is_param(g, v))
             continue;
         const mx_tf_tensor *t = f->npy ? &f->tensors[0] : mx_tensorfile_find(f, mx_graph_value_name(g, v));
         int rank = mx_graph_value_rank(g, v);
         const int64_t *dims = mx_graph_value_dims(g, v);
-        bool rest = t && t->rank == rank && rank > 0 && t->dim[0] >= 1 && t->dim[0] <= INT32_MAX;
+        bool rest = t && t->rank == rank && rank > 0 && t->dim[0] >= 1 && t->dim[0] <= INT32_MAX &&
+                    t->dim[0] != dims[0];
         for (int k = 1; rest && k < rank; k++)
             rest = t->dim[k] == dims[k];
-        return rest ? (int)t->dim[0] : m->spec.batch;
+        return rest ? (int)t->dim[0] : 0;
     }
-    return m->spec.batch;
+    return 0;
 }

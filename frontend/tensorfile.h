@@ -75,9 +75,9 @@ mx_status mx_tensorfile_set_inputs(mx_compiled *c, const mx_tensorfile *f, mx_di
 /* Writes every output of a run, in its graph dtype, to path. */
 mx_status mx_tensorfile_write_outputs(const mx_compiled *c, const char *path, mx_diag *d);
 
-/* The batch size f's data imply for model m: when m's spec leaves the batch
+/* The batch size f's data imply for model m when m's spec leaves the batch
  * free and the tensor for the model's first input differs from the graph in
- * dim 0 alone, that dim; else m's own batch. */
+ * dim 0 alone: that dim (rebuild m with "batch=N"); else 0. */
 int mx_tensorfile_batch(const mx_model *m, const mx_tensorfile *f);
 
 #endif
