@@ -160,6 +160,7 @@ static mx_status estimate(const mx_program *p, const mx_target *t, bool profile,
     MX_TRY(mx_codegen(p, &co, &m, d));
     mx_profile prof = {0};
     mx_status st = profile ? mx_profile_run(p, &m, t, NULL, &prof, d) : MX_OK;
+    bool profiled = profile && st == MX_OK;
     double seconds = 0;
     for (int k = 0; k < p->n_groups && st == MX_OK; k++) {
         const mx_kernel *kern = mx_module_kernel(&m, k);
@@ -176,7 +177,7 @@ static mx_status estimate(const mx_program *p, const mx_target *t, bool profile,
     }
     v->kernels = m.n_kernels;
     v->estimate_ms = seconds * 1e3;
-    if (profile)
+    if (profiled)
         mx_profile_free(&prof);
     mx_module_free(&m);
     return st;
