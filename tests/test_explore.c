@@ -254,6 +254,31 @@ static void test_sample(void) {
     mx_vary_free(&vy[1]);
 }
 
+/* --profile: the kernels' estimate from what the emulation counts them
+ * moving, never below their buffers' floor by much (it counts each byte
+ * the kernel touches at least once; the floor counts each buffer once). */
+static void test_profile(void) {
+    mx_vary vy[1] = {vary("stages[0].token_mixer.d_state=4")};
+    mx_explore_options o = {.spec = SPEC, .overrides = reduced, .n_overrides = 3, .vary = vy, .n_vary = 1,
+                            .seed = 1, .estimate_target = "h100", .warmup = 0, .runs = 1};
+    mx_explore *floor = NULL, *counted = NULL;
+    mx_diag d = {{0}};
+    CHECK_MSG(mx_explore_run(&o, &floor, &d) == MX_OK, "%s", d.msg);
+    o.profile = true;
+    CHECK_MSG(mx_explore_run(&o, &counted, &d) == MX_OK, "%s", d.msg);
+    if (floor && counted) {
+        const mx_variant *f = &floor->variants[0], *c = &counted->variants[0];
+        CHECK_MSG(!c->error, "%s", c->error);
+        CHECK(strcmp(counted->estimate_method, "emulation counters") == 0 &&
+              strcmp(floor->estimate_method, "buffer floor") == 0);
+        CHECK_MSG(c->estimate_ms > 0 && c->estimate_ms >= 0.5 * f->estimate_ms, "counted %.4g ms, floor %.4g ms",
+                  c->estimate_ms, f->estimate_ms);
+        CHECK(c->params == f->params && c->kernels == f->kernels);
+    }
+    mx_explore_free(floor), mx_explore_free(counted);
+    mx_vary_free(&vy[0]);
+}
+
 int main(void) {
     if (!mkdtemp(tmp_dir)) {
         CHECK_MSG(false, "cannot make a temp folder");
@@ -263,6 +288,7 @@ int main(void) {
     test_sweep();
     test_shards();
     test_sample();
+    test_profile();
     rmdir(tmp_dir);
     return check_summary();
 }
