@@ -260,7 +260,7 @@ static double mamba_params(double D, double V, double n) {
 }
 
 static void check_mamba_130m(void) {
-    mx_model *m = support_load_model(MIXC_SOURCE_DIR "/models/mamba-130m.json", NULL, 0);
+    mx_model *m = support_load_model(MIXC_SOURCE_DIR "/models/lm/mamba-130m.json", NULL, 0);
     if (!m)
         return;
     mx_stats *s = mx_model_stats(m);

@@ -1,7 +1,7 @@
 /* zoo_reduced.h: the zoo at a size the reference runs in seconds, for the
  * suites that compare a backend with it (through support.h): batch 1, a
  * 32x32 image and width 16 for vision models, 3 variates of 64 steps for
- * series, 12 tokens otherwise. */
+ * series, 12 tokens otherwise (language models: of 64 ids, two blocks). */
 #ifndef MX_ZOO_REDUCED_H
 #define MX_ZOO_REDUCED_H
 
@@ -30,6 +30,11 @@ static inline int zoo_reduced_overrides(const char *path, const char **set) {
         set[k++] = "input.lookback=64";
         set[k++] = "head.horizon=8";
         set[k++] = "stages[0].width=8";
+    } else if (strstr(text, "\"language\"")) {
+        set[k++] = "input.length=12";
+        set[k++] = "input.vocab=64";
+        set[k++] = "stages[0].width=8";
+        set[k++] = "stages[0].depth=2";
     } else {
         set[k++] = "input.length=12";
         set[k++] = "stages[0].width=8";
