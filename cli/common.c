@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "finite.h"
 
 const cli_option cli_model_options[] = {
     {"--set", CLI_LIST, "PATH=VALUE",
@@ -179,7 +180,11 @@ void cli_summarise(const mx_graph *g, int v, const float *x, bool dump) {
     printf(" [");
     for (int i = 0; i < mx_graph_value_rank(g, v); i++)
         printf(i ? ",%lld" : "%lld", (long long)dims[i]);
-    printf("]  checksum=%.9g  min=%.6g  max=%.6g  mean=%.6g\n", checksum, lo, hi, n ? sum / (double)n : 0);
+    printf("]  checksum=%.9g  min=%.6g  max=%.6g  mean=%.6g", checksum, lo, hi, n ? sum / (double)n : 0);
+    int64_t first, bad = mx_count_nonfinite(x, n, &first);
+    if (bad) /* never a silent min=inf: the count and where it starts */
+        printf("  NaN/Inf: %lld of %lld, the first at [%lld]", (long long)bad, (long long)n, (long long)first);
+    printf("\n");
     for (int64_t i = 0; dump && i < n; i++)
         printf("  [%lld] %.9g\n", (long long)i, x[i]);
 }

@@ -22,6 +22,7 @@ seeds() {
     case $1 in
     spec | codegen) echo "$root/models $root/fuzz/seeds/spec" ;;
     ir) echo "$root/tests/ir $root/tests/bad $root/tests/passes" ;;
+    tensorfile) echo "$root/fuzz/seeds/tensorfile $root/fuzz/seeds/safetensors" ;;
     *) [ -d "$root/fuzz/seeds/$1" ] && echo "$root/fuzz/seeds/$1" ;;
     esac
 }

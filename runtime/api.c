@@ -16,6 +16,7 @@
 #include "exec.h"
 #include "half.h"
 #include "ir.h"
+#include "finite.h"
 #include "memcheck.h"
 #include "program.h"
 
@@ -328,6 +329,16 @@ static mx_status check_given(const mx_compiled *c, mx_diag *d) {
     return MX_OK;
 }
 
+/* No NaN or Inf among the params (or inputs) of role: said where it enters. */
+static mx_status check_finite(const mx_compiled *c, mx_role role, mx_diag *d) {
+    for (int i = 0; i < c->role_count[role]; i++) {
+        int v = c->role_values[role][i];
+        MX_TRY(mx_check_finite(role == MX_ROLE_INPUT ? "input" : "param", c->src->values[v].name, c->sb->data[v],
+                               c->sb->numel[v], d));
+    }
+    return MX_OK;
+}
+
 /* The program's inputs from the source's, by name. */
 static mx_status bind_inputs(mx_compiled *c, mx_diag *d) {
     const mx_graph *pg = c->p->g;
@@ -351,6 +362,10 @@ static mx_status prepare(mx_compiled *c, mx_diag *d) {
     if (!c->state)
         return mx_fail(d, MX_ERR_INVALID, "graph %s was compiled with no_load: nothing to run", c->src->name);
     MX_TRY(check_given(c, d));
+    if (c->params_dirty)
+        MX_TRY(check_finite(c, MX_ROLE_PARAM, d));
+    if (c->inputs_dirty)
+        MX_TRY(check_finite(c, MX_ROLE_INPUT, d));
     if (c->params_dirty)
         MX_TRY(mx_program_bind_init(c->p, c->src, c->sb, c->pb, d));
     if (c->inputs_dirty)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "finite.h"
 #include "memcheck.h"
 #include "model.h"
 #include "support.h"
@@ -102,6 +103,35 @@ static void test_init_out_of_memory(void) {
               d.msg);
     mx_compiled_free(c);
     mx_model_free(m);
+}
+
+/* ---- NaN and Inf ------------------------------------------------------------------------ */
+
+/* A NaN weight or input is refused where it enters, named, before any run. */
+static void test_nonfinite(void) {
+    mx_model *m = support_load_reduced(MODELS "/mamba-block.json", NULL);
+    mx_diag d = {{0}};
+    mx_target t = host_target(MX_DEVICE_REF, (int64_t)16 << 30);
+    mx_compiled *c = m ? mx_compile_model(m, &t, NULL, &d) : NULL;
+    CHECK_MSG(c != NULL, "%s", d.msg);
+    if (c) {
+        CHECK(mx_init_weights(c, SEED, &d) == MX_OK && mx_set_random_inputs(c, SEED, &d) == MX_OK);
+        CHECK_MSG(mx_run(c, &d) == MX_OK, "%s", d.msg);
+        mx_tensor_info in;
+        CHECK(mx_tensor_info_of(c, MX_ROLE_INPUT, 0, &in, &d) == MX_OK);
+        float *x = calloc((size_t)in.numel, sizeof *x);
+        x[5] = INFINITY;
+        CHECK(mx_set_input(c, in.name, x, MX_F32, in.rank, in.dims, &d) == MX_OK);
+        CHECK(mx_run(c, &d) == MX_ERR_INVALID);
+        CHECK_MSG(strstr(d.msg, "input %") && strstr(d.msg, "1 of its") && strstr(d.msg, "element 5, is inf"), "%s",
+                  d.msg);
+        free(x);
+    }
+    mx_compiled_free(c);
+    mx_model_free(m);
+    float v[4] = {1, NAN, 2, NAN};
+    int64_t first;
+    CHECK(mx_count_nonfinite(v, 4, &first) == 2 && first == 1);
 }
 
 /* ---- the kernel cache ---------------------------------------------------------------- */
@@ -254,6 +284,7 @@ int main(void) {
     setenv("MIXC_DEBUG", "1", 1); /* read once, on first use */
     test_memory_check();
     test_init_out_of_memory();
+    test_nonfinite();
     test_cache_fifo(dir);
     test_cache_corrupt_reported();
     test_switches();
