@@ -133,8 +133,8 @@ static mx_compiled *compile(const mx_graph *g, const mx_model *model, const mx_t
         st = mx_fail(d, MX_ERR_NOMEM, "graph %s: out of memory", g->name);
     if (st == MX_OK)
         st = collect_roles(c, d);
-    if (st == MX_OK && !(o && o->no_load))
-        st = be->open(&c->target, c->p, &c->state, d);
+    if (st == MX_OK && !(o && o->no_load) && (st = be->open(&c->target, c->p, &c->state, d)) != MX_OK)
+        mx_explain_group_error(c->p, model, d);
     if (st != MX_OK) {
         mx_compiled_free(c);
         return NULL;

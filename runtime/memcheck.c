@@ -2,6 +2,8 @@
  * (memcheck.h). */
 #include "memcheck.h"
 
+#include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "model.h"
@@ -127,4 +129,28 @@ mx_status mx_memory_check(const mx_program *p, const mx_target *t, const mx_mode
                    "%.2f GB (activations %.2f GB, params %.2f GB)%s",
                    p->g->name, mx_device_name(t->device), t->name, gb(need), where, gb(have), gb(n.activations),
                    gb(n.weights), largest);
+}
+
+void mx_explain_group_error(const mx_program *p, const mx_model *m, mx_diag *d) {
+    const char *at = d && m ? strstr(d->msg, "group ") : NULL;
+    int k;
+    if (!at || sscanf(at, "group %d", &k) != 1 || k < 0 || k >= p->n_groups)
+        return;
+    const mx_graph *g = p->g;
+    const mx_node *anchor = &g->nodes[p->groups[k].anchor];
+    int64_t dims[MAX_DIMS];
+    int n = 0;
+    for (int i = 0; i < anchor->n_in + anchor->n_out; i++) {
+        int v = i < anchor->n_in ? mx_node_input(g, p->groups[k].anchor, i) : anchor->first_out + i - anchor->n_in;
+        if (v == MX_NONE)
+            continue;
+        const mx_type *t = mx_value_type(g, v);
+        for (int j = 0; j < t->rank && n < MAX_DIMS; j++)
+            dims[n++] = t->dim[j];
+    }
+    char fields[768];
+    mx_spec_fields_of_dims(&m->spec, dims, n, fields, sizeof fields);
+    size_t len = strlen(d->msg);
+    if (fields[0])
+        snprintf(d->msg + len, sizeof d->msg - len, "; its sizes come from %s", fields);
 }

@@ -30,4 +30,10 @@ mx_memory_need mx_memory_estimate(const mx_program *p, const mx_target *t);
  * spec fields that size it, when p would not fit on t; else MX_OK. */
 mx_status mx_memory_check(const mx_program *p, const mx_target *t, const mx_model *m, mx_diag *d);
 
+/* A code generator's refusal of group k ("scan group 5: the lanes tiles need
+ * 262656 bytes of shared memory") names a kernel, not what the user wrote:
+ * when d's message names a group of p and m is a model, appends the spec
+ * fields whose values size the group's anchor (its inputs and results). */
+void mx_explain_group_error(const mx_program *p, const mx_model *m, mx_diag *d);
+
 #endif

@@ -105,6 +105,21 @@ static void test_init_out_of_memory(void) {
     mx_model_free(m);
 }
 
+/* d_state = 1024: a scan whose state does not fit the shared memory of an
+ * H100 block. Either a kernel variant handles it or the error names the
+ * spec field, not only the kernel. */
+static void test_codegen_limit_names_field(void) {
+    static const char *const set[] = {"input.length=12", "stages[0].token_mixer.d_state=1024"};
+    mx_model *m = support_load_model(MODELS "/mamba-block.json", set, 2);
+    mx_diag d = {{0}};
+    mx_target t;
+    CHECK(mx_target_named("h100", MX_DEVICE_EMU, &t, &d) == MX_OK);
+    mx_compiled *c = m ? mx_compile_model(m, &t, NULL, &d) : NULL;
+    CHECK_MSG(c || strstr(d.msg, "stages[0].token_mixer.d_state=1024"), "%s", d.msg);
+    mx_compiled_free(c);
+    mx_model_free(m);
+}
+
 /* ---- NaN and Inf ------------------------------------------------------------------------ */
 
 /* A NaN weight or input is refused where it enters, named, before any run. */
@@ -285,6 +300,7 @@ int main(void) {
     test_memory_check();
     test_init_out_of_memory();
     test_nonfinite();
+    test_codegen_limit_names_field();
     test_cache_fifo(dir);
     test_cache_corrupt_reported();
     test_switches();
