@@ -9,6 +9,10 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 for pkg in cmake make gcc g++ libcjson-dev; do
     have_pkg "$pkg" || need="$need $pkg"
 done
+# The Python package's tests need NumPy (python/).
+if command -v python3 >/dev/null 2>&1 && ! python3 -c "import numpy" 2>/dev/null; then
+    python3 -m pip install -q numpy 2>/dev/null || need="$need python3-numpy"
+fi
 [ -z "$need" ] && exit 0
 
 echo "mixc: installing missing Debian packages:$need"
