@@ -226,8 +226,8 @@ static int function_find(const function_set *fs, const char *key, uint64_t h) {
 }
 
 /* Group k's kernel into m; its function into fs unless an identical one is there. */
-static mx_status generate(const mx_program *p, const mx_codegen_options *o, int group, mx_module *m,
-                          function_set *fs, mx_diag *d) {
+static mx_status generate(const mx_program *p, const mx_codegen_options *o, const mx_emit_shared *shared,
+                          int group, mx_module *m, function_set *fs, mx_diag *d) {
     const mx_group *gr = &p->groups[group];
     emit_fn emit = emitter_of(gr->kind);
     if (!emit)
@@ -244,7 +244,7 @@ static mx_status generate(const mx_program *p, const mx_codegen_options *o, int 
     snprintf(k->name, sizeof k->name, "mx_g%d_%s", group, mx_fusion_names[gr->kind]);
     mx_text body = {0};
     mx_emitter e;
-    mx_emitter_init(&e, p, o->target, group, &body);
+    mx_emitter_init_shared(&e, p, o->target, group, &body, shared);
     e.options = o;
     mx_status st = emit(&e, &k->tiles, k, d);
     char *key = NULL;
@@ -383,6 +383,8 @@ mx_status mx_codegen(const mx_program *p, const mx_codegen_options *o, mx_module
         st = mx_fail(d, MX_ERR_NOMEM, "graph %s: out of memory", g->name);
     for (int i = 0; fs.slot && i < 2 * fs.cap; i++)
         fs.slot[i] = -1;
+    mx_emit_shared shared;
+    mx_emit_shared_init(&shared, p);
     for (int k = 0; k < p->n_groups && st == MX_OK; k++) {
         m.kernel_of_group[k] = -1;
         if (p->groups[k].kind == MX_FUSE_MATMUL)
@@ -391,8 +393,9 @@ mx_status mx_codegen(const mx_program *p, const mx_codegen_options *o, mx_module
             m.n_skipped++;
             continue;
         }
-        st = generate(p, o, k, &m, &fs, d);
+        st = generate(p, o, &shared, k, &m, &fs, d);
     }
+    mx_emit_shared_free(&shared);
     if (st == MX_OK)
         st = assemble(p, o, &fs, &m, d);
     for (int f = 0; f < fs.n; f++) {

@@ -22,8 +22,10 @@
  * blocks of rows (lanes, rows not a multiple of the channels per block) and
  * staged B / C (rows of a block sharing (b, g)). Rows are few where L is
  * long: the emulator runs a thread switch per shuffle and barrier. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cache.h"
 #include "emit.h"
@@ -538,8 +540,187 @@ static void test_zoo_nvrtc(void) {
     }
 }
 
+/* ---- the module: shared functions, programs, codegen time, pruning ---------------- */
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* A model from the zoo at its reduced size and the given overrides, fused and planned. */
+static mx_program *zoo_program(const char *file, const char *const *set, int n_set) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/models/%s", MIXC_SOURCE_DIR, file);
+    const char *all[24];
+    int n = zoo_reduced_overrides(path, all);
+    for (int i = 0; i < n_set; i++)
+        all[n++] = set[i];
+    mx_model *md = support_load_model(path, all, n);
+    mx_pass_options po = {0};
+    mx_program *p = md ? support_compile(mx_model_graph(md), file, &po) : NULL;
+    mx_model_free(md);
+    return p;
+}
+
+static int distinct_functions(const mx_module *m) {
+    int n = 0;
+    for (int i = 0; i < m->n_kernels; i++) {
+        bool first = true;
+        for (int j = 0; j < i && first; j++)
+            first = strcmp(m->kernels[i].name, m->kernels[j].name) != 0;
+        n += first;
+    }
+    return n;
+}
+
+/* Whether text defines function name ("\nname(" follows its launch bounds). */
+static bool defines(const char *text, const char *name) {
+    char pat[80];
+    snprintf(pat, sizeof pat, "\n%s(", name);
+    return strstr(text, pat) != NULL;
+}
+
+/* The blocks of a stage without weighted averaging are alike, so a deeper
+ * stage adds kernels but no function; every function is defined once, in the program its kernels
+ * name, and each program compiles on its own. */
+static void test_shared_functions(void) {
+    const char *shallow[] = {"stages[0].depth=2"}, *deep[] = {"stages[0].depth=6"};
+    mx_program *p2 = zoo_program("vim-block.json", shallow, 1), *p6 = zoo_program("vim-block.json", deep, 1);
+    if (!p2 || !p6) {
+        mx_program_free(p2), mx_program_free(p6);
+        return;
+    }
+    mx_codegen_options o = {.target = support_gpu_target("sm_90"), .programs = 3};
+    mx_module m2, m6;
+    mx_diag d = {{0}};
+    CHECK_MSG(mx_codegen(p2, &o, &m2, &d) == MX_OK, "%s", d.msg);
+    CHECK_MSG(mx_codegen(p6, &o, &m6, &d) == MX_OK, "%s", d.msg);
+    int f2 = distinct_functions(&m2), f6 = distinct_functions(&m6);
+    printf("  vim-block (reduced): depth 2: %d kernels, %d functions; depth 6: %d kernels, %d functions; %d programs\n",
+           m2.n_kernels, f2, m6.n_kernels, f6, m6.n_programs);
+    CHECK_MSG(m6.n_kernels > m2.n_kernels && f6 == f2 && f2 < m2.n_kernels,
+              "deeper stage: %d -> %d kernels, %d -> %d functions", m2.n_kernels, m6.n_kernels, f2, f6);
+    CHECK(m6.n_programs == 3);
+    for (int i = 0; i < m6.n_kernels; i++) {
+        const mx_kernel *k = &m6.kernels[i];
+        int in = 0;
+        for (int q = 0; q < m6.n_programs; q++)
+            in += defines(m6.programs[q].s, k->name);
+        CHECK_MSG(in == 1 && k->program >= 0 && k->program < m6.n_programs && defines(m6.programs[k->program].s, k->name),
+                  "%s: defined in %d programs, not (only) in its own %d", k->name, in, k->program);
+        CHECK_MSG(defines(m6.source.s, k->name), "%s: not in the module", k->name);
+    }
+    static const char *const opts[] = {"-I" MIXC_SOURCE_DIR "/runtime/emu"};
+    mx_nvrtc_job jobs[MX_CODEGEN_MAX_PROGRAMS];
+    mx_cubin bins[MX_CODEGEN_MAX_PROGRAMS] = {{0}};
+    for (int q = 0; q < m6.n_programs; q++)
+        jobs[q] = (mx_nvrtc_job){m6.programs[q].s, "vim-block-program", 90, opts, 1};
+    mx_status st = mx_nvrtc_compile_many(jobs, m6.n_programs, bins, &d);
+    CHECK_MSG(st == MX_OK, "programs: %s", d.msg);
+    for (int i = 0; i < m6.n_kernels && st == MX_OK; i++)
+        CHECK_MSG(mx_cubin_kernel(&bins[m6.kernels[i].program], m6.kernels[i].name) != NULL,
+                  "%s: not in the cubin of its program", m6.kernels[i].name);
+    for (int q = 0; q < m6.n_programs; q++)
+        mx_cubin_free(&bins[q]);
+    mx_module_free(&m2), mx_module_free(&m6);
+    mx_program_free(p2), mx_program_free(p6);
+}
+
+/* mx_codegen's time, the best of two runs. */
+static double codegen_time(const mx_program *p) {
+    mx_codegen_options o = {.target = support_gpu_target("sm_90")};
+    double best = 1e30;
+    for (int r = 0; r < 2; r++) {
+        mx_module m;
+        mx_diag d = {{0}};
+        double t0 = now_s();
+        mx_status st = mx_codegen(p, &o, &m, &d);
+        double t = now_s() - t0;
+        CHECK_MSG(st == MX_OK, "%s", d.msg);
+        best = t < best ? t : best;
+        if (st == MX_OK)
+            mx_module_free(&m);
+    }
+    return best;
+}
+
+/* Code generation is linear in depth: 4x the blocks within 8x the time
+ * (it was quadratic: a per-kernel walk of the whole graph). Without
+ * weighted averaging, whose block i sums i + 1 earlier outputs: the model
+ * itself grows with depth squared. */
+static void test_codegen_linear(void) {
+    const char *shallow[] = {"stages[0].depth=32", "stages[0].weighted_average=false"};
+    const char *deep[] = {"stages[0].depth=128", "stages[0].weighted_average=false"};
+    mx_program *a = zoo_program("qsmixer-block.json", shallow, 2), *b = zoo_program("qsmixer-block.json", deep, 2);
+    if (a && b) {
+        double ta = codegen_time(a), tb = codegen_time(b);
+        printf("  qsmixer-block codegen: depth 32 %.1f ms, depth 128 %.1f ms (x%.1f)\n", 1e3 * ta, 1e3 * tb, tb / ta);
+        CHECK_MSG(tb < 8 * ta, "codegen: depth 32 %.3f s, depth 128 %.3f s", ta, tb);
+    }
+    mx_program_free(a), mx_program_free(b);
+}
+
+/* Switch of Scans pruning: an order whose softmax weight is under the
+ * threshold is left out of the kernel and reported with its weight; under
+ * a lower threshold nothing is. */
+static void test_prune(void) {
+    const char *sos[] = {"stages[0].token_mixer.switch_scans=true"};
+    mx_program *p = zoo_program("vim-block.json", sos, 1);
+    if (!p)
+        return;
+    const mx_graph *g = p->g;
+    int group = -1, w = -1, scans[2], n_scans = 0;
+    for (int k = 0; k < p->n_groups; k++)
+        if (p->groups[k].kind == MX_FUSE_SCAN)
+            group = k;
+    for (int i = 0; group >= 0 && i < p->groups[group].n_nodes; i++) {
+        int node = p->groups[group].nodes[i];
+        if (g->nodes[node].op == MX_OP_WEIGHTED_SUM)
+            w = mx_node_input(g, node, 0);
+        if (g->nodes[node].op == MX_OP_SELECTIVE_SCAN && n_scans < 2)
+            scans[n_scans++] = node;
+    }
+    CHECK_MSG(w >= 0 && n_scans == 2, "vim-block SoS: weights %d, %d scans in one group", w, n_scans);
+    mx_buffers *b = mx_buffers_new(g);
+    if (w >= 0 && n_scans == 2 && b) {
+        static float weights[2] = {0.9995f, 0.0005f};
+        b->data[w] = weights;
+        static const double eps[2] = {1e-2, 1e-4};
+        for (int t = 0; t < 2; t++) {
+            mx_codegen_options o = {.target = support_gpu_target("sm_90"), .prune_scans = eps[t], .params = b};
+            mx_module m;
+            mx_diag d = {{0}};
+            mx_status st = mx_codegen(p, &o, &m, &d);
+            CHECK_MSG(st == MX_OK, "prune %g: %s", eps[t], d.msg);
+            if (st != MX_OK)
+                continue;
+            const mx_kernel *k = mx_module_kernel(&m, group);
+            if (t == 0)
+                CHECK_MSG(k->n_pruned == 1 && k->pruned[0] == scans[1] && fabs(k->pruned_weight - 0.0005) < 1e-7 &&
+                              strstr(m.source.s, "scan 0 of 1") && !strstr(m.source.s, "scan 1 of"),
+                          "prune 1e-2: %d pruned, weight %g", k->n_pruned, k->pruned_weight);
+            else
+                CHECK_MSG(k->n_pruned == 0 && k->pruned_weight == 0 && strstr(m.source.s, "scan 1 of 2"),
+                          "prune 1e-4: %d pruned", k->n_pruned);
+            mx_module_free(&m);
+        }
+        b->data[w] = NULL;
+        mx_codegen_options o = {.target = support_gpu_target("sm_90"), .prune_scans = 1e-2, .params = b};
+        mx_module m;
+        mx_diag d = {{0}};
+        CHECK_MSG(mx_codegen(p, &o, &m, &d) != MX_OK && strstr(d.msg, "weights bound"),
+                  "pruning without weights: %s", d.msg);
+    }
+    mx_buffers_free(b);
+    mx_program_free(p);
+}
+
 int main(void) {
     test_default_tiles();
+    test_shared_functions();
+    test_codegen_linear();
+    test_prune();
     test_zoo_nvrtc();
     run_family("lanes_f32", lanes_f32, (int)(sizeof lanes_f32 / sizeof *lanes_f32));
     run_family("chunked_f32", chunked_f32, (int)(sizeof chunked_f32 / sizeof *chunked_f32));
