@@ -48,6 +48,7 @@ struct mx_emitter {
     int next_temp;
     const char *ity; /* the index type */
     mx_uses uses;
+    bool uses_shared; /* uses belongs to an mx_emit_shared */
     /* The kernel's buffer arguments, in kernelParams order. */
     int *args;
     bool *written;
@@ -66,6 +67,19 @@ struct mx_emitter {
 };
 
 void mx_emitter_init(mx_emitter *e, const mx_program *p, const mx_target *t, int group, mx_text *body);
+
+/* What every emitter of a program reads, built once per module rather than
+ * once per kernel (each is O(graph): per kernel, codegen grew with depth
+ * squared). */
+typedef struct {
+    mx_uses uses;
+    int64_t folded_most; /* elements of the largest input of a folded view */
+} mx_emit_shared;
+void mx_emit_shared_init(mx_emit_shared *s, const mx_program *p);
+void mx_emit_shared_free(mx_emit_shared *s);
+/* mx_emitter_init over a module's shared state (which outlives e). */
+void mx_emitter_init_shared(mx_emitter *e, const mx_program *p, const mx_target *t, int group, mx_text *body,
+                            const mx_emit_shared *s);
 void mx_emitter_free(mx_emitter *e);
 
 /* Records the first error ("group 5 (norm, anchor %3): ..."). */

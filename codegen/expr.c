@@ -39,20 +39,14 @@ static int64_t max_numel_of(const mx_program *p, int group) {
     return most;
 }
 
-void mx_emitter_init(mx_emitter *e, const mx_program *p, int group, mx_text *body) {
-    memset(e, 0, sizeof *e);
-    e->p = p;
-    e->group = group;
-    e->body = body;
-    e->indent = 1;
-    mx_uses_init(&e->uses, p->g);
-    /* Folded views only ever reach elements of tensors the members touch or
-     * of their bases, which are at most as large as the largest of those for
-     * every view but slice/split; take the bases into account through the
-     * members' inputs being the views' outputs (a slice's base is larger:
-     * covered by walking the views below). */
-    int64_t most = max_numel_of(p, group);
+/* Folded views only ever reach elements of tensors the members touch or of
+ * their bases, which are at most as large as the largest of those for every
+ * view but slice/split; take the bases into account through the members'
+ * inputs being the views' outputs (a slice's base is larger: covered by
+ * walking the views here). */
+static int64_t folded_most_of(const mx_program *p) {
     const mx_graph *g = p->g;
+    int64_t most = 0;
     for (int n = 0; n < g->n_nodes; n++)
         if (mx_view_folded(p, n))
             for (int i = 0; i < g->nodes[n].n_in; i++) {
@@ -60,8 +54,37 @@ void mx_emitter_init(mx_emitter *e, const mx_program *p, int group, mx_text *bod
                 int64_t c = v == MX_NONE ? 0 : mx_type_numel(mx_value_type(g, v));
                 most = c > most ? c : most;
             }
+    return most;
+}
+
+void mx_emit_shared_init(mx_emit_shared *s, const mx_program *p) {
+    mx_uses_init(&s->uses, p->g);
+    s->folded_most = folded_most_of(p);
+}
+
+void mx_emit_shared_free(mx_emit_shared *s) { mx_uses_free(&s->uses); }
+
+void mx_emitter_init_shared(mx_emitter *e, const mx_program *p, const mx_target *t, int group, mx_text *body,
+                            const mx_emit_shared *s) {
+    memset(e, 0, sizeof *e);
+    e->p = p;
+    e->target = t;
+    e->group = group;
+    e->body = body;
+    e->indent = 1;
+    e->uses = s->uses;
+    e->uses_shared = true;
+    int64_t most = max_numel_of(p, group);
+    most = s->folded_most > most ? s->folded_most : most;
     /* 2^30: a grid-stride loop adds up to its stride past the end */
     e->ity = most > (int64_t)1 << 30 ? "long long" : "int";
+}
+
+void mx_emitter_init(mx_emitter *e, const mx_program *p, const mx_target *t, int group, mx_text *body) {
+    mx_emit_shared s;
+    mx_emit_shared_init(&s, p);
+    mx_emitter_init_shared(e, p, t, group, body, &s);
+    e->uses_shared = false; /* e owns s.uses */
 }
 
 void mx_emitter_free(mx_emitter *e) {
@@ -70,7 +93,8 @@ void mx_emitter_free(mx_emitter *e) {
     free(e->memo);
     free(e->args);
     free(e->written);
-    mx_uses_free(&e->uses);
+    if (!e->uses_shared)
+        mx_uses_free(&e->uses);
 }
 
 void mx_emit_fail(mx_emitter *e, const char *fmt, ...) {
