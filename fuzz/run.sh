@@ -11,7 +11,11 @@ build=${1:-build-fuzz}
 seconds=${2:-60}
 [ $# -gt 0 ] && shift
 [ $# -gt 0 ] && shift
-cc=${FUZZ_CC:-$(command -v clang-19 || command -v clang-14 || command -v clang)}
+cc=${FUZZ_CC:-$(command -v clang-19 || command -v clang-14 || command -v clang || true)}
+if [ -z "$cc" ]; then
+    echo "fuzz/run.sh: no clang (libFuzzer needs it): apt-get install clang libclang-rt-dev, or set FUZZ_CC" >&2
+    exit 1
+fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 
 cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER="$cc" -DMIXC_FUZZ=ON >/dev/null
