@@ -1,8 +1,8 @@
 #!/bin/sh
 # The kernel cache and output files under faults (docs/reliability.md):
-#   1. mixc compile --cubin killed with SIGKILL at staggered moments: the
-#      output is absent or whole, the cache holds only whole entries, and the
-#      next run succeeds with the same cubin;
+#   1. mixc compile --cubin and mixc save-weights killed with SIGKILL at
+#      staggered moments: the output is absent or whole, the cache holds only
+#      whole entries, and the next run succeeds with the same result;
 #   2. a FIFO, then a truncated file, at an entry's path: the compile neither
 #      blocks nor fails; MIXC_DEBUG=1 names the entry and what is wrong;
 #   3. 8 processes at once (4 compiles, 4 runs under emulation) on one cache
@@ -52,6 +52,24 @@ for delay in 0.05 0.2 0.4 0.6 0.8 1.0 1.3; do
         sh -c "[ ! -e '$work/out.cubin' ] || cmp -s '$work/out.cubin' '$work/want.cubin'"
     check "cache after SIGKILL at ${delay}s" cache_clean
 done
+
+# ... and while writing an output file (154 MB of weights: the write takes a
+# good part of the 0.4 s). A leftover temporary file must not trip the next run.
+weights=$2/vim2-small.json
+check "weights written" "$mixc" save-weights "$weights" "$work/want.safetensors" >/dev/null
+for delay in 0.1 0.2 0.3; do
+    rm -f "$work/out.safetensors"
+    "$mixc" save-weights "$weights" "$work/out.safetensors" >/dev/null 2>&1 &
+    pid=$!
+    sleep "$delay"
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    check "weights after SIGKILL at ${delay}s are absent or whole" \
+        sh -c "[ ! -e '$work/out.safetensors' ] || cmp -s '$work/out.safetensors' '$work/want.safetensors'"
+done
+check "weights written again after the kills" "$mixc" save-weights "$weights" "$work/out.safetensors" >/dev/null
+check "and whole" cmp -s "$work/out.safetensors" "$work/want.safetensors"
+rm -f "$work"/*.safetensors*
 
 # 2. A FIFO at the entry's path must not block; a truncated entry is rebuilt.
 rm -f "$entry"
