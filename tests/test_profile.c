@@ -192,6 +192,7 @@ static void test_program(void) {
         fclose(f);
         mx_profile_print(&pr, stdout);
     }
+    mx_profile_free(&pr);
     mx_diag bad;
     mx_target host;
     mx_target_detect(MX_DEVICE_REF, &host, &bad);
