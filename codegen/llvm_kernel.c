@@ -1,0 +1,1425 @@
+/* llvm_kernel.c: the kernel subset of CUDA C into LLVM IR (llvm_kernel.h).
+ *
+ * One pass, as chibicc would do it without the AST: a tokenizer with object
+ * macros (#define LANES 4), then a recursive-descent parser that builds IR
+ * as it reads. Scalars declared const are SSA values; other variables and
+ * arrays are allocas in the entry block (mem2reg and SROA turn them into
+ * registers, so a scan's state array lives in vector registers once its
+ * loop is unrolled). && and || evaluate both sides and ?: both arms: the
+ * generated conditions and arms are loads-free arithmetic, and straight-line
+ * selects are what the vectoriser wants. Float arithmetic carries the
+ * reassoc and contract flags (FMAs, tree reductions); the inline exp and
+ * the bf16 rounding are built without them, since they depend on exact
+ * rounding steps. */
+#include <ctype.h>
+#include <llvm-c/Analysis.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir.h"
+#include "llvm_kernel.h"
+
+/* ---- tokens ---------------------------------------------------------------------- */
+
+typedef enum { TK_IDENT, TK_NUM, TK_PUNCT, TK_STR, TK_EOF } tk_kind;
+
+typedef struct {
+    tk_kind kind;
+    const char *s;
+    int len, line;
+    bool is_float, is_unsigned, is_long;
+    double f;
+    unsigned long long i;
+} token;
+
+typedef struct {
+    char name[32];
+    const char *body; /* the rest of the #define line */
+    int len;
+} macro;
+
+typedef struct {
+    token *t;
+    int n, cap;
+    macro macros[16];
+    int n_macros;
+    /* #if nesting: per level, whether its text is read and whether a branch was taken */
+    bool active[16], taken[16];
+    int depth;
+} tokens;
+
+/* ---- types and values ------------------------------------------------------------ */
+
+typedef enum { TY_VOID, TY_BOOL, TY_INT, TY_UINT, TY_LL, TY_FLOAT, TY_HALF, TY_BF16, TY_PTR } ty;
+
+typedef struct {
+    ty t;
+    ty elem; /* TY_PTR: what it points to */
+    LLVMValueRef v;
+} val;
+
+typedef enum { S_VAL, S_VAR, S_ARR, S_FN } sym_kind;
+
+typedef struct {
+    const char *name;
+    int len;
+    sym_kind kind;
+    ty t, elem;        /* S_VAL / S_VAR: its type (elem for pointers); S_ARR: elem; S_FN: result */
+    LLVMValueRef v;    /* the value, the alloca, or the function */
+    ty params[8];      /* S_FN */
+    int n_params;
+} sym;
+
+typedef struct {
+    tokens tk;
+    int pos;
+    LLVMContextRef C;
+    LLVMModuleRef M;
+    LLVMBuilderRef B, entry_b; /* entry_b: allocas at the top of the entry block */
+    LLVMTypeRef f32, f16, i1, i16, i32, i64, ptr, vd;
+    LLVMValueRef fn, exp2_fn;
+    ty fn_result;
+    bool in_kernel;
+    LLVMBasicBlockRef latch;       /* a kernel's next block: where return goes */
+    LLVMBasicBlockRef brk[16], cont[16];
+    int n_loops;
+    val block_idx, grid_dim;
+    size_t smem_bytes; /* a block's shared memory */
+    sym *syms;
+    int n_syms, cap_syms;
+    jmp_buf fail;
+    mx_status status; /* of the failure longjmp'd from */
+    mx_diag *d;
+} lower;
+
+static void fail_at(lower *L, const token *t, const char *fmt, ...) __attribute__((format(printf, 3, 4), noreturn));
+
+static void fail_at(lower *L, const token *t, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    L->status = mx_fail(L->d, MX_ERR_INVALID, "cpu codegen: line %d, at '%.*s': %s", t->line, t->len, t->s, msg);
+    longjmp(L->fail, 1);
+}
+
+/* ---- tokenizer ------------------------------------------------------------------- */
+
+static void push_token(lower *L, token t) {
+    tokens *k = &L->tk;
+    if (k->n == k->cap) {
+        k->cap = k->cap ? 2 * k->cap : 1024;
+        token *grown = realloc(k->t, (size_t)k->cap * sizeof *grown);
+        if (!grown) {
+            L->status = mx_fail(L->d, MX_ERR_NOMEM, "cpu codegen: out of memory");
+            longjmp(L->fail, 1);
+        }
+        k->t = grown;
+    }
+    k->t[k->n++] = t;
+}
+
+static const char *const puncts[] = {"<<=", ">>=", "==", "!=", "<=", ">=", "&&", "||", "++", "--", "+=", "-=",
+                                     "*=",  "/=",  "%=", "&=", "|=", "<<", ">>", "->"};
+
+static void tokenize(lower *L, const char *s, const char *end, int line);
+
+static macro *find_macro(lower *L, const char *s, int len) {
+    for (int i = 0; i < L->tk.n_macros; i++)
+        if ((int)strlen(L->tk.macros[i].name) == len && strncmp(L->tk.macros[i].name, s, (size_t)len) == 0)
+            return &L->tk.macros[i];
+    return NULL;
+}
+
+static bool reading(const tokens *k) { return k->depth == 0 || k->active[k->depth - 1]; }
+
+/* A #if condition: defined(NAME), integers, !, && and || (the only
+ * operators generated sources test with). */
+static bool pp_or(lower *L, const char **s, const char *eol);
+static bool pp_unary(lower *L, const char **s, const char *eol) {
+    while (*s < eol && **s == ' ')
+        (*s)++;
+    if (*s < eol && **s == '!') {
+        (*s)++;
+        return !pp_unary(L, s, eol);
+    }
+    if (*s < eol && **s == '(') {
+        (*s)++;
+        bool v = pp_or(L, s, eol);
+        while (*s < eol && (**s == ' ' || **s == ')'))
+            (*s)++;
+        return v;
+    }
+    if (eol - *s > 7 && strncmp(*s, "defined", 7) == 0) {
+        *s += 7;
+        while (*s < eol && (**s == ' ' || **s == '('))
+            (*s)++;
+        const char *name = *s;
+        while (*s < eol && (isalnum((unsigned char)**s) || **s == '_'))
+            (*s)++;
+        bool v = find_macro(L, name, (int)(*s - name)) != NULL;
+        while (*s < eol && (**s == ' ' || **s == ')'))
+            (*s)++;
+        return v;
+    }
+    char *e;
+    long v = strtol(*s, &e, 0);
+    *s = e > *s ? e : eol;
+    return v != 0;
+}
+
+static bool pp_or(lower *L, const char **s, const char *eol) {
+    bool v = pp_unary(L, s, eol);
+    for (;;) {
+        while (*s < eol && **s == ' ')
+            (*s)++;
+        if (eol - *s >= 2 && strncmp(*s, "||", 2) == 0) {
+            *s += 2;
+            bool w = pp_unary(L, s, eol);
+            v = v || w;
+        } else if (eol - *s >= 2 && strncmp(*s, "&&", 2) == 0) {
+            *s += 2;
+            bool w = pp_unary(L, s, eol);
+            v = v && w;
+        } else {
+            return v;
+        }
+    }
+}
+
+/* A preprocessor line: #define NAME body, #undef NAME, #if / #ifdef /
+ * #ifndef / #else / #endif; the rest (#include, #pragma unroll) says nothing
+ * the lowering needs. */
+static void directive(lower *L, const char *s, const char *eol, int line) {
+    tokens *k = &L->tk;
+    while (s < eol && (*s == '#' || *s == ' '))
+        s++;
+    const char *w = s;
+    while (s < eol && isalpha((unsigned char)*s))
+        s++;
+    int wl = (int)(s - w);
+#define WORD(x) (wl == (int)strlen(x) && strncmp(w, x, (size_t)wl) == 0)
+    token at = {.kind = TK_PUNCT, .s = w, .len = wl, .line = line};
+    if (WORD("if") || WORD("ifdef") || WORD("ifndef")) {
+        if (k->depth == (int)(sizeof k->active / sizeof *k->active))
+            fail_at(L, &at, "#if nests too deep");
+        bool outer = reading(k), v;
+        if (WORD("if")) {
+            v = pp_or(L, &s, eol);
+        } else {
+            while (s < eol && *s == ' ')
+                s++;
+            const char *name = s;
+            while (s < eol && (isalnum((unsigned char)*s) || *s == '_'))
+                s++;
+            v = (find_macro(L, name, (int)(s - name)) != NULL) == WORD("ifdef");
+        }
+        k->active[k->depth] = outer && v;
+        k->taken[k->depth] = v;
+        k->depth++;
+        return;
+    }
+    if (WORD("else") || WORD("endif")) {
+        if (k->depth == 0)
+            fail_at(L, &at, "#%.*s without #if", wl, w);
+        if (WORD("endif")) {
+            k->depth--;
+        } else {
+            bool outer = k->depth == 1 || k->active[k->depth - 2];
+            k->active[k->depth - 1] = outer && !k->taken[k->depth - 1];
+            k->taken[k->depth - 1] = true;
+        }
+        return;
+    }
+    bool def = WORD("define"), undef = WORD("undef");
+#undef WORD
+    if ((!def && !undef) || !reading(k))
+        return;
+    while (s < eol && *s == ' ')
+        s++;
+    const char *name = s;
+    while (s < eol && (isalnum((unsigned char)*s) || *s == '_'))
+        s++;
+    int len = (int)(s - name);
+    macro *m = find_macro(L, name, len);
+    at = (token){.kind = TK_PUNCT, .s = name, .len = len, .line = line};
+    if (undef) {
+        if (m)
+            *m = k->macros[--k->n_macros];
+        return;
+    }
+    if (*s == '(' || len >= (int)sizeof m->name)
+        fail_at(L, &at, "only object-like macros are supported");
+    if (!m) {
+        if (k->n_macros == (int)(sizeof k->macros / sizeof *k->macros))
+            fail_at(L, &at, "too many macros");
+        m = &k->macros[k->n_macros++];
+    }
+    snprintf(m->name, sizeof m->name, "%.*s", len, name);
+    m->body = s;
+    m->len = (int)(eol - s);
+}
+
+static void tokenize(lower *L, const char *s, const char *end, int line) {
+    bool line_start = true;
+    while (s < end) {
+        if (*s == '\n') {
+            line++, s++, line_start = true;
+            continue;
+        }
+        if (isspace((unsigned char)*s)) {
+            s++;
+            continue;
+        }
+        if (line_start && *s == '#') {
+            const char *eol = s;
+            while (eol < end && *eol != '\n')
+                eol++;
+            directive(L, s, eol, line);
+            s = eol;
+            continue;
+        }
+        if (!reading(&L->tk)) { /* a line of a branch not taken */
+            while (s < end && *s != '\n')
+                s++;
+            continue;
+        }
+        line_start = false;
+        if (s[0] == '/' && s + 1 < end && s[1] == '/') {
+            while (s < end && *s != '\n')
+                s++;
+            continue;
+        }
+        if (s[0] == '/' && s + 1 < end && s[1] == '*') {
+            for (s += 2; s + 1 < end && !(s[0] == '*' && s[1] == '/'); s++)
+                line += *s == '\n';
+            s += 2;
+            continue;
+        }
+        token t = {.s = s, .line = line};
+        if (isalpha((unsigned char)*s) || *s == '_') {
+            while (s < end && (isalnum((unsigned char)*s) || *s == '_'))
+                s++;
+            t.kind = TK_IDENT, t.len = (int)(s - t.s);
+            macro *m = find_macro(L, t.s, t.len);
+            if (m)
+                tokenize(L, m->body, m->body + m->len, line);
+            else
+                push_token(L, t);
+            continue;
+        }
+        if (isdigit((unsigned char)*s) || (*s == '.' && s + 1 < end && isdigit((unsigned char)s[1]))) {
+            char *e1, *e2;
+            unsigned long long iv = strtoull(s, &e1, 0);
+            double fv = strtod(s, &e2);
+            t.kind = TK_NUM;
+            if (e2 > e1 && !(s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))) {
+                t.is_float = true, t.f = fv, s = e2;
+            } else {
+                t.i = iv, s = e1;
+            }
+            for (; s < end && strchr("fFuUlL", *s); s++) {
+                t.is_unsigned |= *s == 'u' || *s == 'U';
+                t.is_long |= *s == 'l' || *s == 'L';
+            }
+            t.len = (int)(s - t.s);
+            push_token(L, t);
+            continue;
+        }
+        if (*s == '"') {
+            for (s++; s < end && *s != '"'; s++)
+                ;
+            t.kind = TK_STR, t.len = (int)(++s - t.s);
+            push_token(L, t);
+            continue;
+        }
+        t.kind = TK_PUNCT, t.len = 1;
+        for (size_t i = 0; i < sizeof puncts / sizeof *puncts; i++)
+            if ((size_t)(end - s) >= strlen(puncts[i]) && strncmp(s, puncts[i], strlen(puncts[i])) == 0) {
+                t.len = (int)strlen(puncts[i]);
+                break;
+            }
+        s += t.len;
+        push_token(L, t);
+    }
+}
+
+/* ---- token helpers ------------------------------------------------------------------ */
+
+static token *peek(lower *L) { return &L->tk.t[L->pos]; }
+static token *peek_at(lower *L, int k) {
+    int i = L->pos + k;
+    return &L->tk.t[i < L->tk.n ? i : L->tk.n - 1];
+}
+static bool is(const token *t, const char *s) { return t->kind != TK_NUM && t->kind != TK_STR && t->len == (int)strlen(s) && strncmp(t->s, s, (size_t)t->len) == 0; }
+static bool accept(lower *L, const char *s) {
+    if (!is(peek(L), s))
+        return false;
+    L->pos++;
+    return true;
+}
+static token *next(lower *L) {
+    token *t = peek(L);
+    if (t->kind != TK_EOF)
+        L->pos++;
+    return t;
+}
+static void expect(lower *L, const char *s) {
+    if (!accept(L, s))
+        fail_at(L, peek(L), "expected '%s'", s);
+}
+static token *expect_ident(lower *L) {
+    token *t = next(L);
+    if (t->kind != TK_IDENT)
+        fail_at(L, t, "expected a name");
+    return t;
+}
+
+/* ---- symbols ------------------------------------------------------------------------ */
+
+static sym *find_sym(lower *L, const char *s, int len) {
+    for (int i = L->n_syms - 1; i >= 0; i--)
+        if (L->syms[i].len == len && strncmp(L->syms[i].name, s, (size_t)len) == 0)
+            return &L->syms[i];
+    return NULL;
+}
+
+static sym *add_sym(lower *L, const token *name, sym_kind kind) {
+    if (L->n_syms == L->cap_syms) {
+        L->cap_syms = L->cap_syms ? 2 * L->cap_syms : 256;
+        sym *grown = realloc(L->syms, (size_t)L->cap_syms * sizeof *grown);
+        if (!grown)
+            fail_at(L, name, "out of memory");
+        L->syms = grown;
+    }
+    sym *s = &L->syms[L->n_syms++];
+    *s = (sym){.name = name->s, .len = name->len, .kind = kind};
+    return s;
+}
+
+/* ---- types ---------------------------------------------------------------------------- */
+
+static LLVMTypeRef llvm_type(lower *L, ty t) {
+    switch (t) {
+    case TY_VOID: return L->vd;
+    case TY_BOOL: return L->i1;
+    case TY_INT:
+    case TY_UINT: return L->i32;
+    case TY_LL: return L->i64;
+    case TY_FLOAT: return L->f32;
+    case TY_HALF: return L->f16;
+    case TY_BF16: return L->i16; /* bits; arithmetic converts through f32 */
+    case TY_PTR: return L->ptr;
+    }
+    return L->vd;
+}
+
+/* A type name at the cursor (with its qualifiers), or false. */
+static bool type_name(lower *L, ty *out, bool *is_const) {
+    static const char *const quals[] = {"const", "static", "__device__", "__forceinline__", "__shared__",
+                                        "__restrict__", "inline", "volatile"};
+    bool any = false;
+    for (;;) {
+        bool q = false;
+        for (size_t i = 0; i < sizeof quals / sizeof *quals; i++)
+            if (is(peek(L), quals[i])) {
+                if (i == 0 && is_const)
+                    *is_const = true;
+                L->pos++, q = any = true;
+                break;
+            }
+        if (!q)
+            break;
+    }
+    token *t = peek(L);
+    ty r;
+    if (is(t, "float"))
+        r = TY_FLOAT;
+    else if (is(t, "int"))
+        r = TY_INT;
+    else if (is(t, "bool"))
+        r = TY_BOOL;
+    else if (is(t, "void"))
+        r = TY_VOID;
+    else if (is(t, "__half"))
+        r = TY_HALF;
+    else if (is(t, "__nv_bfloat16"))
+        r = TY_BF16;
+    else if (is(t, "unsigned"))
+        r = TY_UINT;
+    else if (is(t, "long"))
+        r = TY_LL;
+    else {
+        if (any)
+            fail_at(L, t, "expected a type");
+        return false;
+    }
+    L->pos++;
+    if (r == TY_UINT)
+        accept(L, "int");
+    if (r == TY_LL) {
+        accept(L, "long");
+        accept(L, "int");
+    }
+    if (is(peek(L), "const")) {
+        L->pos++;
+        if (is_const)
+            *is_const = true;
+    }
+    *out = r;
+    return true;
+}
+
+/* ---- conversions ----------------------------------------------------------------------- */
+
+static LLVMValueRef flagged(LLVMValueRef inst) {
+    if (LLVMIsAInstruction(inst))
+        LLVMSetFastMathFlags(inst, LLVMFastMathAllowReassoc | LLVMFastMathAllowContract);
+    return inst;
+}
+
+static LLVMValueRef bf16_to_f32(lower *L, LLVMValueRef bits) {
+    LLVMValueRef w = LLVMBuildZExt(L->B, bits, L->i32, "");
+    w = LLVMBuildShl(L->B, w, LLVMConstInt(L->i32, 16, 0), "");
+    return LLVMBuildBitCast(L->B, w, L->f32, "");
+}
+
+/* Round to nearest even, NaN kept quiet (ir/half.h's rule). */
+static LLVMValueRef f32_to_bf16(lower *L, LLVMValueRef x) {
+    LLVMValueRef bits = LLVMBuildBitCast(L->B, x, L->i32, "");
+    LLVMValueRef hi = LLVMBuildLShr(L->B, bits, LLVMConstInt(L->i32, 16, 0), "");
+    LLVMValueRef odd = LLVMBuildAnd(L->B, hi, LLVMConstInt(L->i32, 1, 0), "");
+    LLVMValueRef r = LLVMBuildAdd(L->B, bits, LLVMConstInt(L->i32, 0x7FFF, 0), "");
+    r = LLVMBuildAdd(L->B, r, odd, "");
+    r = LLVMBuildLShr(L->B, r, LLVMConstInt(L->i32, 16, 0), "");
+    LLVMValueRef nan = LLVMBuildFCmp(L->B, LLVMRealUNO, x, x, "");
+    LLVMValueRef quiet = LLVMBuildOr(L->B, hi, LLVMConstInt(L->i32, 0x40, 0), "");
+    return LLVMBuildTrunc(L->B, LLVMBuildSelect(L->B, nan, quiet, r, ""), L->i16, "");
+}
+
+static val convert(lower *L, val a, ty to, const token *at) {
+    if (a.t == to)
+        return a;
+    LLVMBuilderRef B = L->B;
+    LLVMTypeRef T = llvm_type(L, to);
+    if (a.t == TY_HALF || a.t == TY_BF16) {
+        val f = {TY_FLOAT, TY_VOID,
+                 a.t == TY_HALF ? LLVMBuildFPExt(B, a.v, L->f32, "") : bf16_to_f32(L, a.v)};
+        return convert(L, f, to, at);
+    }
+    if (to == TY_HALF || to == TY_BF16) {
+        val f = convert(L, a, TY_FLOAT, at);
+        return (val){to, TY_VOID, to == TY_HALF ? LLVMBuildFPTrunc(B, f.v, L->f16, "") : f32_to_bf16(L, f.v)};
+    }
+    if (a.t == TY_PTR || to == TY_PTR || a.t == TY_VOID || to == TY_VOID)
+        fail_at(L, at, "cannot convert between these types");
+    if (to == TY_BOOL)
+        return (val){TY_BOOL, TY_VOID,
+                     a.t == TY_FLOAT ? LLVMBuildFCmp(B, LLVMRealUNE, a.v, LLVMConstReal(L->f32, 0), "")
+                                     : LLVMBuildICmp(B, LLVMIntNE, a.v, LLVMConstInt(llvm_type(L, a.t), 0, 0), "")};
+    LLVMValueRef v;
+    if (a.t == TY_FLOAT)
+        v = to == TY_UINT ? LLVMBuildFPToUI(B, a.v, T, "") : LLVMBuildFPToSI(B, a.v, T, "");
+    else if (to == TY_FLOAT)
+        v = a.t == TY_INT || a.t == TY_LL ? LLVMBuildSIToFP(B, a.v, T, "") : LLVMBuildUIToFP(B, a.v, T, "");
+    else if (llvm_type(L, a.t) == T)
+        v = a.v; /* int <-> unsigned */
+    else if (to == TY_LL)
+        v = a.t == TY_INT ? LLVMBuildSExt(B, a.v, T, "") : LLVMBuildZExt(B, a.v, T, "");
+    else if (a.t == TY_BOOL)
+        v = LLVMBuildZExt(B, a.v, T, "");
+    else
+        v = LLVMBuildTrunc(B, a.v, T, "");
+    return (val){to, TY_VOID, v};
+}
+
+/* The usual arithmetic conversions of C, for the types of the subset. */
+static ty common(ty a, ty b) {
+    if (a == TY_FLOAT || b == TY_FLOAT || a == TY_HALF || b == TY_HALF || a == TY_BF16 || b == TY_BF16)
+        return TY_FLOAT;
+    if (a == TY_LL || b == TY_LL)
+        return TY_LL;
+    if (a == TY_UINT || b == TY_UINT)
+        return TY_UINT;
+    return TY_INT;
+}
+
+/* ---- the inline exp -------------------------------------------------------------------- */
+
+/* 2^x for f32 as straight-line code the vectoriser can widen: x clamped to
+ * [-126, 128) (selects that keep NaN), n = round(x) through the 1.5 * 2^23
+ * trick (no float-to-int conversion, which NaN would poison), 2^f on
+ * [-1/2, 1/2] by Cephes' exp2f polynomial (relative error 2e-7), and 2^n
+ * put in the exponent bits. */
+static LLVMValueRef build_exp2(lower *L) {
+    LLVMTypeRef ft = LLVMFunctionType(L->f32, &L->f32, 1, 0);
+    LLVMValueRef f = LLVMAddFunction(L->M, "mx_exp2", ft);
+    LLVMSetLinkage(f, LLVMInternalLinkage);
+    unsigned inl = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
+    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(L->C, inl, 0));
+    LLVMBuilderRef B = LLVMCreateBuilderInContext(L->C);
+    LLVMPositionBuilderAtEnd(B, LLVMAppendBasicBlockInContext(L->C, f, "entry"));
+    LLVMValueRef x = LLVMGetParam(f, 0);
+#define K(c) LLVMConstReal(L->f32, c)
+    x = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, x, K(127.99f), ""), K(127.99f), x, "");
+    x = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, x, K(-126.99f), ""), K(-126.99f), x, "");
+    LLVMValueRef magic = K(12582912.0f); /* 1.5 * 2^23 */
+    LLVMValueRef t = LLVMBuildFAdd(B, x, magic, "");
+    LLVMValueRef n = LLVMBuildFSub(B, t, magic, "");
+    LLVMValueRef r = LLVMBuildFSub(B, x, n, "");
+    static const double c[] = {1.535336188319500e-4, 1.339887440266574e-3, 9.618437357674640e-3,
+                               5.550332471162809e-2, 2.402264791363012e-1, 6.931472028550421e-1};
+    LLVMValueRef p = K(c[0]);
+    for (size_t i = 1; i < sizeof c / sizeof *c; i++)
+        p = LLVMBuildFAdd(B, LLVMBuildFMul(B, p, r, ""), K(c[i]), "");
+    p = LLVMBuildFAdd(B, LLVMBuildFMul(B, p, r, ""), K(1.0), "");
+    LLVMValueRef ni = LLVMBuildSub(B, LLVMBuildBitCast(B, t, L->i32, ""), LLVMConstInt(L->i32, 0x4B400000, 0), "");
+    LLVMValueRef scale = LLVMBuildShl(B, LLVMBuildAdd(B, ni, LLVMConstInt(L->i32, 127, 0), ""),
+                                      LLVMConstInt(L->i32, 23, 0), "");
+    LLVMBuildRet(B, LLVMBuildFMul(B, p, LLVMBuildBitCast(B, scale, L->f32, ""), ""));
+#undef K
+    LLVMDisposeBuilder(B);
+    return f;
+}
+
+/* ---- builtins --------------------------------------------------------------------------- */
+
+static LLVMValueRef call1(lower *L, LLVMValueRef fn, LLVMTypeRef ft, LLVMValueRef x) {
+    return LLVMBuildCall2(L->B, ft, fn, &x, 1, "");
+}
+
+static LLVMValueRef intrinsic(lower *L, const char *name, LLVMValueRef *args, int n) {
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMTypeRef over = LLVMTypeOf(args[0]);
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(L->M, id, &over, 1);
+    LLVMTypeRef ft = LLVMIntrinsicGetType(L->C, id, &over, 1);
+    return LLVMBuildCall2(L->B, ft, fn, args, (unsigned)n, "");
+}
+
+/* A libm function float f(float), pure. */
+static LLVMValueRef libm(lower *L, const char *name, LLVMValueRef x) {
+    LLVMTypeRef ft = LLVMFunctionType(L->f32, &L->f32, 1, 0);
+    LLVMValueRef fn = LLVMGetNamedFunction(L->M, name);
+    if (!fn) {
+        fn = LLVMAddFunction(L->M, name, ft);
+        unsigned mem = LLVMGetEnumAttributeKindForName("memory", 6);
+        unsigned nounwind = LLVMGetEnumAttributeKindForName("nounwind", 8);
+        LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(L->C, mem, 0));
+        LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(L->C, nounwind, 0));
+    }
+    return call1(L, fn, ft, x);
+}
+
+static val expr(lower *L);
+static val assign(lower *L);
+
+static val as_float(lower *L, val a, const token *at) { return convert(L, a, TY_FLOAT, at); }
+
+static val fval(LLVMValueRef v) { return (val){TY_FLOAT, TY_VOID, v}; }
+
+/* Calls to the functions of the subset that are not defined in the text. */
+static bool builtin_call(lower *L, const token *name, val *out) {
+    static const char *const names[] = {"expf", "exp2f", "logf", "log1pf", "sqrtf", "tanhf", "erff",
+                                        "fmaxf", "fminf", "min", "max", "__int_as_float", "__half2float",
+                                        "__bfloat162float", "__float2half_rn", "__float2bfloat16_rn",
+                                        "mx_block_reduce", "__syncthreads", "__syncwarp", "fabsf"};
+    int which = -1;
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (is(name, names[i]))
+            which = (int)i;
+    if (which < 0)
+        return false;
+    val a[4];
+    int n = 0;
+    if (!is(peek(L), ")"))
+        do {
+            if (n == 4)
+                fail_at(L, name, "too many arguments");
+            a[n++] = assign(L);
+        } while (accept(L, ","));
+    expect(L, ")");
+    static const int arity[] = {1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 1, 1, 1, 1, 1, 3, 0, -1, 1};
+    if (arity[which] >= 0 && n != arity[which])
+        fail_at(L, name, "expects %d arguments", arity[which]);
+    LLVMTypeRef ft = LLVMFunctionType(L->f32, &L->f32, 1, 0);
+    LLVMValueRef args[2];
+    switch (which) {
+    case 0: { /* expf(x) = 2^(x log2 e) */
+        LLVMValueRef x = LLVMBuildFMul(L->B, as_float(L, a[0], name).v, LLVMConstReal(L->f32, 1.4426950408889634), "");
+        *out = fval(call1(L, L->exp2_fn, ft, x));
+        break;
+    }
+    case 1: *out = fval(call1(L, L->exp2_fn, ft, as_float(L, a[0], name).v)); break;
+    case 2: args[0] = as_float(L, a[0], name).v, *out = fval(intrinsic(L, "llvm.log", args, 1)); break;
+    case 3: *out = fval(libm(L, "log1pf", as_float(L, a[0], name).v)); break;
+    case 4: args[0] = as_float(L, a[0], name).v, *out = fval(intrinsic(L, "llvm.sqrt", args, 1)); break;
+    case 5: *out = fval(libm(L, "tanhf", as_float(L, a[0], name).v)); break;
+    case 6: *out = fval(libm(L, "erff", as_float(L, a[0], name).v)); break;
+    case 7:
+    case 8:
+        args[0] = as_float(L, a[0], name).v, args[1] = as_float(L, a[1], name).v;
+        *out = fval(intrinsic(L, which == 7 ? "llvm.maxnum" : "llvm.minnum", args, 2));
+        break;
+    case 9:
+    case 10: {
+        ty t = common(a[0].t, a[1].t);
+        val x = convert(L, a[0], t, name), y = convert(L, a[1], t, name);
+        LLVMValueRef lt = t == TY_FLOAT ? LLVMBuildFCmp(L->B, LLVMRealOLT, x.v, y.v, "")
+                                        : LLVMBuildICmp(L->B, t == TY_UINT ? LLVMIntULT : LLVMIntSLT, x.v, y.v, "");
+        *out = (val){t, TY_VOID, which == 9 ? LLVMBuildSelect(L->B, lt, x.v, y.v, "")
+                                            : LLVMBuildSelect(L->B, lt, y.v, x.v, "")};
+        break;
+    }
+    case 11: *out = fval(LLVMBuildBitCast(L->B, convert(L, a[0], TY_INT, name).v, L->f32, "")); break;
+    case 12:
+    case 13: *out = as_float(L, a[0], name); break;
+    case 14: *out = convert(L, a[0], TY_HALF, name); break;
+    case 15: *out = convert(L, a[0], TY_BF16, name); break;
+    case 16: *out = as_float(L, a[0], name); break; /* a block of one thread */
+    case 17:
+    case 18: *out = (val){TY_VOID, TY_VOID, NULL}; break;
+    case 19: args[0] = as_float(L, a[0], name).v, *out = fval(intrinsic(L, "llvm.fabs", args, 1)); break;
+    }
+    return true;
+}
+
+/* ---- expressions ------------------------------------------------------------------------- */
+
+typedef struct {
+    LLVMValueRef addr; /* NULL: not an lvalue (then v holds the value) */
+    ty t, elem;
+    val v;
+} ref;
+
+static val load_ref(lower *L, ref r) {
+    if (!r.addr)
+        return r.v;
+    return (val){r.t, r.elem, LLVMBuildLoad2(L->B, llvm_type(L, r.t), r.addr, "")};
+}
+
+static ref rvalue(val v) { return (ref){.addr = NULL, .t = v.t, .elem = v.elem, .v = v}; }
+
+static void store_ref(lower *L, ref r, val v, const token *at) {
+    if (!r.addr)
+        fail_at(L, at, "not assignable");
+    v = r.t == TY_PTR ? v : convert(L, v, r.t, at);
+    LLVMBuildStore(L->B, v.v, r.addr);
+}
+
+static val binary_op(lower *L, const token *op, val a, val b);
+
+static ref postfix(lower *L);
+
+static ref primary(lower *L) {
+    token *t = next(L);
+    if (t->kind == TK_NUM) {
+        if (t->is_float)
+            return rvalue(fval(LLVMConstReal(L->f32, t->f)));
+        ty k = t->is_long ? TY_LL : t->is_unsigned || t->i > 0x7FFFFFFFull ? TY_UINT : TY_INT;
+        if (t->i > 0xFFFFFFFFull)
+            k = TY_LL;
+        return rvalue((val){k, TY_VOID, LLVMConstInt(llvm_type(L, k), t->i, 0)});
+    }
+    if (is(t, "(")) {
+        val v = expr(L);
+        expect(L, ")");
+        return rvalue(v);
+    }
+    if (t->kind != TK_IDENT)
+        fail_at(L, t, "expected an expression");
+    if (is(t, "true") || is(t, "false"))
+        return rvalue((val){TY_BOOL, TY_VOID, LLVMConstInt(L->i1, is(t, "true"), 0)});
+    if (is(t, "threadIdx") || is(t, "blockIdx") || is(t, "blockDim") || is(t, "gridDim")) {
+        expect(L, ".");
+        token *c = expect_ident(L);
+        bool x = is(c, "x");
+        if (!L->in_kernel && !is(t, "blockDim"))
+            fail_at(L, t, "block coordinates outside a kernel");
+        unsigned long long k = is(t, "blockDim") || is(t, "gridDim") ? 1 : 0;
+        if (x && is(t, "blockIdx"))
+            return rvalue(L->block_idx);
+        if (x && is(t, "gridDim"))
+            return rvalue(L->grid_dim);
+        return rvalue((val){TY_UINT, TY_VOID, LLVMConstInt(L->i32, k, 0)});
+    }
+    if (peek(L)->kind == TK_PUNCT && is(peek(L), "(")) {
+        L->pos++;
+        val out;
+        if (builtin_call(L, t, &out))
+            return rvalue(out);
+        sym *f = find_sym(L, t->s, t->len);
+        if (!f || f->kind != S_FN)
+            fail_at(L, t, "unknown function");
+        LLVMValueRef args[8];
+        int n = 0;
+        if (!is(peek(L), ")"))
+            do {
+                if (n == f->n_params)
+                    fail_at(L, t, "too many arguments");
+                args[n] = convert(L, assign(L), f->params[n], t).v;
+                n++;
+            } while (accept(L, ","));
+        expect(L, ")");
+        if (n != f->n_params)
+            fail_at(L, t, "expects %d arguments", f->n_params);
+        return rvalue((val){f->t, TY_VOID, LLVMBuildCall2(L->B, LLVMGlobalGetValueType(f->v), f->v, args, (unsigned)n, "")});
+    }
+    sym *s = find_sym(L, t->s, t->len);
+    if (!s)
+        fail_at(L, t, "unknown name");
+    switch (s->kind) {
+    case S_VAL: return rvalue((val){s->t, s->elem, s->v});
+    case S_VAR: return (ref){.addr = s->v, .t = s->t, .elem = s->elem};
+    case S_ARR: return rvalue((val){TY_PTR, s->elem, s->v});
+    default: fail_at(L, t, "a function is not a value");
+    }
+}
+
+static ref postfix(lower *L) {
+    ref r = primary(L);
+    for (;;) {
+        token *t = peek(L);
+        if (is(t, "[")) {
+            L->pos++;
+            val base = load_ref(L, r);
+            if (base.t != TY_PTR)
+                fail_at(L, t, "indexing a value that is not an array or buffer");
+            val i = convert(L, expr(L), TY_LL, t);
+            expect(L, "]");
+            LLVMValueRef addr = LLVMBuildInBoundsGEP2(L->B, llvm_type(L, base.elem), base.v, &i.v, 1, "");
+            r = (ref){.addr = addr, .t = base.elem};
+        } else if (is(t, "++") || is(t, "--")) {
+            L->pos++;
+            val old = load_ref(L, r);
+            val one = {TY_INT, TY_VOID, LLVMConstInt(L->i32, 1, 0)};
+            token op = *t;
+            op.len = 1;
+            store_ref(L, r, binary_op(L, &op, old, one), t);
+            r = rvalue(old);
+        } else {
+            return r;
+        }
+    }
+}
+
+static val unary(lower *L) {
+    token *t = peek(L);
+    if (is(t, "-")) {
+        L->pos++;
+        val a = unary(L);
+        if (a.t == TY_HALF || a.t == TY_BF16)
+            a = as_float(L, a, t);
+        if (a.t == TY_FLOAT)
+            return fval(LLVMBuildFNeg(L->B, a.v, ""));
+        a = convert(L, a, common(a.t, TY_INT), t);
+        return (val){a.t, TY_VOID, LLVMBuildNeg(L->B, a.v, "")};
+    }
+    if (is(t, "+")) {
+        L->pos++;
+        return unary(L);
+    }
+    if (is(t, "!")) {
+        L->pos++;
+        val a = convert(L, unary(L), TY_BOOL, t);
+        return (val){TY_BOOL, TY_VOID, LLVMBuildNot(L->B, a.v, "")};
+    }
+    if (is(t, "~")) {
+        L->pos++;
+        val a = unary(L);
+        a = convert(L, a, common(a.t, TY_INT), t);
+        return (val){a.t, TY_VOID, LLVMBuildNot(L->B, a.v, "")};
+    }
+    if (is(t, "(")) { /* a cast? */
+        int save = L->pos;
+        L->pos++;
+        ty to;
+        bool c = false;
+        if (type_name(L, &to, &c) && !is(peek(L), "*")) {
+            expect(L, ")");
+            return convert(L, unary(L), to, t);
+        }
+        L->pos = save;
+    }
+    return load_ref(L, postfix(L));
+}
+
+static int precedence(const token *t) {
+    static const struct {
+        const char *op;
+        int prec;
+    } table[] = {{"||", 1}, {"&&", 2}, {"|", 3},  {"^", 4},  {"&", 5},  {"==", 6}, {"!=", 6},
+                 {"<", 7},  {">", 7},  {"<=", 7}, {">=", 7}, {"<<", 8}, {">>", 8}, {"+", 9},
+                 {"-", 9},  {"*", 10}, {"/", 10}, {"%", 10}};
+    if (t->kind != TK_PUNCT)
+        return 0;
+    for (size_t i = 0; i < sizeof table / sizeof *table; i++)
+        if (is(t, table[i].op))
+            return table[i].prec;
+    return 0;
+}
+
+static val binary_op(lower *L, const token *op, val a, val b) {
+    LLVMBuilderRef B = L->B;
+    if (is(op, "&&") || is(op, "||")) {
+        val x = convert(L, a, TY_BOOL, op), y = convert(L, b, TY_BOOL, op);
+        return (val){TY_BOOL, TY_VOID, is(op, "&&") ? LLVMBuildAnd(B, x.v, y.v, "") : LLVMBuildOr(B, x.v, y.v, "")};
+    }
+    if (a.t == TY_PTR && (is(op, "+") || is(op, "-"))) {
+        val i = convert(L, b, TY_LL, op);
+        LLVMValueRef off = is(op, "-") ? LLVMBuildNeg(B, i.v, "") : i.v;
+        return (val){TY_PTR, a.elem, LLVMBuildInBoundsGEP2(B, llvm_type(L, a.elem), a.v, &off, 1, "")};
+    }
+    if (a.t == TY_PTR || b.t == TY_PTR || a.t == TY_VOID || b.t == TY_VOID)
+        fail_at(L, op, "operands of this type are not supported");
+    ty t = common(a.t, b.t);
+    bool shift = is(op, "<<") || is(op, ">>");
+    if (shift)
+        t = common(a.t, TY_INT);
+    val x = convert(L, a, t, op), y = convert(L, b, t, op);
+    bool f = t == TY_FLOAT, u = t == TY_UINT;
+    const char *cmp[] = {"==", "!=", "<", ">", "<=", ">="};
+    static const LLVMRealPredicate fp[] = {LLVMRealOEQ, LLVMRealUNE, LLVMRealOLT, LLVMRealOGT, LLVMRealOLE, LLVMRealOGE};
+    static const LLVMIntPredicate sp[] = {LLVMIntEQ, LLVMIntNE, LLVMIntSLT, LLVMIntSGT, LLVMIntSLE, LLVMIntSGE};
+    static const LLVMIntPredicate up[] = {LLVMIntEQ, LLVMIntNE, LLVMIntULT, LLVMIntUGT, LLVMIntULE, LLVMIntUGE};
+    for (int i = 0; i < 6; i++)
+        if (is(op, cmp[i]))
+            return (val){TY_BOOL, TY_VOID,
+                         f ? LLVMBuildFCmp(B, fp[i], x.v, y.v, "") : LLVMBuildICmp(B, u ? up[i] : sp[i], x.v, y.v, "")};
+    LLVMValueRef v;
+    char c = op->s[0];
+    if (f) {
+        switch (c) {
+        case '+': v = flagged(LLVMBuildFAdd(B, x.v, y.v, "")); break;
+        case '-': v = flagged(LLVMBuildFSub(B, x.v, y.v, "")); break;
+        case '*': v = flagged(LLVMBuildFMul(B, x.v, y.v, "")); break;
+        case '/': v = flagged(LLVMBuildFDiv(B, x.v, y.v, "")); break;
+        default: fail_at(L, op, "not a float operator");
+        }
+        return fval(v);
+    }
+    bool nsw = !u; /* signed overflow is undefined in C: say so to LLVM */
+    switch (c) {
+    case '+': v = nsw ? LLVMBuildNSWAdd(B, x.v, y.v, "") : LLVMBuildAdd(B, x.v, y.v, ""); break;
+    case '-': v = nsw ? LLVMBuildNSWSub(B, x.v, y.v, "") : LLVMBuildSub(B, x.v, y.v, ""); break;
+    case '*': v = nsw ? LLVMBuildNSWMul(B, x.v, y.v, "") : LLVMBuildMul(B, x.v, y.v, ""); break;
+    case '/': v = u ? LLVMBuildUDiv(B, x.v, y.v, "") : LLVMBuildSDiv(B, x.v, y.v, ""); break;
+    case '%': v = u ? LLVMBuildURem(B, x.v, y.v, "") : LLVMBuildSRem(B, x.v, y.v, ""); break;
+    case '&': v = LLVMBuildAnd(B, x.v, y.v, ""); break;
+    case '|': v = LLVMBuildOr(B, x.v, y.v, ""); break;
+    case '^': v = LLVMBuildXor(B, x.v, y.v, ""); break;
+    case '<': v = LLVMBuildShl(B, x.v, y.v, ""); break;
+    case '>': v = u ? LLVMBuildLShr(B, x.v, y.v, "") : LLVMBuildAShr(B, x.v, y.v, ""); break;
+    default: fail_at(L, op, "unknown operator");
+    }
+    return (val){t, TY_VOID, v};
+}
+
+static val binary(lower *L, int min_prec) {
+    val a = unary(L);
+    for (;;) {
+        token *op = peek(L);
+        int p = precedence(op);
+        if (p < min_prec || p == 0)
+            return a;
+        L->pos++;
+        val b = binary(L, p + 1);
+        a = binary_op(L, op, a, b);
+    }
+}
+
+static val conditional(lower *L) {
+    val c = binary(L, 1);
+    token *q = peek(L);
+    if (!accept(L, "?"))
+        return c;
+    c = convert(L, c, TY_BOOL, q);
+    val a = assign(L);
+    expect(L, ":");
+    val b = conditional(L);
+    ty t = a.t == TY_PTR ? TY_PTR : common(a.t, b.t);
+    if (t != TY_PTR)
+        a = convert(L, a, t, q), b = convert(L, b, t, q);
+    return (val){t, a.elem, LLVMBuildSelect(L->B, c.v, a.v, b.v, "")};
+}
+
+/* Whether the cursor is at `name ([...])* op=`: an assignment, whose left
+ * side is an lvalue (decided on the tokens, before building anything). */
+static bool at_assignment(lower *L) {
+    int k = 0;
+    if (peek(L)->kind != TK_IDENT)
+        return false;
+    for (k = 1; is(peek_at(L, k), "[");) {
+        int depth = 0;
+        do {
+            token *t = peek_at(L, k++);
+            if (t->kind == TK_EOF)
+                return false;
+            depth += is(t, "[") - is(t, "]");
+        } while (depth > 0);
+    }
+    static const char *const ops[] = {"=", "+=", "-=", "*=", "/=", "%=", "&=", "|=", "<<=", ">>="};
+    for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
+        if (is(peek_at(L, k), ops[i]))
+            return true;
+    return false;
+}
+
+static val assign(lower *L) {
+    if (!at_assignment(L))
+        return conditional(L);
+    ref r = postfix(L);
+    token *op = next(L);
+    val v = assign(L);
+    if (op->len > 1) {
+        token bop = *op;
+        bop.len = op->len - 1;
+        v = binary_op(L, &bop, load_ref(L, r), v);
+    }
+    store_ref(L, r, v, op);
+    return load_ref(L, r);
+}
+
+static val expr(lower *L) {
+    val v = assign(L);
+    while (accept(L, ","))
+        v = assign(L);
+    return v;
+}
+
+/* ---- statements ------------------------------------------------------------------------- */
+
+static void go_to(lower *L, LLVMBasicBlockRef bb) {
+    if (!LLVMGetBasicBlockTerminator(LLVMGetInsertBlock(L->B)))
+        LLVMBuildBr(L->B, bb);
+    LLVMPositionBuilderAtEnd(L->B, bb);
+}
+
+static LLVMBasicBlockRef new_block(lower *L, const char *name) { return LLVMAppendBasicBlockInContext(L->C, L->fn, name); }
+
+/* After return, break or continue: later statements go to a block nobody reaches. */
+static void dead_end(lower *L) { LLVMPositionBuilderAtEnd(L->B, new_block(L, "dead")); }
+
+static LLVMValueRef entry_alloca(lower *L, LLVMTypeRef t, LLVMValueRef count) {
+    LLVMValueRef a = count ? LLVMBuildArrayAlloca(L->entry_b, t, count, "") : LLVMBuildAlloca(L->entry_b, t, "");
+    LLVMSetAlignment(a, 64);
+    return a;
+}
+
+static void statement(lower *L);
+
+static int64_t const_int(lower *L, const token *at, val v) {
+    if (!LLVMIsAConstantInt(v.v))
+        fail_at(L, at, "an array size must be a constant");
+    return LLVMConstIntGetSExtValue(v.v);
+}
+
+/* One declarator of a declaration of base type t. */
+static void declarator(lower *L, ty t, bool is_const) {
+    bool pointer = false;
+    while (accept(L, "*")) {
+        pointer = true;
+        is_const = false;
+        while (is(peek(L), "const") || is(peek(L), "__restrict__"))
+            is_const |= is(next(L), "const");
+    }
+    token *name = expect_ident(L);
+    if (accept(L, "[")) {
+        token *at = peek(L);
+        int64_t n = const_int(L, at, expr(L));
+        expect(L, "]");
+        if (n <= 0 || n > (1 << 20))
+            fail_at(L, at, "array size %lld out of range", (long long)n);
+        sym *s = add_sym(L, name, S_ARR);
+        s->elem = t;
+        s->v = entry_alloca(L, llvm_type(L, t), LLVMConstInt(L->i64, (unsigned long long)n, 0));
+        return;
+    }
+    ty vt = pointer ? TY_PTR : t;
+    val init = {TY_VOID, TY_VOID, NULL};
+    if (accept(L, "=")) {
+        init = assign(L);
+        if (!pointer)
+            init = convert(L, init, t, name);
+        else if (init.t != TY_PTR)
+            fail_at(L, name, "a pointer needs a pointer value");
+    }
+    if (is_const && init.v) {
+        sym *s = add_sym(L, name, S_VAL);
+        s->t = vt, s->elem = pointer ? t : TY_VOID, s->v = init.v;
+        return;
+    }
+    sym *s = add_sym(L, name, S_VAR);
+    s->t = vt, s->elem = pointer ? t : TY_VOID;
+    s->v = entry_alloca(L, llvm_type(L, vt), NULL);
+    if (init.v)
+        LLVMBuildStore(L->B, init.v, s->v);
+}
+
+static bool declaration(lower *L) {
+    int save = L->pos;
+    ty t;
+    bool is_const = false;
+    if (!type_name(L, &t, &is_const))
+        return false;
+    if (!is(peek(L), "*") && peek(L)->kind != TK_IDENT) { /* not a declaration after all */
+        L->pos = save;
+        return false;
+    }
+    do
+        declarator(L, t, is_const);
+    while (accept(L, ","));
+    expect(L, ";");
+    return true;
+}
+
+static void block(lower *L) {
+    int scope = L->n_syms;
+    while (!accept(L, "}")) {
+        if (peek(L)->kind == TK_EOF)
+            fail_at(L, peek(L), "unterminated block");
+        statement(L);
+    }
+    L->n_syms = scope;
+}
+
+static void statement(lower *L) {
+    token *t = peek(L);
+    if (accept(L, "{")) {
+        block(L);
+    } else if (accept(L, ";")) {
+    } else if (accept(L, "if")) {
+        expect(L, "(");
+        val c = convert(L, expr(L), TY_BOOL, t);
+        expect(L, ")");
+        LLVMBasicBlockRef yes = new_block(L, "then"), no = new_block(L, "else"), done = new_block(L, "endif");
+        LLVMBuildCondBr(L->B, c.v, yes, no);
+        LLVMPositionBuilderAtEnd(L->B, yes);
+        statement(L);
+        go_to(L, done);
+        LLVMPositionBuilderAtEnd(L->B, no);
+        if (accept(L, "else"))
+            statement(L);
+        go_to(L, done);
+    } else if (accept(L, "for") || is(t, "while")) {
+        bool is_while = is(t, "while");
+        if (is_while)
+            L->pos++;
+        int scope = L->n_syms;
+        expect(L, "(");
+        if (!is_while && !declaration(L)) {
+            if (!accept(L, ";")) {
+                expr(L);
+                expect(L, ";");
+            }
+        }
+        LLVMBasicBlockRef cond = new_block(L, "for.cond"), body = new_block(L, "for.body"),
+                          step = new_block(L, "for.step"), done = new_block(L, "for.end");
+        go_to(L, cond);
+        if (!is(peek(L), ";") && !is(peek(L), ")")) {
+            val c = convert(L, expr(L), TY_BOOL, t);
+            LLVMBuildCondBr(L->B, c.v, body, done);
+        } else {
+            LLVMBuildBr(L->B, body);
+        }
+        int step_at = -1;
+        if (!is_while) {
+            expect(L, ";");
+            step_at = L->pos;
+            int depth = 0; /* skip the step: it is built after the body */
+            while (depth > 0 || !is(peek(L), ")")) {
+                if (peek(L)->kind == TK_EOF)
+                    fail_at(L, t, "unterminated for");
+                depth += is(peek(L), "(") - is(peek(L), ")");
+                L->pos++;
+            }
+        }
+        expect(L, ")");
+        if (L->n_loops == (int)(sizeof L->brk / sizeof *L->brk))
+            fail_at(L, t, "loops nest too deep");
+        L->brk[L->n_loops] = done, L->cont[L->n_loops] = step, L->n_loops++;
+        LLVMPositionBuilderAtEnd(L->B, body);
+        statement(L);
+        L->n_loops--;
+        go_to(L, step);
+        if (step_at >= 0 && !is(&L->tk.t[step_at], ")")) {
+            int end = L->pos;
+            L->pos = step_at;
+            expr(L);
+            L->pos = end;
+        }
+        go_to(L, cond);
+        LLVMPositionBuilderAtEnd(L->B, done);
+        L->n_syms = scope;
+    } else if (accept(L, "return")) {
+        if (L->in_kernel) {
+            LLVMBuildBr(L->B, L->latch);
+        } else if (L->fn_result == TY_VOID) {
+            LLVMBuildRetVoid(L->B);
+        } else {
+            LLVMBuildRet(L->B, convert(L, expr(L), L->fn_result, t).v);
+        }
+        expect(L, ";");
+        dead_end(L);
+    } else if (accept(L, "break") || accept(L, "continue")) {
+        if (!L->n_loops)
+            fail_at(L, t, "outside a loop");
+        LLVMBuildBr(L->B, is(t, "break") ? L->brk[L->n_loops - 1] : L->cont[L->n_loops - 1]);
+        expect(L, ";");
+        dead_end(L);
+    } else if (accept(L, "MX_DYNAMIC_SMEM")) { /* the block's shared memory: a stack array */
+        expect(L, "(");
+        ty elem;
+        if (!type_name(L, &elem, NULL))
+            fail_at(L, peek(L), "expected a type");
+        expect(L, ",");
+        token *name = expect_ident(L);
+        expect(L, ")");
+        expect(L, ";");
+        sym *s = add_sym(L, name, S_ARR);
+        s->elem = elem;
+        s->v = LLVMGetParam(L->fn, 3); /* the smem argument of the block function */
+    } else if (!declaration(L)) {
+        expr(L);
+        expect(L, ";");
+    }
+}
+
+/* ---- functions ------------------------------------------------------------------------- */
+
+static void skip_braces(lower *L) {
+    int depth = 0;
+    do {
+        token *t = next(L);
+        if (t->kind == TK_EOF)
+            fail_at(L, t, "unterminated function");
+        depth += is(t, "{") - is(t, "}");
+    } while (depth > 0);
+}
+
+typedef struct {
+    token *name;
+    ty t, elem;
+} param;
+
+static int parse_params(lower *L, param *ps, int cap) {
+    int n = 0;
+    expect(L, "(");
+    if (accept(L, ")"))
+        return 0;
+    do {
+        ty t;
+        bool c = false;
+        if (!type_name(L, &t, &c))
+            fail_at(L, peek(L), "expected a parameter type");
+        bool pointer = false;
+        while (accept(L, "*")) {
+            pointer = true;
+            while (is(peek(L), "const") || is(peek(L), "__restrict__"))
+                L->pos++;
+        }
+        if (n == cap)
+            fail_at(L, peek(L), "too many parameters");
+        ps[n].name = expect_ident(L);
+        ps[n].t = pointer ? TY_PTR : t;
+        ps[n].elem = pointer ? t : TY_VOID;
+        n++;
+    } while (accept(L, ","));
+    expect(L, ")");
+    return n;
+}
+
+/* A __global__ kernel: the block loop around the body (llvm_kernel.h). */
+static void kernel(lower *L, token *name, param *ps, int n) {
+    /* the body runs as its own function per block so that its allocas are per
+     * block; the outer function loops over the blocks and is the entry point */
+    LLVMTypeRef bargs[4] = {L->ptr, L->i32, L->i32, L->ptr};
+    LLVMTypeRef bft = LLVMFunctionType(L->vd, bargs, 4, 0);
+    char bname[160];
+    snprintf(bname, sizeof bname, "%.*s.block", name->len, name->s);
+    LLVMValueRef bf = LLVMAddFunction(L->M, bname, bft);
+    LLVMSetLinkage(bf, LLVMInternalLinkage);
+    LLVMTypeRef kargs[4] = {L->ptr, L->i64, L->i64, L->i32};
+    char kname[128];
+    snprintf(kname, sizeof kname, "%.*s", name->len, name->s);
+    LLVMValueRef kf = LLVMAddFunction(L->M, kname, LLVMFunctionType(L->vd, kargs, 4, 0));
+
+    /* the block function: (params, blockIdx.x, gridDim.x, smem) */
+    L->fn = bf, L->in_kernel = true, L->fn_result = TY_VOID;
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(L->C, bf, "entry");
+    LLVMPositionBuilderAtEnd(L->entry_b, entry);
+    LLVMBasicBlockRef start = new_block(L, "start");
+    L->latch = new_block(L, "exit");
+    LLVMPositionBuilderAtEnd(L->B, start);
+    int scope = L->n_syms;
+    for (int i = 0; i < n; i++) {
+        if (ps[i].t != TY_PTR)
+            fail_at(L, ps[i].name, "kernel parameters must be buffers");
+        LLVMValueRef idx = LLVMConstInt(L->i64, (unsigned long long)i, 0);
+        LLVMValueRef slot = LLVMBuildInBoundsGEP2(L->B, L->ptr, LLVMGetParam(bf, 0), &idx, 1, "");
+        LLVMValueRef pp = LLVMBuildLoad2(L->B, L->ptr, slot, "");
+        sym *s = add_sym(L, ps[i].name, S_VAL);
+        s->t = TY_PTR, s->elem = ps[i].elem;
+        s->v = LLVMBuildLoad2(L->B, L->ptr, pp, "");
+    }
+    L->block_idx = (val){TY_UINT, TY_VOID, LLVMGetParam(bf, 1)};
+    L->grid_dim = (val){TY_UINT, TY_VOID, LLVMGetParam(bf, 2)};
+    expect(L, "{");
+    block(L);
+    L->n_syms = scope;
+    go_to(L, L->latch);
+    LLVMBuildRetVoid(L->B);
+    LLVMPositionBuilderAtEnd(L->entry_b, entry);
+    LLVMBuildBr(L->entry_b, start);
+
+    /* the entry point: blocks lo .. hi-1, one shared-memory array reused */
+    LLVMBasicBlockRef e = LLVMAppendBasicBlockInContext(L->C, kf, "entry"), head = LLVMAppendBasicBlockInContext(L->C, kf, "head"),
+                      body = LLVMAppendBasicBlockInContext(L->C, kf, "body"), done = LLVMAppendBasicBlockInContext(L->C, kf, "done");
+    LLVMPositionBuilderAtEnd(L->B, e);
+    LLVMValueRef smem = LLVMBuildArrayAlloca(L->B, LLVMInt8TypeInContext(L->C), LLVMConstInt(L->i64, L->smem_bytes, 0), "smem");
+    LLVMSetAlignment(smem, 64);
+    LLVMBuildBr(L->B, head);
+    LLVMPositionBuilderAtEnd(L->B, head);
+    LLVMValueRef blk = LLVMBuildPhi(L->B, L->i64, "blk");
+    LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSLT, blk, LLVMGetParam(kf, 2), ""), body, done);
+    LLVMPositionBuilderAtEnd(L->B, body);
+    LLVMValueRef args[4] = {LLVMGetParam(kf, 0), LLVMBuildTrunc(L->B, blk, L->i32, ""), LLVMGetParam(kf, 3), smem};
+    LLVMBuildCall2(L->B, bft, bf, args, 4, "");
+    LLVMValueRef nxt = LLVMBuildNSWAdd(L->B, blk, LLVMConstInt(L->i64, 1, 0), "");
+    LLVMBuildBr(L->B, head);
+    LLVMValueRef in_v[2] = {LLVMGetParam(kf, 1), nxt};
+    LLVMBasicBlockRef in_b[2] = {e, body};
+    LLVMAddIncoming(blk, in_v, in_b, 2);
+    LLVMPositionBuilderAtEnd(L->B, done);
+    LLVMBuildRetVoid(L->B);
+    L->in_kernel = false;
+}
+
+/* A __device__ helper: an internal function. */
+static void helper(lower *L, token *name, ty result, param *ps, int n) {
+    LLVMTypeRef pt[8];
+    for (int i = 0; i < n; i++)
+        pt[i] = llvm_type(L, ps[i].t);
+    char fname[128];
+    snprintf(fname, sizeof fname, "%.*s", name->len, name->s);
+    LLVMValueRef f = LLVMAddFunction(L->M, fname, LLVMFunctionType(llvm_type(L, result), pt, (unsigned)n, 0));
+    LLVMSetLinkage(f, LLVMInternalLinkage);
+    sym *fs = add_sym(L, name, S_FN);
+    fs->t = result, fs->v = f, fs->n_params = n;
+    for (int i = 0; i < n; i++)
+        fs->params[i] = ps[i].t;
+    L->fn = f, L->fn_result = result;
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(L->C, f, "entry"), start = new_block(L, "start");
+    LLVMPositionBuilderAtEnd(L->entry_b, entry);
+    LLVMPositionBuilderAtEnd(L->B, start);
+    int scope = L->n_syms;
+    for (int i = 0; i < n; i++) { /* parameters are variables: helpers assign to them */
+        sym *s = add_sym(L, ps[i].name, S_VAR);
+        s->t = ps[i].t, s->elem = ps[i].elem, s->v = entry_alloca(L, pt[i], NULL);
+        LLVMBuildStore(L->B, LLVMGetParam(f, (unsigned)i), s->v);
+    }
+    expect(L, "{");
+    block(L);
+    L->n_syms = scope;
+    if (!LLVMGetBasicBlockTerminator(LLVMGetInsertBlock(L->B))) {
+        if (result == TY_VOID)
+            LLVMBuildRetVoid(L->B);
+        else
+            LLVMBuildUnreachable(L->B);
+    }
+    LLVMPositionBuilderAtEnd(L->entry_b, entry);
+    LLVMBuildBr(L->entry_b, start);
+}
+
+static void translation_unit(lower *L) {
+    while (peek(L)->kind != TK_EOF) {
+        if (accept(L, "MX_EMU_ENTRY")) { /* the emulator's thunk: nothing here */
+            expect(L, "(");
+            expect_ident(L);
+            expect(L, ")");
+            continue;
+        }
+        bool global = false;
+        for (;;) {
+            if (accept(L, "extern")) {
+                if (peek(L)->kind == TK_STR)
+                    L->pos++;
+            } else if (accept(L, "__global__")) {
+                global = true;
+            } else if (accept(L, "__launch_bounds__")) {
+                expect(L, "(");
+                while (!accept(L, ")"))
+                    next(L);
+            } else {
+                break;
+            }
+        }
+        ty result;
+        if (!type_name(L, &result, NULL))
+            fail_at(L, peek(L), "expected a function definition");
+        /* __launch_bounds__ may follow the result type */
+        if (accept(L, "__launch_bounds__")) {
+            expect(L, "(");
+            while (!accept(L, ")"))
+                next(L);
+        }
+        token *name = expect_ident(L);
+        param ps[256];
+        int n = parse_params(L, ps, 256);
+        if (is(name, "mx_block_reduce")) { /* a builtin on the CPU */
+            skip_braces(L);
+            continue;
+        }
+        if (global)
+            kernel(L, name, ps, n);
+        else
+            helper(L, name, result, ps, n);
+    }
+}
+
+mx_status mx_llvm_lower(const char *source, const char *name, size_t smem_bytes, LLVMContextRef ctx,
+                        LLVMModuleRef *out, mx_diag *d) {
+    *out = NULL;
+    lower *L = calloc(1, sizeof *L);
+    if (!L)
+        return mx_fail(d, MX_ERR_NOMEM, "out of memory");
+    L->d = d;
+    L->smem_bytes = smem_bytes;
+    L->C = ctx;
+    L->M = LLVMModuleCreateWithNameInContext(name, ctx);
+    L->B = LLVMCreateBuilderInContext(ctx);
+    L->entry_b = LLVMCreateBuilderInContext(ctx);
+    L->f32 = LLVMFloatTypeInContext(ctx), L->f16 = LLVMHalfTypeInContext(ctx);
+    L->i1 = LLVMInt1TypeInContext(ctx), L->i16 = LLVMInt16TypeInContext(ctx);
+    L->i32 = LLVMInt32TypeInContext(ctx), L->i64 = LLVMInt64TypeInContext(ctx);
+    L->ptr = LLVMPointerTypeInContext(ctx, 0), L->vd = LLVMVoidTypeInContext(ctx);
+    mx_status st = MX_OK;
+    if (setjmp(L->fail) == 0) {
+        tokenize(L, source, source + strlen(source), 1);
+        token eof = {.kind = TK_EOF, .s = "", .len = 0, .line = L->tk.n ? L->tk.t[L->tk.n - 1].line : 1};
+        push_token(L, eof);
+        L->exp2_fn = build_exp2(L);
+        translation_unit(L);
+        char *msg = NULL;
+        if (LLVMVerifyModule(L->M, LLVMReturnStatusAction, &msg)) {
+            st = mx_fail(d, MX_ERR_INVALID, "cpu codegen: the lowered module does not verify: %.400s", msg);
+        }
+        LLVMDisposeMessage(msg);
+    } else {
+        st = L->status;
+    }
+    LLVMDisposeBuilder(L->B);
+    LLVMDisposeBuilder(L->entry_b);
+    if (st == MX_OK)
+        *out = L->M;
+    else
+        LLVMDisposeModule(L->M);
+    free(L->tk.t);
+    free(L->syms);
+    free(L);
+    return st;
+}

@@ -1,0 +1,36 @@
+/* llvm_kernel.h: a generated module's kernels as LLVM IR, for the CPU.
+ *
+ * The emitters (emit.h) write every kernel in a small subset of CUDA C: scalar
+ * statements, loops and conditions over int / long long / float, loads and
+ * stores of f32 / f16 / bf16 buffers, local arrays, a few math functions and
+ * the block / thread coordinates. That text is the kernel-level
+ * representation both backends share: NVRTC compiles it for a GPU, and this
+ * front end lowers it with the LLVM-C API for the host, so the CPU runs the
+ * very index maps, formulas and fusion decisions the GPU runs (docs/cpu.md).
+ *
+ * On the CPU a block is one thread of one lane: threadIdx is 0, blockDim 1,
+ * __syncthreads nothing, a block reduction the value itself, and a block's
+ * shared memory a stack array. Each __global__ kernel becomes
+ *
+ *     void name(void **params, int64_t lo, int64_t hi, int32_t grid)
+ *
+ * which runs blocks lo .. hi-1 of a grid of `grid` blocks one after another;
+ * params is the kernelParams array cuLaunchKernel takes (one pointer to each
+ * buffer pointer, in the kernel's argument order). The runtime splits the
+ * blocks of a launch over its threads. __device__ helpers become internal
+ * functions; expf and exp2f an inline polynomial (vectorisable), the other
+ * math functions libm calls. */
+#ifndef MX_LLVM_KERNEL_H
+#define MX_LLVM_KERNEL_H
+
+#include <llvm-c/Core.h>
+
+#include "mixc.h"
+
+/* Lowers the module source into a new module of ctx, each block getting
+ * smem_bytes of shared memory; on error (text outside the subset: "line 12,
+ * at 'foo': unknown function") *out is NULL. */
+mx_status mx_llvm_lower(const char *source, const char *name, size_t smem_bytes, LLVMContextRef ctx,
+                        LLVMModuleRef *out, mx_diag *d);
+
+#endif
