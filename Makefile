@@ -4,7 +4,10 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 MODEL      ?= models/vim2-tiny.json
-CMAKE_FLAGS = -DMIXC_WERROR=ON
+CMAKE_FLAGS = -DMIXC_WERROR=ON -DMIXC_CHECKS=OFF
+# The suite runs with internal checks on: assertions and the verifier
+# between passes, which the optimised build would otherwise compile out.
+TEST_FLAGS  = -DMIXC_WERROR=ON -DMIXC_CHECKS=ON
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 60
 # make test's share: about a minute over all the fuzz targets
@@ -29,12 +32,12 @@ run: build
 test: deps test-plain test-asan test-fuzz
 
 test-plain:
-	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+	cmake -S . -B $(BUILD) $(TEST_FLAGS)
 	cmake --build $(BUILD) -j$(JOBS)
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
 
 test-asan:
-	cmake -S . -B $(ASAN_BUILD) $(CMAKE_FLAGS) -DMIXC_SANITIZE=ON
+	cmake -S . -B $(ASAN_BUILD) $(TEST_FLAGS) -DMIXC_SANITIZE=ON
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS)
 
