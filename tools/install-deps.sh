@@ -5,8 +5,10 @@ set -eu
 
 need=""
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-# g++ compiles generated CUDA for the host emulation at run time.
-for pkg in cmake make gcc g++ libcjson-dev; do
+# g++ compiles generated CUDA for the host emulation at run time; LLVM 19
+# and OpenBLAS make the CPU backend; clang and its libFuzzer runtime build
+# the fuzz targets of make test.
+for pkg in cmake make gcc g++ libcjson-dev llvm-19-dev libopenblas-dev clang libclang-rt-dev; do
     have_pkg "$pkg" || need="$need $pkg"
 done
 # The Python package's tests need NumPy (python/).
