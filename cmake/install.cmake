@@ -24,5 +24,8 @@ configure_package_config_file(${CMAKE_SOURCE_DIR}/cmake/mixcConfig.cmake.in
 write_basic_package_version_file(${CMAKE_BINARY_DIR}/mixcConfigVersion.cmake COMPATIBILITY SameMajorVersion)
 install(FILES ${CMAKE_BINARY_DIR}/mixcConfig.cmake ${CMAKE_BINARY_DIR}/mixcConfigVersion.cmake
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/mixc)
+# The .pc file finds the prefix from where it lies, so that
+# `cmake --install --prefix DIR` gives a working one in any DIR.
+file(RELATIVE_PATH MIXC_PC_TO_PREFIX /${CMAKE_INSTALL_LIBDIR}/pkgconfig /)
 configure_file(${CMAKE_SOURCE_DIR}/cmake/mixc.pc.in ${CMAKE_BINARY_DIR}/mixc.pc @ONLY)
 install(FILES ${CMAKE_BINARY_DIR}/mixc.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
