@@ -17,7 +17,7 @@
  * docs/runtime.md. */
 const char *const mx_nvrtc_fixed_opts[MX_NVRTC_N_FIXED_OPTS] = {
     "--std=c++17",
-    ("-I" MIXC_CUDA_INCLUDE),/* cuda_fp16.h and cuda_bf16.h: NVRTC has no include path */
+    ("-I" MIXC_CUDA_INCLUDE), /* cuda_fp16.h and cuda_bf16.h: NVRTC has no include path */
     "--ptxas-options=-v",   /* the resource report parsed below */
 };
 
