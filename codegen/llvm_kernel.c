@@ -12,6 +12,7 @@
  * the bf16 rounding are built without them, since they depend on exact
  * rounding steps. */
 #include <ctype.h>
+#include <math.h>
 #include <llvm-c/Analysis.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -56,10 +57,13 @@ typedef struct {
 
 typedef enum { TY_VOID, TY_BOOL, TY_INT, TY_UINT, TY_LL, TY_FLOAT, TY_HALF, TY_BF16, TY_PTR } ty;
 
+/* A value is uniform (one for the block, a scalar) or varying (one per
+ * lane, an LLVM vector): varying(v) tells them apart by the LLVM type. */
 typedef struct {
     ty t;
     ty elem; /* TY_PTR: what it points to */
     LLVMValueRef v;
+    bool lanes; /* TY_PTR to a per-lane array: element i of every lane is one <W x elem> */
 } val;
 
 typedef enum { S_VAL, S_VAR, S_ARR, S_FN } sym_kind;
@@ -70,8 +74,12 @@ typedef struct {
     sym_kind kind;
     ty t, elem;        /* S_VAL / S_VAR: its type (elem for pointers); S_ARR: elem; S_FN: result */
     LLVMValueRef v;    /* the value, the alloca, or the function */
+    bool lanes;        /* S_ARR: one copy per lane (a thread's local array) */
+    int decl;          /* S_VAR: the token of its name (the key of a varying variable) */
+    LLVMValueRef mask; /* S_VAR: the lanes running where it was declared (NULL: all) */
     ty params[8];      /* S_FN */
-    int n_params;
+    token *names[8];   /* S_FN: its parameters, */
+    int n_params, body; /* and the token of its body's { (inlined across lanes) */
 } sym;
 
 typedef struct {
@@ -81,8 +89,20 @@ typedef struct {
     LLVMModuleRef M;
     LLVMBuilderRef B, entry_b; /* entry_b: allocas at the top of the entry block */
     LLVMTypeRef f32, f16, i1, i16, i32, i64, ptr, vd;
-    LLVMValueRef fn, exp2_fn;
+    LLVMValueRef fn;
+    LLVMValueRef math[2][2]; /* the inline exp2 and log1p, [scalar, vector] */
     ty fn_result;
+    /* Across lanes (llvm_kernel.h): a block of W > 1 threads runs as W vector
+     * lanes; mask is the lanes running the current statement (NULL: all) */
+    int W, max_lanes;
+    LLVMValueRef mask, loop_mask[16];
+    int *varying_vars; /* tokens of variables that hold varying values */
+    int n_varying, cap_varying;
+    jmp_buf retry; /* a variable turned out varying: lower the kernel again */
+    LLVMValueRef ret_slot, ret_mask; /* an inlined helper's result and the lanes that entered it */
+    LLVMBasicBlockRef ret_to;
+    ty ret_t;
+    bool inlining;
     bool in_kernel;
     LLVMBasicBlockRef latch;       /* a kernel's next block: where return goes */
     LLVMBasicBlockRef brk[16], cont[16];
@@ -419,6 +439,55 @@ static LLVMTypeRef llvm_type(lower *L, ty t) {
     return L->vd;
 }
 
+static bool varying(LLVMValueRef v) { return LLVMGetTypeKind(LLVMTypeOf(v)) == LLVMVectorTypeKind; }
+
+/* t, or a vector of W t's for a varying value. */
+static LLVMTypeRef type_of(lower *L, ty t, bool vary) {
+    return vary ? LLVMVectorType(llvm_type(L, t), (unsigned)L->W) : llvm_type(L, t);
+}
+
+/* The constant c in the shape of `like` (a scalar or a vector type). */
+static LLVMValueRef const_as(LLVMTypeRef like, double c) {
+    bool vec = LLVMGetTypeKind(like) == LLVMVectorTypeKind;
+    LLVMTypeRef el = vec ? LLVMGetElementType(like) : like;
+    LLVMTypeKind k = LLVMGetTypeKind(el);
+    LLVMValueRef one = k == LLVMIntegerTypeKind ? LLVMConstInt(el, (unsigned long long)(long long)c, 1) : LLVMConstReal(el, c);
+    if (!vec)
+        return one;
+    LLVMValueRef lanes[64];
+    unsigned n = LLVMGetVectorSize(like);
+    for (unsigned i = 0; i < n; i++)
+        lanes[i] = one;
+    return LLVMConstVector(lanes, n);
+}
+
+static LLVMValueRef splat(lower *L, LLVMValueRef x) {
+    LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(x), (unsigned)L->W);
+    LLVMValueRef v = LLVMBuildInsertElement(L->B, LLVMGetPoison(vt), x, LLVMConstInt(L->i32, 0, 0), "");
+    return LLVMBuildShuffleVector(L->B, v, LLVMGetPoison(vt), LLVMConstNull(LLVMVectorType(L->i32, (unsigned)L->W)), "");
+}
+
+static val widen(lower *L, val a) {
+    if (!varying(a.v))
+        a.v = splat(L, a.v);
+    return a;
+}
+
+/* A varying constant with the same value in every lane is uniform
+ * (threadIdx.x % 1): keeping it scalar keeps loops over it uniform. */
+static val fold_uniform(val a) {
+    if (!varying(a.v) || !LLVMIsConstant(a.v) || LLVMIsUndef(a.v))
+        return a;
+    LLVMValueRef first = LLVMGetAggregateElement(a.v, 0);
+    unsigned n = LLVMGetVectorSize(LLVMTypeOf(a.v));
+    for (unsigned i = 1; i < n; i++)
+        if (!first || LLVMGetAggregateElement(a.v, i) != first)
+            return a;
+    if (first)
+        a.v = first;
+    return a;
+}
+
 /* A type name at the cursor (with its qualifiers), or false. */
 static bool type_name(lower *L, ty *out, bool *is_const) {
     static const char *const quals[] = {"const", "static", "__device__", "__forceinline__", "__shared__",
@@ -484,50 +553,54 @@ static LLVMValueRef flagged(LLVMValueRef inst) {
 }
 
 static LLVMValueRef bf16_to_f32(lower *L, LLVMValueRef bits) {
-    LLVMValueRef w = LLVMBuildZExt(L->B, bits, L->i32, "");
-    w = LLVMBuildShl(L->B, w, LLVMConstInt(L->i32, 16, 0), "");
-    return LLVMBuildBitCast(L->B, w, L->f32, "");
+    bool v = varying(bits);
+    LLVMValueRef w = LLVMBuildZExt(L->B, bits, type_of(L, TY_INT, v), "");
+    w = LLVMBuildShl(L->B, w, const_as(LLVMTypeOf(w), 16), "");
+    return LLVMBuildBitCast(L->B, w, type_of(L, TY_FLOAT, v), "");
 }
 
 /* Round to nearest even, NaN kept quiet (ir/half.h's rule). */
 static LLVMValueRef f32_to_bf16(lower *L, LLVMValueRef x) {
-    LLVMValueRef bits = LLVMBuildBitCast(L->B, x, L->i32, "");
-    LLVMValueRef hi = LLVMBuildLShr(L->B, bits, LLVMConstInt(L->i32, 16, 0), "");
-    LLVMValueRef odd = LLVMBuildAnd(L->B, hi, LLVMConstInt(L->i32, 1, 0), "");
-    LLVMValueRef r = LLVMBuildAdd(L->B, bits, LLVMConstInt(L->i32, 0x7FFF, 0), "");
+    bool v = varying(x);
+    LLVMTypeRef it = type_of(L, TY_INT, v);
+    LLVMValueRef bits = LLVMBuildBitCast(L->B, x, it, "");
+    LLVMValueRef hi = LLVMBuildLShr(L->B, bits, const_as(it, 16), "");
+    LLVMValueRef odd = LLVMBuildAnd(L->B, hi, const_as(it, 1), "");
+    LLVMValueRef r = LLVMBuildAdd(L->B, bits, const_as(it, 0x7FFF), "");
     r = LLVMBuildAdd(L->B, r, odd, "");
-    r = LLVMBuildLShr(L->B, r, LLVMConstInt(L->i32, 16, 0), "");
+    r = LLVMBuildLShr(L->B, r, const_as(it, 16), "");
     LLVMValueRef nan = LLVMBuildFCmp(L->B, LLVMRealUNO, x, x, "");
-    LLVMValueRef quiet = LLVMBuildOr(L->B, hi, LLVMConstInt(L->i32, 0x40, 0), "");
-    return LLVMBuildTrunc(L->B, LLVMBuildSelect(L->B, nan, quiet, r, ""), L->i16, "");
+    LLVMValueRef quiet = LLVMBuildOr(L->B, hi, const_as(it, 0x40), "");
+    return LLVMBuildTrunc(L->B, LLVMBuildSelect(L->B, nan, quiet, r, ""), type_of(L, TY_BF16, v), "");
 }
 
 static val convert(lower *L, val a, ty to, const token *at) {
     if (a.t == to)
         return a;
     LLVMBuilderRef B = L->B;
-    LLVMTypeRef T = llvm_type(L, to);
+    bool vary = varying(a.v);
+    LLVMTypeRef T = type_of(L, to, vary);
     if (a.t == TY_HALF || a.t == TY_BF16) {
         val f = {TY_FLOAT, TY_VOID,
-                 a.t == TY_HALF ? LLVMBuildFPExt(B, a.v, L->f32, "") : bf16_to_f32(L, a.v)};
+                 a.t == TY_HALF ? LLVMBuildFPExt(B, a.v, type_of(L, TY_FLOAT, vary), "") : bf16_to_f32(L, a.v), false};
         return convert(L, f, to, at);
     }
     if (to == TY_HALF || to == TY_BF16) {
         val f = convert(L, a, TY_FLOAT, at);
-        return (val){to, TY_VOID, to == TY_HALF ? LLVMBuildFPTrunc(B, f.v, L->f16, "") : f32_to_bf16(L, f.v)};
+        return (val){to, TY_VOID, to == TY_HALF ? LLVMBuildFPTrunc(B, f.v, T, "") : f32_to_bf16(L, f.v), false};
     }
     if (a.t == TY_PTR || to == TY_PTR || a.t == TY_VOID || to == TY_VOID)
         fail_at(L, at, "cannot convert between these types");
     if (to == TY_BOOL)
         return (val){TY_BOOL, TY_VOID,
-                     a.t == TY_FLOAT ? LLVMBuildFCmp(B, LLVMRealUNE, a.v, LLVMConstReal(L->f32, 0), "")
-                                     : LLVMBuildICmp(B, LLVMIntNE, a.v, LLVMConstInt(llvm_type(L, a.t), 0, 0), "")};
+                     a.t == TY_FLOAT ? LLVMBuildFCmp(B, LLVMRealUNE, a.v, LLVMConstNull(LLVMTypeOf(a.v)), "")
+                                     : LLVMBuildICmp(B, LLVMIntNE, a.v, LLVMConstNull(LLVMTypeOf(a.v)), ""), false};
     LLVMValueRef v;
     if (a.t == TY_FLOAT)
         v = to == TY_UINT ? LLVMBuildFPToUI(B, a.v, T, "") : LLVMBuildFPToSI(B, a.v, T, "");
     else if (to == TY_FLOAT)
         v = a.t == TY_INT || a.t == TY_LL ? LLVMBuildSIToFP(B, a.v, T, "") : LLVMBuildUIToFP(B, a.v, T, "");
-    else if (llvm_type(L, a.t) == T)
+    else if (LLVMTypeOf(a.v) == T)
         v = a.v; /* int <-> unsigned */
     else if (to == TY_LL)
         v = a.t == TY_INT ? LLVMBuildSExt(B, a.v, T, "") : LLVMBuildZExt(B, a.v, T, "");
@@ -535,7 +608,7 @@ static val convert(lower *L, val a, ty to, const token *at) {
         v = LLVMBuildZExt(B, a.v, T, "");
     else
         v = LLVMBuildTrunc(B, a.v, T, "");
-    return (val){to, TY_VOID, v};
+    return (val){to, TY_VOID, v, false};
 }
 
 /* The usual arithmetic conversions of C, for the types of the subset. */
@@ -549,23 +622,33 @@ static ty common(ty a, ty b) {
     return TY_INT;
 }
 
-/* ---- the inline exp -------------------------------------------------------------------- */
+/* ---- the inline exp and log1p -------------------------------------------------------------- */
+
+/* A new internal, always-inlined function float f(float) (or of W-lane
+ * vectors), *B at its entry and *x its argument. */
+static LLVMValueRef math_function(lower *L, const char *name, bool vary, LLVMBuilderRef *B, LLVMValueRef *x) {
+    LLVMTypeRef t = type_of(L, TY_FLOAT, vary);
+    LLVMValueRef f = LLVMAddFunction(L->M, name, LLVMFunctionType(t, &t, 1, 0));
+    LLVMSetLinkage(f, LLVMInternalLinkage);
+    unsigned inl = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
+    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(L->C, inl, 0));
+    *B = LLVMCreateBuilderInContext(L->C);
+    LLVMPositionBuilderAtEnd(*B, LLVMAppendBasicBlockInContext(L->C, f, "entry"));
+    *x = LLVMGetParam(f, 0);
+    return f;
+}
 
 /* 2^x for f32 as straight-line code the vectoriser can widen: x clamped to
  * [-126, 128) (selects that keep NaN), n = round(x) through the 1.5 * 2^23
  * trick (no float-to-int conversion, which NaN would poison), 2^f on
  * [-1/2, 1/2] by Cephes' exp2f polynomial (relative error 2e-7), and 2^n
  * put in the exponent bits. */
-static LLVMValueRef build_exp2(lower *L) {
-    LLVMTypeRef ft = LLVMFunctionType(L->f32, &L->f32, 1, 0);
-    LLVMValueRef f = LLVMAddFunction(L->M, "mx_exp2", ft);
-    LLVMSetLinkage(f, LLVMInternalLinkage);
-    unsigned inl = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
-    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(L->C, inl, 0));
-    LLVMBuilderRef B = LLVMCreateBuilderInContext(L->C);
-    LLVMPositionBuilderAtEnd(B, LLVMAppendBasicBlockInContext(L->C, f, "entry"));
-    LLVMValueRef x = LLVMGetParam(f, 0);
-#define K(c) LLVMConstReal(L->f32, c)
+static LLVMValueRef build_exp2(lower *L, bool vary) {
+    LLVMBuilderRef B;
+    LLVMValueRef x;
+    LLVMValueRef f = math_function(L, vary ? "mx_exp2.v" : "mx_exp2", vary, &B, &x);
+    LLVMTypeRef ft = LLVMTypeOf(x), it = type_of(L, TY_INT, vary);
+#define K(c) const_as(ft, c)
     x = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, x, K(127.99f), ""), K(127.99f), x, "");
     x = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, x, K(-126.99f), ""), K(-126.99f), x, "");
     LLVMValueRef magic = K(12582912.0f); /* 1.5 * 2^23 */
@@ -578,20 +661,68 @@ static LLVMValueRef build_exp2(lower *L) {
     for (size_t i = 1; i < sizeof c / sizeof *c; i++)
         p = LLVMBuildFAdd(B, LLVMBuildFMul(B, p, r, ""), K(c[i]), "");
     p = LLVMBuildFAdd(B, LLVMBuildFMul(B, p, r, ""), K(1.0), "");
-    LLVMValueRef ni = LLVMBuildSub(B, LLVMBuildBitCast(B, t, L->i32, ""), LLVMConstInt(L->i32, 0x4B400000, 0), "");
-    LLVMValueRef scale = LLVMBuildShl(B, LLVMBuildAdd(B, ni, LLVMConstInt(L->i32, 127, 0), ""),
-                                      LLVMConstInt(L->i32, 23, 0), "");
-    LLVMBuildRet(B, LLVMBuildFMul(B, p, LLVMBuildBitCast(B, scale, L->f32, ""), ""));
+    LLVMValueRef ni = LLVMBuildSub(B, LLVMBuildBitCast(B, t, it, ""), const_as(it, 0x4B400000), "");
+    LLVMValueRef scale = LLVMBuildShl(B, LLVMBuildAdd(B, ni, const_as(it, 127), ""), const_as(it, 23), "");
+    LLVMBuildRet(B, LLVMBuildFMul(B, p, LLVMBuildBitCast(B, scale, ft, ""), ""));
 #undef K
     LLVMDisposeBuilder(B);
     return f;
 }
 
-/* ---- builtins --------------------------------------------------------------------------- */
-
-static LLVMValueRef call1(lower *L, LLVMValueRef fn, LLVMTypeRef ft, LLVMValueRef x) {
-    return LLVMBuildCall2(L->B, ft, fn, &x, 1, "");
+/* log(1 + x) as straight-line code (a softplus is log1p(exp(x)) per step
+ * of a scan): u = 1 + x split as m 2^e with m in [sqrt(1/2), sqrt(2)),
+ * log(m) by Cephes' logf polynomial (relative error 1e-7), e ln 2 in two
+ * parts, then (x - (u - 1)) / u for what rounding u lost. u == 1 gives x;
+ * x = inf, NaN, -1 and below give inf, NaN, -inf and NaN as log1pf does. */
+static LLVMValueRef build_log1p(lower *L, bool vary) {
+    LLVMBuilderRef B;
+    LLVMValueRef x;
+    LLVMValueRef f = math_function(L, vary ? "mx_log1p.v" : "mx_log1p", vary, &B, &x);
+    LLVMTypeRef ft = LLVMTypeOf(x), it = type_of(L, TY_INT, vary);
+#define K(c) const_as(ft, c)
+#define I(c) const_as(it, c)
+    LLVMValueRef u = LLVMBuildFAdd(B, x, K(1.0), "");
+    LLVMValueRef bits = LLVMBuildBitCast(B, u, it, "");
+    LLVMValueRef e = LLVMBuildSub(B, LLVMBuildLShr(B, bits, I(23), ""), I(127), "");
+    LLVMValueRef m = LLVMBuildBitCast(B, LLVMBuildOr(B, LLVMBuildAnd(B, bits, I(0x7FFFFF), ""), I(0x3F800000), ""), ft, "");
+    LLVMValueRef big = LLVMBuildFCmp(B, LLVMRealOGT, m, K(1.41421356), "");
+    m = LLVMBuildSelect(B, big, LLVMBuildFMul(B, m, K(0.5), ""), m, "");
+    e = LLVMBuildAdd(B, e, LLVMBuildZExt(B, big, it, ""), "");
+    LLVMValueRef fe = LLVMBuildSIToFP(B, e, ft, "");
+    LLVMValueRef r = LLVMBuildFSub(B, m, K(1.0), "");
+    static const double c[] = {7.0376836292e-2,  -1.1514610310e-1, 1.1676998740e-1,
+                               -1.2420140846e-1, 1.4249322787e-1,  -1.6668057665e-1,
+                               2.0000714765e-1,  -2.4999993993e-1, 3.3333331174e-1};
+    LLVMValueRef z = LLVMBuildFMul(B, r, r, ""), p = K(c[0]);
+    for (size_t i = 1; i < sizeof c / sizeof *c; i++)
+        p = LLVMBuildFAdd(B, LLVMBuildFMul(B, p, r, ""), K(c[i]), "");
+    LLVMValueRef y = LLVMBuildFMul(B, LLVMBuildFMul(B, p, r, ""), z, "");
+    y = LLVMBuildFAdd(B, y, LLVMBuildFMul(B, fe, K(-2.12194440e-4), ""), "");
+    y = LLVMBuildFSub(B, y, LLVMBuildFMul(B, z, K(0.5), ""), "");
+    LLVMValueRef lg = LLVMBuildFAdd(B, LLVMBuildFAdd(B, r, y, ""), LLVMBuildFMul(B, fe, K(0.693359375), ""), "");
+    LLVMValueRef lost = LLVMBuildFDiv(B, LLVMBuildFSub(B, x, LLVMBuildFSub(B, u, K(1.0), ""), ""), u, "");
+    lg = LLVMBuildFAdd(B, lg, lost, "");
+    lg = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOEQ, u, K(1.0), ""), x, lg, "");
+    lg = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOEQ, u, K(INFINITY), ""), u, lg, "");
+    lg = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOEQ, u, K(0.0), ""), K(-INFINITY), lg, "");
+    lg = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealULT, u, K(0.0), ""), K(NAN), lg, ""); /* and NaN */
+    LLVMBuildRet(B, lg);
+#undef I
+#undef K
+    LLVMDisposeBuilder(B);
+    return f;
 }
+
+/* math[k] of x's shape: 0 exp2, 1 log1p (built on first use). */
+static LLVMValueRef inline_math(lower *L, int k, LLVMValueRef x) {
+    bool vary = varying(x);
+    LLVMValueRef *f = &L->math[k][vary];
+    if (!*f)
+        *f = k == 0 ? build_exp2(L, vary) : build_log1p(L, vary);
+    return LLVMBuildCall2(L->B, LLVMGlobalGetValueType(*f), *f, &x, 1, "");
+}
+
+/* ---- builtins --------------------------------------------------------------------------- */
 
 static LLVMValueRef intrinsic(lower *L, const char *name, LLVMValueRef *args, int n) {
     unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
@@ -601,8 +732,16 @@ static LLVMValueRef intrinsic(lower *L, const char *name, LLVMValueRef *args, in
     return LLVMBuildCall2(L->B, ft, fn, args, (unsigned)n, "");
 }
 
-/* A libm function float f(float), pure. */
+/* A libm function float f(float), pure; lane by lane for a varying x. */
 static LLVMValueRef libm(lower *L, const char *name, LLVMValueRef x) {
+    if (varying(x)) {
+        LLVMValueRef r = LLVMGetPoison(LLVMTypeOf(x));
+        for (int i = 0; i < L->W; i++) {
+            LLVMValueRef at = LLVMConstInt(L->i32, (unsigned long long)i, 0);
+            r = LLVMBuildInsertElement(L->B, r, libm(L, name, LLVMBuildExtractElement(L->B, x, at, "")), at, "");
+        }
+        return r;
+    }
     LLVMTypeRef ft = LLVMFunctionType(L->f32, &L->f32, 1, 0);
     LLVMValueRef fn = LLVMGetNamedFunction(L->M, name);
     if (!fn) {
@@ -612,15 +751,39 @@ static LLVMValueRef libm(lower *L, const char *name, LLVMValueRef x) {
         LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(L->C, mem, 0));
         LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(L->C, nounwind, 0));
     }
-    return call1(L, fn, ft, x);
+    return LLVMBuildCall2(L->B, ft, fn, &x, 1, "");
 }
 
 static val expr(lower *L);
 static val assign(lower *L);
+static LLVMValueRef entry_alloca(lower *L, LLVMTypeRef t, LLVMValueRef count);
+static LLVMBasicBlockRef new_block(lower *L, const char *name);
+static void go_to(lower *L, LLVMBasicBlockRef bb);
 
 static val as_float(lower *L, val a, const token *at) { return convert(L, a, TY_FLOAT, at); }
 
-static val fval(LLVMValueRef v) { return (val){TY_FLOAT, TY_VOID, v}; }
+static val fval(LLVMValueRef v) { return (val){TY_FLOAT, TY_VOID, v, false}; }
+
+/* mx_block_reduce(v, red, max): the sum (or max) of v over the block's
+ * lanes, uniform; a block of one thread has v itself. */
+static val block_reduce(lower *L, val v, val max, const token *at) {
+    if (L->W == 1)
+        return v;
+    if (L->mask)
+        fail_at(L, at, "a block reduction that only some lanes reach");
+    max = convert(L, max, TY_BOOL, at);
+    if (varying(max.v))
+        fail_at(L, at, "a reduction whose kind differs between lanes");
+    LLVMValueRef x = widen(L, v).v, start = LLVMConstReal(L->f32, 0.0);
+    LLVMValueRef add_args[2] = {start, x};
+    unsigned id = LLVMLookupIntrinsicID("llvm.vector.reduce.fadd", 23);
+    LLVMTypeRef over = LLVMTypeOf(x);
+    LLVMValueRef sum = LLVMBuildCall2(L->B, LLVMIntrinsicGetType(L->C, id, &over, 1),
+                                      LLVMGetIntrinsicDeclaration(L->M, id, &over, 1), add_args, 2, "");
+    LLVMSetFastMathFlags(sum, LLVMFastMathAllowReassoc);
+    LLVMValueRef most = intrinsic(L, "llvm.vector.reduce.fmax", &x, 1);
+    return fval(LLVMBuildSelect(L->B, max.v, most, sum, ""));
+}
 
 /* Calls to the functions of the subset that are not defined in the text. */
 static bool builtin_call(lower *L, const token *name, val *out) {
@@ -646,17 +809,18 @@ static bool builtin_call(lower *L, const token *name, val *out) {
     static const int arity[] = {1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 1, 1, 1, 1, 1, 3, 0, -1, 1};
     if (arity[which] >= 0 && n != arity[which])
         fail_at(L, name, "expects %d arguments", arity[which]);
-    LLVMTypeRef ft = LLVMFunctionType(L->f32, &L->f32, 1, 0);
+    if (n == 2 && varying(a[0].v) != varying(a[1].v))
+        a[0] = widen(L, a[0]), a[1] = widen(L, a[1]);
     LLVMValueRef args[2];
     switch (which) {
     case 0: { /* expf(x) = 2^(x log2 e) */
-        LLVMValueRef x = LLVMBuildFMul(L->B, as_float(L, a[0], name).v, LLVMConstReal(L->f32, 1.4426950408889634), "");
-        *out = fval(call1(L, L->exp2_fn, ft, x));
+        LLVMValueRef x = as_float(L, a[0], name).v;
+        *out = fval(inline_math(L, 0, LLVMBuildFMul(L->B, x, const_as(LLVMTypeOf(x), 1.4426950408889634), "")));
         break;
     }
-    case 1: *out = fval(call1(L, L->exp2_fn, ft, as_float(L, a[0], name).v)); break;
+    case 1: *out = fval(inline_math(L, 0, as_float(L, a[0], name).v)); break;
     case 2: args[0] = as_float(L, a[0], name).v, *out = fval(intrinsic(L, "llvm.log", args, 1)); break;
-    case 3: *out = fval(libm(L, "log1pf", as_float(L, a[0], name).v)); break;
+    case 3: *out = fval(inline_math(L, 1, as_float(L, a[0], name).v)); break;
     case 4: args[0] = as_float(L, a[0], name).v, *out = fval(intrinsic(L, "llvm.sqrt", args, 1)); break;
     case 5: *out = fval(libm(L, "tanhf", as_float(L, a[0], name).v)); break;
     case 6: *out = fval(libm(L, "erff", as_float(L, a[0], name).v)); break;
@@ -672,17 +836,21 @@ static bool builtin_call(lower *L, const token *name, val *out) {
         LLVMValueRef lt = t == TY_FLOAT ? LLVMBuildFCmp(L->B, LLVMRealOLT, x.v, y.v, "")
                                         : LLVMBuildICmp(L->B, t == TY_UINT ? LLVMIntULT : LLVMIntSLT, x.v, y.v, "");
         *out = (val){t, TY_VOID, which == 9 ? LLVMBuildSelect(L->B, lt, x.v, y.v, "")
-                                            : LLVMBuildSelect(L->B, lt, y.v, x.v, "")};
+                                            : LLVMBuildSelect(L->B, lt, y.v, x.v, ""), false};
         break;
     }
-    case 11: *out = fval(LLVMBuildBitCast(L->B, convert(L, a[0], TY_INT, name).v, L->f32, "")); break;
+    case 11: {
+        LLVMValueRef bits = convert(L, a[0], TY_INT, name).v;
+        *out = fval(LLVMBuildBitCast(L->B, bits, type_of(L, TY_FLOAT, varying(bits)), ""));
+        break;
+    }
     case 12:
     case 13: *out = as_float(L, a[0], name); break;
     case 14: *out = convert(L, a[0], TY_HALF, name); break;
     case 15: *out = convert(L, a[0], TY_BF16, name); break;
-    case 16: *out = as_float(L, a[0], name); break; /* a block of one thread */
+    case 16: *out = block_reduce(L, as_float(L, a[0], name), a[2], name); break;
     case 17:
-    case 18: *out = (val){TY_VOID, TY_VOID, NULL}; break;
+    case 18: *out = (val){TY_VOID, TY_VOID, NULL, false}; break;
     case 19: args[0] = as_float(L, a[0], name).v, *out = fval(intrinsic(L, "llvm.fabs", args, 1)); break;
     }
     return true;
@@ -690,30 +858,128 @@ static bool builtin_call(lower *L, const token *name, val *out) {
 
 /* ---- expressions ------------------------------------------------------------------------- */
 
+/* Where an lvalue lives: one address of a t (uniform), one address of a
+ * <W x t> (a varying variable, or a per-lane array at a uniform index), or
+ * a vector of addresses (gathered and scattered). */
+typedef enum { R_VALUE, R_ONE, R_LANES, R_EACH } ref_kind;
+
 typedef struct {
-    LLVMValueRef addr; /* NULL: not an lvalue (then v holds the value) */
+    ref_kind k;
+    LLVMValueRef addr;
     ty t, elem;
-    val v;
+    val v;     /* R_VALUE */
+    sym *var;  /* a variable (not memory) */
 } ref;
 
-static val load_ref(lower *L, ref r) {
-    if (!r.addr)
-        return r.v;
-    return (val){r.t, r.elem, LLVMBuildLoad2(L->B, llvm_type(L, r.t), r.addr, "")};
+static LLVMValueRef all_lanes(lower *L) {
+    return const_as(LLVMVectorType(L->i1, (unsigned)L->W), -1);
 }
 
-static ref rvalue(val v) { return (ref){.addr = NULL, .t = v.t, .elem = v.elem, .v = v}; }
+/* llvm.masked.gather / scatter over the running lanes. */
+static LLVMValueRef gather_scatter(lower *L, LLVMValueRef addrs, LLVMValueRef value, LLVMTypeRef vt) {
+    bool store = value != NULL;
+    const char *name = store ? "llvm.masked.scatter" : "llvm.masked.gather";
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMTypeRef over[2] = {vt, LLVMTypeOf(addrs)};
+    LLVMValueRef mask = L->mask ? L->mask : all_lanes(L), align = LLVMConstInt(L->i32, 4, 0);
+    LLVMValueRef args[4] = {addrs, align, mask, LLVMConstNull(vt)};
+    if (store)
+        args[0] = value, args[1] = addrs, args[2] = align, args[3] = mask;
+    return LLVMBuildCall2(L->B, LLVMIntrinsicGetType(L->C, id, over, 2), LLVMGetIntrinsicDeclaration(L->M, id, over, 2),
+                          args, 4, "");
+}
+
+static val load_ref(lower *L, ref r) {
+    switch (r.k) {
+    case R_VALUE: return r.v;
+    case R_ONE: return (val){r.t, r.elem, LLVMBuildLoad2(L->B, llvm_type(L, r.t), r.addr, ""), false};
+    case R_LANES: return (val){r.t, r.elem, LLVMBuildLoad2(L->B, type_of(L, r.t, true), r.addr, ""), false};
+    case R_EACH: return (val){r.t, r.elem, gather_scatter(L, r.addr, NULL, type_of(L, r.t, true)), false};
+    }
+    return r.v;
+}
+
+static ref rvalue(val v) { return (ref){.k = R_VALUE, .t = v.t, .elem = v.elem, .v = v}; }
+
+static bool is_varying_var(lower *L, int decl) {
+    for (int i = 0; i < L->n_varying; i++)
+        if (L->varying_vars[i] == decl)
+            return true;
+    return false;
+}
+
+/* A uniform variable is given a value that differs between lanes, or is
+ * assigned by only some: it is varying; the kernel is lowered again. */
+static void make_varying(lower *L, sym *var) {
+    if (L->n_varying == L->cap_varying) {
+        L->cap_varying = L->cap_varying ? 2 * L->cap_varying : 64;
+        int *grown = realloc(L->varying_vars, (size_t)L->cap_varying * sizeof *grown);
+        if (!grown) {
+            L->status = mx_fail(L->d, MX_ERR_NOMEM, "cpu codegen: out of memory");
+            longjmp(L->fail, 1);
+        }
+        L->varying_vars = grown;
+    }
+    L->varying_vars[L->n_varying++] = var->decl;
+    longjmp(L->retry, 1);
+}
 
 static void store_ref(lower *L, ref r, val v, const token *at) {
-    if (!r.addr)
+    if (r.k == R_VALUE)
         fail_at(L, at, "not assignable");
     v = r.t == TY_PTR ? v : convert(L, v, r.t, at);
-    LLVMBuildStore(L->B, v.v, r.addr);
+    if (r.k == R_ONE && r.var && (varying(v.v) || L->mask != r.var->mask))
+        make_varying(L, r.var);
+    if (r.k == R_ONE && (r.var || (!varying(v.v) && !L->mask))) {
+        LLVMBuildStore(L->B, v.v, r.addr);
+        return;
+    }
+    v = widen(L, v);
+    if (r.k == R_LANES) {
+        LLVMValueRef x = v.v;
+        if (L->mask)
+            x = LLVMBuildSelect(L->B, L->mask, x, LLVMBuildLoad2(L->B, LLVMTypeOf(x), r.addr, ""), "");
+        LLVMBuildStore(L->B, x, r.addr);
+        return;
+    }
+    gather_scatter(L, r.k == R_ONE ? splat(L, r.addr) : r.addr, v.v, LLVMTypeOf(v.v));
 }
 
 static val binary_op(lower *L, const token *op, val a, val b);
 
 static ref postfix(lower *L);
+static void block(lower *L);
+
+/* Whether alloca a holds a varying value. */
+static bool varying_type(LLVMValueRef a) { return LLVMGetTypeKind(LLVMGetAllocatedType(a)) == LLVMVectorTypeKind; }
+
+/* A helper called with varying arguments: its body lowered again in place,
+ * over the lanes (the scalar function stays for uniform calls). */
+static val inline_call(lower *L, sym *f, val *args) {
+    int pos = L->pos, scope = L->n_syms, loops = L->n_loops;
+    LLVMValueRef slot = L->ret_slot, mask = L->ret_mask;
+    LLVMBasicBlockRef to = L->ret_to;
+    ty rt = L->ret_t;
+    bool inlining = L->inlining;
+    for (int i = 0; i < f->n_params; i++) {
+        sym *p = add_sym(L, f->names[i], S_VAR);
+        p->t = args[i].t, p->elem = args[i].elem, p->decl = (int)(f->names[i] - L->tk.t), p->mask = L->mask;
+        bool vary = varying(args[i].v) || is_varying_var(L, p->decl);
+        p->v = entry_alloca(L, type_of(L, p->t, vary), NULL);
+        LLVMBuildStore(L->B, vary ? widen(L, args[i]).v : args[i].v, p->v);
+    }
+    L->ret_t = f->t, L->ret_mask = L->mask, L->inlining = true, L->n_loops = 0;
+    L->ret_slot = f->t == TY_VOID ? NULL : entry_alloca(L, type_of(L, f->t, true), NULL);
+    L->ret_to = new_block(L, "inlined");
+    L->pos = f->body;
+    expect(L, "{");
+    block(L);
+    go_to(L, L->ret_to);
+    val r = {f->t, TY_VOID, L->ret_slot ? LLVMBuildLoad2(L->B, type_of(L, f->t, true), L->ret_slot, "") : NULL, false};
+    L->pos = pos, L->n_syms = scope, L->n_loops = loops;
+    L->ret_slot = slot, L->ret_mask = mask, L->ret_to = to, L->ret_t = rt, L->inlining = inlining;
+    return r;
+}
 
 static ref primary(lower *L) {
     token *t = next(L);
@@ -723,7 +989,7 @@ static ref primary(lower *L) {
         ty k = t->is_long ? TY_LL : t->is_unsigned || t->i > 0x7FFFFFFFull ? TY_UINT : TY_INT;
         if (t->i > 0xFFFFFFFFull)
             k = TY_LL;
-        return rvalue((val){k, TY_VOID, LLVMConstInt(llvm_type(L, k), t->i, 0)});
+        return rvalue((val){k, TY_VOID, LLVMConstInt(llvm_type(L, k), t->i, 0), false});
     }
     if (is(t, "(")) {
         val v = expr(L);
@@ -733,7 +999,7 @@ static ref primary(lower *L) {
     if (t->kind != TK_IDENT)
         fail_at(L, t, "expected an expression");
     if (is(t, "true") || is(t, "false"))
-        return rvalue((val){TY_BOOL, TY_VOID, LLVMConstInt(L->i1, is(t, "true"), 0)});
+        return rvalue((val){TY_BOOL, TY_VOID, LLVMConstInt(L->i1, is(t, "true"), 0), false});
     if (is(t, "threadIdx") || is(t, "blockIdx") || is(t, "blockDim") || is(t, "gridDim")) {
         expect(L, ".");
         token *c = expect_ident(L);
@@ -745,7 +1011,15 @@ static ref primary(lower *L) {
             return rvalue(L->block_idx);
         if (x && is(t, "gridDim"))
             return rvalue(L->grid_dim);
-        return rvalue((val){TY_UINT, TY_VOID, LLVMConstInt(L->i32, k, 0)});
+        if (x && is(t, "blockDim"))
+            k = (unsigned long long)L->W;
+        if (x && is(t, "threadIdx") && L->W > 1) { /* the lane */
+            LLVMValueRef lanes[64];
+            for (int i = 0; i < L->W; i++)
+                lanes[i] = LLVMConstInt(L->i32, (unsigned long long)i, 0);
+            return rvalue((val){TY_UINT, TY_VOID, LLVMConstVector(lanes, (unsigned)L->W), false});
+        }
+        return rvalue((val){TY_UINT, TY_VOID, LLVMConstInt(L->i32, k, 0), false});
     }
     if (peek(L)->kind == TK_PUNCT && is(peek(L), "(")) {
         L->pos++;
@@ -755,29 +1029,55 @@ static ref primary(lower *L) {
         sym *f = find_sym(L, t->s, t->len);
         if (!f || f->kind != S_FN)
             fail_at(L, t, "unknown function");
-        LLVMValueRef args[8];
+        val args[8];
         int n = 0;
+        bool vary = false;
         if (!is(peek(L), ")"))
             do {
                 if (n == f->n_params)
                     fail_at(L, t, "too many arguments");
-                args[n] = convert(L, assign(L), f->params[n], t).v;
+                args[n] = convert(L, assign(L), f->params[n], t);
+                vary |= varying(args[n].v);
                 n++;
             } while (accept(L, ","));
         expect(L, ")");
         if (n != f->n_params)
             fail_at(L, t, "expects %d arguments", f->n_params);
-        return rvalue((val){f->t, TY_VOID, LLVMBuildCall2(L->B, LLVMGlobalGetValueType(f->v), f->v, args, (unsigned)n, "")});
+        if (vary)
+            return rvalue(inline_call(L, f, args));
+        LLVMValueRef vs[8];
+        for (int i = 0; i < n; i++)
+            vs[i] = args[i].v;
+        return rvalue((val){f->t, TY_VOID, LLVMBuildCall2(L->B, LLVMGlobalGetValueType(f->v), f->v, vs, (unsigned)n, ""), false});
     }
     sym *s = find_sym(L, t->s, t->len);
     if (!s)
         fail_at(L, t, "unknown name");
     switch (s->kind) {
-    case S_VAL: return rvalue((val){s->t, s->elem, s->v});
-    case S_VAR: return (ref){.addr = s->v, .t = s->t, .elem = s->elem};
-    case S_ARR: return rvalue((val){TY_PTR, s->elem, s->v});
+    case S_VAL: return rvalue((val){s->t, s->elem, s->v, s->lanes});
+    case S_VAR:
+        return (ref){.k = varying_type(s->v) ? R_LANES : R_ONE, .addr = s->v, .t = s->t, .elem = s->elem, .var = s};
+    case S_ARR: return rvalue((val){TY_PTR, s->elem, s->v, s->lanes});
     default: fail_at(L, t, "a function is not a value");
     }
+}
+
+/* base[i]: one address, a per-lane row, or an address per lane. */
+static ref element(lower *L, val base, val i) {
+    LLVMTypeRef et = llvm_type(L, base.elem);
+    if (base.lanes && !varying(i.v))
+        return (ref){.k = R_LANES, .t = base.elem,
+                     .addr = LLVMBuildInBoundsGEP2(L->B, type_of(L, base.elem, true), base.v, &i.v, 1, "")};
+    if (base.lanes) { /* lane k's element i is at i * W + k */
+        LLVMValueRef lanes[64];
+        for (int k = 0; k < L->W; k++)
+            lanes[k] = LLVMConstInt(L->i64, (unsigned long long)k, 0);
+        LLVMValueRef at = LLVMBuildMul(L->B, i.v, const_as(LLVMTypeOf(i.v), L->W), "");
+        at = LLVMBuildAdd(L->B, at, LLVMConstVector(lanes, (unsigned)L->W), "");
+        return (ref){.k = R_EACH, .t = base.elem, .addr = LLVMBuildInBoundsGEP2(L->B, et, base.v, &at, 1, "")};
+    }
+    LLVMValueRef addr = LLVMBuildInBoundsGEP2(L->B, et, base.v, &i.v, 1, "");
+    return (ref){.k = varying(addr) ? R_EACH : R_ONE, .addr = addr, .t = base.elem};
 }
 
 static ref postfix(lower *L) {
@@ -791,12 +1091,11 @@ static ref postfix(lower *L) {
                 fail_at(L, t, "indexing a value that is not an array or buffer");
             val i = convert(L, expr(L), TY_LL, t);
             expect(L, "]");
-            LLVMValueRef addr = LLVMBuildInBoundsGEP2(L->B, llvm_type(L, base.elem), base.v, &i.v, 1, "");
-            r = (ref){.addr = addr, .t = base.elem};
+            r = element(L, base, i);
         } else if (is(t, "++") || is(t, "--")) {
             L->pos++;
             val old = load_ref(L, r);
-            val one = {TY_INT, TY_VOID, LLVMConstInt(L->i32, 1, 0)};
+            val one = {TY_INT, TY_VOID, LLVMConstInt(L->i32, 1, 0), false};
             token op = *t;
             op.len = 1;
             store_ref(L, r, binary_op(L, &op, old, one), t);
@@ -817,7 +1116,7 @@ static val unary(lower *L) {
         if (a.t == TY_FLOAT)
             return fval(LLVMBuildFNeg(L->B, a.v, ""));
         a = convert(L, a, common(a.t, TY_INT), t);
-        return (val){a.t, TY_VOID, LLVMBuildNeg(L->B, a.v, "")};
+        return (val){a.t, TY_VOID, LLVMBuildNeg(L->B, a.v, ""), false};
     }
     if (is(t, "+")) {
         L->pos++;
@@ -826,13 +1125,13 @@ static val unary(lower *L) {
     if (is(t, "!")) {
         L->pos++;
         val a = convert(L, unary(L), TY_BOOL, t);
-        return (val){TY_BOOL, TY_VOID, LLVMBuildNot(L->B, a.v, "")};
+        return (val){TY_BOOL, TY_VOID, LLVMBuildNot(L->B, a.v, ""), false};
     }
     if (is(t, "~")) {
         L->pos++;
         val a = unary(L);
         a = convert(L, a, common(a.t, TY_INT), t);
-        return (val){a.t, TY_VOID, LLVMBuildNot(L->B, a.v, "")};
+        return (val){a.t, TY_VOID, LLVMBuildNot(L->B, a.v, ""), false};
     }
     if (is(t, "(")) { /* a cast? */
         int save = L->pos;
@@ -867,15 +1166,21 @@ static val binary_op(lower *L, const token *op, val a, val b) {
     LLVMBuilderRef B = L->B;
     if (is(op, "&&") || is(op, "||")) {
         val x = convert(L, a, TY_BOOL, op), y = convert(L, b, TY_BOOL, op);
-        return (val){TY_BOOL, TY_VOID, is(op, "&&") ? LLVMBuildAnd(B, x.v, y.v, "") : LLVMBuildOr(B, x.v, y.v, "")};
+        if (varying(x.v) != varying(y.v))
+            x = widen(L, x), y = widen(L, y);
+        return (val){TY_BOOL, TY_VOID, is(op, "&&") ? LLVMBuildAnd(B, x.v, y.v, "") : LLVMBuildOr(B, x.v, y.v, ""), false};
     }
+    if (a.lanes || b.lanes)
+        fail_at(L, op, "arithmetic on a per-lane array");
     if (a.t == TY_PTR && (is(op, "+") || is(op, "-"))) {
         val i = convert(L, b, TY_LL, op);
         LLVMValueRef off = is(op, "-") ? LLVMBuildNeg(B, i.v, "") : i.v;
-        return (val){TY_PTR, a.elem, LLVMBuildInBoundsGEP2(B, llvm_type(L, a.elem), a.v, &off, 1, "")};
+        return (val){TY_PTR, a.elem, LLVMBuildInBoundsGEP2(B, llvm_type(L, a.elem), a.v, &off, 1, ""), false};
     }
     if (a.t == TY_PTR || b.t == TY_PTR || a.t == TY_VOID || b.t == TY_VOID)
         fail_at(L, op, "operands of this type are not supported");
+    if (varying(a.v) != varying(b.v))
+        a = widen(L, a), b = widen(L, b);
     ty t = common(a.t, b.t);
     bool shift = is(op, "<<") || is(op, ">>");
     if (shift)
@@ -889,7 +1194,7 @@ static val binary_op(lower *L, const token *op, val a, val b) {
     for (int i = 0; i < 6; i++)
         if (is(op, cmp[i]))
             return (val){TY_BOOL, TY_VOID,
-                         f ? LLVMBuildFCmp(B, fp[i], x.v, y.v, "") : LLVMBuildICmp(B, u ? up[i] : sp[i], x.v, y.v, "")};
+                         f ? LLVMBuildFCmp(B, fp[i], x.v, y.v, "") : LLVMBuildICmp(B, u ? up[i] : sp[i], x.v, y.v, ""), false};
     LLVMValueRef v;
     char c = op->s[0];
     if (f) {
@@ -916,7 +1221,7 @@ static val binary_op(lower *L, const token *op, val a, val b) {
     case '>': v = u ? LLVMBuildLShr(B, x.v, y.v, "") : LLVMBuildAShr(B, x.v, y.v, ""); break;
     default: fail_at(L, op, "unknown operator");
     }
-    return (val){t, TY_VOID, v};
+    return (val){t, TY_VOID, v, false};
 }
 
 static val binary(lower *L, int min_prec) {
@@ -928,7 +1233,7 @@ static val binary(lower *L, int min_prec) {
             return a;
         L->pos++;
         val b = binary(L, p + 1);
-        a = binary_op(L, op, a, b);
+        a = fold_uniform(binary_op(L, op, a, b));
     }
 }
 
@@ -944,7 +1249,9 @@ static val conditional(lower *L) {
     ty t = a.t == TY_PTR ? TY_PTR : common(a.t, b.t);
     if (t != TY_PTR)
         a = convert(L, a, t, q), b = convert(L, b, t, q);
-    return (val){t, a.elem, LLVMBuildSelect(L->B, c.v, a.v, b.v, "")};
+    if (varying(c.v) || varying(a.v) != varying(b.v))
+        a = widen(L, a), b = widen(L, b);
+    return (val){t, a.elem, LLVMBuildSelect(L->B, c.v, a.v, b.v, ""), false};
 }
 
 /* Whether the cursor is at `name ([...])* op=`: an assignment, whose left
@@ -1036,11 +1343,12 @@ static void declarator(lower *L, ty t, bool is_const) {
             fail_at(L, at, "array size %lld out of range", (long long)n);
         sym *s = add_sym(L, name, S_ARR);
         s->elem = t;
-        s->v = entry_alloca(L, llvm_type(L, t), LLVMConstInt(L->i64, (unsigned long long)n, 0));
+        s->lanes = L->W > 1; /* a thread's own array */
+        s->v = entry_alloca(L, type_of(L, t, s->lanes), LLVMConstInt(L->i64, (unsigned long long)n, 0));
         return;
     }
     ty vt = pointer ? TY_PTR : t;
-    val init = {TY_VOID, TY_VOID, NULL};
+    val init = {TY_VOID, TY_VOID, NULL, false};
     if (accept(L, "=")) {
         init = assign(L);
         if (!pointer)
@@ -1048,6 +1356,8 @@ static void declarator(lower *L, ty t, bool is_const) {
         else if (init.t != TY_PTR)
             fail_at(L, name, "a pointer needs a pointer value");
     }
+    if (init.lanes)
+        fail_at(L, name, "a pointer to a per-lane array");
     if (is_const && init.v) {
         sym *s = add_sym(L, name, S_VAL);
         s->t = vt, s->elem = pointer ? t : TY_VOID, s->v = init.v;
@@ -1055,7 +1365,11 @@ static void declarator(lower *L, ty t, bool is_const) {
     }
     sym *s = add_sym(L, name, S_VAR);
     s->t = vt, s->elem = pointer ? t : TY_VOID;
-    s->v = entry_alloca(L, llvm_type(L, vt), NULL);
+    s->decl = (int)(name - L->tk.t), s->mask = L->mask;
+    bool vary = init.v && varying(init.v);
+    if (L->W > 1 && (vary || is_varying_var(L, s->decl)))
+        vary = true, init = init.v ? widen(L, init) : init;
+    s->v = entry_alloca(L, type_of(L, vt, vary), NULL);
     if (init.v)
         LLVMBuildStore(L->B, init.v, s->v);
 }
@@ -1087,6 +1401,31 @@ static void block(lower *L) {
     L->n_syms = scope;
 }
 
+static LLVMValueRef any_lane(lower *L, LLVMValueRef mask) {
+    LLVMValueRef bits = LLVMBuildBitCast(L->B, mask, LLVMIntTypeInContext(L->C, (unsigned)L->W), "");
+    return LLVMBuildICmp(L->B, LLVMIntNE, bits, LLVMConstNull(LLVMTypeOf(bits)), "");
+}
+
+/* if (c) with c differing between lanes: each arm over its lanes, skipped
+ * when it has none. */
+static void masked_if(lower *L, LLVMValueRef c) {
+    LLVMValueRef outer = L->mask;
+    for (int arm = 0; arm < 2; arm++) {
+        if (arm == 1 && !accept(L, "else"))
+            break;
+        LLVMValueRef m = arm ? LLVMBuildNot(L->B, c, "") : c;
+        if (outer)
+            m = LLVMBuildAnd(L->B, outer, m, "");
+        LLVMBasicBlockRef run = new_block(L, "lanes.then"), done = new_block(L, "lanes.end");
+        LLVMBuildCondBr(L->B, any_lane(L, m), run, done);
+        LLVMPositionBuilderAtEnd(L->B, run);
+        L->mask = m;
+        statement(L);
+        L->mask = outer;
+        go_to(L, done);
+    }
+}
+
 static void statement(lower *L) {
     token *t = peek(L);
     if (accept(L, "{")) {
@@ -1096,6 +1435,10 @@ static void statement(lower *L) {
         expect(L, "(");
         val c = convert(L, expr(L), TY_BOOL, t);
         expect(L, ")");
+        if (varying(c.v)) {
+            masked_if(L, c.v);
+            return;
+        }
         LLVMBasicBlockRef yes = new_block(L, "then"), no = new_block(L, "else"), done = new_block(L, "endif");
         LLVMBuildCondBr(L->B, c.v, yes, no);
         LLVMPositionBuilderAtEnd(L->B, yes);
@@ -1119,10 +1462,23 @@ static void statement(lower *L) {
         }
         LLVMBasicBlockRef cond = new_block(L, "for.cond"), body = new_block(L, "for.body"),
                           step = new_block(L, "for.step"), done = new_block(L, "for.end");
+        /* across lanes, a condition that differs between them runs the loop
+         * until no lane is left; its lanes are kept in `running` */
+        LLVMValueRef outer = L->mask, running = NULL, active = NULL;
+        if (L->W > 1) {
+            running = entry_alloca(L, LLVMVectorType(L->i1, (unsigned)L->W), NULL);
+            LLVMBuildStore(L->B, outer ? outer : all_lanes(L), running);
+        }
         go_to(L, cond);
         if (!is(peek(L), ";") && !is(peek(L), ")")) {
             val c = convert(L, expr(L), TY_BOOL, t);
-            LLVMBuildCondBr(L->B, c.v, body, done);
+            if (varying(c.v)) {
+                active = LLVMBuildAnd(L->B, LLVMBuildLoad2(L->B, LLVMTypeOf(c.v), running, ""), c.v, "");
+                LLVMBuildCondBr(L->B, any_lane(L, active), body, done);
+                L->mask = active;
+            } else {
+                LLVMBuildCondBr(L->B, c.v, body, done);
+            }
         } else {
             LLVMBuildBr(L->B, body);
         }
@@ -1141,7 +1497,7 @@ static void statement(lower *L) {
         expect(L, ")");
         if (L->n_loops == (int)(sizeof L->brk / sizeof *L->brk))
             fail_at(L, t, "loops nest too deep");
-        L->brk[L->n_loops] = done, L->cont[L->n_loops] = step, L->n_loops++;
+        L->brk[L->n_loops] = done, L->cont[L->n_loops] = step, L->loop_mask[L->n_loops] = L->mask, L->n_loops++;
         LLVMPositionBuilderAtEnd(L->B, body);
         statement(L);
         L->n_loops--;
@@ -1152,11 +1508,24 @@ static void statement(lower *L) {
             expr(L);
             L->pos = end;
         }
+        if (active)
+            LLVMBuildStore(L->B, active, running);
         go_to(L, cond);
         LLVMPositionBuilderAtEnd(L->B, done);
+        L->mask = outer;
         L->n_syms = scope;
     } else if (accept(L, "return")) {
-        if (L->in_kernel) {
+        if (L->inlining) {
+            if (L->mask != L->ret_mask)
+                fail_at(L, t, "a return that only some lanes take");
+            if (L->ret_slot) {
+                val r = convert(L, expr(L), L->ret_t, t);
+                LLVMBuildStore(L->B, widen(L, r).v, L->ret_slot);
+            }
+            LLVMBuildBr(L->B, L->ret_to);
+        } else if (L->mask) {
+            fail_at(L, t, "a return that only some lanes take");
+        } else if (L->in_kernel) {
             LLVMBuildBr(L->B, L->latch);
         } else if (L->fn_result == TY_VOID) {
             LLVMBuildRetVoid(L->B);
@@ -1168,6 +1537,8 @@ static void statement(lower *L) {
     } else if (accept(L, "break") || accept(L, "continue")) {
         if (!L->n_loops)
             fail_at(L, t, "outside a loop");
+        if (L->mask != L->loop_mask[L->n_loops - 1])
+            fail_at(L, t, "a %.*s that only some lanes take", t->len, t->s);
         LLVMBuildBr(L->B, is(t, "break") ? L->brk[L->n_loops - 1] : L->cont[L->n_loops - 1]);
         expect(L, ";");
         dead_end(L);
@@ -1233,8 +1604,30 @@ static int parse_params(lower *L, param *ps, int cap) {
     return n;
 }
 
-/* A __global__ kernel: the block loop around the body (llvm_kernel.h). */
-static void kernel(lower *L, token *name, param *ps, int n) {
+/* A __global__ kernel: the block loop around the body (llvm_kernel.h),
+ * the block's `threads` threads as the lanes of vectors. */
+static void kernel_attempt(lower *L, token *name, param *ps, int n);
+
+static void kernel(lower *L, token *name, param *ps, int n, int threads) {
+    int body = L->pos, scope = L->n_syms;
+    volatile int attempts = 0;
+    L->n_varying = 0;
+    char kname[128];
+    snprintf(kname, sizeof kname, "%.*s", name->len, name->s);
+    while (setjmp(L->retry)) { /* a variable turned out varying: start over */
+        LLVMValueRef f = LLVMGetNamedFunction(L->M, kname);
+        LLVMDeleteFunction(LLVMGetPreviousFunction(f)); /* the block function */
+        LLVMDeleteFunction(f);
+        if (++attempts > 1000)
+            fail_at(L, name, "too many varying variables");
+    }
+    L->pos = body, L->n_syms = scope, L->n_loops = 0, L->mask = NULL, L->inlining = false;
+    L->W = threads;
+    kernel_attempt(L, name, ps, n);
+    L->W = 1;
+}
+
+static void kernel_attempt(lower *L, token *name, param *ps, int n) {
     /* the body runs as its own function per block so that its allocas are per
      * block; the outer function loops over the blocks and is the entry point */
     LLVMTypeRef bargs[4] = {L->ptr, L->i32, L->i32, L->ptr};
@@ -1266,8 +1659,8 @@ static void kernel(lower *L, token *name, param *ps, int n) {
         s->t = TY_PTR, s->elem = ps[i].elem;
         s->v = LLVMBuildLoad2(L->B, L->ptr, pp, "");
     }
-    L->block_idx = (val){TY_UINT, TY_VOID, LLVMGetParam(bf, 1)};
-    L->grid_dim = (val){TY_UINT, TY_VOID, LLVMGetParam(bf, 2)};
+    L->block_idx = (val){TY_UINT, TY_VOID, LLVMGetParam(bf, 1), false};
+    L->grid_dim = (val){TY_UINT, TY_VOID, LLVMGetParam(bf, 2), false};
     expect(L, "{");
     block(L);
     L->n_syms = scope;
@@ -1309,10 +1702,10 @@ static void helper(lower *L, token *name, ty result, param *ps, int n) {
     LLVMValueRef f = LLVMAddFunction(L->M, fname, LLVMFunctionType(llvm_type(L, result), pt, (unsigned)n, 0));
     LLVMSetLinkage(f, LLVMInternalLinkage);
     sym *fs = add_sym(L, name, S_FN);
-    fs->t = result, fs->v = f, fs->n_params = n;
+    fs->t = result, fs->v = f, fs->n_params = n, fs->body = L->pos;
     for (int i = 0; i < n; i++)
-        fs->params[i] = ps[i].t;
-    L->fn = f, L->fn_result = result;
+        fs->params[i] = ps[i].t, fs->names[i] = ps[i].name;
+    L->fn = f, L->fn_result = result, L->W = 1;
     LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(L->C, f, "entry"), start = new_block(L, "start");
     LLVMPositionBuilderAtEnd(L->entry_b, entry);
     LLVMPositionBuilderAtEnd(L->B, start);
@@ -1335,6 +1728,19 @@ static void helper(lower *L, token *name, ty result, param *ps, int n) {
     LLVMBuildBr(L->entry_b, start);
 }
 
+/* __launch_bounds__(threads[, ...]): the kernel's threads per block. */
+static bool launch_bounds(lower *L, int *threads) {
+    if (!accept(L, "__launch_bounds__"))
+        return false;
+    expect(L, "(");
+    token *t = next(L);
+    if (t->kind == TK_NUM && !t->is_float && t->i >= 1 && t->i <= 1024)
+        *threads = (int)t->i;
+    while (!accept(L, ")"))
+        next(L);
+    return true;
+}
+
 static void translation_unit(lower *L) {
     while (peek(L)->kind != TK_EOF) {
         if (accept(L, "MX_EMU_ENTRY")) { /* the emulator's thunk: nothing here */
@@ -1344,29 +1750,21 @@ static void translation_unit(lower *L) {
             continue;
         }
         bool global = false;
+        int threads = 1;
         for (;;) {
             if (accept(L, "extern")) {
                 if (peek(L)->kind == TK_STR)
                     L->pos++;
             } else if (accept(L, "__global__")) {
                 global = true;
-            } else if (accept(L, "__launch_bounds__")) {
-                expect(L, "(");
-                while (!accept(L, ")"))
-                    next(L);
-            } else {
+            } else if (!launch_bounds(L, &threads)) {
                 break;
             }
         }
         ty result;
         if (!type_name(L, &result, NULL))
             fail_at(L, peek(L), "expected a function definition");
-        /* __launch_bounds__ may follow the result type */
-        if (accept(L, "__launch_bounds__")) {
-            expect(L, "(");
-            while (!accept(L, ")"))
-                next(L);
-        }
+        launch_bounds(L, &threads); /* it may follow the result type */
         token *name = expect_ident(L);
         param ps[256];
         int n = parse_params(L, ps, 256);
@@ -1375,13 +1773,13 @@ static void translation_unit(lower *L) {
             continue;
         }
         if (global)
-            kernel(L, name, ps, n);
+            kernel(L, name, ps, n, threads <= L->max_lanes ? threads : 1);
         else
             helper(L, name, result, ps, n);
     }
 }
 
-mx_status mx_llvm_lower(const char *source, const char *name, size_t smem_bytes, LLVMContextRef ctx,
+mx_status mx_llvm_lower(const char *source, const char *name, size_t smem_bytes, int max_lanes, LLVMContextRef ctx,
                         LLVMModuleRef *out, mx_diag *d) {
     *out = NULL;
     lower *L = calloc(1, sizeof *L);
@@ -1389,6 +1787,7 @@ mx_status mx_llvm_lower(const char *source, const char *name, size_t smem_bytes,
         return mx_fail(d, MX_ERR_NOMEM, "out of memory");
     L->d = d;
     L->smem_bytes = smem_bytes;
+    L->W = 1, L->max_lanes = max_lanes < 64 ? max_lanes : 64;
     L->C = ctx;
     L->M = LLVMModuleCreateWithNameInContext(name, ctx);
     L->B = LLVMCreateBuilderInContext(ctx);
@@ -1402,7 +1801,6 @@ mx_status mx_llvm_lower(const char *source, const char *name, size_t smem_bytes,
         tokenize(L, source, source + strlen(source), 1);
         token eof = {.kind = TK_EOF, .s = "", .len = 0, .line = L->tk.n ? L->tk.t[L->tk.n - 1].line : 1};
         push_token(L, eof);
-        L->exp2_fn = build_exp2(L);
         translation_unit(L);
         char *msg = NULL;
         if (LLVMVerifyModule(L->M, LLVMReturnStatusAction, &msg)) {
@@ -1420,6 +1818,7 @@ mx_status mx_llvm_lower(const char *source, const char *name, size_t smem_bytes,
         LLVMDisposeModule(L->M);
     free(L->tk.t);
     free(L->syms);
+    free(L->varying_vars);
     free(L);
     return st;
 }

@@ -30,6 +30,7 @@
 #include "exec.h"
 #include "gemm.h"
 #include "llvm_kernel.h"
+#include "scan_plan.h"
 
 /* void kernel(void **params, int64_t lo, int64_t hi, int32_t grid) */
 typedef void (*kernel_fn)(void **params, int64_t lo, int64_t hi, int32_t grid);
@@ -93,13 +94,19 @@ static mx_status host_machine(LLVMTargetMachineRef *out, char **triple, char **c
     return *out ? MX_OK : mx_fail(d, MX_ERR_INVALID, "cpu: LLVM cannot target %s (%s)", *triple, *cpu);
 }
 
+/* f32 lanes of the host's widest vectors (found at run time). */
+static int vector_lanes(const mx_target *t) { return t->vector_bits >= 64 ? t->vector_bits / 32 : 4; }
+
 /* The module's object file: lowered, optimised at O3 with the target
  * machine (so that the vectorisers know the vector width), emitted. */
 static mx_status compile_object(const cpu_state *s, LLVMTargetMachineRef tm, const char *triple,
                                 LLVMMemoryBufferRef *obj, mx_diag *d) {
+    if (mx_debug_level() >= 4)
+        fprintf(stderr, "mixc: cpu: kernel source of %s:\n%s\n", s->p->g->name, s->m.source.s);
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod;
-    mx_status st = mx_llvm_lower(s->m.source.s, s->p->g->name, (size_t)s->t->smem_per_block, ctx, &mod, d);
+    mx_status st = mx_llvm_lower(s->m.source.s, s->p->g->name, (size_t)s->t->smem_per_block, vector_lanes(s->t), ctx,
+                                 &mod, d);
     if (st != MX_OK) {
         LLVMContextDispose(ctx);
         return st;
@@ -134,12 +141,12 @@ static mx_status compile_object(const cpu_state *s, LLVMTargetMachineRef tm, con
 /* Everything that decides the object file: the source, the host CPU and its
  * features, LLVM's and mixc's versions. */
 static mx_hash128 object_key(const char *source, const char *triple, const char *cpu, const char *features,
-                             size_t smem) {
+                             size_t smem, int lanes) {
     char env[4096];
     unsigned major, minor, patch;
     LLVMGetVersion(&major, &minor, &patch);
-    int n = snprintf(env, sizeof env, "cpu object|%s|%s|%s|llvm %u.%u.%u|mixc %s|smem %zu", triple, cpu, features,
-                     major, minor, patch, MIXC_VERSION, smem);
+    int n = snprintf(env, sizeof env, "cpu object|%s|%s|%s|llvm %u.%u.%u|mixc %s|smem %zu|lanes %d", triple, cpu,
+                     features, major, minor, patch, MIXC_VERSION, smem, lanes);
     mx_hash128 h = mx_hash128_bytes(env, (size_t)(n < (int)sizeof env ? n : (int)sizeof env - 1), 0);
     return mx_hash128_bytes(source, strlen(source), h.lo ^ h.hi);
 }
@@ -150,7 +157,8 @@ static mx_status module_object(cpu_state *s, LLVMMemoryBufferRef *obj, mx_diag *
     char *triple, *cpu, *features;
     mx_status st = host_machine(&tm, &triple, &cpu, &features, d);
     if (st == MX_OK) {
-        mx_hash128 key = object_key(s->m.source.s, triple, cpu, features, (size_t)s->t->smem_per_block);
+        mx_hash128 key =
+            object_key(s->m.source.s, triple, cpu, features, (size_t)s->t->smem_per_block, vector_lanes(s->t));
         unsigned char *bytes;
         size_t len;
         if (mx_cache_get(key, &bytes, &len) == MX_CACHE_HIT) {
@@ -381,15 +389,24 @@ static mx_status cpu_matmul(void *ctx, const mx_exec *x, int group, mx_diag *d) 
 
 /* ---- the backend ------------------------------------------------------------------------------ */
 
-/* Tiles that give every block one thread (llvm_kernel.h): the scan's lanes
- * decomposition with one lane and one row per block, which keeps a row's
- * states in one thread's registers; row kernels' thread count is only
- * checked, the CPU running each row's loops whole. */
-static mx_tiles cpu_tiles(mx_fusion kind) {
-    mx_tiles t = {.threads = 32, .items = 1, .channels = 1, .lanes_per_state = 1, .vector = 1};
-    if (kind == MX_FUSE_SCAN)
-        t.threads = 1, t.items = 64;
-    return t;
+/* The tiles of group g (llvm_kernel.h). A scan: the lanes decomposition
+ * with one lane per row and a vector's worth of rows (channels) per block,
+ * which the lowering runs as vector lanes, each row's states in registers;
+ * the rows of a block must share (b, g) (so B and C are staged once for
+ * them and no block runs past the last row), else one row per block. Row
+ * kernels' thread count is only checked, the CPU running each row's loops
+ * whole. */
+static mx_tiles cpu_tiles(const mx_target *t, const mx_program *p, int g) {
+    mx_tiles tiles = {.threads = 32, .items = 1, .channels = 1, .lanes_per_state = 1, .vector = 1};
+    if (p->groups[g].kind != MX_FUSE_SCAN)
+        return tiles;
+    int lanes = vector_lanes(t);
+    mx_scan_plan sp;
+    mx_diag ignored;
+    bool shared = mx_scan_plan_fill(p, g, &sp, &ignored) == MX_OK && (sp.Ch / sp.G) % lanes == 0;
+    tiles.threads = tiles.channels = shared ? lanes : 1;
+    tiles.items = 64;
+    return tiles;
 }
 
 static void cpu_close(void *state) {
@@ -417,7 +434,7 @@ static mx_status cpu_open(const mx_target *t, const mx_program *p, void **state,
     }
     s->t = t, s->p = p;
     for (int g = 0; g < p->n_groups; g++)
-        tiles[g] = cpu_tiles(p->groups[g].kind);
+        tiles[g] = cpu_tiles(t, p, g);
     mx_codegen_options co = {.target = t, .tiles = tiles};
     mx_status st = mx_codegen(p, &co, &s->m, d);
     free(tiles);

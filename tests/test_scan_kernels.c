@@ -17,16 +17,24 @@
  * qs pairs (shifts, u * D, a permuted gate), K = 4 orders on a grid (row /
  * col and their reverses; snake, snake_col_rev, diag, diag_rev), qs pairs
  * of K = 2 and 4 orders merged by one scan_scatter of the shifted scans
- * (ViQS's token mixer: the diagonal u * (D_0 + ...) added once), ragged
+ * (ViQS's token mixer: the diagonal u * (D_0 + ...) added once), groups of
+ * 16 channels and more (wide_f32), ragged
  * tails everywhere (L not a multiple of the chunk or super-chunk), partial
  * blocks of rows (lanes, rows not a multiple of the channels per block) and
  * staged B / C (rows of a block sharing (b, g)). Rows are few where L is
- * long: the emulator runs a thread switch per shuffle and barrier. */
+ * long: the emulator runs a thread switch per shuffle and barrier.
+ *
+ * Each family also runs on the CPU backend through the public API (the
+ * family's graph compiled for the cpu target, the same inputs and params),
+ * with 4, 8 and the host's lanes per vector (docs/cpu.md): rows of a group
+ * whose channels divide by the lanes run as vector lanes, the others one
+ * row per block; every output against the reference. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "backend.h"
 #include "cache.h"
 #include "emit.h"
 #include "emu.h"
@@ -376,6 +384,55 @@ static void check_nvrtc(const nvrtc_module *ms, int n) {
     free(jobs);
 }
 
+/* The family's graph compiled for the cpu target with vectors of
+ * vector_bits (0: the host's), given the inputs and params of b (values of
+ * ref, the reference's program), run, every output compared with b. */
+static void run_cpu(const char *what, const char *text, const mx_graph *ref, const mx_buffers *b, int vector_bits,
+                    double tol) {
+    mx_diag d = {{0}};
+    mx_graph *g = mx_graph_parse(text, what, &d);
+    mx_target t;
+    CHECK_MSG(g && mx_target_detect(MX_DEVICE_CPU, &t, &d) == MX_OK, "%s: cpu: %s", what, d.msg);
+    if (!g)
+        return;
+    if (vector_bits)
+        t.vector_bits = vector_bits;
+    mx_compiled *c = mx_compile(g, &t, NULL, &d);
+    CHECK_MSG(c != NULL, "%s: cpu, %d-bit vectors: %s", what, t.vector_bits, d.msg);
+    mx_status st = c ? MX_OK : MX_ERR_INVALID;
+    for (int i = 0; st == MX_OK && i < mx_graph_input_count(g); i++) {
+        int v = mx_graph_input(g, i), rv = mx_graph_value_find(ref, mx_graph_value_name(g, v));
+        const char *name = mx_graph_value_name(g, v);
+        int rank = mx_graph_value_rank(g, v);
+        const int64_t *dims = mx_graph_value_dims(g, v);
+        mx_dtype dt = mx_graph_value_dtype(g, v);
+        void *data = dt == MX_F32 ? b->data[rv] : device_copy(mx_value_type(ref, rv), b->data[rv], b->numel[rv], false);
+        st = mx_graph_value_is_param(g, v) ? mx_set_param(c, name, data, dt, rank, dims, &d)
+                                           : mx_set_input(c, name, data, dt, rank, dims, &d);
+        if (data != b->data[rv])
+            free(data);
+    }
+    if (st == MX_OK)
+        st = mx_run(c, &d);
+    CHECK_MSG(st == MX_OK, "%s: cpu, %d-bit vectors: %s", what, t.vector_bits, d.msg);
+    for (int i = 0; st == MX_OK && i < mx_graph_output_count(g); i++) {
+        const char *name = mx_graph_value_name(g, mx_graph_output(g, i));
+        int rv = mx_graph_value_find(ref, name);
+        const float *got = mx_output(c, name);
+        double *want = malloc((size_t)b->numel[rv] * sizeof *want);
+        for (int64_t j = 0; want && j < b->numel[rv]; j++)
+            want[j] = b->data[rv][j];
+        char label[160];
+        snprintf(label, sizeof label, "%s: cpu, %d-bit vectors: %s", what, t.vector_bits, name);
+        CHECK_MSG(got && want, "%s: no output", label);
+        if (got && want)
+            CHECK_CLOSE(got, want, b->numel[rv], tol, label);
+        free(want);
+    }
+    mx_compiled_free(c);
+    mx_graph_free(g);
+}
+
 static void run_family(const char *what, const prob *probs, int n) {
     mx_text t = {0};
     mx_text_printf(&t, "graph %s {\n", what);
@@ -385,9 +442,10 @@ static void run_family(const char *what, const prob *probs, int n) {
     mx_diag d = {{0}};
     mx_graph *g = mx_graph_parse(t.s, what, &d);
     CHECK_MSG(g != NULL, "%s: parse: %s", what, d.msg);
-    mx_text_free(&t);
-    if (!g)
+    if (!g) {
+        mx_text_free(&t);
         return;
+    }
     family f = {.p = mx_program_new(g)};
     mx_pass_options po = {.verify = true};
     mx_status st = mx_program_run_passes(f.p, &po, &d);
@@ -422,6 +480,13 @@ static void run_family(const char *what, const prob *probs, int n) {
     }
     if (st == MX_OK)
         check_nvrtc(&(nvrtc_module){what, f.p, &f.m, tiles}, 1);
+    bool bf16 = false;
+    for (int i = 0; i < n; i++)
+        bf16 |= probs[i].dt == MX_BF16;
+    static const int vector_bits[] = {128, 256, 0};
+    for (int i = 0; st == MX_OK && mx_have_cpu_backend() && i < 3; i++)
+        run_cpu(what, t.s, f.p->g, f.b, vector_bits[i], bf16 ? TOL_BF16 : TOL_F32);
+    mx_text_free(&t);
     if (getenv("MIXC_TEST_SHOW"))
         fputs(f.m.source.s, stdout);
     if (em)
@@ -474,6 +539,18 @@ static const prob mixed_bf16[] = {
     {CROSS4, 1, 2, 16, 1, 7, 7, 0, 1, true, false, true, false, false, MX_BF16, "row,col,row_rev,col_rev",
      CHUNKED(32, 2)},
     {BIDIR, 1, 4, 16, 1, 7, 7, 0, 1, true, false, true, false, false, MX_BF16, 0, LANES(16, 2, 16)},
+};
+
+/* Channels per group that divide by 16: the CPU's widest vectors run them as lanes. */
+static const prob wide_f32[] = {
+    {SINGLE, 2, 32, 16, 1, 1, 49, 0, 1, true, true, true, true, true, MX_F32, 0, LANES(4, 8, 16)},
+    {SINGLE, 1, 16, 16, 1, 1, 70, 1, 0, true, true, false, false, true, MX_F32, 0, LANES(2, 8, 16)},
+    {BIDIR, 1, 16, 16, 1, 7, 7, 0, 1, true, false, true, false, false, MX_F32, 0, LANES(2, 16, 16)},
+    {CROSS4, 1, 48, 4, 3, 5, 5, 0, 1, true, false, true, false, false, MX_F32, "row,col,row_rev,col_rev",
+     LANES(4, 8, 16)},
+    {QS, 1, 32, 16, 2, 1, 33, 0, 1, false, false, true, false, false, MX_F32, 0, LANES(4, 8, 16)},
+    {QSK, 1, 16, 16, 1, 4, 4, 0, 1, false, false, true, false, false, MX_F32, "snake,snake_col_rev,diag,diag_rev",
+     LANES(4, 4, 16)},
 };
 
 /* The cost model: lanes when rows x states fill two waves of an H100, else chunked. */
@@ -725,5 +802,6 @@ int main(void) {
     run_family("lanes_f32", lanes_f32, (int)(sizeof lanes_f32 / sizeof *lanes_f32));
     run_family("chunked_f32", chunked_f32, (int)(sizeof chunked_f32 / sizeof *chunked_f32));
     run_family("mixed_bf16", mixed_bf16, (int)(sizeof mixed_bf16 / sizeof *mixed_bf16));
+    run_family("wide_f32", wide_f32, (int)(sizeof wide_f32 / sizeof *wide_f32));
     return check_summary();
 }
