@@ -14,6 +14,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <llvm-c/Analysis.h>
+#include <llvm-c/DebugInfo.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -103,6 +104,7 @@ typedef struct {
     LLVMBasicBlockRef ret_to;
     ty ret_t;
     bool inlining;
+    bool unroll; /* the next loop had #pragma unroll */
     bool in_kernel;
     LLVMBasicBlockRef latch;       /* a kernel's next block: where return goes */
     LLVMBasicBlockRef brk[16], cont[16];
@@ -213,8 +215,10 @@ static bool pp_or(lower *L, const char **s, const char *eol) {
 }
 
 /* A preprocessor line: #define NAME body, #undef NAME, #if / #ifdef /
- * #ifndef / #else / #endif; the rest (#include, #pragma unroll) says nothing
- * the lowering needs. */
+ * #ifndef / #else / #endif, #pragma unroll (a token `pragma` before the
+ * loop: unrolled whole, so that arrays indexed by its counter, a scan's
+ * states, become registers); the rest (#include) says nothing the lowering
+ * needs. */
 static void directive(lower *L, const char *s, const char *eol, int line) {
     tokens *k = &L->tk;
     while (s < eol && (*s == '#' || *s == ' '))
@@ -254,6 +258,17 @@ static void directive(lower *L, const char *s, const char *eol, int line) {
             k->active[k->depth - 1] = outer && !k->taken[k->depth - 1];
             k->taken[k->depth - 1] = true;
         }
+        return;
+    }
+    if (WORD("pragma") && reading(k)) {
+        const char *what = s;
+        while (what < eol && *what == ' ')
+            what++;
+        const char *rest = what + 6;
+        while (rest < eol && *rest == ' ')
+            rest++;
+        if (eol - what >= 6 && strncmp(what, "unroll", 6) == 0 && rest == eol)
+            push_token(L, (token){.kind = TK_IDENT, .s = w, .len = wl, .line = line});
         return;
     }
     bool def = WORD("define"), undef = WORD("undef");
@@ -657,10 +672,10 @@ static LLVMValueRef build_exp2(lower *L, bool vary) {
     LLVMValueRef r = LLVMBuildFSub(B, x, n, "");
     static const double c[] = {1.535336188319500e-4, 1.339887440266574e-3, 9.618437357674640e-3,
                                5.550332471162809e-2, 2.402264791363012e-1, 6.931472028550421e-1};
-    LLVMValueRef p = K(c[0]);
+    LLVMValueRef p = K(c[0]); /* Horner's steps as FMAs (contract); only n's rounding needs exact steps */
     for (size_t i = 1; i < sizeof c / sizeof *c; i++)
-        p = LLVMBuildFAdd(B, LLVMBuildFMul(B, p, r, ""), K(c[i]), "");
-    p = LLVMBuildFAdd(B, LLVMBuildFMul(B, p, r, ""), K(1.0), "");
+        p = flagged(LLVMBuildFAdd(B, flagged(LLVMBuildFMul(B, p, r, "")), K(c[i]), ""));
+    p = flagged(LLVMBuildFAdd(B, flagged(LLVMBuildFMul(B, p, r, "")), K(1.0), ""));
     LLVMValueRef ni = LLVMBuildSub(B, LLVMBuildBitCast(B, t, it, ""), const_as(it, 0x4B400000), "");
     LLVMValueRef scale = LLVMBuildShl(B, LLVMBuildAdd(B, ni, const_as(it, 127), ""), const_as(it, 23), "");
     LLVMBuildRet(B, LLVMBuildFMul(B, p, LLVMBuildBitCast(B, scale, ft, ""), ""));
@@ -695,7 +710,7 @@ static LLVMValueRef build_log1p(lower *L, bool vary) {
                                2.0000714765e-1,  -2.4999993993e-1, 3.3333331174e-1};
     LLVMValueRef z = LLVMBuildFMul(B, r, r, ""), p = K(c[0]);
     for (size_t i = 1; i < sizeof c / sizeof *c; i++)
-        p = LLVMBuildFAdd(B, LLVMBuildFMul(B, p, r, ""), K(c[i]), "");
+        p = flagged(LLVMBuildFAdd(B, flagged(LLVMBuildFMul(B, p, r, "")), K(c[i]), ""));
     LLVMValueRef y = LLVMBuildFMul(B, LLVMBuildFMul(B, p, r, ""), z, "");
     y = LLVMBuildFAdd(B, y, LLVMBuildFMul(B, fe, K(-2.12194440e-4), ""), "");
     y = LLVMBuildFSub(B, y, LLVMBuildFMul(B, z, K(0.5), ""), "");
@@ -1426,6 +1441,17 @@ static void masked_if(lower *L, LLVMValueRef c) {
     }
 }
 
+/* llvm.loop metadata on the loop's back edge: unroll it whole. */
+static void unroll_fully(lower *L, LLVMValueRef back) {
+    LLVMMetadataRef self = LLVMTemporaryMDNode(L->C, NULL, 0);
+    LLVMMetadataRef full = LLVMMDStringInContext2(L->C, "llvm.loop.unroll.full", 21);
+    LLVMMetadataRef hint = LLVMMDNodeInContext2(L->C, &full, 1);
+    LLVMMetadataRef ops[2] = {self, hint};
+    LLVMMetadataRef loop = LLVMMDNodeInContext2(L->C, ops, 2);
+    LLVMMetadataReplaceAllUsesWith(self, loop);
+    LLVMSetMetadata(back, LLVMGetMDKindIDInContext(L->C, "llvm.loop", 9), LLVMMetadataAsValue(L->C, loop));
+}
+
 static void statement(lower *L) {
     token *t = peek(L);
     if (accept(L, "{")) {
@@ -1448,7 +1474,12 @@ static void statement(lower *L) {
         if (accept(L, "else"))
             statement(L);
         go_to(L, done);
+    } else if (accept(L, "pragma")) { /* unroll the loop that follows */
+        L->unroll = true;
+        statement(L);
     } else if (accept(L, "for") || is(t, "while")) {
+        bool unroll = L->unroll;
+        L->unroll = false;
         bool is_while = is(t, "while");
         if (is_while)
             L->pos++;
@@ -1510,6 +1541,11 @@ static void statement(lower *L) {
         }
         if (active)
             LLVMBuildStore(L->B, active, running);
+        if (!LLVMGetBasicBlockTerminator(LLVMGetInsertBlock(L->B))) {
+            LLVMValueRef back = LLVMBuildBr(L->B, cond);
+            if (unroll)
+                unroll_fully(L, back);
+        }
         go_to(L, cond);
         LLVMPositionBuilderAtEnd(L->B, done);
         L->mask = outer;

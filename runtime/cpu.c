@@ -24,10 +24,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "backend.h"
+#include "backend_walk.h"
 #include "cache.h"
 #include "cpu_pool.h"
-#include "exec.h"
 #include "gemm.h"
 #include "llvm_kernel.h"
 #include "scan_plan.h"
@@ -42,11 +41,9 @@ typedef struct {
 } cpu_kernel;
 
 typedef struct {
+    mx_walk walk; /* first: the walk's functions take the state */
     const mx_target *t;
     const mx_program *p;
-    mx_module m;
-    mx_exec_device dev;
-    mx_exec *x;
     mx_cpu_pool *pool;
     LLVMOrcLLJITRef jit;
     cpu_kernel *kernels; /* per group */
@@ -102,10 +99,10 @@ static int vector_lanes(const mx_target *t) { return t->vector_bits >= 64 ? t->v
 static mx_status compile_object(const cpu_state *s, LLVMTargetMachineRef tm, const char *triple,
                                 LLVMMemoryBufferRef *obj, mx_diag *d) {
     if (mx_debug_level() >= 4)
-        fprintf(stderr, "mixc: cpu: kernel source of %s:\n%s\n", s->p->g->name, s->m.source.s);
+        fprintf(stderr, "mixc: cpu: kernel source of %s:\n%s\n", s->p->g->name, s->walk.m.source.s);
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod;
-    mx_status st = mx_llvm_lower(s->m.source.s, s->p->g->name, (size_t)s->t->smem_per_block, vector_lanes(s->t), ctx,
+    mx_status st = mx_llvm_lower(s->walk.m.source.s, s->p->g->name, (size_t)s->t->smem_per_block, vector_lanes(s->t), ctx,
                                  &mod, d);
     if (st != MX_OK) {
         LLVMContextDispose(ctx);
@@ -158,7 +155,7 @@ static mx_status module_object(cpu_state *s, LLVMMemoryBufferRef *obj, mx_diag *
     mx_status st = host_machine(&tm, &triple, &cpu, &features, d);
     if (st == MX_OK) {
         mx_hash128 key =
-            object_key(s->m.source.s, triple, cpu, features, (size_t)s->t->smem_per_block, vector_lanes(s->t));
+            object_key(s->walk.m.source.s, triple, cpu, features, (size_t)s->t->smem_per_block, vector_lanes(s->t));
         unsigned char *bytes;
         size_t len;
         if (mx_cache_get(key, &bytes, &len) == MX_CACHE_HIT) {
@@ -411,9 +408,8 @@ static mx_tiles cpu_tiles(const mx_target *t, const mx_program *p, int g) {
 
 static void cpu_close(void *state) {
     cpu_state *s = state;
-    mx_exec_close(s->x);
+    mx_walk_close(&s->walk);
     mx_cpu_pool_free(s->pool);
-    mx_module_free(&s->m);
     free(s->kernels);
     free(s->gemms);
     free(s);
@@ -435,18 +431,16 @@ static mx_status cpu_open(const mx_target *t, const mx_program *p, void **state,
     s->t = t, s->p = p;
     for (int g = 0; g < p->n_groups; g++)
         tiles[g] = cpu_tiles(t, p, g);
-    mx_codegen_options co = {.target = t, .tiles = tiles};
-    mx_status st = mx_codegen(p, &co, &s->m, d);
-    free(tiles);
-    if (st == MX_OK)
-        st = mx_cpu_pool_new(t->threads > 0 ? t->threads : 1, &s->pool, d);
+    mx_status st = mx_cpu_pool_new(t->threads > 0 ? t->threads : 1, &s->pool, d);
     if (st == MX_OK) {
         openblas_set_num_threads(t->threads > 0 ? t->threads : 1);
-        s->dev = (mx_exec_device){.name = "cpu", .ctx = s, .alloc = cpu_alloc, .release = cpu_release,
-                                  .upload = cpu_copy, .download = cpu_copy, .load = cpu_load,
-                                  .unload = cpu_unload, .launch = cpu_launch, .matmul = cpu_matmul};
-        st = mx_exec_open(p, &s->m, &s->dev, NULL, &s->x, d);
+        s->walk.dev = (mx_exec_device){.name = "cpu", .ctx = s, .alloc = cpu_alloc, .release = cpu_release,
+                                       .upload = cpu_copy, .download = cpu_copy, .load = cpu_load,
+                                       .unload = cpu_unload, .launch = cpu_launch, .matmul = cpu_matmul};
+        mx_codegen_options co = {.target = t, .tiles = tiles};
+        st = mx_walk_open(&s->walk, p, &co, d);
     }
+    free(tiles);
     if (st != MX_OK) {
         cpu_close(s);
         return st;
@@ -455,17 +449,5 @@ static mx_status cpu_open(const mx_target *t, const mx_program *p, void **state,
     return MX_OK;
 }
 
-static mx_status cpu_upload(void *state, const mx_buffers *b, mx_diag *d) {
-    return mx_exec_upload(((cpu_state *)state)->x, b, d);
-}
-
-static mx_status cpu_forward(void *state, mx_diag *d) { return mx_exec_forward(((cpu_state *)state)->x, d); }
-
-static mx_status cpu_sync(void *state, mx_diag *d) { return MX_OK; }
-
-static mx_status cpu_download(void *state, mx_buffers *b, mx_diag *d) {
-    return mx_exec_download(((cpu_state *)state)->x, b, d);
-}
-
-const mx_backend mx_backend_cpu = {MX_DEVICE_CPU, cpu_open,     cpu_upload, cpu_forward,
-                                   cpu_sync,      cpu_download, NULL,       cpu_close};
+const mx_backend mx_backend_cpu = {MX_DEVICE_CPU, cpu_open,         mx_walk_upload, mx_walk_forward,
+                                   mx_walk_sync,  mx_walk_download, NULL,           cpu_close};
