@@ -44,6 +44,9 @@ const mx_program *mx_compiled_program(const mx_compiled *c);
 void *mx_compiled_backend_state(const mx_compiled *c);
 #ifdef MIXC_HAVE_LLVM
 extern const mx_backend mx_backend_cpu;
+/* The most activation memory a cpu backend state has held: the planned
+ * arena and, at most at once, its f32 copies of f16 / bf16 matmul operands. */
+size_t mx_cpu_activation_peak(const void *state);
 #endif
 
 #endif

@@ -50,6 +50,7 @@ typedef struct {
     mx_gemm *gemms;      /* per group (matmul groups) */
     double jit_ms;
     bool from_cache;
+    size_t copies_peak; /* the most bytes of f32 copies of f16 / bf16 matmul operands held */
 } cpu_state;
 
 static double now_ms(void) {
@@ -294,94 +295,140 @@ static mx_status cpu_launch(void *ctx, int group, const mx_kernel *k, void **par
 
 /* ---- matmuls ------------------------------------------------------------------------------- */
 
-/* An operand's buffer as f32: the buffer itself, or an f32 copy of the
- * whole value (f16 / bf16 storage), made once per value of the group. */
+/* f16 / bf16 matmuls: sgemm runs on f32 copies, made a panel of PANEL rows of
+ * y at a time, so that the copies of activations stay a few rows of each
+ * operand whatever the model's size (a weight, all of which every panel
+ * reads, is copied once per product). */
+enum { PANEL = 16 };
+
+/* Rows r0 .. r0+nr-1 and columns c0 .. c0+nc-1 of an operand stored as rows
+ * of o->ld elements from `first`: its own storage when it is f32 and
+ * compact is false, else unpacked into *scratch (advanced) as nr rows of nc.
+ * *ld: the result's row stride. */
 typedef struct {
     int value;
-    float *data;
-    bool copy;
-} f32_view;
+    int64_t first, ld; /* element (r, c) of the stored matrix at first + r * ld + c */
+} stored;
 
-static float *as_f32(const mx_program *p, const mx_exec *x, f32_view *views, int *n, int value, mx_diag *d) {
-    for (int i = 0; i < *n; i++)
-        if (views[i].value == value)
-            return views[i].data;
-    const mx_type *t = mx_value_type(p->g, value);
-    void *buf = mx_exec_value_ptr(x, value);
-    if (!buf) {
-        mx_fail(d, MX_ERR_INVALID, "cpu: matmul operand %d has no buffer", value);
-        return NULL;
+static float *sub_f32(const cpu_state *s, const mx_exec *x, stored st, int64_t r0, int64_t nr, int64_t c0, int64_t nc,
+                      float **scratch, int64_t *ld) {
+    const mx_type *t = mx_value_type(s->p->g, st.value);
+    char *base = mx_exec_value_ptr(x, st.value);
+    size_t es = mx_dtype_size(t->dtype);
+    if (t->dtype == MX_F32) {
+        *ld = st.ld;
+        return (float *)base + st.first + r0 * st.ld + c0;
     }
-    f32_view *v = &views[(*n)++];
-    v->value = value;
-    v->copy = t->dtype != MX_F32;
-    if (!v->copy) {
-        v->data = buf;
-        return v->data;
-    }
-    int64_t numel = mx_type_numel(t);
-    v->data = malloc((size_t)(numel ? numel : 1) * sizeof(float));
-    if (!v->data) {
-        mx_fail(d, MX_ERR_NOMEM, "cpu: out of memory converting a matmul operand");
-        return NULL;
-    }
-    mx_storage_unpack(t->dtype, buf, numel, v->data);
-    return v->data;
+    float *out = *scratch;
+    *scratch += nr * nc;
+    *ld = nc;
+    for (int64_t r = 0; r < nr; r++)
+        mx_storage_unpack(t->dtype, base + (size_t)(st.first + (r0 + r) * st.ld + c0) * es, nc, out + r * nc);
+    return out;
+}
+
+/* Rows r0 .. r0+nr-1 of the compact f32 y back into its f16 / bf16 storage. */
+static void pack_rows(const cpu_state *s, const mx_exec *x, stored st, int64_t r0, int64_t nr, int64_t nc,
+                      const float *y) {
+    const mx_type *t = mx_value_type(s->p->g, st.value);
+    char *base = mx_exec_value_ptr(x, st.value);
+    size_t es = mx_dtype_size(t->dtype);
+    for (int64_t r = 0; r < nr; r++)
+        mx_storage_pack(t->dtype, y + r * nc, nc, base + (size_t)(st.first + (r0 + r) * st.ld) * es);
+}
+
+static bool is_f32(const cpu_state *s, int value) {
+    return value == MX_NONE || mx_value_type(s->p->g, value)->dtype == MX_F32;
+}
+
+static stored at_product(const mx_gemm_operand *o, int64_t outer, int64_t batch) {
+    return (stored){o->value, o->offset + outer * o->outer_stride + batch * o->batch_stride, o->ld};
 }
 
 static float gelu_tanh(float x) { return 0.5f * x * (1.0f + tanhf(0.797884561f * (x + 0.044715f * x * x * x))); }
+
+/* y (m x n, ld ldy) = A B (+ C) (+ bias), then the activation, over f32
+ * pointers with their row strides; m may be a panel of the product. */
+typedef struct {
+    const float *p;
+    int64_t ld;
+} f32_mat;
+
+static void product(const mx_gemm *gm, int64_t m, f32_mat a, f32_mat b, f32_mat c, const float *bias, float *y,
+                    int64_t ldy) {
+    float beta = 0.0f;
+    if (c.p) { /* beta * C: the residual first copied into y unless it is y */
+        if (c.p != y || gm->c.trans || c.ld != ldy)
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t j = 0; j < gm->n; j++)
+                    y[i * ldy + j] = gm->c.trans ? c.p[j * c.ld + i] : c.p[i * c.ld + j];
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, gm->a.trans ? CblasTrans : CblasNoTrans, gm->b.trans ? CblasTrans : CblasNoTrans,
+                (int)m, (int)gm->n, (int)gm->k, 1.0f, a.p, (int)a.ld, b.p, (int)b.ld, beta, y, (int)ldy);
+    if (!bias && gm->act == MX_GEMM_ACT_NONE)
+        return;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < gm->n; j++) {
+            float v = y[i * ldy + j] + (bias ? bias[j] : 0.0f);
+            if (gm->act == MX_GEMM_ACT_RELU)
+                v = v > 0.0f ? v : 0.0f;
+            else if (gm->act == MX_GEMM_ACT_GELU_TANH)
+                v = gelu_tanh(v);
+            y[i * ldy + j] = v;
+        }
+}
 
 static mx_status cpu_matmul(void *ctx, const mx_exec *x, int group, mx_diag *d) {
     cpu_state *s = ctx;
     const mx_gemm *gm = &s->gemms[group];
     if (gm->y.trans)
         return mx_fail(d, MX_ERR_INVALID, "cpu: group %d (matmul): a transposed result is not supported", group);
-    f32_view views[5];
-    int n_views = 0;
-    float *A = as_f32(s->p, x, views, &n_views, gm->a.value, d), *B = A ? as_f32(s->p, x, views, &n_views, gm->b.value, d) : NULL;
-    float *Y = B ? as_f32(s->p, x, views, &n_views, gm->y.value, d) : NULL;
-    float *C = Y && gm->c.value != MX_NONE ? as_f32(s->p, x, views, &n_views, gm->c.value, d) : NULL;
-    float *bias = Y && gm->bias != MX_NONE ? as_f32(s->p, x, views, &n_views, gm->bias, d) : NULL;
-    mx_status st = Y && (gm->c.value == MX_NONE || C) && (gm->bias == MX_NONE || bias) ? MX_OK : MX_ERR_NOMEM;
-    for (int64_t o = 0; st == MX_OK && o < gm->outer; o++)
-        for (int64_t b = 0; b < gm->batch; b++) {
-            const float *a = A + gm->a.offset + o * gm->a.outer_stride + b * gm->a.batch_stride;
-            const float *bb = B + gm->b.offset + o * gm->b.outer_stride + b * gm->b.batch_stride;
-            float *y = Y + gm->y.offset + o * gm->y.outer_stride + b * gm->y.batch_stride;
-            float beta = 0.0f;
-            if (C) { /* beta * C: the residual first copied into y unless it is y */
-                const float *c = C + gm->c.offset + o * gm->c.outer_stride + b * gm->c.batch_stride;
-                if (c != y || gm->c.trans || gm->c.ld != gm->y.ld)
-                    for (int64_t i = 0; i < gm->m; i++)
-                        for (int64_t j = 0; j < gm->n; j++)
-                            y[i * gm->y.ld + j] = gm->c.trans ? c[j * gm->c.ld + i] : c[i * gm->c.ld + j];
-                beta = 1.0f;
-            }
-            cblas_sgemm(CblasRowMajor, gm->a.trans ? CblasTrans : CblasNoTrans, gm->b.trans ? CblasTrans : CblasNoTrans,
-                        (int)gm->m, (int)gm->n, (int)gm->k, 1.0f, a, (int)gm->a.ld, bb, (int)gm->b.ld, beta, y,
-                        (int)gm->y.ld);
-            if (!bias && gm->act == MX_GEMM_ACT_NONE)
-                continue;
-            for (int64_t i = 0; i < gm->m; i++)
-                for (int64_t j = 0; j < gm->n; j++) {
-                    float v = y[i * gm->y.ld + j] + (bias ? bias[j] : 0.0f);
-                    if (gm->act == MX_GEMM_ACT_RELU)
-                        v = v > 0.0f ? v : 0.0f;
-                    else if (gm->act == MX_GEMM_ACT_GELU_TANH)
-                        v = gelu_tanh(v);
-                    y[i * gm->y.ld + j] = v;
-                }
-        }
-    for (int i = 0; i < n_views; i++) {
-        if (!views[i].copy)
-            continue;
-        if (st == MX_OK && views[i].value == gm->y.value) {
-            const mx_type *t = mx_value_type(s->p->g, views[i].value);
-            mx_storage_pack(t->dtype, views[i].data, mx_type_numel(t), mx_exec_value_ptr(x, views[i].value));
-        }
-        free(views[i].data);
+    bool all_f32 = is_f32(s, gm->a.value) && is_f32(s, gm->b.value) && is_f32(s, gm->y.value) &&
+                   is_f32(s, gm->c.value) && is_f32(s, gm->bias);
+    int64_t panel = all_f32 ? gm->m : PANEL; /* f32: the product whole, in place */
+    /* scratch: a panel of A, C and y, all of B, the bias */
+    size_t act = (size_t)(panel * (gm->k + 2 * gm->n)), need = act + (size_t)(gm->k * gm->n + gm->n);
+    float *scratch = all_f32 ? NULL : malloc(need * sizeof *scratch);
+    if (!all_f32 && !scratch)
+        return mx_fail(d, MX_ERR_NOMEM, "cpu: group %d (matmul): out of memory for %zu f32 elements", group, need);
+    if (!all_f32) {
+        size_t held = act + (mx_graph_value_is_param(s->p->g, gm->b.value) ? 0 : (size_t)(gm->k * gm->n));
+        s->copies_peak = held * sizeof(float) > s->copies_peak ? held * sizeof(float) : s->copies_peak;
     }
-    return st;
+    bool c_is_y = gm->c.value == gm->y.value && gm->c.offset == gm->y.offset && !gm->c.trans &&
+                  gm->c.ld == gm->y.ld && gm->c.batch_stride == gm->y.batch_stride &&
+                  gm->c.outer_stride == gm->y.outer_stride;
+    for (int64_t o = 0; o < gm->outer; o++)
+        for (int64_t b = 0; b < gm->batch; b++) {
+            float *next = scratch;
+            f32_mat B = {0}, C = {0};
+            B.p = sub_f32(s, x, at_product(&gm->b, o, b), 0, gm->b.trans ? gm->n : gm->k, 0,
+                          gm->b.trans ? gm->k : gm->n, &next, &B.ld);
+            int64_t unused;
+            const float *bias = gm->bias == MX_NONE ? NULL
+                                                     : sub_f32(s, x, (stored){gm->bias, 0, gm->n}, 0, 1, 0, gm->n,
+                                                               &next, &unused);
+            float *rows = next;
+            for (int64_t i0 = 0; i0 < gm->m; i0 += panel) {
+                int64_t m = gm->m - i0 < panel ? gm->m - i0 : panel, ldy;
+                next = rows;
+                f32_mat A = {0};
+                A.p = gm->a.trans ? sub_f32(s, x, at_product(&gm->a, o, b), 0, gm->k, i0, m, &next, &A.ld)
+                                  : sub_f32(s, x, at_product(&gm->a, o, b), i0, m, 0, gm->k, &next, &A.ld);
+                float *y = sub_f32(s, x, at_product(&gm->y, o, b), i0, m, 0, gm->n, &next, &ldy);
+                if (gm->c.value != MX_NONE && c_is_y)
+                    C = (f32_mat){y, ldy};
+                else if (gm->c.value != MX_NONE)
+                    C.p = gm->c.trans ? sub_f32(s, x, at_product(&gm->c, o, b), 0, gm->n, i0, m, &next, &C.ld)
+                                      : sub_f32(s, x, at_product(&gm->c, o, b), i0, m, 0, gm->n, &next, &C.ld);
+                product(gm, m, A, B, C, bias, y, ldy);
+                if (!is_f32(s, gm->y.value))
+                    pack_rows(s, x, at_product(&gm->y, o, b), i0, m, gm->n, y);
+            }
+        }
+    free(scratch);
+    return MX_OK;
 }
 
 /* ---- the backend ------------------------------------------------------------------------------ */
@@ -447,6 +494,11 @@ static mx_status cpu_open(const mx_target *t, const mx_program *p, void **state,
     }
     *state = s;
     return MX_OK;
+}
+
+size_t mx_cpu_activation_peak(const void *state) {
+    const cpu_state *s = state;
+    return (size_t)s->p->arena_bytes + s->copies_peak;
 }
 
 const mx_backend mx_backend_cpu = {MX_DEVICE_CPU, cpu_open,         mx_walk_upload, mx_walk_forward,

@@ -2,7 +2,11 @@
  * the CPU backend (JIT-compiled kernels, OpenBLAS matmuls, the planned
  * arena) against the reference interpreter, through the public API:
  * fresh seeded params and inputs, every output within 1e-4 in f32 and 2e-2
- * with bf16 storage. Skipped (exit 77) when mixc was built without LLVM. */
+ * with bf16 and f16 storage. Memory, at a model's full size (the reduced
+ * sizes are all 256-byte slot padding): the activation memory the backend
+ * held (the planned arena and its f32 copies for f16 / bf16 matmuls) within
+ * 10% of the planned arena, the arena against `mixc stats`' peak printed.
+ * Skipped (exit 77) when mixc was built without LLVM. */
 #include <stdlib.h>
 
 #include "backend.h"
@@ -67,11 +71,30 @@ static void compare(const char *path, const char *extra, double tol, uint64_t se
     mx_model_free(m);
 }
 
+/* path at its full size with the override extra, run once on the cpu. */
+static void check_memory(const char *path, const char *extra) {
+    mx_model *m = support_load_model(path, &extra, 1);
+    mx_compiled *cpu = m ? run_on(m, target_of(MX_DEVICE_CPU), path, 3) : NULL;
+    mx_stats *stats = m ? mx_model_stats(m) : NULL;
+    if (cpu && stats) {
+        double held = (double)mx_cpu_activation_peak(mx_compiled_backend_state(cpu));
+        double arena = (double)mx_compiled_program(cpu)->arena_bytes;
+        printf("%s %s: cpu held %.2f MB of activations, arena %.2f MB, mixc stats' peak %.2f MB\n",
+               support_base(path), extra, held / 1e6, arena / 1e6, stats->total.peak_bytes / 1e6);
+        CHECK_MSG(held <= 1.1 * arena, "%s %s: the cpu backend held %.0f bytes of activations, arena %.0f",
+                  support_base(path), extra, held, arena);
+    }
+    mx_stats_free(stats);
+    mx_compiled_free(cpu);
+    mx_model_free(m);
+}
+
 static uint64_t seed = 7;
 
 static void each_model(const char *path) {
     compare(path, NULL, 1e-4, seed++);
     compare(path, "dtype=bf16", 2e-2, seed++);
+    compare(path, "dtype=f16", 2e-2, seed++);
 }
 
 int main(void) {
@@ -80,5 +103,7 @@ int main(void) {
         return 77;
     }
     support_each_file(MIXC_SOURCE_DIR "/models", ".json", each_model);
+    check_memory(MIXC_SOURCE_DIR "/models/mamba-block.json", "dtype=f32");
+    check_memory(MIXC_SOURCE_DIR "/models/mamba-block.json", "dtype=bf16");
     return check_summary();
 }
