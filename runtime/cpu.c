@@ -51,6 +51,8 @@ typedef struct {
     double jit_ms;
     bool from_cache;
     size_t copies_peak; /* the most bytes of f32 copies of f16 / bf16 matmul operands held */
+    double *group_ms;   /* MIXC_DEBUG >= 2: each group's time over all runs, reported at close */
+    int runs;           /* of group 0: the forward passes timed */
 } cpu_state;
 
 static double now_ms(void) {
@@ -289,8 +291,35 @@ static mx_status cpu_launch(void *ctx, int group, const mx_kernel *k, void **par
         return mx_fail(d, MX_ERR_INVALID, "cpu: group %d: %lld blocks, more than a grid holds", group,
                        (long long)ck->blocks);
     launch_task t = {ck->fn, params, (int32_t)ck->blocks};
+    double t0 = s->group_ms ? now_ms() : 0;
     mx_cpu_pool_run(s->pool, ck->blocks, ck->grain, run_blocks, &t);
+    if (s->group_ms)
+        s->group_ms[group] += now_ms() - t0, s->runs += group == 0;
     return MX_OK;
+}
+
+/* MIXC_DEBUG >= 2: the groups that took longest, per forward pass. */
+static void report_times(const cpu_state *s) {
+    const mx_program *p = s->p;
+    double total = 0;
+    for (int g = 0; g < p->n_groups; g++)
+        total += s->group_ms[g];
+    int runs = s->runs > 0 ? s->runs : 1;
+    fprintf(stderr, "mixc: cpu: %.3f ms per forward pass in %d groups; the longest:\n", total / runs, p->n_groups);
+    bool *shown = calloc((size_t)p->n_groups + 1, sizeof *shown);
+    for (int i = 0; shown && i < 12 && i < p->n_groups; i++) {
+        int worst = -1;
+        for (int g = 0; g < p->n_groups; g++)
+            if (!shown[g] && (worst < 0 || s->group_ms[g] > s->group_ms[worst]))
+                worst = g;
+        shown[worst] = true;
+        const mx_kernel *k = mx_module_kernel(&s->walk.m, worst);
+        fprintf(stderr, "  group %4d %-8s %9.3f ms %5.1f%%  %lld blocks%s\n", worst,
+                mx_fusion_names[p->groups[worst].kind], s->group_ms[worst] / runs,
+                total > 0 ? 100 * s->group_ms[worst] / total : 0, (long long)s->kernels[worst].blocks,
+                k && k->block[0] > 1 && k->block[0] <= (unsigned)vector_lanes(s->t) ? " (lanes)" : "");
+    }
+    free(shown);
 }
 
 /* ---- matmuls ------------------------------------------------------------------------------- */
@@ -379,8 +408,18 @@ static void product(const mx_gemm *gm, int64_t m, f32_mat a, f32_mat b, f32_mat 
         }
 }
 
+static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d);
+
 static mx_status cpu_matmul(void *ctx, const mx_exec *x, int group, mx_diag *d) {
     cpu_state *s = ctx;
+    double t0 = s->group_ms ? now_ms() : 0;
+    mx_status st = matmul(s, x, group, d);
+    if (s->group_ms)
+        s->group_ms[group] += now_ms() - t0, s->runs += group == 0;
+    return st;
+}
+
+static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
     const mx_gemm *gm = &s->gemms[group];
     if (gm->y.trans)
         return mx_fail(d, MX_ERR_INVALID, "cpu: group %d (matmul): a transposed result is not supported", group);
@@ -455,6 +494,9 @@ static mx_tiles cpu_tiles(const mx_target *t, const mx_program *p, int g) {
 
 static void cpu_close(void *state) {
     cpu_state *s = state;
+    if (s->group_ms && s->runs > 0)
+        report_times(s);
+    free(s->group_ms);
     mx_walk_close(&s->walk);
     mx_cpu_pool_free(s->pool);
     free(s->kernels);
@@ -476,6 +518,7 @@ static mx_status cpu_open(const mx_target *t, const mx_program *p, void **state,
         return mx_fail(d, MX_ERR_NOMEM, "graph %s: out of memory", p->g->name);
     }
     s->t = t, s->p = p;
+    s->group_ms = mx_debug_level() >= 2 ? calloc((size_t)p->n_groups + 1, sizeof *s->group_ms) : NULL;
     for (int g = 0; g < p->n_groups; g++)
         tiles[g] = cpu_tiles(t, p, g);
     mx_status st = mx_cpu_pool_new(t->threads > 0 ? t->threads : 1, &s->pool, d);
