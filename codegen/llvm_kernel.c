@@ -91,7 +91,6 @@ typedef struct {
     LLVMBuilderRef B, entry_b; /* entry_b: allocas at the top of the entry block */
     LLVMTypeRef f32, f16, i1, i16, i32, i64, ptr, vd;
     LLVMValueRef fn;
-    LLVMValueRef math[2][2]; /* the inline exp2 and log1p, [scalar, vector] */
     ty fn_result;
     /* Across lanes (llvm_kernel.h): a block of W > 1 threads runs as W vector
      * lanes; mask is the lanes running the current statement (NULL: all) */
@@ -641,8 +640,10 @@ static ty common(ty a, ty b) {
 
 /* A new internal, always-inlined function float f(float) (or of W-lane
  * vectors), *B at its entry and *x its argument. */
-static LLVMValueRef math_function(lower *L, const char *name, bool vary, LLVMBuilderRef *B, LLVMValueRef *x) {
+static LLVMValueRef math_function(lower *L, const char *kind, bool vary, LLVMBuilderRef *B, LLVMValueRef *x) {
     LLVMTypeRef t = type_of(L, TY_FLOAT, vary);
+    char name[32];
+    snprintf(name, sizeof name, vary ? "%s.v%d" : "%s", kind, L->W);
     LLVMValueRef f = LLVMAddFunction(L->M, name, LLVMFunctionType(t, &t, 1, 0));
     LLVMSetLinkage(f, LLVMInternalLinkage);
     unsigned inl = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
@@ -661,7 +662,7 @@ static LLVMValueRef math_function(lower *L, const char *name, bool vary, LLVMBui
 static LLVMValueRef build_exp2(lower *L, bool vary) {
     LLVMBuilderRef B;
     LLVMValueRef x;
-    LLVMValueRef f = math_function(L, vary ? "mx_exp2.v" : "mx_exp2", vary, &B, &x);
+    LLVMValueRef f = math_function(L, "mx_exp2", vary, &B, &x);
     LLVMTypeRef ft = LLVMTypeOf(x), it = type_of(L, TY_INT, vary);
 #define K(c) const_as(ft, c)
     x = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, x, K(127.99f), ""), K(127.99f), x, "");
@@ -692,7 +693,7 @@ static LLVMValueRef build_exp2(lower *L, bool vary) {
 static LLVMValueRef build_log1p(lower *L, bool vary) {
     LLVMBuilderRef B;
     LLVMValueRef x;
-    LLVMValueRef f = math_function(L, vary ? "mx_log1p.v" : "mx_log1p", vary, &B, &x);
+    LLVMValueRef f = math_function(L, "mx_log1p", vary, &B, &x);
     LLVMTypeRef ft = LLVMTypeOf(x), it = type_of(L, TY_INT, vary);
 #define K(c) const_as(ft, c)
 #define I(c) const_as(it, c)
@@ -728,13 +729,15 @@ static LLVMValueRef build_log1p(lower *L, bool vary) {
     return f;
 }
 
-/* math[k] of x's shape: 0 exp2, 1 log1p (built on first use). */
+/* 0 exp2, 1 log1p, of x's shape (built on first use). */
 static LLVMValueRef inline_math(lower *L, int k, LLVMValueRef x) {
     bool vary = varying(x);
-    LLVMValueRef *f = &L->math[k][vary];
-    if (!*f)
-        *f = k == 0 ? build_exp2(L, vary) : build_log1p(L, vary);
-    return LLVMBuildCall2(L->B, LLVMGlobalGetValueType(*f), *f, &x, 1, "");
+    char name[32];
+    snprintf(name, sizeof name, vary ? "%s.v%d" : "%s", k == 0 ? "mx_exp2" : "mx_log1p", L->W);
+    LLVMValueRef f = LLVMGetNamedFunction(L->M, name);
+    if (!f)
+        f = k == 0 ? build_exp2(L, vary) : build_log1p(L, vary);
+    return LLVMBuildCall2(L->B, LLVMGlobalGetValueType(f), f, &x, 1, "");
 }
 
 /* ---- builtins --------------------------------------------------------------------------- */

@@ -473,12 +473,14 @@ static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
 /* ---- the backend ------------------------------------------------------------------------------ */
 
 /* The tiles of group g (llvm_kernel.h). A scan: the lanes decomposition
- * with one lane per row and a vector's worth of rows (channels) per block,
- * which the lowering runs as vector lanes, each row's states in registers;
- * the rows of a block must share (b, g) (so B and C are staged once for
- * them and no block runs past the last row), else one row per block. Row
- * kernels' thread count is only checked, the CPU running each row's loops
- * whole. */
+ * with one lane per row and up to a vector's worth of rows (channels) per
+ * block, which the lowering runs as vector lanes, each row's states in
+ * registers. No block may run past the last row (a return only some lanes
+ * take), so the lanes divide the rows: the most that divide a group's
+ * channels (15 of ViM2-T's 150), whose rows share (b, g) and stage B and C
+ * once per block; else, when more do, the most that divide all the rows
+ * (each lane then gathers its own B and C). Row kernels' thread count is
+ * only checked, the CPU running each row's loops whole. */
 static mx_tiles cpu_tiles(const mx_target *t, const mx_program *p, int g) {
     mx_tiles tiles = {.threads = 32, .items = 1, .channels = 1, .lanes_per_state = 1, .vector = 1};
     if (p->groups[g].kind != MX_FUSE_SCAN)
@@ -486,8 +488,14 @@ static mx_tiles cpu_tiles(const mx_target *t, const mx_program *p, int g) {
     int lanes = vector_lanes(t);
     mx_scan_plan sp;
     mx_diag ignored;
-    bool shared = mx_scan_plan_fill(p, g, &sp, &ignored) == MX_OK && (sp.Ch / sp.G) % lanes == 0;
-    tiles.threads = tiles.channels = shared ? lanes : 1;
+    if (mx_scan_plan_fill(p, g, &sp, &ignored) != MX_OK)
+        lanes = 1;
+    int staged = lanes, any = lanes;
+    while (staged > 1 && (sp.Ch / sp.G) % staged)
+        staged--;
+    while (any > 1 && (sp.Bt * sp.Ch) % any)
+        any--;
+    tiles.threads = tiles.channels = 2 * staged > lanes || staged >= any ? staged : any;
     tiles.items = 64;
     return tiles;
 }
