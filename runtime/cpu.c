@@ -199,8 +199,10 @@ static mx_status cpu_copy(void *ctx, void *dst, const void *src, size_t bytes, m
 
 /* The blocks of group k's kernel: a row kernel and the scan run the grid the
  * emitter chose (rows, rows of channels); an element kernel strides its
- * grid over the elements, so a grid of one block per element of its largest
- * value makes each block one element (and the thread shares contiguous). */
+ * grid over the elements, so a grid of one block per element (per vector of
+ * elements, when its block's threads run as lanes) of its largest value
+ * makes each block one element or vector (and the thread shares
+ * contiguous). */
 static void size_kernel(const cpu_state *s, int group, const mx_kernel *k, cpu_kernel *ck) {
     const mx_program *p = s->p;
     const mx_group *gr = &p->groups[group];
@@ -217,8 +219,9 @@ static void size_kernel(const cpu_state *s, int group, const mx_kernel *k, cpu_k
             most = c > most ? c : most;
         }
     }
-    ck->blocks = most;
-    ck->grain = 4096;
+    int lanes = k->block[0] <= (unsigned)vector_lanes(s->t) ? (int)k->block[0] : 1; /* as vector lanes */
+    ck->blocks = (most + lanes - 1) / lanes;
+    ck->grain = 4096 / lanes;
 }
 
 static mx_status cpu_load(void *ctx, const mx_program *p, const mx_module *m, mx_diag *d) {
@@ -480,12 +483,15 @@ static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
  * channels (15 of ViM2-T's 150), whose rows share (b, g) and stage B and C
  * once per block; else, when more do, the most that divide all the rows
  * (each lane then gathers its own B and C). Row kernels' thread count is
- * only checked, the CPU running each row's loops whole. */
+ * only checked, the CPU running each row's loops whole; element kernels
+ * (elementwise chains, convs) run a vector's worth of elements per block. */
 static mx_tiles cpu_tiles(const mx_target *t, const mx_program *p, int g) {
     mx_tiles tiles = {.threads = 32, .items = 1, .channels = 1, .lanes_per_state = 1, .vector = 1};
+    int lanes = vector_lanes(t);
+    if (p->groups[g].kind == MX_FUSE_ELEMWISE || p->groups[g].kind == MX_FUSE_CONV)
+        tiles.threads = lanes; /* a vector of elements per block */
     if (p->groups[g].kind != MX_FUSE_SCAN)
         return tiles;
-    int lanes = vector_lanes(t);
     mx_scan_plan sp;
     mx_diag ignored;
     if (mx_scan_plan_fill(p, g, &sp, &ignored) != MX_OK)
