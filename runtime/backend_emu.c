@@ -8,6 +8,7 @@
 #include "backend.h"
 #include "emu.h"
 #include "exec.h"
+#include "tune.h"
 
 typedef struct {
     mx_module m;
@@ -27,8 +28,12 @@ static mx_status emu_open(const mx_target *t, const mx_program *p, void **state,
     emu_state *s = calloc(1, sizeof *s);
     if (!s)
         return mx_fail(d, MX_ERR_NOMEM, "graph %s: out of memory", p->g->name);
-    mx_codegen_options co = {.target = t};
-    mx_status st = mx_codegen(p, &co, &s->m, d);
+    mx_tiles *tiles;
+    mx_status st = mx_tune_tiles(p, t, &tiles, d);
+    mx_codegen_options co = {.target = t, .tiles = tiles};
+    if (st == MX_OK)
+        st = mx_codegen(p, &co, &s->m, d);
+    free(tiles);
     s->dev = mx_exec_emu_device(&s->mod);
     if (st == MX_OK)
         st = mx_exec_open(p, &s->m, &s->dev, NULL, &s->x, d);
@@ -53,4 +58,5 @@ static mx_status emu_download(void *state, mx_buffers *b, mx_diag *d) {
 }
 
 const mx_backend mx_backend_emu = {MX_DEVICE_EMU, emu_open,     emu_upload, emu_forward,
-                                   emu_sync,      emu_download, NULL,       emu_close};
+                                   emu_sync,      emu_download, NULL,       emu_close,
+                                   NULL,          NULL};

@@ -30,6 +30,7 @@
 #include "exec.h"
 #include "gemm.h"
 #include "llvm_kernel.h"
+#include "tune.h"
 
 /* void kernel(void **params, int64_t lo, int64_t hi, int32_t grid) */
 typedef void (*kernel_fn)(void **params, int64_t lo, int64_t hi, int32_t grid);
@@ -250,6 +251,8 @@ static mx_status cpu_load(void *ctx, const mx_program *p, const mx_module *m, mx
             return llvm_error(err, k->name, d);
         s->kernels[g].fn = (kernel_fn)(uintptr_t)addr;
         size_kernel(s, g, k, &s->kernels[g]);
+        if (k->tiles.tasks > 0) /* tuned: that many shares of the pool */
+            s->kernels[g].grain = s->kernels[g].blocks / k->tiles.tasks > 1 ? s->kernels[g].blocks / k->tiles.tasks : 1;
     }
     s->jit_ms = now_ms() - t0;
     if (mx_debug_level() >= 1)
@@ -385,9 +388,9 @@ static mx_status cpu_matmul(void *ctx, const mx_exec *x, int group, mx_diag *d) 
  * decomposition with one lane and one row per block, which keeps a row's
  * states in one thread's registers; row kernels' thread count is only
  * checked, the CPU running each row's loops whole. */
-static mx_tiles cpu_tiles(mx_fusion kind) {
+static mx_tiles cpu_tiles(const mx_target *target, const mx_program *p, int group) {
     mx_tiles t = {.threads = 32, .items = 1, .channels = 1, .lanes_per_state = 1, .vector = 1};
-    if (kind == MX_FUSE_SCAN)
+    if (p->groups[group].kind == MX_FUSE_SCAN)
         t.threads = 1, t.items = 64;
     return t;
 }
@@ -404,22 +407,21 @@ static void cpu_close(void *state) {
 
 static mx_status cpu_open(const mx_target *t, const mx_program *p, void **state, mx_diag *d) {
     cpu_state *s = calloc(1, sizeof *s);
-    mx_tiles *tiles = calloc((size_t)p->n_groups + 1, sizeof *tiles);
+    mx_tiles *tiles = NULL;
     if (s) {
         s->kernels = calloc((size_t)p->n_groups + 1, sizeof *s->kernels);
         s->gemms = calloc((size_t)p->n_groups + 1, sizeof *s->gemms);
     }
-    if (!s || !tiles || !s->kernels || !s->gemms) {
-        free(tiles);
+    if (!s || !s->kernels || !s->gemms) {
         if (s)
             free(s->kernels), free(s->gemms), free(s);
         return mx_fail(d, MX_ERR_NOMEM, "graph %s: out of memory", p->g->name);
     }
     s->t = t, s->p = p;
-    for (int g = 0; g < p->n_groups; g++)
-        tiles[g] = cpu_tiles(p->groups[g].kind);
+    mx_status st = mx_tune_tiles(p, t, &tiles, d);
     mx_codegen_options co = {.target = t, .tiles = tiles};
-    mx_status st = mx_codegen(p, &co, &s->m, d);
+    if (st == MX_OK)
+        st = mx_codegen(p, &co, &s->m, d);
     free(tiles);
     if (st == MX_OK)
         st = mx_cpu_pool_new(t->threads > 0 ? t->threads : 1, &s->pool, d);
@@ -450,5 +452,17 @@ static mx_status cpu_download(void *state, mx_buffers *b, mx_diag *d) {
     return mx_exec_download(((cpu_state *)state)->x, b, d);
 }
 
-const mx_backend mx_backend_cpu = {MX_DEVICE_CPU, cpu_open,     cpu_upload, cpu_forward,
-                                   cpu_sync,      cpu_download, NULL,       cpu_close};
+/* Wall time of group's launches, without flushing caches: in a forward
+ * pass a kernel mostly reads what the group before it just wrote. */
+static mx_status cpu_time_group(void *state, int group, int runs, double *ms, mx_diag *d) {
+    cpu_state *s = state;
+    for (int i = 0; i < runs; i++) {
+        double t0 = now_ms();
+        MX_TRY(mx_exec_group(s->x, group, d));
+        ms[i] = now_ms() - t0;
+    }
+    return MX_OK;
+}
+
+const mx_backend mx_backend_cpu = {MX_DEVICE_CPU, cpu_open,     cpu_upload, cpu_forward,    cpu_sync,
+                                   cpu_download,  NULL,         cpu_close,  cpu_time_group, cpu_tiles};
