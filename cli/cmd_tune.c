@@ -14,7 +14,7 @@ static const cli_option options[] = {
     {"--kernels", CLI_VALUE, "PATTERN", "only kernels whose function name or kind matches this glob:\n'*scan*', 'norm'"},
     {"--model-only", CLI_FLAG, NULL, "GPU targets: rank candidates by the roofline estimate of the host\nemulation's "
                                      "profile (no GPU needed; stored as modelled)"},
-    {"--repeats", CLI_VALUE, "N", "timed runs per candidate after one warm-up (default 9)"},
+    {"--repeats", CLI_VALUE, "N", "timed runs per candidate after one warm-up (default 5)"},
     {"--seed", CLI_VALUE, "N", "seed of the random inputs of the checks (default: from the clock)"},
     {"--show", CLI_FLAG, NULL, "print the database as a table (no FILE needed)"},
     {"--merge", CLI_LIST, "FILE", "merge databases into -o FILE (repeatable; no FILE needed)"},

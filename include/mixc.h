@@ -285,7 +285,7 @@ typedef struct {
     const char *kernels; /* only kernels whose function name or kind matches this glob ("*scan*"); NULL: all */
     int model_only;      /* rank by the roofline estimate (emu or cuda targets) */
     uint64_t seed;       /* of the random inputs */
-    int repeats;         /* timed runs per candidate, 0: 9 */
+    int repeats;         /* timed runs per candidate, 0: 5 */
     FILE *progress;      /* a bar on a terminal, else plain lines; NULL: silent */
 } mx_tune_options;
 

@@ -73,6 +73,10 @@ static mx_status cuda_download(void *state, mx_buffers *b, mx_diag *d) {
     return MX_OK;
 }
 
+static mx_status cuda_time_group(void *state, int group, int runs, double *ms, mx_diag *d) {
+    return mx_gpu_time_group(((cuda_state *)state)->gp, group, runs, ms, d);
+}
+
 const mx_backend mx_backend_cuda = {MX_DEVICE_CUDA, cuda_open,     cuda_upload, cuda_forward,
                                     cuda_sync,      cuda_download, NULL,        cuda_close,
-                                    NULL,           NULL};
+                                    cuda_time_group, NULL};

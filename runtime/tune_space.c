@@ -104,8 +104,8 @@ void mx_tune_space_fill(const mx_program *p, int group, const mx_target *t, cons
         g[0] = (grid){.fixed = *base};
         axis_add(&g[0], F_TASKS, tasks, n_tasks);
         if (kind == MX_FUSE_SCAN) {
-            static const int items[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
-            axis_add(&g[0], F_ITEMS, items, 9);
+            static const int items[] = {2, 4, 8, 16, 32, 64, 128};
+            axis_add(&g[0], F_ITEMS, items, 7);
         }
         n_grids = 1;
     } else if (kind == MX_FUSE_SCAN) {
