@@ -264,9 +264,11 @@ static mx_status open_append(const char *path, int *fd, mx_diag *d) {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
+    mx_diag why;
     if (slash && slash != dir) {
         *slash = 0;
-        MX_TRY(mx_make_dirs(dir, d));
+        if (mx_make_dirs(dir, &why) != MX_OK)
+            return mx_fail(d, MX_ERR_IO, "tuning database %s: cannot write: %s", path, why.msg);
     }
     *fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     return *fd >= 0 ? MX_OK : mx_fail(d, MX_ERR_IO, "tuning database %s: cannot write: %s", path, strerror(errno));
