@@ -536,8 +536,8 @@ static mx_status search(tuner *tu, mx_diag *d) {
     mx_status st = MX_OK;
     for (int round = 0; st == MX_OK; round++) {
         int n = 0;
-        if (tu->o->budget_s > 0 && round > 0 && mx_progress_now() - tu->start > tu->o->budget_s)
-            for (int c = 0; c < tu->n_k; c++) /* the budget is spent: the rest of the queues is not tried */
+        if (tu->o->budget_s > 0 && round > 1 && mx_progress_now() - tu->start > tu->o->budget_s)
+            for (int c = 0; c < tu->n_k; c++) /* spent (after the default and one candidate): the rest is not tried */
                 tu->k[c].head = tu->k[c].n_queue, tu->k[c].best_before_beam = -1;
         for (int c = 0; c < tu->n_k; c++) {
             kernel_search *ks = &tu->k[c];
