@@ -25,6 +25,7 @@
 
 #include "backend.h"
 #include "exec.h"
+#include "gpu.h"
 #include "profile.h"
 #include "progress.h"
 #include "tune.h"
@@ -54,6 +55,7 @@ typedef struct {
     int current;            /* the space index in the round, -1: none */
     int from[MX_TUNE_MAX_CANDIDATES]; /* per candidate: its space index */
     bool confirming;        /* the round re-times the best against the default */
+    int default_spills;     /* modelled: bytes the default spills (a candidate may not spill more) */
     bool done, written;
 } kernel_search;
 
@@ -245,22 +247,26 @@ static void round_tiles(const tuner *tu, const bool *in, mx_tiles *tiles) {
 
 /* The modelled time of a kernel: the roofline of the bytes its sectors move
  * (so that coalescing counts) and its exps, over the share of the GPU's
- * resident threads its launch fills. */
+ * resident threads its launch fills with work (at most one thread per f32
+ * element it stores). */
 static double modelled_ms(const mx_target *t, const mx_kernel *k, const mx_kernel_profile *kp) {
     const mx_emu_counters *c = &kp->c;
     double bytes = 32.0 * (double)(c->sectors[MX_EMU_LOAD] + c->sectors[MX_EMU_STORE]);
     double s = bytes / t->bytes_per_s > (double)c->exps / t->exps_per_s ? bytes / t->bytes_per_s
                                                                           : (double)c->exps / t->exps_per_s;
     double threads = (double)k->grid[0] * k->grid[1] * k->grid[2] * k->block[0] * k->block[1] * k->block[2];
-    double fill = threads / ((double)t->sm_count * t->max_threads_per_sm);
+    double outputs = (double)c->unique_bytes[MX_EMU_STORE] / 4; /* a thread that stores nothing idles */
+    double fill = (threads < outputs ? threads : outputs) / ((double)t->sm_count * t->max_threads_per_sm);
     return 1e3 * s / (fill < 1 ? fill : 1);
 }
 
 /* The outputs of a program with tiles: a forward pass on the device, or
  * under the emulation (modelled). On success *state is the open program
- * (measured), or est[g] each group's modelled time. */
+ * (measured), or est[g] each group's modelled time and spills[g] the bytes
+ * its kernel spills as NVRTC compiles it for the target (INT32_MAX: its
+ * registers leave no room for one block on an SM). */
 static mx_status run_program(tuner *tu, const mx_tiles *tiles, mx_buffers *out, void **state, double *est,
-                             mx_diag *d) {
+                             int *spills, mx_diag *d) {
     mx_compiled_set_tiles(tu->c, tiles);
     mx_status st;
     if (tu->o->model_only) {
@@ -268,13 +274,21 @@ static mx_status run_program(tuner *tu, const mx_tiles *tiles, mx_buffers *out, 
         mx_module m;
         st = mx_codegen(tu->p, &co, &m, d);
         mx_profile pr = {0};
+        mx_cubin cubin = {0};
+        if (st == MX_OK) /* NVRTC's resource report: no GPU needed */
+            st = mx_gpu_compile(&m, tu->p->g->name, tu->t.sm, &cubin, d);
         if (st == MX_OK)
             st = mx_profile_run(tu->p, &m, &tu->t, tu->pb, &pr, d);
         for (int g = 0; st == MX_OK && g < tu->p->n_groups; g++) {
             const mx_kernel *k = mx_module_kernel(&m, g);
             const mx_kernel_profile *kp = mx_profile_kernel(&pr, g);
+            const mx_kernel_usage *u = k ? mx_cubin_kernel(&cubin, k->name) : NULL;
             est[g] = k && kp ? modelled_ms(&tu->t, k, kp) : 0;
+            spills[g] = u ? u->spill_stores + u->spill_loads : 0;
+            if (u && (int64_t)u->registers * k->block[0] * k->block[1] * k->block[2] > tu->t.regs_per_sm)
+                spills[g] = INT32_MAX; /* not one block fits an SM */
         }
+        mx_cubin_free(&cubin);
         if (st == MX_OK)
             st = mx_exec_emu(tu->p, &m, out, d);
         mx_profile_free(&pr);
@@ -395,15 +409,16 @@ static mx_status run_round(tuner *tu, bool *in, mx_diag *d) {
     mx_tiles *tiles = malloc(((size_t)tu->p->n_groups + 1) * sizeof *tiles);
     mx_buffers *out = output_buffers(tu);
     double *est = calloc((size_t)tu->p->n_groups + 1, sizeof *est);
-    if (!tiles || !out || !est) {
-        free(tiles), free(est);
+    int *spills = calloc((size_t)tu->p->n_groups + 1, sizeof *spills);
+    if (!tiles || !out || !est || !spills) {
+        free(tiles), free(est), free(spills);
         mx_buffers_free(out);
         return mx_fail(d, MX_ERR_NOMEM, "tune: out of memory");
     }
     round_tiles(tu, in, tiles);
     void *state = NULL;
     mx_diag why;
-    mx_status st = run_program(tu, tiles, out, &state, est, &why);
+    mx_status st = run_program(tu, tiles, out, &state, est, spills, &why);
     bool ok = st == MX_OK && (!tu->want || outputs_match(tu->p, out, tu->want));
     if (st == MX_ERR_NOMEM || (!tu->want && !ok)) { /* out of memory, or the defaults do not run */
         *d = why;
@@ -456,6 +471,10 @@ static mx_status run_round(tuner *tu, bool *in, mx_diag *d) {
             }
             mx_tune_candidate *cand = new_candidate(ks, MX_CAND_OK);
             if (tu->o->model_only) {
+                if (cand == ks->rec.candidates)
+                    ks->default_spills = spills[ks->rep];
+                else if (spills[ks->rep] > ks->default_spills) /* pruned by the compiler's report */
+                    cand->status = MX_CAND_INVALID;
                 cand->ms = est[ks->rep];
                 double base = ks->rec.candidates[0].ms;
                 cand->ratio = base > 0 ? cand->ms / base : 1;
@@ -470,6 +489,7 @@ static mx_status run_round(tuner *tu, bool *in, mx_diag *d) {
     mx_buffers_free(out);
     free(tiles);
     free(est);
+    free(spills);
     return st;
 }
 
