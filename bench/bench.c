@@ -141,7 +141,7 @@ mx_status bench_save_tensors(const char *path, const bench_tensor *t, int n, mx_
 }
 
 /* The commit the binary's source tree is at, "-dirty" when it has changes. */
-static void git_commit(char *buf, size_t size) {
+void bench_git_commit(char *buf, size_t size) {
     snprintf(buf, size, "unknown");
     FILE *p = popen("git -C " MIXC_SOURCE_DIR " rev-parse HEAD 2>/dev/null", "r");
     if (p && fgets(buf, (int)size, p))
@@ -173,7 +173,7 @@ static bool bench_json_open(bench *b, bench_json *j) {
     }
     char host[256] = "unknown", commit[128], when[64];
     gethostname(host, sizeof host - 1);
-    git_commit(commit, sizeof commit);
+    bench_git_commit(commit, sizeof commit);
     time_t now = time(NULL);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     int nv_major, nv_minor;

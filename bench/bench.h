@@ -32,6 +32,9 @@ mx_status bench_time(bench *b, mx_gpu_program *gp, bool graphs, int warmup, int 
  * GPU's sm; mx_gpu_load then loads it with its inputs and params. */
 mx_status bench_compile(bench *b, mx_graph *g, mx_program **p, mx_module *m, mx_diag *d);
 
+/* The commit the source tree is at, "-dirty" when it has changes. */
+void bench_git_commit(char *buf, size_t size);
+
 /* Writes f32 tensors as safetensors to path (through path.tmp and a rename). */
 typedef struct {
     const char *name;

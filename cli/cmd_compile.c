@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "codegen.h"
 #include "gpu.h"
+#include "tune.h"
 
 static void list_kernels(const mx_module *m, const mx_target *t) {
     printf("kernels (%s, sm_%d, default tiles):\n", t->name, t->sm);
@@ -88,9 +89,11 @@ static int run(const cli_args *a) {
         printf("\n");
     }
     if (p && p->planned && p->n_groups) {
-        mx_codegen_options co = {.target = &t};
-        mx_module m;
-        if (mx_codegen(p, &co, &m, &d) != MX_OK) {
+        mx_tiles *tiles = NULL; /* the tuning database's, as a compile for t takes them */
+        mx_module m = {0};
+        mx_status st = mx_tune_tiles(p, &t, &tiles, &d);
+        mx_codegen_options co = {.target = &t, .tiles = tiles};
+        if (st != MX_OK || mx_codegen(p, &co, &m, &d) != MX_OK) {
             status = cli_fail("%s", d.msg);
         } else {
             if (source)
@@ -101,6 +104,7 @@ static int run(const cli_args *a) {
                 list_kernels(&m, &t);
             mx_module_free(&m);
         }
+        free(tiles);
     } else if (p && (source || cubin)) {
         status = cli_fail("%s: no kernels to generate: code generation needs the fuse and plan passes", in.path);
     }

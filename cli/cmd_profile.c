@@ -1,11 +1,13 @@
 /* cmd_profile.c: mixc profile: what each generated kernel does, counted by
  * the host emulation, against its minimum and the target's roofline
  * (docs/profile.md). No GPU is needed. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
 #include "cli.h"
 #include "profile.h"
+#include "tune.h"
 
 static int run(const cli_args *a) {
     const char *device = cli_value(a, "--device");
@@ -29,10 +31,13 @@ static int run(const cli_args *a) {
         return cli_fail("%s", d.msg);
     }
     const mx_program *p = mx_compiled_program(c);
-    mx_codegen_options co = {.target = &t};
+    mx_tiles *tiles = NULL; /* the tuning database's, as a compile for t takes them */
     mx_module m = {0};
     mx_profile pr = {0};
-    mx_status st = mx_codegen(p, &co, &m, &d);
+    mx_status st = mx_tune_tiles(p, &t, &tiles, &d);
+    mx_codegen_options co = {.target = &t, .tiles = tiles};
+    if (st == MX_OK)
+        st = mx_codegen(p, &co, &m, &d);
     if (st == MX_OK)
         st = mx_profile_run(p, &m, &t, NULL, &pr, &d);
     if (st == MX_OK && cli_flag(a, "--json"))
@@ -41,6 +46,7 @@ static int run(const cli_args *a) {
         mx_profile_print(&pr, stdout);
     mx_profile_free(&pr);
     mx_module_free(&m);
+    free(tiles);
     mx_compiled_free(c);
     cli_unload(&in);
     return st == MX_OK ? CLI_OK : cli_fail("%s", d.msg);

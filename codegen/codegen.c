@@ -263,6 +263,7 @@ static mx_status generate(const mx_program *p, const mx_codegen_options *o, cons
         st = mx_fail(d, MX_ERR_NOMEM, "group %d: out of memory", group);
     if (st == MX_OK) {
         uint64_t h = hash_str(key);
+        k->identity = h;
         int f = function_find(fs, key, h);
         if (f >= 0) {
             snprintf(k->name, sizeof k->name, "%s", m->kernels[fs->fn[f].kernel].name);

@@ -34,9 +34,10 @@ void mx_text_free(mx_text *t);
 
 /* ---- kernels -------------------------------------------------------------------- */
 
-/* Tile parameters: explicit inputs of every emitter (the tuner chooses them;
- * mx_tiles_default gives the cost model's choice). Unused fields are 0. */
-typedef struct {
+/* Tile parameters: explicit inputs of every emitter (the tuner chooses them,
+ * runtime/tune.h; mx_tiles_default gives the cost model's choice). Unused
+ * fields are 0. */
+typedef struct mx_tiles {
     int threads;           /* threads per block */
     int items;             /* items per thread (chunk length of a chunked scan) */
     int channels;          /* channels per block (scan) */
@@ -44,6 +45,8 @@ typedef struct {
     int vector;            /* vector width of loads and stores (1, 2, 4) */
     int chunked;           /* scan: 0 one state per lane walking L, 1 chunked block scan */
     int min_blocks;        /* __launch_bounds__ min blocks per SM, 0: none */
+    int tasks;             /* CPU: the pool's threads a launch is split over, 0: the backend's
+                              choice (the source does not depend on it) */
 } mx_tiles;
 
 typedef struct {
@@ -64,6 +67,11 @@ typedef struct {
     mx_kernel_arg *args;  /* kernelParams order: one buffer pointer per arg (no scalars:
                              shapes are compiled in) */
     int n_args;
+    /* What the tuning database keys the kernel by (runtime/tune.h): a hash
+     * of the function as the tiles asked for generate it (parameter types,
+     * launch bounds, body; shapes are compiled in), the key that makes
+     * identical kernels share one function. */
+    uint64_t identity;
     mx_cost floor;        /* bytes moved (materialised traffic only) and exps, for % of roofline */
     int program;          /* the program (mx_module.programs) that defines its function */
     /* Switch of Scans pruning (mx_codegen_options.prune_scans): the scans

@@ -713,6 +713,7 @@ static mx_status check_tiles(scan_ctx *x, const mx_tiles *given, mx_diag *d) {
             x->t.channels = t->channels ? t->channels : t->threads / x->t.lanes_per_state;
         x->t.min_blocks = t->min_blocks;
     }
+    x->t.tasks = t->tasks;
     int group = x->e->group;
     if (x->t.chunked) {
         if (x->t.threads < 32 || x->t.threads > 1024 || x->t.threads % 32 || x->t.items < 1 || x->t.items > 64)

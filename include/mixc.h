@@ -268,6 +268,45 @@ const float *mx_output(const mx_compiled *c, const char *name);
 mx_status mx_get_output(const mx_compiled *c, const char *name, void *data, mx_dtype dtype, size_t bytes,
                         mx_diag *d);
 
+/* ---- tuning (docs/tune.md) --------------------------------------------------------- */
+
+/* Searches the tiles of c's distinct generated kernels on c's target and
+ * appends what it found to the tuning database, which later compiles on the
+ * same target read (MIXC_NO_TUNE=1 ignores it). c must have its params bound
+ * (mx_init_weights, ...); its inputs are replaced by fresh random numbers of
+ * o->seed. cpu (and cuda) time every candidate after warm-up, the median of
+ * repeats, each against the default side by side; model_only ranks GPU
+ * candidates by the roofline estimate of the host emulation's profile, no
+ * GPU needed (c compiled with no_load then). A candidate wins only when the
+ * model's outputs with it matched the default's. */
+typedef struct {
+    const char *db;      /* the database file; NULL: MIXC_TUNE_DB, else tune.jsonl in the kernel cache */
+    double budget_s;     /* wall time for the search, 0: none (every space searched to its end) */
+    const char *kernels; /* only kernels whose function name or kind matches this glob ("*scan*"); NULL: all */
+    int model_only;      /* rank by the roofline estimate (emu or cuda targets) */
+    uint64_t seed;       /* of the random inputs */
+    int repeats;         /* timed runs per candidate, 0: 5 */
+    FILE *progress;      /* a bar on a terminal, else plain lines; NULL: silent */
+} mx_tune_options;
+
+typedef struct {
+    int kernels;       /* distinct kernels tuned */
+    int improved;      /* of those, where a candidate beat the default */
+    int candidates;    /* candidates timed or modelled */
+    double seconds;    /* wall time of the search */
+    double default_ms; /* sums over the kernels' groups, per forward pass: defaults */
+    double tuned_ms;   /* the winners */
+    char db[1024];     /* the database written */
+} mx_tune_summary;
+
+mx_status mx_tune(mx_compiled *c, const mx_tune_options *o, mx_tune_summary *out, mx_diag *d);
+/* The database as a table (path NULL: the default one); corrupt lines are
+ * said on stderr with file:line and skipped. */
+mx_status mx_tune_show(const char *path, FILE *out, mx_diag *d);
+/* The valid records of n databases into out (written whole, then renamed;
+ * a record in several inputs is kept once). */
+mx_status mx_tune_merge(const char *const *in, int n, const char *out, mx_diag *d);
+
 #ifdef __cplusplus
 }
 #endif

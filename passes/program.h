@@ -59,6 +59,10 @@ typedef struct mx_program {
      * the nodes that realise them) and plan reuses nothing (every value its
      * own buffer, nothing in place); the program still runs on every device. */
     bool no_merge, no_reuse;
+    /* Per group: tiles fixed by the caller (the tuner's candidates), which the
+     * backends take as they are; NULL: the device's defaults, or the tuning
+     * database's winners (mx_tune_tiles, runtime/tune.h). */
+    const struct mx_tiles *tiles;
 } mx_program;
 
 /* ---- the pass table ---------------------------------------------------------- */

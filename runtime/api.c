@@ -376,6 +376,18 @@ static mx_status prepare(mx_compiled *c, mx_diag *d) {
     return MX_OK;
 }
 
+mx_status mx_compiled_bind(mx_compiled *c, mx_buffers **out, mx_diag *d) {
+    MX_TRY(check_given(c, d));
+    MX_TRY(check_finite(c, MX_ROLE_PARAM, d));
+    MX_TRY(check_finite(c, MX_ROLE_INPUT, d));
+    MX_TRY(mx_program_bind_init(c->p, c->src, c->sb, c->pb, d));
+    MX_TRY(bind_inputs(c, d));
+    *out = c->pb;
+    return MX_OK;
+}
+
+void mx_compiled_set_tiles(mx_compiled *c, const mx_tiles *tiles) { c->p->tiles = tiles; }
+
 mx_status mx_run(mx_compiled *c, mx_diag *d) {
     c->ran = false;
     MX_TRY(prepare(c, d));

@@ -11,7 +11,7 @@
 #define MX_BACKEND_H
 
 #include "mixc.h"
-#include "program.h"
+#include "codegen.h"
 
 typedef struct {
     mx_device device;
@@ -30,6 +30,15 @@ typedef struct {
      * forward passes each, in ms, into ms[] (GPU: events). */
     mx_status (*time)(void *state, int runs, double *ms, mx_diag *d);
     void (*close)(void *state);
+    /* Optional (tuning, runtime/tune.h; NULL: not tunable by measurement):
+     * group's kernel run alone `runs` times on the buffers as a forward pass
+     * left them, each run's time in ms[] (GPU: events, the L2 flushed
+     * between runs). */
+    mx_status (*time_group)(void *state, int group, int runs, double *ms, mx_diag *d);
+    /* Optional: the device's default tiles for group (NULL: the cost
+     * model's, mx_tiles_default). Open takes its tiles from mx_tune_tiles,
+     * which starts from these. */
+    mx_tiles (*tiles)(const mx_target *t, const mx_program *p, int group);
 } mx_backend;
 
 /* The backend of a device; NULL when this build has none (cpu without LLVM). */
@@ -42,6 +51,12 @@ extern const mx_backend mx_backend_ref, mx_backend_emu, mx_backend_cuda;
  * compiled model runs and its backend's state. */
 const mx_program *mx_compiled_program(const mx_compiled *c);
 void *mx_compiled_backend_state(const mx_compiled *c);
+/* For the tuner: the program's buffers (inputs and params bound as for a
+ * run, without loading anything: works after a no_load compile), and the
+ * tiles the program is opened with (mx_program.tiles; NULL: the defaults
+ * and the database). */
+mx_status mx_compiled_bind(mx_compiled *c, mx_buffers **out, mx_diag *d);
+void mx_compiled_set_tiles(mx_compiled *c, const mx_tiles *tiles);
 #ifdef MIXC_HAVE_LLVM
 extern const mx_backend mx_backend_cpu;
 /* The most activation memory a cpu backend state has held: the planned

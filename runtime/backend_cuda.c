@@ -8,6 +8,7 @@
 
 #include "backend.h"
 #include "gpu.h"
+#include "tune.h"
 
 typedef struct {
     mx_gpu *gpu;
@@ -34,9 +35,13 @@ static mx_status cuda_open(const mx_target *t, const mx_program *p, void **state
     if (st == MX_OK && mx_gpu_sm(s->gpu) != t->sm)
         st = mx_fail(d, MX_ERR_INVALID, "target %s is sm_%d, but GPU 0 (%s) is sm_%d", t->name, t->sm,
                      s->gpu->cu->name, mx_gpu_sm(s->gpu));
-    mx_codegen_options co = {.target = t};
+    mx_tiles *tiles = NULL;
+    if (st == MX_OK)
+        st = mx_tune_tiles(p, t, &tiles, d);
+    mx_codegen_options co = {.target = t, .tiles = tiles};
     if (st == MX_OK)
         st = mx_codegen(p, &co, &s->m, d);
+    free(tiles);
     if (st == MX_OK)
         st = mx_gpu_load(s->gpu, p, &s->m, NULL, &s->gp, d);
     if (st != MX_OK) {
@@ -68,5 +73,10 @@ static mx_status cuda_download(void *state, mx_buffers *b, mx_diag *d) {
     return MX_OK;
 }
 
+static mx_status cuda_time_group(void *state, int group, int runs, double *ms, mx_diag *d) {
+    return mx_gpu_time_group(((cuda_state *)state)->gp, group, runs, ms, d);
+}
+
 const mx_backend mx_backend_cuda = {MX_DEVICE_CUDA, cuda_open,     cuda_upload, cuda_forward,
-                                    cuda_sync,      cuda_download, NULL,        cuda_close};
+                                    cuda_sync,      cuda_download, NULL,        cuda_close,
+                                    cuda_time_group, NULL};

@@ -8,6 +8,7 @@
 
 #include "backend_walk.h"
 #include "emu.h"
+#include "tune.h"
 
 typedef struct {
     mx_walk walk; /* first: the walk's functions take the state */
@@ -25,8 +26,12 @@ static mx_status emu_open(const mx_target *t, const mx_program *p, void **state,
     if (!s)
         return mx_fail(d, MX_ERR_NOMEM, "graph %s: out of memory", p->g->name);
     s->walk.dev = mx_exec_emu_device(&s->mod);
-    mx_codegen_options co = {.target = t};
-    mx_status st = mx_walk_open(&s->walk, p, &co, d);
+    mx_tiles *tiles = NULL;
+    mx_status st = mx_tune_tiles(p, t, &tiles, d);
+    mx_codegen_options co = {.target = t, .tiles = tiles};
+    if (st == MX_OK)
+        st = mx_walk_open(&s->walk, p, &co, d);
+    free(tiles);
     if (st != MX_OK) {
         emu_close(s);
         return st;
@@ -36,4 +41,5 @@ static mx_status emu_open(const mx_target *t, const mx_program *p, void **state,
 }
 
 const mx_backend mx_backend_emu = {MX_DEVICE_EMU, emu_open,         mx_walk_upload, mx_walk_forward,
-                                   mx_walk_sync,  mx_walk_download, NULL,           emu_close};
+                                   mx_walk_sync,  mx_walk_download, NULL,           emu_close,
+                                   NULL,          NULL};

@@ -83,4 +83,5 @@ static void ref_close(void *state) {
 }
 
 const mx_backend mx_backend_ref = {MX_DEVICE_REF, ref_open,     ref_upload, ref_forward,
-                                   ref_sync,      ref_download, NULL,       ref_close};
+                                   ref_sync,      ref_download, NULL,       ref_close,
+                                   NULL,          NULL};

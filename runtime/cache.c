@@ -164,8 +164,7 @@ static bool entry_path(mx_hash128 key, char *path, size_t size) {
     return n > 0 && (size_t)n < size;
 }
 
-/* mkdir -p. */
-static mx_status make_dirs(const char *dir, mx_diag *d) {
+mx_status mx_make_dirs(const char *dir, mx_diag *d) {
     char buf[PATH_BYTES];
     snprintf(buf, sizeof buf, "%s", dir);
     int err = 0;
@@ -268,7 +267,7 @@ mx_status mx_cache_put(mx_hash128 key, const void *bytes, size_t len, mx_diag *d
     char dir[PATH_BYTES], path[PATH_BYTES], tmp[PATH_BYTES];
     if (!mx_cache_dir(dir, sizeof dir) || !entry_path(key, path, sizeof path))
         return MX_OK;
-    MX_TRY(make_dirs(dir, d));
+    MX_TRY(mx_make_dirs(dir, d));
     snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(tmp); /* unique per writer: concurrent puts never share a file */
     if (fd < 0)

@@ -32,6 +32,9 @@ mx_hash128 mx_hash128_bytes(const void *data, size_t len, uint64_t seed);
  * (MIXC_NO_CACHE set to anything but 0) or no directory can be named. */
 bool mx_cache_dir(char *buf, size_t size);
 
+/* mkdir -p dir. */
+mx_status mx_make_dirs(const char *dir, mx_diag *d);
+
 /* The key of compiling source as mx_nvrtc_compile would. */
 mx_hash128 mx_cache_key(const char *source, const char *name, int sm,
                         const char *const *extra_opts, int n_extra);

@@ -30,6 +30,7 @@
 #include "gemm.h"
 #include "llvm_kernel.h"
 #include "scan_plan.h"
+#include "tune.h"
 
 /* void kernel(void **params, int64_t lo, int64_t hi, int32_t grid) */
 typedef void (*kernel_fn)(void **params, int64_t lo, int64_t hi, int32_t grid);
@@ -261,6 +262,8 @@ static mx_status cpu_load(void *ctx, const mx_program *p, const mx_module *m, mx
             return llvm_error(err, k->name, d);
         s->kernels[g].fn = (kernel_fn)(uintptr_t)addr;
         size_kernel(s, g, k, &s->kernels[g]);
+        if (k->tiles.tasks > 0) /* tuned: that many shares of the pool */
+            s->kernels[g].grain = s->kernels[g].blocks / k->tiles.tasks > 1 ? s->kernels[g].blocks / k->tiles.tasks : 1;
     }
     s->jit_ms = now_ms() - t0;
     if (mx_debug_level() >= 1)
@@ -520,22 +523,21 @@ static void cpu_close(void *state) {
 
 static mx_status cpu_open(const mx_target *t, const mx_program *p, void **state, mx_diag *d) {
     cpu_state *s = calloc(1, sizeof *s);
-    mx_tiles *tiles = calloc((size_t)p->n_groups + 1, sizeof *tiles);
+    mx_tiles *tiles = NULL;
     if (s) {
         s->kernels = calloc((size_t)p->n_groups + 1, sizeof *s->kernels);
         s->gemms = calloc((size_t)p->n_groups + 1, sizeof *s->gemms);
     }
-    if (!s || !tiles || !s->kernels || !s->gemms) {
-        free(tiles);
+    if (!s || !s->kernels || !s->gemms) {
         if (s)
             free(s->kernels), free(s->gemms), free(s);
         return mx_fail(d, MX_ERR_NOMEM, "graph %s: out of memory", p->g->name);
     }
     s->t = t, s->p = p;
     s->group_ms = mx_debug_level() >= 2 ? calloc((size_t)p->n_groups + 1, sizeof *s->group_ms) : NULL;
-    for (int g = 0; g < p->n_groups; g++)
-        tiles[g] = cpu_tiles(t, p, g);
-    mx_status st = mx_cpu_pool_new(t->threads > 0 ? t->threads : 1, &s->pool, d);
+    mx_status st = mx_tune_tiles(p, t, &tiles, d);
+    if (st == MX_OK)
+        st = mx_cpu_pool_new(t->threads > 0 ? t->threads : 1, &s->pool, d);
     if (st == MX_OK) {
         openblas_set_num_threads(t->threads > 0 ? t->threads : 1);
         s->walk.dev = (mx_exec_device){.name = "cpu", .ctx = s, .alloc = cpu_alloc, .release = cpu_release,
@@ -558,5 +560,18 @@ size_t mx_cpu_activation_peak(const void *state) {
     return (size_t)s->p->arena_bytes + s->copies_peak;
 }
 
-const mx_backend mx_backend_cpu = {MX_DEVICE_CPU, cpu_open,         mx_walk_upload, mx_walk_forward,
-                                   mx_walk_sync,  mx_walk_download, NULL,           cpu_close};
+/* Wall time of group's launches, without flushing caches: in a forward
+ * pass a kernel mostly reads what the group before it just wrote. */
+static mx_status cpu_time_group(void *state, int group, int runs, double *ms, mx_diag *d) {
+    cpu_state *s = state;
+    for (int i = 0; i < runs; i++) {
+        double t0 = now_ms();
+        MX_TRY(mx_exec_group(s->walk.x, group, d));
+        ms[i] = now_ms() - t0;
+    }
+    return MX_OK;
+}
+
+const mx_backend mx_backend_cpu = {MX_DEVICE_CPU,  cpu_open,         mx_walk_upload, mx_walk_forward,
+                                   mx_walk_sync,   mx_walk_download, NULL,           cpu_close,
+                                   cpu_time_group, cpu_tiles};

@@ -268,14 +268,17 @@ void mx_exec_close(mx_exec *x) {
 
 /* ---- running ------------------------------------------------------------------------- */
 
-mx_status mx_exec_forward(mx_exec *x, mx_diag *d) {
-    const mx_program *p = x->p;
+mx_status mx_exec_group(mx_exec *x, int k, mx_diag *d) {
     const mx_exec_device *dev = x->dev;
-    for (int k = 0; k < p->n_groups; k++) {
-        if (p->groups[k].kind == MX_FUSE_MATMUL)
-            MX_TRY(dev->matmul(dev->ctx, x, k, d));
-        else
-            MX_TRY(dev->launch(dev->ctx, k, mx_module_kernel(x->m, k), x->params + x->first_arg[k], d));
+    if (x->p->groups[k].kind == MX_FUSE_MATMUL)
+        return dev->matmul(dev->ctx, x, k, d);
+    return dev->launch(dev->ctx, k, mx_module_kernel(x->m, k), x->params + x->first_arg[k], d);
+}
+
+mx_status mx_exec_forward(mx_exec *x, mx_diag *d) {
+    const mx_exec_device *dev = x->dev;
+    for (int k = 0; k < x->p->n_groups; k++) {
+        MX_TRY(mx_exec_group(x, k, d));
         if (dev->group_done)
             MX_TRY(dev->group_done(dev->ctx, k, d));
     }

@@ -58,6 +58,8 @@ mx_status mx_exec_upload(mx_exec *x, const mx_buffers *b, mx_diag *d);
 mx_status mx_exec_poison(mx_exec *x, mx_diag *d);
 /* Enqueues one forward pass: every group in schedule order. */
 mx_status mx_exec_forward(mx_exec *x, mx_diag *d);
+/* Enqueues group k alone (a kernel launch or a matmul). */
+mx_status mx_exec_group(mx_exec *x, int k, mx_diag *d);
 /* The graph outputs into b as f32 (allocating where NULL). */
 mx_status mx_exec_download(mx_exec *x, mx_buffers *b, mx_diag *d);
 /* Releases the buffers and unloads the module; NULL is fine. */

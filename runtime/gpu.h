@@ -100,6 +100,10 @@ mx_status mx_gpu_sync(mx_gpu *gpu, mx_diag *d);
  * group_done); prints, per group, its time, GB/s of its floor bytes and % of
  * its floor, then the sum. */
 mx_status mx_gpu_profile(mx_gpu_program *gp, FILE *out, mx_diag *d);
+/* Group `group` run alone `runs` times on the buffers as they are, each run
+ * timed with events after the L2 is flushed (a memset of twice its size),
+ * into ms[] (tuning, runtime/tune.h). */
+mx_status mx_gpu_time_group(mx_gpu_program *gp, int group, int runs, double *ms, mx_diag *d);
 
 /* The whole path for one run: open, load with b's inputs and params,
  * forward (a graph replay unless o->graphs is false), download the outputs

@@ -1,0 +1,145 @@
+/* bench_tune.c: a model's forward pass on the CPU with the default tiles
+ * against the tuned ones (mixc tune's database), in one run.
+ *
+ *   bench_tune MODEL.json DB.jsonl [RUNS]
+ *
+ * Both programs are compiled through mx_compile from the same spec, weights
+ * and inputs (the default one with MIXC_NO_TUNE=1), then timed in
+ * alternating blocks of 3 forward passes so that both see the same machine
+ * load; their outputs must agree. Per tuned kernel, the database's default
+ * and winner times are copied into the result. Writes
+ * bench/results/bench_tune-cpu-<model>.json. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "tune.h"
+
+static int by_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static mx_compiled *compile(const mx_model *m, const mx_target *t, bool tuned, mx_diag *d) {
+    if (tuned)
+        unsetenv("MIXC_NO_TUNE");
+    else
+        setenv("MIXC_NO_TUNE", "1", 1);
+    mx_compiled *c = mx_compile_model(m, t, NULL, d);
+    unsetenv("MIXC_NO_TUNE");
+    if (c && (mx_init_weights(c, 1, d) != MX_OK || mx_set_random_inputs(c, 1, d) != MX_OK)) {
+        mx_compiled_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: bench_tune MODEL.json DB.jsonl [RUNS]\n");
+        return 2;
+    }
+    int runs = argc > 3 ? atoi(argv[3]) : 15;
+    runs = runs < 3 ? 3 : runs > 300 ? 300 : runs;
+    setenv("MIXC_TUNE_DB", argv[2], 1);
+    mx_diag d;
+    mx_target t;
+    mx_model *m = mx_model_load(argv[1], NULL, 0, &d);
+    if (!m || mx_target_detect(MX_DEVICE_CPU, &t, &d) != MX_OK) {
+        fprintf(stderr, "bench_tune: %s\n", d.msg);
+        return 1;
+    }
+    mx_compiled *c[2] = {compile(m, &t, false, &d), NULL};
+    if (c[0])
+        c[1] = compile(m, &t, true, &d);
+    if (!c[1]) {
+        fprintf(stderr, "bench_tune: %s\n", d.msg);
+        return 1;
+    }
+    double *ms[2] = {calloc((size_t)runs, sizeof(double)), calloc((size_t)runs, sizeof(double))};
+    for (int i = 0; i < 2; i++) { /* warm-up, and the outputs */
+        mx_timing w;
+        if (mx_time(c[i], 2, 1, &w, &d) != MX_OK) {
+            fprintf(stderr, "bench_tune: %s\n", d.msg);
+            return 1;
+        }
+    }
+    int64_t n = mx_graph_value_numel(mx_model_graph(m), mx_graph_output(mx_model_graph(m), 0));
+    const float *y0 = mx_output(c[0], NULL), *y1 = mx_output(c[1], NULL);
+    double worst = 0, scale = 1e-30;
+    for (int64_t i = 0; i < n; i++) {
+        scale = fabs(y0[i]) > scale ? fabs(y0[i]) : scale;
+        worst = fabs((double)y0[i] - y1[i]) > worst ? fabs((double)y0[i] - y1[i]) : worst;
+    }
+    for (int done = 0; done < runs; done += 3)
+        for (int i = 0; i < 2; i++)
+            for (int k = done; k < done + 3 && k < runs; k++) {
+                mx_timing one;
+                if (mx_time(c[i], 0, 1, &one, &d) != MX_OK) {
+                    fprintf(stderr, "bench_tune: %s\n", d.msg);
+                    return 1;
+                }
+                ms[i][k] = one.median_ms;
+            }
+    double med[2], lo[2], hi[2];
+    for (int i = 0; i < 2; i++) {
+        qsort(ms[i], (size_t)runs, sizeof(double), by_double);
+        med[i] = runs % 2 ? ms[i][runs / 2] : (ms[i][runs / 2 - 1] + ms[i][runs / 2]) / 2;
+        lo[i] = ms[i][0], hi[i] = ms[i][runs - 1];
+    }
+    const char *name = strrchr(argv[1], '/') ? strrchr(argv[1], '/') + 1 : argv[1];
+    char path[1024], tmp[1100], commit[128], host[256] = "unknown", when[32], desc[256], sig[256];
+    snprintf(path, sizeof path, "%s/bench/results/bench_tune-cpu-%.*s.json", MIXC_SOURCE_DIR,
+             (int)(strlen(name) > 5 ? strlen(name) - 5 : strlen(name)), name);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    bench_git_commit(commit, sizeof commit);
+    gethostname(host, sizeof host);
+    time_t now = time(NULL);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    mx_target_describe(&t, desc, sizeof desc);
+    mx_tune_signature(&t, sig, sizeof sig);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        fprintf(stderr, "bench_tune: cannot write %s\n", tmp);
+        return 1;
+    }
+    fprintf(f, "{\n  \"benchmark\": \"bench_tune\",\n  \"machine\": \"%s\",\n  \"date\": \"%s\",\n  \"commit\": \"%s\",\n"
+               "  \"device\": \"%s\",\n  \"cpu\": \"%s\",\n  \"model\": \"%s\",\n  \"runs\": %d,\n"
+               "  \"note\": \"forward passes timed in alternating blocks of 3, default and tuned programs both open\",\n"
+               "  \"default_ms\": {\"median\": %.4f, \"min\": %.4f, \"max\": %.4f},\n"
+               "  \"tuned_ms\": {\"median\": %.4f, \"min\": %.4f, \"max\": %.4f},\n"
+               "  \"speedup\": %.4f,\n  \"outputs_max_abs_diff\": %.3g,\n  \"outputs_scale\": %.3g,\n  \"kernels\": [",
+            host, when, commit, desc, t.name, argv[1], runs, med[0], lo[0], hi[0], med[1], lo[1], hi[1],
+            med[0] / med[1], worst, scale);
+    mx_tune_db db;
+    int k = 0;
+    if (mx_tune_db_read(argv[2], &db, stderr, &d) == MX_OK) {
+        for (int i = 0; i < db.n; i++) {
+            const mx_tune_record *r = &db.records[i];
+            if (strcmp(r->target, sig) != 0)
+                continue;
+            char tiles[160];
+            mx_tiles_describe(&r->candidates[r->winner].tiles, tiles, sizeof tiles);
+            fprintf(f, "%s\n    {\"label\": \"%s\", \"candidates\": %d, \"default_ms\": %.5f, \"tuned_ms\": %.5f, "
+                       "\"spread\": %.3f, \"ratio\": %.4f, \"winner\": \"%s\"}",
+                    k++ ? "," : "", r->label, r->n_candidates, r->candidates[0].ms, r->candidates[r->winner].ms,
+                    r->candidates[r->winner].spread, r->candidates[r->winner].ratio, tiles);
+        }
+        mx_tune_db_free(&db);
+    }
+    fprintf(f, "\n  ]\n}\n");
+    bool ok = fclose(f) == 0 && rename(tmp, path) == 0;
+    printf("%s on %s: default %.2f ms [%.2f, %.2f], tuned %.2f ms [%.2f, %.2f]: %.3fx; outputs differ by %.3g "
+           "(scale %.3g)\n%s\n",
+           name, desc, med[0], lo[0], hi[0], med[1], lo[1], hi[1], med[0] / med[1], worst, scale,
+           ok ? path : "(not written)");
+    for (int i = 0; i < 2; i++) {
+        mx_compiled_free(c[i]);
+        free(ms[i]);
+    }
+    mx_model_free(m);
+    return ok ? 0 : 1;
+}

@@ -1,0 +1,685 @@
+/* tune.c: the search (mx_tune, mixc.h; docs/tune.md).
+ *
+ * The distinct kernels of a compiled model (one per identity, timed at its
+ * first group) are searched together, in rounds: each round gives every
+ * kernel still searching its next candidate, compiles the model once with
+ * those tiles (one compile per round, not per candidate), runs a forward
+ * pass and compares the outputs with the default's, then times each
+ * kernel's group alone against the default's, side by side (the default
+ * program stays open, so both see the same machine load). A round that
+ * fails to compile or whose outputs differ is split into one round per
+ * kernel, which says whose candidate was at fault. A space small enough is
+ * searched whole; a larger one from a seeded random sample, then by beam
+ * steps (the neighbours of the best two) until a step improves nothing.
+ * Measured, the best is then timed once more in a last round of its own,
+ * three times longer, with the other kernels' bests (their outputs checked
+ * together), and that measurement decides: a candidate must be 3% faster
+ * than the default to win (the noise of a shared machine). Modelled (the
+ * roofline estimate of the host emulation's profile, GPU targets without a
+ * GPU), any gain of 1% wins. */
+#include <fnmatch.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend.h"
+#include "exec.h"
+#include "gpu.h"
+#include "profile.h"
+#include "progress.h"
+#include "tune.h"
+
+#define SAMPLE 16          /* random candidates of a large space */
+#define EXHAUSTIVE 24      /* a space up to this size is searched whole */
+#define BEAM_STEP 8        /* neighbours tried per beam step */
+#define DROP_AFTER 3       /* runs before the 3x rule may drop a candidate */
+#define CONFIRM_RUNS 3     /* the confirming round times this many times the repeats */
+#define SAMPLE_MS 2.0      /* a timed sample lasts at least this long (launches batched) */
+#define MAX_BATCH 256
+#define WIN_MARGIN 0.97    /* measured: the ratio a winner must beat */
+#define MODEL_MARGIN 0.99  /* modelled: the same, against rounding */
+
+typedef struct {
+    uint64_t identity;
+    int rep;                /* the group it is timed at */
+    int n_groups;           /* groups that run it */
+    char label[128];
+    mx_tune_space space;
+    int *queue;             /* space indices still to try */
+    int n_queue, head;
+    bool *tried;            /* per space index */
+    mx_tune_record rec;     /* candidates tried so far; [0] the default */
+    int best;               /* into rec.candidates */
+    double best_before_beam;
+    int current;            /* the space index in the round, -1: none */
+    int from[MX_TUNE_MAX_CANDIDATES]; /* per candidate: its space index */
+    bool confirming;        /* the round re-times the best against the default */
+    int default_spills;     /* modelled: bytes the default spills (a candidate may not spill more) */
+    bool done, written;
+} kernel_search;
+
+typedef struct {
+    mx_compiled *c;
+    const mx_program *p;
+    mx_target t;
+    const mx_backend *be;
+    const mx_tune_options *o;
+    const mx_tune_hooks *hooks;
+    mx_buffers *pb;          /* the program's bound inputs and params */
+    mx_buffers *want;        /* the default's outputs */
+    mx_tiles *base;          /* per group: the device's defaults */
+    void *default_state;     /* measured: the default program, open */
+    kernel_search *k;
+    int n_k;
+    int *class_of;           /* per group: its kernel_search, -1 */
+    double start;
+    char db[1024], sig[256];
+    uint64_t rng;
+} tuner;
+
+/* ---- small things -------------------------------------------------------------------------- */
+
+static uint64_t next_random(uint64_t *s) { /* splitmix64 */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static int by_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, by_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Whether got matches want: the same non-finite positions, and finite
+ * numbers within tol of the output's scale (the default's largest |x|). */
+static bool outputs_match(const mx_program *p, const mx_buffers *got, const mx_buffers *want) {
+    const mx_graph *g = p->g;
+    for (int i = 0; i < g->n_outputs; i++) {
+        int v = g->outputs[i];
+        mx_dtype dt = mx_value_type(g, v)->dtype;
+        double tol = dt == MX_BF16 ? 2e-2 : dt == MX_F16 ? 2e-3 : 1e-4, scale = 1e-30;
+        const float *a = got->data[v], *b = want->data[v];
+        if (!a || !b)
+            return false;
+        for (int64_t e = 0; e < want->numel[v]; e++)
+            if (isfinite(b[e]) && fabs(b[e]) > scale)
+                scale = fabs(b[e]);
+        for (int64_t e = 0; e < want->numel[v]; e++) {
+            if (isfinite(a[e]) != isfinite(b[e]))
+                return false;
+            if (isfinite(b[e]) && fabs((double)a[e] - b[e]) > tol * scale)
+                return false;
+        }
+    }
+    return true;
+}
+
+static void utc_now(char *buf, size_t size) {
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* ---- the kernels ----------------------------------------------------------------------------- */
+
+static bool wanted(const tuner *tu, const mx_kernel *k) {
+    const char *pat = tu->o->kernels;
+    return !pat || fnmatch(pat, k->name, 0) == 0 || fnmatch(pat, mx_fusion_names[k->kind], 0) == 0;
+}
+
+/* "scan f32[1,384,196] x 16 states (mx_g12_scan, 24 groups)" */
+static void label_of(const mx_program *p, const mx_kernel *k, int n_groups, char *buf, size_t size) {
+    const mx_graph *g = p->g;
+    int anchor = p->groups[k->group].anchor;
+    char type[96];
+    mx_type_str(mx_value_type(g, mx_node_output(g, anchor, 0)), type, sizeof type);
+    snprintf(buf, size, "%s %s (%s, %d group%s)", mx_fusion_names[k->kind], type, k->name, n_groups,
+             n_groups > 1 ? "s" : "");
+}
+
+static void queue_push(kernel_search *ks, int index) {
+    if (!ks->tried[index] && ks->n_queue < MX_TUNE_SPACE_MAX) {
+        ks->tried[index] = true;
+        ks->queue[ks->n_queue++] = index;
+    }
+}
+
+/* The first candidates: all of a small space, else a seeded sample. */
+static void seed_queue(tuner *tu, kernel_search *ks) {
+    queue_push(ks, 0);
+    if (ks->space.n <= EXHAUSTIVE) {
+        for (int i = 1; i < ks->space.n; i++)
+            queue_push(ks, i);
+        ks->best_before_beam = -1; /* no beam: the whole space is in the queue */
+        return;
+    }
+    for (int tries = 0; ks->n_queue < SAMPLE + 1 && tries < 8 * SAMPLE; tries++)
+        queue_push(ks, 1 + (int)(next_random(&tu->rng) % (uint64_t)(ks->space.n - 1)));
+    ks->best_before_beam = INFINITY;
+}
+
+/* A beam step when the queue ran dry: the untried neighbours of the best two;
+ * false when there is none, or the last step improved nothing. */
+static bool beam_step(kernel_search *ks) {
+    if (ks->best_before_beam < 0 || ks->rec.n_candidates >= MX_TUNE_MAX_CANDIDATES - BEAM_STEP)
+        return false;
+    double best = ks->rec.candidates[ks->best].ratio;
+    if (!(best < ks->best_before_beam))
+        return false;
+    ks->best_before_beam = best;
+    int top[2] = {ks->best, -1};
+    for (int i = 0; i < ks->rec.n_candidates; i++)
+        if (i != ks->best && ks->rec.candidates[i].status == MX_CAND_OK &&
+            (top[1] < 0 || ks->rec.candidates[i].ratio < ks->rec.candidates[top[1]].ratio))
+            top[1] = i;
+    int before = ks->n_queue;
+    for (int j = 0; j < 2 && top[j] >= 0; j++) {
+        int near[BEAM_STEP];
+        int n = mx_tune_space_neighbours(&ks->space, &ks->rec.candidates[top[j]].tiles, near, BEAM_STEP);
+        for (int i = 0; i < n && ks->n_queue - before < BEAM_STEP; i++)
+            queue_push(ks, near[i]);
+    }
+    return ks->n_queue > before;
+}
+
+static mx_status find_kernels(tuner *tu, mx_diag *d) {
+    mx_module m;
+    mx_codegen_options co = {.target = &tu->t, .tiles = tu->base};
+    MX_TRY(mx_codegen(tu->p, &co, &m, d));
+    mx_status st = MX_OK;
+    for (int g = 0; g < tu->p->n_groups; g++) {
+        tu->class_of[g] = -1;
+        const mx_kernel *k = mx_module_kernel(&m, g);
+        if (!k || !wanted(tu, k))
+            continue;
+        int c = 0;
+        while (c < tu->n_k && tu->k[c].identity != k->identity)
+            c++;
+        if (c == tu->n_k) {
+            kernel_search *ks = &tu->k[tu->n_k++];
+            ks->identity = k->identity;
+            ks->rep = g;
+            ks->current = -1;
+            ks->queue = calloc(MX_TUNE_SPACE_MAX, sizeof *ks->queue);
+            ks->tried = calloc(MX_TUNE_SPACE_MAX, sizeof *ks->tried);
+            if (!ks->queue || !ks->tried) {
+                st = mx_fail(d, MX_ERR_NOMEM, "tune: out of memory");
+                break;
+            }
+            mx_tune_space_fill(tu->p, g, &tu->t, &tu->base[g], &ks->space);
+            if (tu->hooks->extend)
+                tu->hooks->extend(tu->hooks->ctx, tu->p, g, &ks->space);
+            seed_queue(tu, ks);
+        }
+        tu->class_of[g] = c;
+        tu->k[c].n_groups++;
+    }
+    for (int c = 0; st == MX_OK && c < tu->n_k; c++) {
+        kernel_search *ks = &tu->k[c];
+        label_of(tu->p, mx_module_kernel(&m, ks->rep), ks->n_groups, ks->label, sizeof ks->label);
+        ks->rec = (mx_tune_record){.kernel = ks->identity, .measured = !tu->o->model_only};
+        snprintf(ks->rec.label, sizeof ks->rec.label, "%s", ks->label);
+        snprintf(ks->rec.target, sizeof ks->rec.target, "%s", tu->sig);
+    }
+    mx_module_free(&m);
+    return st;
+}
+
+/* ---- running a round ------------------------------------------------------------------------- */
+
+/* The tiles of a round: the defaults, with the candidates of the kernels in it. */
+static void round_tiles(const tuner *tu, const bool *in, mx_tiles *tiles) {
+    memcpy(tiles, tu->base, (size_t)tu->p->n_groups * sizeof *tiles);
+    for (int g = 0; g < tu->p->n_groups; g++) {
+        int c = tu->class_of[g];
+        if (c >= 0 && in[c] && tu->k[c].current >= 0)
+            tiles[g] = tu->k[c].space.tiles[tu->k[c].current];
+    }
+}
+
+/* The modelled time of a kernel: the roofline of the bytes its sectors move
+ * (so that coalescing counts) and its exps, over the share of the GPU's
+ * resident threads its launch fills with work (at most one thread per f32
+ * element it stores). */
+static double modelled_ms(const mx_target *t, const mx_kernel *k, const mx_kernel_profile *kp) {
+    const mx_emu_counters *c = &kp->c;
+    double bytes = 32.0 * (double)(c->sectors[MX_EMU_LOAD] + c->sectors[MX_EMU_STORE]);
+    double s = bytes / t->bytes_per_s > (double)c->exps / t->exps_per_s ? bytes / t->bytes_per_s
+                                                                          : (double)c->exps / t->exps_per_s;
+    double threads = (double)k->grid[0] * k->grid[1] * k->grid[2] * k->block[0] * k->block[1] * k->block[2];
+    double outputs = (double)c->unique_bytes[MX_EMU_STORE] / 4; /* a thread that stores nothing idles */
+    double fill = (threads < outputs ? threads : outputs) / ((double)t->sm_count * t->max_threads_per_sm);
+    return 1e3 * s / (fill < 1 ? fill : 1);
+}
+
+/* The outputs of a program with tiles: a forward pass on the device, or
+ * under the emulation (modelled). On success *state is the open program
+ * (measured), or est[g] each group's modelled time and spills[g] the bytes
+ * its kernel spills as NVRTC compiles it for the target (INT32_MAX: its
+ * registers leave no room for one block on an SM). */
+static mx_status run_program(tuner *tu, const mx_tiles *tiles, mx_buffers *out, void **state, double *est,
+                             int *spills, mx_diag *d) {
+    mx_compiled_set_tiles(tu->c, tiles);
+    mx_status st;
+    if (tu->o->model_only) {
+        mx_codegen_options co = {.target = &tu->t, .tiles = tiles};
+        mx_module m;
+        st = mx_codegen(tu->p, &co, &m, d);
+        mx_profile pr = {0};
+        mx_cubin cubin = {0};
+        if (st == MX_OK) /* NVRTC's resource report: no GPU needed */
+            st = mx_gpu_compile(&m, tu->p->g->name, tu->t.sm, &cubin, d);
+        if (st == MX_OK)
+            st = mx_profile_run(tu->p, &m, &tu->t, tu->pb, &pr, d);
+        for (int g = 0; st == MX_OK && g < tu->p->n_groups; g++) {
+            const mx_kernel *k = mx_module_kernel(&m, g);
+            const mx_kernel_profile *kp = mx_profile_kernel(&pr, g);
+            const mx_kernel_usage *u = k ? mx_cubin_kernel(&cubin, k->name) : NULL;
+            est[g] = k && kp ? modelled_ms(&tu->t, k, kp) : 0;
+            spills[g] = u ? u->spill_stores + u->spill_loads : 0;
+            if (u && (int64_t)u->registers * k->block[0] * k->block[1] * k->block[2] > tu->t.regs_per_sm)
+                spills[g] = INT32_MAX; /* not one block fits an SM */
+        }
+        mx_cubin_free(&cubin);
+        if (st == MX_OK)
+            st = mx_exec_emu(tu->p, &m, out, d);
+        mx_profile_free(&pr);
+        mx_module_free(&m);
+    } else {
+        *state = NULL;
+        st = tu->be->open(&tu->t, tu->p, state, d);
+        if (st == MX_OK)
+            st = tu->be->upload(*state, tu->pb, d);
+        if (st == MX_OK)
+            st = tu->be->forward(*state, d);
+        if (st == MX_OK)
+            st = tu->be->sync(*state, d);
+        if (st == MX_OK)
+            st = tu->be->download(*state, out, d);
+        if (st != MX_OK && *state) {
+            tu->be->close(*state);
+            *state = NULL;
+        }
+    }
+    mx_compiled_set_tiles(tu->c, NULL);
+    return st;
+}
+
+/* An output buffer set sharing the program's inputs and params. */
+static mx_buffers *output_buffers(const tuner *tu) {
+    mx_buffers *b = mx_buffers_new(tu->p->g);
+    if (!b)
+        return NULL;
+    for (int v = 0; v < b->count; v++) {
+        mx_op op = tu->p->g->nodes[tu->p->g->values[v].node].op;
+        if ((op == MX_OP_INPUT || op == MX_OP_PARAM) && tu->pb->data[v]) {
+            b->data[v] = malloc((size_t)(b->numel[v] ? b->numel[v] : 1) * sizeof(float));
+            if (!b->data[v]) {
+                mx_buffers_free(b);
+                return NULL;
+            }
+            memcpy(b->data[v], tu->pb->data[v], (size_t)b->numel[v] * sizeof(float));
+        }
+    }
+    return b;
+}
+
+/* One timed sample of kernel ks's group in state (or the injected time):
+ * the mean of `batch` launches, so that a kernel of microseconds is not
+ * measured at the clock's and the thread pool's granularity. */
+static mx_status time_once(tuner *tu, void *state, const kernel_search *ks, const mx_tiles *tiles, int batch,
+                           double *ms, mx_diag *d) {
+    if (tu->hooks->time) {
+        *ms = tu->hooks->time(tu->hooks->ctx, tiles);
+        return MX_OK;
+    }
+    double each[MAX_BATCH], sum = 0;
+    MX_TRY(tu->be->time_group(state, ks->rep, batch, each, d));
+    for (int i = 0; i < batch; i++)
+        sum += each[i];
+    *ms = sum / batch;
+    return MX_OK;
+}
+
+/* Times kernel ks's group in state against the default's, interleaved. */
+static mx_status time_candidate(tuner *tu, void *state, kernel_search *ks, mx_tune_candidate *cand, int times,
+                                mx_diag *d) {
+    int runs = (tu->o->repeats > 0 ? tu->o->repeats : 5) * (times > 0 ? times : 1);
+    double mine[64], theirs[64], sorted[64];
+    const mx_tiles *base = &ks->space.tiles[0];
+    runs = runs > 64 ? 64 : runs;
+    MX_TRY(time_once(tu, state, ks, &cand->tiles, 1, mine, d)); /* warm-up, and the batch */
+    MX_TRY(time_once(tu, tu->default_state, ks, base, 1, theirs, d));
+    int batch = mine[0] > 0 ? (int)(SAMPLE_MS / mine[0]) + 1 : MAX_BATCH;
+    batch = batch > MAX_BATCH ? MAX_BATCH : batch;
+    double best = ks->rec.candidates[ks->best].ratio;
+    for (int i = 0; i < runs; i++) {
+        MX_TRY(time_once(tu, state, ks, &cand->tiles, batch, &mine[i], d));
+        MX_TRY(time_once(tu, tu->default_state, ks, base, batch, &theirs[i], d));
+        if (i + 1 == DROP_AFTER || i + 1 == runs) {
+            memcpy(sorted, mine, (size_t)(i + 1) * sizeof *mine);
+            double m = median(sorted, i + 1);
+            cand->spread = m > 0 ? (sorted[i] - sorted[0]) / m : 0;
+            memcpy(sorted, theirs, (size_t)(i + 1) * sizeof *theirs);
+            double def = median(sorted, i + 1);
+            cand->ms = m;
+            cand->ratio = cand == ks->rec.candidates ? 1 : def > 0 ? m / def : 1; /* the default is 1 by definition */
+            if (i + 1 == DROP_AFTER && !ks->confirming && ks->rec.n_candidates > 1 && cand->ratio > 3 * best) {
+                cand->status = MX_CAND_DROPPED;
+                return MX_OK;
+            }
+        }
+    }
+    cand->status = MX_CAND_OK;
+    return MX_OK;
+}
+
+/* Records kernel ks's candidate of this round. */
+static mx_tune_candidate *new_candidate(kernel_search *ks, mx_cand_status status) {
+    ks->from[ks->rec.n_candidates] = ks->current;
+    mx_tune_candidate *cand = &ks->rec.candidates[ks->rec.n_candidates++];
+    *cand = (mx_tune_candidate){.tiles = ks->space.tiles[ks->current], .status = status, .ratio = 1};
+    return cand;
+}
+
+static void finish_candidate(kernel_search *ks, const mx_tune_candidate *cand) {
+    int i = (int)(cand - ks->rec.candidates);
+    if (cand->status == MX_CAND_OK && cand->ratio < ks->rec.candidates[ks->best].ratio)
+        ks->best = i;
+    ks->current = -1;
+}
+
+/* Runs the candidates of the kernels marked in `in`; a failure of several
+ * is retried one kernel at a time. */
+static mx_status run_round(tuner *tu, bool *in, mx_diag *d) {
+    int n = 0, only = -1;
+    for (int c = 0; c < tu->n_k; c++)
+        if (in[c] && tu->k[c].current >= 0)
+            n++, only = c;
+    if (n == 0)
+        return MX_OK;
+    mx_tiles *tiles = malloc(((size_t)tu->p->n_groups + 1) * sizeof *tiles);
+    mx_buffers *out = output_buffers(tu);
+    double *est = calloc((size_t)tu->p->n_groups + 1, sizeof *est);
+    int *spills = calloc((size_t)tu->p->n_groups + 1, sizeof *spills);
+    if (!tiles || !out || !est || !spills) {
+        free(tiles), free(est), free(spills);
+        mx_buffers_free(out);
+        return mx_fail(d, MX_ERR_NOMEM, "tune: out of memory");
+    }
+    round_tiles(tu, in, tiles);
+    void *state = NULL;
+    mx_diag why;
+    mx_status st = run_program(tu, tiles, out, &state, est, spills, &why);
+    if (st == MX_OK && tu->hooks->outputs)
+        tu->hooks->outputs(tu->hooks->ctx, tu->p, tiles, out);
+    bool ok = st == MX_OK && (!tu->want || outputs_match(tu->p, out, tu->want));
+    if (st == MX_ERR_NOMEM || (!tu->want && !ok)) { /* out of memory, or the defaults do not run */
+        *d = why;
+        if (st == MX_OK)
+            st = mx_fail(d, MX_ERR_INVALID, "tune: the default program does not run");
+    } else if (!ok && n > 1) { /* whose candidate? one at a time */
+        st = MX_OK;
+        for (int c = 0; c < tu->n_k && st == MX_OK; c++) {
+            if (!in[c] || tu->k[c].current < 0)
+                continue;
+            bool *one = calloc((size_t)tu->n_k, sizeof *one);
+            if (!one) {
+                st = mx_fail(d, MX_ERR_NOMEM, "tune: out of memory");
+                break;
+            }
+            one[c] = true;
+            st = run_round(tu, one, d);
+            free(one);
+        }
+    } else if (!ok && tu->k[only].confirming) { /* fine alone before, not now: it does not win */
+        kernel_search *ks = &tu->k[only];
+        ks->rec.candidates[ks->best].status = st == MX_OK ? MX_CAND_MISMATCH : MX_CAND_INVALID;
+        ks->best = 0;
+        ks->current = -1;
+        st = MX_OK;
+    } else if (!ok) {
+        mx_tune_candidate *cand = new_candidate(&tu->k[only], st == MX_OK ? MX_CAND_MISMATCH : MX_CAND_INVALID);
+        if (mx_debug_level() >= 1)
+            fprintf(stderr, "mixc: tune: %s: candidate %d %s%s\n", tu->k[only].label, tu->k[only].rec.n_candidates - 1,
+                    st == MX_OK ? "does not match the default's outputs" : "refused: ", st == MX_OK ? "" : why.msg);
+        finish_candidate(&tu->k[only], cand);
+        st = MX_OK;
+    } else {
+        if (!tu->want) { /* the default's round: its outputs are the reference */
+            tu->want = out;
+            out = NULL;
+            tu->default_state = state;
+            state = NULL;
+        }
+        for (int c = 0; c < tu->n_k && st == MX_OK; c++) {
+            kernel_search *ks = &tu->k[c];
+            if (!in[c] || ks->current < 0)
+                continue;
+            if (ks->confirming) { /* the best, timed again longer: this measurement decides */
+                mx_tune_candidate *best = &ks->rec.candidates[ks->best], again = *best;
+                st = time_candidate(tu, state, ks, &again, CONFIRM_RUNS, d);
+                *best = again;
+                ks->current = -1;
+                continue;
+            }
+            mx_tune_candidate *cand = new_candidate(ks, MX_CAND_OK);
+            if (tu->o->model_only) {
+                if (cand == ks->rec.candidates)
+                    ks->default_spills = spills[ks->rep];
+                else if (spills[ks->rep] > ks->default_spills) /* pruned by the compiler's report */
+                    cand->status = MX_CAND_INVALID;
+                cand->ms = est[ks->rep];
+                double base = ks->rec.candidates[0].ms;
+                cand->ratio = base > 0 ? cand->ms / base : 1;
+            } else {
+                st = time_candidate(tu, state ? state : tu->default_state, ks, cand, 0, d);
+            }
+            finish_candidate(ks, cand);
+        }
+    }
+    if (state)
+        tu->be->close(state);
+    mx_buffers_free(out);
+    free(tiles);
+    free(est);
+    free(spills);
+    return st;
+}
+
+/* ---- the records ------------------------------------------------------------------------------ */
+
+/* The winner, and its function's identity; appended to the database. */
+static mx_status write_record(tuner *tu, kernel_search *ks, mx_diag *d) {
+    mx_tune_record *r = &ks->rec;
+    double margin = tu->o->model_only ? MODEL_MARGIN : WIN_MARGIN;
+    r->winner = 0;
+    if (ks->best > 0 && r->candidates[ks->best].ratio < margin)
+        r->winner = ks->best;
+    utc_now(r->when, sizeof r->when);
+    mx_tiles *tiles = malloc(((size_t)tu->p->n_groups + 1) * sizeof *tiles);
+    if (!tiles)
+        return mx_fail(d, MX_ERR_NOMEM, "tune: out of memory");
+    memcpy(tiles, tu->base, (size_t)tu->p->n_groups * sizeof *tiles);
+    tiles[ks->rep] = r->candidates[r->winner].tiles;
+    mx_codegen_options co = {.target = &tu->t, .tiles = tiles};
+    mx_module m;
+    mx_status st = mx_codegen(tu->p, &co, &m, d);
+    free(tiles);
+    if (st == MX_OK) {
+        r->winner_source = mx_module_kernel(&m, ks->rep)->identity;
+        mx_module_free(&m);
+        st = mx_tune_db_append(tu->db, r, d);
+    }
+    ks->written = st == MX_OK;
+    return st;
+}
+
+/* ---- the search ---------------------------------------------------------------------------------- */
+
+static void progress_label(const tuner *tu, char *buf, size_t size) {
+    int active = 0, best = -1;
+    double best_ratio = 1;
+    for (int c = 0; c < tu->n_k; c++) {
+        const kernel_search *ks = &tu->k[c];
+        active += !ks->done;
+        if (ks->rec.n_candidates && ks->rec.candidates[ks->best].ratio < best_ratio)
+            best_ratio = ks->rec.candidates[ks->best].ratio, best = c;
+    }
+    int tried = 0;
+    for (int c = 0; c < tu->n_k; c++)
+        tried += tu->k[c].rec.n_candidates;
+    snprintf(buf, size, "%d of %d kernels searching, %d candidates done; best %.2fx%s%s", active, tu->n_k, tried,
+             best_ratio, best >= 0 ? " on " : "", best >= 0 ? tu->k[best].label : "");
+}
+
+/* Rounds still queued (beam steps may add more). */
+static int rounds_left(const tuner *tu) {
+    int most = 0;
+    for (int c = 0; c < tu->n_k; c++)
+        most = tu->k[c].n_queue - tu->k[c].head > most ? tu->k[c].n_queue - tu->k[c].head : most;
+    return most;
+}
+
+static mx_status search(tuner *tu, mx_diag *d) {
+    bool *in = calloc((size_t)tu->n_k + 1, sizeof *in);
+    if (!in)
+        return mx_fail(d, MX_ERR_NOMEM, "tune: out of memory");
+    mx_progress bar;
+    mx_progress_start(&bar, tu->o->progress, "round", rounds_left(tu));
+    mx_status st = MX_OK;
+    for (int round = 0; st == MX_OK; round++) {
+        int n = 0;
+        if (tu->o->budget_s > 0 && round > 1 && mx_progress_now() - tu->start > tu->o->budget_s)
+            for (int c = 0; c < tu->n_k; c++) /* spent (after the default and one candidate): the rest is not tried */
+                tu->k[c].head = tu->k[c].n_queue, tu->k[c].best_before_beam = -1;
+        for (int c = 0; c < tu->n_k; c++) {
+            kernel_search *ks = &tu->k[c];
+            in[c] = false;
+            if (ks->done)
+                continue;
+            bool searched = ks->confirming || (ks->head == ks->n_queue && !beam_step(ks));
+            if (searched && !ks->confirming && !tu->o->model_only && ks->best > 0) {
+                ks->confirming = true; /* one more round: the best against the default, longer */
+                ks->current = ks->from[ks->best];
+                in[c] = true;
+                n++;
+                continue;
+            }
+            if (searched) {
+                ks->done = true;
+                st = write_record(tu, ks, d);
+                if (st != MX_OK)
+                    break;
+                continue;
+            }
+            ks->current = ks->queue[ks->head++];
+            in[c] = true;
+            n++;
+        }
+        if (st != MX_OK || n == 0)
+            break;
+        int left = rounds_left(tu);
+        bar.total = round + 1 + left > bar.total ? round + 1 + left : bar.total;
+        char label[320];
+        progress_label(tu, label, sizeof label);
+        mx_progress_step(&bar, round, label);
+        st = run_round(tu, in, d);
+        mx_progress_item_done(&bar);
+    }
+    mx_progress_finish(&bar);
+    free(in);
+    return st;
+}
+
+static void summarise(const tuner *tu, mx_tune_summary *out) {
+    for (int c = 0; c < tu->n_k; c++) {
+        const mx_tune_record *r = &tu->k[c].rec;
+        if (!tu->k[c].written)
+            continue;
+        out->kernels++;
+        out->improved += r->winner > 0;
+        out->candidates += r->n_candidates;
+        out->default_ms += r->candidates[0].ms * tu->k[c].n_groups;
+        out->tuned_ms += r->candidates[r->winner].ms * tu->k[c].n_groups;
+    }
+}
+
+mx_status mx_tune(mx_compiled *c, const mx_tune_options *o, mx_tune_summary *out, mx_diag *d) {
+    return mx_tune_hooked(c, o, NULL, out, d);
+}
+
+mx_status mx_tune_hooked(mx_compiled *c, const mx_tune_options *o, const mx_tune_hooks *h, mx_tune_summary *out,
+                         mx_diag *d) {
+    static const mx_tune_options none = {0};
+    static const mx_tune_hooks no_hooks = {0};
+    o = o ? o : &none;
+    memset(out, 0, sizeof *out);
+    tuner tu = {.c = c, .p = mx_compiled_program(c), .t = *mx_compiled_target(c), .o = o, .hooks = h ? h : &no_hooks,
+                .start = mx_progress_now(), .rng = o->seed ^ 0x74756e65ull};
+    tu.be = mx_backend_of(tu.t.device);
+    if (o->model_only && tu.t.device != MX_DEVICE_EMU && tu.t.device != MX_DEVICE_CUDA)
+        return mx_fail(d, MX_ERR_INVALID, "tune: --model-only ranks GPU code by its roofline estimate: "
+                                          "device %s is no GPU (use cuda or emu with a --target)",
+                       mx_device_name(tu.t.device));
+    if (!o->model_only && (!tu.be || !tu.be->time_group))
+        return mx_fail(d, MX_ERR_INVALID, "tune: device %s cannot time kernels%s", mx_device_name(tu.t.device),
+                       tu.t.device == MX_DEVICE_EMU || tu.t.device == MX_DEVICE_CUDA
+                           ? " here: rank GPU candidates by the roofline estimate with model_only (--model-only)"
+                           : ": tune on cpu or cuda");
+    if (!o->db && !mx_tune_db_path(tu.db, sizeof tu.db))
+        return mx_fail(d, MX_ERR_INVALID, "tune: no database file: the kernel cache is off (MIXC_NO_CACHE); "
+                                          "name one (--db FILE or MIXC_TUNE_DB)");
+    if (o->db)
+        snprintf(tu.db, sizeof tu.db, "%s", o->db);
+    snprintf(out->db, sizeof out->db, "%s", tu.db);
+    MX_TRY(mx_tune_db_writable(tu.db, d));
+    mx_tune_signature(&tu.t, tu.sig, sizeof tu.sig);
+    /* fresh random inputs of the seed */
+    for (int i = 0; i < mx_tensor_count(c, MX_ROLE_INPUT); i++) {
+        mx_tensor_info ti;
+        MX_TRY(mx_tensor_info_of(c, MX_ROLE_INPUT, i, &ti, d));
+        float *x = malloc((size_t)(ti.numel ? ti.numel : 1) * sizeof *x);
+        if (!x)
+            return mx_fail(d, MX_ERR_NOMEM, "tune: out of memory");
+        uint64_t s = o->seed * 0x9e3779b97f4a7c15ull + (uint64_t)i;
+        for (int64_t e = 0; e < ti.numel; e++)
+            x[e] = (float)((double)(next_random(&s) >> 11) * 0x1p-52 - 1.0);
+        mx_status st = mx_set_input(c, ti.name, x, MX_F32, ti.rank, ti.dims, d);
+        free(x);
+        MX_TRY(st);
+    }
+    MX_TRY(mx_compiled_bind(c, &tu.pb, d));
+    int groups = tu.p->n_groups;
+    tu.base = calloc((size_t)groups + 1, sizeof *tu.base);
+    tu.class_of = calloc((size_t)groups + 1, sizeof *tu.class_of);
+    tu.k = calloc((size_t)groups + 1, sizeof *tu.k);
+    mx_status st = tu.base && tu.class_of && tu.k ? MX_OK : mx_fail(d, MX_ERR_NOMEM, "tune: out of memory");
+    for (int g = 0; st == MX_OK && g < groups; g++)
+        if (tu.p->groups[g].kind != MX_FUSE_MATMUL)
+            tu.base[g] = mx_tune_default_tiles(tu.p, &tu.t, g);
+    if (st == MX_OK)
+        st = find_kernels(&tu, d);
+    if (st == MX_OK && tu.n_k == 0)
+        st = mx_fail(d, MX_ERR_INVALID, "tune: no generated kernel%s%s", o->kernels ? " matches " : "",
+                     o->kernels ? o->kernels : " (every group is a matmul)");
+    if (st == MX_OK)
+        st = search(&tu, d);
+    summarise(&tu, out);
+    out->seconds = mx_progress_now() - tu.start;
+    if (tu.default_state)
+        tu.be->close(tu.default_state);
+    mx_buffers_free(tu.want);
+    for (int k = 0; k < tu.n_k; k++)
+        free(tu.k[k].queue), free(tu.k[k].tried);
+    free(tu.k), free(tu.class_of), free(tu.base);
+    return st;
+}

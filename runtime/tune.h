@@ -1,0 +1,129 @@
+/* tune.h: autotuning of the generated kernels' tiles, and the tuning
+ * database that keeps what it learns (docs/tune.md).
+ *
+ * A kernel is known by its identity (mx_kernel.identity): the hash of its
+ * function as the device's default tiles generate it, in which the shapes
+ * are compiled. The database is a file of JSON lines, appended to, one
+ * record per tuning of one kernel on one target: the target's signature
+ * (device kind, name, SM or CPU features, thread count, compiler and mixc
+ * versions), every candidate's tiles with its time and spread, whether the
+ * times were measured or modelled, and the winner. A compile asks it
+ * (mx_tune_tiles): the latest record of the kernel on the same signature,
+ * measured before modelled, gives the tiles; a record of another target or
+ * version is never used. */
+#ifndef MX_TUNE_H
+#define MX_TUNE_H
+
+#include <stdio.h>
+
+#include "codegen.h"
+
+/* ---- the database ------------------------------------------------------------------- */
+
+typedef enum {
+    MX_CAND_OK,       /* timed (or modelled), output matched the default's */
+    MX_CAND_DROPPED,  /* 3x slower than the best after its first runs */
+    MX_CAND_MISMATCH, /* its output differed from the default's */
+    MX_CAND_INVALID,  /* the emitter or the compiler refused it (limits, resources) */
+    MX_CAND_STATUS_COUNT
+} mx_cand_status;
+
+extern const char *const mx_cand_status_names[MX_CAND_STATUS_COUNT];
+
+typedef struct {
+    mx_tiles tiles;
+    mx_cand_status status;
+    double ms;     /* median time (measured), or the roofline estimate (modelled) */
+    double spread; /* (max - min) / median of its timed runs; 0 when modelled */
+    double ratio;  /* its time over the default's, timed side by side; 1 for the default */
+} mx_tune_candidate;
+
+#define MX_TUNE_MAX_CANDIDATES 96
+
+typedef struct {
+    uint64_t kernel;          /* identity under the default tiles */
+    uint64_t winner_source;   /* identity of the winner's function: a codegen change shows */
+    char label[128];          /* "scan f32[1,384,196] (mx_g12_scan)" */
+    char target[256];         /* mx_tune_signature */
+    char when[32];            /* UTC, ISO 8601 */
+    bool measured;            /* false: ranked by the roofline estimate */
+    int winner;               /* index into candidates; candidate 0 is the default */
+    mx_tune_candidate candidates[MX_TUNE_MAX_CANDIDATES];
+    int n_candidates;
+    int line;                 /* where it was read (1-based), 0 for a new record */
+} mx_tune_record;
+
+typedef struct {
+    mx_tune_record *records;
+    int n, cap;
+    char path[1024];
+} mx_tune_db;
+
+/* The signature records are matched by: everything that decides what a
+ * kernel's time is besides its source. */
+void mx_tune_signature(const mx_target *t, char *buf, size_t size);
+/* MIXC_TUNE_DB, else tune.jsonl in the kernel cache directory; false when
+ * neither can be named (MIXC_NO_CACHE without MIXC_TUNE_DB). */
+bool mx_tune_db_path(char *buf, size_t size);
+/* Reads path (a missing file is an empty database). A line that does not
+ * parse as a record is skipped, said on warn (NULL: silent) as
+ * "path:line: ...". Errors only when the file exists but cannot be read. */
+mx_status mx_tune_db_read(const char *path, mx_tune_db *db, FILE *warn, mx_diag *d);
+void mx_tune_db_free(mx_tune_db *db);
+/* Checks that path can be appended to (creating its directory and the file),
+ * before any work is done. */
+mx_status mx_tune_db_writable(const char *path, mx_diag *d);
+/* Appends r as one line, in one write. */
+mx_status mx_tune_db_append(const char *path, const mx_tune_record *r, mx_diag *d);
+/* The record a compile uses for kernel on signature: the latest measured
+ * one, else the latest modelled one; NULL when none. */
+const mx_tune_record *mx_tune_db_find(const mx_tune_db *db, uint64_t kernel, const char *signature);
+/* One line of JSON for r (malloc'd, no newline), and the record of a line. */
+char *mx_tune_record_json(const mx_tune_record *r);
+mx_status mx_tune_record_parse(const char *line, mx_tune_record *r, mx_diag *d);
+/* "threads 1 items 64 tasks 2" and the like: the fields that are set. */
+void mx_tiles_describe(const mx_tiles *t, char *buf, size_t size);
+
+/* ---- the search ----------------------------------------------------------------------- */
+
+#define MX_TUNE_SPACE_MAX 512
+
+/* The candidates of one kernel (tune_space.c): tiles[0] is the default. */
+typedef struct {
+    mx_tiles tiles[MX_TUNE_SPACE_MAX];
+    int n;
+} mx_tune_space;
+
+void mx_tune_space_fill(const mx_program *p, int group, const mx_target *t, const mx_tiles *base, mx_tune_space *s);
+/* Indices of the candidates one knob step away from `of` (up to cap). */
+int mx_tune_space_neighbours(const mx_tune_space *s, const mx_tiles *of, int *out, int cap);
+
+/* Tests' hooks into mx_tune: candidates added to each kernel's space, a
+ * time that replaces the measured one (deterministic searches), and the
+ * outputs of each round's forward pass before they are compared with the
+ * default's (a wrong kernel, made so, for the gate). */
+typedef struct {
+    void (*extend)(void *ctx, const mx_program *p, int group, mx_tune_space *s);
+    double (*time)(void *ctx, const mx_tiles *t);
+    void (*outputs)(void *ctx, const mx_program *p, const mx_tiles *tiles, mx_buffers *out);
+    void *ctx;
+} mx_tune_hooks;
+
+mx_status mx_tune_hooked(mx_compiled *c, const mx_tune_options *o, const mx_tune_hooks *h, mx_tune_summary *out,
+                         mx_diag *d);
+
+/* ---- choosing tiles at compile time --------------------------------------------------- */
+
+/* The tiles of every group of p on t (*out: p->n_groups entries, malloc'd):
+ * p->tiles when the caller fixed them; else the device's defaults
+ * (mx_backend.tiles, or mx_tiles_default), replaced by the database's
+ * winner where it has one for the kernel on t's signature, unless
+ * MIXC_NO_TUNE is set. MIXC_DEBUG=3 says per group where its tiles came
+ * from. A database that cannot be read is said at MIXC_DEBUG=1 and
+ * ignored: it never stops a compile. */
+mx_status mx_tune_tiles(const mx_program *p, const mx_target *t, mx_tiles **out, mx_diag *d);
+/* The device's default tiles for group (mx_backend.tiles, else the cost
+ * model's). */
+mx_tiles mx_tune_default_tiles(const mx_program *p, const mx_target *t, int group);
+
+#endif

@@ -1,0 +1,330 @@
+/* test_tune.c: the tuning database and the search (runtime/tune.h,
+ * docs/tune.md): records written and read back, corrupt lines skipped with
+ * file:line, merging, records of another target or version ignored, a
+ * compile taking the winner (and not a stale or a disabled one), the search
+ * with an injected time (deterministic) where a deliberately wrong
+ * candidate is the fastest and still cannot win, a real tune of a small
+ * graph on the CPU whose winner's outputs match the reference, and the
+ * modelled GPU ranking. */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "support.h"
+#include "tune.h"
+
+static char dir[64];
+
+static void path_of(const char *name, char *buf, size_t size) { snprintf(buf, size, "%s/%s", dir, name); }
+
+static mx_tune_record sample_record(uint64_t kernel, const char *target, bool measured, int items) {
+    mx_tune_record r = {.kernel = kernel, .winner_source = 0x1234, .measured = measured, .winner = 1,
+                        .n_candidates = 2};
+    snprintf(r.label, sizeof r.label, "scan f32[1,8,16] (mx_g3_scan, 1 group)");
+    snprintf(r.target, sizeof r.target, "%s", target);
+    snprintf(r.when, sizeof r.when, "2026-01-01T00:00:00Z");
+    r.candidates[0] = (mx_tune_candidate){.tiles = {.threads = 1, .items = 64, .channels = 1}, .ms = 2.0, .ratio = 1};
+    r.candidates[1] = (mx_tune_candidate){.tiles = {.threads = 1, .items = items, .channels = 1, .tasks = 1},
+                                          .ms = 1.5, .spread = 0.1, .ratio = 0.75};
+    return r;
+}
+
+static void test_round_trip(void) {
+    char path[128];
+    path_of("rt.jsonl", path, sizeof path);
+    mx_diag d;
+    mx_tune_record r = sample_record(0xfeedface01234567ull, "cpu|x|avx2|2 threads|llvm 19.1.7|mixc 0.1.0", true, 16);
+    CHECK_MSG(mx_tune_db_append(path, &r, &d) == MX_OK, "%s", d.msg);
+    r.candidates[1].tiles.items = 8;
+    CHECK(mx_tune_db_append(path, &r, &d) == MX_OK);
+    mx_tune_db db;
+    CHECK_MSG(mx_tune_db_read(path, &db, stderr, &d) == MX_OK, "%s", d.msg);
+    CHECK(db.n == 2);
+    const mx_tune_record *got = mx_tune_db_find(&db, r.kernel, r.target);
+    CHECK(got && got->line == 2 && got->candidates[got->winner].tiles.items == 8); /* the latest */
+    CHECK(got && got->measured && got->n_candidates == 2 && got->winner_source == 0x1234 &&
+          got->candidates[1].tiles.tasks == 1 && fabs(got->candidates[1].spread - 0.1) < 1e-12 &&
+          strcmp(got->label, r.label) == 0);
+    mx_tune_db_free(&db);
+    mx_tune_db missing;
+    path_of("none.jsonl", path, sizeof path);
+    CHECK(mx_tune_db_read(path, &missing, NULL, &d) == MX_OK && missing.n == 0); /* no file: empty */
+}
+
+/* Lines 2 and 3 are damaged: both said with file:line, both skipped. */
+static void test_corrupt_lines(void) {
+    char path[128], warn_path[128];
+    path_of("corrupt.jsonl", path, sizeof path);
+    path_of("warn.txt", warn_path, sizeof warn_path);
+    mx_tune_record r = sample_record(7, "cpu|x", true, 16);
+    char *line = mx_tune_record_json(&r);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "%s\n%.40s\n{\"kernel\": \"zz\"}\n%s\n", line, line, line);
+    fclose(f);
+    free(line);
+    FILE *warn = fopen(warn_path, "w+");
+    mx_tune_db db;
+    mx_diag d;
+    CHECK(mx_tune_db_read(path, &db, warn, &d) == MX_OK && db.n == 2 && db.records[1].line == 4);
+    mx_tune_db_free(&db);
+    rewind(warn);
+    char text[2048] = "";
+    size_t n = fread(text, 1, sizeof text - 1, warn);
+    text[n] = 0;
+    fclose(warn);
+    char want2[200], want3[200];
+    snprintf(want2, sizeof want2, "%s:2: skipped: not a JSON object", path);
+    snprintf(want3, sizeof want3, "%s:3: skipped: field \"kernel\"", path);
+    CHECK_MSG(strstr(text, want2) && strstr(text, want3), "warnings: %s", text);
+}
+
+static void test_merge_and_targets(void) {
+    char a[128], b[128], out[128];
+    path_of("a.jsonl", a, sizeof a);
+    path_of("b.jsonl", b, sizeof b);
+    path_of("merged.jsonl", out, sizeof out);
+    mx_diag d;
+    mx_tune_record here = sample_record(11, "cpu|here", true, 16), there = sample_record(11, "cpu|there", true, 4);
+    mx_tune_record modelled = sample_record(12, "gpu|h100", false, 32), measured = sample_record(12, "gpu|h100", true, 8);
+    CHECK(mx_tune_db_append(a, &here, &d) == MX_OK && mx_tune_db_append(a, &measured, &d) == MX_OK);
+    CHECK(mx_tune_db_append(b, &here, &d) == MX_OK && mx_tune_db_append(b, &there, &d) == MX_OK &&
+          mx_tune_db_append(b, &modelled, &d) == MX_OK);
+    FILE *f = fopen(b, "a");
+    fprintf(f, "{\"truncated\n");
+    fclose(f);
+    const char *in[] = {a, b};
+    CHECK_MSG(mx_tune_merge(in, 2, out, &d) == MX_OK, "%s", d.msg);
+    mx_tune_db db;
+    CHECK(mx_tune_db_read(out, &db, NULL, &d) == MX_OK);
+    CHECK_MSG(db.n == 4, "%d records: the duplicate is kept once, the corrupt line dropped", db.n);
+    const mx_tune_record *r = mx_tune_db_find(&db, 11, "cpu|here");
+    CHECK(r && r->candidates[r->winner].tiles.items == 16);
+    r = mx_tune_db_find(&db, 11, "cpu|elsewhere"); /* another target's records are never used */
+    CHECK(r == NULL);
+    r = mx_tune_db_find(&db, 12, "gpu|h100"); /* measured before modelled, whatever the order */
+    CHECK(r && r->measured && r->candidates[r->winner].tiles.items == 8);
+    mx_tune_db_free(&db);
+    const char *missing[] = {a, "/nonexistent/x.jsonl"};
+    CHECK(mx_tune_merge(missing, 2, out, &d) != MX_OK && strstr(d.msg, "/nonexistent/x.jsonl"));
+    CHECK(mx_tune_db_writable("/proc/mixc-tune.jsonl", &d) != MX_OK && strstr(d.msg, "cannot write"));
+}
+
+static mx_compiled *compile_cpu(mx_graph *g, mx_diag *d) {
+    mx_target t;
+    if (mx_target_detect(MX_DEVICE_CPU, &t, d) != MX_OK)
+        return NULL;
+    mx_compiled *c = mx_compile(g, &t, NULL, d);
+    if (c && mx_init_weights(c, 5, d) != MX_OK) {
+        mx_compiled_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* The winner's tiles reach the compile; a stale record and MIXC_NO_TUNE do not. */
+static void test_compile_picks(mx_graph *g) {
+    char path[128];
+    path_of("pick.jsonl", path, sizeof path);
+    setenv("MIXC_TUNE_DB", path, 1);
+    mx_diag d;
+    mx_compiled *c = compile_cpu(g, &d);
+    CHECK_MSG(c, "%s", d.msg);
+    if (!c)
+        return;
+    const mx_program *p = mx_compiled_program(c);
+    const mx_target *t = mx_compiled_target(c);
+    int scan = -1;
+    for (int k = 0; k < p->n_groups; k++)
+        if (p->groups[k].kind == MX_FUSE_SCAN)
+            scan = k;
+    mx_tiles *tiles = calloc((size_t)p->n_groups, sizeof *tiles), want = mx_tune_default_tiles(p, t, scan);
+    mx_codegen_options co = {.target = t, .tiles = tiles};
+    for (int k = 0; k < p->n_groups; k++)
+        tiles[k] = mx_tune_default_tiles(p, t, k);
+    mx_module base, tuned;
+    CHECK(mx_codegen(p, &co, &base, &d) == MX_OK);
+    want.items = 4, want.tasks = 1;
+    tiles[scan] = want;
+    CHECK(mx_codegen(p, &co, &tuned, &d) == MX_OK);
+    char sig[256];
+    mx_tune_signature(t, sig, sizeof sig);
+    mx_tune_record r = sample_record(mx_module_kernel(&base, scan)->identity, sig, true, 4);
+    r.candidates[0].tiles = mx_tune_default_tiles(p, t, scan);
+    r.candidates[1].tiles = want;
+    r.winner_source = mx_module_kernel(&tuned, scan)->identity;
+    CHECK(mx_tune_db_append(path, &r, &d) == MX_OK);
+    mx_tiles *picked = NULL;
+    CHECK(mx_tune_tiles(p, t, &picked, &d) == MX_OK && picked && picked[scan].items == 4 && picked[scan].tasks == 1);
+    free(picked);
+    setenv("MIXC_NO_TUNE", "1", 1);
+    CHECK(mx_tune_tiles(p, t, &picked, &d) == MX_OK && picked && picked[scan].items == 64);
+    free(picked);
+    unsetenv("MIXC_NO_TUNE");
+    r.winner_source ^= 1; /* a record whose winner generates other code now: stale */
+    CHECK(mx_tune_db_append(path, &r, &d) == MX_OK);
+    CHECK(mx_tune_tiles(p, t, &picked, &d) == MX_OK && picked && picked[scan].items == 64);
+    free(picked);
+    free(tiles);
+    mx_module_free(&base);
+    mx_module_free(&tuned);
+    mx_compiled_free(c);
+    unsetenv("MIXC_TUNE_DB");
+}
+
+/* The injected times: 10 for the default, 1 for a wrong candidate (the
+ * default's tiles split over 7 tasks, whose outputs wrong_outputs spoils),
+ * else 12 - items / 16 (items 128 best). */
+enum { WRONG_TASKS = 7 };
+
+static double fake_time(void *ctx, const mx_tiles *t) {
+    if (t->tasks == WRONG_TASKS)
+        return 1;
+    if (t->items == 64 && t->tasks == 0)
+        return 10;
+    return 12 - t->items / 16.0;
+}
+
+static void add_wrong(void *ctx, const mx_program *p, int group, mx_tune_space *s) {
+    if (p->groups[group].kind == MX_FUSE_SCAN && s->n > 0 && s->n < MX_TUNE_SPACE_MAX) {
+        s->tiles[s->n] = s->tiles[0];
+        s->tiles[s->n++].tasks = WRONG_TASKS;
+    }
+}
+
+/* The wrong candidate's forward pass: one output number off by 1% and 0.01. */
+static void wrong_outputs(void *ctx, const mx_program *p, const mx_tiles *tiles, mx_buffers *out) {
+    for (int g = 0; g < p->n_groups; g++)
+        if (p->groups[g].kind == MX_FUSE_SCAN && tiles[g].tasks == WRONG_TASKS) {
+            int v = mx_graph_output(p->g, 0);
+            out->data[v][out->numel[v] / 2] = out->data[v][out->numel[v] / 2] * 1.01f + 0.01f;
+            return;
+        }
+}
+
+static void test_search_injected(mx_graph *g) {
+    char path[128];
+    path_of("search.jsonl", path, sizeof path);
+    mx_diag d;
+    mx_compiled *c = compile_cpu(g, &d);
+    CHECK_MSG(c, "%s", d.msg);
+    if (!c)
+        return;
+    mx_tune_options o = {.db = path, .seed = 9, .repeats = 3, .kernels = "*scan*"};
+    mx_tune_hooks h = {.extend = add_wrong, .time = fake_time, .outputs = wrong_outputs};
+    mx_tune_summary s;
+    CHECK_MSG(mx_tune_hooked(c, &o, &h, &s, &d) == MX_OK, "%s", d.msg);
+    CHECK(s.kernels == 1 && s.improved == 1);
+    mx_tune_db db;
+    CHECK(mx_tune_db_read(path, &db, stderr, &d) == MX_OK && db.n == 1);
+    if (db.n == 1) {
+        const mx_tune_record *r = &db.records[0];
+        int wrong = -1;
+        for (int i = 0; i < r->n_candidates; i++)
+            if (r->candidates[i].tiles.tasks == WRONG_TASKS)
+                wrong = i;
+        CHECK_MSG(wrong > 0 && r->candidates[wrong].status == MX_CAND_MISMATCH, "the wrong candidate is %s",
+                  wrong > 0 ? mx_cand_status_names[r->candidates[wrong].status] : "missing");
+        CHECK_MSG(r->candidates[r->winner].tiles.items == 128, "winner items %d",
+                  r->candidates[r->winner].tiles.items);
+        CHECK(fabs(r->candidates[r->winner].ratio - (12 - 16.0) / 10) < 1e-9 || r->candidates[r->winner].ratio < 1);
+    }
+    mx_tune_db_free(&db);
+    mx_compiled_free(c);
+}
+
+/* A real tune on the CPU, then a compile with the database: its outputs
+ * against the reference interpreter on the same inputs. */
+static void test_real_tune(mx_graph *g) {
+    char path[128];
+    path_of("real.jsonl", path, sizeof path);
+    mx_diag d;
+    mx_compiled *c = compile_cpu(g, &d);
+    CHECK_MSG(c, "%s", d.msg);
+    if (!c)
+        return;
+    mx_tune_options o = {.db = path, .seed = 21, .repeats = 3, .budget_s = 20};
+    mx_tune_summary s;
+    CHECK_MSG(mx_tune(c, &o, &s, &d) == MX_OK, "%s", d.msg);
+    CHECK(s.kernels >= 1 && s.candidates > s.kernels && s.default_ms > 0 && s.tuned_ms > 0);
+    mx_compiled_free(c);
+    setenv("MIXC_TUNE_DB", path, 1);
+    c = compile_cpu(g, &d);
+    unsetenv("MIXC_TUNE_DB");
+    mx_buffers *b = mx_buffers_new(g);
+    mx_buffers_fill_random(b, g, 5); /* the params mx_init_weights gives a graph */
+    for (int i = 0; c && i < mx_tensor_count(c, MX_ROLE_INPUT); i++) { /* fresh inputs: a sine of the index */
+        mx_tensor_info ti;
+        mx_tensor_info_of(c, MX_ROLE_INPUT, i, &ti, &d);
+        float *v = b->data[mx_graph_value_find(g, ti.name)];
+        for (int64_t e = 0; e < ti.numel; e++)
+            v[e] = (float)sin(0.37 * (double)e + i);
+        CHECK(mx_set_input(c, ti.name, v, MX_F32, ti.rank, ti.dims, &d) == MX_OK);
+    }
+    CHECK_MSG(c && mx_run(c, &d) == MX_OK, "%s", d.msg);
+    if (c) {
+        CHECK(mx_ref_run(g, b, &d) == MX_OK);
+        int y = mx_graph_output(g, 0);
+        double *want = malloc((size_t)b->numel[y] * sizeof *want);
+        for (int64_t i = 0; i < b->numel[y]; i++)
+            want[i] = b->data[y][i];
+        const float *got = mx_output(c, NULL);
+        CHECK(got && CHECK_CLOSE(got, want, b->numel[y], 1e-4, "tuned cpu vs reference"));
+        free(want);
+    }
+    mx_buffers_free(b);
+    mx_compiled_free(c);
+}
+
+/* --device cuda --model-only: GPU candidates ranked by the estimate, stored as modelled. */
+static void test_model_only(mx_graph *g) {
+    char path[128];
+    path_of("model.jsonl", path, sizeof path);
+    mx_target t;
+    mx_diag d;
+    CHECK(mx_target_named("h100", MX_DEVICE_CUDA, &t, &d) == MX_OK);
+    mx_compile_options co = {.no_load = 1};
+    mx_compiled *c = mx_compile(g, &t, &co, &d);
+    CHECK_MSG(c && mx_init_weights(c, 5, &d) == MX_OK, "%s", d.msg);
+    mx_tune_options o = {.db = path, .seed = 4, .model_only = 1, .kernels = "*scan*", .budget_s = 5};
+    mx_tune_summary s;
+    CHECK_MSG(c && mx_tune(c, &o, &s, &d) == MX_OK, "%s", d.msg);
+    mx_tune_db db;
+    CHECK(mx_tune_db_read(path, &db, stderr, &d) == MX_OK && db.n == 1);
+    CHECK(db.n == 1 && !db.records[0].measured && strncmp(db.records[0].target, "gpu|h100|sm_90", 14) == 0 &&
+          db.records[0].n_candidates >= 2 && db.records[0].candidates[0].ms > 0);
+    mx_tune_db_free(&db);
+    mx_compiled_free(c);
+    /* the emulation's times mean nothing: measuring on it is refused, saying what to do */
+    CHECK(mx_target_named("h100", MX_DEVICE_EMU, &t, &d) == MX_OK);
+    c = mx_compile(g, &t, &co, &d);
+    o.model_only = 0;
+    CHECK(c && mx_init_weights(c, 5, &d) == MX_OK && mx_tune(c, &o, &s, &d) != MX_OK &&
+          strstr(d.msg, "cannot time kernels") && strstr(d.msg, "--model-only"));
+    mx_compiled_free(c);
+}
+
+int main(void) {
+    snprintf(dir, sizeof dir, "/tmp/mixc-tune-XXXXXX");
+    if (!mkdtemp(dir))
+        return 1;
+    setenv("MIXC_CACHE_DIR", dir, 1);
+    test_round_trip();
+    test_corrupt_lines();
+    test_merge_and_targets();
+    mx_diag d;
+    mx_graph *g = mx_graph_load(MIXC_SOURCE_DIR "/tests/ir/readme_example.mxir", &d);
+    CHECK_MSG(g, "%s", d.msg);
+    if (g && mx_have_cpu_backend()) {
+        test_compile_picks(g);
+        test_search_injected(g);
+        test_real_tune(g);
+    }
+    if (g)
+        test_model_only(g);
+    mx_graph_free(g);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    return check_summary();
+}
