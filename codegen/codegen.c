@@ -232,12 +232,6 @@ static mx_status generate(const mx_program *p, const mx_codegen_options *o, cons
     emit_fn emit = emitter_of(gr->kind);
     if (!emit)
         return mx_fail(d, MX_ERR_INVALID, "group %d: no emitter for kind %s", group, mx_fusion_names[gr->kind]);
-    for (int i = 0; i < gr->n_nodes; i++)
-        if (p->g->nodes[gr->nodes[i]].op == MX_OP_EMBEDDING) { /* a gather, not an index map: no emitter yet */
-            char label[160];
-            return mx_fail(d, MX_ERR_INVALID, "group %d: node %s: no code generator emits an embedding yet (--device ref runs it)",
-                           group, mx_node_label(p->g, gr->nodes[i], label, sizeof label));
-        }
     mx_kernel *k = &m->kernels[m->n_kernels];
     memset(k, 0, sizeof *k);
     k->group = group;
