@@ -99,7 +99,8 @@ mx_compiled *cli_compile(const cli_args *a, const cli_input *in, const mx_target
 bool cli_seed(const cli_args *a, unsigned long long *seed);
 
 /* Per output: shape, checksum (sum of x[i] * (1 + i mod 7) in f64, so a
- * permutation changes it), min / max / mean; every element with dump. */
-void cli_summarise(const mx_graph *g, int value, const float *x, bool dump);
+ * permutation changes it), min / max / mean; every element with dump.
+ * Returns how many elements are NaN or Inf (said on the line too). */
+int64_t cli_summarise(const mx_graph *g, int value, const float *x, bool dump);
 
 #endif

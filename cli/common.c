@@ -162,7 +162,7 @@ mx_compiled *cli_compile(const cli_args *a, const cli_input *in, const mx_target
     return c;
 }
 
-void cli_summarise(const mx_graph *g, int v, const float *x, bool dump) {
+int64_t cli_summarise(const mx_graph *g, int v, const float *x, bool dump) {
     int64_t n = mx_graph_value_numel(g, v);
     double checksum = 0, sum = 0, lo = INFINITY, hi = -INFINITY;
     for (int64_t i = 0; i < n; i++) {
@@ -187,4 +187,5 @@ void cli_summarise(const mx_graph *g, int v, const float *x, bool dump) {
     printf("\n");
     for (int64_t i = 0; dump && i < n; i++)
         printf("  [%lld] %.9g\n", (long long)i, x[i]);
+    return bad;
 }
