@@ -10,14 +10,13 @@ static int run(const cli_args *a) {
     if (!dir)
         return cli_usage_error(a, "emit needs -o DIR, the folder to write");
     unsigned long long seed = 1;
-    if (!cli_seed(a, &seed))
-        return CLI_USAGE;
+    cli_input in;
+    int rc = cli_load_seeded(a, &in, &seed);
+    if (rc != CLI_OK)
+        return rc;
     mx_emit_options o = {.target = cli_value(a, "--target") ? cli_value(a, "--target") : "sm_90",
                          .weights = cli_value(a, "--weights"), .seed = seed, .force = cli_flag(a, "--force")};
     bool cpu = strcmp(o.target, "cpu") == 0;
-    cli_input in;
-    if (!cli_load(a, &in))
-        return CLI_FAILED;
     mx_diag d;
     mx_status st = (cpu ? mx_emit_c : mx_emit_cuda)(in.g, in.model, dir, &o, &d);
     if (st == MX_OK)

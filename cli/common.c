@@ -141,6 +141,12 @@ bool cli_seed(const cli_args *a, unsigned long long *seed) {
     return true;
 }
 
+int cli_load_seeded(const cli_args *a, cli_input *in, unsigned long long *seed) {
+    if (!cli_seed(a, seed))
+        return CLI_USAGE;
+    return cli_load(a, in) ? CLI_OK : CLI_FAILED;
+}
+
 mx_compiled *cli_compile(const cli_args *a, const cli_input *in, const mx_target *t) {
     unsigned long long seed;
     if (!cli_seed(a, &seed))

@@ -68,7 +68,7 @@ static void model_c(const mx_emit_model *pr, const mx_target *tg, mx_text *t) {
     mx_emit_api_text(pr, t);
 }
 
-static const char headers[] = "model.h kernels.h standalone_cpu.h standalone_tables.h standalone_host.h half.h";
+static const char make_deps[] = "model.h kernels.h standalone_cpu.h standalone_tables.h standalone_host.h half.h";
 
 static void makefile(const mx_emit_model *pr, mx_text *t) {
     mx_text_printf(t,
@@ -87,7 +87,7 @@ static void makefile(const mx_emit_model *pr, mx_text *t) {
                    "main.o: main.c model.h\n"
                    "\t$(CC) $(CFLAGS) -std=c11 -c main.c -o $@\n\n"
                    "clean:\n\trm -f example main.o model.o\n\n.PHONY: clean\n",
-                   pr->p->g->name, MIXC_VERSION, headers);
+                   pr->p->g->name, MIXC_VERSION, make_deps);
 }
 
 static void cmakelists(const mx_emit_model *pr, mx_text *t) {
@@ -119,42 +119,28 @@ static void cmakelists(const mx_emit_model *pr, mx_text *t) {
                    pr->p->g->name, MIXC_VERSION, P, P, P, P, P, P, P, P);
 }
 
-static mx_status write_project(const mx_emit_model *pr, const mx_target *tg, const mx_emit_options *o,
-                               mx_emit_dir *dir, mx_diag *d) {
-    static const char *const runtime[] = {"runtime/emit/standalone_cpu.h", "runtime/emit/standalone_tables.h",
-                                          "runtime/emit/standalone_host.h", "ir/half.h"};
-    for (size_t i = 0; i < sizeof runtime / sizeof *runtime; i++)
-        MX_TRY(mx_emit_write_embedded(dir, runtime[i], d));
+static mx_status write_files(const mx_emit_model *pr, const mx_target *tg, mx_emit_dir *dir, mx_diag *d) {
     mx_text t = {0};
     MX_TRY(kernels_h(pr, &t, d));
     MX_TRY(mx_emit_write_text(dir, "kernels.h", &t, d));
     model_c(pr, tg, &t);
     MX_TRY(mx_emit_write_text(dir, "model.c", &t, d));
-    mx_emit_model_h(pr, "in host memory", "its kernels' blocks over threads", &t);
-    MX_TRY(mx_emit_write_text(dir, "model.h", &t, d));
-    mx_emit_main_c(pr, o, &t);
-    MX_TRY(mx_emit_write_text(dir, "main.c", &t, d));
     makefile(pr, &t);
     MX_TRY(mx_emit_write_text(dir, "Makefile", &t, d));
     cmakelists(pr, &t);
-    MX_TRY(mx_emit_write_text(dir, "CMakeLists.txt", &t, d));
-    return mx_emit_weights(pr, dir, d);
+    return mx_emit_write_text(dir, "CMakeLists.txt", &t, d);
+}
+
+static mx_status host_target(const mx_emit_options *o, mx_target *out, mx_diag *d) {
+    (void)o;
+    return mx_target_detect(MX_DEVICE_CPU, out, d);
 }
 
 mx_status mx_emit_c(const mx_graph *g, const mx_model *model, const char *dir, const mx_emit_options *o,
                     mx_diag *d) {
-    mx_target tg;
-    MX_TRY(mx_target_detect(MX_DEVICE_CPU, &tg, d));
-    mx_emit_dir out;
-    MX_TRY(mx_emit_dir_open(dir, o->force, &out, d));
-    mx_emit_model pr;
-    mx_status st = mx_emit_model_build(&pr, g, model, &tg, true, o, d);
-    if (st == MX_OK) {
-        st = write_project(&pr, &tg, o, &out, d);
-        mx_emit_model_free(&pr);
-    }
-    if (st == MX_OK)
-        return mx_emit_dir_commit(&out, d);
-    mx_emit_dir_abort(&out);
-    return st;
+    static const char *const headers[] = {"runtime/emit/standalone_cpu.h", "runtime/emit/standalone_tables.h",
+                                          "runtime/emit/standalone_host.h", "ir/half.h", NULL};
+    static const mx_emit_backend c = {host_target, true, headers, "in host memory",
+                                      "its kernels' blocks over threads", write_files};
+    return mx_emit_project(g, model, dir, o, &c, d);
 }

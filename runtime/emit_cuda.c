@@ -62,42 +62,27 @@ static void cmakelists(const mx_emit_model *pr, const mx_target *tg, mx_text *t)
                    pr->prefix);
 }
 
-static mx_status write_project(const mx_emit_model *pr, const mx_target *tg, const mx_emit_options *o,
-                               mx_emit_dir *dir, mx_diag *d) {
-    static const char *const runtime[] = {"runtime/emit/standalone.cuh", "runtime/emit/standalone_tables.h",
-                                          "runtime/emit/standalone_host.h", "ir/half.h"};
-    for (size_t i = 0; i < sizeof runtime / sizeof *runtime; i++)
-        MX_TRY(mx_emit_write_embedded(dir, runtime[i], d));
+static mx_status write_files(const mx_emit_model *pr, const mx_target *tg, mx_emit_dir *dir, mx_diag *d) {
     mx_text t = {0};
     MX_TRY(mx_emit_module_text(pr, "runtime/emu/mixc_prelude.h", &t, d));
     MX_TRY(mx_emit_write_text(dir, "kernels.cuh", &t, d));
     model_cu(pr, tg, &t);
     MX_TRY(mx_emit_write_text(dir, "model.cu", &t, d));
-    mx_emit_model_h(pr, "on GPU 0: buffers, cuBLASLt plans", "a CUDA graph replay", &t);
-    MX_TRY(mx_emit_write_text(dir, "model.h", &t, d));
-    mx_emit_main_c(pr, o, &t);
-    MX_TRY(mx_emit_write_text(dir, "main.c", &t, d));
     makefile(pr, tg, &t);
     MX_TRY(mx_emit_write_text(dir, "Makefile", &t, d));
     cmakelists(pr, tg, &t);
-    MX_TRY(mx_emit_write_text(dir, "CMakeLists.txt", &t, d));
-    return mx_emit_weights(pr, dir, d);
+    return mx_emit_write_text(dir, "CMakeLists.txt", &t, d);
+}
+
+static mx_status gpu_target(const mx_emit_options *o, mx_target *out, mx_diag *d) {
+    return mx_target_named(o->target, MX_DEVICE_CUDA, out, d);
 }
 
 mx_status mx_emit_cuda(const mx_graph *g, const mx_model *model, const char *dir, const mx_emit_options *o,
                        mx_diag *d) {
-    mx_target tg;
-    MX_TRY(mx_target_named(o->target, MX_DEVICE_CUDA, &tg, d));
-    mx_emit_dir out;
-    MX_TRY(mx_emit_dir_open(dir, o->force, &out, d));
-    mx_emit_model pr;
-    mx_status st = mx_emit_model_build(&pr, g, model, &tg, false, o, d);
-    if (st == MX_OK) {
-        st = write_project(&pr, &tg, o, &out, d);
-        mx_emit_model_free(&pr);
-    }
-    if (st == MX_OK)
-        return mx_emit_dir_commit(&out, d);
-    mx_emit_dir_abort(&out);
-    return st;
+    static const char *const headers[] = {"runtime/emit/standalone.cuh", "runtime/emit/standalone_tables.h",
+                                          "runtime/emit/standalone_host.h", "ir/half.h", NULL};
+    static const mx_emit_backend cuda = {gpu_target, false, headers, "on GPU 0: buffers, cuBLASLt plans",
+                                         "a CUDA graph replay", write_files};
+    return mx_emit_project(g, model, dir, o, &cuda, d);
 }

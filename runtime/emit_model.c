@@ -522,3 +522,39 @@ mx_status mx_emit_model_build(mx_emit_model *pr, const mx_graph *g, const mx_mod
         mx_emit_model_free(pr);
     return st;
 }
+
+/* ---- the project ---------------------------------------------------------------------------- */
+
+mx_status mx_emit_project(const mx_graph *g, const mx_model *model, const char *dir, const mx_emit_options *o,
+                          const mx_emit_backend *b, mx_diag *d) {
+    mx_target tg;
+    MX_TRY(b->target(o, &tg, d));
+    mx_emit_dir out;
+    MX_TRY(mx_emit_dir_open(dir, o->force, &out, d));
+    mx_emit_model pr;
+    mx_status st = mx_emit_model_build(&pr, g, model, &tg, b->one_thread_blocks, o, d);
+    if (st != MX_OK) {
+        mx_emit_dir_abort(&out);
+        return st;
+    }
+    for (int i = 0; st == MX_OK && b->headers[i]; i++)
+        st = mx_emit_write_embedded(&out, b->headers[i], d);
+    mx_text t = {0};
+    if (st == MX_OK) {
+        mx_emit_model_h(&pr, b->where, b->forward, &t);
+        st = mx_emit_write_text(&out, "model.h", &t, d);
+    }
+    if (st == MX_OK) {
+        mx_emit_main_c(&pr, o, &t);
+        st = mx_emit_write_text(&out, "main.c", &t, d);
+    }
+    if (st == MX_OK)
+        st = mx_emit_weights(&pr, &out, d);
+    if (st == MX_OK)
+        st = b->write(&pr, &tg, &out, d);
+    mx_emit_model_free(&pr);
+    if (st == MX_OK)
+        return mx_emit_dir_commit(&out, d);
+    mx_emit_dir_abort(&out);
+    return st;
+}

@@ -58,4 +58,22 @@ mx_status mx_emit_module_text(const mx_emit_model *pr, const char *prelude, mx_t
 mx_status mx_emit_write_text(mx_emit_dir *dir, const char *name, mx_text *t, mx_diag *d);
 mx_status mx_emit_write_embedded(mx_emit_dir *dir, const char *path, mx_diag *d);
 
+/* ---- a project -------------------------------------------------------------------------- */
+
+/* What a kind of project brings: its target, how its kernels are cut, the
+ * host headers it ships (embedded paths, NULL-terminated), what model.h
+ * says, and the files of its own (kernels, the model's tables, build files). */
+typedef struct {
+    mx_status (*target)(const mx_emit_options *o, mx_target *out, mx_diag *d);
+    bool one_thread_blocks;
+    const char *const *headers;
+    const char *where, *forward; /* model.h: where the model lives, what a forward pass is */
+    mx_status (*write)(const mx_emit_model *pr, const mx_target *t, mx_emit_dir *dir, mx_diag *d);
+} mx_emit_backend;
+
+/* The whole project of b in dir, written atomically: model.h, main.c,
+ * weights.safetensors and b's headers, then b's own files. */
+mx_status mx_emit_project(const mx_graph *g, const mx_model *model, const char *dir, const mx_emit_options *o,
+                          const mx_emit_backend *b, mx_diag *d);
+
 #endif

@@ -20,15 +20,7 @@
 
 #define GOLDEN MIXC_SOURCE_DIR "/tests/golden/"
 
-static char tmp_dir[64];
-
-static const char *tmp_path(const char *name) {
-    static char path[4][160];
-    static int next;
-    char *p = path[next++ % 4];
-    snprintf(p, sizeof path[0], "%s/%s", tmp_dir, name);
-    return p;
-}
+static const char *tmp_path(const char *name) { return support_tmp_path("import", name); }
 
 /* Max over elements of |got - want|, over max(1, max |want|). */
 static double rel_error(const float *got, const mx_tf_tensor *want) {
@@ -218,11 +210,6 @@ static void check_mamba_130m(void) {
 }
 
 int main(void) {
-    snprintf(tmp_dir, sizeof tmp_dir, "/tmp/mixc_import_XXXXXX");
-    if (!mkdtemp(tmp_dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
     check_golden("hf_mamba_model", MX_IMPORT_TRANSFORMERS);
     check_golden("hf_mamba_causal_lm", MX_IMPORT_TRANSFORMERS);
     check_golden("mamba_ssm_block", MX_IMPORT_MAMBA_SSM);
@@ -237,6 +224,6 @@ int main(void) {
     const char *names[] = {"imported.safetensors", "edited.safetensors", "untied.safetensors", "out.safetensors"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         remove(tmp_path(names[i]));
-    rmdir(tmp_dir);
+    support_tmp_remove();
     return check_summary();
 }
