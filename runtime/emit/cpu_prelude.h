@@ -59,4 +59,25 @@ static inline float __bfloat162float(__nv_bfloat16 h) { return mx_bf16_to_f32(h.
 static inline __nv_bfloat16 __float2bfloat16_rn(float x) { return (__nv_bfloat16){mx_f32_to_bf16(x)}; }
 static inline float __int_as_float(int x) { return mx_bits_f32((uint32_t)x); }
 
+/* 2^x as mixc's CPU backend computes it (straight-line code a compiler
+ * vectorises, where libm's exp2f is a call per element): x clamped to
+ * [-126, 128) (comparisons that keep NaN), n = round(x) by the 1.5 * 2^23
+ * trick, 2^(x - n) by Cephes' exp2f polynomial (relative error 2e-7), 2^n
+ * put in the exponent bits. expf is 2^(x log2 e). */
+static inline float mxs_exp2f(float x) {
+    x = x > 127.99f ? 127.99f : x;
+    x = x < -126.99f ? -126.99f : x;
+    const float t = x + 12582912.0f, r = x - (t - 12582912.0f);
+    float p = 1.535336188319500e-4f;
+    p = p * r + 1.339887440266574e-3f;
+    p = p * r + 9.618437357674640e-3f;
+    p = p * r + 5.550332471162809e-2f;
+    p = p * r + 2.402264791363012e-1f;
+    p = p * r + 6.931472028550421e-1f;
+    p = p * r + 1.0f;
+    return p * mx_bits_f32((mx_f32_bits(t) - 0x4B400000u + 127u) << 23);
+}
+#define exp2f(x) mxs_exp2f(x)
+#define expf(x) mxs_exp2f((x) * 1.4426950408889634f)
+
 #endif

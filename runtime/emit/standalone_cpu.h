@@ -124,25 +124,49 @@ static float *mxs_as_f32(mxs_model *m, mxs_view *views, int *n, int buffer) {
 
 static float mxs_gelu_tanh(float x) { return 0.5f * x * (1.0f + tanhf(0.797884561f * (x + 0.044715f * x * x * x))); }
 
-/* y (m x n, leading dimension ldy) += op(a) op(b), ldy rows already holding beta * C. */
-static void mxs_product(const mxs_gemm *g, const float *a, const float *b, float *y, float beta) {
+/* y (m x n, leading dimension ldy) = op(a) op(b) + beta * y. In plain C:
+ * B as k rows of n (a transposed B is packed so, into packed), then four
+ * rows of y at a time, each row of B loaded once for the four, the inner
+ * loop over j contiguous (vectorised without reassociating sums). */
+static void mxs_product(const mxs_gemm *g, const float *a, const float *b, float *y, float beta, float *packed) {
 #ifdef MXS_CBLAS
+    (void)packed;
     cblas_sgemm(CblasRowMajor, g->a.trans ? CblasTrans : CblasNoTrans, g->b.trans ? CblasTrans : CblasNoTrans,
                 (int)g->m, (int)g->n, (int)g->k, 1.0f, a, (int)g->a.ld, b, (int)g->b.ld, beta, y, (int)g->y.ld);
 #else
-    for (long long i = 0; i < g->m; i++) {
-        float *yi = y + i * g->y.ld;
-        if (beta == 0.0f)
+    long long ldb = g->b.ld;
+    if (g->b.trans) {
+        for (long long p = 0; p < g->k; p++)
             for (long long j = 0; j < g->n; j++)
-                yi[j] = 0.0f;
+                packed[p * g->n + j] = b[j * g->b.ld + p];
+        b = packed, ldb = g->n;
+    }
+    for (long long i0 = 0; i0 < g->m; i0 += 4) {
+        int rows = g->m - i0 < 4 ? (int)(g->m - i0) : 4;
+        float *yr[4];
+        for (int r = 0; r < 4; r++) /* rows past m alias the last: computed twice, stored alike */
+            yr[r] = y + (i0 + (r < rows ? r : rows - 1)) * g->y.ld;
+        for (int r = 0; r < rows && beta == 0.0f; r++)
+            for (long long j = 0; j < g->n; j++)
+                yr[r][j] = 0.0f;
         for (long long p = 0; p < g->k; p++) {
-            const float aip = g->a.trans ? a[p * g->a.ld + i] : a[i * g->a.ld + p];
-            if (g->b.trans)
-                for (long long j = 0; j < g->n; j++)
-                    yi[j] += aip * b[j * g->b.ld + p];
-            else
-                for (long long j = 0; j < g->n; j++)
-                    yi[j] += aip * b[p * g->b.ld + j];
+            float ar[4];
+            for (int r = 0; r < 4; r++) {
+                long long i = i0 + (r < rows ? r : rows - 1);
+                ar[r] = g->a.trans ? a[p * g->a.ld + i] : a[i * g->a.ld + p];
+            }
+            const float *bp = b + p * ldb;
+            if (rows == 4) {
+                float *y0 = yr[0], *y1 = yr[1], *y2 = yr[2], *y3 = yr[3];
+                for (long long j = 0; j < g->n; j++) {
+                    const float bj = bp[j];
+                    y0[j] += ar[0] * bj, y1[j] += ar[1] * bj, y2[j] += ar[2] * bj, y3[j] += ar[3] * bj;
+                }
+            } else {
+                for (int r = 0; r < rows; r++)
+                    for (long long j = 0; j < g->n; j++)
+                        yr[r][j] += ar[r] * bp[j];
+            }
         }
     }
 #endif
@@ -157,7 +181,8 @@ static int mxs_run_gemm(mxs_model *m, const mxs_gemm *g) {
     float *Y = mxs_as_f32(m, views, &n, g->y.buffer);
     float *C = g->c.buffer >= 0 ? mxs_as_f32(m, views, &n, g->c.buffer) : NULL;
     float *bias = g->bias >= 0 ? mxs_as_f32(m, views, &n, g->bias) : NULL;
-    int failed = !A || !B || !Y || (g->c.buffer >= 0 && !C) || (g->bias >= 0 && !bias);
+    float *packed = g->b.trans ? (float *)malloc((size_t)(g->k * g->n) * sizeof(float) + 1) : NULL;
+    int failed = !A || !B || !Y || (g->c.buffer >= 0 && !C) || (g->bias >= 0 && !bias) || (g->b.trans && !packed);
     for (long long o = 0; !failed && o < g->outer; o++)
         for (long long bt = 0; bt < g->batch; bt++) {
             const float *a = A + g->a.offset + o * g->a.outer_stride + bt * g->a.batch_stride;
@@ -172,7 +197,7 @@ static int mxs_run_gemm(mxs_model *m, const mxs_gemm *g) {
                             y[i * g->y.ld + j] = g->c.trans ? c[j * g->c.ld + i] : c[i * g->c.ld + j];
                 beta = 1.0f;
             }
-            mxs_product(g, a, b, y, beta);
+            mxs_product(g, a, b, y, beta, packed);
             if (!bias && g->act == MXS_ACT_NONE)
                 continue;
             for (long long i = 0; i < g->m; i++)
@@ -182,6 +207,7 @@ static int mxs_run_gemm(mxs_model *m, const mxs_gemm *g) {
                     y[i * g->y.ld + j] = v;
                 }
         }
+    free(packed);
     for (int i = 0; i < n; i++) {
         if (!views[i].copy)
             continue;
