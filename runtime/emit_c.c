@@ -9,9 +9,11 @@
  * arguments unpacked from the step's buffers); standalone_cpu.h runs them:
  * blocks over pthreads, products in plain C or through CBLAS. It needs a
  * C11 compiler, libc, libm and pthreads (and a CBLAS when asked). */
+#include <stdint.h>
 #include <string.h>
 
 #include "emit_model.h"
+#include "host_blocks.h"
 
 /* kernels.h: the module as C: cpu_prelude.h inlined, the C++ linkage of each
  * kernel dropped (C has no extern "C"; the kernels are static to model.c). */
@@ -119,7 +121,25 @@ static void cmakelists(const mx_emit_model *pr, mx_text *t) {
                    pr->p->g->name, MIXC_VERSION, P, P, P, P, P, P, P, P);
 }
 
+/* blockIdx.x is an unsigned int: a launch of more blocks than a grid holds
+ * (an element kernel runs one block per element) is refused here, naming
+ * the kernel, as the CPU backend refuses it at run time. */
+static mx_status check_grids(const mx_emit_model *pr, mx_diag *d) {
+    for (int k = 0; k < pr->p->n_groups; k++) {
+        const mx_kernel *kern = mx_module_kernel(&pr->m, k);
+        int64_t blocks, grain;
+        if (!kern)
+            continue;
+        mx_host_blocks(pr->p, k, kern, &blocks, &grain);
+        if (blocks > INT32_MAX)
+            return mx_fail(d, MX_ERR_INVALID, "graph %s: group %d (%s): %lld blocks, more than a grid holds",
+                           pr->p->g->name, k, kern->name, (long long)blocks);
+    }
+    return MX_OK;
+}
+
 static mx_status write_files(const mx_emit_model *pr, const mx_target *tg, mx_emit_dir *dir, mx_diag *d) {
+    MX_TRY(check_grids(pr, d));
     mx_text t = {0};
     MX_TRY(kernels_h(pr, &t, d));
     MX_TRY(mx_emit_write_text(dir, "kernels.h", &t, d));
