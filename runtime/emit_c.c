@@ -58,15 +58,7 @@ static void model_c(const mx_emit_model *pr, const mx_target *tg, mx_text *t) {
                    pr->p->g->name, tg->name, MIXC_VERSION);
     entries_text(pr, t);
     mx_text_printf(t, "\n");
-    mx_emit_buffers_text(pr, t);
-    mx_text_printf(t, "\n");
-    mx_emit_steps_text(pr, true, t);
-    mx_text_printf(t, "\n");
-    mx_emit_gemms_text(pr, t);
-    mx_text_printf(t, "\n");
-    int n_in = mx_emit_tensors_text(pr, false, t);
-    int n_out = mx_emit_tensors_text(pr, true, t);
-    mx_emit_desc_text(pr, n_in, n_out, t);
+    mx_emit_tables_text(pr, true, t);
     mx_emit_api_text(pr, t);
 }
 

@@ -12,15 +12,7 @@ static void model_cu(const mx_emit_model *pr, const mx_target *tg, mx_text *t) {
                    " * the host side in standalone.cuh; this file holds the model's tables. */\n"
                    "#include \"kernels.cuh\"\n#include \"standalone.cuh\"\n#include \"model.h\"\n\n",
                    pr->p->g->name, tg->name, tg->sm, MIXC_VERSION);
-    mx_emit_buffers_text(pr, t);
-    mx_text_printf(t, "\n");
-    mx_emit_steps_text(pr, false, t);
-    mx_text_printf(t, "\n");
-    mx_emit_gemms_text(pr, t);
-    mx_text_printf(t, "\n");
-    int n_in = mx_emit_tensors_text(pr, false, t);
-    int n_out = mx_emit_tensors_text(pr, true, t);
-    mx_emit_desc_text(pr, n_in, n_out, t);
+    mx_emit_tables_text(pr, false, t);
     mx_text_printf(t, "extern \"C\" {\n");
     mx_emit_api_text(pr, t);
     mx_text_printf(t, "}\n");

@@ -187,7 +187,7 @@ static void operand_text(const mx_emit_model *pr, const mx_gemm_operand *x, mx_t
                    (long long)x->outer_stride);
 }
 
-void mx_emit_buffers_text(const mx_emit_model *pr, mx_text *t) {
+static void buffers_text(const mx_emit_model *pr, mx_text *t) {
     const mx_graph *g = pr->p->g;
     mx_text_printf(t, "static const mxs_buffer buffers[] = {\n");
     for (int b = 0; b < pr->n_buffers; b++) {
@@ -206,7 +206,7 @@ void mx_emit_buffers_text(const mx_emit_model *pr, mx_text *t) {
  * a step is a launch (grid, block, shared memory); on the host the blocks
  * the launch runs (host_blocks.h) and the kernel's entry, which model.c
  * defines (NAME_entry). */
-void mx_emit_steps_text(const mx_emit_model *pr, bool host, mx_text *t) {
+static void steps_text(const mx_emit_model *pr, bool host, mx_text *t) {
     const mx_program *p = pr->p;
     mx_text args = {0};
     int n_args = 0, n_gemms = 0;
@@ -242,7 +242,7 @@ void mx_emit_steps_text(const mx_emit_model *pr, bool host, mx_text *t) {
     mx_text_free(&args);
 }
 
-void mx_emit_gemms_text(const mx_emit_model *pr, mx_text *t) {
+static void gemms_text(const mx_emit_model *pr, mx_text *t) {
     static const char *const acts[] = {"MXS_ACT_NONE", "MXS_ACT_RELU", "MXS_ACT_GELU_TANH"};
     mx_text_printf(t, "static const mxs_gemm gemms[] = {\n");
     for (int k = 0; k < pr->p->n_groups; k++) {
@@ -262,7 +262,7 @@ void mx_emit_gemms_text(const mx_emit_model *pr, mx_text *t) {
     mx_text_printf(t, "    {0},\n};\n");
 }
 
-void mx_emit_desc_text(const mx_emit_model *pr, int n_in, int n_out, mx_text *t) {
+static void desc_text(const mx_emit_model *pr, int n_in, int n_out, mx_text *t) {
     int n_gemms = 0;
     for (int k = 0; k < pr->p->n_groups; k++)
         n_gemms += !mx_module_kernel(&pr->m, k);
@@ -290,7 +290,7 @@ void mx_emit_api_text(const mx_emit_model *pr, mx_text *t) {
 }
 
 /* The model's inputs (role MX_OP_INPUT) or outputs as an mxs_tensor table. */
-int mx_emit_tensors_text(const mx_emit_model *pr, bool outputs, mx_text *t) {
+static int tensors_text(const mx_emit_model *pr, bool outputs, mx_text *t) {
     const mx_graph *g = pr->p->g;
     int n = 0;
     mx_text_printf(t, "static const mxs_tensor %s[] = {\n", outputs ? "outputs" : "inputs");
@@ -307,6 +307,18 @@ int mx_emit_tensors_text(const mx_emit_model *pr, bool outputs, mx_text *t) {
     }
     mx_text_printf(t, "    {0},\n};\n");
     return n;
+}
+
+void mx_emit_tables_text(const mx_emit_model *pr, bool host, mx_text *t) {
+    buffers_text(pr, t);
+    mx_text_printf(t, "\n");
+    steps_text(pr, host, t);
+    mx_text_printf(t, "\n");
+    gemms_text(pr, t);
+    mx_text_printf(t, "\n");
+    int n_in = tensors_text(pr, false, t);
+    int n_out = tensors_text(pr, true, t);
+    desc_text(pr, n_in, n_out, t);
 }
 
 /* ---- model.h and main.c ------------------------------------------------------------------- */

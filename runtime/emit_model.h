@@ -30,16 +30,11 @@ mx_status mx_emit_model_build(mx_emit_model *pr, const mx_graph *g, const mx_mod
                               bool one_thread_blocks, const mx_emit_options *o, mx_diag *d);
 void mx_emit_model_free(mx_emit_model *pr);
 
-/* The tables of standalone_tables.h: buffers[], gemms[], inputs[] and
- * outputs[] (returning their counts). */
-void mx_emit_buffers_text(const mx_emit_model *pr, mx_text *t);
-/* steps[] (on the GPU launches; on the host, host: blocks, and the
- * kernels' NAME_entry functions, which model.c defines) and args[]. */
-void mx_emit_steps_text(const mx_emit_model *pr, bool host, mx_text *t);
-void mx_emit_gemms_text(const mx_emit_model *pr, mx_text *t);
-int mx_emit_tensors_text(const mx_emit_model *pr, bool outputs, mx_text *t);
-/* The desc table, named desc, over the tables above and steps / args. */
-void mx_emit_desc_text(const mx_emit_model *pr, int n_in, int n_out, mx_text *t);
+/* The tables of standalone_tables.h (buffers[], steps[] and args[], gemms[],
+ * inputs[], outputs[]) and the desc over them. A step is a launch on the GPU
+ * (grid, block, shared memory); on the host (host) the blocks the launch
+ * runs (host_blocks.h) and the kernel's NAME_entry, which model.c defines. */
+void mx_emit_tables_text(const mx_emit_model *pr, bool host, mx_text *t);
 /* The C API's functions over mxs_* (the wrappers of model.cu and model.c). */
 void mx_emit_api_text(const mx_emit_model *pr, mx_text *t);
 

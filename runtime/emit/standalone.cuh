@@ -201,15 +201,10 @@ static void mxs_destroy(mxs_model *m) {
 /* The model on GPU 0; on failure *out is NULL and err (when not NULL) says why. */
 static int mxs_create(const mxs_desc *d, mxs_model **out, char *err, size_t err_size) {
     *out = NULL;
-    mxs_model *m = (mxs_model *)calloc(1, sizeof *m);
-    if (!m) {
-        snprintf(err, err_size, "out of memory");
+    mxs_model *m = mxs_new(d, err, err_size);
+    if (!m)
         return 1;
-    }
-    m->d = d;
-    int n_args = 0, devices = 0;
-    for (int i = 0; i < d->n_steps; i++)
-        n_args += d->steps[i].n_args;
+    int n_args = mxs_n_args(d), devices = 0;
     m->ptr = (void **)calloc((size_t)d->n_buffers + 1, sizeof *m->ptr);
     m->argv = (void **)calloc((size_t)n_args + 1, sizeof *m->argv);
     m->argp = (void **)calloc((size_t)n_args + 1, sizeof *m->argp);

@@ -240,21 +240,16 @@ static void *mxs_alloc(size_t bytes) {
 /* The model in host memory; on failure *out is NULL and err says why. */
 static int mxs_create(const mxs_desc *d, mxs_model **out, char *err, size_t err_size) {
     *out = NULL;
-    mxs_model *m = (mxs_model *)calloc(1, sizeof *m);
-    if (!m) {
-        snprintf(err, err_size, "out of memory");
+    mxs_model *m = mxs_new(d, err, err_size);
+    if (!m)
         return 1;
-    }
-    m->d = d;
     const char *env = getenv("MXS_THREADS");
     long threads = env && *env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
     m->threads = threads < 1 ? 1 : threads > 256 ? 256 : (int)threads;
-    int n_args = 0;
+    int n_args = mxs_n_args(d);
     size_t smem = 0;
-    for (int i = 0; i < d->n_steps; i++) {
-        n_args += d->steps[i].n_args;
+    for (int i = 0; i < d->n_steps; i++)
         smem = d->steps[i].smem > smem ? d->steps[i].smem : smem;
-    }
     m->smem_stride = (smem + 63) / 64 * 64;
     m->ptr = (void **)calloc((size_t)d->n_buffers + 1, sizeof *m->ptr);
     m->argv = (void **)calloc((size_t)n_args + 1, sizeof *m->argv);

@@ -29,6 +29,24 @@ static int mxs_fail(mxs_model *m, const char *fmt, ...) {
     return 1;
 }
 
+/* A zeroed model of d; NULL with the reason in err (err_size bytes). */
+static mxs_model *mxs_new(const mxs_desc *d, char *err, size_t err_size) {
+    mxs_model *m = (mxs_model *)calloc(1, sizeof *m);
+    if (!m)
+        snprintf(err, err_size, "%s: out of memory", d->name);
+    else
+        m->d = d;
+    return m;
+}
+
+/* The kernel arguments of all steps (the length of d->args). */
+static int mxs_n_args(const mxs_desc *d) {
+    int n = 0;
+    for (int i = 0; i < d->n_steps; i++)
+        n += d->steps[i].n_args;
+    return n;
+}
+
 static int mxs_find(const mxs_tensor *t, int n, const char *name) {
     for (int i = 0; i < n; i++)
         if (strcmp(t[i].name, name) == 0)
