@@ -49,7 +49,7 @@ const cli_command cli_cmd_emit = {
     "initialisation), main.c (runs seeded inputs and prints the checksums\n"
     "`mixc run` prints for the same --seed), a Makefile and a CMakeLists.txt.\n"
     "With --target cpu the project is C11 for this CPU instead (kernels.h: the\n"
-    "kernels the CPU backend runs; standalone_cpu.h: blocks over pthreads,\n"
+    "generated kernels with one-thread blocks; standalone_cpu.h: blocks over pthreads,\n"
     "products in plain C or through a CBLAS): it needs a C compiler, libc,\n"
     "libm and pthreads. docs/emit.md describes the files.\n",
     {cli_model_options, cli_weight_options, options, NULL},

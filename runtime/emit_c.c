@@ -1,11 +1,11 @@
 /* emit_c.c: a model as a standalone C project for the host CPU
  * (emit_project.h, docs/emit.md).
  *
- * The program is compiled as the CPU backend compiles it (emit_model.h,
- * one-thread blocks: host_blocks.h); the generated module, in the kernel
- * subset of CUDA C that the CPU backend lowers with LLVM, becomes C11
- * through cpu_prelude.h, which gives that subset the meaning the CPU backend
- * gives it. model.c holds the tables and an entry per kernel (the
+ * The program is compiled for the host (emit_model.h) with one-thread
+ * blocks (host_blocks.h); the generated module, in the kernel subset of
+ * CUDA C that the CPU backend lowers with LLVM (codegen/llvm_kernel.h),
+ * becomes C11 through cpu_prelude.h, which gives that subset the meaning
+ * the lowering gives a block of one thread. model.c holds the tables and an entry per kernel (the
  * arguments unpacked from the step's buffers); standalone_cpu.h runs them:
  * blocks over pthreads, products in plain C or through CBLAS. It needs a
  * C11 compiler, libc, libm and pthreads (and a CBLAS when asked). */
@@ -115,7 +115,7 @@ static void cmakelists(const mx_emit_model *pr, mx_text *t) {
 
 /* blockIdx.x is an unsigned int: a launch of more blocks than a grid holds
  * (an element kernel runs one block per element) is refused here, naming
- * the kernel, as the CPU backend refuses it at run time. */
+ * the kernel. */
 static mx_status check_grids(const mx_emit_model *pr, mx_diag *d) {
     for (int k = 0; k < pr->p->n_groups; k++) {
         const mx_kernel *kern = mx_module_kernel(&pr->m, k);

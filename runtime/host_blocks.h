@@ -1,8 +1,8 @@
-/* host_blocks.h: generated kernels on a host CPU, where a block is one
- * thread of one lane (codegen/llvm_kernel.h): the tiles that make every
+/* host_blocks.h: generated kernels on a host CPU with blocks of one thread
+ * (the C project of `mixc emit --target cpu`): the tiles that make every
  * block one thread, and how many blocks a launch of a group's kernel runs.
- * The CPU backend's JIT and the C project of `mixc emit --target cpu` run
- * the same kernels over the same grids. */
+ * The CPU backend's JIT may run a block's threads as vector lanes instead
+ * (runtime/cpu.c); with one thread a block is plain scalar C. */
 #ifndef MX_HOST_BLOCKS_H
 #define MX_HOST_BLOCKS_H
 

@@ -3,7 +3,7 @@
  * mixc writes every kernel in a small subset of CUDA C (codegen/llvm_kernel.h)
  * and generates it for the CPU with tiles that give every block one thread.
  * This prelude gives that subset its meaning on the host, as mixc's CPU
- * backend does: threadIdx is 0 and blockDim 1, __syncthreads nothing, a
+ * backend does for a block of one thread: threadIdx is 0 and blockDim 1, __syncthreads nothing, a
  * block reduction the value itself (MX_ONE_THREAD_BLOCKS), blockIdx and
  * gridDim the launcher's (standalone_cpu.h) per thread, and a block's
  * dynamic shared memory a per-thread scratch buffer. f16 and bf16 are their
