@@ -97,9 +97,12 @@ mx_compile_options cli_compile_options(const cli_args *a);
 mx_compiled *cli_compile(const cli_args *a, const cli_input *in, const mx_target *t);
 /* The --seed value (default 1); false (usage error printed) when malformed. */
 bool cli_seed(const cli_args *a, unsigned long long *seed);
+/* --seed, then pos[0] loaded: CLI_OK, or the exit status (error printed). */
+int cli_load_seeded(const cli_args *a, cli_input *in, unsigned long long *seed);
 
 /* Per output: shape, checksum (sum of x[i] * (1 + i mod 7) in f64, so a
- * permutation changes it), min / max / mean; every element with dump. */
-void cli_summarise(const mx_graph *g, int value, const float *x, bool dump);
+ * permutation changes it), min / max / mean; every element with dump.
+ * Returns how many elements are NaN or Inf (said on the line too). */
+int64_t cli_summarise(const mx_graph *g, int value, const float *x, bool dump);
 
 #endif

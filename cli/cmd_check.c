@@ -93,11 +93,10 @@ static bool check_device(const cli_args *a, const cli_input *in, mx_device devic
 
 static int run(const cli_args *a) {
     unsigned long long seed;
-    if (!cli_seed(a, &seed))
-        return CLI_USAGE;
     cli_input in;
-    if (!cli_load(a, &in))
-        return CLI_FAILED;
+    int rc = cli_load_seeded(a, &in, &seed);
+    if (rc != CLI_OK)
+        return rc;
     mx_buffers *want = oracle(a, &in, seed);
     bool ok = want != NULL;
     if (want) {

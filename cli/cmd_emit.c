@@ -10,20 +10,17 @@ static int run(const cli_args *a) {
     if (!dir)
         return cli_usage_error(a, "emit needs -o DIR, the folder to write");
     unsigned long long seed = 1;
-    if (!cli_seed(a, &seed))
-        return CLI_USAGE;
+    cli_input in;
+    int rc = cli_load_seeded(a, &in, &seed);
+    if (rc != CLI_OK)
+        return rc;
     mx_emit_options o = {.target = cli_value(a, "--target") ? cli_value(a, "--target") : "sm_90",
                          .weights = cli_value(a, "--weights"), .seed = seed, .force = cli_flag(a, "--force")};
-    if (strcmp(o.target, "cpu") == 0)
-        return cli_fail("--target cpu: emitting for the CPU backend is not available in this mixc; "
-                        "use a GPU target (%s)", mx_target_names());
-    cli_input in;
-    if (!cli_load(a, &in))
-        return CLI_FAILED;
+    bool cpu = strcmp(o.target, "cpu") == 0;
     mx_diag d;
-    mx_status st = mx_emit_cuda(in.g, in.model, dir, &o, &d);
+    mx_status st = (cpu ? mx_emit_c : mx_emit_cuda)(in.g, in.model, dir, &o, &d);
     if (st == MX_OK)
-        printf("wrote %s: %s for %s (make, then ./example)\n", dir, in.path, o.target);
+        printf("wrote %s: %s for %s (make, then ./example)\n", dir, in.path, cpu ? "this CPU (C)" : o.target);
     else
         cli_fail("%s", d.msg);
     cli_unload(&in);
@@ -32,7 +29,8 @@ static int run(const cli_args *a) {
 
 static const cli_option options[] = {
     {"-o", CLI_VALUE, "DIR", "the folder to write (made whole, or not at all)"},
-    {"--target", CLI_VALUE, "NAME", "the GPU to generate for: sm_80, sm_90 (default), a100, h100, h200"},
+    {"--target", CLI_VALUE, "NAME", "the GPU to generate for: sm_80, sm_90 (default), a100, h100, h200;\n"
+                                    "or cpu: a C project for this CPU"},
     {"--force", CLI_FLAG, NULL, "replace DIR when it is not empty"},
     {NULL},
 };
@@ -42,7 +40,7 @@ const cli_command cli_cmd_emit = {
     "FILE -o DIR",
     1,
     1,
-    "a standalone CUDA project of the model, needing no mixc",
+    "a standalone CUDA (or C, for the CPU) project of the model, needing no mixc",
     "Writes a project that builds with the CUDA toolkit alone (nvcc, the CUDA\n"
     "runtime and cuBLASLt): kernels.cuh (the generated kernels), model.cu (the\n"
     "launch plan and the cuBLASLt products), standalone.cuh (its host side),\n"
@@ -50,7 +48,10 @@ const cli_command cli_cmd_emit = {
     "destroy), weights.safetensors (from --weights or the seeded\n"
     "initialisation), main.c (runs seeded inputs and prints the checksums\n"
     "`mixc run` prints for the same --seed), a Makefile and a CMakeLists.txt.\n"
-    "docs/emit.md describes the files.\n",
+    "With --target cpu the project is C11 for this CPU instead (kernels.h: the\n"
+    "generated kernels with one-thread blocks; standalone_cpu.h: blocks over pthreads,\n"
+    "products in plain C or through a CBLAS): it needs a C compiler, libc,\n"
+    "libm and pthreads. docs/emit.md describes the files.\n",
     {cli_model_options, cli_weight_options, options, NULL},
     run,
 };

@@ -78,11 +78,16 @@ static int run(const cli_args *a) {
         if (time_arg)
             printf("time: median %.3f ms, min %.3f ms, max %.3f ms over %d forward passes\n", tm.median_ms,
                    tm.min_ms, tm.max_ms, tm.runs);
+        int64_t bad = 0;
         for (int i = 0; i < mx_graph_output_count(in.g); i++) {
             int v = mx_graph_output(in.g, i);
-            cli_summarise(in.g, v, mx_output(c, mx_graph_value_name(in.g, v)), cli_flag(a, "--dump"));
+            bad += cli_summarise(in.g, v, mx_output(c, mx_graph_value_name(in.g, v)), cli_flag(a, "--dump"));
         }
-        status = CLI_OK;
+        /* mx_run refuses non-finite inputs and params: these came from the model's arithmetic */
+        if (bad)
+            cli_fail("%lld output numbers are NaN or Inf although every input and weight is finite: the model "
+                     "overflows (or divides by zero) on these numbers", (long long)bad);
+        status = bad ? CLI_FAILED : CLI_OK;
     }
     mx_compiled_free(c);
     cli_unload(&in);
@@ -101,7 +106,9 @@ const cli_command cli_cmd_run = {
     "seeded initialisation of docs/models.md (uniform numbers for an IR file).\n"
     "Per output it prints the shape, a checksum (sum of x[i] * (1 + i mod 7) in\n"
     "f64, so a permutation changes it) and min / max / mean; --outputs writes\n"
-    "them to a file. A spec without \"batch\" takes it from --inputs.\n",
+    "them to a file. A spec without \"batch\" takes it from --inputs. Exit status\n"
+    "1 when an output holds NaN or Inf (inputs and weights holding one are\n"
+    "refused before the run).\n",
     {cli_model_options, cli_target_options, cli_weight_options, options, NULL},
     run,
 };

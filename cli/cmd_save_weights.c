@@ -4,11 +4,10 @@
 
 static int run(const cli_args *a) {
     unsigned long long seed;
-    if (!cli_seed(a, &seed))
-        return CLI_USAGE;
     cli_input in;
-    if (!cli_load(a, &in))
-        return CLI_FAILED;
+    int rc = cli_load_seeded(a, &in, &seed);
+    if (rc != CLI_OK)
+        return rc;
     mx_target t;
     mx_diag d;
     mx_compile_options o = {.no_load = 1};

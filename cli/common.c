@@ -141,6 +141,12 @@ bool cli_seed(const cli_args *a, unsigned long long *seed) {
     return true;
 }
 
+int cli_load_seeded(const cli_args *a, cli_input *in, unsigned long long *seed) {
+    if (!cli_seed(a, seed))
+        return CLI_USAGE;
+    return cli_load(a, in) ? CLI_OK : CLI_FAILED;
+}
+
 mx_compiled *cli_compile(const cli_args *a, const cli_input *in, const mx_target *t) {
     unsigned long long seed;
     if (!cli_seed(a, &seed))
@@ -162,7 +168,7 @@ mx_compiled *cli_compile(const cli_args *a, const cli_input *in, const mx_target
     return c;
 }
 
-void cli_summarise(const mx_graph *g, int v, const float *x, bool dump) {
+int64_t cli_summarise(const mx_graph *g, int v, const float *x, bool dump) {
     int64_t n = mx_graph_value_numel(g, v);
     double checksum = 0, sum = 0, lo = INFINITY, hi = -INFINITY;
     for (int64_t i = 0; i < n; i++) {
@@ -187,4 +193,5 @@ void cli_summarise(const mx_graph *g, int v, const float *x, bool dump) {
     printf("\n");
     for (int64_t i = 0; dump && i < n; i++)
         printf("  [%lld] %.9g\n", (long long)i, x[i]);
+    return bad;
 }

@@ -107,7 +107,14 @@ static const char helpers_text[] =
     "#else\n"
     "static __device__ __forceinline__ float mx_ex2(float x) { return exp2f(x); }\n"
     "#endif\n"
-    "\n/* Sum (or max) of v over the block, in every thread. blockDim.x is a\n"
+    "\n#ifdef MX_ONE_THREAD_BLOCKS\n"
+    "/* A block of one thread (generated C for the CPU): v is the block's. */\n"
+    "static __device__ __forceinline__ float mx_block_reduce(float v, float *red, bool max) {\n"
+    "    (void)red, (void)max;\n"
+    "    return v;\n"
+    "}\n"
+    "#else\n"
+    "/* Sum (or max) of v over the block, in every thread. blockDim.x is a\n"
     " * multiple of 32, so every shuffle names the whole warp; red holds one\n"
     " * slot per warp and is free again when the call returns. */\n"
     "static __device__ __forceinline__ float mx_block_reduce(float v, float *red, bool max) {\n"
@@ -126,7 +133,8 @@ static const char helpers_text[] =
     "        v = max ? fmaxf(v, w) : v + w;\n"
     "    }\n"
     "    return v;\n"
-    "}\n";
+    "}\n"
+    "#endif\n";
 
 static const char diag_helpers[] =
     "\n/* The anti-diagonal scan order over an h x w grid (mx_scan_order_pos):\n"
@@ -232,12 +240,6 @@ static mx_status generate(const mx_program *p, const mx_codegen_options *o, cons
     emit_fn emit = emitter_of(gr->kind);
     if (!emit)
         return mx_fail(d, MX_ERR_INVALID, "group %d: no emitter for kind %s", group, mx_fusion_names[gr->kind]);
-    for (int i = 0; i < gr->n_nodes; i++)
-        if (p->g->nodes[gr->nodes[i]].op == MX_OP_EMBEDDING) { /* a gather, not an index map: no emitter yet */
-            char label[160];
-            return mx_fail(d, MX_ERR_INVALID, "group %d: node %s: no code generator emits an embedding yet (--device ref runs it)",
-                           group, mx_node_label(p->g, gr->nodes[i], label, sizeof label));
-        }
     mx_kernel *k = &m->kernels[m->n_kernels];
     memset(k, 0, sizeof *k);
     k->group = group;

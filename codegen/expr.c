@@ -607,10 +607,33 @@ static void scatter_sum(mx_emitter *e, int node, const char *const *idx, char *o
     new_float(e, sum, out, size);
 }
 
+/* embedding: row ids[...] of the table, read at the element's column. The id
+ * is clamped into the table before it becomes an index (no read outside
+ * it, and no float-to-int conversion of an out-of-range value), and an id
+ * that is not a whole number in [0, V) gives NaN, as the reference does. */
+static void embedding_value(mx_emitter *e, int node, const char *const *idx, char *out, size_t size) {
+    const mx_graph *g = e->p->g;
+    int table = mx_node_input(g, node, 0), ids = mx_node_input(g, node, 1);
+    int rank = mx_value_type(g, ids)->rank;
+    long long V = (long long)mx_value_type(g, table)->dim[0];
+    char id[96], row[16], got[96], nan[48], expr[256];
+    value_at(e, ids, idx, id, sizeof id);
+    mx_emit_temp(e, row, sizeof row);
+    mx_emit_line(e, "int %s = (int)fminf(fmaxf(%s, 0.0f), %lld.0f);", row, id, V - 1);
+    const char *at[2] = {V == 1 ? "0" : row, idx[rank]};
+    value_at(e, table, at, got, sizeof got);
+    mx_emit_float(NAN, nan, sizeof nan);
+    snprintf(expr, sizeof expr, "(float)%s == %s ? %s : %s", row, id, got, nan);
+    new_float(e, expr, out, size);
+}
+
 static void view_value(mx_emitter *e, int v, const char *const *idx, char *out, size_t size) {
     const mx_graph *g = e->p->g;
     int node = e->p->g->values[v].node;
     switch (g->nodes[node].op) {
+    case MX_OP_EMBEDDING:
+        embedding_value(e, node, idx, out, size);
+        return;
     case MX_OP_SHIFT:
         shift_value(e, node, idx, out, size);
         return;

@@ -18,9 +18,8 @@
 
 #include "half.h"
 #include "ir.h"
+#include "safetensors.h"
 
-#define MAX_HEADER_BYTES (100u << 20)   /* 100 MB, the limit of the reference reader */
-#define MAX_JSON_INT 9007199254740992.0 /* 2^53: integers doubles hold exactly */
 #define LISTED_NAMES 4                  /* unknown tensors named in an error */
 #define CHUNK_ELEMS 4096                /* elements per staged read or write */
 
@@ -85,31 +84,30 @@ static const char *json_describe(const cJSON *item, char *buf, size_t size) {
     return "null";
 }
 
-/* A JSON number that is a whole value in [0, 2^53]. */
-static bool json_uint(const cJSON *item, uint64_t *out) {
+bool mx_st_json_uint(const cJSON *item, uint64_t *out) {
     if (!cJSON_IsNumber(item))
         return false;
     double x = item->valuedouble;
-    if (!(x >= 0 && x <= MAX_JSON_INT) || x != (double)(uint64_t)x)
+    if (!(x >= 0 && x <= MX_ST_MAX_JSON_INT) || x != (double)(uint64_t)x)
         return false;
     *out = (uint64_t)x;
     return true;
 }
 
-static uint64_t load_le(const unsigned char *p, size_t width) {
+uint64_t mx_st_load_le(const unsigned char *p, size_t width) {
     uint64_t x = 0;
     for (size_t k = 0; k < width; k++)
         x |= (uint64_t)p[k] << (8 * k);
     return x;
 }
 
-static void store_le(unsigned char *p, uint64_t x, size_t width) {
+void mx_st_store_le(unsigned char *p, uint64_t x, size_t width) {
     for (size_t k = 0; k < width; k++)
         p[k] = (unsigned char)(x >> (8 * k));
 }
 
 static float decode_element(mx_dtype dtype, const unsigned char *p) {
-    uint32_t bits = (uint32_t)load_le(p, mx_dtype_size(dtype));
+    uint32_t bits = (uint32_t)mx_st_load_le(p, mx_dtype_size(dtype));
     switch (dtype) {
     case MX_F16:
         return mx_f16_to_f32((uint16_t)bits);
@@ -124,7 +122,7 @@ static void encode_element(mx_dtype dtype, float x, unsigned char *p) {
     uint32_t bits = dtype == MX_F16    ? mx_f32_to_f16(x)
                     : dtype == MX_BF16 ? mx_f32_to_bf16(x)
                                        : mx_f32_bits(x);
-    store_le(p, bits, mx_dtype_size(dtype));
+    mx_st_store_le(p, bits, mx_dtype_size(dtype));
 }
 
 /* ---- the graph's side ----------------------------------------------------- */
@@ -173,7 +171,7 @@ static mx_status open_file(st_file *sf, mx_diag *d) {
         return fail_in(sf->path, d, MX_ERR_PARSE,
                        "%llu bytes is too short for a safetensors file (8-byte header length)",
                        (unsigned long long)file_size);
-    uint64_t n = load_le(len_bytes, sizeof len_bytes);
+    uint64_t n = mx_st_load_le(len_bytes, sizeof len_bytes);
     if (n < 2)
         return fail_in(sf->path, d, MX_ERR_PARSE, "header length %llu is too small for JSON",
                        (unsigned long long)n);
@@ -182,9 +180,9 @@ static mx_status open_file(st_file *sf, mx_diag *d) {
                        "header length %llu is larger than the file (%llu bytes; truncated, or not "
                        "a safetensors file?)",
                        (unsigned long long)n, (unsigned long long)file_size);
-    if (n > MAX_HEADER_BYTES)
+    if (n > MX_ST_MAX_HEADER_BYTES)
         return fail_in(sf->path, d, MX_ERR_PARSE, "header length %llu is over the limit of %u",
-                       (unsigned long long)n, MAX_HEADER_BYTES);
+                       (unsigned long long)n, MX_ST_MAX_HEADER_BYTES);
     sf->blob_start = 8 + n;
     sf->blob_size = file_size - sf->blob_start;
     sf->header = malloc(n + 1); /* NUL-terminated too, belt and braces for cJSON */
@@ -254,7 +252,7 @@ static mx_status parse_shape(const st_file *sf, st_tensor *t, const cJSON *item,
     int i = 0;
     for (const cJSON *dim = item->child; dim; dim = dim->next, i++) {
         uint64_t x;
-        if (!json_uint(dim, &x))
+        if (!mx_st_json_uint(dim, &x))
             return fail_in(sf->path, d, MX_ERR_PARSE,
                            "tensor '%s': shape[%d] must be a non-negative integer, not %s", t->name,
                            i, json_describe(dim, buf, sizeof buf));
@@ -267,7 +265,7 @@ static mx_status parse_offsets(const st_file *sf, st_tensor *t, const cJSON *ite
     if (!item)
         return fail_in(sf->path, d, MX_ERR_PARSE, "tensor '%s': missing \"data_offsets\"", t->name);
     if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 2 ||
-        !json_uint(item->child, &t->begin) || !json_uint(item->child->next, &t->end))
+        !mx_st_json_uint(item->child, &t->begin) || !mx_st_json_uint(item->child->next, &t->end))
         return fail_in(sf->path, d, MX_ERR_PARSE,
                        "tensor '%s': \"data_offsets\" must be [begin, end], two non-negative "
                        "integers",
@@ -566,7 +564,7 @@ static bool write_tensor(FILE *f, const float *src, const mx_type *t) {
 static bool write_file(FILE *f, const mx_graph *g, const mx_buffers *b, const char *header,
                        size_t header_len) {
     unsigned char len_bytes[8];
-    store_le(len_bytes, header_len, sizeof len_bytes);
+    mx_st_store_le(len_bytes, header_len, sizeof len_bytes);
     if (fwrite(len_bytes, 1, sizeof len_bytes, f) != sizeof len_bytes ||
         fwrite(header, 1, header_len, f) != header_len)
         return false;

@@ -17,9 +17,8 @@
 #include "half.h"
 #include "model.h"
 #include "npy.h"
+#include "safetensors.h"
 
-#define MAX_JSON_INT 9007199254740992.0 /* 2^53 */
-#define MAX_HEADER_BYTES (100u << 20)   /* the reference reader's limit */
 #define EXACT_INT_F32 16777216.0        /* 2^24: whole numbers f32 holds exactly */
 
 const char *const mx_tf_dtype_names[MX_TF_COUNT] = {"F32", "F16", "BF16", "F64", "I32", "I64"};
@@ -37,16 +36,9 @@ const char *mx_tf_type_str(mx_tf_dtype dtype, int rank, const int64_t *dim, char
     return buf;
 }
 
-static uint64_t load_le(const unsigned char *p, size_t width) {
-    uint64_t x = 0;
-    for (size_t k = 0; k < width; k++)
-        x |= (uint64_t)p[k] << (8 * k);
-    return x;
-}
-
 double mx_tf_element(const mx_tf_tensor *t, int64_t i) {
     const unsigned char *p = t->data + (size_t)i * dtype_sizes[t->dtype];
-    uint64_t bits = load_le(p, dtype_sizes[t->dtype]);
+    uint64_t bits = mx_st_load_le(p, dtype_sizes[t->dtype]);
     switch (t->dtype) {
     case MX_TF_F32: return mx_bits_f32((uint32_t)bits);
     case MX_TF_F16: return mx_f16_to_f32((uint16_t)bits);
@@ -95,16 +87,6 @@ const mx_tf_tensor *mx_tensorfile_find(const mx_tensorfile *f, const char *name)
     return NULL;
 }
 
-static bool json_uint(const cJSON *item, uint64_t *out) {
-    if (!cJSON_IsNumber(item))
-        return false;
-    double x = item->valuedouble;
-    if (!(x >= 0 && x <= MAX_JSON_INT) || x != floor(x))
-        return false;
-    *out = (uint64_t)x;
-    return true;
-}
-
 /* One header entry into t: dtype, shape and a byte range of the blob that
  * holds exactly its elements. */
 static mx_status parse_entry(const char *source, const cJSON *item, uint64_t blob, const unsigned char *data,
@@ -132,7 +114,7 @@ static mx_status parse_entry(const char *source, const cJSON *item, uint64_t blo
     t->numel = 1;
     for (int i = 0; i < rank; i++) {
         uint64_t dim;
-        if (!json_uint(cJSON_GetArrayItem(shape, i), &dim) || dim > (UINT64_C(1) << 48))
+        if (!mx_st_json_uint(cJSON_GetArrayItem(shape, i), &dim) || dim > (UINT64_C(1) << 48))
             return mx_fail(d, MX_ERR_PARSE, "%s: tensor '%s': shape[%d] is not an integer in [0, 2^48]", source,
                            name, i);
         if (dim && (uint64_t)t->numel > (UINT64_C(1) << 56) / dim)
@@ -141,8 +123,8 @@ static mx_status parse_entry(const char *source, const cJSON *item, uint64_t blo
         t->numel *= (int64_t)dim;
     }
     uint64_t begin, end;
-    if (cJSON_GetArraySize(offsets) != 2 || !json_uint(cJSON_GetArrayItem(offsets, 0), &begin) ||
-        !json_uint(cJSON_GetArrayItem(offsets, 1), &end) || begin > end || end > blob)
+    if (cJSON_GetArraySize(offsets) != 2 || !mx_st_json_uint(cJSON_GetArrayItem(offsets, 0), &begin) ||
+        !mx_st_json_uint(cJSON_GetArrayItem(offsets, 1), &end) || begin > end || end > blob)
         return mx_fail(d, MX_ERR_PARSE, "%s: tensor '%s': data_offsets must be [begin, end] with "
                        "begin <= end <= %llu (the data's size)", source, name, (unsigned long long)blob);
     uint64_t need = (uint64_t)t->numel * dtype_sizes[t->dtype];
@@ -160,8 +142,8 @@ static mx_status parse_safetensors(const unsigned char *bytes, size_t size, cons
                                    mx_tensorfile **out, mx_diag *d) {
     if (size < 8)
         return mx_fail(d, MX_ERR_PARSE, "%s: %zu bytes: not a safetensors or .npy file", source, size);
-    uint64_t len = load_le(bytes, 8);
-    if (len < 2 || len > size - 8 || len > MAX_HEADER_BYTES)
+    uint64_t len = mx_st_load_le(bytes, 8);
+    if (len < 2 || len > size - 8 || len > MX_ST_MAX_HEADER_BYTES)
         return mx_fail(d, MX_ERR_PARSE, "%s: header length %llu does not fit the file (%zu bytes; not a "
                        "safetensors or .npy file?)", source, (unsigned long long)len, size);
     const char *end = NULL;

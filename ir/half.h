@@ -9,7 +9,11 @@
 #include <stdint.h>
 #include <string.h>
 
+/* MX_HALF_BITS_ONLY: the conversions alone, for projects that mixc emit
+ * writes (they build without mixc's headers). */
+#ifndef MX_HALF_BITS_ONLY
 #include "mixc.h"
+#endif
 
 static inline uint32_t mx_f32_bits(float f) {
     uint32_t u;
@@ -65,6 +69,7 @@ static inline float mx_f16_to_f32(uint16_t h) {
     return sign ? -sub : sub;
 }
 
+#ifndef MX_HALF_BITS_ONLY
 /* x as stored in dtype, back in f32. */
 static inline float mx_round_to(mx_dtype dtype, float x) {
     switch (dtype) {
@@ -76,5 +81,6 @@ static inline float mx_round_to(mx_dtype dtype, float x) {
         return x;
     }
 }
+#endif
 
 #endif

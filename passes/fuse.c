@@ -240,19 +240,35 @@ static bool join_scans(fuser *f, int e, const value_list *bases) {
     return merged;
 }
 
+/* v, or what it reshapes through folded reshapes, stopping at base. */
+static int through_reshapes(const fuser *f, int v, int base) {
+    const mx_graph *g = f->g;
+    while (v != MX_NONE && v != base && g->nodes[g->values[v].node].op == MX_OP_RESHAPE &&
+           mx_view_folded(f->p, g->values[v].node))
+        v = mx_node_input(g, g->values[v].node, 0);
+    return v;
+}
+
 /* Whether node e reads value base directly or through reshapes only (a
  * matmul epilogue works on the matmul's own layout). */
 static bool reads_plainly(const fuser *f, int e, int base) {
-    const mx_graph *g = f->g;
-    for (int i = 0; i < g->nodes[e].n_in; i++) {
-        int v = mx_node_input(g, e, i);
-        while (v != MX_NONE && v != base && g->nodes[g->values[v].node].op == MX_OP_RESHAPE &&
-               mx_view_folded(f->p, g->values[v].node))
-            v = mx_node_input(g, g->values[v].node, 0);
-        if (v == base)
+    for (int i = 0; i < f->g->nodes[e].n_in; i++)
+        if (through_reshapes(f, mx_node_input(f->g, e, i), base) == base)
             return true;
-    }
     return false;
+}
+
+/* Whether every input of e but base is stored as it is read (directly or
+ * through folded reshapes): cuBLASLt reads a residual C from memory, so an
+ * add whose other operand is a folded view (a permute, an embedding's
+ * gather) cannot become the matmul's epilogue. */
+static bool others_stored(const fuser *f, int e, int base) {
+    for (int i = 0; i < f->g->nodes[e].n_in; i++) {
+        int v = through_reshapes(f, mx_node_input(f->g, e, i), base);
+        if (v != MX_NONE && v != base && mx_view_folded(f->p, f->g->values[v].node))
+            return false;
+    }
+    return true;
 }
 
 typedef enum { ONLY_SCAN, ONLY_MATMUL, ANY_GROUP } epilogue_of;
@@ -279,7 +295,7 @@ static bool try_epilogue(fuser *f, int e, epilogue_of which) {
          * its GELU epilogue is the tanh form only. */
         bool lt_op = (op == MX_OP_ADD || op == MX_OP_RELU ||
                       (op == MX_OP_GELU && mx_node_int(g, e, MX_A_APPROX) == MX_GELU_TANH)) &&
-                     f->next[e] == e && reads_plainly(f, e, bases.v[i]);
+                     f->next[e] == e && reads_plainly(f, e, bases.v[i]) && others_stored(f, e, bases.v[i]);
         bool ok = k == MX_FUSE_SCAN || ((k != MX_FUSE_MATMUL || lt_op) && read_by_only(f, bases.v[i], e));
         if (!ok || !merge(f, e, P))
             continue;

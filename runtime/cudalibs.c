@@ -36,24 +36,14 @@ static const entry_point nvrtc_entries[] = {MX_NVRTC_ENTRY_POINTS(NVRTC_ENTRY)};
 static const entry_point cublaslt_entries[] = {MX_CUBLASLT_ENTRY_POINTS(CUBLASLT_ENTRY)};
 #undef CUBLASLT_ENTRY
 
-static cuda_lib nvrtc = {
-    .name = "NVRTC",
-    .package = "NVRTC",
-    .soname = MIXC_NVRTC_SONAME,
-    .path = MIXC_CUDA_LIB_DIR "/" MIXC_NVRTC_SONAME,
-    .entries = nvrtc_entries,
-    .n_entries = sizeof nvrtc_entries / sizeof *nvrtc_entries,
-    .api = &nvrtc_api,
-};
-static cuda_lib cublaslt = {
-    .name = "cuBLASLt",
-    .package = "cuBLAS",
-    .soname = MIXC_CUBLASLT_SONAME,
-    .path = MIXC_CUDA_LIB_DIR "/" MIXC_CUBLASLT_SONAME,
-    .entries = cublaslt_entries,
-    .n_entries = sizeof cublaslt_entries / sizeof *cublaslt_entries,
-    .api = &cublaslt_api,
-};
+/* A library of the toolkit: its name in messages, the part of the toolkit
+ * that ships it, its soname, and its api struct with the entry points. */
+#define CUDA_LIB(LABEL, PACKAGE, SONAME, ENTRIES, API)                                                      \
+    {.name = LABEL, .package = PACKAGE, .soname = SONAME, .path = MIXC_CUDA_LIB_DIR "/" SONAME,                \
+     .entries = ENTRIES, .n_entries = sizeof ENTRIES / sizeof *ENTRIES, .api = &API}
+static cuda_lib nvrtc = CUDA_LIB("NVRTC", "NVRTC", MIXC_NVRTC_SONAME, nvrtc_entries, nvrtc_api);
+static cuda_lib cublaslt = CUDA_LIB("cuBLASLt", "cuBLAS", MIXC_CUBLASLT_SONAME, cublaslt_entries, cublaslt_api);
+#undef CUDA_LIB
 
 /* Guards both libraries' state: compiles run on several threads at once. */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;

@@ -34,6 +34,13 @@ typedef struct {
  * initialisation of docs/models.md; NULL: uniform weights) in dir. */
 mx_status mx_emit_cuda(const mx_graph *g, const mx_model *model, const char *dir, const mx_emit_options *o,
                        mx_diag *d);
+/* The same for the host CPU (o->target unused): kernels.h (the generated
+ * kernels as C11), standalone_cpu.h and the shared host headers (blocks over
+ * pthreads, products in plain C or CBLAS), model.c, model.h, main.c,
+ * weights.safetensors, a Makefile and a CMakeLists.txt. It needs a C
+ * compiler, libc, libm and pthreads. */
+mx_status mx_emit_c(const mx_graph *g, const mx_model *model, const char *dir, const mx_emit_options *o,
+                    mx_diag *d);
 
 /* ---- writing a folder atomically ------------------------------------------------------ */
 

@@ -190,9 +190,42 @@ static char *program_log(const mx_nvrtc_api *nv, nvrtcProgram prog) {
     return log;
 }
 
-/* "name: NVRTC_ERROR_COMPILATION for sm_80:" and the log's first lines. */
-static mx_status fail_with_log(mx_diag *d, const char *name, int sm, const char *error,
+/* The kernel whose definition holds line `line` (1-based) of source: the
+ * last __global__ function that starts at or before it. Empty when none. */
+static void kernel_at_line(const char *source, long line, char *out, size_t size) {
+    out[0] = 0;
+    const char *at = source;
+    for (long n = 1; at && n <= line; n++) {
+        const char *global = strstr(at, "__global__");
+        const char *eol = strchr(at, '\n');
+        if (global && (!eol || global < eol)) {
+            const char *bounds = strstr(global, "__launch_bounds__("), *open = NULL;
+            const char *name = bounds ? strchr(bounds, ')') : global + strlen("__global__ void");
+            while (name && *++name && (*name == ' ' || *name == '\n'))
+                ;
+            if (name && (open = strchr(name, '(')) != NULL)
+                snprintf(out, size, "%.*s", (int)(open - name < 63 ? open - name : 63), name);
+        }
+        at = eol ? eol + 1 : NULL;
+    }
+}
+
+/* "name: NVRTC_ERROR_COMPILATION for sm_80 in kernel K (line 12):" and the
+ * log's first lines; K is the kernel that holds the log's first error
+ * ("name(12): error: ..."). */
+static mx_status fail_with_log(mx_diag *d, const char *name, int sm, const char *error, const char *source,
                                const char *log) {
+    char where[160] = "", kernel[64];
+    long line = 0;
+    char e;
+    for (const char *at = strstr(log, name); at && !line; at = strstr(at + 1, name))
+        if (sscanf(at + strlen(name), "(%ld): erro%c", &line, &e) != 2 || e != 'r')
+            line = 0;
+    kernel_at_line(source, line, kernel, sizeof kernel);
+    if (line > 0 && kernel[0])
+        snprintf(where, sizeof where, " in kernel %s (line %ld)", kernel, line);
+    else if (line > 0)
+        snprintf(where, sizeof where, " at line %ld, outside every kernel", line);
     const char *cut = log;
     int lines = 0;
     while (*cut && lines < LOG_LINES)
@@ -204,10 +237,9 @@ static mx_status fail_with_log(mx_diag *d, const char *name, int sm, const char 
     while (cut > log && cut[-1] == '\n')
         cut--;
     if (more)
-        return mx_fail(d, MX_ERR_INVALID, "%s: %s for sm_%d:\n%.*s\n(%d more lines of log)", name,
-                       error, sm, (int)(cut - log), log, more);
-    return mx_fail(d, MX_ERR_INVALID, "%s: %s for sm_%d:\n%.*s", name, error, sm, (int)(cut - log),
-                   log);
+        return mx_fail(d, MX_ERR_INVALID, "%s: %s for sm_%d%s:\n%.*s\n(%d more lines of log)", name, error, sm,
+                       where, (int)(cut - log), log, more);
+    return mx_fail(d, MX_ERR_INVALID, "%s: %s for sm_%d%s:\n%.*s", name, error, sm, where, (int)(cut - log), log);
 }
 
 /* The compiled program's cubin, PTX and resource report into out. */
@@ -276,7 +308,7 @@ mx_status mx_nvrtc_compile(const char *source, const char *name, int sm,
     if (!log)
         st = mx_fail(d, MX_ERR_NOMEM, "%s: out of memory for the NVRTC log", name);
     else if (r != NVRTC_SUCCESS)
-        st = fail_with_log(d, name, sm, nv->GetErrorString(r), log);
+        st = fail_with_log(d, name, sm, nv->GetErrorString(r), source, log);
     else
         st = read_outputs(nv, prog, name, log, out, d);
     free(log);

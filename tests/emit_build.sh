@@ -1,18 +1,54 @@
 #!/bin/sh
-# emit_build.sh MIXC SPEC [--set PATH=VALUE ...]: the project `mixc emit`
-# writes for SPEC builds with its own Makefile (nvcc and the host compiler:
-# no GPU needed to build), and its example runs. With a GPU, the example's
-# checksums must be `mixc run --device cuda`'s (within 1e-3 relative: the
-# same kernels and cuBLASLt products, possibly other algorithms); without
-# one it must stop with the CUDA runtime's reason, not crash.
+# emit_build.sh MIXC TARGET SPEC [--set PATH=VALUE ...]: the project `mixc
+# emit --target TARGET` writes for SPEC builds with its own Makefile, and its
+# example runs.
+#   TARGET cpu: the C project, built with cc alone (plain C products) and
+#   with CMake (CBLAS products when a CBLAS is found); both examples'
+#   checksums must be `mixc run --device cpu`'s (the reference's where mixc
+#   has no CPU backend) within 1e-4 relative: the same kernels, products
+#   summed in another order.
+#   TARGET sm_90: the CUDA project, built with nvcc and the host compiler
+#   (no GPU needed to build). With a GPU, the example's checksums must be
+#   `mixc run --device cuda`'s (within 1e-3 relative: the same kernels and
+#   cuBLASLt products, possibly other algorithms); without one it must stop
+#   with the CUDA runtime's reason, not crash.
 set -eu
 mixc=$1
-spec=$2
-shift 2
+target=$2
+spec=$3
+shift 3
 dir=$(mktemp -d "${TMPDIR:-/tmp}/mixc-emit-build-XXXXXX")
 trap 'rm -rf "$dir"' EXIT
-"$mixc" emit "$spec" "$@" -o "$dir/project" --target sm_90 --seed 1
+"$mixc" emit "$spec" "$@" -o "$dir/project" --target "$target" --seed 1
 make -s -C "$dir/project" >"$dir/make.log" 2>&1 || { cat "$dir/make.log"; exit 1; }
+
+# same_checksums A B TOLERANCE: the checksums printed in files A and B agree
+same_checksums() {
+    grep -o 'checksum=[^ ]*' "$1" | cut -d= -f2 >"$dir/a"
+    grep -o 'checksum=[^ ]*' "$2" | cut -d= -f2 >"$dir/b"
+    test -s "$dir/a" && test "$(wc -l <"$dir/a")" -eq "$(wc -l <"$dir/b")"
+    paste "$dir/a" "$dir/b" | awk -v tol="$3" '{ d = $1 - $2; if (d < 0) d = -d; s = $2 < 0 ? -$2 : $2;
+        if (s < 1) s = 1; if (d / s > tol) { print "checksum " $1 " != mixc run " $2; bad = 1 } }
+        END { exit bad }'
+}
+
+if [ "$target" = cpu ]; then
+    device=cpu
+    "$mixc" run "$spec" "$@" --device cpu --seed 1 >"$dir/run.txt" 2>"$dir/run.err" || device=ref
+    [ "$device" = cpu ] || "$mixc" run "$spec" "$@" --device ref --seed 1 >"$dir/run.txt"
+    (cd "$dir/project" && ./example 1 weights.safetensors) >"$dir/example.txt"
+    cat "$dir/example.txt"
+    same_checksums "$dir/example.txt" "$dir/run.txt" 1e-4
+    if command -v cmake >/dev/null; then
+        cmake -S "$dir/project" -B "$dir/build" >"$dir/cmake.log" 2>&1 &&
+            cmake --build "$dir/build" >>"$dir/cmake.log" 2>&1 || { cat "$dir/cmake.log"; exit 1; }
+        (cd "$dir/project" && "$dir/build/example" 1 weights.safetensors) >"$dir/cmake.txt"
+        same_checksums "$dir/cmake.txt" "$dir/run.txt" 1e-4
+    fi
+    echo "checksums equal mixc run --device $device's"
+    exit 0
+fi
+
 status=0
 (cd "$dir/project" && ./example 1 weights.safetensors) >"$dir/example.txt" 2>"$dir/example.err" || status=$?
 if ! "$mixc" run "$spec" "$@" --device cuda --seed 1 >"$dir/run.txt" 2>"$dir/run.err"; then
@@ -24,10 +60,4 @@ if ! "$mixc" run "$spec" "$@" --device cuda --seed 1 >"$dir/run.txt" 2>"$dir/run
 fi
 test "$status" -eq 0 || { cat "$dir/example.err"; exit 1; }
 cat "$dir/example.txt"
-# the checksums of each output, side by side
-grep -o 'checksum=[^ ]*' "$dir/example.txt" | cut -d= -f2 >"$dir/a"
-grep -o 'checksum=[^ ]*' "$dir/run.txt" | cut -d= -f2 >"$dir/b"
-test -s "$dir/a" && test "$(wc -l <"$dir/a")" -eq "$(wc -l <"$dir/b")"
-paste "$dir/a" "$dir/b" | awk '{ d = $1 - $2; if (d < 0) d = -d; s = $2 < 0 ? -$2 : $2;
-    if (s < 1) s = 1; if (d / s > 1e-3) { print "checksum " $1 " != mixc run " $2; bad = 1 } }
-    END { exit bad }'
+same_checksums "$dir/example.txt" "$dir/run.txt" 1e-3

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "program.h"
@@ -100,6 +101,26 @@ static inline int support_each_file(const char *dir, const char *suffix, void (*
         fn(paths[i]);
     support_free_files(paths, n);
     return n;
+}
+
+/* A temp folder of the suite's own, made on first use ("/tmp/mixc-NAME-XXXXXX"),
+ * and the path of file name in it (four at a time stay valid). Remove the
+ * files, then the folder with support_tmp_remove. */
+static char support_tmp_dir[64];
+static inline const char *support_tmp_path(const char *suite, const char *name) {
+    static char path[4][192];
+    static int next;
+    if (!support_tmp_dir[0]) {
+        snprintf(support_tmp_dir, sizeof support_tmp_dir, "/tmp/mixc-%s-XXXXXX", suite);
+        CHECK_MSG(mkdtemp(support_tmp_dir) != NULL, "cannot make a temp folder for %s", suite);
+    }
+    char *p = path[next++ % 4];
+    snprintf(p, sizeof path[0], "%s/%s", support_tmp_dir, name);
+    return p;
+}
+static inline void support_tmp_remove(void) {
+    if (support_tmp_dir[0])
+        rmdir(support_tmp_dir);
 }
 
 /* The file name of a path from support_list_files. */

@@ -1,12 +1,13 @@
-/* test_emit.c: the standalone CUDA project of mixc emit (runtime/emit_project.h)
- * for ViM2-T and TSM2-ETTh1 at reduced sizes: its files are there, its
- * weights.safetensors reads back through mixc's own strict reader, and its
- * kernels.cuh, run under the host emulation over the emitted weights,
- * matches the reference; main.c, linked with a host stand-in for the model
- * that prints what it is given, draws the inputs `mixc run` draws. The nvcc
- * build of the project is
- * tests/emit_build.sh. Also: an existing non-empty folder is refused unless
- * forced, and a failed emit leaves nothing behind. */
+/* test_emit.c: the standalone projects of mixc emit (runtime/emit_project.h).
+ * The CUDA project of ViM2-T and TSM2-ETTh1 at reduced sizes: its files are
+ * there, its weights.safetensors reads back through mixc's own strict
+ * reader, and its kernels.cuh, run under the host emulation over the
+ * emitted weights, matches the reference; main.c, linked with a host
+ * stand-in for the model that prints what it is given, draws the inputs
+ * `mixc run` draws. The C project of the language model: its files, its
+ * kernels as C, the same inputs. tests/emit_build.sh builds both kinds and
+ * runs them. Also: an existing non-empty folder is refused unless forced,
+ * and a failed emit leaves nothing behind. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -174,6 +175,30 @@ static void test_model(const char *spec, const char *dir) {
     mx_model_free(model);
 }
 
+/* The C project: its files, kernels.h as C (no C++ linkage, the prelude
+ * inlined); tests/emit_build.sh builds and runs it. */
+static void test_model_c(const char *spec, const char *dir) {
+    mx_model *model = support_load_reduced(spec, NULL);
+    if (!model)
+        return;
+    mx_emit_options o = {.target = "cpu", .seed = 2};
+    mx_diag d = {{0}};
+    CHECK_MSG(mx_emit_c(mx_model_graph(model), model, dir, &o, &d) == MX_OK, "%s: %s", spec, d.msg);
+    static const char *const files[] = {"kernels.h", "standalone_cpu.h", "standalone_tables.h", "standalone_host.h",
+                                        "half.h", "model.c", "model.h", "main.c", "weights.safetensors", "Makefile",
+                                        "CMakeLists.txt"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++)
+        CHECK_MSG(exists(dir, files[i]), "%s: no %s", dir, files[i]);
+    char path[512];
+    snprintf(path, sizeof path, "%s/kernels.h", dir);
+    char *kernels = read_text(path);
+    CHECK(kernels && !strstr(kernels, "extern \"C\"") && !strstr(kernels, "#include \"mixc_prelude.h\"") &&
+          strstr(kernels, "MX_ONE_THREAD_BLOCKS") && strstr(kernels, "__global__"));
+    free(kernels);
+    check_example_inputs(mx_model_graph(model), dir);
+    mx_model_free(model);
+}
+
 static void remove_dir(const char *dir) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
@@ -224,6 +249,8 @@ int main(void) {
     test_model(MIXC_SOURCE_DIR "/models/vim2-tiny.json", dir);
     snprintf(dir, sizeof dir, "%s/tsm2", base);
     test_model(MIXC_SOURCE_DIR "/models/tsm2-etth1.json", dir);
+    snprintf(dir, sizeof dir, "%s/c", base);
+    test_model_c(MIXC_SOURCE_DIR "/models/lm/mamba-130m.json", dir);
     snprintf(dir, sizeof dir, "%s/out", base);
     test_folder(dir);
     remove_dir(base);

@@ -5,9 +5,9 @@
  * a mamba_ssm Block. Each state_dict is imported with its own names, mixc
  * runs the spec on the same inputs on the reference interpreter, and the
  * outputs must match PyTorch's within 1e-4. Then the importer's refusals
- * (missing, extra, mis-shaped, untied tensors), the embedding op against a
- * direct gather, and the mamba-130m spec's parameter count against Mamba's
- * arithmetic. */
+ * (missing, extra, mis-shaped, untied tensors), and the mamba-130m spec's
+ * parameter count against Mamba's arithmetic (the embedding op itself:
+ * test_embedding.c). */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,15 +20,7 @@
 
 #define GOLDEN MIXC_SOURCE_DIR "/tests/golden/"
 
-static char tmp_dir[64];
-
-static const char *tmp_path(const char *name) {
-    static char path[4][160];
-    static int next;
-    char *p = path[next++ % 4];
-    snprintf(p, sizeof path[0], "%s/%s", tmp_dir, name);
-    return p;
-}
+static const char *tmp_path(const char *name) { return support_tmp_path("import", name); }
 
 /* Max over elements of |got - want|, over max(1, max |want|). */
 static double rel_error(const float *got, const mx_tf_tensor *want) {
@@ -186,63 +178,6 @@ static void check_source_names(void) {
     CHECK(mx_import_source_parse("keras", &s, &d) != MX_OK && strstr(d.msg, "mamba_ssm, transformers or mixc"));
 }
 
-/* ---- the embedding op ----------------------------------------------------------------- */
-
-static void check_embedding(void) {
-    static const char *text = "graph emb {\n"
-                              "  %table = param() : f32[5,3]\n"
-                              "  %ids = input() : f32[2,2]\n"
-                              "  %y = embedding(%table, %ids) : f32[2,2,3]\n"
-                              "  output %y\n"
-                              "}\n";
-    mx_diag d;
-    mx_graph *g = mx_graph_parse(text, "emb.mxir", &d);
-    CHECK_MSG(g != NULL, "%s", d.msg);
-    if (!g)
-        return;
-    mx_buffers *b = mx_buffers_new(g);
-    int table = mx_graph_value_find(g, "table"), ids = mx_graph_value_find(g, "ids"), y = mx_graph_value_find(g, "y");
-    b->data[table] = malloc(15 * sizeof(float));
-    b->data[ids] = malloc(4 * sizeof(float));
-    check_fill(b->data[table], 15, -1, 1);
-    const float id[4] = {4, 0, 2, 7}; /* 7 is beyond the table */
-    memcpy(b->data[ids], id, sizeof id);
-    CHECK_MSG(mx_ref_run(g, b, &d) == MX_OK, "%s", d.msg);
-    for (int i = 0; i < 3; i++)
-        for (int c = 0; c < 3; c++)
-            CHECK(b->data[y][i * 3 + c] == b->data[table][(int)id[i] * 3 + c]);
-    CHECK(isnan(b->data[y][9]) && isnan(b->data[y][11]));
-    mx_buffers_free(b);
-    mx_graph_free(g);
-
-    /* random ids pick rows (whole numbers in [0, V)), never NaN */
-    g = mx_graph_parse(text, "emb.mxir", &d);
-    b = g ? mx_buffers_new(g) : NULL;
-    if (b) {
-        mx_buffers_fill_random(b, g, 3);
-        bool rows = true;
-        for (int i = 0; i < 4; i++)
-            rows = rows && b->data[ids][i] >= 0 && b->data[ids][i] < 5 && b->data[ids][i] == floorf(b->data[ids][i]);
-        CHECK_MSG(rows, "random ids are not rows of the table");
-    }
-    mx_buffers_free(b);
-    mx_graph_free(g);
-
-    static const char *bad[][2] = {
-        {"  %table = param() : f32[5]\n  %ids = input() : f32[2]\n  %y = embedding(%table, %ids) : f32[2,5]\n",
-         "input 1 (table) has shape f32[5]: expected [V, C]"},
-        {"  %table = param() : f16[5,3]\n  %ids = input() : f16[2]\n  %y = embedding(%table, %ids) : f16[2,3]\n",
-         "input 2 (ids) has dtype f16: expected f32"},
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        char src[512];
-        snprintf(src, sizeof src, "graph bad {\n%s  output %%y\n}\n", bad[i][0]);
-        mx_graph *bg = mx_graph_parse(src, "bad.mxir", &d);
-        CHECK_MSG(!bg && strstr(d.msg, bad[i][1]), "got \"%s\", want \"%s\"", bg ? "success" : d.msg, bad[i][1]);
-        mx_graph_free(bg);
-    }
-}
-
 /* ---- the mamba-130m spec ---------------------------------------------------------------- */
 
 /* Mamba's parameter arithmetic for d_model D, E = 2D, N = 16, R = D/16,
@@ -275,11 +210,6 @@ static void check_mamba_130m(void) {
 }
 
 int main(void) {
-    snprintf(tmp_dir, sizeof tmp_dir, "/tmp/mixc_import_XXXXXX");
-    if (!mkdtemp(tmp_dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
     check_golden("hf_mamba_model", MX_IMPORT_TRANSFORMERS);
     check_golden("hf_mamba_causal_lm", MX_IMPORT_TRANSFORMERS);
     check_golden("mamba_ssm_block", MX_IMPORT_MAMBA_SSM);
@@ -290,11 +220,10 @@ int main(void) {
                   "'stages.0.blocks.0.token_mixer.in_proj.weight' is [64,16]");
     check_untied_head_refused();
     check_source_names();
-    check_embedding();
     check_mamba_130m();
     const char *names[] = {"imported.safetensors", "edited.safetensors", "untied.safetensors", "out.safetensors"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         remove(tmp_path(names[i]));
-    rmdir(tmp_dir);
+    support_tmp_remove();
     return check_summary();
 }

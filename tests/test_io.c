@@ -15,15 +15,7 @@
 #include "support.h"
 #include "tensorfile.h"
 
-static char tmp_dir[64];
-
-static const char *tmp_path(const char *name) {
-    static char path[4][160];
-    static int next;
-    char *p = path[next++ % 4];
-    snprintf(p, sizeof path[0], "%s/%s", tmp_dir, name);
-    return p;
-}
+static const char *tmp_path(const char *name) { return support_tmp_path("io", name); }
 
 /* The reduced Mamba block, compiled for the reference, seeded params. */
 static mx_compiled *compile_block(mx_model **m) {
@@ -240,15 +232,10 @@ static void check_batch_from_inputs(void) {
 }
 
 int main(void) {
-    snprintf(tmp_dir, sizeof tmp_dir, "/tmp/mixc_io_XXXXXX");
-    if (!mkdtemp(tmp_dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
     check_round_trip();
     check_npy_parse();
     check_safetensors_parse();
     check_batch_from_inputs();
-    rmdir(tmp_dir);
+    support_tmp_remove();
     return check_summary();
 }

@@ -365,7 +365,7 @@ static void test_nvrtc_errors(void) {
     mx_cubin bin;
     mx_diag d = {{0}};
     CHECK(mx_nvrtc_compile(bad_src, "bad.cu", 80, NULL, 0, &bin, &d) == MX_ERR_INVALID);
-    CHECK_MSG(strstr(d.msg, "bad.cu: NVRTC_ERROR_COMPILATION for sm_80:\nbad.cu(3): error: "
+    CHECK_MSG(strstr(d.msg, "bad.cu: NVRTC_ERROR_COMPILATION for sm_80 in kernel k (line 3):\nbad.cu(3): error: "
                             "expected a \";\"") == d.msg,
               "%s", d.msg);
     CHECK(bin.cubin == NULL && bin.ptx == NULL && bin.n_kernels == 0);

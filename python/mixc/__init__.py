@@ -17,10 +17,11 @@ from collections import namedtuple
 
 import numpy as np
 
-from ._lib import (DTYPES, ROLE_INPUT, ROLE_OUTPUT, ROLE_PARAM, TARGET_BYTES, Diag, MixcError, TensorInfo,
-                   check, lib, strings)
+from ._lib import (DTYPES, ROLE_INPUT, ROLE_OUTPUT, ROLE_PARAM, TARGET_BYTES, Diag, Explore, ExploreOptions,
+                   MixcError, TensorInfo, Vary, check, lib, strings)
 
-__all__ = ["compile", "import_weights", "save_safetensors", "Model", "MixcError", "TensorSpec"]
+__all__ = ["compile", "explore", "import_weights", "save_safetensors", "Model", "MixcError", "TensorSpec",
+           "ExploreRows"]
 __version__ = "0.1.0"
 
 TensorSpec = namedtuple("TensorSpec", "name shape dtype")
@@ -297,3 +298,76 @@ def compile(spec, device="auto", target=None, overrides=None, seed=1):
     compiles it for device ("auto", "ref", "cpu", "emu", "cuda") and
     initialises its params from seed. Returns a Model."""
     return Model(spec, device=device, target=target, overrides=overrides, seed=seed)
+
+
+def _value_text(v):
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+class ExploreRows(list):
+    """The variants of a sweep, one dict per variant in grid order:
+    point, values ({path: value}), params, flops, bytes, peak_bytes,
+    kernels, matmuls, host_ms, estimate_ms, gpu_ms (None: not measured) and
+    error (None, or why the variant was skipped). `columns` says what each
+    latency is: measured where, or estimated for which target and how."""
+
+    columns = {}
+
+
+def explore(spec, vary, overrides=None, sample=0, seed=1, shard=None, device="cpu", target="h100",
+            profile=False, gpu=True, warmup=1, runs=5, progress=False):
+    """Sweeps variants of a model spec (docs/explore.md), as `mixc explore`:
+    vary is {path: [values]} (a grid, the last path varying fastest);
+    sample=N takes N random points of it (seed); shard=(i, n) the i-th of n
+    shares (1-based); device is where latency is measured ("cpu", "ref",
+    "emu", or None); target the GPU of the roofline estimate; progress=True
+    draws the progress bar on stderr. Returns ExploreRows. A variant that
+    fails is a row with its error; a sweep that cannot start raises
+    MixcError."""
+    if not vary:
+        raise MixcError("explore: vary needs at least one {path: [values]}")
+    keep = []  # the C strings the options point to
+
+    def c_strings(items):
+        arr, n = strings(items)
+        keep.append(arr)
+        return arr, n
+
+    varies = (Vary * len(vary))()
+    for i, (path, values) in enumerate(vary.items()):
+        values = list(values)
+        if not values:
+            raise MixcError("explore: %s has no values" % path)
+        arr, n = c_strings([_value_text(v) for v in values])
+        varies[i] = Vary(path.encode(), arr, n)
+        keep.append(varies[i].path)
+    sets, n_sets = c_strings(_overrides(overrides))
+    opts = ExploreOptions(spec=os.fspath(spec).encode(), overrides=sets, n_overrides=n_sets, vary=varies,
+                          n_vary=len(vary), sample=sample, seed=seed, host_device=device.encode() if device else None,
+                          estimate_target=target.encode(), profile=profile, gpu=gpu, warmup=warmup, runs=runs)
+    if shard is not None:
+        opts.shard, opts.n_shards = shard
+    if progress:
+        opts.progress = ctypes.c_void_p.in_dll(ctypes.CDLL(None), "stderr")
+    result, diag = ctypes.POINTER(Explore)(), Diag()
+    check(lib.mx_explore_run(ctypes.byref(opts), ctypes.byref(result), ctypes.byref(diag)), diag)
+    try:
+        e = result.contents
+        paths = [e.paths[k].decode() for k in range(e.n_paths)]
+        measured = lambda x: None if x != x else x  # NaN: not measured
+        rows = ExploreRows()
+        for i in range(e.n_variants):
+            v = e.variants[i]
+            rows.append({"point": v.point, "values": {p: v.values[k].decode() for k, p in enumerate(paths)},
+                         "params": measured(v.params), "flops": measured(v.flops), "bytes": measured(v.bytes),
+                         "peak_bytes": measured(v.peak_bytes), "kernels": v.kernels, "matmuls": v.matmuls,
+                         "host_ms": measured(v.host_ms), "estimate_ms": measured(v.estimate_ms),
+                         "gpu_ms": measured(v.gpu_ms), "error": v.error.decode() if v.error else None})
+        rows.columns = {
+            "host_ms": "measured on %s" % e.host_device.decode() if e.host_name else "not measured",
+            "estimate_ms": "estimated for %s (%s)" % (e.estimate_target.decode(), e.estimate_method.decode()),
+            "gpu_ms": "measured on %s" % e.gpu_device.decode() if e.gpu_name else "not measured (no GPU)",
+        }
+        return rows
+    finally:
+        lib.mx_explore_free(result)

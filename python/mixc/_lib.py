@@ -1,7 +1,8 @@
 """_lib.py: libmixc.so through ctypes: where it is, and the C signatures used.
 
 The declarations mirror include/mixc.h (and frontend/import.h for the
-checkpoint importer); nothing else of the library is touched.
+checkpoint importer, runtime/explore.h for sweeps); nothing else of the
+library is touched.
 """
 import ctypes
 import ctypes.util
@@ -43,6 +44,66 @@ class LayerStats(ctypes.Structure):
 
 class Stats(ctypes.Structure):
     _fields_ = [("n_layers", ctypes.c_int), ("layers", ctypes.POINTER(LayerStats)), ("total", LayerStats)]
+
+
+class Vary(ctypes.Structure):  # mx_vary (runtime/explore.h)
+    _fields_ = [("path", ctypes.c_char_p), ("values", ctypes.POINTER(ctypes.c_char_p)), ("n_values", ctypes.c_int)]
+
+
+class ExploreOptions(ctypes.Structure):  # mx_explore_options
+    _fields_ = [
+        ("spec", ctypes.c_char_p),
+        ("overrides", ctypes.POINTER(ctypes.c_char_p)),
+        ("n_overrides", ctypes.c_int),
+        ("vary", ctypes.POINTER(Vary)),
+        ("n_vary", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("seed", ctypes.c_uint64),
+        ("shard", ctypes.c_int),
+        ("n_shards", ctypes.c_int),
+        ("host_device", ctypes.c_char_p),
+        ("estimate_target", ctypes.c_char_p),
+        ("profile", ctypes.c_bool),
+        ("gpu", ctypes.c_bool),
+        ("warmup", ctypes.c_int),
+        ("runs", ctypes.c_int),
+        ("progress", ctypes.c_void_p),
+    ]
+
+
+class Variant(ctypes.Structure):  # mx_variant
+    _fields_ = [
+        ("point", ctypes.c_int64),
+        ("values", ctypes.POINTER(ctypes.c_char_p)),
+        ("error", ctypes.c_char_p),
+        ("params", ctypes.c_double),
+        ("flops", ctypes.c_double),
+        ("bytes", ctypes.c_double),
+        ("peak_bytes", ctypes.c_double),
+        ("kernels", ctypes.c_int),
+        ("matmuls", ctypes.c_int),
+        ("host_ms", ctypes.c_double),
+        ("estimate_ms", ctypes.c_double),
+        ("gpu_ms", ctypes.c_double),
+    ]
+
+
+class Explore(ctypes.Structure):  # mx_explore
+    _fields_ = [
+        ("spec", ctypes.c_char_p),
+        ("paths", ctypes.POINTER(ctypes.c_char_p)),
+        ("n_paths", ctypes.c_int),
+        ("grid_size", ctypes.c_int64),
+        ("host_name", ctypes.c_char * 32),
+        ("estimate_name", ctypes.c_char * 32),
+        ("gpu_name", ctypes.c_char * 32),
+        ("host_device", ctypes.c_char * 160),
+        ("estimate_target", ctypes.c_char * 160),
+        ("gpu_device", ctypes.c_char * 160),
+        ("estimate_method", ctypes.c_char * 48),
+        ("variants", ctypes.POINTER(Variant)),
+        ("n_variants", ctypes.c_int),
+    ]
 
 
 # mx_target is filled and passed back by pointer only: room enough for it.
@@ -95,6 +156,8 @@ SIGNATURES = {
     "mx_get_output": (I, [P, C, P, I, SZ, DIAG]),
     "mx_import_source_parse": (I, [C, ctypes.POINTER(I), DIAG]),
     "mx_import_weights": (I, [P, I, C, C, DIAG]),
+    "mx_explore_run": (I, [ctypes.POINTER(ExploreOptions), ctypes.POINTER(ctypes.POINTER(Explore)), DIAG]),
+    "mx_explore_free": (None, [ctypes.POINTER(Explore)]),
 }
 
 lib = ctypes.CDLL(_find())

@@ -1,6 +1,6 @@
 """The Python binding end to end: compile, run and stats on two zoo models
 at reduced size, weights in and out, checkpoint import against PyTorch's
-goldens, errors as exceptions. Runs with the build's library:
+goldens, a sweep (explore) with a broken variant, errors as exceptions. Runs with the build's library:
 
     MIXC_LIBRARY=build/libmixc.so PYTHONPATH=python python3 -m unittest discover -s python/tests
 """
@@ -129,6 +129,35 @@ class Errors(unittest.TestCase):
         with self.assertRaises(mixc.MixcError) as e:
             self.model.load_weights({"bogus": np.zeros(3, np.float32)})
         self.assertIn("is not in the file", str(e.exception))
+
+
+class Explore(unittest.TestCase):
+    def test_sweep(self):
+        spec = os.path.join(MODELS, "mamba-block.json")
+        rows = mixc.explore(spec, {"stages[0].token_mixer.d_state": [4, 8, 0]}, overrides=REDUCED["mamba-block.json"],
+                            device="ref", runs=1, warmup=0)
+        self.assertEqual([r["point"] for r in rows], [0, 1, 2])
+        self.assertEqual([r["values"]["stages[0].token_mixer.d_state"] for r in rows], ["4", "8", "0"])
+        good, bigger, broken = rows
+        for r in (good, bigger):
+            self.assertIsNone(r["error"])
+            self.assertGreater(r["kernels"], 0)
+            self.assertGreater(r["estimate_ms"], 0)
+            self.assertGreaterEqual(r["host_ms"], 0)
+        # d_state 8 has more A_log, x_proj and FLOPs than d_state 4, by Mamba's arithmetic:
+        # A_log grows by E * 4 and x_proj's output by 2 * 4 rows of E = 2 * width inputs
+        E = 2 * REDUCED["mamba-block.json"]["stages[0].width"]
+        self.assertEqual(bigger["params"] - good["params"], E * 4 + 2 * 4 * E)
+        self.assertGreater(bigger["flops"], good["flops"])
+        self.assertIn("d_state", broken["error"])
+        self.assertIsNone(broken["params"])
+        self.assertIn("measured on ref", rows.columns["host_ms"])
+        self.assertTrue(rows.columns["estimate_ms"].startswith("estimated for") and "h100" in rows.columns["estimate_ms"])
+
+    def test_bad_sweep(self):
+        with self.assertRaises(mixc.MixcError) as e:
+            mixc.explore(os.path.join(MODELS, "mamba-block.json"), {"batch": [1]}, target="no-such-gpu")
+        self.assertIn("no-such-gpu", str(e.exception))
 
 
 @unittest.skipUnless(mixc._torch() is not None, "torch is not installed")

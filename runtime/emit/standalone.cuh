@@ -15,65 +15,17 @@
 
 #include <cublasLt.h>
 #include <cuda_runtime.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
-enum { MXS_F32, MXS_F16, MXS_BF16 };
-enum { MXS_ARENA, MXS_INPUT, MXS_WEIGHT };
-enum { MXS_ACT_NONE, MXS_ACT_RELU, MXS_ACT_GELU_TANH };
+#include "standalone_tables.h"
 
-typedef struct {
-    const char *name;
-    int kind;          /* MXS_ARENA: at offset in the arena; else a buffer of its own */
-    int dtype;
-    long long numel;
-    long long offset;  /* arena bytes */
-} mxs_buffer;
-
-typedef struct {
-    int buffer;        /* -1: absent */
-    long long offset, ld; /* elements */
-    int trans;
-    long long batch_stride, outer_stride;
-} mxs_operand;
-
-typedef struct {
-    int dtype;
-    long long m, n, k, batch, outer;
-    mxs_operand a, b, c, y;
-    int bias;          /* buffer of the [n] bias, -1: none */
-    int act;
-} mxs_gemm;
-
-typedef struct {
+struct mxs_step {
     const void *fn;    /* the kernel; NULL for a product */
     const char *name;
     unsigned grid[3], block[3];
     unsigned smem;
     int first_arg, n_args; /* in the model's args table: buffer per kernel argument */
     int gemm;          /* the product, -1 for a kernel */
-} mxs_step;
-
-typedef struct {
-    const char *name;
-    int buffer;
-} mxs_tensor;
-
-typedef struct {
-    const char *name;
-    long long arena_bytes;
-    const mxs_buffer *buffers;
-    int n_buffers;
-    const mxs_step *steps;
-    int n_steps;
-    const int *args;
-    const mxs_gemm *gemms;
-    int n_gemms;
-    const mxs_tensor *inputs, *outputs;
-    int n_inputs, n_outputs;
-} mxs_desc;
+};
 
 typedef struct {
     cublasLtMatmulDesc_t op;
@@ -99,15 +51,9 @@ typedef struct {
     int weights_loaded;
 } mxs_model;
 
-static const size_t mxs_workspace_bytes = 32u << 20;
+#include "standalone_host.h"
 
-static int mxs_fail(mxs_model *m, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(m->error, sizeof m->error, fmt, ap);
-    va_end(ap);
-    return 1;
-}
+static const size_t mxs_workspace_bytes = 32u << 20;
 
 static int mxs_cuda(mxs_model *m, cudaError_t e, const char *what) {
     return e == cudaSuccess ? 0 : mxs_fail(m, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
@@ -116,9 +62,6 @@ static int mxs_cuda(mxs_model *m, cudaError_t e, const char *what) {
 static int mxs_lt(mxs_model *m, cublasStatus_t s, const char *what) {
     return s == CUBLAS_STATUS_SUCCESS ? 0 : mxs_fail(m, "%s: cuBLAS status %d", what, (int)s);
 }
-
-static size_t mxs_dtype_size(int t) { return t == MXS_F32 ? 4 : 2; }
-static size_t mxs_bytes(const mxs_buffer *b) { return (size_t)b->numel * mxs_dtype_size(b->dtype); }
 
 static cudaDataType mxs_cuda_type(int t) { return t == MXS_F16 ? CUDA_R_16F : t == MXS_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
 
@@ -258,15 +201,10 @@ static void mxs_destroy(mxs_model *m) {
 /* The model on GPU 0; on failure *out is NULL and err (when not NULL) says why. */
 static int mxs_create(const mxs_desc *d, mxs_model **out, char *err, size_t err_size) {
     *out = NULL;
-    mxs_model *m = (mxs_model *)calloc(1, sizeof *m);
-    if (!m) {
-        snprintf(err, err_size, "out of memory");
+    mxs_model *m = mxs_new(d, err, err_size);
+    if (!m)
         return 1;
-    }
-    m->d = d;
-    int n_args = 0, devices = 0;
-    for (int i = 0; i < d->n_steps; i++)
-        n_args += d->steps[i].n_args;
+    int n_args = mxs_n_args(d), devices = 0;
     m->ptr = (void **)calloc((size_t)d->n_buffers + 1, sizeof *m->ptr);
     m->argv = (void **)calloc((size_t)n_args + 1, sizeof *m->argv);
     m->argp = (void **)calloc((size_t)n_args + 1, sizeof *m->argp);
@@ -307,124 +245,12 @@ static int mxs_create(const mxs_desc *d, mxs_model **out, char *err, size_t err_
     return 0;
 }
 
-static int mxs_find(const mxs_tensor *t, int n, const char *name) {
-    for (int i = 0; i < n; i++)
-        if (strcmp(t[i].name, name) == 0)
-            return t[i].buffer;
-    return -1;
+static int mxs_to_device(mxs_model *m, void *dst, const void *src, size_t bytes, const char *what) {
+    return mxs_cuda(m, cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), what);
 }
 
-static void mxs_pack(int dtype, const float *x, long long n, void *out) {
-    for (long long i = 0; i < n; i++) {
-        if (dtype == MXS_F32)
-            ((float *)out)[i] = x[i];
-        else if (dtype == MXS_F16)
-            ((__half *)out)[i] = __float2half_rn(x[i]);
-        else
-            ((__nv_bfloat16 *)out)[i] = __float2bfloat16_rn(x[i]);
-    }
-}
-
-static void mxs_unpack(int dtype, const void *in, long long n, float *x) {
-    for (long long i = 0; i < n; i++)
-        x[i] = dtype == MXS_F32   ? ((const float *)in)[i]
-               : dtype == MXS_F16 ? __half2float(((const __half *)in)[i])
-                                  : __bfloat162float(((const __nv_bfloat16 *)in)[i]);
-}
-
-static int mxs_set_input(mxs_model *m, const char *name, const float *data, size_t count) {
-    int b = mxs_find(m->d->inputs, m->d->n_inputs, name);
-    if (b < 0)
-        return mxs_fail(m, "no input named '%s'", name);
-    const mxs_buffer *buf = &m->d->buffers[b];
-    if ((long long)count != buf->numel)
-        return mxs_fail(m, "input %s: expected %lld numbers, got %zu", name, buf->numel, count);
-    void *staged = malloc(mxs_bytes(buf) + 1);
-    if (!staged)
-        return mxs_fail(m, "out of memory");
-    mxs_pack(buf->dtype, data, buf->numel, staged);
-    int failed = mxs_cuda(m, cudaMemcpy(m->ptr[b], staged, mxs_bytes(buf), cudaMemcpyHostToDevice), name);
-    free(staged);
-    return failed;
-}
-
-static int mxs_get_output(mxs_model *m, const char *name, float *data, size_t count) {
-    int b = mxs_find(m->d->outputs, m->d->n_outputs, name);
-    if (b < 0)
-        return mxs_fail(m, "no output named '%s'", name);
-    const mxs_buffer *buf = &m->d->buffers[b];
-    if ((long long)count != buf->numel)
-        return mxs_fail(m, "output %s: holds %lld numbers, room for %zu given", name, buf->numel, count);
-    void *staged = malloc(mxs_bytes(buf) + 1);
-    if (!staged)
-        return mxs_fail(m, "out of memory");
-    int failed = mxs_cuda(m, cudaMemcpy(staged, m->ptr[b], mxs_bytes(buf), cudaMemcpyDeviceToHost), name);
-    if (!failed)
-        mxs_unpack(buf->dtype, staged, buf->numel, data);
-    free(staged);
-    return failed;
-}
-
-/* ---- weights (safetensors) ------------------------------------------------------------ */
-
-/* The [begin, end) data offsets and dtype of tensor name in a safetensors
- * header, which mixc wrote: {"name":{"dtype":"F32","shape":[...],"data_offsets":[b,e]},...} */
-static int mxs_header_entry(const char *header, const char *name, char dtype[8], long long *begin, long long *end) {
-    size_t n = strlen(name);
-    for (const char *at = header; (at = strstr(at, name)) != NULL; at += n) {
-        if (at == header || at[-1] != '"' || strncmp(at + n, "\":", 2) != 0)
-            continue;
-        const char *close = strchr(at, '}');
-        const char *dt = strstr(at, "\"dtype\":\""), *off = strstr(at, "\"data_offsets\":[");
-        if (!close || !dt || !off || dt > close || off > close)
-            return 0;
-        return sscanf(dt + 9, "%7[A-Z0-9]", dtype) == 1 && sscanf(off + 16, "%lld,%lld", begin, end) == 2;
-    }
-    return 0;
-}
-
-static int mxs_load_weights(mxs_model *m, const char *path) {
-    static const char *const dtype_names[] = {"F32", "F16", "BF16"};
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return mxs_fail(m, "%s: cannot open it", path);
-    unsigned char len_bytes[8];
-    unsigned long long header_len = 0;
-    int failed = fread(len_bytes, 1, 8, f) != 8 ? mxs_fail(m, "%s: not a safetensors file", path) : 0;
-    for (int i = 7; i >= 0; i--)
-        header_len = header_len << 8 | len_bytes[i];
-    failed = failed || (header_len > (1ull << 30) && mxs_fail(m, "%s: a header of %llu bytes", path, header_len));
-    char *header = failed ? NULL : (char *)malloc(header_len + 1);
-    failed = failed || (!header && mxs_fail(m, "out of memory"));
-    failed = failed || (fread(header, 1, header_len, f) != header_len && mxs_fail(m, "%s: truncated header", path));
-    if (header)
-        header[failed ? 0 : header_len] = 0;
-    for (int i = 0; !failed && i < m->d->n_buffers; i++) {
-        const mxs_buffer *b = &m->d->buffers[i];
-        char dtype[8];
-        long long begin, end;
-        if (b->kind != MXS_WEIGHT)
-            continue;
-        if (!mxs_header_entry(header, b->name, dtype, &begin, &end)) {
-            failed = mxs_fail(m, "%s: no tensor '%s'", path, b->name);
-        } else if (strcmp(dtype, dtype_names[b->dtype]) != 0 || end - begin != (long long)mxs_bytes(b)) {
-            failed = mxs_fail(m, "%s: tensor '%s' is %s of %lld bytes; the model wants %s of %zu", path, b->name,
-                              dtype, end - begin, dtype_names[b->dtype], mxs_bytes(b));
-        } else {
-            void *staged = malloc(mxs_bytes(b) + 1);
-            if (!staged)
-                failed = mxs_fail(m, "out of memory");
-            else if (fseek(f, (long)(8 + header_len + begin), SEEK_SET) != 0 || fread(staged, 1, mxs_bytes(b), f) != mxs_bytes(b))
-                failed = mxs_fail(m, "%s: tensor '%s' is cut short", path, b->name);
-            else
-                failed = mxs_cuda(m, cudaMemcpy(m->ptr[i], staged, mxs_bytes(b), cudaMemcpyHostToDevice), b->name);
-            free(staged);
-        }
-    }
-    free(header);
-    fclose(f);
-    m->weights_loaded = !failed;
-    return failed;
+static int mxs_from_device(mxs_model *m, void *dst, const void *src, size_t bytes, const char *what) {
+    return mxs_cuda(m, cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), what);
 }
 
 /* ---- the forward pass -------------------------------------------------------------- */

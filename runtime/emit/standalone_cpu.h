@@ -1,0 +1,288 @@
+/* standalone_cpu.h: the host side of a model that `mixc emit --target cpu`
+ * wrote out, in C11 with pthreads.
+ *
+ * model.c describes the model in tables (standalone_tables.h; its steps in
+ * schedule order: a kernel's blocks or a product) and includes this file
+ * after kernels.h, which runs them: one activation arena with every
+ * intermediate at its planned offset, a buffer per input and weight, each
+ * kernel's blocks split over MXS_THREADS threads (default: the online
+ * CPUs), each thread with its own block shared memory. Products are
+ * row-major y = act(op(A) op(B) + bias + C) in f32 whatever the storage, in
+ * plain C, or through CBLAS's sgemm when built with -DMXS_CBLAS. */
+#ifndef MXS_STANDALONE_CPU_H
+#define MXS_STANDALONE_CPU_H
+
+#include <pthread.h>
+#include <unistd.h>
+#ifdef MXS_CBLAS
+#include <cblas.h>
+#endif
+
+#include "standalone_tables.h"
+
+struct mxs_step {
+    void (*fn)(void **args); /* the kernel's entry; NULL for a product */
+    const char *name;
+    long long blocks;  /* the blocks one launch runs */
+    long long grain;   /* the fewest blocks worth a thread */
+    unsigned smem;     /* dynamic shared memory bytes per block */
+    int first_arg, n_args; /* in the model's args table: buffer per kernel argument */
+    int gemm;          /* the product, -1 for a kernel */
+};
+
+typedef struct {
+    const mxs_desc *d;
+    char error[512];
+    char *arena;
+    void **ptr;        /* per buffer */
+    void **argv;       /* per kernel argument: the buffer's address */
+    unsigned char *smem; /* threads x smem_stride bytes */
+    size_t smem_stride;
+    int threads;
+    int weights_loaded;
+} mxs_model;
+
+#include "standalone_host.h"
+
+static int mxs_to_device(mxs_model *m, void *dst, const void *src, size_t bytes, const char *what) {
+    (void)m, (void)what;
+    memcpy(dst, src, bytes);
+    return 0;
+}
+
+static int mxs_from_device(mxs_model *m, void *dst, const void *src, size_t bytes, const char *what) {
+    (void)m, (void)what;
+    memcpy(dst, src, bytes);
+    return 0;
+}
+
+/* ---- kernels ----------------------------------------------------------------------- */
+
+typedef struct {
+    const mxs_step *s;
+    void **args;
+    long long lo, hi;
+    unsigned char *smem;
+} mxs_share;
+
+static void *mxs_run_share(void *arg) {
+    const mxs_share *sh = (const mxs_share *)arg;
+    mxs_block_smem = sh->smem;
+    gridDim.x = (unsigned)sh->s->blocks;
+    for (long long b = sh->lo; b < sh->hi; b++) {
+        blockIdx.x = (unsigned)b;
+        sh->s->fn(sh->args);
+    }
+    return NULL;
+}
+
+/* The step's blocks in contiguous shares, one per thread (at least grain
+ * blocks each); the caller's thread takes the first. */
+static int mxs_launch(mxs_model *m, const mxs_step *s) {
+    enum { MOST_THREADS = 256 };
+    long long shares = s->blocks / (s->grain > 0 ? s->grain : 1);
+    shares = shares < 1 ? 1 : shares > m->threads ? m->threads : shares;
+    shares = shares > MOST_THREADS ? MOST_THREADS : shares;
+    mxs_share share[MOST_THREADS];
+    pthread_t tid[MOST_THREADS];
+    for (long long i = 0; i < shares; i++)
+        share[i] = (mxs_share){s, m->argv + s->first_arg, s->blocks * i / shares, s->blocks * (i + 1) / shares,
+                               m->smem + (size_t)i * m->smem_stride};
+    int started = 1;
+    while (started < shares && pthread_create(&tid[started], NULL, mxs_run_share, &share[started]) == 0)
+        started++;
+    int failed = started < shares;
+    if (!failed)
+        mxs_run_share(&share[0]);
+    for (int i = 1; i < started; i++)
+        pthread_join(tid[i], NULL);
+    return failed ? mxs_fail(m, "%s: cannot start a thread", s->name) : 0;
+}
+
+/* ---- products ---------------------------------------------------------------------- */
+
+/* Buffer b as f32: its own memory, or an f32 copy (f16 / bf16 storage). */
+typedef struct {
+    int buffer;
+    float *data;
+    int copy;
+} mxs_view;
+
+static float *mxs_as_f32(mxs_model *m, mxs_view *views, int *n, int buffer) {
+    for (int i = 0; i < *n; i++)
+        if (views[i].buffer == buffer)
+            return views[i].data;
+    const mxs_buffer *b = &m->d->buffers[buffer];
+    mxs_view *v = &views[(*n)++];
+    v->buffer = buffer;
+    v->copy = b->dtype != MXS_F32;
+    v->data = v->copy ? (float *)malloc((size_t)b->numel * sizeof(float) + 1) : (float *)m->ptr[buffer];
+    if (v->copy && v->data)
+        mxs_unpack(b->dtype, m->ptr[buffer], b->numel, v->data);
+    return v->data;
+}
+
+static float mxs_gelu_tanh(float x) { return 0.5f * x * (1.0f + tanhf(0.797884561f * (x + 0.044715f * x * x * x))); }
+
+/* y (m x n, leading dimension ldy) = op(a) op(b) + beta * y. In plain C:
+ * B as k rows of n (a transposed B is packed so, into packed), then four
+ * rows of y at a time, each row of B loaded once for the four, the inner
+ * loop over j contiguous (vectorised without reassociating sums). */
+static void mxs_product(const mxs_gemm *g, const float *a, const float *b, float *y, float beta, float *packed) {
+#ifdef MXS_CBLAS
+    (void)packed;
+    cblas_sgemm(CblasRowMajor, g->a.trans ? CblasTrans : CblasNoTrans, g->b.trans ? CblasTrans : CblasNoTrans,
+                (int)g->m, (int)g->n, (int)g->k, 1.0f, a, (int)g->a.ld, b, (int)g->b.ld, beta, y, (int)g->y.ld);
+#else
+    long long ldb = g->b.ld;
+    if (g->b.trans) {
+        for (long long p = 0; p < g->k; p++)
+            for (long long j = 0; j < g->n; j++)
+                packed[p * g->n + j] = b[j * g->b.ld + p];
+        b = packed, ldb = g->n;
+    }
+    for (long long i0 = 0; i0 < g->m; i0 += 4) {
+        int rows = g->m - i0 < 4 ? (int)(g->m - i0) : 4;
+        float *yr[4];
+        for (int r = 0; r < 4; r++) /* rows past m alias the last: computed twice, stored alike */
+            yr[r] = y + (i0 + (r < rows ? r : rows - 1)) * g->y.ld;
+        for (int r = 0; r < rows && beta == 0.0f; r++)
+            for (long long j = 0; j < g->n; j++)
+                yr[r][j] = 0.0f;
+        for (long long p = 0; p < g->k; p++) {
+            float ar[4];
+            for (int r = 0; r < 4; r++) {
+                long long i = i0 + (r < rows ? r : rows - 1);
+                ar[r] = g->a.trans ? a[p * g->a.ld + i] : a[i * g->a.ld + p];
+            }
+            const float *bp = b + p * ldb;
+            if (rows == 4) {
+                float *y0 = yr[0], *y1 = yr[1], *y2 = yr[2], *y3 = yr[3];
+                for (long long j = 0; j < g->n; j++) {
+                    const float bj = bp[j];
+                    y0[j] += ar[0] * bj, y1[j] += ar[1] * bj, y2[j] += ar[2] * bj, y3[j] += ar[3] * bj;
+                }
+            } else {
+                for (int r = 0; r < rows; r++)
+                    for (long long j = 0; j < g->n; j++)
+                        yr[r][j] += ar[r] * bp[j];
+            }
+        }
+    }
+#endif
+}
+
+static int mxs_run_gemm(mxs_model *m, const mxs_gemm *g) {
+    if (g->y.trans)
+        return mxs_fail(m, "a product with a transposed result is not supported");
+    mxs_view views[5];
+    int n = 0;
+    float *A = mxs_as_f32(m, views, &n, g->a.buffer), *B = mxs_as_f32(m, views, &n, g->b.buffer);
+    float *Y = mxs_as_f32(m, views, &n, g->y.buffer);
+    float *C = g->c.buffer >= 0 ? mxs_as_f32(m, views, &n, g->c.buffer) : NULL;
+    float *bias = g->bias >= 0 ? mxs_as_f32(m, views, &n, g->bias) : NULL;
+    float *packed = g->b.trans ? (float *)malloc((size_t)(g->k * g->n) * sizeof(float) + 1) : NULL;
+    int failed = !A || !B || !Y || (g->c.buffer >= 0 && !C) || (g->bias >= 0 && !bias) || (g->b.trans && !packed);
+    for (long long o = 0; !failed && o < g->outer; o++)
+        for (long long bt = 0; bt < g->batch; bt++) {
+            const float *a = A + g->a.offset + o * g->a.outer_stride + bt * g->a.batch_stride;
+            const float *b = B + g->b.offset + o * g->b.outer_stride + bt * g->b.batch_stride;
+            float *y = Y + g->y.offset + o * g->y.outer_stride + bt * g->y.batch_stride;
+            float beta = 0.0f;
+            if (C) { /* beta * C: the residual first copied into y unless it is y */
+                const float *c = C + g->c.offset + o * g->c.outer_stride + bt * g->c.batch_stride;
+                if (c != y || g->c.trans || g->c.ld != g->y.ld)
+                    for (long long i = 0; i < g->m; i++)
+                        for (long long j = 0; j < g->n; j++)
+                            y[i * g->y.ld + j] = g->c.trans ? c[j * g->c.ld + i] : c[i * g->c.ld + j];
+                beta = 1.0f;
+            }
+            mxs_product(g, a, b, y, beta, packed);
+            if (!bias && g->act == MXS_ACT_NONE)
+                continue;
+            for (long long i = 0; i < g->m; i++)
+                for (long long j = 0; j < g->n; j++) {
+                    float v = y[i * g->y.ld + j] + (bias ? bias[j] : 0.0f);
+                    v = g->act == MXS_ACT_RELU ? (v > 0.0f ? v : 0.0f) : g->act == MXS_ACT_GELU_TANH ? mxs_gelu_tanh(v) : v;
+                    y[i * g->y.ld + j] = v;
+                }
+        }
+    free(packed);
+    for (int i = 0; i < n; i++) {
+        if (!views[i].copy)
+            continue;
+        const mxs_buffer *b = &m->d->buffers[views[i].buffer];
+        if (!failed && views[i].buffer == g->y.buffer)
+            mxs_pack(b->dtype, views[i].data, b->numel, m->ptr[views[i].buffer]);
+        free(views[i].data);
+    }
+    return failed ? mxs_fail(m, "out of memory for a product") : 0;
+}
+
+/* ---- the model --------------------------------------------------------------------- */
+
+static void mxs_destroy(mxs_model *m) {
+    if (!m)
+        return;
+    for (int i = 0; m->ptr && i < m->d->n_buffers; i++)
+        if (m->d->buffers[i].kind != MXS_ARENA)
+            free(m->ptr[i]);
+    free(m->arena), free(m->smem);
+    free(m->ptr), free(m->argv);
+    free(m);
+}
+
+static void *mxs_alloc(size_t bytes) {
+    void *p = NULL; /* 64-byte aligned, as a vector load likes it */
+    return posix_memalign(&p, 64, bytes + 1) == 0 ? p : NULL;
+}
+
+/* The model in host memory; on failure *out is NULL and err says why. */
+static int mxs_create(const mxs_desc *d, mxs_model **out, char *err, size_t err_size) {
+    *out = NULL;
+    mxs_model *m = mxs_new(d, err, err_size);
+    if (!m)
+        return 1;
+    const char *env = getenv("MXS_THREADS");
+    long threads = env && *env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+    m->threads = threads < 1 ? 1 : threads > 256 ? 256 : (int)threads;
+    int n_args = mxs_n_args(d);
+    size_t smem = 0;
+    for (int i = 0; i < d->n_steps; i++)
+        smem = d->steps[i].smem > smem ? d->steps[i].smem : smem;
+    m->smem_stride = (smem + 63) / 64 * 64;
+    m->ptr = (void **)calloc((size_t)d->n_buffers + 1, sizeof *m->ptr);
+    m->argv = (void **)calloc((size_t)n_args + 1, sizeof *m->argv);
+    m->arena = (char *)mxs_alloc((size_t)d->arena_bytes);
+    m->smem = (unsigned char *)mxs_alloc(m->smem_stride * (size_t)m->threads);
+    int failed = !m->ptr || !m->argv || !m->arena || !m->smem ? mxs_fail(m, "out of memory") : 0;
+    for (int i = 0; !failed && i < d->n_buffers; i++) {
+        const mxs_buffer *b = &d->buffers[i];
+        m->ptr[i] = b->kind == MXS_ARENA ? m->arena + b->offset : mxs_alloc(mxs_bytes(b));
+        if (!m->ptr[i])
+            failed = mxs_fail(m, "out of memory for %s (%zu bytes)", b->name, mxs_bytes(b));
+    }
+    for (int i = 0; !failed && i < n_args; i++)
+        m->argv[i] = m->ptr[d->args[i]];
+    if (failed) {
+        snprintf(err, err_size, "%s: %s", d->name, m->error);
+        mxs_destroy(m);
+        return 1;
+    }
+    *out = m;
+    return 0;
+}
+
+/* One forward pass. */
+static int mxs_forward(mxs_model *m) {
+    if (!m->weights_loaded)
+        return mxs_fail(m, "no weights: load them first");
+    for (int i = 0; i < m->d->n_steps; i++) {
+        const mxs_step *s = &m->d->steps[i];
+        if (s->gemm >= 0 ? mxs_run_gemm(m, &m->d->gemms[s->gemm]) : mxs_launch(m, s))
+            return 1;
+    }
+    return 0;
+}
+
+#endif

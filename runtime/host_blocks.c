@@ -1,0 +1,28 @@
+/* host_blocks.c: tiles and grids of one-thread blocks (host_blocks.h). */
+#include "host_blocks.h"
+
+mx_tiles mx_host_tiles(mx_fusion kind) {
+    mx_tiles t = {.threads = 32, .items = 1, .channels = 1, .lanes_per_state = 1, .vector = 1};
+    if (kind == MX_FUSE_SCAN)
+        t.threads = 1, t.items = 64;
+    return t;
+}
+
+void mx_host_blocks(const mx_program *p, int group, const mx_kernel *k, int64_t *blocks, int64_t *grain) {
+    const mx_group *gr = &p->groups[group];
+    if (gr->kind == MX_FUSE_SCAN || gr->kind == MX_FUSE_NORM || gr->kind == MX_FUSE_REDUCE) {
+        *blocks = k->grid[0];
+        *grain = 1;
+        return;
+    }
+    int64_t most = 1;
+    for (int i = 0; i < gr->n_nodes; i++) {
+        const mx_node *n = &p->g->nodes[gr->nodes[i]];
+        for (int o = 0; o < n->n_out; o++) {
+            int64_t c = mx_type_numel(mx_value_type(p->g, n->first_out + o));
+            most = c > most ? c : most;
+        }
+    }
+    *blocks = most;
+    *grain = 4096;
+}
