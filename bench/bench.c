@@ -6,95 +6,46 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "exec.h"
+#include "gpu.h"
 #include "ir.h"
 
-static void bench_close(bench *b) {
-    if (!b->gpu)
-        return;
-    const mx_cuda_api *api = &b->gpu->cu->api;
-    if (b->start)
-        api->EventDestroy(b->start);
-    if (b->stop)
-        api->EventDestroy(b->stop);
-    if (b->flush)
-        api->MemFree(b->flush);
-    mx_gpu_close(b->gpu);
-    b->gpu = NULL;
+mx_status bench_set_tensors(mx_compiled *c, const mx_graph *g, const mx_buffers *b, mx_diag *d) {
+    for (int i = 0; i < mx_graph_input_count(g); i++) {
+        int v = mx_graph_input(g, i);
+        mx_dtype t = mx_graph_value_dtype(g, v);
+        int64_t n = mx_graph_value_numel(g, v);
+        void *packed = malloc((size_t)(n ? n : 1) * mx_dtype_size(t));
+        if (!packed)
+            return mx_fail(d, MX_ERR_NOMEM, "out of memory for %%%s", mx_graph_value_name(g, v));
+        mx_storage_pack(t, b->data[v], n, packed);
+        mx_status st = (mx_graph_value_is_param(g, v) ? mx_set_param : mx_set_input)(
+            c, mx_graph_value_name(g, v), packed, t, mx_graph_value_rank(g, v), mx_graph_value_dims(g, v), d);
+        free(packed);
+        MX_TRY(st);
+    }
+    return MX_OK;
 }
 
-static bool bench_open(bench *b, const char *prog) {
-    *b = (bench){.prog = prog};
-    mx_diag d = {{0}};
-    if (mx_gpu_open(&b->gpu, &d) != MX_OK) {
-        fprintf(stderr, "%s: no GPU (%s): nothing measured, no results written\n", prog, d.msg);
-        return false;
-    }
-    const mx_cuda *cu = b->gpu->cu;
-    b->flush_bytes = 2 * (size_t)(cu->l2_bytes > 0 ? cu->l2_bytes : 64 << 20);
-    mx_status st = mx_cuda_check(cu, cu->api.MemAlloc(&b->flush, b->flush_bytes), "cuMemAlloc (L2 flush buffer)", &d);
-    if (st == MX_OK)
-        st = mx_cuda_check(cu, cu->api.EventCreate(&b->start, CU_EVENT_DEFAULT), "cuEventCreate", &d);
-    if (st == MX_OK)
-        st = mx_cuda_check(cu, cu->api.EventCreate(&b->stop, CU_EVENT_DEFAULT), "cuEventCreate", &d);
-    if (st != MX_OK) {
-        fprintf(stderr, "%s: %s\n", prog, d.msg);
-        bench_close(b);
-        return false;
-    }
-    return true;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-mx_status bench_time(bench *b, mx_gpu_program *gp, bool graphs, int warmup, int runs, bench_times *t,
-                     mx_diag *d) {
-    const mx_cuda *cu = b->gpu->cu;
-    CUstream s = b->gpu->stream;
-    for (int i = 0; i < warmup; i++)
-        MX_TRY(mx_gpu_forward(gp, graphs, d));
-    MX_TRY(mx_gpu_sync(b->gpu, d));
-    double *ms = malloc((size_t)runs * sizeof *ms);
-    if (!ms)
-        return mx_fail(d, MX_ERR_NOMEM, "out of memory for %d timings", runs);
-    mx_status st = MX_OK;
-    for (int i = 0; i < runs && st == MX_OK; i++) {
-        /* The memset runs on the legacy stream, which the (blocking) stream
-         * waits for: the flush ends before the start event. */
-        st = mx_cuda_check(cu, cu->api.MemsetD8(b->flush, (unsigned char)i, b->flush_bytes), "cuMemsetD8 (L2 flush)", d);
-        if (st == MX_OK)
-            st = mx_cuda_check(cu, cu->api.EventRecord(b->start, s), "cuEventRecord", d);
-        if (st == MX_OK)
-            st = mx_gpu_forward(gp, graphs, d);
-        if (st == MX_OK)
-            st = mx_cuda_check(cu, cu->api.EventRecord(b->stop, s), "cuEventRecord", d);
-        if (st == MX_OK)
-            st = mx_cuda_check(cu, cu->api.EventSynchronize(b->stop), "cuEventSynchronize (a timed run)", d);
-        float e = 0;
-        if (st == MX_OK)
-            st = mx_cuda_check(cu, cu->api.EventElapsedTime(&e, b->start, b->stop), "cuEventElapsedTime", d);
-        ms[i] = e;
-    }
-    if (st == MX_OK) {
-        qsort(ms, (size_t)runs, sizeof *ms, cmp_double);
-        *t = (bench_times){runs, ms[runs / 2], ms[0], ms[runs - 1], ms[runs / 10], ms[runs - 1 - runs / 10]};
-    }
-    free(ms);
+mx_status bench_module_of(mx_compiled *c, bench_module *bm, mx_diag *d) {
+    memset(bm, 0, sizeof *bm);
+    MX_TRY(mx_compiled_module(c, &bm->m, d));
+    mx_status st = mx_gpu_compile(&bm->m, mx_compiled_program(c)->g->name, mx_compiled_target(c)->sm, bm->cubins, d);
+    if (st != MX_OK)
+        mx_module_free(&bm->m);
     return st;
 }
 
-mx_status bench_compile(bench *b, mx_graph *g, mx_program **p, mx_module *m, mx_diag *d) {
-    *m = (mx_module){0};
-    *p = mx_program_new(g);
-    mx_pass_options o;
-    MX_TRY(mx_pass_options_from_env(&o, d));
-    MX_TRY(mx_program_run_passes(*p, &o, d));
-    mx_target t;
-    MX_TRY(mx_target_detect(MX_DEVICE_CUDA, &t, d));
-    mx_codegen_options co = {.target = &t};
-    return mx_codegen(*p, &co, m, d);
+void bench_module_free(bench_module *bm) {
+    for (int q = 0; q < bm->m.n_programs; q++)
+        mx_cubin_free(&bm->cubins[q]);
+    mx_module_free(&bm->m);
+}
+
+const mx_kernel_usage *bench_kernel_usage(const bench_module *bm, int k) {
+    const mx_kernel *kn = &bm->m.kernels[k];
+    return kn->program >= 0 && kn->program < bm->m.n_programs ? mx_cubin_kernel(&bm->cubins[kn->program], kn->name)
+                                                               : NULL;
 }
 
 mx_status bench_save_tensors(const char *path, const bench_tensor *t, int n, mx_diag *d) {
@@ -157,9 +108,9 @@ void bench_git_commit(char *buf, size_t size) {
 }
 
 static bool bench_json_open(bench *b, bench_json *j) {
-    const mx_cuda *cu = b->gpu->cu;
+    const mx_target *t = &b->t;
     char device[256];
-    snprintf(device, sizeof device, "%s", cu->name);
+    snprintf(device, sizeof device, "%s", t->name);
     for (char *c = device; *c; c++)
         if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-'))
             *c = '_';
@@ -178,18 +129,19 @@ static bool bench_json_open(bench *b, bench_json *j) {
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     int nv_major, nv_minor;
     mx_nvrtc_version(&nv_major, &nv_minor);
-    mx_gpu_peak pk = mx_gpu_peak_of(cu);
+    mx_target cpu;
+    mx_diag d;
+    mx_target_detect(MX_DEVICE_REF, &cpu, &d);
     fprintf(j->f,
-            "{\n  \"benchmark\": \"%s\",\n  \"machine\": \"%s\",\n  \"date\": \"%s\",\n  \"commit\": \"%s\",\n"
-            "  \"device\": {\"name\": \"%s\", \"sm\": %d, \"sms\": %d, \"sm_clock_mhz\": %.0f, "
-            "\"mem_clock_mhz\": %.0f, \"bus_width_bits\": %d, \"l2_bytes\": %d, \"memory_bytes\": %zu, "
-            "\"driver\": %d, \"nvrtc\": \"%d.%d\"},\n"
+            "{\n  \"benchmark\": \"%s\",\n  \"machine\": \"%s\",\n  \"cpu\": \"%s\",\n  \"date\": \"%s\",\n"
+            "  \"commit\": \"%s\",\n"
+            "  \"device\": {\"name\": \"%s\", \"sm\": %d, \"sms\": %d, \"l2_bytes\": %lld, \"memory_bytes\": %lld, "
+            "\"nvrtc\": \"%d.%d\"},\n"
             "  \"peak\": {\"bytes_per_s\": %.4g, \"bandwidth_source\": \"%s\", \"exps_per_s\": %.4g},\n"
-            "  \"timing\": \"CUDA events around the forward pass, after warm-up, L2 flushed (2x L2 memset) "
-            "before every run; median of the runs\",\n  \"results\": [",
-            b->prog, host, when, commit, cu->name, mx_gpu_sm(b->gpu), cu->sm_count, cu->clock_khz / 1e3,
-            cu->mem_clock_khz / 1e3, cu->mem_bus_width, cu->l2_bytes, cu->total_mem, cu->driver_version, nv_major,
-            nv_minor, pk.bytes_per_s, pk.bandwidth_source, pk.exps_per_s);
+            "  \"timing\": \"mx_time: CUDA events around each forward pass, after warm-up, the L2 flushed (a "
+            "write of 2x the L2) before each; median, min and max of the runs\",\n  \"results\": [",
+            b->prog, host, cpu.name, when, commit, t->name, t->sm, t->sm_count, (long long)t->l2_bytes,
+            (long long)t->memory_bytes, nv_major, nv_minor, t->bytes_per_s, t->rates_source, t->exps_per_s);
     return true;
 }
 
@@ -206,23 +158,26 @@ static bool bench_json_close(bench_json *j) {
 }
 
 bool bench_start(bench *b, bench_json *j, const char *prog) {
-    if (!bench_open(b, prog))
-        return false;
-    if (!bench_json_open(b, j)) {
-        bench_close(b);
+    *b = (bench){.prog = prog};
+    mx_diag d = {{0}};
+    if (mx_target_detect(MX_DEVICE_CUDA, &b->t, &d) != MX_OK) {
+        fprintf(stderr, "%s: no GPU (%s): nothing measured, no results written\n", prog, d.msg);
         return false;
     }
-    printf("%s on %s\n", prog, b->gpu->cu->name);
+    if (!bench_json_open(b, j))
+        return false;
+    char desc[256];
+    mx_target_describe(&b->t, desc, sizeof desc);
+    printf("%s on %s\n", prog, desc);
     return true;
 }
 
-int bench_finish(bench *b, bench_json *j, int rc) {
+int bench_finish(bench_json *j, int rc) {
     if (rc == 0 && !bench_json_close(j))
         rc = 1;
     else if (rc != 0) {
         fclose(j->f);
         remove(j->tmp);
     }
-    bench_close(b);
     return rc;
 }

@@ -1,36 +1,39 @@
-/* bench.h: what the benchmark programs share: the GPU or a clear refusal,
- * event timing with the L2 flushed before every run, tensors saved for
- * bench/torch_ref.py, and the JSON header every result file starts with
- * (machine, device, clocks, peaks, git commit). See bench/README.md. */
+/* bench.h: what the benchmark programs share: the GPU's target or a clear
+ * refusal, the caller's tensors set through the public API, tensors saved
+ * for bench/torch_ref.py, and the JSON header every result file starts with
+ * (machine, CPU, GPU and its roofline rates, git commit). Every number is
+ * compiled, run and timed through include/mixc.h (mx_compile, mx_time with
+ * flush_l2: CUDA events, the L2 flushed before each pass). See
+ * bench/README.md. */
 #ifndef MX_BENCH_H
 #define MX_BENCH_H
 
 #include <stdio.h>
 
-#include "gpu.h"
+#include "backend.h"
+#include "rtc.h"
 
 typedef struct {
     const char *prog; /* "bench_scan", for messages */
-    mx_gpu *gpu;
-    CUdeviceptr flush; /* written before every timed run: twice the L2 */
-    size_t flush_bytes;
-    CUevent start, stop;
+    mx_target t;      /* GPU 0 */
 } bench;
 
+/* Sets every input and param of g (the compiled source graph) from b's f32
+ * numbers, rounded to each value's dtype: numbers the caller knows, for the
+ * reference and for torch_ref.py. */
+mx_status bench_set_tensors(mx_compiled *c, const mx_graph *g, const mx_buffers *b, mx_diag *d);
 
+/* The module c runs and its programs' cubins (a kernel-cache hit: the same
+ * compile mx_compile made), for kernel listings; free both with
+ * bench_module_free. */
 typedef struct {
-    int runs;
-    double median_ms, min_ms, max_ms, p10_ms, p90_ms;
-} bench_times;
-
-/* warmup untimed forward passes, then runs timed ones, each after an L2
- * flush, timed with events around the forward pass alone. */
-mx_status bench_time(bench *b, mx_gpu_program *gp, bool graphs, int warmup, int runs, bench_times *t,
-                     mx_diag *d);
-
-/* Builds, fuses, plans and generates code for g (taking ownership) for the
- * GPU's sm; mx_gpu_load then loads it with its inputs and params. */
-mx_status bench_compile(bench *b, mx_graph *g, mx_program **p, mx_module *m, mx_diag *d);
+    mx_module m;
+    mx_cubin cubins[MX_CODEGEN_MAX_PROGRAMS];
+} bench_module;
+mx_status bench_module_of(mx_compiled *c, bench_module *bm, mx_diag *d);
+void bench_module_free(bench_module *bm);
+/* Kernel k's resources as ptxas reported them; NULL when unknown. */
+const mx_kernel_usage *bench_kernel_usage(const bench_module *bm, int k);
 
 /* The commit the source tree is at, "-dirty" when it has changes. */
 void bench_git_commit(char *buf, size_t size);
@@ -54,14 +57,14 @@ typedef struct {
 /* Starts the next element of "results" (the caller writes its fields). */
 void bench_json_next(bench_json *j);
 
-/* A benchmark program's start: opens the GPU (without one prints "<prog>: no
- * GPU (<why>): nothing measured, no results written") and the result file
- * (its header written, the "results" array open), and says where it runs.
- * False, nothing held, when either cannot be had. */
+/* A benchmark program's start: GPU 0's target (without one prints "<prog>:
+ * no GPU (<why>): nothing measured, no results written") and the result
+ * file (its header written, the "results" array open), and says where it
+ * runs. False, nothing held, when either cannot be had. */
 bool bench_start(bench *b, bench_json *j, const char *prog);
 /* Its end: the result file renamed into place when rc is 0 (rc becomes 1
- * when that fails), dropped otherwise; the GPU closed. Returns rc, the
- * program's exit status. */
-int bench_finish(bench *b, bench_json *j, int rc);
+ * when that fails), dropped otherwise. Returns rc, the program's exit
+ * status. */
+int bench_finish(bench_json *j, int rc);
 
 #endif

@@ -2,18 +2,20 @@
  *
  * For each (B, Ch, L, N) of the paper's workloads and each storage type, a
  * one-scan graph (dt bias + softplus, exp(dt A), D skip and silu(z) gate
- * fused; one group of G = 1) is compiled and timed: CUDA events around the
- * launch after warm-up, the L2 flushed before every run, the median of many
- * runs. Reported: time, GB/s and exps/s of the kernel's floor counts, and %
- * of the roofline floor max(bytes / bandwidth, exps / SFU rate) with the
- * device's peaks (runtime/gpu.h). The smallest shape is also checked against
- * the reference interpreter. Results: bench/results/bench_scan-<device>.json.
+ * fused; one group of G = 1) is compiled for GPU 0 (mx_compile) and timed
+ * (mx_time with flush_l2: CUDA events around each pass after warm-up, the L2
+ * flushed before each, the median of many runs). Reported: time, GB/s and
+ * exps/s of the kernel's floor counts, and % of the roofline floor
+ * max(bytes / bandwidth, exps / SFU rate) with the target's rates
+ * (runtime/target.c). The smallest shape is also checked against the
+ * reference interpreter on the same numbers. Results: bench/results/bench_scan-<device>.json.
  * Without a GPU it says so and exits 1 without writing anything. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
+#include "gpu.h"
 #include "ir.h"
 
 #define WARMUP 10
@@ -64,85 +66,89 @@ static void fill(const mx_graph *g, mx_buffers *b, uint64_t seed) {
         b->data[db][i] = -4.0f;
 }
 
-/* Max relative error (floor 1) of the GPU's y against the reference. */
-static mx_status check(const mx_program *p, mx_gpu_program *gp, mx_buffers *b, double *err, mx_diag *d) {
-    const mx_graph *g = p->g;
+/* Max relative error (floor 1) of c's y against the reference on b. */
+static mx_status check(const mx_graph *g, const mx_compiled *c, mx_buffers *b, double *err, mx_diag *d) {
     int y = g->outputs[0];
-    mx_buffers *got = mx_buffers_new(g);
-    mx_status st = mx_exec_download(mx_gpu_program_exec(gp), got, d);
-    if (st == MX_OK)
-        st = mx_ref_run(g, b, d);
+    MX_TRY(mx_ref_run(g, b, d));
+    const float *got = mx_output(c, "y");
     *err = 0;
-    for (int64_t i = 0; st == MX_OK && i < b->numel[y]; i++) {
-        double w = b->data[y][i], e = fabs(got->data[y][i] - w) / (fabs(w) > 1 ? fabs(w) : 1);
+    for (int64_t i = 0; i < b->numel[y]; i++) {
+        double w = b->data[y][i], e = fabs(got[i] - w) / (fabs(w) > 1 ? fabs(w) : 1);
         if (!(e <= *err))
             *err = isnan(e) ? INFINITY : e;
     }
-    mx_buffers_free(got);
-    return st;
+    return MX_OK;
+}
+
+static void print_result(bench_json *j, const shape *s, mx_dtype t, const mx_timing *tm, const bench_module *bm,
+                         const mx_target *tg, double err) {
+    const mx_module *m = &bm->m;
+    mx_cost floor = {0};
+    for (int i = 0; i < m->n_kernels; i++) {
+        floor.bytes += m->kernels[i].floor.bytes;
+        floor.exps += m->kernels[i].floor.exps;
+    }
+    double sec = tm->median_ms * 1e-3, floor_s = mx_gpu_floor_s(tg, floor);
+    double tol = t == MX_F32 ? 1e-4 : 2e-2;
+    printf("%-5s B=%-3lld Ch=%-5lld L=%-5lld N=%-3lld %9.3f ms  %7.1f GB/s  %6.2f Texp/s  %5.1f%% of floor "
+           "(%.3f ms)%s\n",
+           mx_dtype_names[t], (long long)s->B, (long long)s->Ch, (long long)s->L, (long long)s->N, tm->median_ms,
+           floor.bytes / sec * 1e-9, floor.exps / sec * 1e-12, 100 * floor_s / sec, floor_s * 1e3,
+           err >= 0 ? (err <= tol ? "  (checked)" : "  (WRONG)") : "");
+    bench_json_next(j);
+    fprintf(j->f,
+            "{\"B\": %lld, \"Ch\": %lld, \"L\": %lld, \"N\": %lld, \"dtype\": \"%s\", \"kernels\": %d, "
+            "\"runs\": %d, \"median_ms\": %.6g, \"min_ms\": %.6g, \"max_ms\": %.6g, \"floor_bytes\": %.6g, "
+            "\"floor_exps\": %.6g, \"gb_per_s\": %.6g, \"exps_per_s\": %.6g, \"floor_ms\": %.6g, "
+            "\"pct_of_floor\": %.4g, \"max_rel_err\": %.3g",
+            (long long)s->B, (long long)s->Ch, (long long)s->L, (long long)s->N, mx_dtype_names[t], m->n_kernels,
+            tm->runs, tm->median_ms, tm->min_ms, tm->max_ms, floor.bytes, floor.exps, floor.bytes / sec * 1e-9,
+            floor.exps / sec, floor_s * 1e3, 100 * floor_s / sec, err);
+    if (m->n_kernels) {
+        const mx_kernel *k = &m->kernels[0];
+        const mx_kernel_usage *u = bench_kernel_usage(bm, 0);
+        fprintf(j->f,
+                ", \"kernel\": {\"name\": \"%s\", \"grid\": [%u, %u, %u], \"block\": [%u, %u, %u], "
+                "\"smem\": %zu, \"tiles\": {\"threads\": %d, \"items\": %d, \"channels\": %d, "
+                "\"lanes_per_state\": %d, \"vector\": %d, \"chunked\": %d}, \"registers\": %d, "
+                "\"spill_stores\": %d}",
+                k->name, k->grid[0], k->grid[1], k->grid[2], k->block[0], k->block[1], k->block[2], k->smem,
+                k->tiles.threads, k->tiles.items, k->tiles.channels, k->tiles.lanes_per_state, k->tiles.vector,
+                k->tiles.chunked, u ? u->registers : -1, u ? u->spill_stores : -1);
+    }
+    fprintf(j->f, "}");
 }
 
 static mx_status run_shape(bench *bn, bench_json *j, const shape *s, mx_dtype t, mx_diag *d) {
     mx_graph *g = scan_graph(s, t, d);
     if (!g)
         return MX_ERR_INVALID;
-    mx_program *p = NULL;
-    mx_module m;
-    mx_gpu_program *gp = NULL;
-    mx_buffers *b = NULL;
-    bench_times tm = {0};
+    mx_buffers *b = mx_buffers_new(g);
+    mx_compile_options o = {.flush_l2 = 1};
+    mx_compiled *c = b ? mx_compile(g, &bn->t, &o, d) : NULL;
+    mx_status st = c ? MX_OK : b ? MX_ERR_INVALID : mx_fail(d, MX_ERR_NOMEM, "out of memory");
+    mx_timing tm = {0};
+    bench_module bm = {0};
     double err = -1;
-    mx_status st = bench_compile(bn, g, &p, &m, d);
     if (st == MX_OK) {
-        b = mx_buffers_new(p->g);
-        fill(p->g, b, 42);
-        st = mx_gpu_load(bn->gpu, p, &m, b, &gp, d);
+        fill(g, b, 42);
+        st = bench_set_tensors(c, g, b, d);
     }
     if (st == MX_OK)
-        st = bench_time(bn, gp, false, WARMUP, RUNS, &tm, d);
+        st = mx_time(c, WARMUP, RUNS, &tm, d);
     if (st == MX_OK && s == &shapes[3])
-        st = check(p, gp, b, &err, d);
+        st = check(g, c, b, &err, d);
+    if (st == MX_OK)
+        st = bench_module_of(c, &bm, d);
     if (st == MX_OK) {
-        mx_cost floor = {0};
-        for (int i = 0; i < m.n_kernels; i++) {
-            floor.bytes += m.kernels[i].floor.bytes;
-            floor.exps += m.kernels[i].floor.exps;
-        }
-        mx_gpu_peak pk = mx_gpu_peak_of(bn->gpu->cu);
-        double sec = tm.median_ms * 1e-3, floor_s = mx_gpu_floor_s(&pk, floor);
-        const mx_kernel *k = m.n_kernels ? &m.kernels[0] : NULL;
-        const mx_kernel_usage *u = k ? mx_cubin_kernel(mx_gpu_program_cubin(gp), k->name) : NULL;
-        printf("%-5s B=%-3lld Ch=%-5lld L=%-5lld N=%-3lld %9.3f ms  %7.1f GB/s  %6.2f Texp/s  %5.1f%% of floor "
-               "(%.3f ms)%s\n",
-               mx_dtype_names[t], (long long)s->B, (long long)s->Ch, (long long)s->L, (long long)s->N, tm.median_ms,
-               floor.bytes / sec * 1e-9, floor.exps / sec * 1e-12, 100 * floor_s / sec, floor_s * 1e3,
-               err >= 0 ? (err <= (t == MX_F32 ? 1e-4 : 2e-2) ? "  (checked)" : "  (WRONG)") : "");
-        bench_json_next(j);
-        fprintf(j->f,
-                "{\"B\": %lld, \"Ch\": %lld, \"L\": %lld, \"N\": %lld, \"dtype\": \"%s\", \"kernels\": %d, "
-                "\"runs\": %d, \"median_ms\": %.6g, \"min_ms\": %.6g, \"p10_ms\": %.6g, \"p90_ms\": %.6g, "
-                "\"max_ms\": %.6g, \"floor_bytes\": %.6g, \"floor_exps\": %.6g, \"gb_per_s\": %.6g, "
-                "\"exps_per_s\": %.6g, \"floor_ms\": %.6g, \"pct_of_floor\": %.4g, \"max_rel_err\": %.3g",
-                (long long)s->B, (long long)s->Ch, (long long)s->L, (long long)s->N, mx_dtype_names[t], m.n_kernels,
-                tm.runs, tm.median_ms, tm.min_ms, tm.p10_ms, tm.p90_ms, tm.max_ms, floor.bytes, floor.exps,
-                floor.bytes / sec * 1e-9, floor.exps / sec, floor_s * 1e3, 100 * floor_s / sec, err);
-        if (k)
-            fprintf(j->f,
-                    ", \"kernel\": {\"name\": \"%s\", \"grid\": [%u, %u, %u], \"block\": [%u, %u, %u], "
-                    "\"smem\": %zu, \"tiles\": {\"threads\": %d, \"items\": %d, \"channels\": %d, "
-                    "\"lanes_per_state\": %d, \"vector\": %d, \"chunked\": %d}, \"registers\": %d, "
-                    "\"spill_stores\": %d}",
-                    k->name, k->grid[0], k->grid[1], k->grid[2], k->block[0], k->block[1], k->block[2], k->smem,
-                    k->tiles.threads, k->tiles.items, k->tiles.channels, k->tiles.lanes_per_state, k->tiles.vector,
-                    k->tiles.chunked, u ? u->registers : -1, u ? u->spill_stores : -1);
-        fprintf(j->f, "}");
+        print_result(j, s, t, &tm, &bm, &bn->t, err);
+        bench_module_free(&bm);
         if (err > (t == MX_F32 ? 1e-4 : 2e-2))
             st = mx_fail(d, MX_ERR_INVALID, "the scan's result is wrong: max relative error %.3g", err);
     }
+    mx_compiled_free(c);
     mx_buffers_free(b);
-    mx_gpu_program_free(gp);
-    mx_module_free(&m);
-    mx_program_free(p);
+    mx_graph_free(g);
     return st;
 }
 
@@ -161,5 +167,5 @@ int main(void) {
                 rc = 1;
             }
         }
-    return bench_finish(&bn, &j, rc);
+    return bench_finish(&j, rc);
 }

@@ -36,6 +36,7 @@ typedef struct {
 extern const cli_option cli_model_options[];   /* --set */
 extern const cli_option cli_target_options[];  /* --device, --target */
 extern const cli_option cli_weight_options[];  /* --seed, --weights */
+extern const cli_option cli_prune_options[];   /* --prune-scans */
 
 enum { CLI_MAX_GROUPS = 6, CLI_MAX_ARGS = 256 };
 
@@ -90,11 +91,16 @@ void cli_unload(cli_input *in);
 /* The target of --device (default auto) and --target; says on stderr when
  * auto falls back from the GPU. false (error printed) when none. */
 bool cli_target(const cli_args *a, const char *default_device, mx_target *t);
-/* The compile options of the command line (--disable-pass, ...). */
-mx_compile_options cli_compile_options(const cli_args *a);
-/* in compiled for t, with params from --weights or the seeded initialisation
- * (--seed) and seeded random inputs; NULL (error printed) on failure. */
-mx_compiled *cli_compile(const cli_args *a, const cli_input *in, const mx_target *t);
+/* The compile options of the command line (--disable-pass, --prune-scans,
+ * ...); false (usage error printed) when one is malformed. */
+bool cli_compile_options(const cli_args *a, mx_compile_options *o);
+/* What --prune-scans EPS left out of c's kernels: per scan group, the
+ * scans and their weight, the error bound (docs/scan.md). */
+void cli_print_pruned(mx_compiled *c, double eps);
+/* in compiled for t under o (cli_compile_options), with params from
+ * --weights or the seeded initialisation (--seed) and seeded random inputs;
+ * NULL (error printed) on failure. */
+mx_compiled *cli_compile(const cli_args *a, const cli_input *in, const mx_target *t, const mx_compile_options *o);
 /* The --seed value (default 1); false (usage error printed) when malformed. */
 bool cli_seed(const cli_args *a, unsigned long long *seed);
 /* --seed, then pos[0] loaded: CLI_OK, or the exit status (error printed). */

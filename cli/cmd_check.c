@@ -73,12 +73,18 @@ static bool check_device(const cli_args *a, const cli_input *in, mx_device devic
         printf("%-5s skipped: %s\n", name, d.msg);
         return true;
     }
-    mx_compiled *c = cli_compile(a, in, &t);
+    mx_compile_options o;
+    cli_compile_options(a, &o); /* checked by run */
+    if (device == MX_DEVICE_REF) /* no generated code to prune */
+        o.prune_scans = 0;
+    mx_compiled *c = cli_compile(a, in, &t, &o);
     if (!c || mx_run(c, &d) != MX_OK) {
         printf("%-5s FAILED: %s\n", name, c ? d.msg : "see above");
         mx_compiled_free(c);
         return false;
     }
+    if (o.prune_scans > 0)
+        cli_print_pruned(c, o.prune_scans);
     bool ok = true;
     for (int i = 0; i < mx_graph_output_count(in->g); i++) {
         int v = mx_graph_output(in->g, i);
@@ -93,6 +99,9 @@ static bool check_device(const cli_args *a, const cli_input *in, mx_device devic
 
 static int run(const cli_args *a) {
     unsigned long long seed;
+    mx_compile_options o;
+    if (!cli_compile_options(a, &o))
+        return CLI_USAGE;
     cli_input in;
     int rc = cli_load_seeded(a, &in, &seed);
     if (rc != CLI_OK)
@@ -134,7 +143,10 @@ const cli_command cli_cmd_check = {
     "reference interpreter run on the source graph, on the same seeded inputs\n"
     "and params. Prints the max relative error (floor 1) per output and device;\n"
     "tolerance 1e-4, 2e-2 when the model stores f16 / bf16. A device this\n"
-    "machine lacks is skipped, said.\n",
-    {cli_model_options, cli_weight_options, options, NULL},
+    "machine lacks is skipped, said. With --prune-scans the devices that run\n"
+    "generated code leave out the light scan orders, and the errors shown are\n"
+    "what that costs against the exact reference (a mismatch beyond the\n"
+    "tolerance fails as any other).\n",
+    {cli_model_options, cli_weight_options, cli_prune_options, options, NULL},
     run,
 };

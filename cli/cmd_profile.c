@@ -7,7 +7,6 @@
 #include "backend.h"
 #include "cli.h"
 #include "profile.h"
-#include "tune.h"
 
 static int run(const cli_args *a) {
     const char *device = cli_value(a, "--device");
@@ -22,8 +21,12 @@ static int run(const cli_args *a) {
         cli_unload(&in);
         return CLI_FAILED;
     }
-    mx_compile_options o = cli_compile_options(a);
-    o.no_load = 1; /* the passes only: the profile builds and runs its own module */
+    mx_compile_options o;
+    if (!cli_compile_options(a, &o)) {
+        cli_unload(&in);
+        return CLI_USAGE;
+    }
+    o.no_load = 1; /* the passes only: the profile runs the module under its own counting emulation */
     mx_diag d;
     mx_compiled *c = in.model ? mx_compile_model(in.model, &t, &o, &d) : mx_compile(in.g, &t, &o, &d);
     if (!c) {
@@ -31,13 +34,9 @@ static int run(const cli_args *a) {
         return cli_fail("%s", d.msg);
     }
     const mx_program *p = mx_compiled_program(c);
-    mx_tiles *tiles = NULL; /* the tuning database's, as a compile for t takes them */
     mx_module m = {0};
     mx_profile pr = {0};
-    mx_status st = mx_tune_tiles(p, &t, &tiles, &d);
-    mx_codegen_options co = {.target = &t, .tiles = tiles};
-    if (st == MX_OK)
-        st = mx_codegen(p, &co, &m, &d);
+    mx_status st = mx_compiled_module(c, &m, &d);
     if (st == MX_OK)
         st = mx_profile_run(p, &m, &t, NULL, &pr, &d);
     if (st == MX_OK && cli_flag(a, "--json"))
@@ -46,7 +45,6 @@ static int run(const cli_args *a) {
         mx_profile_print(&pr, stdout);
     mx_profile_free(&pr);
     mx_module_free(&m);
-    free(tiles);
     mx_compiled_free(c);
     cli_unload(&in);
     return st == MX_OK ? CLI_OK : cli_fail("%s", d.msg);

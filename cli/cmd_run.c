@@ -45,7 +45,8 @@ static int run(const cli_args *a) {
     if (time_arg && (*end || runs < 1 || runs > 100000))
         return cli_usage_error(a, "--time: expected a count from 1 to 100000, got '%s'", time_arg);
     unsigned long long seed;
-    if (!cli_seed(a, &seed))
+    mx_compile_options o;
+    if (!cli_seed(a, &seed) || !cli_compile_options(a, &o))
         return CLI_USAGE;
     const char *inputs_path = cli_value(a, "--inputs"), *outputs_path = cli_value(a, "--outputs");
     mx_tensorfile *inputs = NULL;
@@ -58,7 +59,7 @@ static int run(const cli_args *a) {
         return CLI_FAILED;
     }
     mx_target t;
-    mx_compiled *c = cli_target(a, "auto", &t) ? cli_compile(a, &in, &t) : NULL;
+    mx_compiled *c = cli_target(a, "auto", &t) ? cli_compile(a, &in, &t, &o) : NULL;
     if (c && inputs && mx_tensorfile_set_inputs(c, inputs, &d) != MX_OK) {
         cli_fail("%s", d.msg);
         mx_compiled_free(c);
@@ -78,6 +79,8 @@ static int run(const cli_args *a) {
         if (time_arg)
             printf("time: median %.3f ms, min %.3f ms, max %.3f ms over %d forward passes\n", tm.median_ms,
                    tm.min_ms, tm.max_ms, tm.runs);
+        if (o.prune_scans > 0)
+            cli_print_pruned(c, o.prune_scans);
         int64_t bad = 0;
         for (int i = 0; i < mx_graph_output_count(in.g); i++) {
             int v = mx_graph_output(in.g, i);
@@ -109,6 +112,6 @@ const cli_command cli_cmd_run = {
     "them to a file. A spec without \"batch\" takes it from --inputs. Exit status\n"
     "1 when an output holds NaN or Inf (inputs and weights holding one are\n"
     "refused before the run).\n",
-    {cli_model_options, cli_target_options, cli_weight_options, options, NULL},
+    {cli_model_options, cli_target_options, cli_weight_options, cli_prune_options, options, NULL},
     run,
 };

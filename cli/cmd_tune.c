@@ -78,7 +78,11 @@ static int tune(const cli_args *a) {
     mx_target_describe(&t, desc, sizeof desc);
     fprintf(stderr, "mixc: tuning %s on %s%s (inputs: seed %.0f)\n", in.path, desc,
             model_only ? ", ranked by the roofline estimate" : "", seed);
-    mx_compile_options co = cli_compile_options(a);
+    mx_compile_options co;
+    if (!cli_compile_options(a, &co)) {
+        cli_unload(&in);
+        return CLI_USAGE;
+    }
     co.no_load = model_only;
     mx_diag d;
     mx_compiled *c = in.model ? mx_compile_model(in.model, &t, &co, &d) : mx_compile(in.g, &t, &co, &d);

@@ -5,8 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "cli.h"
 #include "finite.h"
+#include "ir.h"
 
 const cli_option cli_model_options[] = {
     {"--set", CLI_LIST, "PATH=VALUE",
@@ -26,6 +28,13 @@ const cli_option cli_target_options[] = {
 const cli_option cli_weight_options[] = {
     {"--seed", CLI_VALUE, "N", "seed of the random inputs and params (default 1)"},
     {"--weights", CLI_VALUE, "FILE", "params from a safetensors file (docs/weights.md)"},
+    {NULL},
+};
+
+const cli_option cli_prune_options[] = {
+    {"--prune-scans", CLI_VALUE, "EPS",
+     "Switch of Scans: leave out the scan orders whose softmax weight\nis below EPS (0 <= EPS < 1; the heaviest "
+     "stays); prints what\nwas left out and the error bound (docs/scan.md)"},
     {NULL},
 };
 
@@ -118,12 +127,50 @@ bool cli_target(const cli_args *a, const char *default_device, mx_target *t) {
     return true;
 }
 
-mx_compile_options cli_compile_options(const cli_args *a) {
-    return (mx_compile_options){.disable_passes = cli_value(a, "--disable-pass"),
-                                .print_after = cli_value(a, "--print-after"),
-                                .print_before = cli_value(a, "--print-before"),
-                                .time_passes = cli_flag(a, "--time-passes"),
-                                .log = stdout};
+bool cli_compile_options(const cli_args *a, mx_compile_options *o) {
+    *o = (mx_compile_options){.disable_passes = cli_value(a, "--disable-pass"),
+                              .print_after = cli_value(a, "--print-after"),
+                              .print_before = cli_value(a, "--print-before"),
+                              .time_passes = cli_flag(a, "--time-passes"),
+                              .log = stdout};
+    const char *eps = cli_value(a, "--prune-scans");
+    if (!eps)
+        return true;
+    char *end;
+    errno = 0;
+    o->prune_scans = strtod(eps, &end);
+    if (errno || end == eps || *end || !(o->prune_scans >= 0 && o->prune_scans < 1)) {
+        cli_usage_error(a, "--prune-scans: expected a softmax weight threshold 0 <= EPS < 1, got '%s'", eps);
+        return false;
+    }
+    return true;
+}
+
+void cli_print_pruned(mx_compiled *c, double eps) {
+    mx_module m;
+    mx_diag d;
+    if (mx_compiled_module(c, &m, &d) != MX_OK) {
+        fprintf(stderr, "mixc: --prune-scans: %s\n", d.msg);
+        return;
+    }
+    const mx_graph *g = mx_compiled_program(c)->g;
+    int groups = 0;
+    for (int k = 0; k < m.n_kernels; k++) {
+        const mx_kernel *kn = &m.kernels[k];
+        if (kn->n_pruned == 0)
+            continue;
+        groups++;
+        printf("pruned (--prune-scans %g): group %d (%s): ", eps, kn->group, kn->name);
+        for (int i = 0; i < kn->n_pruned; i++) {
+            char label[200];
+            printf("%s%s", i ? ", " : "", mx_node_label(g, kn->pruned[i], label, sizeof label));
+        }
+        printf("; their weight %.4g, so |M - M_exact| <= %.4g x max |term|\n", kn->pruned_weight,
+               kn->pruned_weight);
+    }
+    if (groups == 0)
+        printf("pruned (--prune-scans %g): nothing: no Switch of Scans order weighs less\n", eps);
+    mx_module_free(&m);
 }
 
 bool cli_seed(const cli_args *a, unsigned long long *seed) {
@@ -147,13 +194,12 @@ int cli_load_seeded(const cli_args *a, cli_input *in, unsigned long long *seed) 
     return cli_load(a, in) ? CLI_OK : CLI_FAILED;
 }
 
-mx_compiled *cli_compile(const cli_args *a, const cli_input *in, const mx_target *t) {
+mx_compiled *cli_compile(const cli_args *a, const cli_input *in, const mx_target *t, const mx_compile_options *o) {
     unsigned long long seed;
     if (!cli_seed(a, &seed))
         return NULL;
-    mx_compile_options o = cli_compile_options(a);
     mx_diag d;
-    mx_compiled *c = in->model ? mx_compile_model(in->model, t, &o, &d) : mx_compile(in->graph, t, &o, &d);
+    mx_compiled *c = in->model ? mx_compile_model(in->model, t, o, &d) : mx_compile(in->graph, t, o, &d);
     const char *weights = cli_value(a, "--weights");
     mx_status st = c ? MX_OK : MX_ERR_INVALID;
     if (st == MX_OK)

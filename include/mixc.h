@@ -204,6 +204,19 @@ typedef struct {
     FILE *log;                  /* pass printing and timing; stderr when NULL */
     int no_load;                /* 1: passes only, nothing generated, loaded or allocated on the
                                  * device (inspection, ahead-of-time compiles); mx_run refuses */
+    /* Switch of Scans pruning (emu, cuda, cpu; docs/scan.md): leave out the
+     * scan orders whose softmax weight is below prune_scans (0: keep all;
+     * the heaviest order always stays). Which orders go depends on the
+     * weights, so the code is generated at the first mx_run or mx_time
+     * after the params are set (and again when they change). The outputs
+     * of a pruned scan group M then differ from the exact ones by at most
+     * the pruned orders' weight x the largest |term| of the sum. */
+    double prune_scans;
+    /* mx_time on cuda: flush the L2 before each timed pass (a write of
+     * twice the target's L2), so every pass starts cold, as benchmarks
+     * measure; 0 (default): passes back to back, as a serving loop runs
+     * them. Other devices have no L2 to flush and ignore it. */
+    int flush_l2;
 } mx_compile_options;
 
 /* Compiles a copy of g (or of a model's graph) for t: passes, then code for the
@@ -252,8 +265,12 @@ mx_status mx_set_random_inputs(mx_compiled *c, uint64_t seed, mx_diag *d);
  * and param must have been given. */
 mx_status mx_run(mx_compiled *c, mx_diag *d);
 
-/* Forward passes after `warmup` untimed ones: wall time of each (GPU: events),
- * compile and transfers excluded; sorted; median, min, max in ms. */
+/* Forward passes after `warmup` untimed ones: the time of each (cuda: CUDA
+ * events around the pass alone, the L2 flushed before each with flush_l2;
+ * others: wall clock), compile and transfers excluded; median, min, max in
+ * ms. The outputs are then those of the last pass, as after mx_run.
+ * Per-group times on cuda: MIXC_DEBUG=2 prints, at the first run, each
+ * group's time, bandwidth and % of its roofline floor (docs/runtime.md). */
 typedef struct {
     int runs;
     double median_ms, min_ms, max_ms;

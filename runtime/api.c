@@ -6,7 +6,9 @@
  * before a run whose params changed, they are bound into the program's
  * buffers (derived params such as A = -exp(A_log) computed by the init graph),
  * and whatever changed is uploaded. Outputs come back into the program's
- * buffers, where mx_output reads them. */
+ * buffers, where mx_output reads them. With Switch of Scans pruning the code
+ * depends on the weights: the backend opens at the first run after the
+ * params are bound, and again when they change. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,7 @@
 #include "finite.h"
 #include "memcheck.h"
 #include "program.h"
+#include "tune.h"
 
 struct mx_compiled {
     mx_target target;
@@ -30,6 +33,8 @@ struct mx_compiled {
     mx_buffers *sb;        /* the source graph's inputs and params */
     mx_buffers *pb;        /* the program graph's inputs, params and outputs */
     bool *given;           /* per source value: set by the caller */
+    mx_backend_options bo;
+    bool no_load;
     int *role_values[3];   /* per role: source value ids (outputs in graph order) */
     int role_count[3];
     bool params_dirty, inputs_dirty, ran;
@@ -54,6 +59,14 @@ const mx_backend *mx_backend_of(mx_device device) {
 }
 
 bool mx_have_cpu_backend(void) { return mx_backend_of(MX_DEVICE_CPU) != NULL; }
+
+mx_status mx_backend_codegen_options(const mx_target *t, const mx_program *p, const mx_backend_options *o,
+                                     mx_codegen_options *co, mx_tiles **tiles, mx_diag *d) {
+    *tiles = NULL;
+    MX_TRY(mx_tune_tiles(p, t, tiles, d));
+    *co = (mx_codegen_options){.target = t, .tiles = *tiles, .prune_scans = o->prune_scans, .params = o->params};
+    return MX_OK;
+}
 
 /* ---- compiling -------------------------------------------------------------------- */
 
@@ -97,6 +110,40 @@ static mx_status collect_roles(mx_compiled *c, mx_diag *d) {
     return MX_OK;
 }
 
+/* The backend opened on the program (and the bound params when pruning);
+ * a group that fails to generate is explained in the model's terms. */
+static mx_status open_backend(mx_compiled *c, mx_diag *d) {
+    if (c->bo.prune_scans > 0)
+        c->bo.params = c->pb;
+    mx_status st = c->backend->open(&c->target, c->p, &c->bo, &c->state, d);
+    if (st != MX_OK) {
+        c->state = NULL;
+        mx_explain_group_error(c->p, c->model, d);
+    }
+    return st;
+}
+
+static void close_backend(mx_compiled *c) {
+    if (c->state)
+        c->backend->close(c->state);
+    c->state = NULL;
+}
+
+/* The options of o that a backend needs, checked against the device. */
+static mx_status backend_options(const mx_compile_options *o, const mx_target *t, mx_backend_options *bo,
+                                 mx_diag *d) {
+    *bo = (mx_backend_options){0};
+    if (!o)
+        return MX_OK;
+    if (!(o->prune_scans >= 0 && o->prune_scans < 1))
+        return mx_fail(d, MX_ERR_INVALID, "prune_scans %g: a softmax weight threshold in [0, 1)", o->prune_scans);
+    if (o->prune_scans > 0 && t->device == MX_DEVICE_REF)
+        return mx_fail(d, MX_ERR_INVALID, "prune_scans applies to generated code (emu, cuda, cpu), not to device %s",
+                       mx_device_name(t->device));
+    *bo = (mx_backend_options){.prune_scans = o->prune_scans, .flush_l2 = o->flush_l2 != 0};
+    return MX_OK;
+}
+
 static mx_compiled *compile(const mx_graph *g, const mx_model *model, const mx_target *t,
                             const mx_compile_options *o, mx_diag *d) {
     if (!g || !t) {
@@ -114,10 +161,10 @@ static mx_compiled *compile(const mx_graph *g, const mx_model *model, const mx_t
         mx_fail(d, MX_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    *c = (mx_compiled){.target = *t, .backend = be, .model = model};
-    mx_status st = MX_OK;
+    *c = (mx_compiled){.target = *t, .backend = be, .model = model, .no_load = o && o->no_load};
+    mx_status st = backend_options(o, t, &c->bo, d);
     mx_pass_options po;
-    if (!(c->src = mx_graph_clone(g)) || !(c->p = mx_program_new(mx_graph_clone(g))))
+    if (st == MX_OK && (!(c->src = mx_graph_clone(g)) || !(c->p = mx_program_new(mx_graph_clone(g)))))
         st = mx_fail(d, MX_ERR_NOMEM, "graph %s: out of memory", g->name);
     if (st == MX_OK)
         st = pass_options(o, &po, d);
@@ -133,8 +180,8 @@ static mx_compiled *compile(const mx_graph *g, const mx_model *model, const mx_t
         st = mx_fail(d, MX_ERR_NOMEM, "graph %s: out of memory", g->name);
     if (st == MX_OK)
         st = collect_roles(c, d);
-    if (st == MX_OK && !(o && o->no_load) && (st = be->open(&c->target, c->p, &c->state, d)) != MX_OK)
-        mx_explain_group_error(c->p, model, d);
+    if (st == MX_OK && !c->no_load && c->bo.prune_scans == 0) /* pruning opens once the weights are bound */
+        st = open_backend(c, d);
     if (st != MX_OK) {
         mx_compiled_free(c);
         return NULL;
@@ -154,8 +201,7 @@ mx_compiled *mx_compile_model(const mx_model *m, const mx_target *t, const mx_co
 void mx_compiled_free(mx_compiled *c) {
     if (!c)
         return;
-    if (c->state)
-        c->backend->close(c->state);
+    close_backend(c);
     mx_buffers_free(c->pb);
     mx_buffers_free(c->sb);
     if (c->p)
@@ -303,21 +349,9 @@ mx_status mx_load_weights(mx_compiled *c, const char *path, mx_diag *d) {
     return MX_OK;
 }
 
-mx_status mx_save_weights(const mx_compiled *c, const char *path, mx_diag *d) {
-    for (int i = 0; i < c->role_count[MX_ROLE_PARAM]; i++) {
-        int v = c->role_values[MX_ROLE_PARAM][i];
-        if (!c->given[v])
-            return mx_fail(d, MX_ERR_INVALID, "param %%%s: not set (mx_init_weights, mx_load_weights or mx_set_param)",
-                           c->src->values[v].name);
-    }
-    return mx_weights_save(c->src, c->sb, path, d);
-}
-
-/* ---- running ---------------------------------------------------------------------- */
-
-/* Every input and param given; else which is not. */
-static mx_status check_given(const mx_compiled *c, mx_diag *d) {
-    for (int r = MX_ROLE_INPUT; r <= MX_ROLE_PARAM; r++)
+/* Every input (from MX_ROLE_INPUT) and param given; else which is not. */
+static mx_status check_given(const mx_compiled *c, mx_role from, mx_diag *d) {
+    for (int r = from; r <= MX_ROLE_PARAM; r++)
         for (int i = 0; i < c->role_count[r]; i++) {
             int v = c->role_values[r][i];
             if (!c->given[v])
@@ -328,6 +362,13 @@ static mx_status check_given(const mx_compiled *c, mx_diag *d) {
         }
     return MX_OK;
 }
+
+mx_status mx_save_weights(const mx_compiled *c, const char *path, mx_diag *d) {
+    MX_TRY(check_given(c, MX_ROLE_PARAM, d));
+    return mx_weights_save(c->src, c->sb, path, d);
+}
+
+/* ---- running ---------------------------------------------------------------------- */
 
 /* No NaN or Inf among the params (or inputs) of role: said where it enters. */
 static mx_status check_finite(const mx_compiled *c, mx_role role, mx_diag *d) {
@@ -357,19 +398,30 @@ static mx_status bind_inputs(mx_compiled *c, mx_diag *d) {
     return MX_OK;
 }
 
-/* Binds and uploads what changed since the last run. */
+/* The caller's params into the program's buffers (derived params too). */
+static mx_status bind_params(mx_compiled *c, mx_diag *d) {
+    MX_TRY(check_given(c, MX_ROLE_PARAM, d));
+    MX_TRY(check_finite(c, MX_ROLE_PARAM, d));
+    return mx_program_bind_init(c->p, c->src, c->sb, c->pb, d);
+}
+
+/* Binds and uploads what changed since the last run; with pruning, new
+ * weights mean new code. */
 static mx_status prepare(mx_compiled *c, mx_diag *d) {
-    if (!c->state)
+    if (c->no_load)
         return mx_fail(d, MX_ERR_INVALID, "graph %s was compiled with no_load: nothing to run", c->src->name);
-    MX_TRY(check_given(c, d));
-    if (c->params_dirty)
-        MX_TRY(check_finite(c, MX_ROLE_PARAM, d));
+    MX_TRY(check_given(c, MX_ROLE_INPUT, d));
     if (c->inputs_dirty)
         MX_TRY(check_finite(c, MX_ROLE_INPUT, d));
     if (c->params_dirty)
-        MX_TRY(mx_program_bind_init(c->p, c->src, c->sb, c->pb, d));
+        MX_TRY(bind_params(c, d));
     if (c->inputs_dirty)
         MX_TRY(bind_inputs(c, d));
+    if (c->params_dirty && c->bo.prune_scans > 0) {
+        close_backend(c);
+        MX_TRY(open_backend(c, d));
+        c->inputs_dirty = true; /* a fresh device holds nothing */
+    }
     if (c->params_dirty || c->inputs_dirty)
         MX_TRY(c->backend->upload(c->state, c->pb, d));
     c->params_dirty = c->inputs_dirty = false;
@@ -377,7 +429,7 @@ static mx_status prepare(mx_compiled *c, mx_diag *d) {
 }
 
 mx_status mx_compiled_bind(mx_compiled *c, mx_buffers **out, mx_diag *d) {
-    MX_TRY(check_given(c, d));
+    MX_TRY(check_given(c, MX_ROLE_INPUT, d));
     MX_TRY(check_finite(c, MX_ROLE_PARAM, d));
     MX_TRY(check_finite(c, MX_ROLE_INPUT, d));
     MX_TRY(mx_program_bind_init(c->p, c->src, c->sb, c->pb, d));
@@ -387,6 +439,23 @@ mx_status mx_compiled_bind(mx_compiled *c, mx_buffers **out, mx_diag *d) {
 }
 
 void mx_compiled_set_tiles(mx_compiled *c, const mx_tiles *tiles) { c->p->tiles = tiles; }
+
+mx_status mx_compiled_module(mx_compiled *c, mx_module *out, mx_diag *d) {
+    *out = (mx_module){0};
+    if (c->target.device == MX_DEVICE_REF)
+        return mx_fail(d, MX_ERR_INVALID, "device ref runs no generated code");
+    if (c->bo.prune_scans > 0) {
+        MX_TRY(bind_params(c, d));
+        c->bo.params = c->pb;
+    }
+    mx_codegen_options co;
+    mx_tiles *tiles = NULL;
+    mx_status st = mx_backend_codegen_options(&c->target, c->p, &c->bo, &co, &tiles, d);
+    if (st == MX_OK)
+        st = mx_codegen(c->p, &co, out, d);
+    free(tiles);
+    return st;
+}
 
 mx_status mx_run(mx_compiled *c, mx_diag *d) {
     c->ran = false;

@@ -10,14 +10,22 @@
 #ifndef MX_BACKEND_H
 #define MX_BACKEND_H
 
-#include "mixc.h"
 #include "codegen.h"
+#include "mixc.h"
+
+/* What the compile options (mixc.h) ask of a backend beyond the target. */
+typedef struct {
+    double prune_scans;       /* mx_compile_options.prune_scans */
+    const mx_buffers *params; /* the bound params of p->g: pruning reads the weights */
+    bool flush_l2;            /* mx_compile_options.flush_l2 */
+} mx_backend_options;
 
 typedef struct {
     mx_device device;
     /* Generates and loads code for p on t, allocates its memory; *state is
-     * the backend's. p and t outlive the state. */
-    mx_status (*open)(const mx_target *t, const mx_program *p, void **state, mx_diag *d);
+     * the backend's. p, t and o outlive the state. */
+    mx_status (*open)(const mx_target *t, const mx_program *p, const mx_backend_options *o, void **state,
+                      mx_diag *d);
     /* Copies b's inputs and params of p->g to the device. */
     mx_status (*upload)(void *state, const mx_buffers *b, mx_diag *d);
     /* Enqueues one forward pass. */
@@ -27,7 +35,8 @@ typedef struct {
     /* The graph outputs of p->g into b as f32 (allocating where NULL). */
     mx_status (*download)(void *state, mx_buffers *b, mx_diag *d);
     /* Optional (NULL: wall clock around forward + sync): the time of `runs`
-     * forward passes each, in ms, into ms[] (GPU: events). */
+     * forward passes each, in ms, into ms[] (cuda: events, the L2 flushed
+     * before each pass when o->flush_l2). */
     mx_status (*time)(void *state, int runs, double *ms, mx_diag *d);
     void (*close)(void *state);
     /* Optional (tuning, runtime/tune.h; NULL: not tunable by measurement):
@@ -47,8 +56,14 @@ bool mx_have_cpu_backend(void);
 
 extern const mx_backend mx_backend_ref, mx_backend_emu, mx_backend_cuda;
 
-/* For inspection (mixc compile's listings, profiles, tools): the program a
- * compiled model runs and its backend's state. */
+/* The codegen options every device that generates code (emu, cuda, cpu)
+ * compiles p with: the tiles of mx_tune_tiles (from the backend's defaults
+ * and the tuning database; *tiles, free it after) and o's pruning. */
+mx_status mx_backend_codegen_options(const mx_target *t, const mx_program *p, const mx_backend_options *o,
+                                     mx_codegen_options *co, mx_tiles **tiles, mx_diag *d);
+
+/* For inspection (mixc compile's listings, profiles, tools, tests): the
+ * program a compiled model runs and its backend's state. */
 const mx_program *mx_compiled_program(const mx_compiled *c);
 void *mx_compiled_backend_state(const mx_compiled *c);
 /* For the tuner: the program's buffers (inputs and params bound as for a
@@ -57,6 +72,11 @@ void *mx_compiled_backend_state(const mx_compiled *c);
  * and the database). */
 mx_status mx_compiled_bind(mx_compiled *c, mx_buffers **out, mx_diag *d);
 void mx_compiled_set_tiles(mx_compiled *c, const mx_tiles *tiles);
+/* The module c's device runs, generated as its backend's open does (also
+ * after no_load), into *out (mx_module_free it). With prune_scans the
+ * params are bound first, so they must be set. MX_ERR_INVALID for ref,
+ * which runs none. */
+mx_status mx_compiled_module(mx_compiled *c, mx_module *out, mx_diag *d);
 #ifdef MIXC_HAVE_LLVM
 extern const mx_backend mx_backend_cpu;
 /* The most activation memory a cpu backend state has held: the planned

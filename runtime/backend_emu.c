@@ -21,14 +21,15 @@ static void emu_close(void *state) {
     free(s);
 }
 
-static mx_status emu_open(const mx_target *t, const mx_program *p, void **state, mx_diag *d) {
+static mx_status emu_open(const mx_target *t, const mx_program *p, const mx_backend_options *o, void **state,
+                         mx_diag *d) {
     emu_state *s = calloc(1, sizeof *s);
     if (!s)
         return mx_fail(d, MX_ERR_NOMEM, "graph %s: out of memory", p->g->name);
     s->walk.dev = mx_exec_emu_device(&s->mod);
     mx_tiles *tiles = NULL;
-    mx_status st = mx_tune_tiles(p, t, &tiles, d);
-    mx_codegen_options co = {.target = t, .tiles = tiles};
+    mx_codegen_options co;
+    mx_status st = mx_backend_codegen_options(t, p, o, &co, &tiles, d);
     if (st == MX_OK)
         st = mx_walk_open(&s->walk, p, &co, d);
     free(tiles);
@@ -40,6 +41,6 @@ static mx_status emu_open(const mx_target *t, const mx_program *p, void **state,
     return MX_OK;
 }
 
-const mx_backend mx_backend_emu = {MX_DEVICE_EMU, emu_open,         mx_walk_upload, mx_walk_forward,
-                                   mx_walk_sync,  mx_walk_download, NULL,           emu_close,
-                                   NULL,          NULL};
+const mx_backend mx_backend_emu = {.device = MX_DEVICE_EMU, .open = emu_open, .upload = mx_walk_upload,
+                                   .forward = mx_walk_forward, .sync = mx_walk_sync, .download = mx_walk_download,
+                                   .close = emu_close};

@@ -15,7 +15,8 @@ typedef struct {
     mx_buffers *b;
 } ref_state;
 
-static mx_status ref_open(const mx_target *t, const mx_program *p, void **state, mx_diag *d) {
+static mx_status ref_open(const mx_target *t, const mx_program *p, const mx_backend_options *o, void **state,
+                         mx_diag *d) {
     ref_state *s = calloc(1, sizeof *s);
     if (!s || !(s->b = mx_buffers_new(p->g))) {
         free(s);
@@ -82,6 +83,6 @@ static void ref_close(void *state) {
     free(s);
 }
 
-const mx_backend mx_backend_ref = {MX_DEVICE_REF, ref_open,     ref_upload, ref_forward,
-                                   ref_sync,      ref_download, NULL,       ref_close,
-                                   NULL,          NULL};
+const mx_backend mx_backend_ref = {.device = MX_DEVICE_REF, .open = ref_open, .upload = ref_upload,
+                                   .forward = ref_forward, .sync = ref_sync, .download = ref_download,
+                                   .close = ref_close};

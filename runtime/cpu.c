@@ -521,7 +521,8 @@ static void cpu_close(void *state) {
     free(s);
 }
 
-static mx_status cpu_open(const mx_target *t, const mx_program *p, void **state, mx_diag *d) {
+static mx_status cpu_open(const mx_target *t, const mx_program *p, const mx_backend_options *o, void **state,
+                         mx_diag *d) {
     cpu_state *s = calloc(1, sizeof *s);
     mx_tiles *tiles = NULL;
     if (s) {
@@ -535,7 +536,8 @@ static mx_status cpu_open(const mx_target *t, const mx_program *p, void **state,
     }
     s->t = t, s->p = p;
     s->group_ms = mx_debug_level() >= 2 ? calloc((size_t)p->n_groups + 1, sizeof *s->group_ms) : NULL;
-    mx_status st = mx_tune_tiles(p, t, &tiles, d);
+    mx_codegen_options co;
+    mx_status st = mx_backend_codegen_options(t, p, o, &co, &tiles, d);
     if (st == MX_OK)
         st = mx_cpu_pool_new(t->threads > 0 ? t->threads : 1, &s->pool, d);
     if (st == MX_OK) {
@@ -543,7 +545,6 @@ static mx_status cpu_open(const mx_target *t, const mx_program *p, void **state,
         s->walk.dev = (mx_exec_device){.name = "cpu", .ctx = s, .alloc = cpu_alloc, .release = cpu_release,
                                        .upload = cpu_copy, .download = cpu_copy, .load = cpu_load,
                                        .unload = cpu_unload, .launch = cpu_launch, .matmul = cpu_matmul};
-        mx_codegen_options co = {.target = t, .tiles = tiles};
         st = mx_walk_open(&s->walk, p, &co, d);
     }
     free(tiles);
@@ -572,6 +573,6 @@ static mx_status cpu_time_group(void *state, int group, int runs, double *ms, mx
     return MX_OK;
 }
 
-const mx_backend mx_backend_cpu = {MX_DEVICE_CPU,  cpu_open,         mx_walk_upload, mx_walk_forward,
-                                   mx_walk_sync,   mx_walk_download, NULL,           cpu_close,
-                                   cpu_time_group, cpu_tiles};
+const mx_backend mx_backend_cpu = {.device = MX_DEVICE_CPU, .open = cpu_open, .upload = mx_walk_upload,
+                                   .forward = mx_walk_forward, .sync = mx_walk_sync, .download = mx_walk_download,
+                                   .close = cpu_close, .time_group = cpu_time_group, .tiles = cpu_tiles};

@@ -13,7 +13,7 @@
  * A device is a table of the few things that differ: memory, copies, the
  * module, launch, matmul, and a hook after each group (event timing). The
  * host emulation is here (mx_exec_emu), the CUDA driver and cuBLASLt in
- * gpu.h (mx_exec_cuda). docs/codegen.md, "Running". */
+ * gpu.h (mx_gpu_load). docs/codegen.md, "Running". */
 #ifndef MX_EXEC_H
 #define MX_EXEC_H
 

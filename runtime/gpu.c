@@ -7,8 +7,6 @@
 
 #include "cache.h"
 
-#define STATIC_SMEM_LIMIT (48 << 10) /* beyond this a kernel must opt in */
-
 /* ---- the device ------------------------------------------------------------------ */
 
 mx_status mx_gpu_open(mx_gpu **out, mx_diag *d) {
@@ -74,31 +72,9 @@ mx_status mx_gpu_get(mx_gpu *gpu, float *dst, CUdeviceptr src, int64_t n, mx_dty
 
 /* ---- the roofline ---------------------------------------------------------------- */
 
-/* Device-to-device copies measured on this project's lent machines
- * (/work/.library/device/KINDS.md, bytes read + written). */
-static const struct {
-    const char *name;
-    double bytes_per_s;
-    const char *source;
-} measured_bandwidth[] = {
-    {"H100 80GB HBM3", 3.0e12, "measured (H100 SXM, device-to-device copy)"},
-    {"H200", 4.3e12, "measured (H200, device-to-device copy)"},
-};
-
-mx_gpu_peak mx_gpu_peak_of(const mx_cuda *cu) {
-    mx_gpu_peak pk = {(double)cu->mem_clock_khz * 1e3 * (cu->mem_bus_width / 8.0) * 2,
-                      (double)cu->sm_count * 16 * cu->clock_khz * 1e3, "memory clock x bus width x 2"};
-    for (size_t i = 0; i < sizeof measured_bandwidth / sizeof *measured_bandwidth; i++)
-        if (strstr(cu->name, measured_bandwidth[i].name)) {
-            pk.bytes_per_s = measured_bandwidth[i].bytes_per_s;
-            pk.bandwidth_source = measured_bandwidth[i].source;
-        }
-    return pk;
-}
-
-double mx_gpu_floor_s(const mx_gpu_peak *pk, mx_cost c) {
-    double mem = pk->bytes_per_s > 0 ? c.bytes / pk->bytes_per_s : 0;
-    double sfu = pk->exps_per_s > 0 ? c.exps / pk->exps_per_s : 0;
+double mx_gpu_floor_s(const mx_target *t, mx_cost c) {
+    double mem = t->bytes_per_s > 0 ? c.bytes / t->bytes_per_s : 0;
+    double sfu = t->exps_per_s > 0 ? c.exps / t->exps_per_s : 0;
     return mem > sfu ? mem : sfu;
 }
 
@@ -113,18 +89,23 @@ void mx_gpu_options_from_env(mx_gpu_options *o) {
 /* The context of the CUDA device table: one loaded program. */
 struct mx_gpu_program {
     mx_gpu *gpu;
+    const mx_target *t;
     const mx_program *p;
     const mx_module *m;
     mx_exec_device dev;    /* ctx: this */
     mx_exec *x;
-    mx_cubin cubin;
-    CUmodule module;
+    mx_cubin *cubins;      /* per program of m */
+    CUmodule *modules;     /* per program of m */
+    int n_modules;         /* loaded */
     CUfunction *fn;        /* per group: its kernel (generated groups) */
     mx_gemm *gemms;        /* per group: its product (matmul groups) */
     mx_blas_plan **plans;  /* per group: the product's cuBLASLt plan */
     CUevent *events;       /* while profiling: events[k + 1] follows group k */
     CUgraph graph;
     CUgraphExec exec;
+    CUevent start, stop;   /* mx_gpu_time */
+    CUdeviceptr flush;     /* mx_gpu_time's L2 flush: 2 x the target's L2 */
+    size_t flush_bytes;
 };
 
 /* Buffers of the walk are device addresses in pointer clothing. */
@@ -160,30 +141,51 @@ static mx_status gpu_download(void *ctx, void *dst, const void *src, size_t byte
 }
 
 mx_status mx_gpu_compile(const mx_module *m, const char *graph_name, int sm, mx_cubin *out, mx_diag *d) {
-    char name[160];
-    snprintf(name, sizeof name, "%s.cu", graph_name ? graph_name : "mixc");
-    return mx_nvrtc_compile_cached(m->source.s, name, sm, NULL, 0, out, d);
-}
-
-static mx_status gpu_load(void *ctx, const mx_program *p, const mx_module *m, mx_diag *d) {
-    mx_gpu_program *gp = ctx;
-    const mx_cuda *cu = gp->gpu->cu;
-    MX_TRY(mx_cuda_check(cu, cu->api.CtxSetCurrent(cu->ctx), "cuCtxSetCurrent", d));
-    if (m->n_kernels == 0) /* a graph of matmuls alone */
-        return MX_OK;
-    MX_TRY(mx_gpu_compile(m, p->g->name, mx_gpu_sm(gp->gpu), &gp->cubin, d));
-    mx_status st = mx_cuda_check(cu, cu->api.ModuleLoadData(&gp->module, gp->cubin.cubin), "cuModuleLoadData", d);
-    if (st != MX_OK) /* no unload follows a failed load */
-        mx_cubin_free(&gp->cubin);
-    return st;
+    mx_nvrtc_job jobs[MX_CODEGEN_MAX_PROGRAMS];
+    char names[MX_CODEGEN_MAX_PROGRAMS][160];
+    if (m->n_programs > MX_CODEGEN_MAX_PROGRAMS)
+        return mx_fail(d, MX_ERR_INVALID, "graph %s: %d programs, at most %d", graph_name, m->n_programs,
+                       MX_CODEGEN_MAX_PROGRAMS);
+    for (int q = 0; q < m->n_programs; q++) {
+        snprintf(names[q], sizeof names[q], "%s.%d.cu", graph_name ? graph_name : "mixc", q);
+        jobs[q] = (mx_nvrtc_job){m->programs[q].s, names[q], sm, NULL, 0};
+    }
+    return mx_nvrtc_compile_many(jobs, m->n_programs, out, d);
 }
 
 static void gpu_unload(void *ctx) {
     mx_gpu_program *gp = ctx;
-    if (gp->module)
-        gp->gpu->cu->api.ModuleUnload(gp->module);
-    gp->module = NULL;
-    mx_cubin_free(&gp->cubin);
+    for (int q = 0; q < gp->n_modules; q++)
+        gp->gpu->cu->api.ModuleUnload(gp->modules[q]);
+    gp->n_modules = 0;
+    for (int q = 0; gp->cubins && q < gp->m->n_programs; q++)
+        mx_cubin_free(&gp->cubins[q]);
+    free(gp->cubins), free(gp->modules);
+    gp->cubins = NULL, gp->modules = NULL;
+}
+
+/* Every program compiled (in parallel, through the cache) and loaded: one
+ * CUmodule each. */
+static mx_status gpu_load(void *ctx, const mx_program *p, const mx_module *m, mx_diag *d) {
+    mx_gpu_program *gp = ctx;
+    const mx_cuda *cu = gp->gpu->cu;
+    MX_TRY(mx_cuda_check(cu, cu->api.CtxSetCurrent(cu->ctx), "cuCtxSetCurrent", d));
+    if (m->n_programs == 0) /* a graph of matmuls alone */
+        return MX_OK;
+    gp->cubins = calloc((size_t)m->n_programs, sizeof *gp->cubins);
+    gp->modules = calloc((size_t)m->n_programs, sizeof *gp->modules);
+    mx_status st = gp->cubins && gp->modules
+                       ? mx_gpu_compile(m, p->g->name, gp->t->sm, gp->cubins, d)
+                       : mx_fail(d, MX_ERR_NOMEM, "out of memory loading graph %s", p->g->name);
+    for (int q = 0; st == MX_OK && q < m->n_programs; q++) {
+        char what[200];
+        snprintf(what, sizeof what, "cuModuleLoadData (program %d of %d)", q + 1, m->n_programs);
+        st = mx_cuda_check(cu, cu->api.ModuleLoadData(&gp->modules[q], gp->cubins[q].cubin), what, d);
+        gp->n_modules += st == MX_OK;
+    }
+    if (st != MX_OK) /* the walk unloads only what loaded */
+        gpu_unload(gp);
+    return st;
 }
 
 static mx_status gpu_launch(void *ctx, int group, const mx_kernel *k, void **params, mx_diag *d) {
@@ -213,19 +215,22 @@ static mx_status gpu_group_done(void *ctx, int group, mx_diag *d) {
 
 /* ---- loading --------------------------------------------------------------------- */
 
-/* Group k's function, with its shared memory beyond the static limit opted
- * into. */
+/* Group k's function, from its program's module, with its shared memory
+ * beyond what a block gets without asking opted into. */
 static mx_status fetch_kernel(mx_gpu_program *gp, int k, mx_diag *d) {
     const mx_kernel *kn = mx_module_kernel(gp->m, k);
     const mx_cuda *cu = gp->gpu->cu;
     char what[160];
+    if (kn->program < 0 || kn->program >= gp->n_modules)
+        return mx_fail(d, MX_ERR_INVALID, "kernel %s: program %d, but %d are loaded", kn->name, kn->program,
+                       gp->n_modules);
     snprintf(what, sizeof what, "cuModuleGetFunction(%s)", kn->name);
-    MX_TRY(mx_cuda_check(cu, cu->api.ModuleGetFunction(&gp->fn[k], gp->module, kn->name), what, d));
-    if (kn->smem <= STATIC_SMEM_LIMIT)
+    MX_TRY(mx_cuda_check(cu, cu->api.ModuleGetFunction(&gp->fn[k], gp->modules[kn->program], kn->name), what, d));
+    if (kn->smem <= (size_t)gp->t->smem_per_block)
         return MX_OK;
-    if (kn->smem > (size_t)cu->smem_per_block_optin)
+    if (kn->smem > (size_t)gp->t->smem_per_block_optin)
         return mx_fail(d, MX_ERR_INVALID, "kernel %s wants %zu bytes of shared memory; %s allows %d per block",
-                       kn->name, kn->smem, cu->name, cu->smem_per_block_optin);
+                       kn->name, kn->smem, gp->t->name, gp->t->smem_per_block_optin);
     snprintf(what, sizeof what, "cuFuncSetAttribute(%s, MAX_DYNAMIC_SHARED_SIZE_BYTES)", kn->name);
     return mx_cuda_check(
         cu, cu->api.FuncSetAttribute(gp->fn[k], CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)kn->smem),
@@ -253,6 +258,12 @@ void mx_gpu_program_free(mx_gpu_program *gp) {
     if (!gp)
         return;
     const mx_cuda_api *api = &gp->gpu->cu->api;
+    if (gp->start)
+        api->EventDestroy(gp->start);
+    if (gp->stop)
+        api->EventDestroy(gp->stop);
+    if (gp->flush)
+        api->MemFree(gp->flush);
     if (gp->exec)
         api->GraphExecDestroy(gp->exec);
     if (gp->graph)
@@ -264,13 +275,13 @@ void mx_gpu_program_free(mx_gpu_program *gp) {
     free(gp);
 }
 
-mx_status mx_gpu_load(mx_gpu *gpu, const mx_program *p, const mx_module *m, const mx_buffers *b,
-                      mx_gpu_program **out, mx_diag *d) {
+mx_status mx_gpu_load(mx_gpu *gpu, const mx_target *t, const mx_program *p, const mx_module *m,
+                      const mx_buffers *b, mx_gpu_program **out, mx_diag *d) {
     *out = NULL;
     mx_gpu_program *gp = calloc(1, sizeof *gp);
     if (!gp)
         return mx_fail(d, MX_ERR_NOMEM, "out of memory loading graph %s", p->g->name);
-    *gp = (mx_gpu_program){.gpu = gpu, .p = p, .m = m};
+    *gp = (mx_gpu_program){.gpu = gpu, .t = t, .p = p, .m = m};
     gp->dev = (mx_exec_device){"cuda",     gp,         gpu_alloc,  gpu_release, gpu_upload,    gpu_download,
                                gpu_load,   gpu_unload, gpu_launch, gpu_matmul,  gpu_group_done};
     size_t n = (size_t)p->n_groups + 1;
@@ -293,7 +304,9 @@ mx_status mx_gpu_load(mx_gpu *gpu, const mx_program *p, const mx_module *m, cons
     return MX_OK;
 }
 
-const mx_cubin *mx_gpu_program_cubin(const mx_gpu_program *gp) { return &gp->cubin; }
+const mx_cubin *mx_gpu_program_cubin(const mx_gpu_program *gp, int q) {
+    return q >= 0 && q < gp->n_modules ? &gp->cubins[q] : NULL;
+}
 
 mx_exec *mx_gpu_program_exec(mx_gpu_program *gp) { return gp->x; }
 
@@ -335,13 +348,71 @@ mx_status mx_gpu_sync(mx_gpu *gpu, mx_diag *d) {
                          "cuStreamSynchronize (after the forward pass)", d);
 }
 
+/* ---- timing ---------------------------------------------------------------------- */
+
+/* The events and the flush buffer, made at the first timing. */
+static mx_status timing_setup(mx_gpu_program *gp, bool flush, mx_diag *d) {
+    const mx_cuda *cu = gp->gpu->cu;
+    if (!gp->start)
+        MX_TRY(mx_cuda_check(cu, cu->api.EventCreate(&gp->start, CU_EVENT_DEFAULT), "cuEventCreate", d));
+    if (!gp->stop)
+        MX_TRY(mx_cuda_check(cu, cu->api.EventCreate(&gp->stop, CU_EVENT_DEFAULT), "cuEventCreate", d));
+    if (!flush || gp->flush)
+        return MX_OK;
+    if (gp->t->l2_bytes <= 0)
+        return mx_fail(d, MX_ERR_INVALID, "target %s: no L2 size to flush", gp->t->name);
+    size_t bytes = 2 * (size_t)gp->t->l2_bytes;
+    char what[96];
+    snprintf(what, sizeof what, "cuMemAlloc (L2 flush, %zu bytes)", bytes);
+    MX_TRY(mx_cuda_check(cu, cu->api.MemAlloc(&gp->flush, bytes), what, d));
+    gp->flush_bytes = bytes;
+    return MX_OK;
+}
+
+/* What a timing repeats: a forward pass (arg: graphs) or one group (arg). */
+typedef mx_status (*timed_fn)(mx_gpu_program *gp, int arg, mx_diag *d);
+
+static mx_status timed_forward(mx_gpu_program *gp, int graphs, mx_diag *d) { return mx_gpu_forward(gp, graphs, d); }
+static mx_status timed_group(mx_gpu_program *gp, int group, mx_diag *d) { return mx_exec_group(gp->x, group, d); }
+
+/* runs of fn, each between two events, the L2 flushed before each with flush. */
+static mx_status time_runs(mx_gpu_program *gp, timed_fn fn, int arg, bool flush, int runs, double *ms, mx_diag *d) {
+    const mx_cuda *cu = gp->gpu->cu;
+    CUstream s = gp->gpu->stream;
+    MX_TRY(timing_setup(gp, flush, d));
+    for (int i = 0; i < runs; i++) {
+        /* The memset runs on the legacy stream, which the (blocking) stream
+         * waits for: the flush ends before the start event. A different
+         * byte each time, so that no run finds it already written. */
+        if (flush)
+            MX_TRY(mx_cuda_check(cu, cu->api.MemsetD8(gp->flush, (unsigned char)i, gp->flush_bytes),
+                                 "cuMemsetD8 (L2 flush)", d));
+        MX_TRY(mx_cuda_check(cu, cu->api.EventRecord(gp->start, s), "cuEventRecord", d));
+        MX_TRY(fn(gp, arg, d));
+        MX_TRY(mx_cuda_check(cu, cu->api.EventRecord(gp->stop, s), "cuEventRecord", d));
+        MX_TRY(mx_cuda_check(cu, cu->api.EventSynchronize(gp->stop), "cuEventSynchronize (a timed run)", d));
+        float e = 0;
+        MX_TRY(mx_cuda_check(cu, cu->api.EventElapsedTime(&e, gp->start, gp->stop), "cuEventElapsedTime", d));
+        ms[i] = e;
+    }
+    return MX_OK;
+}
+
+mx_status mx_gpu_time(mx_gpu_program *gp, bool graphs, bool flush, int runs, double *ms, mx_diag *d) {
+    return time_runs(gp, timed_forward, graphs, flush, runs, ms, d);
+}
+
+mx_status mx_gpu_time_group(mx_gpu_program *gp, int group, int runs, double *ms, mx_diag *d) {
+    return time_runs(gp, timed_group, group, true, runs, ms, d);
+}
+
 /* ---- per-group timing ------------------------------------------------------------ */
 
-static void print_group(const mx_gpu_program *gp, int k, double ms, const mx_gpu_peak *pk, FILE *out) {
+static void print_group(const mx_gpu_program *gp, int k, double ms, FILE *out) {
     const mx_kernel *kn = mx_module_kernel(gp->m, k);
     double s = ms * 1e-3;
     if (kn) {
-        double floor_s = mx_gpu_floor_s(pk, kn->floor);
+        double floor_s = mx_gpu_floor_s(gp->t, kn->floor);
         fprintf(out, "  group %3d %-12s %-28s %10.2f us %8.1f GB/s %6.1f%% of floor (%.2f us)\n", k,
                 mx_fusion_names[kn->kind], kn->name, ms * 1e3, s > 0 ? kn->floor.bytes / s * 1e-9 : 0,
                 s > 0 ? 100 * floor_s / s : 0, floor_s * 1e6);
@@ -374,18 +445,18 @@ mx_status mx_gpu_profile(mx_gpu_program *gp, FILE *out, mx_diag *d) {
     if (st == MX_OK)
         st = mx_cuda_check(cu, cu->api.EventSynchronize(ev[n]), "cuEventSynchronize", d);
     if (st == MX_OK) {
-        mx_gpu_peak pk = mx_gpu_peak_of(cu);
+        const mx_target *t = gp->t;
         double total = 0, floor_total = 0;
-        fprintf(out, "mixc: %s, %d groups (floor: %.2f TB/s %s, %.2f Texp/s)\n", cu->name, n,
-                pk.bytes_per_s * 1e-12, pk.bandwidth_source, pk.exps_per_s * 1e-12);
+        fprintf(out, "mixc: %s, %d groups (floor: %.2f TB/s, %s; %.2f Texp/s)\n", t->name, n,
+                t->bytes_per_s * 1e-12, t->rates_source, t->exps_per_s * 1e-12);
         for (int k = 0; k < n && st == MX_OK; k++) {
             float ms = 0;
             st = mx_cuda_check(cu, cu->api.EventElapsedTime(&ms, ev[k], ev[k + 1]), "cuEventElapsedTime", d);
             if (st == MX_OK)
-                print_group(gp, k, ms, &pk, out);
+                print_group(gp, k, ms, out);
             total += ms;
             const mx_kernel *kn = mx_module_kernel(gp->m, k);
-            floor_total += kn ? mx_gpu_floor_s(&pk, kn->floor) * 1e3 : 0;
+            floor_total += kn ? mx_gpu_floor_s(t, kn->floor) * 1e3 : 0;
         }
         fprintf(out, "  total %.3f ms (generated kernels' floor %.3f ms)\n", total, floor_total);
     }
@@ -393,60 +464,5 @@ mx_status mx_gpu_profile(mx_gpu_program *gp, FILE *out, mx_diag *d) {
         if (ev[i])
             cu->api.EventDestroy(ev[i]);
     free(ev);
-    return st;
-}
-
-mx_status mx_gpu_time_group(mx_gpu_program *gp, int group, int runs, double *ms, mx_diag *d) {
-    const mx_cuda *cu = gp->gpu->cu;
-    size_t flush_bytes = 2 * (size_t)(cu->l2_bytes > 0 ? cu->l2_bytes : 64 << 20);
-    CUdeviceptr flush = 0;
-    CUevent ev[2] = {0};
-    mx_status st = mx_cuda_check(cu, cu->api.MemAlloc(&flush, flush_bytes), "cuMemAlloc (L2 flush buffer)", d);
-    for (int i = 0; i < 2 && st == MX_OK; i++)
-        st = mx_cuda_check(cu, cu->api.EventCreate(&ev[i], CU_EVENT_DEFAULT), "cuEventCreate", d);
-    for (int r = 0; r < runs && st == MX_OK; r++) {
-        float t = 0; /* the memset is enqueued before the start event: it ends before the kernel starts */
-        st = mx_cuda_check(cu, cu->api.MemsetD8(flush, (unsigned char)r, flush_bytes), "cuMemsetD8 (L2 flush)", d);
-        if (st == MX_OK)
-            st = mx_cuda_check(cu, cu->api.EventRecord(ev[0], gp->gpu->stream), "cuEventRecord", d);
-        if (st == MX_OK)
-            st = mx_exec_group(gp->x, group, d);
-        if (st == MX_OK)
-            st = mx_cuda_check(cu, cu->api.EventRecord(ev[1], gp->gpu->stream), "cuEventRecord", d);
-        if (st == MX_OK)
-            st = mx_cuda_check(cu, cu->api.EventSynchronize(ev[1]), "cuEventSynchronize", d);
-        if (st == MX_OK)
-            st = mx_cuda_check(cu, cu->api.EventElapsedTime(&t, ev[0], ev[1]), "cuEventElapsedTime", d);
-        ms[r] = t;
-    }
-    for (int i = 0; i < 2; i++)
-        if (ev[i])
-            cu->api.EventDestroy(ev[i]);
-    if (flush)
-        cu->api.MemFree(flush);
-    return st;
-}
-
-/* ---- one run ------------------------------------------------------------------ */
-
-mx_status mx_exec_cuda(const mx_program *p, const mx_module *m, mx_buffers *b,
-                       const mx_gpu_options *o, mx_diag *d) {
-    mx_gpu_options env;
-    if (!o) {
-        mx_gpu_options_from_env(&env);
-        o = &env;
-    }
-    mx_gpu *gpu;
-    MX_TRY(mx_gpu_open(&gpu, d));
-    mx_gpu_program *gp = NULL;
-    mx_status st = mx_gpu_load(gpu, p, m, b, &gp, d);
-    if (st == MX_OK)
-        st = mx_gpu_forward(gp, o->graphs, d);
-    if (st == MX_OK)
-        st = mx_exec_download(gp->x, b, d);
-    if (st == MX_OK && o->debug >= 2)
-        st = mx_gpu_profile(gp, o->out ? o->out : stderr, d);
-    mx_gpu_program_free(gp);
-    mx_gpu_close(gpu);
     return st;
 }

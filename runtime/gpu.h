@@ -5,8 +5,11 @@
  * device's sm through the kernel cache and loaded, a cuLaunchKernel per
  * generated group and a cuBLASLt product per matmul group (gemm.h, blas.h),
  * all on one stream. The forward pass can be captured once into a CUDA
- * graph and replayed (MIXC_NO_GRAPHS=1 turns that off). MIXC_DEBUG=2 times every group with events and prints its time, its
- * bandwidth from the kernel's floor bytes and its % of the roofline floor.
+ * graph and replayed (MIXC_NO_GRAPHS=1 turns that off). The module's
+ * programs are compiled in parallel, each through the cache, and loaded as
+ * one CUmodule each. MIXC_DEBUG=2 times every group with events and prints
+ * its time, its bandwidth from the kernel's floor bytes and its % of the
+ * roofline floor of the target (mx_target: the only source of GPU rates).
  * docs/runtime.md, "The CUDA execution path", has the details.
  *
  * Without a driver mx_gpu_open fails with mx_cuda_open's message ("no CUDA
@@ -41,27 +44,17 @@ mx_status mx_gpu_put(mx_gpu *gpu, CUdeviceptr dst, const float *src, int64_t n, 
                      mx_diag *d);
 mx_status mx_gpu_get(mx_gpu *gpu, float *dst, CUdeviceptr src, int64_t n, mx_dtype t, mx_diag *d);
 
-/* ---- the roofline ---------------------------------------------------------------- */
-
-/* What a kernel's floor is measured against. Bandwidth: a measured figure
- * for devices this project has measured (H100 SXM 3.0e12 B/s, H200 4.3e12
- * B/s, device-to-device copies counting reads and writes), else memory clock
- * x bus width x 2 (DDR) from the driver. Exps: SMs x 16 SFU results per clock
- * x the SM clock (MUFU.EX2 throughput on sm_80 / sm_90). */
-typedef struct {
-    double bytes_per_s, exps_per_s;
-    const char *bandwidth_source; /* "measured (H100)", "memory clock x bus width x 2" */
-} mx_gpu_peak;
-
-mx_gpu_peak mx_gpu_peak_of(const mx_cuda *cu);
-/* max(bytes / bandwidth, exps / SFU rate), seconds. */
-double mx_gpu_floor_s(const mx_gpu_peak *pk, mx_cost c);
+/* A kernel's roofline floor on t: max(bytes / bandwidth, exps / SFU rate),
+ * seconds. */
+double mx_gpu_floor_s(const mx_target *t, mx_cost c);
 
 /* ---- programs -------------------------------------------------------------------- */
 
-/* The module compiled for sm the way the cuda device compiles it (NVRTC
- * through the kernel cache): `mixc compile --cubin` ahead of time, and
- * mx_gpu_load. */
+/* The module's programs compiled for sm the way the cuda device compiles
+ * them: NVRTC through the kernel cache, the misses in parallel; out[q] is
+ * program q (m->n_programs of them, "<graph>.<q>.cu"). `mixc compile
+ * --cubin` ahead of time, and mx_gpu_load. On failure every out[q] is
+ * zeroed. */
 mx_status mx_gpu_compile(const mx_module *m, const char *graph_name, int sm, mx_cubin *out, mx_diag *d);
 
 typedef struct {
@@ -77,16 +70,18 @@ void mx_gpu_options_from_env(mx_gpu_options *o);
  * (cuMemAlloc / cuMemcpy, cuLaunchKernel, cuBLASLt), plus graph capture. */
 typedef struct mx_gpu_program mx_gpu_program;
 
-/* Compiles m for the device (NVRTC, through the kernel cache) and opens the
- * walk on it (mx_exec_open: arena and buffers, b's inputs and params
- * uploaded, arena poisoned), then fetches every kernel and decodes and plans
- * every matmul group, so that errors show here and a graph capture records
- * launches only. p, m and b as for mx_exec_open. */
-mx_status mx_gpu_load(mx_gpu *gpu, const mx_program *p, const mx_module *m, const mx_buffers *b,
-                      mx_gpu_program **out, mx_diag *d);
+/* Compiles m's programs for the device (mx_gpu_compile), loads each as a
+ * CUmodule and opens the walk on them (mx_exec_open: arena and buffers, b's
+ * inputs and params uploaded, arena poisoned), then fetches every kernel
+ * from its program's module and decodes and plans every matmul group, so
+ * that errors show here and a graph capture records launches only. t is
+ * the GPU's target (limits, roofline); p, m and b as for mx_exec_open. */
+mx_status mx_gpu_load(mx_gpu *gpu, const mx_target *t, const mx_program *p, const mx_module *m,
+                      const mx_buffers *b, mx_gpu_program **out, mx_diag *d);
 void mx_gpu_program_free(mx_gpu_program *gp);
-/* The compiled module (the cubin's kernels, their resources, from_cache). */
-const mx_cubin *mx_gpu_program_cubin(const mx_gpu_program *gp);
+/* Program q's cubin (its kernels' resources, from_cache); NULL out of
+ * range. */
+const mx_cubin *mx_gpu_program_cubin(const mx_gpu_program *gp, int q);
 /* The open walk: mx_exec_upload, mx_exec_poison, mx_exec_download (which
  * waits for the stream; a kernel fault surfaces there). */
 mx_exec *mx_gpu_program_exec(mx_gpu_program *gp);
@@ -96,19 +91,17 @@ mx_exec *mx_gpu_program_exec(mx_gpu_program *gp);
 mx_status mx_gpu_forward(mx_gpu_program *gp, bool graphs, mx_diag *d);
 /* Waits for the stream. */
 mx_status mx_gpu_sync(mx_gpu *gpu, mx_diag *d);
+/* runs forward passes (mx_gpu_forward), each timed alone with a pair of
+ * events, in ms into ms[]; with flush, the L2 is flushed before each (a
+ * memset of twice the target's L2, ordered before the start event). */
+mx_status mx_gpu_time(mx_gpu_program *gp, bool graphs, bool flush, int runs, double *ms, mx_diag *d);
 /* One direct forward pass with an event after each group (the walk's
  * group_done); prints, per group, its time, GB/s of its floor bytes and % of
  * its floor, then the sum. */
 mx_status mx_gpu_profile(mx_gpu_program *gp, FILE *out, mx_diag *d);
 /* Group `group` run alone `runs` times on the buffers as they are, each run
- * timed with events after the L2 is flushed (a memset of twice its size),
+ * timed with events after the L2 is flushed (as mx_gpu_time with flush),
  * into ms[] (tuning, runtime/tune.h). */
 mx_status mx_gpu_time_group(mx_gpu_program *gp, int group, int runs, double *ms, mx_diag *d);
-
-/* The whole path for one run: open, load with b's inputs and params,
- * forward (a graph replay unless o->graphs is false), download the outputs
- * into b, profile when o->debug >= 2. o NULL: from the environment. */
-mx_status mx_exec_cuda(const mx_program *p, const mx_module *m, mx_buffers *b,
-                       const mx_gpu_options *o, mx_diag *d);
 
 #endif

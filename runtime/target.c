@@ -31,9 +31,11 @@ mx_status mx_device_parse(const char *name, mx_device *out, mx_diag *d) {
 
 /* The datasheet figures of each GPU (NVIDIA's A100, H100 and H200 SXM
  * datasheets and the CUDA programming guide's per-architecture limits),
- * except bandwidth where a device-to-device copy was measured: that is what a
- * streaming kernel can reach. SFU rate: SMs x 16 ex2 results per clock x the
- * boost clock. */
+ * except bandwidth where a device-to-device copy was measured (bytes read
+ * plus bytes written): that is what a streaming kernel can reach, about 90%
+ * of the datasheet's figure. SFU rate: SMs x 16 ex2 results per clock x the
+ * boost clock. The only GPU numbers of mixc: everything else asks the
+ * target. */
 typedef struct {
     const char *name, *aliases; /* aliases: " sm_90 " style, space-delimited */
     int sm, sm_count, smem_optin_kib, smem_per_sm_kib, l2_mib, memory_gb;
@@ -43,11 +45,11 @@ typedef struct {
 
 static const gpu_profile profiles[] = {
     {"a100", " sm_80 a100-sxm ", 80, 108, 163, 164, 40, 80, 1.41, 2.039e12, 19.5e12,
-     "A100 SXM datasheet (2.04 TB/s)"},
+     "the A100 SXM 80GB datasheet (2.04 TB/s)"},
     {"h100", " sm_90 h100-sxm ", 90, 132, 227, 228, 50, 80, 1.98, 3.0e12, 67e12,
-     "measured copy on an H100 SXM (datasheet 3.35 TB/s)"},
+     "a device-to-device copy measured on an H100 SXM (datasheet: 3.35 TB/s)"},
     {"h200", " h200-sxm ", 90, 132, 227, 228, 50, 141, 1.98, 4.3e12, 67e12,
-     "measured copy on an H200 (datasheet 4.8 TB/s)"},
+     "a device-to-device copy measured on an H200 SXM (datasheet: 4.8 TB/s)"},
 };
 
 /* What every GPU of compute capability 8.0 and 9.0 shares. */

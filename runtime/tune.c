@@ -271,31 +271,33 @@ static mx_status run_program(tuner *tu, const mx_tiles *tiles, mx_buffers *out, 
     mx_status st;
     if (tu->o->model_only) {
         mx_codegen_options co = {.target = &tu->t, .tiles = tiles};
-        mx_module m;
+        mx_module m = {0};
         st = mx_codegen(tu->p, &co, &m, d);
         mx_profile pr = {0};
-        mx_cubin cubin = {0};
+        mx_cubin cubins[MX_CODEGEN_MAX_PROGRAMS] = {{0}}; /* one per program */
         if (st == MX_OK) /* NVRTC's resource report: no GPU needed */
-            st = mx_gpu_compile(&m, tu->p->g->name, tu->t.sm, &cubin, d);
+            st = mx_gpu_compile(&m, tu->p->g->name, tu->t.sm, cubins, d);
         if (st == MX_OK)
             st = mx_profile_run(tu->p, &m, &tu->t, tu->pb, &pr, d);
         for (int g = 0; st == MX_OK && g < tu->p->n_groups; g++) {
             const mx_kernel *k = mx_module_kernel(&m, g);
             const mx_kernel_profile *kp = mx_profile_kernel(&pr, g);
-            const mx_kernel_usage *u = k ? mx_cubin_kernel(&cubin, k->name) : NULL;
+            const mx_kernel_usage *u = k ? mx_cubin_kernel(&cubins[k->program], k->name) : NULL;
             est[g] = k && kp ? modelled_ms(&tu->t, k, kp) : 0;
             spills[g] = u ? u->spill_stores + u->spill_loads : 0;
             if (u && (int64_t)u->registers * k->block[0] * k->block[1] * k->block[2] > tu->t.regs_per_sm)
                 spills[g] = INT32_MAX; /* not one block fits an SM */
         }
-        mx_cubin_free(&cubin);
+        for (int q = 0; q < m.n_programs; q++)
+            mx_cubin_free(&cubins[q]);
         if (st == MX_OK)
             st = mx_exec_emu(tu->p, &m, out, d);
         mx_profile_free(&pr);
         mx_module_free(&m);
     } else {
         *state = NULL;
-        st = tu->be->open(&tu->t, tu->p, state, d);
+        static const mx_backend_options plain = {0}; /* candidates run unpruned */
+        st = tu->be->open(&tu->t, tu->p, &plain, state, d);
         if (st == MX_OK)
             st = tu->be->upload(*state, tu->pb, d);
         if (st == MX_OK)

@@ -162,13 +162,15 @@ static void test_elsewhere(void) {
     mx_compiled *c = m ? mx_compile_model(m, &t, &o, &d) : NULL;
     CHECK_MSG(c != NULL, "%s", d.msg);
     CHECK(c && mx_run(c, &d) != MX_OK && strstr(d.msg, "no_load"));
-    mx_codegen_options co = {.target = &t};
     mx_module mod;
-    if (c && mx_codegen(mx_compiled_program(c), &co, &mod, &d) == MX_OK) {
-        mx_cubin cubin;
-        CHECK_MSG(mx_gpu_compile(&mod, "api-elsewhere", t.sm, &cubin, &d) == MX_OK, "%s", d.msg);
-        CHECK(cubin.cubin_len > 0 && cubin.n_kernels > 0);
-        mx_cubin_free(&cubin);
+    if (c && mx_compiled_module(c, &mod, &d) == MX_OK) {
+        mx_cubin cubins[MX_CODEGEN_MAX_PROGRAMS];
+        CHECK_MSG(mx_gpu_compile(&mod, "api-elsewhere", t.sm, cubins, &d) == MX_OK, "%s", d.msg);
+        CHECK(mod.n_programs > 0);
+        for (int q = 0; q < mod.n_programs; q++) {
+            CHECK(cubins[q].cubin_len > 0 && cubins[q].n_kernels > 0);
+            mx_cubin_free(&cubins[q]);
+        }
         mx_module_free(&mod);
     } else {
         CHECK_MSG(0, "codegen: %s", d.msg);

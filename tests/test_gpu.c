@@ -6,13 +6,17 @@
  *   - cuBLASLt products (runtime/blas.h) against the host loop of the same
  *     description, f32 and bf16 storage, every epilogue, transposed and
  *     sliced operands, broadcast batches;
- *   - every zoo model, reduced, through codegen and the GPU against the
- *     reference interpreter: f32 within 1e-4, bf16 storage within 2e-2,
- *     fresh random inputs, the arena poisoned before each run;
- *   - the CUDA graph replay gives the direct launches' results;
- *   - a second load of the same module is a kernel-cache hit. */
+ *   - every zoo model, reduced, through the public API (mx_compile_model for
+ *     GPU 0's target, mx_run) against the reference interpreter: f32 within
+ *     1e-4, bf16 storage within 2e-2, seeded random inputs, the arena
+ *     poisoned when loaded; the first with MIXC_DEBUG=2's per-group times;
+ *   - the CUDA graph replay gives the direct launches' results, twice;
+ *   - a second compile of the same model is a kernel-cache hit (no entry
+ *     written);
+ *   - mx_time with flush_l2: CUDA events, the L2 flushed before each pass. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "gpu.h"
@@ -146,35 +150,69 @@ static void check_blas(void) {
     }
 }
 
-/* ---- the zoo through codegen and the GPU ------------------------------------------- */
+/* ---- the zoo through the public API on the GPU --------------------------------------- */
 
-static mx_program *compile(const mx_graph *g) {
-    mx_pass_options o = {0};
-    return support_compile(g, "copy", &o);
+static char cache_dir[64];
+
+/* The kernel cache's entries with their modification times: unchanged
+ * across a compile means every program came from the cache. */
+static void cache_listing(char *buf, size_t size) {
+    char *paths[512];
+    int n = support_list_files(cache_dir, ".cubin", paths, 512);
+    size_t len = 0;
+    buf[0] = 0;
+    for (int i = 0; i < n && len < size; i++) {
+        struct stat st;
+        if (stat(paths[i], &st) == 0)
+            len += (size_t)snprintf(buf + len, size - len, "%s %lld.%09ld\n", paths[i], (long long)st.st_mtim.tv_sec,
+                                    st.st_mtim.tv_nsec);
+    }
+    support_free_files(paths, n);
 }
 
-/* Runs the loaded program once (graph replay or direct), outputs into b. */
-static mx_status run_once(mx_gpu_program *gp, mx_buffers *b, bool graphs, mx_diag *d) {
-    MX_TRY(mx_exec_poison(mx_gpu_program_exec(gp), d));
-    MX_TRY(mx_gpu_forward(gp, graphs, d));
-    return mx_exec_download(mx_gpu_program_exec(gp), b, d);
+/* model compiled for the GPU and run once (graphs: a CUDA graph replay, else
+ * direct launches), params and inputs from seed; NULL, a failed check, on
+ * error. */
+static mx_compiled *run_on_gpu(const char *what, const mx_model *model, const mx_target *t, bool graphs,
+                               uint64_t seed) {
+    if (!graphs)
+        setenv("MIXC_NO_GRAPHS", "1", 1);
+    mx_diag d = {{0}};
+    mx_compiled *c = mx_compile_model(model, t, NULL, &d);
+    unsetenv("MIXC_NO_GRAPHS");
+    mx_status st = c ? mx_init_weights(c, seed, &d) : MX_ERR_INVALID;
+    if (st == MX_OK)
+        st = mx_set_random_inputs(c, seed, &d);
+    if (st == MX_OK)
+        st = mx_run(c, &d);
+    CHECK_MSG(st == MX_OK, "%s (%s): %s", what, graphs ? "graph replay" : "direct launches", d.msg);
+    if (st != MX_OK) {
+        mx_compiled_free(c);
+        return NULL;
+    }
+    return c;
 }
 
-static void compare_outputs(const char *what, const mx_graph *g, const mx_buffers *want,
-                            const mx_buffers *got, double tol) {
+/* Every output of c against want (source values) within tol. */
+static void compare_outputs(const char *what, const mx_graph *g, const mx_compiled *c, const float *const *want,
+                            double tol) {
     for (int i = 0; i < g->n_outputs; i++) {
         int v = g->outputs[i];
-        double *ref = malloc((size_t)want->numel[v] * sizeof *ref);
-        for (int64_t j = 0; j < want->numel[v]; j++)
-            ref[j] = want->data[v][j];
+        int64_t n = mx_graph_value_numel(g, v);
+        double *ref = malloc((size_t)(n + 1) * sizeof *ref);
+        for (int64_t j = 0; j < n; j++)
+            ref[j] = want[i][j];
         char label[400];
         snprintf(label, sizeof label, "%s: output %d", what, i);
-        CHECK_CLOSE(got->data[v], ref, got->numel[v], tol, label);
+        const float *got = mx_output(c, g->values[v].name);
+        CHECK_MSG(got != NULL, "%s: no output", label);
+        if (got)
+            CHECK_CLOSE(got, ref, n, tol, label);
         free(ref);
     }
 }
 
-static void check_model(const char *path, mx_dtype dtype, bool profile) {
+static void check_model(const mx_target *t, const char *path, mx_dtype dtype, bool profile) {
     char dtype_set[32];
     snprintf(dtype_set, sizeof dtype_set, "dtype=%s", mx_dtype_names[dtype]);
     char what[600];
@@ -182,74 +220,84 @@ static void check_model(const char *path, mx_dtype dtype, bool profile) {
     mx_model *model = support_load_reduced(path, dtype_set);
     if (!model)
         return;
+    uint64_t seed = SEED + (uint64_t)dtype;
     mx_diag d = {{0}};
     const mx_graph *g = mx_model_graph(model);
-    mx_buffers *sb = mx_buffers_new(g);
-    mx_buffers_fill_random(sb, g, SEED + (uint64_t)dtype);
-    mx_model_init_params(model, sb, SEED);
-    mx_program *p = compile(g);
-    mx_module m = {0};
-    mx_target tg;
-    mx_status found = mx_target_detect(MX_DEVICE_CUDA, &tg, &d);
-    CHECK_MSG(found == MX_OK, "%s", d.msg);
-    mx_codegen_options co = {.target = &tg};
-    mx_status st = p ? mx_codegen(p, &co, &m, &d) : MX_ERR_INVALID;
-    CHECK_MSG(st == MX_OK, "%s: codegen: %s", what, p ? d.msg : "no program");
-    mx_buffers *want = p ? mx_buffers_new(p->g) : NULL, *direct = p ? mx_buffers_new(p->g) : NULL;
-    mx_buffers *replay = p ? mx_buffers_new(p->g) : NULL;
-    mx_gpu_program *gp = NULL;
-    if (st == MX_OK) {
-        mx_buffers_fill_random(want, p->g, SEED + (uint64_t)dtype); /* inputs; params follow */
-        st = mx_program_bind_init(p, g, sb, want, &d);
-    }
-    if (st == MX_OK)
-        st = mx_ref_run(p->g, want, &d);
-    if (st == MX_OK)
-        st = mx_gpu_load(gpu, p, &m, want, &gp, &d);
-    if (st == MX_OK)
-        st = run_once(gp, direct, false, &d);
-    if (st == MX_OK)
-        st = run_once(gp, replay, true, &d);
-    if (st == MX_OK)
-        st = run_once(gp, replay, true, &d); /* the second replay, of the same graph */
-    if (st == MX_OK && profile)
-        st = mx_gpu_profile(gp, stdout, &d);
-    CHECK_MSG(st == MX_OK, "%s: %s", what, d.msg);
-    if (st == MX_OK) {
-        compare_outputs(what, p->g, want, direct, tol_of(dtype));
+    /* The oracle: the source graph on the reference, the seeded streams
+     * mx_init_weights and mx_set_random_inputs give. */
+    mx_buffers *want = mx_buffers_new(g);
+    mx_buffers_fill_random(want, g, seed);
+    mx_model_init_params(model, want, seed);
+    mx_status st = mx_ref_run(g, want, &d);
+    CHECK_MSG(st == MX_OK, "%s: reference: %s", what, d.msg);
+    const float *outs[64];
+    for (int i = 0; i < g->n_outputs && i < 64; i++)
+        outs[i] = want->data[g->outputs[i]];
+    if (profile) /* MIXC_DEBUG=2: each group's time and % of floor, printed by the backend */
+        setenv("MIXC_DEBUG", "2", 1);
+    mx_compiled *replay = st == MX_OK ? run_on_gpu(what, model, t, true, seed) : NULL;
+    unsetenv("MIXC_DEBUG");
+    char before[16384], after[16384];
+    cache_listing(before, sizeof before);
+    mx_compiled *direct = replay ? run_on_gpu(what, model, t, false, seed) : NULL;
+    cache_listing(after, sizeof after);
+    if (replay && direct) {
+        compare_outputs(what, g, direct, outs, tol_of(dtype));
         char label[700];
         snprintf(label, sizeof label, "%s, graph replay against direct launches", what);
-        compare_outputs(label, p->g, direct, replay, 1e-6);
-        /* A second load compiles nothing: the cubin comes from the cache. */
-        mx_gpu_program *again = NULL;
-        if (m.n_kernels > 0 && mx_gpu_load(gpu, p, &m, want, &again, &d) == MX_OK)
-            CHECK_MSG(mx_gpu_program_cubin(again)->from_cache, "%s: second load missed the kernel cache", what);
-        mx_gpu_program_free(again);
+        const float *direct_outs[64];
+        for (int i = 0; i < g->n_outputs && i < 64; i++)
+            direct_outs[i] = mx_output(direct, g->values[g->outputs[i]].name);
+        compare_outputs(label, g, replay, direct_outs, 1e-6);
+        st = mx_run(replay, &d); /* the second replay, of the same graph */
+        CHECK_MSG(st == MX_OK, "%s: second replay: %s", what, d.msg);
+        snprintf(label, sizeof label, "%s, second graph replay", what);
+        if (st == MX_OK)
+            compare_outputs(label, g, replay, direct_outs, 1e-6);
+        /* The second compile compiled nothing: every program came from the cache. */
+        CHECK_MSG(strcmp(before, after) == 0 && before[0], "%s: the second compile missed the kernel cache", what);
     }
-    mx_gpu_program_free(gp);
-    mx_buffers_free(want), mx_buffers_free(direct), mx_buffers_free(replay);
-    mx_module_free(&m);
-    mx_program_free(p);
-    mx_buffers_free(sb);
+    mx_compiled_free(replay), mx_compiled_free(direct);
+    mx_buffers_free(want);
     mx_model_free(model);
 }
 
-static void check_zoo(void) {
+static void check_zoo(const mx_target *t) {
     char *paths[64];
     int n = support_list_files(MIXC_SOURCE_DIR "/models", ".json", paths, 64);
     for (int i = 0; i < n; i++) {
-        check_model(paths[i], MX_F32, i == 0);
-        check_model(paths[i], MX_BF16, false);
+        check_model(t, paths[i], MX_F32, i == 0);
+        check_model(t, paths[i], MX_BF16, false);
     }
     support_free_files(paths, n);
     CHECK_MSG(n >= 11, "only %d zoo models", n);
 }
 
+/* mx_time with events and the L2 flush: positive times, ordered. */
+static void check_timing(const mx_target *t) {
+    mx_model *model = support_load_reduced(MIXC_SOURCE_DIR "/models/mamba-block.json", NULL);
+    mx_compile_options o = {.flush_l2 = 1};
+    mx_diag d = {{0}};
+    mx_compiled *c = model ? mx_compile_model(model, t, &o, &d) : NULL;
+    mx_timing tm = {0};
+    mx_status st = c ? mx_init_weights(c, SEED, &d) : MX_ERR_INVALID;
+    if (st == MX_OK)
+        st = mx_set_random_inputs(c, SEED, &d);
+    if (st == MX_OK)
+        st = mx_time(c, 2, 9, &tm, &d);
+    CHECK_MSG(st == MX_OK, "mx_time with the L2 flushed: %s", d.msg);
+    CHECK_MSG(st != MX_OK || (tm.runs == 9 && tm.min_ms > 0 && tm.min_ms <= tm.median_ms && tm.median_ms <= tm.max_ms),
+              "mx_time: %d runs, min %g median %g max %g ms", tm.runs, tm.min_ms, tm.median_ms, tm.max_ms);
+    printf("mamba-block (reduced): %.3f ms median, L2 flushed\n", tm.median_ms);
+    mx_compiled_free(c);
+    mx_model_free(model);
+}
+
 int main(void) {
     /* A cache of our own, so that the cache check means something. */
-    char cache[] = "/tmp/mixc-test-gpu-XXXXXX";
-    if (mkdtemp(cache))
-        setenv("MIXC_CACHE_DIR", cache, 1);
+    snprintf(cache_dir, sizeof cache_dir, "/tmp/mixc-test-gpu-XXXXXX");
+    if (mkdtemp(cache_dir))
+        setenv("MIXC_CACHE_DIR", cache_dir, 1);
     unsetenv("MIXC_NO_CACHE");
     mx_diag d = {{0}};
     if (mx_gpu_open(&gpu, &d) != MX_OK) {
@@ -261,7 +309,10 @@ int main(void) {
     }
     printf("device: %s, sm_%d, %d SMs\n", gpu->cu->name, mx_gpu_sm(gpu), gpu->cu->sm_count);
     check_blas();
-    check_zoo();
     mx_gpu_close(gpu);
+    mx_target t;
+    CHECK_MSG(mx_target_detect(MX_DEVICE_CUDA, &t, &d) == MX_OK, "%s", d.msg);
+    check_zoo(&t);
+    check_timing(&t);
     return check_summary();
 }
