@@ -6,26 +6,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "exec.h"
 #include "gpu.h"
 #include "ir.h"
-
-mx_status bench_set_tensors(mx_compiled *c, const mx_graph *g, const mx_buffers *b, mx_diag *d) {
-    for (int i = 0; i < mx_graph_input_count(g); i++) {
-        int v = mx_graph_input(g, i);
-        mx_dtype t = mx_graph_value_dtype(g, v);
-        int64_t n = mx_graph_value_numel(g, v);
-        void *packed = malloc((size_t)(n ? n : 1) * mx_dtype_size(t));
-        if (!packed)
-            return mx_fail(d, MX_ERR_NOMEM, "out of memory for %%%s", mx_graph_value_name(g, v));
-        mx_storage_pack(t, b->data[v], n, packed);
-        mx_status st = (mx_graph_value_is_param(g, v) ? mx_set_param : mx_set_input)(
-            c, mx_graph_value_name(g, v), packed, t, mx_graph_value_rank(g, v), mx_graph_value_dims(g, v), d);
-        free(packed);
-        MX_TRY(st);
-    }
-    return MX_OK;
-}
 
 mx_status bench_module_of(mx_compiled *c, bench_module *bm, mx_diag *d) {
     memset(bm, 0, sizeof *bm);

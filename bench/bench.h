@@ -18,11 +18,6 @@ typedef struct {
     mx_target t;      /* GPU 0 */
 } bench;
 
-/* Sets every input and param of g (the compiled source graph) from b's f32
- * numbers, rounded to each value's dtype: numbers the caller knows, for the
- * reference and for torch_ref.py. */
-mx_status bench_set_tensors(mx_compiled *c, const mx_graph *g, const mx_buffers *b, mx_diag *d);
-
 /* The module c runs and its programs' cubins (a kernel-cache hit: the same
  * compile mx_compile made), for kernel listings; free both with
  * bench_module_free. */

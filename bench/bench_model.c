@@ -78,7 +78,7 @@ static mx_compiled *compile_model(bench *bn, const mx_model *model, const mx_buf
     mx_compiled *c = mx_compile_model(model, &bn->t, &o, d);
     *compile_ms = now_ms() - t0;
     unsetenv("MIXC_NO_GRAPHS");
-    if (c && (bench_set_tensors(c, mx_model_graph(model), sb, d) != MX_OK || mx_run(c, d) != MX_OK)) {
+    if (c && (mx_compiled_set_buffers(c, sb, d) != MX_OK || mx_run(c, d) != MX_OK)) {
         mx_compiled_free(c);
         return NULL;
     }

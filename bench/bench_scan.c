@@ -132,7 +132,7 @@ static mx_status run_shape(bench *bn, bench_json *j, const shape *s, mx_dtype t,
     double err = -1;
     if (st == MX_OK) {
         fill(g, b, 42);
-        st = bench_set_tensors(c, g, b, d);
+        st = mx_compiled_set_buffers(c, b, d);
     }
     if (st == MX_OK)
         st = mx_time(c, WARMUP, RUNS, &tm, d);

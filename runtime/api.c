@@ -315,6 +315,23 @@ static bool params_given(mx_compiled *c) {
     return true;
 }
 
+mx_status mx_compiled_set_buffers(mx_compiled *c, const mx_buffers *b, mx_diag *d) {
+    for (int r = MX_ROLE_INPUT; r <= MX_ROLE_PARAM; r++)
+        for (int i = 0; i < c->role_count[r]; i++) {
+            int v = c->role_values[r][i];
+            const mx_type *t = mx_value_type(c->src, v);
+            int64_t n = mx_type_numel(t);
+            void *packed = malloc((size_t)(n ? n : 1) * mx_dtype_size(t->dtype));
+            if (!packed)
+                return mx_fail(d, MX_ERR_NOMEM, "%%%s: out of memory", c->src->values[v].name);
+            mx_storage_pack(t->dtype, b->data[v], n, packed);
+            mx_status st = set_tensor(c, r, c->src->values[v].name, packed, t->dtype, t->rank, t->dim, d);
+            free(packed);
+            MX_TRY(st);
+        }
+    return MX_OK;
+}
+
 mx_status mx_set_random_inputs(mx_compiled *c, uint64_t seed, mx_diag *d) {
     for (int i = 0; i < c->role_count[MX_ROLE_INPUT]; i++) {
         int v = c->role_values[MX_ROLE_INPUT][i];

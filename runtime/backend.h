@@ -77,6 +77,11 @@ void mx_compiled_set_tiles(mx_compiled *c, const mx_tiles *tiles);
  * params are bound first, so they must be set. MX_ERR_INVALID for ref,
  * which runs none. */
 mx_status mx_compiled_module(mx_compiled *c, mx_module *out, mx_diag *d);
+/* Every input and param of c's source graph from b (buffers over that
+ * graph, f32, rounded to each value's dtype), as mx_set_input and
+ * mx_set_param would take them: for tests and benchmarks that hold the
+ * numbers they also give the reference. */
+mx_status mx_compiled_set_buffers(mx_compiled *c, const mx_buffers *b, mx_diag *d);
 #ifdef MIXC_HAVE_LLVM
 extern const mx_backend mx_backend_cpu;
 /* The most activation memory a cpu backend state has held: the planned

@@ -45,7 +45,7 @@ typedef struct {
 
 static const gpu_profile profiles[] = {
     {"a100", " sm_80 a100-sxm ", 80, 108, 163, 164, 40, 80, 1.41, 2.039e12, 19.5e12,
-     "the A100 SXM 80GB datasheet (2.04 TB/s)"},
+     "the A100 SXM 80GB datasheet"},
     {"h100", " sm_90 h100-sxm ", 90, 132, 227, 228, 50, 80, 1.98, 3.0e12, 67e12,
      "a device-to-device copy measured on an H100 SXM (datasheet: 3.35 TB/s)"},
     {"h200", " h200-sxm ", 90, 132, 227, 228, 50, 141, 1.98, 4.3e12, 67e12,
@@ -247,7 +247,7 @@ void mx_target_describe(const mx_target *t, char *buf, size_t size) {
     switch (t->device) {
     case MX_DEVICE_EMU:
     case MX_DEVICE_CUDA:
-        snprintf(buf, size, "%s: %s (sm_%d, %d SMs, %.2f TB/s %s)", mx_device_name(t->device), t->name, t->sm,
+        snprintf(buf, size, "%s: %s (sm_%d, %d SMs, %.2f TB/s from %s)", mx_device_name(t->device), t->name, t->sm,
                  t->sm_count, t->bytes_per_s * 1e-12, t->rates_source);
         break;
     case MX_DEVICE_CPU:

@@ -2,20 +2,24 @@
  *
  * Unit: small graphs that put every view kind, every elementwise op (f32,
  * f16, bf16 storage), the row kernels at odd row lengths and block sizes and
- * the convolutions into kernels, run under host emulation (mx_exec_emu) and
- * compared with the reference interpreter on random inputs. Compile: every
- * kernel of every zoo model (reduced size, zoo_reduced.h) through NVRTC
- * for sm_80 and sm_90, one module per model, no spills with the default
- * tiles. End to end: IR graphs and zoo models under emulation. Set
- * MIXC_TEST_QUICK=1 to skip the zoo runs (the long part). */
+ * the convolutions into kernels, run under host emulation against the
+ * reference interpreter on random inputs: at the default tiles through the
+ * product path (mx_compile for the emu device, mx_run), at forced block
+ * sizes through codegen and mx_exec_emu directly. Compile: every kernel of
+ * every zoo model (reduced size, zoo_reduced.h) as `mixc compile --cubin`
+ * compiles it, for sm_80 and sm_90 (mx_compile without loading, the
+ * module's programs through mx_gpu_compile), no spills with the default
+ * tiles. End to end: IR graphs and zoo models under emulation through the
+ * product path. Set MIXC_TEST_QUICK=1 to skip the zoo runs (the long part). */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "cache.h"
+#include "backend.h"
 #include "codegen.h"
 #include "exec.h"
+#include "gpu.h"
 #include "support.h"
 
 #define SEED 11u
@@ -56,19 +60,50 @@ static double compare(const char *what, const mx_graph *src, const mx_buffers *w
 }
 
 /* src run on the reference (sb, with inputs and params filled) against the
- * emulated module of its program. tiles: threads for every group, 0 default. */
+ * product path: compiled for the emu device (mx_compile, sm_80's profile),
+ * the same numbers given, one mx_run. */
+static void check_api(const char *what, const mx_graph *src, const mx_buffers *sb, double tol) {
+    mx_target t;
+    mx_diag d = {{0}};
+    CHECK_MSG(mx_target_named("sm_80", MX_DEVICE_EMU, &t, &d) == MX_OK, "%s", d.msg);
+    mx_compiled *c = mx_compile(src, &t, NULL, &d);
+    mx_status st = c ? mx_compiled_set_buffers(c, sb, &d) : MX_ERR_INVALID;
+    if (st == MX_OK)
+        st = mx_run(c, &d);
+    CHECK_MSG(st == MX_OK, "%s: %s", what, d.msg);
+    for (int i = 0; st == MX_OK && i < src->n_outputs; i++) {
+        int w = src->outputs[i];
+        int64_t n = sb->numel[w];
+        double *ref = malloc((size_t)(n + 1) * sizeof(double));
+        for (int64_t k = 0; k < n; k++)
+            ref[k] = sb->data[w][k];
+        char label[300];
+        snprintf(label, sizeof label, "%s: output %d (%s)", what, i, src->values[w].name ? src->values[w].name : "?");
+        const float *got = mx_output(c, src->values[w].name);
+        CHECK_MSG(got != NULL, "%s: no output", label);
+        if (got)
+            CHECK_CLOSE(got, ref, n, tol, label);
+        free(ref);
+    }
+    mx_compiled_free(c);
+}
+
+/* The unit path: src's program generated with `threads` threads per block
+ * for every non-scan group (tiles the cost model would not choose), run
+ * under emulation against the reference. */
 static void check_emulated(const char *what, const mx_graph *src, const mx_buffers *sb, int threads, double tol) {
+    if (!threads) {
+        check_api(what, src, sb, tol);
+        return;
+    }
     mx_program *p = compile(src);
     if (!p)
         return;
     mx_diag d = {{0}};
-    mx_tiles *tiles = NULL;
-    if (threads) {
-        tiles = calloc((size_t)p->n_groups + 1, sizeof *tiles);
-        for (int k = 0; k < p->n_groups; k++)
-            if (p->groups[k].kind != MX_FUSE_SCAN && p->groups[k].kind != MX_FUSE_MATMUL)
-                tiles[k] = (mx_tiles){.threads = threads, .items = 1, .channels = 1, .lanes_per_state = 1, .vector = 1};
-    }
+    mx_tiles *tiles = calloc((size_t)p->n_groups + 1, sizeof *tiles);
+    for (int k = 0; k < p->n_groups; k++)
+        if (p->groups[k].kind != MX_FUSE_SCAN && p->groups[k].kind != MX_FUSE_MATMUL)
+            tiles[k] = (mx_tiles){.threads = threads, .items = 1, .channels = 1, .lanes_per_state = 1, .vector = 1};
     mx_codegen_options o = {.target = support_gpu_target("sm_80"), .tiles = tiles};
     mx_module m;
     mx_status st = mx_codegen(p, &o, &m, &d);
@@ -147,6 +182,12 @@ static void out(int v) { mx_graph_add_output(G, v); }
 /* G against its emulated program. */
 static void check_graph(int threads, double tol) {
     mx_diag d = {{0}};
+    for (int i = 0; i < G->n_outputs; i++) /* the public API reads outputs by name */
+        if (!G->values[G->outputs[i]].name) {
+            char name[32];
+            snprintf(name, sizeof name, "out.%d", i);
+            mx_value_set_name(G, G->outputs[i], name);
+        }
     CHECK_MSG(mx_graph_verify(G, &d) == MX_OK, "%s: %s", G->name, d.msg);
     mx_buffers *sb = mx_buffers_new(G);
     mx_buffers_fill_random(sb, G, SEED);
@@ -307,8 +348,6 @@ static void check_convs(int threads) {
 typedef struct {
     char path[512];
     mx_model *model;
-    mx_program *p;
-    mx_module m;
 } zoo_model;
 
 static int load_zoo(zoo_model *z, int cap) {
@@ -320,18 +359,7 @@ static int load_zoo(zoo_model *z, int cap) {
         memset(m, 0, sizeof *m);
         snprintf(m->path, sizeof m->path, "%s", paths[i]);
         m->model = support_load_reduced(m->path, NULL);
-        if (!m->model)
-            continue;
-        m->p = compile(mx_model_graph(m->model));
-        if (!m->p) {
-            mx_model_free(m->model);
-            continue;
-        }
-        mx_codegen_options o = {.target = support_gpu_target("sm_80")};
-        mx_diag d = {{0}};
-        mx_status st = mx_codegen(m->p, &o, &m->m, &d);
-        CHECK_MSG(st == MX_OK, "%s: codegen: %s", m->path, d.msg);
-        n++;
+        n += m->model != NULL;
     }
     support_free_files(paths, n_paths);
     CHECK_MSG(n >= 11, "only %d zoo models", n);
@@ -339,47 +367,60 @@ static int load_zoo(zoo_model *z, int cap) {
 }
 
 static void free_zoo(zoo_model *z, int n) {
-    for (int i = 0; i < n; i++) {
-        mx_module_free(&z[i].m);
-        mx_program_free(z[i].p);
+    for (int i = 0; i < n; i++)
         mx_model_free(z[i].model);
+}
+
+/* One zoo model compiled as `mixc compile --cubin` does (mx_compile for a
+ * named cuda target without loading, the module the device would run, its
+ * programs through mx_gpu_compile, in parallel): no spills. */
+static void compile_for(const zoo_model *z, const char *target, bool show) {
+    const char *file = strrchr(z->path, '/') + 1;
+    mx_target t;
+    mx_diag d = {{0}};
+    CHECK_MSG(mx_target_named(target, MX_DEVICE_CUDA, &t, &d) == MX_OK, "%s", d.msg);
+    mx_compile_options o = {.no_load = 1};
+    mx_compiled *c = mx_compile_model(z->model, &t, &o, &d);
+    mx_module m = {0};
+    mx_status st = c ? mx_compiled_module(c, &m, &d) : MX_ERR_INVALID;
+    mx_cubin bins[MX_CODEGEN_MAX_PROGRAMS];
+    double t0 = now_s();
+    if (st == MX_OK)
+        st = mx_gpu_compile(&m, file, t.sm, bins, &d);
+    CHECK_MSG(st == MX_OK, "%s for %s: %s", file, target, d.msg);
+    int kernels = 0, most = 0, spills = 0;
+    for (int q = 0; st == MX_OK && q < m.n_programs; q++) {
+        const mx_cubin *cb = &bins[q];
+        kernels += cb->n_kernels;
+        for (int k = 0; k < cb->n_kernels; k++) {
+            const mx_kernel_usage *u = &cb->kernels[k];
+            most = u->registers > most ? u->registers : most;
+            spills += u->spill_stores + u->spill_loads;
+            CHECK_MSG(u->spill_stores + u->spill_loads == 0, "%s %s: %s spills %d/%d bytes", file, target, u->name,
+                      u->spill_stores, u->spill_loads);
+            if (show)
+                printf("    %-40s %3d regs %5d smem\n", u->name, u->registers, u->smem);
+        }
+        mx_cubin_free(&bins[q]);
     }
+    for (int k = 0; st == MX_OK && k < m.n_kernels; k++)
+        CHECK_MSG(m.kernels[k].program >= 0 && m.kernels[k].program < m.n_programs, "%s: kernel %s in no program",
+                  file, m.kernels[k].name);
+    if (st == MX_OK)
+        printf("%-26s %-6s %7d %8d %7.1f s  %d / %d\n", file, target, kernels, m.n_programs, now_s() - t0, most,
+               spills);
+    mx_module_free(&m);
+    mx_compiled_free(c);
 }
 
 static void check_nvrtc(zoo_model *z, int n) {
-    static const char *const opts[] = {"-I" MIXC_SOURCE_DIR "/runtime/emu"};
-    mx_nvrtc_job jobs[64];
-    int n_jobs = 0;
-    for (int i = 0; i < n; i++)
-        for (int s = 0; s < 2 && z[i].m.source.s; s++)
-            jobs[n_jobs++] = (mx_nvrtc_job){z[i].m.source.s, strrchr(z[i].path, '/') + 1, s ? 90 : 80, opts, 1};
-    mx_cubin *bins = calloc((size_t)n_jobs + 1, sizeof *bins);
-    mx_diag d = {{0}};
     setenv("MIXC_NO_CACHE", "1", 0); /* the times below are compiles, not cache hits */
+    printf("%-26s %-6s %7s %8s %9s  %s\n", "model", "target", "kernels", "programs", "compile", "registers (max) / spill bytes");
     double t0 = now_s();
-    mx_status st = mx_nvrtc_compile_many(jobs, n_jobs, bins, &d);
-    CHECK_MSG(st == MX_OK, "nvrtc: %s", d.msg);
-    printf("NVRTC: %d programs in %.2f s (wall, in parallel)\n", n_jobs, now_s() - t0);
-    printf("%-26s %4s %7s %9s  %s\n", "model", "sm", "kernels", "compile", "registers (max) / spill bytes");
-    for (int j = 0; st == MX_OK && j < n_jobs; j++) {
-        const mx_cubin *c = &bins[j];
-        int most = 0, spills = 0;
-        for (int k = 0; k < c->n_kernels; k++) {
-            most = c->kernels[k].registers > most ? c->kernels[k].registers : most;
-            spills += c->kernels[k].spill_stores + c->kernels[k].spill_loads;
-            CHECK_MSG(c->kernels[k].spill_stores + c->kernels[k].spill_loads == 0, "%s sm_%d: %s spills %d/%d bytes",
-                      jobs[j].name, jobs[j].sm, c->kernels[k].name, c->kernels[k].spill_stores,
-                      c->kernels[k].spill_loads);
-        }
-        printf("%-26s %4d %7d %7.0f ms  %d / %d\n", jobs[j].name, jobs[j].sm, c->n_kernels, c->compile_ms, most,
-               spills);
-        if (getenv("MIXC_TEST_SHOW"))
-            for (int k = 0; k < c->n_kernels; k++)
-                printf("    %-40s %3d regs %5d smem\n", c->kernels[k].name, c->kernels[k].registers, c->kernels[k].smem);
-    }
-    for (int j = 0; j < n_jobs; j++)
-        mx_cubin_free(&bins[j]);
-    free(bins);
+    for (int i = 0; i < n; i++)
+        for (int s = 0; s < 2; s++)
+            compile_for(&z[i], s ? "sm_90" : "sm_80", getenv("MIXC_TEST_SHOW") != NULL);
+    printf("NVRTC: %d models for sm_80 and sm_90 in %.1f s (wall)\n", n, now_s() - t0);
 }
 
 /* ---- end to end -------------------------------------------------------------------------- */

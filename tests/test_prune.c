@@ -27,17 +27,6 @@ typedef struct {
     int logits, out, terms[3];
 } sos;
 
-static void set_all(mx_compiled *c, const sos *s) {
-    mx_diag d = {{0}};
-    for (int i = 0; i < mx_graph_input_count(s->g); i++) {
-        int v = mx_graph_input(s->g, i);
-        mx_status st = (mx_graph_value_is_param(s->g, v) ? mx_set_param : mx_set_input)(
-            c, mx_graph_value_name(s->g, v), s->b->data[v], MX_F32, mx_graph_value_rank(s->g, v),
-            mx_graph_value_dims(s->g, v), &d);
-        CHECK_MSG(st == MX_OK, "set %%%s: %s", mx_graph_value_name(s->g, v), d.msg);
-    }
-}
-
 /* The softmax of the logits in b. */
 static void weights_of(const sos *s, double w[3]) {
     const float *l = s->b->data[s->logits];
@@ -50,8 +39,9 @@ static void weights_of(const sos *s, double w[3]) {
  * the reference's M less the terms in drop (weight times term). */
 static double run_error(mx_compiled *c, sos *s, const bool drop[3], double *largest_term) {
     mx_diag d = {{0}};
-    set_all(c, s);
-    mx_status st = mx_run(c, &d);
+    mx_status st = mx_compiled_set_buffers(c, s->b, &d);
+    if (st == MX_OK)
+        st = mx_run(c, &d);
     CHECK_MSG(st == MX_OK, "run: %s", d.msg);
     CHECK_MSG(mx_ref_run(s->g, s->b, &d) == MX_OK, "reference: %s", d.msg);
     const float *got = st == MX_OK ? mx_output(c, "out") : NULL;

@@ -38,6 +38,7 @@
 #include "cache.h"
 #include "emit.h"
 #include "emu.h"
+#include "gpu.h"
 #include "half.h"
 #include "rtc.h"
 #include "scan_plan.h"
@@ -590,30 +591,31 @@ static void test_zoo_nvrtc(void) {
     static const char *const files[] = {"mamba-block.json", "mambamixer-block.json", "qsmixer-block.json",
                                         "vim-block.json",   "vim2-tiny.json",        "viqs-tiny.json"};
     enum { N_FILES = sizeof files / sizeof *files };
-    mx_program *progs[N_FILES] = {0};
+    mx_model *models[N_FILES] = {0};
+    mx_compiled *cs[N_FILES] = {0};
     mx_module mods[N_FILES] = {{0}};
     nvrtc_module ms[N_FILES];
     int n = 0;
+    mx_target t;
+    mx_diag d = {{0}};
+    CHECK_MSG(mx_target_named("sm_90", MX_DEVICE_CUDA, &t, &d) == MX_OK, "%s", d.msg);
+    mx_compile_options o = {.no_load = 1};
     for (int i = 0; i < N_FILES; i++) {
         char path[512];
         snprintf(path, sizeof path, "%s/models/%s", MIXC_SOURCE_DIR, files[i]);
-        mx_model *md = support_load_reduced(path, NULL);
-        mx_pass_options po = {0};
-        progs[i] = md ? support_compile(mx_model_graph(md), files[i], &po) : NULL;
-        mx_model_free(md);
-        if (!progs[i])
-            continue;
-        mx_codegen_options co = {.target = support_gpu_target("sm_90")};
-        mx_diag d = {{0}};
-        mx_status st = mx_codegen(progs[i], &co, &mods[i], &d);
+        models[i] = support_load_reduced(path, NULL);
+        /* the module the cuda device would generate: the product's passes and codegen */
+        cs[i] = models[i] ? mx_compile_model(models[i], &t, &o, &d) : NULL;
+        mx_status st = cs[i] ? mx_compiled_module(cs[i], &mods[i], &d) : MX_ERR_INVALID;
         CHECK_MSG(st == MX_OK, "%s: %s", files[i], d.msg);
         if (st == MX_OK)
-            ms[n++] = (nvrtc_module){files[i], progs[i], &mods[i], NULL};
+            ms[n++] = (nvrtc_module){files[i], mx_compiled_program(cs[i]), &mods[i], NULL};
     }
     check_nvrtc(ms, n);
     for (int i = 0; i < N_FILES; i++) {
         mx_module_free(&mods[i]);
-        mx_program_free(progs[i]);
+        mx_compiled_free(cs[i]);
+        mx_model_free(models[i]);
     }
 }
 
@@ -688,12 +690,8 @@ static void test_shared_functions(void) {
                   "%s: defined in %d programs, not (only) in its own %d", k->name, in, k->program);
         CHECK_MSG(defines(m6.source.s, k->name), "%s: not in the module", k->name);
     }
-    static const char *const opts[] = {"-I" MIXC_SOURCE_DIR "/runtime/emu"};
-    mx_nvrtc_job jobs[MX_CODEGEN_MAX_PROGRAMS];
     mx_cubin bins[MX_CODEGEN_MAX_PROGRAMS] = {{0}};
-    for (int q = 0; q < m6.n_programs; q++)
-        jobs[q] = (mx_nvrtc_job){m6.programs[q].s, "vim-block-program", 90, opts, 1};
-    mx_status st = mx_nvrtc_compile_many(jobs, m6.n_programs, bins, &d);
+    mx_status st = mx_gpu_compile(&m6, "vim-block", 90, bins, &d); /* as the cuda device loads them */
     CHECK_MSG(st == MX_OK, "programs: %s", d.msg);
     for (int i = 0; i < m6.n_kernels && st == MX_OK; i++)
         CHECK_MSG(mx_cubin_kernel(&bins[m6.kernels[i].program], m6.kernels[i].name) != NULL,
