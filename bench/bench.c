@@ -30,17 +30,30 @@ const mx_kernel_usage *bench_kernel_usage(const bench_module *bm, int k) {
                                                                : NULL;
 }
 
-mx_status bench_save_tensors(const char *path, const bench_tensor *t, int n, mx_diag *d) {
-    /* The header: {"name": {"dtype": "F32", "shape": [...], "data_offsets": [a, b]}, ...} */
+mx_status bench_save_tensors(const char *path, const bench_tensor *t, int n, const char *const *set, int n_set,
+                             mx_diag *d) {
+    /* The header: {"__metadata__": {"overrides": "a=1;b=2"}, "name": {"dtype": "F32", "shape": [...],
+     * "data_offsets": [a, b]}, ...} */
     size_t cap = 256 + (size_t)n * 256, len = 0;
+    for (int i = 0; i < n_set; i++)
+        cap += strlen(set[i]) + 1;
     char *head = malloc(cap);
     if (!head)
         return mx_fail(d, MX_ERR_NOMEM, "%s: out of memory", path);
-    len += (size_t)snprintf(head + len, cap - len, "{");
+    len += (size_t)snprintf(head + len, cap - len, "{\"__metadata__\":{\"overrides\":\"");
+    for (int i = 0; i < n_set; i++) {
+        if (strpbrk(set[i], "\"\\;")) {
+            free(head);
+            return mx_fail(d, MX_ERR_INVALID, "%s: override '%s' has a quote, backslash or ';'", path, set[i]);
+        }
+        len += (size_t)snprintf(head + len, cap - len, "%s%s", i ? ";" : "", set[i]);
+    }
+    len += (size_t)snprintf(head + len, cap - len, "\"}%s", n ? "," : "");
     uint64_t offset = 0;
     for (int i = 0; i < n; i++) {
         int64_t numel = 1;
-        len += (size_t)snprintf(head + len, cap - len, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[", i ? "," : "", t[i].name);
+        len += (size_t)snprintf(head + len, cap - len, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[", i ? "," : "",
+                                t[i].name);
         for (int r = 0; r < t[i].rank; r++) {
             numel *= t[i].dims[r];
             len += (size_t)snprintf(head + len, cap - len, "%s%lld", r ? "," : "", (long long)t[i].dims[r]);
@@ -92,11 +105,11 @@ void bench_git_commit(char *buf, size_t size) {
 static bool bench_json_open(bench *b, bench_json *j) {
     const mx_target *t = &b->t;
     char device[256];
-    snprintf(device, sizeof device, "%s", t->name);
+    snprintf(device, sizeof device, "%s%s", b->smoke ? "emu-" : "", t->name);
     for (char *c = device; *c; c++)
         if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-'))
             *c = '_';
-    snprintf(j->path, sizeof j->path, "%s/bench/results/%s-%s.json", MIXC_SOURCE_DIR, b->prog, device);
+    snprintf(j->path, sizeof j->path, "%s/%s-%s.json", b->results, b->prog, device);
     snprintf(j->tmp, sizeof j->tmp, "%s.tmp", j->path);
     j->n_results = 0;
     j->f = fopen(j->tmp, "w");
@@ -115,14 +128,14 @@ static bool bench_json_open(bench *b, bench_json *j) {
     mx_diag d;
     mx_target_detect(MX_DEVICE_REF, &cpu, &d);
     fprintf(j->f,
-            "{\n  \"benchmark\": \"%s\",\n  \"machine\": \"%s\",\n  \"cpu\": \"%s\",\n  \"date\": \"%s\",\n"
+            "{\n  \"benchmark\": \"%s\",\n  \"smoke\": %s,\n  \"machine\": \"%s\",\n  \"cpu\": \"%s\",\n  \"date\": \"%s\",\n"
             "  \"commit\": \"%s\",\n"
             "  \"device\": {\"name\": \"%s\", \"sm\": %d, \"sms\": %d, \"l2_bytes\": %lld, \"memory_bytes\": %lld, "
             "\"nvrtc\": \"%d.%d\"},\n"
             "  \"peak\": {\"bytes_per_s\": %.4g, \"bandwidth_source\": \"%s\", \"exps_per_s\": %.4g},\n"
             "  \"timing\": \"mx_time: CUDA events around each forward pass, after warm-up, the L2 flushed (a "
             "write of 2x the L2) before each; median, min and max of the runs\",\n  \"results\": [",
-            b->prog, host, cpu.name, when, commit, t->name, t->sm, t->sm_count, (long long)t->l2_bytes,
+            b->prog, b->smoke ? "true" : "false", host, cpu.name, when, commit, t->name, t->sm, t->sm_count, (long long)t->l2_bytes,
             (long long)t->memory_bytes, nv_major, nv_minor, t->bytes_per_s, t->rates_source, t->exps_per_s);
     return true;
 }
@@ -139,19 +152,38 @@ static bool bench_json_close(bench_json *j) {
     return ok;
 }
 
-bool bench_start(bench *b, bench_json *j, const char *prog) {
+int bench_start(bench *b, bench_json *j, const char *prog, int argc, char **argv) {
     *b = (bench){.prog = prog};
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--smoke") == 0) {
+            b->smoke = true;
+        } else {
+            bool help = strcmp(argv[i], "--help") == 0;
+            if (!help)
+                fprintf(stderr, "%s: unknown option '%s'\n", prog, argv[i]);
+            fprintf(help ? stdout : stderr,
+                    "usage: %s [--smoke]\n  times on GPU 0 and writes bench/results/%s-<GPU>.json "
+                    "(bench/README.md)\n  --smoke  the same code on the host emulation at small sizes: checks the "
+                    "benchmark, measures nothing\n  MIXC_BENCH_RESULTS=DIR  write the results there instead\n",
+                    prog, prog);
+            return help ? 0 : 2;
+        }
+    }
+    const char *dir = getenv("MIXC_BENCH_RESULTS");
+    snprintf(b->results, sizeof b->results, "%s", dir && *dir ? dir : MIXC_SOURCE_DIR "/bench/results");
     mx_diag d = {{0}};
-    if (mx_target_detect(MX_DEVICE_CUDA, &b->t, &d) != MX_OK) {
+    mx_status st = b->smoke ? mx_target_named("h100", MX_DEVICE_EMU, &b->t, &d)
+                            : mx_target_detect(MX_DEVICE_CUDA, &b->t, &d);
+    if (st != MX_OK) {
         fprintf(stderr, "%s: no GPU (%s): nothing measured, no results written\n", prog, d.msg);
-        return false;
+        return 1;
     }
     if (!bench_json_open(b, j))
-        return false;
+        return 1;
     char desc[256];
     mx_target_describe(&b->t, desc, sizeof desc);
-    printf("%s on %s\n", prog, desc);
-    return true;
+    printf("%s on %s%s\n", prog, desc, b->smoke ? " (smoke run: the times mean nothing)" : "");
+    return -1;
 }
 
 int bench_finish(bench_json *j, int rc) {

@@ -14,8 +14,10 @@
 #include "rtc.h"
 
 typedef struct {
-    const char *prog; /* "bench_scan", for messages */
-    mx_target t;      /* GPU 0 */
+    const char *prog;   /* "bench_scan", for messages */
+    mx_target t;        /* GPU 0; with --smoke the emulated h100 */
+    bool smoke;         /* --smoke: the benchmark itself checked on the host emulation */
+    char results[1024]; /* where files go: $MIXC_BENCH_RESULTS, else bench/results */
 } bench;
 
 /* The module c runs and its programs' cubins (a kernel-cache hit: the same
@@ -33,14 +35,17 @@ const mx_kernel_usage *bench_kernel_usage(const bench_module *bm, int k);
 /* The commit the source tree is at, "-dirty" when it has changes. */
 void bench_git_commit(char *buf, size_t size);
 
-/* Writes f32 tensors as safetensors to path (through path.tmp and a rename). */
+/* Writes f32 tensors as safetensors to path (through path.tmp and a rename),
+ * the model's n_set overrides in the header's metadata ("overrides":
+ * "batch=64;input.image_size=224"), where torch_ref.py reads them. */
 typedef struct {
     const char *name;
     int rank;
     const int64_t *dims;
     const float *data;
 } bench_tensor;
-mx_status bench_save_tensors(const char *path, const bench_tensor *t, int n, mx_diag *d);
+mx_status bench_save_tensors(const char *path, const bench_tensor *t, int n, const char *const *set, int n_set,
+                             mx_diag *d);
 
 /* A result file: bench/results/<prog>-<device>.json, written to a temporary
  * name and renamed into place by bench_finish. */
@@ -52,11 +57,14 @@ typedef struct {
 /* Starts the next element of "results" (the caller writes its fields). */
 void bench_json_next(bench_json *j);
 
-/* A benchmark program's start: GPU 0's target (without one prints "<prog>:
- * no GPU (<why>): nothing measured, no results written") and the result
- * file (its header written, the "results" array open), and says where it
- * runs. False, nothing held, when either cannot be had. */
-bool bench_start(bench *b, bench_json *j, const char *prog);
+/* A benchmark program's start: its command line (--help, --smoke), GPU 0's
+ * target (without one prints "<prog>: no GPU (<why>): nothing measured, no
+ * results written") and the result file (its header written, the "results"
+ * array open), and says where it runs. --smoke runs the same code on the
+ * host emulation of an H100 at small sizes (the programs give them): a
+ * check of the benchmark itself, whose times mean nothing; its file is
+ * <prog>-emu-h100.json. Returns -1 to go on, else the exit status. */
+int bench_start(bench *b, bench_json *j, const char *prog, int argc, char **argv);
 /* Its end: the result file renamed into place when rc is 0 (rc becomes 1
  * when that fails), dropped otherwise. Returns rc, the program's exit
  * status. */

@@ -25,13 +25,23 @@
 
 typedef struct {
     const char *name; /* the spec in models/, and the stem of the files written */
-    const char *set[4];
+    const char *set[12];
     int n_set;
 } model_case;
 
-static const model_case models[] = {
+#define N_MODELS 2
+static const model_case models[N_MODELS] = {
     {"vim2-tiny", {"batch=64", "input.image_size=224"}, 2},
     {"tsm2-etth1", {"batch=32"}, 1},
+};
+/* --smoke: the same models, small enough to emulate. */
+static const model_case smoke_models[N_MODELS] = {
+    {"vim2-tiny",
+     {"batch=1", "input.image_size=32", "head.classes=10", "stages[0].width=16", "stages[1].width=16",
+      "stages[2].width=16", "stages[3].width=16", "stages[0].depth=2", "stages[1].depth=2", "stages[2].depth=2",
+      "stages[3].depth=2"},
+     11},
+    {"tsm2-etth1", {"batch=1", "input.variates=3", "input.lookback=64", "head.horizon=8", "stages[0].width=8"}, 5},
 };
 
 static double now_ms(void) {
@@ -41,8 +51,8 @@ static double now_ms(void) {
 }
 
 /* The graph's inputs (by name) and c's outputs, for torch_ref.py. */
-static mx_status save_io(const char *path, const mx_graph *g, const mx_buffers *src, const mx_compiled *c,
-                         mx_diag *d) {
+static mx_status save_io(const char *path, const model_case *mc, const mx_graph *g, const mx_buffers *src,
+                         const mx_compiled *c, mx_diag *d) {
     int n_in = mx_graph_input_count(g), n = 0;
     bench_tensor *t = calloc((size_t)(n_in + g->n_outputs) + 1, sizeof *t);
     char (*names)[80] = calloc((size_t)g->n_outputs + 1, sizeof *names);
@@ -61,7 +71,7 @@ static mx_status save_io(const char *path, const mx_graph *g, const mx_buffers *
         t[n++] = (bench_tensor){names[i], mx_value_type(g, v)->rank, mx_value_type(g, v)->dim,
                                 mx_output(c, g->values[v].name)};
     }
-    mx_status st = bench_save_tensors(path, t, n, d);
+    mx_status st = bench_save_tensors(path, t, n, mc->set, mc->n_set, d);
     free(t), free(names);
     return st;
 }
@@ -91,10 +101,10 @@ static void print_times(FILE *f, const char *name, const mx_timing *t) {
 }
 
 static mx_status run_model(bench *bn, bench_json *j, const model_case *mc, mx_diag *d) {
-    char path[1024], weights[1024], io[1024];
+    char path[1024], weights[1100], io[1100];
     snprintf(path, sizeof path, "%s/models/%s.json", MIXC_SOURCE_DIR, mc->name);
-    snprintf(weights, sizeof weights, "%s/bench/results/%s.safetensors", MIXC_SOURCE_DIR, mc->name);
-    snprintf(io, sizeof io, "%s/bench/results/%s-io.safetensors", MIXC_SOURCE_DIR, mc->name);
+    snprintf(weights, sizeof weights, "%s/%s.safetensors", bn->results, mc->name);
+    snprintf(io, sizeof io, "%s/%s-io.safetensors", bn->results, mc->name);
     mx_model *model = mx_model_load(path, mc->set, mc->n_set, d);
     if (!model)
         return MX_ERR_INVALID;
@@ -109,14 +119,15 @@ static mx_status run_model(bench *bn, bench_json *j, const model_case *mc, mx_di
     mx_compiled *graphs = compile_model(bn, model, sb, true, &cold_ms, d);
     mx_compiled *direct = graphs ? compile_model(bn, model, sb, false, &warm_ms, d) : NULL;
     mx_status st = graphs && direct ? MX_OK : MX_ERR_INVALID;
+    int warmup = bn->smoke ? 1 : WARMUP, runs = bn->smoke ? 2 : RUNS;
     if (st == MX_OK)
-        st = mx_time(graphs, WARMUP, RUNS, &graph_t, d);
+        st = mx_time(graphs, warmup, runs, &graph_t, d);
     if (st == MX_OK)
-        st = mx_time(direct, WARMUP, RUNS, &direct_t, d);
+        st = mx_time(direct, warmup, runs, &direct_t, d);
     if (st == MX_OK)
         st = mx_save_weights(graphs, weights, d);
     if (st == MX_OK)
-        st = save_io(io, g, sb, graphs, d);
+        st = save_io(io, mc, g, sb, graphs, d);
     if (st == MX_OK)
         st = bench_module_of(graphs, &bm, d);
     if (st == MX_OK) {
@@ -154,15 +165,16 @@ static mx_status run_model(bench *bn, bench_json *j, const model_case *mc, mx_di
     return st;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     bench bn;
     bench_json j;
-    if (!bench_start(&bn, &j, "bench_model"))
-        return 1;
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < sizeof models / sizeof *models; i++) {
+    int rc = bench_start(&bn, &j, "bench_model", argc, argv);
+    if (rc >= 0)
+        return rc;
+    rc = 0;
+    for (int i = 0; rc == 0 && i < N_MODELS; i++) {
         mx_diag d = {{0}};
-        if (run_model(&bn, &j, &models[i], &d) != MX_OK) {
+        if (run_model(&bn, &j, bn.smoke ? &smoke_models[i] : &models[i], &d) != MX_OK) {
             fprintf(stderr, "bench_model: %s: %s\n", models[i].name, d.msg);
             rc = 1;
         }

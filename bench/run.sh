@@ -3,21 +3,73 @@
 # build (Release, no sanitizers: ASan and the CUDA driver do not mix), the
 # ctest label "gpu" (MIXC_REQUIRE_GPU=1: a missing GPU fails, not skips),
 # bench_scan, bench_model (MIXC_DEBUG=2: every group's time and % of floor)
-# and bench/torch_ref.py for both models. Results: bench/results/*.json, and
-# logs under bench/results/logs/; copied to $OUT (the JSON, logs.tgz) when
-# that is set.
+# and bench/torch_ref.py for both models. Results: bench/results/*.json,
+# logs under bench/results/logs/; when $OUT is set, both are copied there
+# after every step (the JSON, logs.tgz), so that a run cut short still
+# leaves what it measured. Each step has a time limit, and all of them
+# together a budget (MIXC_BENCH_BUDGET seconds from the start, default 570:
+# a lent GPU machine runs one command for at most 10 minutes); a step that
+# fails or runs out of time is logged, the others still run (while the
+# budget lasts), and the exit status is 1 if any failed.
 #
-#   bash bench/run.sh            (from the repository root)
+#   bash bench/run.sh            (from anywhere; it works in the repository)
+#   bash bench/run.sh --smoke    the same steps without a GPU: the benchmarks
+#                                on the host emulation at small sizes
+#                                (--smoke), torch_ref.py on the CPU against
+#                                them, results in build-bench/bench-smoke;
+#                                checks this script, measures nothing
 #
 # cJSON: used from the system when installed; else from .deps/*.deb
 # (libcjson1, libcjson-dev: `apt-get download` them into .deps/ on a machine
 # with a registry), unpacked into .deps/root.
 set -euo pipefail
+smoke=0
+case "${1:-}" in
+    "") ;;
+    --smoke) smoke=1 ;;
+    *) echo "usage: bash bench/run.sh [--smoke]  (bench/README.md)" >&2; exit 2 ;;
+esac
+START=$SECONDS
+BUDGET=${MIXC_BENCH_BUDGET:-570}
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 LOGS=bench/results/logs
 mkdir -p "$LOGS"
 status=0
+
+say() { printf '== %s: %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+
+# The results so far into $OUT (when set).
+save_results() {
+    [ -n "${OUT:-}" ] || return 0
+    cp "${RESULTS:-bench/results}"/*.json "$OUT"/ 2>/dev/null || true
+    tar czf "$OUT/logs.tgz" -C bench/results logs 2>/dev/null || true
+}
+
+# step NAME LIMIT_S COMMAND...: runs COMMAND with a time limit (cut to what
+# is left of the budget), its output shown and logged to $LOGS/NAME.log; a
+# failure is remembered, not fatal.
+step() {
+    local name=$1 limit=$2
+    shift 2
+    local left=$((BUDGET - (SECONDS - START) - 15))
+    if [ "$left" -lt 10 ]; then
+        say "$name: skipped, the budget of ${BUDGET} s is spent"
+        status=1
+        return
+    fi
+    [ "$limit" -le "$left" ] || limit=$left
+    say "$name (at most ${limit} s)"
+    local rc=0
+    timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$LOGS/$name.log" || rc=$?
+    if [ "$rc" -eq 124 ]; then
+        say "$name: out of time after ${limit} s"
+    elif [ "$rc" -ne 0 ]; then
+        say "$name: failed (exit $rc)"
+    fi
+    [ "$rc" -eq 0 ] || status=1
+    save_results
+}
 
 cmake_args=(-DCMAKE_BUILD_TYPE=Release)
 if ! ls /usr/lib/*/cmake/cJSON/cJSONConfig.cmake >/dev/null 2>&1; then
@@ -28,29 +80,48 @@ if ! ls /usr/lib/*/cmake/cJSON/cJSONConfig.cmake >/dev/null 2>&1; then
     # The package's CMake files name /usr: point them at the unpacked tree.
     sed -i "s#\"/usr#\"$ROOT/.deps/root/usr#g" .deps/root/usr/lib/*/cmake/cJSON/*.cmake
     cmake_args+=(-DCMAKE_PREFIX_PATH="$ROOT/.deps/root/usr")
-    export LD_LIBRARY_PATH="$(echo "$ROOT"/.deps/root/usr/lib/*):${LD_LIBRARY_PATH:-}"
+    libdirs=$(printf '%s:' "$ROOT"/.deps/root/usr/lib/*)
+    export LD_LIBRARY_PATH="${libdirs}${LD_LIBRARY_PATH:-}"
 fi
 
-cmake -S . -B build-bench "${cmake_args[@]}" >"$LOGS/cmake.log"
-cmake --build build-bench -j"$(nproc)" --target mixclib test_gemm test_gpu bench_scan bench_model >"$LOGS/build.log" 2>&1 \
-    || { tail -40 "$LOGS/build.log"; exit 1; }
+say "build (Release, build-bench/)"
+cmake -S . -B build-bench "${cmake_args[@]}" >"$LOGS/cmake.log" 2>&1 \
+    || { tail -40 "$LOGS/cmake.log"; save_results; exit 1; }
+cmake --build build-bench -j"$(nproc)" --target mixc test_gpu bench_scan bench_model >"$LOGS/build.log" 2>&1 \
+    || { tail -40 "$LOGS/build.log"; save_results; exit 1; }
 
-export MIXC_REQUIRE_GPU=1 MIXC_CACHE_DIR="$ROOT/build-bench/kernel-cache"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv >"$LOGS/nvidia-smi.csv" 2>&1 || true
-ctest --test-dir build-bench -L gpu --output-on-failure 2>&1 | tee "$LOGS/ctest-gpu.log" || status=1
-build-bench/bench/bench_scan 2>&1 | tee "$LOGS/bench_scan.log" || status=1
-MIXC_DEBUG=2 build-bench/bench/bench_model 2>&1 | tee "$LOGS/bench_model.log" || status=1
-if [ -f bench/results/vim2-tiny-io.safetensors ]; then
-    PYTHONUNBUFFERED=1 python3 bench/torch_ref.py --check-names models/vim2-tiny.json --set batch=64 \
-        --weights bench/results/vim2-tiny.safetensors 2>&1 | tee "$LOGS/torch_names.log" || status=1
-    PYTHONUNBUFFERED=1 python3 bench/torch_ref.py --model tsm2-etth1 --set batch=32 2>&1 | tee "$LOGS/torch_tsm2.log" || status=1
-    PYTHONUNBUFFERED=1 python3 bench/torch_ref.py --model vim2-tiny --set batch=64 --set input.image_size=224 \
-        2>&1 | tee "$LOGS/torch_vim2.log" || status=1
+export MIXC_CACHE_DIR="$ROOT/build-bench/kernel-cache"
+bench_flags=()
+torch_flags=()
+if [ "$smoke" -eq 1 ]; then
+    export MIXC_BENCH_RESULTS="$ROOT/build-bench/bench-smoke"
+    mkdir -p "$MIXC_BENCH_RESULTS"
+    bench_flags=(--smoke)
+    torch_flags=(--device cpu --results "$MIXC_BENCH_RESULTS" --no-compile)
+else
+    export MIXC_REQUIRE_GPU=1
+fi
+RESULTS=${MIXC_BENCH_RESULTS:-bench/results}
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,clocks.max.sm,temperature.gpu --format=csv \
+    >"$LOGS/nvidia-smi.csv" 2>&1 || true
+build-bench/mixc --version >"$LOGS/version.log" 2>&1 || true
+
+step ctest-gpu 150 ctest --test-dir build-bench -L gpu --output-on-failure
+step bench_scan 90 build-bench/bench/bench_scan "${bench_flags[@]}"
+step bench_model 150 env MIXC_DEBUG=2 build-bench/bench/bench_model "${bench_flags[@]}"
+export PYTHONUNBUFFERED=1
+# torch_ref.py builds each model with the overrides bench_model recorded in
+# its -io file, and loads bench_model's weights strictly: a name or shape
+# that differs from mixc's fails there.
+if [ -f "$RESULTS/vim2-tiny-io.safetensors" ]; then
+    step torch_tsm2 120 python3 bench/torch_ref.py --model tsm2-etth1 "${torch_flags[@]}"
+    step torch_vim2 180 python3 bench/torch_ref.py --model vim2-tiny "${torch_flags[@]}"
+else
+    say "torch_ref.py: skipped (bench_model wrote no outputs to compare with)"
+    status=1
 fi
 
-if [ -n "${OUT:-}" ]; then
-    cp bench/results/*.json "$OUT"/ 2>/dev/null || true
-    tar czf "$OUT/logs.tgz" -C bench/results logs || true
-fi
-ls -l bench/results/*.json 2>/dev/null || true
+save_results
+ls -l "$RESULTS"/*.json 2>/dev/null || say "no results written"
+say "done in $((SECONDS - START)) s, exit $status"
 exit $status

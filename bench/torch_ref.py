@@ -447,13 +447,20 @@ def bench_scan(args):
 
 def bench(args):
     torch, Mixc = build_torch()
+    from safetensors import safe_open
     from safetensors.torch import load_file
+    io_path = os.path.join(args.results, args.model + "-io.safetensors")
+    if not args.set:  # the overrides bench_model built the model with
+        with safe_open(io_path, framework="pt") as f:
+            meta = f.metadata() or {}
+        args.set = [o for o in meta.get("overrides", "").split(";") if o]
+        print(f"{args.model}: overrides from {io_path}: {' '.join(args.set) or 'none'}", flush=True)
     spec = read_spec(os.path.join(ROOT, "models", args.model + ".json"), args.set)
     if spec["dtype"] != "f32":
         raise SystemExit("torch_ref.py: f32 models only")
     model = Mixc(spec).to_empty(device=args.device)
-    model.load_state_dict(load_file(os.path.join(ROOT, "bench", "results", args.model + ".safetensors")), strict=True)
-    io = load_file(os.path.join(ROOT, "bench", "results", args.model + "-io.safetensors"))
+    model.load_state_dict(load_file(os.path.join(args.results, args.model + ".safetensors")), strict=True)
+    io = load_file(io_path)
     x = io["image" if spec["task"] == "vision" else "series"].to(args.device)
     want = io["output.0"].to(args.device)
     model.eval()
@@ -474,7 +481,7 @@ def bench(args):
         print(f"{args.model}: torch.compile {compiled['median_ms']:.3f} ms (compiled in {compile_s:.0f} s)", flush=True)
     name = device_name(torch, args.device)
     device = re.sub(r"[^A-Za-z0-9-]", "_", name)
-    path = os.path.join(ROOT, "bench", "results", f"torch_ref-{args.model}-{device}.json")
+    path = os.path.join(args.results, f"torch_ref-{args.model}-{device}.json")
     result = dict(benchmark="torch_ref", model=args.model, overrides=args.set, device=name,
                   threads=torch.get_num_threads(),
                   torch=torch.__version__, batch=spec["batch"], max_rel_err_vs_mixc=err, eager=eager,
@@ -492,7 +499,10 @@ def bench(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", help="a zoo model (models/NAME.json) to time and compare")
-    ap.add_argument("--set", action="append", default=[], help="a spec override, as mixc's --set")
+    ap.add_argument("--set", action="append", default=[],
+                    help="a spec override, as mixc's --set (--model: default those bench_model recorded)")
+    ap.add_argument("--results", default=os.path.join(ROOT, "bench", "results"),
+                    help="where bench_model wrote the weights and -io files, and where the JSON goes")
     ap.add_argument("--check-names", metavar="SPEC", help="compare param names and shapes with --weights")
     ap.add_argument("--weights", help="a safetensors file written by mixc (save-weights or bench_model)")
     ap.add_argument("--warmup", type=int, default=2)

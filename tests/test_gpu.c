@@ -237,7 +237,7 @@ static void check_model(const mx_target *t, const char *path, mx_dtype dtype, bo
         setenv("MIXC_DEBUG", "2", 1);
     mx_compiled *replay = st == MX_OK ? run_on_gpu(what, model, t, true, seed) : NULL;
     unsetenv("MIXC_DEBUG");
-    char before[16384], after[16384];
+    static char before[1 << 20], after[1 << 20];
     cache_listing(before, sizeof before);
     mx_compiled *direct = replay ? run_on_gpu(what, model, t, false, seed) : NULL;
     cache_listing(after, sizeof after);
