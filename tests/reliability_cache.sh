@@ -1,8 +1,10 @@
 #!/bin/sh
 # The kernel cache and output files under faults (docs/reliability.md):
 #   1. mixc compile --cubin and mixc save-weights killed with SIGKILL at
-#      staggered moments: the output is absent or whole, the cache holds only
-#      whole entries, and the next run succeeds with the same result;
+#      staggered moments: the outputs (one cubin per NVRTC program: S.0.cubin,
+#      S.1.cubin, ... for --cubin S.cubin) are absent or whole, the cache
+#      holds only whole entries, and the next run succeeds with the same
+#      result;
 #   2. a FIFO, then a truncated file, at an entry's path: the compile neither
 #      blocks nor fails; MIXC_DEBUG=1 names the entry and what is wrong;
 #   3. 8 processes at once (4 compiles, 4 runs under emulation) on one cache
@@ -24,32 +26,42 @@ check() { # check DESCRIPTION COMMAND...
     if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $what" >&2; fi
 }
 
+# compile STEM: --cubin $work/STEM.cubin, which writes $work/STEM.Q.cubin per program Q.
 # shellcheck disable=SC2086
-compile() { timeout 120 "$mixc" compile "$model" $small --cubin "$1" >/dev/null 2>"$work/stderr"; }
+compile() { timeout 120 "$mixc" compile "$model" $small --cubin "$work/$1.cubin" >/dev/null 2>"$work/stderr"; }
 
-# The reference cubin, and the cache it leaves.
-check "cold compile" compile "$work/want.cubin"
-entry=$(ls "$MIXC_CACHE_DIR"/*.cubin)
+# The reference cubins, and the cache they leave.
+check "cold compile" compile want
+check "one cubin per program" test -s "$work/want.0.cubin"
+for entry in "$MIXC_CACHE_DIR"/*.cubin; do break; done # one of the entries
+
+# whole STEM [absent]: every program's cubin of STEM equals the reference's
+# (with "absent": or does not exist).
+whole() {
+    for want in "$work"/want.*.cubin; do
+        got="$work/$1.${want#"$work/want."}"
+        [ "${2:-}" = absent ] && [ ! -e "$got" ] && continue
+        cmp -s "$got" "$want" || return 1
+    done
+}
 
 debug_compile() { (MIXC_DEBUG=1 && export MIXC_DEBUG && compile "$1"); }
 
 # Every entry reads back: a compile at MIXC_DEBUG=1 reports no cache problem.
 cache_clean() {
-    debug_compile "$work/again.cubin" && ! grep -q "kernel cache" "$work/stderr" &&
-        cmp -s "$work/again.cubin" "$work/want.cubin"
+    debug_compile again && ! grep -q "kernel cache" "$work/stderr" && whole again
 }
 
 # 1. SIGKILL while compiling (NVRTC), storing the entry and writing the output.
 for delay in 0.05 0.2 0.4 0.6 0.8 1.0 1.3; do
-    rm -rf "$MIXC_CACHE_DIR" "$work/out.cubin"
+    rm -rf "$MIXC_CACHE_DIR" "$work"/out.*
     # shellcheck disable=SC2086
     "$mixc" compile "$model" $small --cubin "$work/out.cubin" >/dev/null 2>&1 &
     pid=$!
     sleep "$delay"
     kill -KILL "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
-    check "output after SIGKILL at ${delay}s is absent or whole" \
-        sh -c "[ ! -e '$work/out.cubin' ] || cmp -s '$work/out.cubin' '$work/want.cubin'"
+    check "outputs after SIGKILL at ${delay}s are absent or whole" whole out absent
     check "cache after SIGKILL at ${delay}s" cache_clean
 done
 
@@ -74,11 +86,11 @@ rm -f "$work"/*.safetensors*
 # 2. A FIFO at the entry's path must not block; a truncated entry is rebuilt.
 rm -f "$entry"
 mkfifo "$entry"
-check "FIFO at a cache entry: no hang" debug_compile "$work/f.cubin"
+check "FIFO at a cache entry: no hang" debug_compile f
 check "FIFO at a cache entry: reported" grep -q "not a regular file" "$work/stderr"
 check "FIFO replaced by an entry" cache_clean
 head -c 100 "$entry" >"$work/part" && mv "$work/part" "$entry"
-check "truncated entry: compiled again" debug_compile "$work/t.cubin"
+check "truncated entry: compiled again" debug_compile t
 check "truncated entry: reported" grep -q "compiling again" "$work/stderr"
 check "truncated entry: rebuilt" cache_clean
 
@@ -92,7 +104,7 @@ for i in 1 2 3 4; do
 done
 wait
 for i in 1 2 3 4; do
-    check "parallel compile $i" cmp -s "$work/p$i.cubin" "$work/want.cubin"
+    check "parallel compile $i" whole "p$i"
     check "parallel run $i" cmp -s "$work/r$i.out" "$work/r1.out"
 done
 check "parallel runs printed a result" grep -q checksum "$work/r1.out"
