@@ -143,11 +143,12 @@ static mx_status gpu_download(void *ctx, void *dst, const void *src, size_t byte
 mx_status mx_gpu_compile(const mx_module *m, const char *graph_name, int sm, mx_cubin *out, mx_diag *d) {
     mx_nvrtc_job jobs[MX_CODEGEN_MAX_PROGRAMS];
     char names[MX_CODEGEN_MAX_PROGRAMS][160];
+    const char *graph = graph_name ? graph_name : "mixc";
     if (m->n_programs > MX_CODEGEN_MAX_PROGRAMS)
-        return mx_fail(d, MX_ERR_INVALID, "graph %s: %d programs, at most %d", graph_name, m->n_programs,
+        return mx_fail(d, MX_ERR_INVALID, "graph %s: %d programs, at most %d", graph, m->n_programs,
                        MX_CODEGEN_MAX_PROGRAMS);
     for (int q = 0; q < m->n_programs; q++) {
-        snprintf(names[q], sizeof names[q], "%s.%d.cu", graph_name ? graph_name : "mixc", q);
+        snprintf(names[q], sizeof names[q], "%s.%d.cu", graph, q);
         jobs[q] = (mx_nvrtc_job){m->programs[q].s, names[q], sm, NULL, 0};
     }
     return mx_nvrtc_compile_many(jobs, m->n_programs, out, d);
