@@ -183,7 +183,8 @@ const cli_command cli_cmd_compile = {
     "groups, memory plan), a summary line and the kernels generated for the\n"
     "target GPU; no GPU is needed. --source prints the CUDA module, --cubin\n"
     "compiles it ahead of time. --prune-scans generates the pruned kernels for\n"
-    "the params of --weights or the seeded initialisation (--seed). Obeys MIXC_NO_FUSION, MIXC_NO_PLANNER,\n"
+    "the params of --weights or the seeded initialisation (--seed; these two\n"
+    "apply only with --prune-scans). Obeys MIXC_NO_FUSION, MIXC_NO_PLANNER,\n"
     "MIXC_DISABLE_PASSES, MIXC_PRINT_AFTER and MIXC_DEBUG>=5 (docs/passes.md).\n",
     {cli_model_options, cli_prune_options, cli_weight_options, options, NULL},
     run,

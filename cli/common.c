@@ -34,7 +34,7 @@ const cli_option cli_weight_options[] = {
 const cli_option cli_prune_options[] = {
     {"--prune-scans", CLI_VALUE, "EPS",
      "Switch of Scans: leave out the scan orders whose softmax weight\nis below EPS (0 <= EPS < 1; the heaviest "
-     "stays); prints what\nwas left out and the error bound (docs/scan.md)"},
+     "stays); prints what\nwas left out and the error bound (docs/pruning.md)"},
     {NULL},
 };
 
