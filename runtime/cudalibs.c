@@ -27,11 +27,15 @@ typedef struct {
 } cuda_lib;
 
 static mx_nvrtc_api nvrtc_api;
+static mx_nvjitlink_api nvjitlink_api;
 static mx_cublaslt_api cublaslt_api;
 
 #define NVRTC_ENTRY(field, symbol) {#symbol, offsetof(mx_nvrtc_api, field)},
 static const entry_point nvrtc_entries[] = {MX_NVRTC_ENTRY_POINTS(NVRTC_ENTRY)};
 #undef NVRTC_ENTRY
+#define NVJITLINK_ENTRY(field, symbol) {#symbol, offsetof(mx_nvjitlink_api, field)},
+static const entry_point nvjitlink_entries[] = {MX_NVJITLINK_ENTRY_POINTS(NVJITLINK_ENTRY)};
+#undef NVJITLINK_ENTRY
 #define CUBLASLT_ENTRY(field, symbol) {#symbol, offsetof(mx_cublaslt_api, field)},
 static const entry_point cublaslt_entries[] = {MX_CUBLASLT_ENTRY_POINTS(CUBLASLT_ENTRY)};
 #undef CUBLASLT_ENTRY
@@ -45,6 +49,15 @@ static cuda_lib nvrtc = {
     .n_entries = sizeof nvrtc_entries / sizeof *nvrtc_entries,
     .api = &nvrtc_api,
 };
+static cuda_lib nvjitlink = {
+    .name = "nvJitLink",
+    .package = "nvJitLink",
+    .soname = MIXC_NVJITLINK_SONAME,
+    .path = MIXC_CUDA_LIB_DIR "/" MIXC_NVJITLINK_SONAME,
+    .entries = nvjitlink_entries,
+    .n_entries = sizeof nvjitlink_entries / sizeof *nvjitlink_entries,
+    .api = &nvjitlink_api,
+};
 static cuda_lib cublaslt = {
     .name = "cuBLASLt",
     .package = "cuBLAS",
@@ -55,7 +68,7 @@ static cuda_lib cublaslt = {
     .api = &cublaslt_api,
 };
 
-/* Guards both libraries' state: compiles run on several threads at once. */
+/* Guards the libraries' state: compiles run on several threads at once. */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* dlopen(file), or NULL with the reason in l->error and *missing set when
@@ -119,11 +132,13 @@ static const void *get(cuda_lib *l, mx_diag *d) {
 
 const mx_nvrtc_api *mx_nvrtc_api_get(mx_diag *d) { return get(&nvrtc, d); }
 
+const mx_nvjitlink_api *mx_nvjitlink_api_get(mx_diag *d) { return get(&nvjitlink, d); }
+
 const mx_cublaslt_api *mx_cublaslt_api_get(mx_diag *d) { return get(&cublaslt, d); }
 
 bool mx_cuda_libs_loaded(void) {
     pthread_mutex_lock(&lock);
-    bool any = nvrtc.loaded || cublaslt.loaded;
+    bool any = nvrtc.loaded || nvjitlink.loaded || cublaslt.loaded;
     pthread_mutex_unlock(&lock);
     return any;
 }

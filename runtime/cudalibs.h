@@ -1,6 +1,6 @@
-/* cudalibs.h: NVRTC and cuBLASLt, loaded when first needed.
+/* cudalibs.h: NVRTC, nvJitLink and cuBLASLt, loaded when first needed.
  *
- * Linked, the two libraries would be mapped by every command, `mixc
+ * Linked, these libraries would be mapped by every command, `mixc
  * --version` included (about 240 MB and a third of a second). So mixc uses
  * their headers for types only and dlopens each library on its first use:
  * by soname (MIXC_NVRTC_SONAME, MIXC_CUBLASLT_SONAME: those of the toolkit
@@ -11,6 +11,7 @@
 #define MX_CUDALIBS_H
 
 #include <cublasLt.h>
+#include <nvJitLink.h>
 #include <nvrtc.h>
 #include <stdbool.h>
 
@@ -32,6 +33,18 @@
     X(GetPTXSize, nvrtcGetPTXSize)                                                       \
     X(GetPTX, nvrtcGetPTX)
 
+/* nvJitLink joins the cubins of a module's programs (compiled apart, in
+ * parallel) into one. */
+#define MX_NVJITLINK_ENTRY_POINTS(X)                                                     \
+    X(Create, nvJitLinkCreate)                                                           \
+    X(Destroy, nvJitLinkDestroy)                                                         \
+    X(AddData, nvJitLinkAddData)                                                         \
+    X(Complete, nvJitLinkComplete)                                                       \
+    X(GetLinkedCubinSize, nvJitLinkGetLinkedCubinSize)                                   \
+    X(GetLinkedCubin, nvJitLinkGetLinkedCubin)                                           \
+    X(GetErrorLogSize, nvJitLinkGetErrorLogSize)                                         \
+    X(GetErrorLog, nvJitLinkGetErrorLog)
+
 #define MX_CUBLASLT_ENTRY_POINTS(X)                                                      \
     X(Create, cublasLtCreate)                                                            \
     X(Destroy, cublasLtDestroy)                                                          \
@@ -52,6 +65,9 @@ typedef struct {
     MX_NVRTC_ENTRY_POINTS(MX_CUDALIBS_FIELD)
 } mx_nvrtc_api;
 typedef struct {
+    MX_NVJITLINK_ENTRY_POINTS(MX_CUDALIBS_FIELD)
+} mx_nvjitlink_api;
+typedef struct {
     MX_CUBLASLT_ENTRY_POINTS(MX_CUDALIBS_FIELD)
 } mx_cublaslt_api;
 #undef MX_CUDALIBS_FIELD
@@ -61,9 +77,10 @@ typedef struct {
  * (libnvrtc.so.13) not found: install the CUDA toolkit's NVRTC, or use
  * --device cpu / ref"; a failed load is not retried. */
 const mx_nvrtc_api *mx_nvrtc_api_get(mx_diag *d);
+const mx_nvjitlink_api *mx_nvjitlink_api_get(mx_diag *d);
 const mx_cublaslt_api *mx_cublaslt_api_get(mx_diag *d);
 
-/* Whether either library is loaded: for tests that check that a command did
+/* Whether any of the libraries is loaded: for tests that check that a command did
  * without them. */
 bool mx_cuda_libs_loaded(void);
 

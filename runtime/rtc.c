@@ -288,3 +288,70 @@ mx_status mx_nvrtc_compile(const char *source, const char *name, int sm,
         out->compile_ms = now_ms() - t0;
     return st;
 }
+
+/* ---- linking ---------------------------------------------------------------- */
+
+static char *link_log(const mx_nvjitlink_api *jl, nvJitLinkHandle h) {
+    size_t n = 0;
+    if (jl->GetErrorLogSize(h, &n) != NVJITLINK_SUCCESS)
+        n = 0;
+    char *log = malloc(n + 1);
+    if (log && (n == 0 || jl->GetErrorLog(h, log) != NVJITLINK_SUCCESS))
+        n = 0;
+    if (log)
+        log[n] = 0;
+    return log;
+}
+
+/* Every kernel report of the parts, names copied. */
+static mx_status gather_usage(const mx_cubin *parts, int n, mx_cubin *out) {
+    int total = 0;
+    for (int i = 0; i < n; i++)
+        total += parts[i].n_kernels;
+    out->kernels = calloc(total ? (size_t)total : 1, sizeof *out->kernels);
+    if (!out->kernels)
+        return MX_ERR_NOMEM;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < parts[i].n_kernels; k++) {
+            mx_kernel_usage u = parts[i].kernels[k];
+            if (!(u.name = strdup(u.name)))
+                return MX_ERR_NOMEM;
+            out->kernels[out->n_kernels++] = u;
+        }
+    return MX_OK;
+}
+
+mx_status mx_nvrtc_link(const mx_cubin *parts, int n, const char *name, int sm, mx_cubin *out, mx_diag *d) {
+    memset(out, 0, sizeof *out);
+    const mx_nvjitlink_api *jl = mx_nvjitlink_api_get(d);
+    if (!jl)
+        return MX_ERR_IO;
+    char arch[32];
+    snprintf(arch, sizeof arch, "-arch=sm_%d", sm);
+    const char *opts[] = {arch};
+    nvJitLinkHandle h;
+    nvJitLinkResult r = jl->Create(&h, 1, opts);
+    if (r != NVJITLINK_SUCCESS)
+        return mx_fail(d, MX_ERR_INVALID, "%s: nvJitLinkCreate for sm_%d: error %d", name, sm, (int)r);
+    for (int i = 0; i < n && r == NVJITLINK_SUCCESS; i++)
+        r = jl->AddData(h, NVJITLINK_INPUT_CUBIN, parts[i].cubin, parts[i].cubin_len, name);
+    if (r == NVJITLINK_SUCCESS)
+        r = jl->Complete(h);
+    mx_status st = MX_OK;
+    if (r != NVJITLINK_SUCCESS) {
+        char *log = link_log(jl, h);
+        st = log ? fail_with_log(d, name, sm, "nvJitLink could not link the programs", log)
+                 : mx_fail(d, MX_ERR_NOMEM, "%s: out of memory for the nvJitLink log", name);
+        free(log);
+    } else if (jl->GetLinkedCubinSize(h, &out->cubin_len) != NVJITLINK_SUCCESS || !out->cubin_len) {
+        st = mx_fail(d, MX_ERR_INVALID, "%s: nvJitLink gave no cubin", name);
+    } else if (!(out->cubin = malloc(out->cubin_len)) || gather_usage(parts, n, out) != MX_OK) {
+        st = mx_fail(d, MX_ERR_NOMEM, "%s: out of memory for the linked cubin", name);
+    } else if (jl->GetLinkedCubin(h, out->cubin) != NVJITLINK_SUCCESS) {
+        st = mx_fail(d, MX_ERR_INVALID, "%s: nvJitLink could not return the cubin", name);
+    }
+    jl->Destroy(&h);
+    if (st != MX_OK)
+        mx_cubin_free(out);
+    return st;
+}

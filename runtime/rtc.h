@@ -53,6 +53,12 @@ extern const char *const mx_nvrtc_fixed_opts[MX_NVRTC_N_FIXED_OPTS];
 mx_status mx_nvrtc_compile(const char *source, const char *name, int sm,
                            const char *const *extra_opts, int n_extra, mx_cubin *out, mx_diag *d);
 
+/* Links the cubins of programs compiled with --relocatable-device-code=true
+ * into one (out: no PTX; the parts' resource reports, in order). Linking
+ * machine code is quick (milliseconds): it is how a module cut into programs
+ * compiled in parallel still loads as one cubin. */
+mx_status mx_nvrtc_link(const mx_cubin *parts, int n, const char *name, int sm, mx_cubin *out, mx_diag *d);
+
 /* NVRTC's version (13, 0); both -1 if NVRTC cannot say. */
 void mx_nvrtc_version(int *major, int *minor);
 

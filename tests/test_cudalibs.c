@@ -1,4 +1,4 @@
-/* test_cudalibs.c: NVRTC and cuBLASLt load when a command needs them.
+/* test_cudalibs.c: NVRTC, nvJitLink and cuBLASLt load when a command needs them.
  *
  * `mixc --version` and `mixc stats` run under ptrace, held as they exit, so
  * that their /proc/PID/maps can be read: neither library may be in it. In
@@ -19,20 +19,23 @@
  * (NVRTC) and for one that is not a library (cuBLASLt: not found by name, so
  * tried in the "toolkit" folder, where it is a text file). */
 #define MIXC_NVRTC_SONAME "libnvrtc.so.0-missing"
+#define MIXC_NVJITLINK_SONAME "libnvJitLink.so.0-missing"
 #define MIXC_CUBLASLT_SONAME "CMakeLists.txt"
 #define MIXC_CUDA_LIB_DIR MIXC_SOURCE_DIR
 #define mx_nvrtc_api_get missing_nvrtc_api_get
+#define mx_nvjitlink_api_get missing_nvjitlink_api_get
 #define mx_cublaslt_api_get missing_cublaslt_api_get
 #define mx_cuda_libs_loaded missing_cuda_libs_loaded
 #include "cudalibs.c"
 #undef mx_nvrtc_api_get
+#undef mx_nvjitlink_api_get
 #undef mx_cublaslt_api_get
 #undef mx_cuda_libs_loaded
 
 /* Which of the libraries a process's maps name, and how many lines it has. */
 typedef struct {
     int lines;
-    bool libc, nvrtc, cublaslt;
+    bool libc, nvrtc, nvjitlink, cublaslt;
 } mapped;
 
 static mapped read_maps(pid_t pid) {
@@ -45,6 +48,7 @@ static mapped read_maps(pid_t pid) {
         m.lines++;
         m.libc |= strstr(line, "/libc.so") != NULL;
         m.nvrtc |= strstr(line, "/libnvrtc") != NULL;
+        m.nvjitlink |= strstr(line, "/libnvJitLink") != NULL;
         m.cublaslt |= strstr(line, "/libcublasLt") != NULL;
     }
     if (f)
@@ -94,14 +98,14 @@ static void test_cli_loads_neither(void) {
         int rc = run_traced(runs[i], &m);
         CHECK_MSG(rc == 0, "mixc %s: exit %d", runs[i][1], rc);
         CHECK_MSG(m.lines > 0 && m.libc, "mixc %s: no maps read (%d lines)", runs[i][1], m.lines);
-        CHECK_MSG(!m.nvrtc && !m.cublaslt, "mixc %s maps%s%s", runs[i][1],
-                  m.nvrtc ? " libnvrtc" : "", m.cublaslt ? " libcublasLt" : "");
+        CHECK_MSG(!m.nvrtc && !m.nvjitlink && !m.cublaslt, "mixc %s maps%s%s%s", runs[i][1],
+                  m.nvrtc ? " libnvrtc" : "", m.nvjitlink ? " libnvJitLink" : "", m.cublaslt ? " libcublasLt" : "");
     }
 }
 
 static void test_loaded_on_request(void) {
     mapped m = read_maps(getpid());
-    CHECK(!mx_cuda_libs_loaded() && !m.nvrtc && !m.cublaslt);
+    CHECK(!mx_cuda_libs_loaded() && !m.nvrtc && !m.nvjitlink && !m.cublaslt);
     mx_diag d = {{0}};
     const mx_nvrtc_api *nv = mx_nvrtc_api_get(&d);
     CHECK_MSG(nv, "%s", d.msg);
@@ -111,7 +115,10 @@ static void test_loaded_on_request(void) {
     const mx_cublaslt_api *lt = mx_cublaslt_api_get(&d);
     CHECK_MSG(lt, "%s", d.msg);
     CHECK(read_maps(getpid()).cublaslt);
-    CHECK(mx_nvrtc_api_get(&d) == nv && mx_cublaslt_api_get(&d) == lt); /* loaded once */
+    const mx_nvjitlink_api *jl = mx_nvjitlink_api_get(&d);
+    CHECK_MSG(jl, "%s", d.msg);
+    CHECK(read_maps(getpid()).nvjitlink);
+    CHECK(mx_nvrtc_api_get(&d) == nv && mx_cublaslt_api_get(&d) == lt && mx_nvjitlink_api_get(&d) == jl); /* loaded once */
 }
 
 static void test_missing(void) {
@@ -121,6 +128,8 @@ static void test_missing(void) {
         CHECK_MSG(strcmp(d.msg, "NVRTC (libnvrtc.so.0-missing) not found: install the CUDA "
                                 "toolkit's NVRTC, or use --device cpu / ref") == 0,
                   "%s", d.msg);
+        CHECK(missing_nvjitlink_api_get(&d) == NULL);
+        CHECK_MSG(strstr(d.msg, "nvJitLink (libnvJitLink.so.0-missing) not found") == d.msg, "%s", d.msg);
         CHECK(missing_cublaslt_api_get(&d) == NULL);
         CHECK_MSG(strstr(d.msg, "cannot load cuBLASLt (" MIXC_SOURCE_DIR "/CMakeLists.txt): ") ==
                       d.msg,
