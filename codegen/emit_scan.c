@@ -527,7 +527,7 @@ static void chunked_scan(scan_ctx *x, int k) {
     mx_emitter *e = x->e;
     const mx_scan_plan *sp = x->sp;
     const mx_scan_part *s = &sp->scan[k];
-    char l[64], a[96], bb[96], cc[96];
+    char a[96], bb[96], cc[96];
     long long N = (long long)sp->N, L = (long long)sp->L;
     mx_emit_open(e, "/* scan %d of %d%s */", k, sp->n_scans, s->reverse ? ", reverse" : "");
     if (k > 0)
@@ -562,14 +562,20 @@ static void chunked_scan(scan_ctx *x, int k) {
         mx_emit_value(e, s->in[MX_SCAN_A], ai, a, sizeof a);
     }
     mx_emit_line(e, "const float a2 = %s * " LOG2E ";", a);
+    mx_emit_line(e, "/* B and C of state n along L; two buffers by the parity of n: the last reads of");
+    mx_emit_line(e, "   this one (state n - 2's rescan) are behind state n - 1's barriers */");
+    mx_emit_line(e, "float *const sB = bc + (n & 1) * 2 * SLOTS, *const sC = sB + SLOTS;");
+    tile_loop(x, s);
+    bc_value(x, s, MX_SCAN_B, "n", "l", bb, sizeof bb);
+    bc_value(x, s, MX_SCAN_C, "n", "l", cc, sizeof cc);
+    mx_emit_line(e, "sB[sj] = %s, sC[sj] = %s;", bb, cc);
+    mx_emit_close(e);
+    mx_emit_line(e, "__syncthreads();");
     mx_emit_line(e, "float a = 1.0f, hc = 0.0f; /* this thread's steps as h -> a h + hc */");
     mx_emit_line(e, "float dA[ITEMS], bu[ITEMS]; /* kept for the rescan: one exp and one load of B per step */");
     items_loop(x);
-    step_l(x, s, "(first + i)", l, sizeof l);
-    mx_emit_line(e, "const %s l = %s;", e->ity, l);
-    bc_value(x, s, MX_SCAN_B, "n", "l", bb, sizeof bb);
     mx_emit_line(e, "dA[i] = mx_ex2(dl[i] * a2);");
-    mx_emit_line(e, "bu[i] = du[i] * %s;", bb);
+    mx_emit_line(e, "bu[i] = du[i] * sB[mine + i];");
     mx_emit_line(e, "a *= dA[i];");
     mx_emit_line(e, "hc = dA[i] * hc + bu[i];");
     mx_emit_close(e);
@@ -596,11 +602,8 @@ static void chunked_scan(scan_ctx *x, int k) {
     mx_emit_line(e, "if (lane > 0)");
     mx_emit_line(e, "    hs = pa * hs + ph;");
     items_loop(x);
-    step_l(x, s, "(first + i)", l, sizeof l);
-    mx_emit_line(e, "const %s l = %s;", e->ity, l);
-    bc_value(x, s, MX_SCAN_C, "n", "l", cc, sizeof cc);
     mx_emit_line(e, "hs = dA[i] * hs + bu[i];");
-    mx_emit_line(e, "yi[i] += hs * %s;", cc);
+    mx_emit_line(e, "yi[i] += hs * sC[mine + i];");
     mx_emit_close(e);
     mx_emit_open(e, "if (threadIdx.x == blockDim.x - 1) /* its end state, padding being the identity, is the carry */");
     mx_emit_line(e, "carry[(par ^ 1) * %lld + n] = hs;", N);
@@ -627,10 +630,10 @@ static void chunked_scan(scan_ctx *x, int k) {
 }
 
 /* Bytes of shared memory: the warp totals, the carries, and SLOTS floats
- * for each of d, d u and y. */
+ * for each of d, d u, y and the two B and C buffers. */
 static size_t chunked_smem(const scan_ctx *x) {
     size_t slots = (size_t)x->t.threads * (size_t)(x->t.items + 1);
-    return (128 + 2 * (size_t)x->sp->N + 3 * slots) * sizeof(float);
+    return (128 + 2 * (size_t)x->sp->N + 7 * slots) * sizeof(float);
 }
 
 static void emit_chunked(scan_ctx *x, mx_kernel *k) {
@@ -653,7 +656,8 @@ static void emit_chunked(scan_ctx *x, mx_kernel *k) {
     mx_emit_line(e, "MX_DYNAMIC_SMEM(float, smem);");
     mx_emit_line(e, "float *const wa = smem, *const wh = smem + 64; /* [2][32] warp totals */");
     mx_emit_line(e, "float *const carry = smem + 128; /* [2][N] the state entering the super-chunk */");
-    mx_emit_line(e, "float *const sd = carry + %lld, *const sdu = sd + SLOTS, *const sy = sdu + SLOTS; /* per step */",
+    mx_emit_line(e, "/* per step of the super-chunk: d, d u, y; B and C of two states */");
+    mx_emit_line(e, "float *const sd = carry + %lld, *const sdu = sd + SLOTS, *const sy = sdu + SLOTS, *const bc = sy + SLOTS;",
                  2 * N);
     mx_emit_line(e, "const int mine = threadIdx.x * (ITEMS + 1); /* this thread's steps in those */");
     load_weights(x);
