@@ -74,6 +74,15 @@ typedef struct {
     int d;       /* qs: D [E] */
 } s6_out;
 
+/* A linear layer on tokens x[bt, l, c] with out features, as [bt, out, l]:
+ * the conv and the scan read it along l. With a bias, the transpose of the
+ * row-major product (the matmul library adds a bias along rows). */
+static int token_proj(mx_builder *b, int x, const char *name, int64_t out, bool bias) {
+    if (bias)
+        return bd_permute(b, bd_linear(b, x, name, out, true), DIMS(0, 2, 1));
+    return channel_proj(b, bd_permute(b, x, DIMS(0, 2, 1)), name, out);
+}
+
 /* One S6 core on an ordered sequence u[bt, e, l]: x_proj -> (dt, B, C), dt_proj,
  * A = -exp(A_log), the scan with D skip and dt bias (a qs core leaves the
  * diagonal to its caller). z (or MX_NONE) is the gate, fused into a plain
@@ -196,16 +205,15 @@ int mx_build_token_mixer(mx_builder *b, const mx_mixer_spec *ms, int x, int64_t 
     int64_t bt = dims[0], l = dims[1], c = dims[2], e = (int64_t)(ms->expand * (double)c);
     seq_shape s = {bt, e, l, h, w};
     int xz[2];
-    bd_split(b, bd_linear(b, x, "in_proj", 2 * e, ms->bias), -1, 2, (int64_t[]){e, e}, xz);
-    int u = bd_permute(b, xz[0], DIMS(0, 2, 1));
-    int zc = bd_permute(b, xz[1], DIMS(0, 2, 1));
+    bd_split(b, token_proj(b, x, "in_proj", 2 * e, ms->bias), 1, 2, (int64_t[]){e, e}, xz);
+    int u = xz[0], zc = xz[1];
     bool gated;
     int y = scans(b, ms, u, s, mx_mixer_dt_rank(ms, (int)c), ms->out_norm ? MX_NONE : zc, &gated);
     int yt = bd_permute(b, y, DIMS(0, 2, 1));
     if (ms->out_norm)
         yt = bd_norm(b, MX_NORM_LAYERNORM, yt, "out_norm", MX_NORM_EPS);
     if (!gated)
-        yt = bd_binary(b, MX_OP_MUL, yt, bd_unary(b, MX_OP_SILU, xz[1]));
+        yt = bd_binary(b, MX_OP_MUL, yt, bd_unary(b, MX_OP_SILU, bd_permute(b, zc, DIMS(0, 2, 1))));
     return bd_linear(b, yt, "out_proj", c, ms->bias);
 }
 
