@@ -502,11 +502,32 @@ static void items_loop(const scan_ctx *x) {
     mx_emit_open(e, "    if (first + i < %lld)", (long long)x->sp->L);
 }
 
+/* A loop of the whole block over the super-chunk's steps, step j of it
+ * (walk step s0 + j, sequence position l) on thread j % threads: a warp
+ * touches 32 consecutive steps, so global memory is read and written along
+ * L, whole sectors when the tensor is contiguous along L. Per-thread values
+ * go through shared memory, step j at sj = j + j / ITEMS: one padding float
+ * per ITEMS steps, so that the threads reading their own ITEMS steps (at
+ * mine + i) hit distinct banks. One scope, closed by the caller. */
+static void tile_loop(scan_ctx *x, const mx_scan_part *s) {
+    mx_emitter *e = x->e;
+    char l[64];
+    mx_emit_line(e, "#pragma unroll");
+    if (tiles_exactly(x))
+        mx_emit_open(e, "for (int j = threadIdx.x; j < TILE; j += %d)", x->t.threads);
+    else
+        mx_emit_open(e, "for (int j = threadIdx.x; j < TILE && s0 + j < %lld; j += %d)", (long long)x->sp->L,
+                     x->t.threads);
+    mx_emit_line(e, "const int sj = j + j / ITEMS;");
+    step_l(x, s, "(s0 + j)", l, sizeof l);
+    mx_emit_line(e, "const %s l = %s;", e->ity, l);
+}
+
 static void chunked_scan(scan_ctx *x, int k) {
     mx_emitter *e = x->e;
     const mx_scan_plan *sp = x->sp;
     const mx_scan_part *s = &sp->scan[k];
-    char l[64], a[96], bb[96], cc[96];
+    char a[96], bb[96], cc[96];
     long long N = (long long)sp->N, L = (long long)sp->L;
     mx_emit_open(e, "/* scan %d of %d%s */", k, sp->n_scans, s->reverse ? ", reverse" : "");
     if (k > 0)
@@ -514,25 +535,26 @@ static void chunked_scan(scan_ctx *x, int k) {
     mx_emit_open(e, "for (int n = threadIdx.x; n < %lld; n += blockDim.x)", N);
     emit_state_init(x, s, "n", NULL, "carry[n]");
     mx_emit_close(e);
-    mx_emit_line(e, "__syncthreads();");
     mx_emit_line(e, "int phase = 0; /* alternates the warp totals' buffer from one barrier to the next */");
-    mx_emit_open(e, "for (int s0 = 0, par = 0; s0 < %lld; s0 += blockDim.x * ITEMS, par ^= 1)", L);
+    mx_emit_open(e, "for (int s0 = 0, par = 0; s0 < %lld; s0 += TILE, par ^= 1)", L);
     mx_emit_line(e, "const int first = s0 + threadIdx.x * ITEMS;");
+    mx_emit_line(e, "/* d and d u of the super-chunk, read along L by the block */");
+    tile_loop(x, s);
+    emit_delta(x, s, "l");
+    value3(x, s->in[MX_SCAN_U], x->b, x->c, dim_or_zero(sp->L, "l"), a, sizeof a);
+    mx_emit_line(e, "sd[sj] = d, sdu[sj] = d * %s;", a);
+    mx_emit_close(e);
+    mx_emit_line(e, "__syncthreads();");
     mx_emit_line(e, "float dl[ITEMS], du[ITEMS], yi[ITEMS];");
     mx_emit_line(e, "#pragma unroll");
     mx_emit_open(e, "for (int i = 0; i < ITEMS; i++)");
     if (tiles_exactly(x)) {
-        mx_emit_line(e, "yi[i] = 0.0f;");
+        mx_emit_line(e, "dl[i] = sd[mine + i], du[i] = sdu[mine + i];");
     } else {
-        mx_emit_line(e, "dl[i] = 0.0f, du[i] = 0.0f, yi[i] = 0.0f; /* past L: the identity step */");
-        mx_emit_line(e, "if (first + i >= %lld)", L);
-        mx_emit_line(e, "    continue;");
+        mx_emit_line(e, "dl[i] = first + i < %lld ? sd[mine + i] : 0.0f; /* past L: the identity step */", L);
+        mx_emit_line(e, "du[i] = first + i < %lld ? sdu[mine + i] : 0.0f;", L);
     }
-    step_l(x, s, "(first + i)", l, sizeof l);
-    mx_emit_line(e, "const %s l = %s;", e->ity, l);
-    emit_delta(x, s, "l");
-    value3(x, s->in[MX_SCAN_U], x->b, x->c, dim_or_zero(sp->L, "l"), a, sizeof a);
-    mx_emit_line(e, "dl[i] = d, du[i] = d * %s;", a);
+    mx_emit_line(e, "yi[i] = 0.0f;");
     mx_emit_close(e);
     mx_emit_open(e, "for (int n = 0; n < %lld; n++)", N);
     {
@@ -540,14 +562,20 @@ static void chunked_scan(scan_ctx *x, int k) {
         mx_emit_value(e, s->in[MX_SCAN_A], ai, a, sizeof a);
     }
     mx_emit_line(e, "const float a2 = %s * " LOG2E ";", a);
+    mx_emit_line(e, "/* B and C of state n along L; two buffers by the parity of n: the last reads of");
+    mx_emit_line(e, "   this one (state n - 2's rescan) are behind state n - 1's barriers */");
+    mx_emit_line(e, "float *const sB = bc + (n & 1) * 2 * SLOTS, *const sC = sB + SLOTS;");
+    tile_loop(x, s);
+    bc_value(x, s, MX_SCAN_B, "n", "l", bb, sizeof bb);
+    bc_value(x, s, MX_SCAN_C, "n", "l", cc, sizeof cc);
+    mx_emit_line(e, "sB[sj] = %s, sC[sj] = %s;", bb, cc);
+    mx_emit_close(e);
+    mx_emit_line(e, "__syncthreads();");
     mx_emit_line(e, "float a = 1.0f, hc = 0.0f; /* this thread's steps as h -> a h + hc */");
     mx_emit_line(e, "float dA[ITEMS], bu[ITEMS]; /* kept for the rescan: one exp and one load of B per step */");
     items_loop(x);
-    step_l(x, s, "(first + i)", l, sizeof l);
-    mx_emit_line(e, "const %s l = %s;", e->ity, l);
-    bc_value(x, s, MX_SCAN_B, "n", "l", bb, sizeof bb);
     mx_emit_line(e, "dA[i] = mx_ex2(dl[i] * a2);");
-    mx_emit_line(e, "bu[i] = du[i] * %s;", bb);
+    mx_emit_line(e, "bu[i] = du[i] * sB[mine + i];");
     mx_emit_line(e, "a *= dA[i];");
     mx_emit_line(e, "hc = dA[i] * hc + bu[i];");
     mx_emit_close(e);
@@ -574,30 +602,38 @@ static void chunked_scan(scan_ctx *x, int k) {
     mx_emit_line(e, "if (lane > 0)");
     mx_emit_line(e, "    hs = pa * hs + ph;");
     items_loop(x);
-    step_l(x, s, "(first + i)", l, sizeof l);
-    mx_emit_line(e, "const %s l = %s;", e->ity, l);
-    bc_value(x, s, MX_SCAN_C, "n", "l", cc, sizeof cc);
     mx_emit_line(e, "hs = dA[i] * hs + bu[i];");
-    mx_emit_line(e, "yi[i] += hs * %s;", cc);
+    mx_emit_line(e, "yi[i] += hs * sC[mine + i];");
     mx_emit_close(e);
     mx_emit_open(e, "if (threadIdx.x == blockDim.x - 1) /* its end state, padding being the identity, is the carry */");
     mx_emit_line(e, "carry[(par ^ 1) * %lld + n] = hs;", N);
     if (s->hN_stored) {
-        mx_emit_open(e, "if (s0 + blockDim.x * ITEMS >= %lld)", L);
+        mx_emit_open(e, "if (s0 + TILE >= %lld)", L);
         store_hN(x, s, "n", "hs");
         mx_emit_close(e);
     }
     mx_emit_close(e);
     mx_emit_line(e, "phase ^= 1;");
     mx_emit_close(e);
-    items_loop(x);
-    step_l(x, s, "(first + i)", l, sizeof l);
-    mx_emit_line(e, "const %s l = %s;", e->ity, l);
-    mx_emit_line(e, "float y = yi[i];");
+    mx_emit_line(e, "/* the outputs, written along L by the block: the last state's barrier is behind");
+    mx_emit_line(e, "   the previous super-chunk's reads of sy */");
+    mx_emit_line(e, "#pragma unroll");
+    mx_emit_line(e, "for (int i = 0; i < ITEMS; i++)");
+    mx_emit_line(e, "    sy[mine + i] = yi[i];");
+    mx_emit_line(e, "__syncthreads();");
+    tile_loop(x, s);
+    mx_emit_line(e, "float y = sy[sj];");
     finish_step(x, k, "l");
     mx_emit_close(e);
     mx_emit_close(e);
     mx_emit_close(e);
+}
+
+/* Bytes of shared memory: the warp totals, the carries, and SLOTS floats
+ * for each of d, d u, y and the two B and C buffers. */
+static size_t chunked_smem(const scan_ctx *x) {
+    size_t slots = (size_t)x->t.threads * (size_t)(x->t.items + 1);
+    return (128 + 2 * (size_t)x->sp->N + 7 * slots) * sizeof(float);
 }
 
 static void emit_chunked(scan_ctx *x, mx_kernel *k) {
@@ -620,6 +656,10 @@ static void emit_chunked(scan_ctx *x, mx_kernel *k) {
     mx_emit_line(e, "MX_DYNAMIC_SMEM(float, smem);");
     mx_emit_line(e, "float *const wa = smem, *const wh = smem + 64; /* [2][32] warp totals */");
     mx_emit_line(e, "float *const carry = smem + 128; /* [2][N] the state entering the super-chunk */");
+    mx_emit_line(e, "/* per step of the super-chunk: d, d u, y; B and C of two states */");
+    mx_emit_line(e, "float *const sd = carry + %lld, *const sdu = sd + SLOTS, *const sy = sdu + SLOTS, *const bc = sy + SLOTS;",
+                 2 * N);
+    mx_emit_line(e, "const int mine = threadIdx.x * (ITEMS + 1); /* this thread's steps in those */");
     load_weights(x);
     zero_unreached(x, "threadIdx.x", "blockDim.x");
     for (int i = 0; i < sp->n_scans; i++)
@@ -630,7 +670,7 @@ static void emit_chunked(scan_ctx *x, mx_kernel *k) {
     }
     k->block[0] = (unsigned)x->t.threads, k->block[1] = k->block[2] = 1;
     k->grid[0] = (unsigned)(sp->Bt * sp->Ch), k->grid[1] = k->grid[2] = 1;
-    k->smem = (size_t)(128 + 2 * N) * sizeof(float);
+    k->smem = chunked_smem(x);
 }
 
 /* ---- tiles -------------------------------------------------------------------------- */
@@ -721,6 +761,12 @@ static mx_status check_tiles(scan_ctx *x, const mx_tiles *given, mx_diag *d) {
                            "scan group %d: chunked tiles need threads a multiple of 32 up to 1024 and "
                            "items 1..64 (got %d, %d)",
                            group, x->t.threads, x->t.items);
+        if (chunked_smem(x) > (size_t)x->e->target->smem_per_block)
+            return mx_fail(d, MX_ERR_INVALID,
+                           "scan group %d: the chunked tiles (%d threads x %d items) need %zu bytes of shared "
+                           "memory (at most %d on %s)",
+                           group, x->t.threads, x->t.items, chunked_smem(x), x->e->target->smem_per_block,
+                           x->e->target->name);
         return MX_OK;
     }
     int lanes = x->t.lanes_per_state;
@@ -785,7 +831,12 @@ mx_status mx_emit_scan(mx_emitter *e, const mx_tiles *t, mx_kernel *k, mx_diag *
     k->tiles = x.t;
     if (x.t.chunked) {
         mx_emit_line(e, "#define ITEMS %d", x.t.items);
+        mx_emit_line(e, "#define TILE %d /* steps per super-chunk */", x.t.items * x.t.threads);
+        mx_emit_line(e, "#define SLOTS %d /* floats per step array: TILE and a pad per ITEMS */",
+                     (x.t.items + 1) * x.t.threads);
         emit_chunked(&x, k);
+        mx_emit_line(e, "#undef SLOTS");
+        mx_emit_line(e, "#undef TILE");
         mx_emit_line(e, "#undef ITEMS");
     } else {
         mx_emit_line(e, "#define LANES %d", x.lanes);

@@ -233,8 +233,11 @@ void mx_emit_forget(mx_emitter *e) {
 
 /* ---- buffers and addressing ------------------------------------------------------ */
 
+/* Kernel parameters: the names "b0" .. are stable strings for the callers. */
+#define MAX_BUFFERS 256
+
 const char *mx_emit_buffer(mx_emitter *e, int v, bool written) {
-    static char names[256][12]; /* "b0".. stable strings for the callers */
+    static char names[MAX_BUFFERS][12];
     int i = 0;
     while (i < e->n_args && e->args[i] != v)
         i++;
@@ -250,7 +253,10 @@ const char *mx_emit_buffer(mx_emitter *e, int v, bool written) {
         e->n_args++;
     }
     e->written[i] |= written;
-    assert(i < 256 && "more than 256 buffers in one kernel");
+    if (i >= MAX_BUFFERS) { /* a weighted average over hundreds of blocks, say */
+        mx_emit_fail(e, "more than %d buffers in one kernel", MAX_BUFFERS);
+        i = 0;
+    }
     snprintf(names[i], sizeof names[i], "b%d", i);
     return names[i];
 }

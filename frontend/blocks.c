@@ -42,7 +42,20 @@ static int conv2d_grid(mx_builder *b, int u, seq_shape s, int k, const char *nam
 
 /* [bt, l, n] -> [bt, 1, n, l]: the B or C of one group. */
 static int to_group_major(mx_builder *b, int x, seq_shape s, int64_t n) {
-    return bd_reshape(b, bd_permute(b, x, DIMS(0, 2, 1)), DIMS(s.bt, 1, n, s.l));
+    return bd_reshape(b, x, DIMS(s.bt, 1, n, s.l));
+}
+
+/* The projection of the channels of x[bt, c, l] to out channels, W x with
+ * W [out, c] (the parameters of a linear layer on x's transpose): the
+ * product keeps the layout the scan reads along L, so that delta, B and C
+ * come out [bt, out, l], contiguous along l, as in mamba_ssm. */
+static int channel_proj(mx_builder *b, int x, const char *name, int64_t out) {
+    int rank;
+    int64_t in = bd_dims(b, x, &rank)[1];
+    char wname[192];
+    snprintf(wname, sizeof wname, "%s.weight", name);
+    int w = bd_param(b, wname, MX_INIT_UNIFORM, 1 / sqrt((double)in), DIMS(out, in));
+    return bd_finish(b, bd_node(b, MX_OP_MATMUL, (int[]){w, x}, 2, 1));
 }
 
 static int scan_node(mx_builder *b, const int *args, bool reverse) {
@@ -61,6 +74,15 @@ typedef struct {
     int d;       /* qs: D [E] */
 } s6_out;
 
+/* A linear layer on tokens x[bt, l, c] with out features, as [bt, out, l]:
+ * the conv and the scan read it along l. With a bias, the transpose of the
+ * row-major product (the matmul library adds a bias along rows). */
+static int token_proj(mx_builder *b, int x, const char *name, int64_t out, bool bias) {
+    if (bias)
+        return bd_permute(b, bd_linear(b, x, name, out, true), DIMS(0, 2, 1));
+    return channel_proj(b, bd_permute(b, x, DIMS(0, 2, 1)), name, out);
+}
+
 /* One S6 core on an ordered sequence u[bt, e, l]: x_proj -> (dt, B, C), dt_proj,
  * A = -exp(A_log), the scan with D skip and dt bias (a qs core leaves the
  * diagonal to its caller). z (or MX_NONE) is the gate, fused into a plain
@@ -71,10 +93,9 @@ static s6_out s6_core(mx_builder *b, const mx_mixer_spec *ms, int u, seq_shape s
     char pn[192];
     snprintf(pn, sizeof pn, "%s.x_proj", name);
     int dbc[3];
-    bd_split(b, bd_linear(b, bd_permute(b, u, DIMS(0, 2, 1)), pn, r + 2 * n, false), 3,
-             (int64_t[]){r, n, n}, dbc);
+    bd_split(b, channel_proj(b, u, pn, r + 2 * n), 1, 3, (int64_t[]){r, n, n}, dbc);
     snprintf(pn, sizeof pn, "%s.dt_proj", name);
-    int dt = bd_permute(b, bd_linear(b, dbc[0], pn, s.e, false), DIMS(0, 2, 1));
+    int dt = channel_proj(b, dbc[0], pn, s.e);
     int bm = to_group_major(b, dbc[1], s, n), cm = to_group_major(b, dbc[2], s, n);
     snprintf(pn, sizeof pn, "%s.A_log", name);
     int a = bd_unary(b, MX_OP_NEG, bd_unary(b, MX_OP_EXP, bd_param(b, pn, MX_INIT_A_LOG, 0, DIMS(s.e, n))));
@@ -184,16 +205,15 @@ int mx_build_token_mixer(mx_builder *b, const mx_mixer_spec *ms, int x, int64_t 
     int64_t bt = dims[0], l = dims[1], c = dims[2], e = (int64_t)(ms->expand * (double)c);
     seq_shape s = {bt, e, l, h, w};
     int xz[2];
-    bd_split(b, bd_linear(b, x, "in_proj", 2 * e, ms->bias), 2, (int64_t[]){e, e}, xz);
-    int u = bd_permute(b, xz[0], DIMS(0, 2, 1));
-    int zc = bd_permute(b, xz[1], DIMS(0, 2, 1));
+    bd_split(b, token_proj(b, x, "in_proj", 2 * e, ms->bias), 1, 2, (int64_t[]){e, e}, xz);
+    int u = xz[0], zc = xz[1];
     bool gated;
     int y = scans(b, ms, u, s, mx_mixer_dt_rank(ms, (int)c), ms->out_norm ? MX_NONE : zc, &gated);
     int yt = bd_permute(b, y, DIMS(0, 2, 1));
     if (ms->out_norm)
         yt = bd_norm(b, MX_NORM_LAYERNORM, yt, "out_norm", MX_NORM_EPS);
     if (!gated)
-        yt = bd_binary(b, MX_OP_MUL, yt, bd_unary(b, MX_OP_SILU, xz[1]));
+        yt = bd_binary(b, MX_OP_MUL, yt, bd_unary(b, MX_OP_SILU, bd_permute(b, zc, DIMS(0, 2, 1))));
     return bd_linear(b, yt, "out_proj", c, ms->bias);
 }
 
@@ -203,7 +223,7 @@ int mx_build_cw_mixer(mx_builder *b, const mx_mixer_spec *ms, int x) {
     int64_t bt = dims[0], l = dims[1], c = dims[2];
     int64_t wpos = (int64_t)(ms->width_factor * (double)c), e = (int64_t)ms->expand;
     int uz[2];
-    bd_split(b, bd_linear(b, x, "in_proj", 2 * wpos, ms->bias), 2, (int64_t[]){wpos, wpos}, uz);
+    bd_split(b, bd_linear(b, x, "in_proj", 2 * wpos, ms->bias), -1, 2, (int64_t[]){wpos, wpos}, uz);
     /* Every token's w channel positions become one sequence. */
     int u = bd_reshape(b, uz[0], DIMS(bt * l, 1, wpos));
     if (e > 1)

@@ -168,8 +168,9 @@ int bd_reduce(mx_builder *b, int x, mx_reduce_kind kind, int axis, bool keepdim)
     return bd_finish(b, node);
 }
 
-void bd_split(mx_builder *b, int x, int n, const int64_t *sizes, int *out) {
+void bd_split(mx_builder *b, int x, int axis, int n, const int64_t *sizes, int *out) {
     int node = bd_node(b, MX_OP_SPLIT, &x, 1, n);
+    mx_node_set_int(b->g, node, MX_A_AXIS, axis);
     mx_node_set_ints(b->g, node, MX_A_SIZES, sizes, n);
     bd_finish(b, node);
     for (int i = 0; i < n; i++)

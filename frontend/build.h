@@ -43,7 +43,7 @@ int bd_axis_op(mx_builder *b, mx_op op, int x, int axis); /* flip, softmax */
 int bd_shift(mx_builder *b, int x, int axis, int k);
 int bd_reduce(mx_builder *b, int x, mx_reduce_kind kind, int axis, bool keepdim);
 /* Splits along the last axis into n pieces of the given sizes. */
-void bd_split(mx_builder *b, int x, int n, const int64_t *sizes, int *out);
+void bd_split(mx_builder *b, int x, int axis, int n, const int64_t *sizes, int *out);
 int bd_weighted_sum(mx_builder *b, int weights, int n, const int *xs);
 
 /* Dims of a value (its rank in *rank). */

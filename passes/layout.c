@@ -11,8 +11,9 @@
  * not: it reads strided matrices only. What a matmul (linear) operand may be
  * read through, from the buffer outwards:
  *   any contiguous reshape (a permute that only moves size-1 dims counts),
- *   then at most one "gemm map": a transpose of the last two dims (op = T) or
- *   a step-1 slice / split of the last axis (a leading dimension > K),
+ *   then at most one "gemm map": a transpose of the last two dims (op = T), a
+ *   step-1 slice / split of the last axis (a leading dimension > K) or of
+ *   the one before (rows of a matrix: an offset; x_proj's rows of dt, B, C),
  *   then reshapes that keep the last two dims (they regroup the batch).
  * Views read by views compose: nodes are decided readers first, and each
  * folded view records what its own readers still allow (want_up).
@@ -69,9 +70,9 @@ static map_kind classify(const mx_graph *g, int n) {
         return swaps_last_two ? MAP_GEMM : MAP_GENERAL;
     }
     case MX_OP_SPLIT:
-        return mx_axis(mx_node_int(g, n, MX_A_AXIS), in->rank) == in->rank - 1 ? MAP_GEMM : MAP_GENERAL;
+        return mx_axis(mx_node_int(g, n, MX_A_AXIS), in->rank) >= in->rank - 2 ? MAP_GEMM : MAP_GENERAL;
     case MX_OP_SLICE:
-        return mx_axis(mx_node_int(g, n, MX_A_AXIS), in->rank) == in->rank - 1 &&
+        return mx_axis(mx_node_int(g, n, MX_A_AXIS), in->rank) >= in->rank - 2 &&
                        mx_node_int(g, n, MX_A_STEP) == 1
                    ? MAP_GEMM
                    : MAP_GENERAL;

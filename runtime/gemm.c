@@ -100,6 +100,15 @@ static mx_status decode_operand(const decoder *dc, int v, const char *what, oper
             out->op.ld = in->dim[axis];
             for (int i = 0; i < g->values[v].index; i++)
                 out->op.offset += sizes->v[i];
+        } else if (axis == in->rank - 2 && in->rank >= 2 && g->nodes[n].op == MX_OP_SLICE &&
+                   mx_node_int(g, n, MX_A_STEP) == 1) { /* rows of each matrix */
+            out->op.ld = in->dim[in->rank - 1];
+            out->op.offset = mx_node_int(g, n, MX_A_START) * out->op.ld;
+        } else if (axis == in->rank - 2 && in->rank >= 2 && g->nodes[n].op == MX_OP_SPLIT) {
+            const mx_attr *sizes = mx_node_attr(g, n, MX_A_SIZES);
+            out->op.ld = in->dim[in->rank - 1];
+            for (int i = 0; i < g->values[v].index; i++)
+                out->op.offset += sizes->v[i] * out->op.ld;
         } else {
             return refuse(dc, "%s is read through %s, which cuBLAS cannot read as a strided matrix",
                           what, mx_ops[g->nodes[n].op].name);
@@ -179,7 +188,8 @@ static mx_status decode_product(const decoder *dc, int anchor, mx_gemm *gm) {
         B.op.trans = !B.op.trans;
         gm->b = B.op;
         gm->a = A.op;
-        if (A.op.trans) { /* a transposed input is a stack of [m, k] matrices */
+        /* a transposed input, or rows cut out of each matrix, is a stack of [m, k] matrices */
+        if (A.op.trans || A.mat_stride != dim_from_end(A.type, 1) * A.op.ld) {
             gm->m = dim_from_end(A.type, 1);
             gm->batch = mx_type_numel(A.type) / (gm->m * gm->k);
             gm->a.batch_stride = A.mat_stride;

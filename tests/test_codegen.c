@@ -456,7 +456,37 @@ static void check_zoo_emulated(zoo_model *z, int n) {
     }
 }
 
+/* A kernel reading more buffers than it can name (an elementwise chain over
+ * 300 inputs) is refused with a message, not an assertion. */
+static void check_too_many_buffers(void) {
+    enum { N = 300 };
+    static char text[N * 64 + 256];
+    size_t len = (size_t)snprintf(text, sizeof text, "graph wide {\n");
+    for (int i = 0; i < N; i++)
+        len += (size_t)snprintf(text + len, sizeof text - len, "  %%x%d = input() : f32[4]\n", i);
+    len += (size_t)snprintf(text + len, sizeof text - len, "  %%s1 = add(%%x0, %%x1) : f32[4]\n");
+    for (int i = 2; i < N; i++)
+        len += (size_t)snprintf(text + len, sizeof text - len, "  %%s%d = add(%%s%d, %%x%d) : f32[4]\n", i, i - 1, i);
+    snprintf(text + len, sizeof text - len, "  output %%s%d\n}\n", N - 1);
+    mx_diag d = {{0}};
+    mx_graph *g = mx_graph_parse(text, "wide.mxir", &d);
+    CHECK_MSG(g, "%s", d.msg);
+    mx_program *p = g ? compile(g) : NULL;
+    if (p) {
+        mx_codegen_options o = {.target = support_gpu_target("sm_90")};
+        mx_module m;
+        mx_status st = mx_codegen(p, &o, &m, &d);
+        CHECK_MSG(st != MX_OK && strstr(d.msg, "more than 256 buffers in one kernel"), "300 inputs: %s",
+                  st == MX_OK ? "compiled" : d.msg);
+        if (st == MX_OK)
+            mx_module_free(&m);
+    }
+    mx_program_free(p);
+    mx_graph_free(g);
+}
+
 int main(void) {
+    check_too_many_buffers();
     bool quick = getenv("MIXC_TEST_QUICK") != NULL;
     check_views();
     check_ops(MX_F32, 1e-5);
