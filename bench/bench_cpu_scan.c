@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "mixc.h"
 #include "scan_loop.h"
 
@@ -265,21 +266,6 @@ static bool time_torch(const shape *s, int threads, times *tm) {
 
 /* ---- the run ---------------------------------------------------------------------------------- */
 
-static void git_commit(char *buf, size_t size) {
-    snprintf(buf, size, "unknown");
-    FILE *p = popen("git -C " MIXC_SOURCE_DIR " rev-parse HEAD 2>/dev/null", "r");
-    if (p && fgets(buf, (int)size, p))
-        buf[strcspn(buf, "\n")] = 0;
-    if (p)
-        pclose(p);
-    p = popen("git -C " MIXC_SOURCE_DIR " status --porcelain --untracked-files=no 2>/dev/null", "r");
-    char line[8];
-    if (p && fgets(line, sizeof line, p) && strlen(buf) + 7 < size)
-        strcat(buf, "-dirty");
-    if (p)
-        pclose(p);
-}
-
 static void json_times(FILE *f, const char *name, times t, double updates) {
     fprintf(f, ", \"%s\": {\"median_ms\": %.6g, \"min_ms\": %.6g, \"max_ms\": %.6g, \"ns_per_update\": %.4g}", name,
             t.median_ms, t.min_ms, t.max_ms, t.median_ms * 1e6 / updates);
@@ -299,7 +285,7 @@ int main(void) {
         if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-'))
             *c = '_';
     gethostname(host, sizeof host - 1);
-    git_commit(commit, sizeof commit);
+    bench_git_commit(commit, sizeof commit);
     time_t now = time(NULL);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     snprintf(path, sizeof path, "%s/bench/results/bench_cpu_scan-%s.json", MIXC_SOURCE_DIR, cpu);

@@ -28,6 +28,7 @@
 #include "cache.h"
 #include "cpu_pool.h"
 #include "gemm.h"
+#include "host_blocks.h"
 #include "llvm_kernel.h"
 #include "scan_plan.h"
 #include "tune.h"
@@ -198,31 +199,11 @@ static mx_status cpu_copy(void *ctx, void *dst, const void *src, size_t bytes, m
     return MX_OK;
 }
 
-/* The blocks of group k's kernel: a row kernel and the scan run the grid the
- * emitter chose (rows, rows of channels); an element kernel strides its
- * grid over the elements, so a grid of one block per element (per vector of
- * elements, when its block's threads run as lanes) of its largest value
- * makes each block one element or vector (and the thread shares
- * contiguous). */
+/* The blocks of group k's kernel (host_blocks.h), an element kernel's as
+ * vectors when its block's threads fit the host's vector lanes. */
 static void size_kernel(const cpu_state *s, int group, const mx_kernel *k, cpu_kernel *ck) {
-    const mx_program *p = s->p;
-    const mx_group *gr = &p->groups[group];
-    if (gr->kind == MX_FUSE_SCAN || gr->kind == MX_FUSE_NORM || gr->kind == MX_FUSE_REDUCE) {
-        ck->blocks = k->grid[0];
-        ck->grain = 1;
-        return;
-    }
-    int64_t most = 1;
-    for (int i = 0; i < gr->n_nodes; i++) {
-        const mx_node *n = &p->g->nodes[gr->nodes[i]];
-        for (int o = 0; o < n->n_out; o++) {
-            int64_t c = mx_type_numel(mx_value_type(p->g, n->first_out + o));
-            most = c > most ? c : most;
-        }
-    }
     int lanes = k->block[0] <= (unsigned)vector_lanes(s->t) ? (int)k->block[0] : 1; /* as vector lanes */
-    ck->blocks = (most + lanes - 1) / lanes;
-    ck->grain = 4096 / lanes;
+    mx_host_blocks(s->p, group, k, lanes, &ck->blocks, &ck->grain);
 }
 
 static mx_status cpu_load(void *ctx, const mx_program *p, const mx_module *m, mx_diag *d) {
@@ -362,14 +343,15 @@ static float *sub_f32(const cpu_state *s, const mx_exec *x, stored st, int64_t r
     return out;
 }
 
-/* Rows r0 .. r0+nr-1 of the compact f32 y back into its f16 / bf16 storage. */
-static void pack_rows(const cpu_state *s, const mx_exec *x, stored st, int64_t r0, int64_t nr, int64_t nc,
+/* The compact f32 y (nr rows of nc) back into rows r0.. and columns c0.. of
+ * its f16 / bf16 storage. */
+static void pack_rows(const cpu_state *s, const mx_exec *x, stored st, int64_t r0, int64_t nr, int64_t c0, int64_t nc,
                       const float *y) {
     const mx_type *t = mx_value_type(s->p->g, st.value);
     char *base = mx_exec_value_ptr(x, st.value);
     size_t es = mx_dtype_size(t->dtype);
     for (int64_t r = 0; r < nr; r++)
-        mx_storage_pack(t->dtype, y + r * nc, nc, base + (size_t)(st.first + (r0 + r) * st.ld) * es);
+        mx_storage_pack(t->dtype, y + r * nc, nc, base + (size_t)(st.first + (r0 + r) * st.ld + c0) * es);
 }
 
 static bool is_f32(const cpu_state *s, int value) {
@@ -383,28 +365,28 @@ static stored at_product(const mx_gemm_operand *o, int64_t outer, int64_t batch)
 static float gelu_tanh(float x) { return 0.5f * x * (1.0f + tanhf(0.797884561f * (x + 0.044715f * x * x * x))); }
 
 /* y (m x n, ld ldy) = A B (+ C) (+ bias), then the activation, over f32
- * pointers with their row strides; m may be a panel of the product. */
+ * pointers with their row strides; m x n may be a panel of the product. */
 typedef struct {
     const float *p;
     int64_t ld;
 } f32_mat;
 
-static void product(const mx_gemm *gm, int64_t m, f32_mat a, f32_mat b, f32_mat c, const float *bias, float *y,
-                    int64_t ldy) {
+static void product(const mx_gemm *gm, int64_t m, int64_t n, f32_mat a, f32_mat b, f32_mat c, const float *bias,
+                    float *y, int64_t ldy) {
     float beta = 0.0f;
     if (c.p) { /* beta * C: the residual first copied into y unless it is y */
         if (c.p != y || gm->c.trans || c.ld != ldy)
             for (int64_t i = 0; i < m; i++)
-                for (int64_t j = 0; j < gm->n; j++)
+                for (int64_t j = 0; j < n; j++)
                     y[i * ldy + j] = gm->c.trans ? c.p[j * c.ld + i] : c.p[i * c.ld + j];
         beta = 1.0f;
     }
     cblas_sgemm(CblasRowMajor, gm->a.trans ? CblasTrans : CblasNoTrans, gm->b.trans ? CblasTrans : CblasNoTrans,
-                (int)m, (int)gm->n, (int)gm->k, 1.0f, a.p, (int)a.ld, b.p, (int)b.ld, beta, y, (int)ldy);
+                (int)m, (int)n, (int)gm->k, 1.0f, a.p, (int)a.ld, b.p, (int)b.ld, beta, y, (int)ldy);
     if (!bias && gm->act == MX_GEMM_ACT_NONE)
         return;
     for (int64_t i = 0; i < m; i++)
-        for (int64_t j = 0; j < gm->n; j++) {
+        for (int64_t j = 0; j < n; j++) {
             float v = y[i * ldy + j] + (bias ? bias[j] : 0.0f);
             if (gm->act == MX_GEMM_ACT_RELU)
                 v = v > 0.0f ? v : 0.0f;
@@ -429,16 +411,27 @@ static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
     const mx_gemm *gm = &s->gemms[group];
     if (gm->y.trans)
         return mx_fail(d, MX_ERR_INVALID, "cpu: group %d (matmul): a transposed result is not supported", group);
+    const mx_graph *g = s->p->g;
     bool all_f32 = is_f32(s, gm->a.value) && is_f32(s, gm->b.value) && is_f32(s, gm->y.value) &&
                    is_f32(s, gm->c.value) && is_f32(s, gm->bias);
-    int64_t panel = all_f32 ? gm->m : PANEL; /* f32: the product whole, in place */
-    /* scratch: a panel of A, C and y, all of B, the bias */
-    size_t act = (size_t)(panel * (gm->k + 2 * gm->n)), need = act + (size_t)(gm->k * gm->n + gm->n);
+    bool a_param = mx_graph_value_is_param(g, gm->a.value), b_param = mx_graph_value_is_param(g, gm->b.value);
+    /* Panels of y: f32, the product whole, in place; else PANEL rows with all
+     * of B, or PANEL columns with all of A when A is the weight and B the
+     * activation (W u), so that only the weight is copied whole. */
+    bool by_columns = !all_f32 && a_param && !b_param;
+    int64_t pm = all_f32 || by_columns ? gm->m : PANEL, pn = by_columns ? PANEL : gm->n;
+    if (pm > gm->m)
+        pm = gm->m;
+    if (pn > gm->n)
+        pn = gm->n;
+    /* scratch: a panel of A, B, C and y, the bias */
+    size_t a_n = (size_t)(pm * gm->k), b_n = (size_t)(gm->k * pn), cy = (size_t)(2 * pm * pn);
+    size_t need = a_n + b_n + cy + (size_t)gm->n;
     float *scratch = all_f32 ? NULL : malloc(need * sizeof *scratch);
     if (!all_f32 && !scratch)
         return mx_fail(d, MX_ERR_NOMEM, "cpu: group %d (matmul): out of memory for %zu f32 elements", group, need);
     if (!all_f32) {
-        size_t held = act + (mx_graph_value_is_param(s->p->g, gm->b.value) ? 0 : (size_t)(gm->k * gm->n));
+        size_t held = cy + (a_param ? 0 : a_n) + (b_param ? 0 : b_n);
         s->copies_peak = held * sizeof(float) > s->copies_peak ? held * sizeof(float) : s->copies_peak;
     }
     bool c_is_y = gm->c.value == gm->y.value && gm->c.offset == gm->y.offset && !gm->c.trans &&
@@ -447,29 +440,40 @@ static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
     for (int64_t o = 0; o < gm->outer; o++)
         for (int64_t b = 0; b < gm->batch; b++) {
             float *next = scratch;
-            f32_mat B = {0}, C = {0};
-            B.p = sub_f32(s, x, at_product(&gm->b, o, b), 0, gm->b.trans ? gm->n : gm->k, 0,
-                          gm->b.trans ? gm->k : gm->n, &next, &B.ld);
             int64_t unused;
             const float *bias = gm->bias == MX_NONE ? NULL
                                                      : sub_f32(s, x, (stored){gm->bias, 0, gm->n}, 0, 1, 0, gm->n,
                                                                &next, &unused);
-            float *rows = next;
-            for (int64_t i0 = 0; i0 < gm->m; i0 += panel) {
-                int64_t m = gm->m - i0 < panel ? gm->m - i0 : panel, ldy;
-                next = rows;
-                f32_mat A = {0};
-                A.p = gm->a.trans ? sub_f32(s, x, at_product(&gm->a, o, b), 0, gm->k, i0, m, &next, &A.ld)
-                                  : sub_f32(s, x, at_product(&gm->a, o, b), i0, m, 0, gm->k, &next, &A.ld);
-                float *y = sub_f32(s, x, at_product(&gm->y, o, b), i0, m, 0, gm->n, &next, &ldy);
-                if (gm->c.value != MX_NONE && c_is_y)
-                    C = (f32_mat){y, ldy};
-                else if (gm->c.value != MX_NONE)
-                    C.p = gm->c.trans ? sub_f32(s, x, at_product(&gm->c, o, b), 0, gm->n, i0, m, &next, &C.ld)
-                                      : sub_f32(s, x, at_product(&gm->c, o, b), i0, m, 0, gm->n, &next, &C.ld);
-                product(gm, m, A, B, C, bias, y, ldy);
-                if (!is_f32(s, gm->y.value))
-                    pack_rows(s, x, at_product(&gm->y, o, b), i0, m, gm->n, y);
+            f32_mat A = {0};
+            stored sa = at_product(&gm->a, o, b);
+            if (pm == gm->m) /* A whole: once per product */
+                A.p = gm->a.trans ? sub_f32(s, x, sa, 0, gm->k, 0, gm->m, &next, &A.ld)
+                                  : sub_f32(s, x, sa, 0, gm->m, 0, gm->k, &next, &A.ld);
+            float *cols = next;
+            for (int64_t j0 = 0; j0 < gm->n; j0 += pn) {
+                int64_t n = gm->n - j0 < pn ? gm->n - j0 : pn;
+                next = cols;
+                f32_mat B = {0};
+                B.p = gm->b.trans ? sub_f32(s, x, at_product(&gm->b, o, b), j0, n, 0, gm->k, &next, &B.ld)
+                                  : sub_f32(s, x, at_product(&gm->b, o, b), 0, gm->k, j0, n, &next, &B.ld);
+                float *rows = next;
+                for (int64_t i0 = 0; i0 < gm->m; i0 += pm) {
+                    int64_t m = gm->m - i0 < pm ? gm->m - i0 : pm, ldy;
+                    next = rows;
+                    if (pm < gm->m)
+                        A.p = gm->a.trans ? sub_f32(s, x, sa, 0, gm->k, i0, m, &next, &A.ld)
+                                          : sub_f32(s, x, sa, i0, m, 0, gm->k, &next, &A.ld);
+                    float *y = sub_f32(s, x, at_product(&gm->y, o, b), i0, m, j0, n, &next, &ldy);
+                    f32_mat C = {0};
+                    if (gm->c.value != MX_NONE && c_is_y)
+                        C = (f32_mat){y, ldy};
+                    else if (gm->c.value != MX_NONE)
+                        C.p = gm->c.trans ? sub_f32(s, x, at_product(&gm->c, o, b), j0, n, i0, m, &next, &C.ld)
+                                          : sub_f32(s, x, at_product(&gm->c, o, b), i0, m, j0, n, &next, &C.ld);
+                    product(gm, m, n, A, B, C, bias ? bias + j0 : NULL, y, ldy);
+                    if (!is_f32(s, gm->y.value))
+                        pack_rows(s, x, at_product(&gm->y, o, b), i0, m, j0, n, y);
+                }
             }
         }
     free(scratch);

@@ -122,7 +122,7 @@ static mx_status check_grids(const mx_emit_model *pr, mx_diag *d) {
         int64_t blocks, grain;
         if (!kern)
             continue;
-        mx_host_blocks(pr->p, k, kern, &blocks, &grain);
+        mx_host_blocks(pr->p, k, kern, 1, &blocks, &grain);
         if (blocks > INT32_MAX)
             return mx_fail(d, MX_ERR_INVALID, "graph %s: group %d (%s): %lld blocks, more than a grid holds",
                            pr->p->g->name, k, kern->name, (long long)blocks);

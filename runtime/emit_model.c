@@ -221,7 +221,7 @@ static void steps_text(const mx_emit_model *pr, bool host, mx_text *t) {
             continue;
         if (host) {
             int64_t blocks, grain;
-            mx_host_blocks(p, k, kern, &blocks, &grain);
+            mx_host_blocks(p, k, kern, 1, &blocks, &grain);
             mx_text_printf(t, "    {%s_entry, \"%s\", %lld, %lld, %zu, %d, %d, -1},\n", kern->name, kern->name,
                            (long long)blocks, (long long)grain, kern->smem, n_args, kern->n_args);
         } else {

@@ -8,7 +8,8 @@ mx_tiles mx_host_tiles(mx_fusion kind) {
     return t;
 }
 
-void mx_host_blocks(const mx_program *p, int group, const mx_kernel *k, int64_t *blocks, int64_t *grain) {
+void mx_host_blocks(const mx_program *p, int group, const mx_kernel *k, int lanes, int64_t *blocks,
+                    int64_t *grain) {
     const mx_group *gr = &p->groups[group];
     if (gr->kind == MX_FUSE_SCAN || gr->kind == MX_FUSE_NORM || gr->kind == MX_FUSE_REDUCE) {
         *blocks = k->grid[0];
@@ -23,6 +24,6 @@ void mx_host_blocks(const mx_program *p, int group, const mx_kernel *k, int64_t 
             most = c > most ? c : most;
         }
     }
-    *blocks = most;
-    *grain = 4096;
+    *blocks = (most + lanes - 1) / lanes;
+    *grain = 4096 / lanes;
 }
