@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "build.h"
+#include "spec_fields.h"
 
 void bd_layer(mx_builder *b, const char *fmt, ...) {
     struct mx_model *m = b->m;
@@ -81,11 +82,33 @@ int bd_node(mx_builder *b, mx_op op, const int *in, int n_in, int n_out) {
     return node;
 }
 
+/* The spec fields that give node's inputs their sizes ("" when none, or
+ * when the graph is not built from a spec): what to change when it fails. */
+static void input_fields(const mx_builder *b, int node, char *buf, size_t size) {
+    int64_t dims[8 * MX_MAX_RANK];
+    int n = 0;
+    buf[0] = 0;
+    for (int i = 0; i < b->g->nodes[node].n_in; i++) {
+        int v = mx_node_input(b->g, node, i);
+        if (v == MX_NONE)
+            continue;
+        const mx_type *t = mx_value_type(b->g, v);
+        for (int k = 0; k < t->rank && n < (int)(sizeof dims / sizeof *dims); k++)
+            dims[n++] = t->dim[k];
+    }
+    if (b->m)
+        mx_spec_fields_of_dims(&b->m->spec, dims, n, buf, size);
+}
+
 int bd_finish(mx_builder *b, int node) {
     if (b->status == MX_OK) {
         mx_diag inner;
-        if (mx_graph_infer_node(b->g, node, &inner) != MX_OK)
-            b->status = mx_fail(b->diag, MX_ERR_INVALID, "building %s: %s", b->layer, inner.msg);
+        if (mx_graph_infer_node(b->g, node, &inner) != MX_OK) {
+            char fields[512];
+            input_fields(b, node, fields, sizeof fields);
+            b->status = mx_fail(b->diag, MX_ERR_INVALID, "building %s: %s%s%s", b->layer, inner.msg,
+                                fields[0] ? "; its sizes come from " : "", fields);
+        }
     }
     if (b->status != MX_OK) {
         /* Keep building with well-formed placeholder types; the error is reported. */

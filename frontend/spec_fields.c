@@ -48,6 +48,17 @@ static void collect(const mx_spec *s, field_list *l) {
     add(l, s->lookback, "input.lookback");
     add(l, s->horizon, "head.horizon");
     add(l, s->patch_len, "patching.size");
+    /* Sizes the fields make together: a vision model's tokens, and the rows
+     * of every per-token product. */
+    if (s->image_size > 0 && s->patch > 0) {
+        int64_t side = s->image_size / s->patch;
+        add(l, side, "input.image_size / stem.patch");
+        add(l, side * side, "(input.image_size / stem.patch)^2 tokens");
+        if (s->batch > 1)
+            add(l, s->batch * side * side, "batch x (input.image_size / stem.patch)^2");
+    }
+    if (s->length > 0 && s->batch > 1)
+        add(l, (int64_t)s->batch * s->length, "batch x input.length");
     for (int i = 0; i < s->n_stages; i++) {
         const mx_stage_spec *st = &s->stages[i];
         char stage[24], width[40];
