@@ -105,6 +105,7 @@ typedef struct {
     bool inlining;
     bool unroll; /* the next loop had #pragma unroll */
     bool in_kernel;
+    const token *function; /* being lowered: failures name it */
     LLVMBasicBlockRef latch;       /* a kernel's next block: where return goes */
     LLVMBasicBlockRef brk[16], cont[16];
     int n_loops;
@@ -125,7 +126,11 @@ static void fail_at(lower *L, const token *t, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    L->status = mx_fail(L->d, MX_ERR_INVALID, "cpu codegen: line %d, at '%.*s': %s", t->line, t->len, t->s, msg);
+    if (L->function)
+        L->status = mx_fail(L->d, MX_ERR_INVALID, "cpu codegen: in %.*s, line %d, at '%.*s': %s", L->function->len,
+                            L->function->s, t->line, t->len, t->s, msg);
+    else
+        L->status = mx_fail(L->d, MX_ERR_INVALID, "cpu codegen: line %d, at '%.*s': %s", t->line, t->len, t->s, msg);
     longjmp(L->fail, 1);
 }
 
@@ -1811,10 +1816,12 @@ static void translation_unit(lower *L) {
             skip_braces(L);
             continue;
         }
+        L->function = name;
         if (global)
             kernel(L, name, ps, n, threads <= L->max_lanes ? threads : 1);
         else
             helper(L, name, result, ps, n);
+        L->function = NULL;
     }
 }
 

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Builds the fuzz targets with clang (libFuzzer, ASan, UBSan) in BUILD and
-# runs each for SECONDS, from its corpus (kept in BUILD/corpus/<name>) and
+# runs each for SECONDS (as many at once as there are cores), from its corpus (kept in BUILD/corpus/<name>) and
 # its seeds. A crash, hang or sanitizer report stops with the input saved
 # under BUILD/findings/ and a non-zero exit; fix it, then add the input to
 # tests/fuzz-regressions/<name>/ so that the normal build replays it.
@@ -31,10 +31,9 @@ seeds() {
     esac
 }
 
-targets=${*:-$(cd "$build/fuzz" && ls fuzz_* | sed 's/^fuzz_//')}
-mkdir -p "$build/findings"
-status=0
-for t in $targets; do
+# run_one TARGET: fuzzes it for SECONDS; prints one line; fails on a finding.
+run_one() {
+    t=$1
     corpus="$build/corpus/$t"
     mkdir -p "$corpus"
     dict=""
@@ -49,7 +48,27 @@ for t in $targets; do
     else
         echo "fuzz $t: FINDING (log: $log)"
         grep -E "^(==[0-9]+==ERROR|SUMMARY|fuzz:|artifact_prefix|Test unit written)" "$log" | head -8
-        status=1
+        return 1
     fi
+}
+
+# As many targets at once as there are cores (FUZZ_JOBS), each on its own core.
+targets=${*:-$(cd "$build/fuzz" && ls fuzz_* | sed 's/^fuzz_//')}
+jobs=${FUZZ_JOBS:-$(nproc)}
+mkdir -p "$build/findings"
+running=0
+for t in $targets; do
+    { run_one "$t" >"$build/findings/$t.summary" 2>&1; echo $? >"$build/findings/$t.status"; } &
+    running=$((running + 1))
+    if [ "$running" -ge "$jobs" ]; then
+        wait
+        running=0
+    fi
+done
+wait
+status=0
+for t in $targets; do
+    cat "$build/findings/$t.summary"
+    [ "$(cat "$build/findings/$t.status")" = 0 ] || status=1
 done
 exit $status

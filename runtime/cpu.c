@@ -169,6 +169,11 @@ static mx_status module_object(cpu_state *s, LLVMMemoryBufferRef *obj, mx_diag *
             s->from_cache = true;
         } else {
             st = compile_object(s, tm, triple, obj, d);
+            if (st != MX_OK) { /* say whose kernels: the message names the stage and the kernel */
+                char why[sizeof d->msg];
+                snprintf(why, sizeof why, "%s", d->msg);
+                mx_fail(d, st, "%s: compiling its kernels for the CPU (%s): %s", s->p->g->name, cpu, why);
+            }
             if (st == MX_OK) {
                 mx_diag ignored;
                 if (mx_cache_put(key, LLVMGetBufferStart(*obj), LLVMGetBufferSize(*obj), &ignored) != MX_OK &&

@@ -1,11 +1,13 @@
 /* emit_dir.c: a folder written whole or not at all (emit_project.h). The temp folder
  * sits beside the target, on the same file system, so the final rename is
  * atomic; a folder being replaced (force) is moved aside first and removed
- * once the new one is in place. */
+ * once the new one is in place. Both side folders carry the writer's pid, so
+ * that what a killed emit left behind is recognised and cleared by the next. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -66,15 +68,72 @@ static char *with_suffix(const char *dir, const char *suffix) {
     return s;
 }
 
+/* DIR.KIND-PID-XXXXXX for this process: KIND is "tmp" or "old". */
+static char *side_folder(const char *dir, const char *kind) {
+    char suffix[64];
+    snprintf(suffix, sizeof suffix, ".%s-%ld-XXXXXX", kind, (long)getpid());
+    return with_suffix(dir, suffix);
+}
+
+/* The pid in NAME if it is PREFIX followed by "PID-..." of a process that is
+ * no longer running, else 0. */
+static long dead_writer(const char *name, const char *prefix) {
+    size_t n = strlen(prefix);
+    if (strncmp(name, prefix, n) != 0)
+        return 0;
+    char *end;
+    long pid = strtol(name + n, &end, 10);
+    if (pid <= 0 || *end != '-')
+        return 0;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH ? pid : 0;
+}
+
+/* What an emit into DIR killed before it finished left beside it: its temp
+ * folder is removed; a folder it had moved aside to replace goes back to DIR
+ * if the new one never landed, else is removed. */
+static void clear_leftovers(const char *dir) {
+    char *target = with_suffix(dir, "");
+    if (!target)
+        return;
+    char *slash = strrchr(target, '/');
+    const char *name = slash ? slash + 1 : target;
+    char *parent = slash ? (slash == target ? strdup("/") : strndup(target, (size_t)(slash - target))) : strdup(".");
+    char tmp_prefix[1024], old_prefix[1024];
+    snprintf(tmp_prefix, sizeof tmp_prefix, "%s.tmp-", name);
+    snprintf(old_prefix, sizeof old_prefix, "%s.old-", name);
+    DIR *dh = parent ? opendir(parent) : NULL;
+    for (struct dirent *e; dh && (e = readdir(dh)) != NULL;) {
+        bool tmp = dead_writer(e->d_name, tmp_prefix) != 0;
+        if (!tmp && !dead_writer(e->d_name, old_prefix))
+            continue;
+        size_t len = strlen(parent) + strlen(e->d_name) + 2;
+        char *path = malloc(len);
+        if (!path)
+            break;
+        snprintf(path, len, "%s/%s", parent, e->d_name);
+        struct stat st;
+        if (tmp || stat(target, &st) == 0)
+            remove_tree(path);
+        else
+            rename(path, target); /* if that fails, the old project stays where it is */
+        free(path);
+    }
+    if (dh)
+        closedir(dh);
+    free(parent);
+    free(target);
+}
+
 mx_status mx_emit_dir_open(const char *dir, bool force, mx_emit_dir *out, mx_diag *d) {
     memset(out, 0, sizeof *out);
+    clear_leftovers(dir);
     int state = non_empty(dir);
     if (state < 0)
         return mx_fail(d, MX_ERR_IO, "%s: exists and is not a folder", dir);
     if (state > 0 && !force)
         return mx_fail(d, MX_ERR_IO, "%s: the folder is not empty (--force replaces it)", dir);
     out->dir = with_suffix(dir, "");
-    out->tmp = with_suffix(dir, ".tmp-XXXXXX");
+    out->tmp = side_folder(dir, "tmp");
     if (!out->dir || !out->tmp) {
         free(out->dir), free(out->tmp);
         return mx_fail(d, MX_ERR_NOMEM, "out of memory");
@@ -128,7 +187,7 @@ mx_status mx_emit_dir_commit(mx_emit_dir *e, mx_diag *d) {
     char *old = NULL;
     mx_status st = MX_OK;
     if (non_empty(e->dir) > 0) { /* forced: move the old folder aside, drop it once the new one is in */
-        old = with_suffix(e->dir, ".old-XXXXXX");
+        old = side_folder(e->dir, "old");
         if (!old || !mkdtemp(old) || rename(e->dir, old) != 0)
             st = mx_fail(d, MX_ERR_IO, "%s: cannot move it aside to replace it: %s", e->dir, strerror(errno));
     } else {

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef MIXC_HAVE_LLVM
@@ -270,7 +271,7 @@ static mx_status open_append(const char *path, int *fd, mx_diag *d) {
         if (mx_make_dirs(dir, &why) != MX_OK)
             return mx_fail(d, MX_ERR_IO, "tuning database %s: cannot write: %s", path, why.msg);
     }
-    *fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    *fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644); /* read: see ends_cut_short */
     return *fd >= 0 ? MX_OK : mx_fail(d, MX_ERR_IO, "tuning database %s: cannot write: %s", path, strerror(errno));
 }
 
@@ -281,23 +282,42 @@ mx_status mx_tune_db_writable(const char *path, mx_diag *d) {
     return MX_OK;
 }
 
+/* Whether the file's last line has no newline: a writer killed mid-line. */
+static bool ends_cut_short(int fd) {
+    struct stat st;
+    char last;
+    return fstat(fd, &st) == 0 && st.st_size > 0 && pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n';
+}
+
 mx_status mx_tune_db_append(const char *path, const mx_tune_record *r, mx_diag *d) {
-    char *json = mx_tune_record_json(r);
-    if (!json)
+    char *record = mx_tune_record_json(r);
+    size_t n = record ? strlen(record) : 0;
+    char *line = record ? malloc(n + 2) : NULL;
+    if (!line) {
+        free(record);
         return mx_fail(d, MX_ERR_NOMEM, "tuning database %s: out of memory", path);
-    size_t n = strlen(json);
-    json[n] = '\n'; /* replaces the terminator: the line goes out in one write */
+    }
     int fd;
     mx_status st = open_append(path, &fd, d);
     if (st == MX_OK) {
-        ssize_t w = write(fd, json, n + 1);
-        if (w != (ssize_t)(n + 1))
+        /* A line cut short is closed first so that it costs only itself (the
+         * reader skips it) and this record stays whole; the line goes out in
+         * one write. */
+        size_t len = 0;
+        if (ends_cut_short(fd))
+            line[len++] = '\n';
+        memcpy(line + len, record, n);
+        len += n;
+        line[len++] = '\n';
+        ssize_t w = write(fd, line, len);
+        if (w != (ssize_t)len)
             st = mx_fail(d, MX_ERR_IO, "tuning database %s: writing a record: %s", path,
                          w < 0 ? strerror(errno) : "short write");
         if (close(fd) != 0 && st == MX_OK)
             st = mx_fail(d, MX_ERR_IO, "tuning database %s: %s", path, strerror(errno));
     }
-    free(json);
+    free(line);
+    free(record);
     return st;
 }
 
