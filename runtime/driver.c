@@ -2,6 +2,7 @@
 #include "driver.h"
 
 #include <dlfcn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,25 @@ mx_status mx_cuda_check(const mx_cuda *cu, CUresult r, const char *what, mx_diag
         }
     return mx_fail(d, MX_ERR_IO, "%s: %s (error %d): %s", what, name ? name : "CUDA error",
                    (int)r, text ? text : "no description");
+}
+
+mx_status mx_cuda_alloc(const mx_cuda *cu, size_t bytes, const char *purpose, CUdeviceptr *out, mx_diag *d) {
+    CUresult r = cu->api.MemAlloc(out, bytes);
+    if (r == CUDA_SUCCESS)
+        return MX_OK;
+    *out = 0;
+    char what[400];
+    snprintf(what, sizeof what, "cuMemAlloc of %zu bytes (%.1f MiB)%s%s", bytes, (double)bytes / (1 << 20),
+             purpose ? " for " : "", purpose ? purpose : "");
+    mx_diag why;
+    mx_status st = mx_cuda_check(cu, r, what, &why);
+    size_t free_bytes = 0, total = 0;
+    if (r != CUDA_ERROR_OUT_OF_MEMORY)
+        return mx_fail(d, st, "%s", why.msg);
+    if (cu->api.MemGetInfo(&free_bytes, &total) != CUDA_SUCCESS)
+        return mx_fail(d, MX_ERR_NOMEM, "out of GPU memory: %s (and cuMemGetInfo failed)", why.msg);
+    return mx_fail(d, MX_ERR_NOMEM, "out of GPU memory: %s; GPU 0 (%s) has %.2f GiB, %.2f GiB of it free", why.msg,
+                   cu->name, (double)total / (1 << 30), (double)free_bytes / (1 << 30));
 }
 
 /* Fills cu->api. The symbol status is read before the return code: a symbol
