@@ -49,14 +49,29 @@ mx_status mx_cuda_check(const mx_cuda *cu, CUresult r, const char *what, mx_diag
                    (int)r, text ? text : "no description");
 }
 
+/* "80.00 GiB", "32.0 MiB", "11009 bytes": a size as it reads best. */
+static const char *size_text(size_t bytes, char *out, size_t size) {
+    if (bytes >= (size_t)1 << 30)
+        snprintf(out, size, "%.2f GiB", (double)bytes / (1 << 30));
+    else if (bytes >= (size_t)1 << 20)
+        snprintf(out, size, "%.1f MiB", (double)bytes / (1 << 20));
+    else
+        snprintf(out, size, "%zu bytes", bytes);
+    return out;
+}
+
 mx_status mx_cuda_alloc(const mx_cuda *cu, size_t bytes, const char *purpose, CUdeviceptr *out, mx_diag *d) {
     CUresult r = cu->api.MemAlloc(out, bytes);
     if (r == CUDA_SUCCESS)
         return MX_OK;
     *out = 0;
-    char what[400];
-    snprintf(what, sizeof what, "cuMemAlloc of %zu bytes (%.1f MiB)%s%s", bytes, (double)bytes / (1 << 20),
-             purpose ? " for " : "", purpose ? purpose : "");
+    char what[400], asked[32], total_text[32], free_text[32];
+    if (bytes >= (size_t)1 << 20)
+        snprintf(what, sizeof what, "cuMemAlloc of %zu bytes (%s)", bytes, size_text(bytes, asked, sizeof asked));
+    else
+        snprintf(what, sizeof what, "cuMemAlloc of %zu bytes", bytes);
+    if (purpose)
+        snprintf(what + strlen(what), sizeof what - strlen(what), " for %s", purpose);
     mx_diag why;
     mx_status st = mx_cuda_check(cu, r, what, &why);
     size_t free_bytes = 0, total = 0;
@@ -64,8 +79,8 @@ mx_status mx_cuda_alloc(const mx_cuda *cu, size_t bytes, const char *purpose, CU
         return mx_fail(d, st, "%s", why.msg);
     if (cu->api.MemGetInfo(&free_bytes, &total) != CUDA_SUCCESS)
         return mx_fail(d, MX_ERR_NOMEM, "out of GPU memory: %s (and cuMemGetInfo failed)", why.msg);
-    return mx_fail(d, MX_ERR_NOMEM, "out of GPU memory: %s; GPU 0 (%s) has %.2f GiB, %.2f GiB of it free", why.msg,
-                   cu->name, (double)total / (1 << 30), (double)free_bytes / (1 << 30));
+    return mx_fail(d, MX_ERR_NOMEM, "out of GPU memory: %s; GPU 0 (%s) has %s, %s of it free", why.msg, cu->name,
+                   size_text(total, total_text, sizeof total_text), size_text(free_bytes, free_text, sizeof free_text));
 }
 
 /* Fills cu->api. The symbol status is read before the return code: a symbol

@@ -78,7 +78,8 @@ oom)
         test -n "$bytes" || fail "allocation $at did not fail"
         grep -q "out of GPU memory: cuMemAlloc of $bytes bytes" "$dir/err" || fail "the message does not name the $bytes bytes"
         grep -q "CUDA_ERROR_OUT_OF_MEMORY" "$dir/err" || fail "the driver's error is not in the message"
-        grep -q "has 80.00 GiB, [0-9.]* GiB of it free" "$dir/err" || fail "the message does not give the GPU's memory"
+        grep -q "GPU 0 (NVIDIA H100 80GB HBM3) has 80.00 GiB, [0-9.]* GiB of it free" "$dir/err" ||
+            fail "the message does not give the GPU's memory"
         case $at in
         1) want="for cuBLASLt's workspace" ;;
         2) want="cannot allocate the activation arena of graph" ;;
@@ -87,6 +88,14 @@ oom)
         grep -q "$want" "$dir/err" || fail "allocation $at: the message does not say '$want'"
         echo "oom at allocation $at ($bytes bytes): reported"
     done
+    # a GPU too small for the plan: refused before any allocation, with the spec fields
+    run_fake FAKE_CUDA_MEMORY=1000
+    expect_fault
+    grep -q "does not fit in memory: running it on cuda (NVIDIA H100 80GB HBM3)" "$dir/err" ||
+        fail "a 1000-byte GPU was not refused by the planned size"
+    grep -q "come from .*input.length=12" "$dir/err" || fail "the refusal names no spec field"
+    ! grep -q "^alloc" "$dir/report" || fail "allocated before refusing: $(grep '^alloc' "$dir/report" | tr '\n' ' ')"
+    echo "a 1000-byte GPU: refused before allocating"
     ;;
 launch)
     for at in 1 3; do
