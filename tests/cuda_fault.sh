@@ -24,9 +24,8 @@ mixc=$2
 fake=$3
 spec=$4
 shift 4
-dir=$(mktemp -d "${TMPDIR:-/tmp}/mixc-cuda-fault-XXXXXX")
-trap 'rm -rf "$dir"' EXIT
-export MIXC_CACHE_DIR="$dir/cache"
+. "$(dirname "$0")/faults.sh" # a work folder with the kernel cache in it
+dir=$work
 fail() {
     echo "$mode: $*"
     exit 1
