@@ -7,7 +7,8 @@
 #   run     the whole path (codegen, NVRTC, module load, graph capture and
 #           replay) reaches every kernel of the module; since nothing
 #           computes, the outputs stay the poisoned arena and run says so
-#           (exit 1), never printing numbers as if they were results
+#           (exit 1), never printing numbers as if they were results;
+#           --time 4 captures once and replays 3 warm-up and 4 timed passes
 #   oom     cuMemAlloc fails at the 1st, 2nd, 3rd allocation (cuBLASLt's
 #           workspace, the arena, a node's buffer): the message names what
 #           the memory was for, the bytes the fake was asked for, and the
@@ -67,7 +68,15 @@ run)
     cmp -s "$dir/want" "$dir/ran" || fail "ran $(tr '\n' ' ' <"$dir/ran"), the module has $(tr '\n' ' ' <"$dir/want")"
     grep -q '^run cublasLtMatmul' "$dir/report" || fail "no product reached cuBLASLt"
     ! grep -q -- '-invalid\|unknown-attribute' "$dir/report" || fail "the fake refused: $(grep -- '-invalid\|unknown' "$dir/report")"
-    echo "run: $(wc -l <"$dir/want") kernels and $(grep -c '^run cublasLtMatmul' "$dir/report") products launched and run; the uncomputed outputs reported"
+    # timing: the pass is captured once and replayed for the 3 warm-up and 4 timed passes
+    per_pass=$(grep -c '^run' "$dir/report") products=$(grep -c '^run cublasLtMatmul' "$dir/report")
+    args="$args --time 4"
+    run_fake
+    grep -q "^time: median .* over 4 forward passes" "$dir/out" || fail "--time 4 printed no time"
+    test "$(grep -c '^launch' "$dir/report")" -eq "$per_pass" || fail "--time 4 captured the pass more than once"
+    test "$(grep -c '^run' "$dir/report")" -eq $((7 * per_pass)) ||
+        fail "--time 4 ran $(grep -c '^run' "$dir/report") kernels and products, expected 7 passes of $per_pass"
+    echo "run: $(wc -l <"$dir/want") kernels and $products products launched and run, a graph replayed 7 times for --time 4; the uncomputed outputs reported"
     ;;
 oom)
     for at in 1 2 3; do
