@@ -210,8 +210,8 @@ static mx_status check_wait(const mx_gpu *gpu, CUresult r, const char *what, mx_
                    why.msg);
 }
 
-/* With sync_each, waits for what group `group` enqueued: a fault is its
- * own, named by `what`. */
+/* With sync_each, waits for the kernel or product just enqueued: a fault
+ * is its own, named by `what`. */
 static mx_status wait_group(mx_gpu *gpu, const char *what, mx_diag *d) {
     if (!gpu->sync_each)
         return MX_OK;
