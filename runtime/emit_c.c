@@ -61,7 +61,7 @@ static void makefile(const mx_emit_model *pr, mx_text *t) {
                    "# lib%s.a: model.c and kernels.o (LLVM emitted it for this CPU). Products run\n"
                    "# in plain C; `make BLAS=openblas` (or another CBLAS library; its header\n"
                    "# folder in BLAS_INCLUDE) runs them through cblas_sgemm.\n"
-                   "CFLAGS ?= -O2\n"
+                   "CFLAGS ?= -O3 -march=native\n"
                    "BLAS ?=\nBLAS_INCLUDE ?= /usr/include/openblas\n"
                    "ifneq ($(BLAS),)\n"
                    "BLAS_FLAGS = -DMXS_CBLAS -I$(BLAS_INCLUDE)\nBLAS_LIBS = -l$(BLAS)\n"
