@@ -9,9 +9,21 @@
 #include "cli.h"
 #include "codegen.h"
 #include "gpu.h"
+#include "tune.h"
 
-static void list_kernels(const mx_module *m, const mx_target *t) {
-    printf("kernels (%s, sm_%d, default tiles, %d NVRTC programs):\n", t->name, t->sm, m->n_programs);
+/* The kernels and their tiles: the tuning database's where they differ from
+ * the target's defaults (mx_tune_tiles picked them), else the defaults. */
+static void list_kernels(const mx_module *m, const mx_program *p, const mx_target *t) {
+    int tuned = 0;
+    for (int k = 0; k < m->n_kernels; k++) {
+        mx_tiles defaults = mx_tune_default_tiles(p, t, m->kernels[k].group);
+        tuned += memcmp(&defaults, &m->kernels[k].tiles, sizeof defaults) != 0;
+    }
+    if (tuned)
+        printf("kernels (%s, sm_%d, tiles of the tuning database for %d of %d kernels, %d NVRTC programs):\n",
+               t->name, t->sm, tuned, m->n_kernels, m->n_programs);
+    else
+        printf("kernels (%s, sm_%d, default tiles, %d NVRTC programs):\n", t->name, t->sm, m->n_programs);
     for (int k = 0; k < m->n_kernels; k++) {
         const mx_kernel *kn = &m->kernels[k];
         printf("  %-22s group %-4d %-11s program %-2d grid %u x %u, block %u, smem %zu, threads %d items %d%s, "
@@ -144,7 +156,7 @@ static int run(const cli_args *a) {
             else if (cubin)
                 status = write_cubins(&m, p, &t, cubin);
             else
-                list_kernels(&m, &t);
+                list_kernels(&m, p, &t);
             mx_module_free(&m);
             if (status == CLI_OK && o.prune_scans > 0 && !source)
                 cli_print_pruned(c, o.prune_scans);

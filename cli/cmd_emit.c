@@ -20,7 +20,7 @@ static int run(const cli_args *a) {
     mx_diag d;
     mx_status st = (cpu ? mx_emit_c : mx_emit_cuda)(in.g, in.model, dir, &o, &d);
     if (st == MX_OK)
-        printf("wrote %s: %s for %s (make, then ./example)\n", dir, in.path, cpu ? "this CPU (C)" : o.target);
+        printf("wrote %s: %s for %s (make, then ./example)\n", dir, in.path, cpu ? "this CPU" : o.target);
     else
         cli_fail("%s", d.msg);
     cli_unload(&in);
@@ -30,7 +30,7 @@ static int run(const cli_args *a) {
 static const cli_option options[] = {
     {"-o", CLI_VALUE, "DIR", "the folder to write (made whole, or not at all)"},
     {"--target", CLI_VALUE, "NAME", "the GPU to generate for: sm_80, sm_90 (default), a100, h100, h200;\n"
-                                    "or cpu: a C project for this CPU"},
+                                    "or cpu: a project for this CPU (an LLVM-emitted object)"},
     {"--force", CLI_FLAG, NULL, "replace DIR when it is not empty"},
     {NULL},
 };
@@ -48,10 +48,13 @@ const cli_command cli_cmd_emit = {
     "destroy), weights.safetensors (from --weights or the seeded\n"
     "initialisation), main.c (runs seeded inputs and prints the checksums\n"
     "`mixc run` prints for the same --seed), a Makefile and a CMakeLists.txt.\n"
-    "With --target cpu the project is C11 for this CPU instead (kernels.h: the\n"
-    "generated kernels with one-thread blocks; standalone_cpu.h: blocks over pthreads,\n"
-    "products in plain C or through a CBLAS): it needs a C compiler, libc,\n"
-    "libm and pthreads. docs/emit.md describes the files.\n",
+    "With --target cpu the project is for this CPU instead: kernels.o (the\n"
+    "object file LLVM emitted for this CPU, the very bytes --device cpu runs),\n"
+    "model.c (the launch plan), standalone_cpu.h (blocks over a pthread pool,\n"
+    "MXS_THREADS; products in plain C or through a CBLAS), building lib<model>.a\n"
+    "and the example with a C compiler, libc, libm and pthreads (this mixc needs\n"
+    "LLVM for it). Both take the tiles the device would run: the tuning\n"
+    "database's winners unless MIXC_NO_TUNE=1. docs/emit.md describes the files.\n",
     {cli_model_options, cli_weight_options, options, NULL},
     run,
 };

@@ -101,14 +101,13 @@ static int vector_lanes(const mx_target *t) { return t->vector_bits >= 64 ? t->v
 
 /* The module's object file: lowered, optimised at O3 with the target
  * machine (so that the vectorisers know the vector width), emitted. */
-static mx_status compile_object(const cpu_state *s, LLVMTargetMachineRef tm, const char *triple,
-                                LLVMMemoryBufferRef *obj, mx_diag *d) {
+static mx_status compile_object(const mx_target *t, const char *source, const char *name, LLVMTargetMachineRef tm,
+                                const char *triple, LLVMMemoryBufferRef *obj, mx_diag *d) {
     if (mx_debug_level() >= 4)
-        fprintf(stderr, "mixc: cpu: kernel source of %s:\n%s\n", s->p->g->name, s->walk.m.source.s);
+        fprintf(stderr, "mixc: cpu: kernel source of %s:\n%s\n", name, source);
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod;
-    mx_status st = mx_llvm_lower(s->walk.m.source.s, s->p->g->name, (size_t)s->t->smem_per_block, vector_lanes(s->t), ctx,
-                                 &mod, d);
+    mx_status st = mx_llvm_lower(source, name, (size_t)t->smem_per_block, vector_lanes(t), ctx, &mod, d);
     if (st != MX_OK) {
         LLVMContextDispose(ctx);
         return st;
@@ -127,7 +126,7 @@ static mx_status compile_object(const cpu_state *s, LLVMTargetMachineRef tm, con
         st = llvm_error(err, "optimising the kernels", d);
     if (st == MX_OK && mx_debug_level() >= 4) {
         char *ir = LLVMPrintModuleToString(mod);
-        fprintf(stderr, "mixc: cpu: optimised IR of %s:\n%s\n", s->p->g->name, ir);
+        fprintf(stderr, "mixc: cpu: optimised IR of %s:\n%s\n", name, ir);
         LLVMDisposeMessage(ir);
     }
     char *msg = NULL;
@@ -153,33 +152,38 @@ static mx_hash128 object_key(const char *source, const char *triple, const char 
     return mx_hash128_bytes(source, strlen(source), h.lo ^ h.hi);
 }
 
-/* The object from the cache, else compiled (and stored). */
-static mx_status module_object(cpu_state *s, LLVMMemoryBufferRef *obj, mx_diag *d) {
+mx_status mx_cpu_object(const mx_target *t, const char *source, const char *name, unsigned char **bytes, size_t *len,
+                        bool *from_cache, mx_diag *d) {
+    pthread_once(&llvm_once, llvm_init);
+    *bytes = NULL, *len = 0, *from_cache = false;
     LLVMTargetMachineRef tm;
     char *triple, *cpu, *features;
     mx_status st = host_machine(&tm, &triple, &cpu, &features, d);
     if (st == MX_OK) {
-        mx_hash128 key =
-            object_key(s->walk.m.source.s, triple, cpu, features, (size_t)s->t->smem_per_block, vector_lanes(s->t));
-        unsigned char *bytes;
-        size_t len;
-        if (mx_cache_get(key, &bytes, &len) == MX_CACHE_HIT) {
-            *obj = LLVMCreateMemoryBufferWithMemoryRangeCopy((const char *)bytes, len, "mixc-cpu.o");
-            free(bytes);
-            s->from_cache = true;
+        mx_hash128 key = object_key(source, triple, cpu, features, (size_t)t->smem_per_block, vector_lanes(t));
+        if (mx_cache_get(key, bytes, len) == MX_CACHE_HIT) {
+            *from_cache = true;
         } else {
-            st = compile_object(s, tm, triple, obj, d);
+            LLVMMemoryBufferRef obj = NULL;
+            st = compile_object(t, source, name, tm, triple, &obj, d);
             if (st != MX_OK) { /* say whose kernels: the message names the stage and the kernel */
                 char why[sizeof d->msg];
                 snprintf(why, sizeof why, "%s", d->msg);
-                mx_fail(d, st, "%s: compiling its kernels for the CPU (%s): %s", s->p->g->name, cpu, why);
+                mx_fail(d, st, "%s: compiling its kernels for the CPU (%s): %s", name, cpu, why);
             }
             if (st == MX_OK) {
-                mx_diag ignored;
-                if (mx_cache_put(key, LLVMGetBufferStart(*obj), LLVMGetBufferSize(*obj), &ignored) != MX_OK &&
-                    mx_debug_level() >= 1)
-                    fprintf(stderr, "mixc: cpu: object not cached: %s\n", ignored.msg);
+                *len = LLVMGetBufferSize(obj);
+                *bytes = malloc(*len + 1);
+                if (*bytes)
+                    memcpy(*bytes, LLVMGetBufferStart(obj), *len);
+                else
+                    st = mx_fail(d, MX_ERR_NOMEM, "%s: out of memory for its kernels' object", name);
             }
+            if (obj)
+                LLVMDisposeMemoryBuffer(obj);
+            mx_diag ignored;
+            if (st == MX_OK && mx_cache_put(key, *bytes, *len, &ignored) != MX_OK && mx_debug_level() >= 1)
+                fprintf(stderr, "mixc: cpu: object not cached: %s\n", ignored.msg);
         }
         LLVMDisposeTargetMachine(tm);
     }
@@ -205,18 +209,24 @@ static mx_status cpu_copy(void *ctx, void *dst, const void *src, size_t bytes, m
 }
 
 /* The blocks of group k's kernel (host_blocks.h), an element kernel's as
- * vectors when its block's threads fit the host's vector lanes. */
-static void size_kernel(const cpu_state *s, int group, const mx_kernel *k, cpu_kernel *ck) {
-    int lanes = k->block[0] <= (unsigned)vector_lanes(s->t) ? (int)k->block[0] : 1; /* as vector lanes */
-    mx_host_blocks(s->p, group, k, lanes, &ck->blocks, &ck->grain);
+ * vectors when its block's threads fit the host's vector lanes; a tuned
+ * kernel's grain gives the pool that many shares. */
+void mx_cpu_kernel_blocks(const mx_target *t, const mx_program *p, int group, const mx_kernel *k, int64_t *blocks,
+                          int64_t *grain) {
+    int lanes = k->block[0] <= (unsigned)vector_lanes(t) ? (int)k->block[0] : 1; /* as vector lanes */
+    mx_host_blocks(p, group, k, lanes, blocks, grain);
+    if (k->tiles.tasks > 0)
+        *grain = *blocks / k->tiles.tasks > 1 ? *blocks / k->tiles.tasks : 1;
 }
 
 static mx_status cpu_load(void *ctx, const mx_program *p, const mx_module *m, mx_diag *d) {
     cpu_state *s = ctx;
-    pthread_once(&llvm_once, llvm_init);
     double t0 = now_ms();
-    LLVMMemoryBufferRef obj = NULL;
-    MX_TRY(module_object(s, &obj, d));
+    unsigned char *bytes;
+    size_t len;
+    MX_TRY(mx_cpu_object(s->t, m->source.s, p->g->name, &bytes, &len, &s->from_cache, d));
+    LLVMMemoryBufferRef obj = LLVMCreateMemoryBufferWithMemoryRangeCopy((const char *)bytes, len, "mixc-cpu.o");
+    free(bytes);
     LLVMErrorRef err = LLVMOrcCreateLLJIT(&s->jit, NULL);
     if (err) {
         LLVMDisposeMemoryBuffer(obj);
@@ -247,9 +257,7 @@ static mx_status cpu_load(void *ctx, const mx_program *p, const mx_module *m, mx
         if (err)
             return llvm_error(err, k->name, d);
         s->kernels[g].fn = (kernel_fn)(uintptr_t)addr;
-        size_kernel(s, g, k, &s->kernels[g]);
-        if (k->tiles.tasks > 0) /* tuned: that many shares of the pool */
-            s->kernels[g].grain = s->kernels[g].blocks / k->tiles.tasks > 1 ? s->kernels[g].blocks / k->tiles.tasks : 1;
+        mx_cpu_kernel_blocks(s->t, p, g, k, &s->kernels[g].blocks, &s->kernels[g].grain);
     }
     s->jit_ms = now_ms() - t0;
     if (mx_debug_level() >= 1)

@@ -13,9 +13,10 @@
 
 #include <cjson/cJSON.h>
 
+#include "backend.h"
 #include "embed.h"
 #include "emit_model.h"
-#include "host_blocks.h"
+#include "tune.h"
 
 static const char *const safetensors_dtypes[MX_DTYPE_COUNT] = {"F32", "F16", "BF16"};
 static const char *const mxs_dtypes[MX_DTYPE_COUNT] = {"MXS_F32", "MXS_F16", "MXS_BF16"};
@@ -203,32 +204,27 @@ static void buffers_text(const mx_emit_model *pr, mx_text *t) {
 }
 
 /* The steps in schedule order and the kernels' buffer arguments. On the GPU
- * a step is a launch (grid, block, shared memory); on the host the blocks
- * the launch runs (host_blocks.h) and the kernel's entry, which model.c
- * defines (NAME_entry). */
-static void steps_text(const mx_emit_model *pr, bool host, mx_text *t) {
+ * a step is a launch (grid, block, shared memory); on the host (host_step)
+ * what the C project's launcher takes. */
+static void steps_text(const mx_emit_model *pr, mx_emit_host_step host_step, mx_text *t) {
     const mx_program *p = pr->p;
     mx_text args = {0};
     int n_args = 0, n_gemms = 0;
     mx_text_printf(t, "static const mxs_step steps[] = {\n");
     for (int k = 0; k < p->n_groups; k++) {
         const mx_kernel *kern = mx_module_kernel(&pr->m, k);
-        if (!kern && host)
-            mx_text_printf(t, "    {NULL, \"group %d (matmul)\", 0, 0, 0, 0, 0, %d},\n", k, n_gemms++);
+        if (!kern && host_step)
+            mx_text_printf(t, "    {NULL, \"group %d (matmul)\", 0, 0, 0, 0, %d},\n", k, n_gemms++);
         else if (!kern)
             mx_text_printf(t, "    {NULL, \"group %d (matmul)\", {0, 0, 0}, {0, 0, 0}, 0, 0, 0, %d},\n", k, n_gemms++);
         if (!kern)
             continue;
-        if (host) {
-            int64_t blocks, grain;
-            mx_host_blocks(p, k, kern, 1, &blocks, &grain);
-            mx_text_printf(t, "    {%s_entry, \"%s\", %lld, %lld, %zu, %d, %d, -1},\n", kern->name, kern->name,
-                           (long long)blocks, (long long)grain, kern->smem, n_args, kern->n_args);
-        } else {
+        if (host_step)
+            host_step(pr, k, kern, n_args, t);
+        else
             mx_text_printf(t, "    {(const void *)%s, \"%s\", {%u, %u, %u}, {%u, %u, %u}, %zu, %d, %d, -1},\n",
                            kern->name, kern->name, kern->grid[0], kern->grid[1], kern->grid[2], kern->block[0],
                            kern->block[1], kern->block[2], kern->smem, n_args, kern->n_args);
-        }
         mx_text_printf(&args, "   ");
         for (int i = 0; i < kern->n_args; i++)
             mx_text_printf(&args, " %d,", pr->buffer_of[kern->args[i].value]);
@@ -309,10 +305,10 @@ static int tensors_text(const mx_emit_model *pr, bool outputs, mx_text *t) {
     return n;
 }
 
-void mx_emit_tables_text(const mx_emit_model *pr, bool host, mx_text *t) {
+void mx_emit_tables_text(const mx_emit_model *pr, mx_emit_host_step host_step, mx_text *t) {
     buffers_text(pr, t);
     mx_text_printf(t, "\n");
-    steps_text(pr, host, t);
+    steps_text(pr, host_step, t);
     mx_text_printf(t, "\n");
     gemms_text(pr, t);
     mx_text_printf(t, "\n");
@@ -520,10 +516,35 @@ void mx_emit_model_free(mx_emit_model *pr) {
     memset(pr, 0, sizeof *pr);
 }
 
+/* pr->tiles_from: how many kernels run the tuning database's winners rather
+ * than the device's defaults (mx_tune_tiles chose tiles). */
+static void tiles_origin(mx_emit_model *pr, const mx_target *t, const mx_tiles *tiles) {
+    const mx_program *p = pr->p;
+    int kernels = 0, tuned = 0;
+    for (int g = 0; g < p->n_groups; g++) {
+        if (p->groups[g].kind == MX_FUSE_MATMUL)
+            continue;
+        mx_tiles defaults = mx_tune_default_tiles(p, t, g);
+        kernels++;
+        tuned += memcmp(&defaults, &tiles[g], sizeof defaults) != 0;
+    }
+    const char *off = getenv("MIXC_NO_TUNE");
+    char db[1024];
+    if (off && *off && strcmp(off, "0") != 0)
+        snprintf(pr->tiles_from, sizeof pr->tiles_from, "%s's default tiles (MIXC_NO_TUNE set)", t->name);
+    else if (tuned == 0)
+        snprintf(pr->tiles_from, sizeof pr->tiles_from,
+                 "%s's default tiles (the tuning database has no winner for these kernels)", t->name);
+    else
+        snprintf(pr->tiles_from, sizeof pr->tiles_from,
+                 "tiles of the tuning database %s for %d of %d kernels, %s's defaults for the rest",
+                 mx_tune_db_path(db, sizeof db) ? db : "", tuned, kernels, t->name);
+}
+
 mx_status mx_emit_model_build(mx_emit_model *pr, const mx_graph *g, const mx_model *model, const mx_target *t,
-                              bool one_thread_blocks, const mx_emit_options *o, mx_diag *d) {
+                              const mx_emit_options *o, mx_diag *d) {
     memset(pr, 0, sizeof *pr);
-    pr->src = g;
+    pr->src = g, pr->target = t;
     pr->p = mx_program_new(mx_graph_clone(g));
     mx_status st = pr->p ? MX_OK : mx_fail(d, MX_ERR_NOMEM, "out of memory");
     if (st == MX_OK) {
@@ -533,16 +554,13 @@ mx_status mx_emit_model_build(mx_emit_model *pr, const mx_graph *g, const mx_mod
             st = mx_program_run_passes(pr->p, &po, d);
     }
     mx_tiles *tiles = NULL;
-    if (st == MX_OK && one_thread_blocks) {
-        tiles = calloc((size_t)pr->p->n_groups + 1, sizeof *tiles);
-        if (!tiles)
-            st = mx_fail(d, MX_ERR_NOMEM, "out of memory");
-        for (int k = 0; tiles && k < pr->p->n_groups; k++)
-            tiles[k] = mx_host_tiles(pr->p->groups[k].kind);
-    }
-    mx_codegen_options co = {.target = t, .tiles = tiles};
+    mx_codegen_options co;
     if (st == MX_OK)
+        st = mx_backend_codegen_options(t, pr->p, &(mx_backend_options){0}, &co, &tiles, d);
+    if (st == MX_OK) {
+        tiles_origin(pr, t, tiles);
         st = mx_codegen(pr->p, &co, &pr->m, d);
+    }
     free(tiles);
     if (st == MX_OK)
         st = bind_weights(pr, model, o, d);
@@ -564,7 +582,7 @@ mx_status mx_emit_project(const mx_graph *g, const mx_model *model, const char *
     mx_emit_dir out;
     MX_TRY(mx_emit_dir_open(dir, o->force, &out, d));
     mx_emit_model pr;
-    mx_status st = mx_emit_model_build(&pr, g, model, &tg, b->one_thread_blocks, o, d);
+    mx_status st = mx_emit_model_build(&pr, g, model, &tg, o, d);
     if (st != MX_OK) {
         mx_emit_dir_abort(&out);
         return st;

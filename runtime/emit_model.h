@@ -13,6 +13,7 @@
 
 typedef struct {
     const mx_graph *src;   /* the graph as given */
+    const mx_target *target; /* generated for (outlives the model) */
     mx_program *p;
     mx_module m;
     mx_gemm *gemms;        /* per group (matmul groups decoded) */
@@ -21,20 +22,26 @@ typedef struct {
     int n_buffers;
     mx_exec *x;            /* the program loaded on the storing device */
     char prefix[64];       /* of the C API: the graph's name as an identifier */
+    char tiles_from[1200]; /* where the kernels' tiles came from, for the projects' comments */
 } mx_emit_model;
 
-/* The passes, code for t (tiles: per group, NULL for the defaults), the
- * weights bound (o->weights, or the seeded initialisation of model), the
- * buffers collected. On error pr is freed. */
+/* The passes, code for t with the tiles t's device would run (its defaults
+ * and the tuning database: mx_tune_tiles, unless MIXC_NO_TUNE), the weights
+ * bound (o->weights, or the seeded initialisation of model), the buffers
+ * collected. On error pr is freed. */
 mx_status mx_emit_model_build(mx_emit_model *pr, const mx_graph *g, const mx_model *model, const mx_target *t,
-                              bool one_thread_blocks, const mx_emit_options *o, mx_diag *d);
+                              const mx_emit_options *o, mx_diag *d);
 void mx_emit_model_free(mx_emit_model *pr);
+
+/* The step of group's kernel k, whose buffer arguments start at first_arg
+ * of the args table, as the host launcher takes it. */
+typedef void (*mx_emit_host_step)(const mx_emit_model *pr, int group, const mx_kernel *k, int first_arg, mx_text *t);
 
 /* The tables of standalone_tables.h (buffers[], steps[] and args[], gemms[],
  * inputs[], outputs[]) and the desc over them. A step is a launch on the GPU
- * (grid, block, shared memory); on the host (host) the blocks the launch
- * runs (host_blocks.h) and the kernel's NAME_entry, which model.c defines. */
-void mx_emit_tables_text(const mx_emit_model *pr, bool host, mx_text *t);
+ * (grid, block, shared memory; host_step NULL), else host_step's. A product
+ * is {NULL, name, 0.., its gemm} either way. */
+void mx_emit_tables_text(const mx_emit_model *pr, mx_emit_host_step host_step, mx_text *t);
 /* The C API's functions over mxs_* (the wrappers of model.cu and model.c). */
 void mx_emit_api_text(const mx_emit_model *pr, mx_text *t);
 
@@ -55,12 +62,11 @@ mx_status mx_emit_write_embedded(mx_emit_dir *dir, const char *path, mx_diag *d)
 
 /* ---- a project -------------------------------------------------------------------------- */
 
-/* What a kind of project brings: its target, how its kernels are cut, the
- * host headers it ships (embedded paths, NULL-terminated), what model.h
- * says, and the files of its own (kernels, the model's tables, build files). */
+/* What a kind of project brings: its target, the host headers it ships
+ * (embedded paths, NULL-terminated), what model.h says, and the files of
+ * its own (kernels, the model's tables, build files). */
 typedef struct {
     mx_status (*target)(const mx_emit_options *o, mx_target *out, mx_diag *d);
-    bool one_thread_blocks;
     const char *const *headers;
     const char *where, *forward; /* model.h: where the model lives, what a forward pass is */
     mx_status (*write)(const mx_emit_model *pr, const mx_target *t, mx_emit_dir *dir, mx_diag *d);

@@ -34,11 +34,15 @@ typedef struct {
  * initialisation of docs/models.md; NULL: uniform weights) in dir. */
 mx_status mx_emit_cuda(const mx_graph *g, const mx_model *model, const char *dir, const mx_emit_options *o,
                        mx_diag *d);
-/* The same for the host CPU (o->target unused): kernels.h (the generated
- * kernels as C11), standalone_cpu.h and the shared host headers (blocks over
- * pthreads, products in plain C or CBLAS), model.c, model.h, main.c,
- * weights.safetensors, a Makefile and a CMakeLists.txt. It needs a C
- * compiler, libc, libm and pthreads. */
+/* The same for the host CPU (o->target unused): kernels.o (the object file
+ * the cpu device links for the program, which LLVM emitted for this CPU),
+ * standalone_cpu.h and the shared host headers (blocks over a pthread pool,
+ * products in plain C or CBLAS), model.c, model.h, main.c,
+ * weights.safetensors, a Makefile and a CMakeLists.txt building lib<model>.a
+ * and the example. It needs a C compiler, libc, libm and pthreads; this
+ * mixc needs LLVM to write it (else MX_ERR_INVALID says so). Both kinds
+ * take the tiles their device would run (the tuning database's winners,
+ * unless MIXC_NO_TUNE), and model.cu / model.c say where they came from. */
 mx_status mx_emit_c(const mx_graph *g, const mx_model *model, const char *dir, const mx_emit_options *o,
                     mx_diag *d);
 

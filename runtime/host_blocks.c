@@ -1,12 +1,5 @@
-/* host_blocks.c: tiles and grids of one-thread blocks (host_blocks.h). */
+/* host_blocks.c: the blocks of a generated kernel on the host (host_blocks.h). */
 #include "host_blocks.h"
-
-mx_tiles mx_host_tiles(mx_fusion kind) {
-    mx_tiles t = {.threads = 32, .items = 1, .channels = 1, .lanes_per_state = 1, .vector = 1};
-    if (kind == MX_FUSE_SCAN)
-        t.threads = 1, t.items = 64;
-    return t;
-}
 
 void mx_host_blocks(const mx_program *p, int group, const mx_kernel *k, int lanes, int64_t *blocks,
                     int64_t *grain) {

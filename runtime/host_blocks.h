@@ -1,18 +1,10 @@
-/* host_blocks.h: generated kernels on a host CPU with blocks of one thread
- * (the C project of `mixc emit --target cpu`): the tiles that make every
- * block one thread, and how many blocks a launch of a group's kernel runs.
- * The CPU backend's JIT may run a block's threads as vector lanes instead
- * (runtime/cpu.c); with one thread a block is plain scalar C. */
+/* host_blocks.h: how many blocks a launch of a group's generated kernel
+ * runs on a host CPU (runtime/cpu.c), whose JIT runs a block's threads as
+ * vector lanes or, when they do not fit, as one thread. */
 #ifndef MX_HOST_BLOCKS_H
 #define MX_HOST_BLOCKS_H
 
 #include "codegen.h"
-
-/* Tiles that give every block one thread: the scan's lanes decomposition
- * with one lane and one row per block, which keeps a row's states in one
- * thread's registers; row kernels' thread count is only checked, the CPU
- * running each row's loops whole. */
-mx_tiles mx_host_tiles(mx_fusion kind);
 
 /* The blocks of group k's kernel: a row kernel and the scan run the grid the
  * emitter chose (rows, rows of channels); an element kernel strides its

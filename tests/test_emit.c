@@ -5,17 +5,21 @@
  * emitted weights, matches the reference; main.c, linked with a host
  * stand-in for the model that prints what it is given, draws the inputs
  * `mixc run` draws. The C project of the language model: its files, its
- * kernels as C, the same inputs. tests/emit_build.sh builds both kinds and
- * runs them. Also: an existing non-empty folder is refused unless forced,
+ * kernels.o byte for byte the object the cpu device links, the same
+ * inputs; a tuning database's winner changes the emitted kernels and
+ * MIXC_NO_TUNE restores the defaults. tests/emit_build.sh builds both kinds
+ * and runs them. Also: an existing non-empty folder is refused unless forced,
  * and a failed emit leaves nothing behind. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "emit_project.h"
 #include "exec.h"
 #include "support.h"
+#include "tune.h"
 
 static char *read_text(const char *path) {
     FILE *f = fopen(path, "rb");
@@ -175,8 +179,53 @@ static void test_model(const char *spec, const char *dir) {
     mx_model_free(model);
 }
 
-/* The C project: its files, kernels.h as C (no C++ linkage, the prelude
- * inlined); tests/emit_build.sh builds and runs it. */
+#ifdef MIXC_HAVE_LLVM
+static unsigned char *read_bytes(const char *dir, const char *name, size_t *len) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    unsigned char *bytes = NULL;
+    long n = f && fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (n >= 0 && (bytes = malloc((size_t)n + 1)) != NULL) {
+        rewind(f);
+        *len = fread(bytes, 1, (size_t)n, f);
+    }
+    if (f)
+        fclose(f);
+    CHECK_MSG(bytes != NULL, "cannot read %s", path);
+    return bytes;
+}
+
+/* kernels.o of dir is, byte for byte, the object mx_cpu_object makes of
+ * source (compiled afresh: the tests run with MIXC_NO_CACHE). */
+static bool same_object(const char *dir, const mx_target *t, const char *source, const char *name) {
+    size_t len = 0, want_len = 0;
+    unsigned char *got = read_bytes(dir, "kernels.o", &len), *want = NULL;
+    bool cached = true;
+    mx_diag d = {{0}};
+    CHECK_MSG(mx_cpu_object(t, source, name, &want, &want_len, &cached, &d) == MX_OK, "%s: %s", name, d.msg);
+    CHECK(!cached);
+    bool same = got && want && len == want_len && memcmp(got, want, len) == 0;
+    free(got), free(want);
+    return same;
+}
+
+/* The model compiled for the cpu device (nothing loaded): its program,
+ * target and module, as the device generates them. */
+static mx_compiled *compile_cpu(const mx_model *model, mx_module *m) {
+    mx_target t;
+    mx_diag d = {{0}};
+    mx_compile_options co = {.no_load = 1};
+    CHECK_MSG(mx_target_detect(MX_DEVICE_CPU, &t, &d) == MX_OK, "%s", d.msg);
+    mx_compiled *c = mx_compile_model(model, &t, &co, &d);
+    CHECK_MSG(c && mx_compiled_module(c, m, &d) == MX_OK, "%s", d.msg);
+    return c;
+}
+
+/* The C project: its files; kernels.o is the object the cpu device links
+ * for the same model (same passes, tiles, lowering and vector width), and
+ * model.c declares each of its kernels; main.c draws mixc's inputs.
+ * tests/emit_build.sh builds and runs it. */
 static void test_model_c(const char *spec, const char *dir) {
     mx_model *model = support_load_reduced(spec, NULL);
     if (!model)
@@ -184,20 +233,112 @@ static void test_model_c(const char *spec, const char *dir) {
     mx_emit_options o = {.target = "cpu", .seed = 2};
     mx_diag d = {{0}};
     CHECK_MSG(mx_emit_c(mx_model_graph(model), model, dir, &o, &d) == MX_OK, "%s: %s", spec, d.msg);
-    static const char *const files[] = {"kernels.h", "standalone_cpu.h", "standalone_tables.h", "standalone_host.h",
+    static const char *const files[] = {"kernels.o", "standalone_cpu.h", "standalone_tables.h", "standalone_host.h",
                                         "half.h", "model.c", "model.h", "main.c", "weights.safetensors", "Makefile",
                                         "CMakeLists.txt"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++)
         CHECK_MSG(exists(dir, files[i]), "%s: no %s", dir, files[i]);
-    char path[512];
-    snprintf(path, sizeof path, "%s/kernels.h", dir);
-    char *kernels = read_text(path);
-    CHECK(kernels && !strstr(kernels, "extern \"C\"") && !strstr(kernels, "#include \"mixc_prelude.h\"") &&
-          strstr(kernels, "MX_ONE_THREAD_BLOCKS") && strstr(kernels, "__global__"));
-    free(kernels);
+    CHECK(!exists(dir, "kernels.h"));
+    mx_module m = {0};
+    mx_compiled *c = compile_cpu(model, &m);
+    if (c && m.source.s) {
+        const char *name = mx_model_graph(model)->name;
+        CHECK_MSG(same_object(dir, mx_compiled_target(c), m.source.s, name),
+                  "%s: kernels.o is not the cpu device's object", name);
+        char path[600];
+        snprintf(path, sizeof path, "%s/model.c", dir);
+        char *model_c = read_text(path);
+        for (int k = 0; model_c && k < m.n_kernels; k++) {
+            char decl[200];
+            snprintf(decl, sizeof decl, "void %s(void **params, int64_t lo, int64_t hi, int32_t grid);",
+                     m.kernels[k].name);
+            CHECK_MSG(strstr(model_c, decl), "%s: model.c does not declare %s", name, m.kernels[k].name);
+        }
+        CHECK(model_c && strstr(model_c, "default tiles (the tuning database has no winner"));
+        free(model_c);
+    }
+    mx_module_free(&m);
+    mx_compiled_free(c);
     check_example_inputs(mx_model_graph(model), dir);
     mx_model_free(model);
 }
+
+/* model.c's first lines name where the tiles came from. */
+static bool says(const char *dir, const char *what) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/model.c", dir);
+    char *text = read_text(path);
+    bool found = text && strstr(text, what);
+    free(text);
+    return found;
+}
+
+/* A tuning database whose record makes the scan's winner 4 items per
+ * thread in one task: the emitted kernels.o is the tuned module's object
+ * (not the default one), model.c says the tiles came from the database and
+ * the scan's step runs its blocks as one share (grain = blocks);
+ * MIXC_NO_TUNE=1 gives the defaults back. */
+static void test_tuned_tiles(const char *db, const char *dir) {
+    mx_model *model = support_load_reduced(MIXC_SOURCE_DIR "/models/mamba-block.json", NULL);
+    if (!model)
+        return;
+    mx_module base = {0}, tuned = {0};
+    mx_compiled *c = compile_cpu(model, &base);
+    if (!c || !base.source.s) {
+        mx_compiled_free(c);
+        mx_model_free(model);
+        return;
+    }
+    const mx_program *p = mx_compiled_program(c);
+    const mx_target *t = mx_compiled_target(c);
+    int scan = -1;
+    for (int k = 0; k < p->n_groups; k++)
+        scan = p->groups[k].kind == MX_FUSE_SCAN ? k : scan;
+    CHECK(scan >= 0);
+    mx_tiles *tiles = calloc((size_t)p->n_groups + 1, sizeof *tiles);
+    for (int k = 0; tiles && k < p->n_groups; k++)
+        tiles[k] = mx_tune_default_tiles(p, t, k);
+    mx_diag d = {{0}};
+    mx_tune_record r = {.winner = 1, .n_candidates = 2, .measured = true};
+    if (tiles && scan >= 0) {
+        r.candidates[0] = (mx_tune_candidate){.tiles = tiles[scan], .ms = 2.0, .ratio = 1};
+        tiles[scan].items = 4, tiles[scan].tasks = 1;
+        r.candidates[1] = (mx_tune_candidate){.tiles = tiles[scan], .ms = 1.0, .ratio = 0.5};
+        mx_codegen_options co = {.target = t, .tiles = tiles};
+        CHECK_MSG(mx_codegen(p, &co, &tuned, &d) == MX_OK, "%s", d.msg);
+        r.kernel = mx_module_kernel(&base, scan)->identity;
+        r.winner_source = mx_module_kernel(&tuned, scan)->identity;
+        mx_tune_signature(t, r.target, sizeof r.target);
+        snprintf(r.label, sizeof r.label, "%s", mx_module_kernel(&base, scan)->name);
+        snprintf(r.when, sizeof r.when, "2026-01-01T00:00:00Z");
+        CHECK_MSG(mx_tune_db_append(db, &r, &d) == MX_OK, "%s", d.msg);
+    }
+    const mx_graph *g = mx_model_graph(model);
+    mx_emit_options o = {.target = "cpu", .seed = 2, .force = true};
+    CHECK_MSG(mx_emit_c(g, model, dir, &o, &d) == MX_OK, "%s", d.msg);
+    CHECK_MSG(tuned.source.s && same_object(dir, t, tuned.source.s, g->name), "kernels.o is not the tuned object");
+    CHECK(!same_object(dir, t, base.source.s, g->name));
+    CHECK(says(dir, "tiles of the tuning database") && says(dir, db) && says(dir, "for 1 of"));
+    int64_t blocks = 0, grain = 0;
+    if (tuned.source.s && scan >= 0) {
+        char step[200];
+        const mx_kernel *k = mx_module_kernel(&tuned, scan);
+        mx_cpu_kernel_blocks(t, p, scan, k, &blocks, &grain);
+        snprintf(step, sizeof step, "{%s, \"%s\", %lld, %lld,", k->name, k->name, (long long)blocks,
+                 (long long)blocks);
+        CHECK_MSG(grain == blocks && says(dir, step), "the tuned scan's step is not %s", step);
+    }
+    setenv("MIXC_NO_TUNE", "1", 1);
+    CHECK_MSG(mx_emit_c(g, model, dir, &o, &d) == MX_OK, "%s", d.msg);
+    CHECK(same_object(dir, t, base.source.s, g->name) && says(dir, "default tiles (MIXC_NO_TUNE set)"));
+    unsetenv("MIXC_NO_TUNE");
+    free(tiles);
+    mx_module_free(&base);
+    mx_module_free(&tuned);
+    mx_compiled_free(c);
+    mx_model_free(model);
+}
+#endif
 
 static void remove_dir(const char *dir) {
     char cmd[600];
@@ -244,13 +385,25 @@ int main(void) {
         CHECK_MSG(false, "cannot make a temp folder");
         return check_summary();
     }
-    char dir[600];
+    /* no database but the tests' own; every object compiled afresh */
+    char db[600], dir[600];
+    snprintf(db, sizeof db, "%s/none.jsonl", base);
+    setenv("MIXC_TUNE_DB", db, 1);
+    setenv("MIXC_NO_CACHE", "1", 1);
     snprintf(dir, sizeof dir, "%s/vim2", base);
     test_model(MIXC_SOURCE_DIR "/models/vim2-tiny.json", dir);
     snprintf(dir, sizeof dir, "%s/tsm2", base);
     test_model(MIXC_SOURCE_DIR "/models/tsm2-etth1.json", dir);
+#ifdef MIXC_HAVE_LLVM
     snprintf(dir, sizeof dir, "%s/c", base);
     test_model_c(MIXC_SOURCE_DIR "/models/lm/mamba-130m.json", dir);
+    snprintf(dir, sizeof dir, "%s/tuned.jsonl", base);
+    setenv("MIXC_TUNE_DB", dir, 1);
+    char tuned[600];
+    snprintf(tuned, sizeof tuned, "%s/tuned", base);
+    test_tuned_tiles(dir, tuned);
+    setenv("MIXC_TUNE_DB", db, 1);
+#endif
     snprintf(dir, sizeof dir, "%s/out", base);
     test_folder(dir);
     remove_dir(base);

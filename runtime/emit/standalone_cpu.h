@@ -2,17 +2,22 @@
  * wrote out, in C11 with pthreads.
  *
  * model.c describes the model in tables (standalone_tables.h; its steps in
- * schedule order: a kernel's blocks or a product) and includes this file
- * after kernels.h, which runs them: one activation arena with every
- * intermediate at its planned offset, a buffer per input and weight, each
- * kernel's blocks split over MXS_THREADS threads (default: the online
- * CPUs), each thread with its own block shared memory. Products are
- * row-major y = act(op(A) op(B) + bias + C) in f32 whatever the storage, in
- * plain C, or through CBLAS's sgemm when built with -DMXS_CBLAS. */
+ * schedule order: a kernel's blocks or a product) and includes this file,
+ * which runs them: one activation arena with every intermediate at its
+ * planned offset, a buffer per input and weight, each kernel's blocks split
+ * into contiguous shares over a pool of MXS_THREADS threads (default: the
+ * online CPUs; the caller is one of them), as mixc's cpu device splits
+ * them. The kernels are kernels.o, the object file LLVM emitted for this
+ * CPU; each runs blocks lo .. hi-1 of a grid and takes a pointer to each of
+ * its buffers' pointers. Products are row-major
+ * y = act(op(A) op(B) + bias + C) in f32 whatever the storage, in plain C,
+ * or through CBLAS's sgemm when built with -DMXS_CBLAS. */
 #ifndef MXS_STANDALONE_CPU_H
 #define MXS_STANDALONE_CPU_H
 
+#include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <unistd.h>
 #ifdef MXS_CBLAS
 #include <cblas.h>
@@ -20,15 +25,35 @@
 
 #include "standalone_tables.h"
 
+/* A kernel of kernels.o: blocks lo .. hi-1 of a grid of `grid` blocks. */
+typedef void (*mxs_kernel)(void **params, int64_t lo, int64_t hi, int32_t grid);
+
 struct mxs_step {
-    void (*fn)(void **args); /* the kernel's entry; NULL for a product */
+    mxs_kernel fn;     /* NULL for a product */
     const char *name;
     long long blocks;  /* the blocks one launch runs */
     long long grain;   /* the fewest blocks worth a thread */
-    unsigned smem;     /* dynamic shared memory bytes per block */
     int first_arg, n_args; /* in the model's args table: buffer per kernel argument */
     int gemm;          /* the product, -1 for a kernel */
 };
+
+/* A fork-join pool: workers wait for a new generation, run their share of
+ * the step and count down pending; the caller runs share 0. */
+typedef struct mxs_pool {
+    pthread_mutex_t lock;
+    pthread_cond_t start, done;
+    pthread_t *workers; /* [1 .. threads-1] */
+    struct mxs_worker {
+        struct mxs_pool *pool;
+        int id; /* its share of a step */
+    } *args;            /* each worker's start argument */
+    int ready;          /* the lock and conditions are initialised */
+    int threads;        /* the caller and the workers started */
+    unsigned long generation;
+    const struct mxs_step *step;
+    void **params;
+    int shares, pending, stop;
+} mxs_pool;
 
 typedef struct {
     const mxs_desc *d;
@@ -36,10 +61,9 @@ typedef struct {
     char *arena;
     void **ptr;        /* per buffer */
     void **argv;       /* per kernel argument: the buffer's address */
-    unsigned char *smem; /* threads x smem_stride bytes */
-    size_t smem_stride;
-    int threads;
+    void **params;     /* per kernel argument: the address of its argv entry */
     int weights_loaded;
+    mxs_pool pool;
 } mxs_model;
 
 #include "standalone_host.h"
@@ -58,45 +82,99 @@ static int mxs_from_device(mxs_model *m, void *dst, const void *src, size_t byte
 
 /* ---- kernels ----------------------------------------------------------------------- */
 
-typedef struct {
-    const mxs_step *s;
-    void **args;
-    long long lo, hi;
-    unsigned char *smem;
-} mxs_share;
+static void mxs_run_share(const mxs_step *s, void **params, int shares, int i) {
+    long long lo = s->blocks * i / shares, hi = s->blocks * (i + 1) / shares;
+    if (lo < hi)
+        s->fn(params, lo, hi, (int32_t)s->blocks);
+}
 
-static void *mxs_run_share(void *arg) {
-    const mxs_share *sh = (const mxs_share *)arg;
-    mxs_block_smem = sh->smem;
-    gridDim.x = (unsigned)sh->s->blocks;
-    for (long long b = sh->lo; b < sh->hi; b++) {
-        blockIdx.x = (unsigned)b;
-        sh->s->fn(sh->args);
+static void *mxs_worker(void *arg) {
+    const struct mxs_worker *w = (const struct mxs_worker *)arg;
+    mxs_pool *p = w->pool;
+    unsigned long seen = 0;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (p->generation == seen && !p->stop)
+            pthread_cond_wait(&p->start, &p->lock);
+        if (p->stop)
+            break;
+        seen = p->generation;
+        if (w->id >= p->shares)
+            continue;
+        const mxs_step *s = p->step;
+        void **params = p->params;
+        int shares = p->shares;
+        pthread_mutex_unlock(&p->lock);
+        mxs_run_share(s, params, shares, w->id);
+        pthread_mutex_lock(&p->lock);
+        if (--p->pending == 0)
+            pthread_cond_signal(&p->done);
     }
+    pthread_mutex_unlock(&p->lock);
     return NULL;
 }
 
-/* The step's blocks in contiguous shares, one per thread (at least grain
- * blocks each); the caller's thread takes the first. */
+/* Starts up to threads - 1 workers (fewer when the system refuses more:
+ * the pool runs with those it has). 0, or 1 when out of memory. */
+static int mxs_pool_start(mxs_model *m, int threads) {
+    mxs_pool *p = &m->pool;
+    p->workers = (pthread_t *)calloc((size_t)threads, sizeof *p->workers);
+    p->args = (struct mxs_worker *)calloc((size_t)threads, sizeof *p->args);
+    if (!p->workers || !p->args)
+        return mxs_fail(m, "out of memory for %d threads", threads);
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->start, NULL);
+    pthread_cond_init(&p->done, NULL);
+    p->ready = 1;
+    p->threads = 1;
+    for (int i = 1; i < threads; i++) {
+        p->args[i].pool = p, p->args[i].id = i;
+        if (pthread_create(&p->workers[i], NULL, mxs_worker, &p->args[i]) != 0)
+            break;
+        p->threads = i + 1;
+    }
+    return 0;
+}
+
+static void mxs_pool_stop(mxs_model *m) {
+    mxs_pool *p = &m->pool;
+    if (p->ready) {
+        pthread_mutex_lock(&p->lock);
+        p->stop = 1;
+        pthread_cond_broadcast(&p->start);
+        pthread_mutex_unlock(&p->lock);
+        for (int i = 1; i < p->threads; i++)
+            pthread_join(p->workers[i], NULL);
+        pthread_mutex_destroy(&p->lock);
+        pthread_cond_destroy(&p->start);
+        pthread_cond_destroy(&p->done);
+    }
+    free(p->workers), free(p->args);
+}
+
+/* The step's blocks in min(threads, blocks / grain) contiguous shares. */
 static int mxs_launch(mxs_model *m, const mxs_step *s) {
-    enum { MOST_THREADS = 256 };
-    long long shares = s->blocks / (s->grain > 0 ? s->grain : 1);
-    shares = shares < 1 ? 1 : shares > m->threads ? m->threads : shares;
-    shares = shares > MOST_THREADS ? MOST_THREADS : shares;
-    mxs_share share[MOST_THREADS];
-    pthread_t tid[MOST_THREADS];
-    for (long long i = 0; i < shares; i++)
-        share[i] = (mxs_share){s, m->argv + s->first_arg, s->blocks * i / shares, s->blocks * (i + 1) / shares,
-                               m->smem + (size_t)i * m->smem_stride};
-    int started = 1;
-    while (started < shares && pthread_create(&tid[started], NULL, mxs_run_share, &share[started]) == 0)
-        started++;
-    int failed = started < shares;
-    if (!failed)
-        mxs_run_share(&share[0]);
-    for (int i = 1; i < started; i++)
-        pthread_join(tid[i], NULL);
-    return failed ? mxs_fail(m, "%s: cannot start a thread", s->name) : 0;
+    mxs_pool *p = &m->pool;
+    void **params = m->params + s->first_arg;
+    long long want = s->grain > 0 ? s->blocks / s->grain : s->blocks;
+    int shares = want < 1 ? 1 : want < p->threads ? (int)want : p->threads;
+    if (s->blocks > INT32_MAX)
+        return mxs_fail(m, "%s: %lld blocks, more than a grid holds", s->name, s->blocks);
+    if (shares == 1) {
+        mxs_run_share(s, params, 1, 0);
+        return 0;
+    }
+    pthread_mutex_lock(&p->lock);
+    p->step = s, p->params = params, p->shares = shares, p->pending = shares - 1;
+    p->generation++;
+    pthread_cond_broadcast(&p->start);
+    pthread_mutex_unlock(&p->lock);
+    mxs_run_share(s, params, shares, 0);
+    pthread_mutex_lock(&p->lock);
+    while (p->pending > 0)
+        pthread_cond_wait(&p->done, &p->lock);
+    pthread_mutex_unlock(&p->lock);
+    return 0;
 }
 
 /* ---- products ---------------------------------------------------------------------- */
@@ -224,11 +302,12 @@ static int mxs_run_gemm(mxs_model *m, const mxs_gemm *g) {
 static void mxs_destroy(mxs_model *m) {
     if (!m)
         return;
+    mxs_pool_stop(m);
     for (int i = 0; m->ptr && i < m->d->n_buffers; i++)
         if (m->d->buffers[i].kind != MXS_ARENA)
             free(m->ptr[i]);
-    free(m->arena), free(m->smem);
-    free(m->ptr), free(m->argv);
+    free(m->arena);
+    free(m->ptr), free(m->argv), free(m->params);
     free(m);
 }
 
@@ -245,17 +324,13 @@ static int mxs_create(const mxs_desc *d, mxs_model **out, char *err, size_t err_
         return 1;
     const char *env = getenv("MXS_THREADS");
     long threads = env && *env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
-    m->threads = threads < 1 ? 1 : threads > 256 ? 256 : (int)threads;
+    threads = threads < 1 ? 1 : threads > 256 ? 256 : threads;
     int n_args = mxs_n_args(d);
-    size_t smem = 0;
-    for (int i = 0; i < d->n_steps; i++)
-        smem = d->steps[i].smem > smem ? d->steps[i].smem : smem;
-    m->smem_stride = (smem + 63) / 64 * 64;
     m->ptr = (void **)calloc((size_t)d->n_buffers + 1, sizeof *m->ptr);
     m->argv = (void **)calloc((size_t)n_args + 1, sizeof *m->argv);
+    m->params = (void **)calloc((size_t)n_args + 1, sizeof *m->params);
     m->arena = (char *)mxs_alloc((size_t)d->arena_bytes);
-    m->smem = (unsigned char *)mxs_alloc(m->smem_stride * (size_t)m->threads);
-    int failed = !m->ptr || !m->argv || !m->arena || !m->smem ? mxs_fail(m, "out of memory") : 0;
+    int failed = !m->ptr || !m->argv || !m->params || !m->arena ? mxs_fail(m, "out of memory") : 0;
     for (int i = 0; !failed && i < d->n_buffers; i++) {
         const mxs_buffer *b = &d->buffers[i];
         m->ptr[i] = b->kind == MXS_ARENA ? m->arena + b->offset : mxs_alloc(mxs_bytes(b));
@@ -263,7 +338,8 @@ static int mxs_create(const mxs_desc *d, mxs_model **out, char *err, size_t err_
             failed = mxs_fail(m, "out of memory for %s (%zu bytes)", b->name, mxs_bytes(b));
     }
     for (int i = 0; !failed && i < n_args; i++)
-        m->argv[i] = m->ptr[d->args[i]];
+        m->argv[i] = m->ptr[d->args[i]], m->params[i] = &m->argv[i];
+    failed = failed || mxs_pool_start(m, (int)threads);
     if (failed) {
         snprintf(err, err_size, "%s: %s", d->name, m->error);
         mxs_destroy(m);
