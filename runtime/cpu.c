@@ -140,14 +140,14 @@ static mx_status compile_object(const mx_target *t, const char *source, const ch
 }
 
 /* Everything that decides the object file: the source, the host CPU and its
- * features, LLVM's and mixc's versions. */
+ * features, LLVM's and mixc's versions, the lowering's revision. */
 static mx_hash128 object_key(const char *source, const char *triple, const char *cpu, const char *features,
                              size_t smem, int lanes) {
     char env[4096];
     unsigned major, minor, patch;
     LLVMGetVersion(&major, &minor, &patch);
-    int n = snprintf(env, sizeof env, "cpu object|%s|%s|%s|llvm %u.%u.%u|mixc %s|smem %zu|lanes %d", triple, cpu,
-                     features, major, minor, patch, MIXC_VERSION, smem, lanes);
+    int n = snprintf(env, sizeof env, "cpu object|%s|%s|%s|llvm %u.%u.%u|mixc %s|lowering %d|smem %zu|lanes %d",
+                     triple, cpu, features, major, minor, patch, MIXC_VERSION, MX_LLVM_LOWERING_REVISION, smem, lanes);
     mx_hash128 h = mx_hash128_bytes(env, (size_t)(n < (int)sizeof env ? n : (int)sizeof env - 1), 0);
     return mx_hash128_bytes(source, strlen(source), h.lo ^ h.hi);
 }
