@@ -84,8 +84,23 @@ static void order_pos(scan_ctx *x, mx_scan_order order, const char *l, char *out
 
 /* ---- the accumulator and the epilogue ------------------------------------------- */
 
+/* Packed rows sum their scans in shared memory (sm, [R][L] floats, the
+ * rows of the block): the sum's reads and writes at the scan orders'
+ * scattered positions never reach global memory, and the last pass writes
+ * every result once. */
+static bool acc_shared(const scan_ctx *x) { return x->packed && x->sp->summed; }
+
+static mx_dtype acc_dtype(const scan_ctx *x) {
+    return acc_shared(x) ? MX_F32 : mx_value_type(x->e->p->g, x->sp->out[x->sp->acc].value)->dtype;
+}
+
 /* The element of the accumulator at M's position p, as "buf[offset]" parts. */
 static void acc_at(scan_ctx *x, const char *p, const char **buf, char *off, size_t size) {
+    if (acc_shared(x)) { /* within a loop of open_positions: the row is rrow */
+        *buf = "sm";
+        snprintf(off, size, "(int)(rrow - brow) * %lld + (%s)", (long long)x->sp->L, p);
+        return;
+    }
     const mx_scan_out *o = &x->sp->out[x->sp->acc];
     const mx_type *t = mx_value_type(x->e->p->g, o->value);
     mx_idx_str idx[MX_MAX_RANK];
@@ -205,7 +220,7 @@ static void finish_step(scan_ctx *x, int k, const char *l) {
     const char *buf;
     bool guard = placement(x, s, l, p, sizeof p);
     acc_at(x, p, &buf, off, sizeof off);
-    mx_dtype at = mx_value_type(g, sp->out[sp->acc].value)->dtype;
+    mx_dtype at = acc_dtype(x);
     char sum[256], term[32];
     if (s->weight >= 0)
         snprintf(term, sizeof term, "sw%d * y", s->weight);
@@ -300,7 +315,7 @@ static void zero_unreached(scan_ctx *x, const char *first, const char *step) {
         order_pos(x, s->order, "q", p, sizeof p);
     const char *buf;
     acc_at(x, p, &buf, off, sizeof off);
-    mx_emit_line(x->e, mx_emit_store_fmt(mx_value_type(x->e->p->g, sp->out[sp->acc].value)->dtype), buf, off, "0.0f");
+    mx_emit_line(x->e, mx_emit_store_fmt(acc_dtype(x)), buf, off, "0.0f");
     close_positions(x);
 }
 
@@ -331,7 +346,7 @@ static bool needs_final_pass(const scan_ctx *x) {
     const mx_emitter *e = x->e;
     if (!sp->summed)
         return false;
-    if (sp->n_extra > 0 || sp->n_out > 1 || sp->out[sp->acc].value != sp->merge)
+    if (acc_shared(x) || sp->n_extra > 0 || sp->n_out > 1 || sp->out[sp->acc].value != sp->merge)
         return true;
     for (int i = e->uses.first[sp->merge]; i < e->uses.first[sp->merge + 1]; i++) {
         int r = e->uses.reader[i];
@@ -349,7 +364,7 @@ static void final_pass(scan_ctx *x, const char *first, const char *step) {
     const char *buf;
     char off[160], m[256];
     acc_at(x, "p", &buf, off, sizeof off);
-    snprintf(m, sizeof m, mx_emit_load_fmt(mx_value_type(e->p->g, sp->out[sp->acc].value)->dtype), buf, off);
+    snprintf(m, sizeof m, mx_emit_load_fmt(acc_dtype(x)), buf, off);
     mx_emit_line(e, "float m = %s;", m);
     for (int i = 0; i < sp->n_extra; i++) { /* a Switch of Scans' terms that read no scan */
         const mx_scan_extra *t = &sp->extra[i];
@@ -359,7 +374,7 @@ static void final_pass(scan_ctx *x, const char *first, const char *step) {
         value3(x, t->value, x->b, x->c, dim_or_zero(sp->L, q), v, sizeof v);
         mx_emit_line(e, "m += sw%d * %s;", t->weight, v);
     }
-    epilogue(x, "p", "m", sp->out[sp->acc].value == sp->merge && sp->n_extra == 0);
+    epilogue(x, "p", "m", !acc_shared(x) && sp->out[sp->acc].value == sp->merge && sp->n_extra == 0);
     close_positions(x);
 }
 
@@ -866,10 +881,10 @@ static void packed_scan(scan_ctx *x, int k) {
 }
 
 /* Bytes of shared memory of a packed block: A log2 e of its rows, d, d u
- * and y of their steps, B and C of the groups they span. */
+ * and y of their steps (and their sum M), B and C of the groups they span. */
 static size_t packed_smem(const scan_ctx *x) {
     size_t R = (size_t)x->t.channels, N = (size_t)x->sp->N, L = (size_t)x->sp->L;
-    return (R * N + 3 * R * L + 2 * (size_t)x->groups * N * L) * sizeof(float);
+    return (R * N + (3 + acc_shared(x)) * R * L + 2 * (size_t)x->groups * N * L) * sizeof(float);
 }
 
 /* The most groups (b, g) the rows of one block span: blocks start at
@@ -921,6 +936,9 @@ static void emit_packed(scan_ctx *x, mx_kernel *k) {
                  R * L, R * L);
     mx_emit_line(e, "float *const sB = sy + %lld, *const sC = sB + %lld; /* [groups][N][L] */", R * L,
                  (long long)x->groups * N * L);
+    if (acc_shared(x))
+        mx_emit_line(e, "float *const sm = sC + %lld; /* [R][L] the sum M of the rows' scans */",
+                     (long long)x->groups * N * L);
     load_weights(x);
     zero_unreached(x, "", "");
     for (int i = 0; i < sp->n_scans; i++)
