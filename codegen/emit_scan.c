@@ -269,7 +269,7 @@ static void open_positions(scan_ctx *x, const char *var, long long lo, long long
     }
     long long span = hi - lo;
     mx_emit_open(e, "for (int j = threadIdx.x; j < %lld; j += blockDim.x)", span * x->t.channels);
-    mx_emit_line(e, "const %s rrow = (%s)blockIdx.x * %d + j / %lld;", e->ity, e->ity, x->t.channels, span);
+    mx_emit_line(e, "const %s rrow = brow + j / %lld;", e->ity, span);
     if (packed_partial(x))
         mx_emit_line(e, "if (rrow >= %lld) /* past the last row, and so is every later j */\n    break;",
                      (long long)(sp->Bt * sp->Ch));
@@ -811,7 +811,8 @@ static void packed_scan(scan_ctx *x, int k) {
     close_positions(x);
     mx_emit_line(e, "/* B and C of every state of the groups (b, g) the rows span, along L */");
     mx_emit_open(e, "for (int j = threadIdx.x; j < n_groups * %lld; j += blockDim.x)", N * L);
-    mx_emit_line(e, "const %s grp = g0 + j / %lld;", e->ity, N * L);
+    if (sp->Bt > 1 || sp->G > 1)
+        mx_emit_line(e, "const %s grp = g0 + j / %lld;", e->ity, N * L);
     mx_emit_line(e, "const int n = j / %lld %% %lld, w = j %% %lld;", L, N, L);
     if (sp->Bt > 1)
         mx_emit_line(e, "const %s rb = grp / %lld;", e->ity, (long long)sp->G);
