@@ -92,6 +92,8 @@ char *mx_tune_record_json(const mx_tune_record *r) {
     cJSON_AddNumberToObject(o, "winner", r->winner);
     snprintf(hex, sizeof hex, "%016llx", (unsigned long long)r->winner_source);
     cJSON_AddStringToObject(o, "winner_source", hex);
+    if (r->forward > 0)
+        cJSON_AddNumberToObject(o, "forward", r->forward);
     for (int i = 0; i < r->n_candidates; i++) {
         const mx_tune_candidate *c = &r->candidates[i];
         cJSON *j = cJSON_CreateObject();
@@ -181,6 +183,8 @@ mx_status mx_tune_record_parse(const char *line, mx_tune_record *r, mx_diag *d) 
     else if (!get_number(o, "winner", &winner) || winner != (int)winner || winner < 0 ||
              winner >= cJSON_GetArraySize(cands))
         bad = "winner";
+    else if (cJSON_GetObjectItemCaseSensitive(o, "forward") && (!get_number(o, "forward", &r->forward) || r->forward < 0))
+        bad = "forward"; /* optional: records before the whole-forward check have none */
     if (!bad) {
         r->measured = cJSON_IsTrue(measured);
         r->winner = (int)winner;
