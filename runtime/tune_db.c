@@ -19,6 +19,7 @@
 #endif
 
 #include "cache.h"
+#include "driver.h"
 #include "rtc.h"
 
 const char *const mx_cand_status_names[MX_CAND_STATUS_COUNT] = {"ok", "dropped", "mismatch", "invalid"};
@@ -36,9 +37,12 @@ void mx_tune_signature(const mx_target *t, char *buf, size_t size) {
         return;
     }
     /* emu and cuda share GPU records: the emulation runs the code the GPU gets */
-    int major, minor;
+    int major, minor, driver = mx_cuda_driver_version();
     mx_nvrtc_version(&major, &minor);
-    snprintf(buf, size, "gpu|%s|sm_%d|%d SMs|nvrtc %d.%d|mixc %s", t->name, t->sm, t->sm_count, major, minor,
+    char drv[32] = "driver none";
+    if (driver > 0)
+        snprintf(drv, sizeof drv, "driver %d.%d", driver / 1000, driver % 1000 / 10);
+    snprintf(buf, size, "gpu|%s|sm_%d|%d SMs|%s|nvrtc %d.%d|mixc %s", t->name, t->sm, t->sm_count, drv, major, minor,
              MIXC_VERSION);
 }
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "driver.h"
 #include "support.h"
 #include "tune.h"
 
@@ -415,6 +416,11 @@ static void test_model_only(mx_graph *g) {
     CHECK_MSG(c && mx_tune(c, &o, &s, &d) == MX_OK, "%s", d.msg);
     mx_tune_db db;
     CHECK(mx_tune_db_read(path, &db, stderr, &d) == MX_OK && db.n == 1);
+    char driver[32] = "|driver none|"; /* a driver update can change a kernel's time: records keep its version */
+    if (mx_cuda_driver_version() > 0)
+        snprintf(driver, sizeof driver, "|driver %d.%d|", mx_cuda_driver_version() / 1000,
+                 mx_cuda_driver_version() % 1000 / 10);
+    CHECK_MSG(db.n == 1 && strstr(db.records[0].target, driver), "target %s", db.n ? db.records[0].target : "-");
     CHECK(db.n == 1 && !db.records[0].measured && strncmp(db.records[0].target, "gpu|h100|sm_90", 14) == 0 &&
           db.records[0].n_candidates >= 2 && db.records[0].candidates[0].ms > 0);
     mx_tune_db_free(&db);
