@@ -185,8 +185,11 @@ static double fake_time(void *ctx, const mx_tiles *t) {
     return 12 - t->items / 16.0;
 }
 
+/* The space's first 20 (searched whole; items from 2 to 128 among them)
+ * and the wrong one. */
 static void add_wrong(void *ctx, const mx_program *p, int group, mx_tune_space *s) {
-    if (p->groups[group].kind == MX_FUSE_SCAN && s->n > 0 && s->n < MX_TUNE_SPACE_MAX) {
+    s->n = s->n < 20 ? s->n : 20;
+    if (p->groups[group].kind == MX_FUSE_SCAN && s->n > 0) {
         s->tiles[s->n] = s->tiles[0];
         s->tiles[s->n++].tasks = WRONG_TASKS;
     }
@@ -233,10 +236,10 @@ static void test_search_injected(mx_graph *g) {
     mx_compiled_free(c);
 }
 
-/* Parallel rounds, halving, with the injected time: every space trimmed to
- * its first three candidates, the first scan kernel's second made the wrong
- * one (its outputs spoiled), so the round of second candidates holds every
- * kernel and fails. */
+/* Parallel rounds, halving, with the injected time: every space made the
+ * default, then it split over 1 and 2 tasks; the first scan kernel's second
+ * made the wrong one (its outputs spoiled), so the round of second
+ * candidates holds every kernel and fails. */
 typedef struct {
     int wrong_group; /* the scan kernel given the wrong candidate, -1: none yet */
     int wrong_runs;  /* forward passes whose tiles held it */
@@ -244,8 +247,10 @@ typedef struct {
 
 static void trim_and_wrong(void *ctx, const mx_program *p, int group, mx_tune_space *s) {
     run_count *rc = ctx;
-    s->n = s->n < 3 ? s->n : 3;
-    if (p->groups[group].kind == MX_FUSE_SCAN && s->n >= 2 && rc->wrong_group < 0) {
+    s->n = 3;
+    for (int i = 1; i < 3; i++)
+        s->tiles[i] = s->tiles[0], s->tiles[i].tasks = i;
+    if (p->groups[group].kind == MX_FUSE_SCAN && rc->wrong_group < 0) {
         rc->wrong_group = group;
         s->tiles[1] = s->tiles[0];
         s->tiles[1].tasks = WRONG_TASKS;
