@@ -6,17 +6,23 @@
  * those tiles (one compile per round, not per candidate), runs a forward
  * pass and compares the outputs with the default's, then times each
  * kernel's group alone against the default's, side by side (the default
- * program stays open, so both see the same machine load). A round that
- * fails to compile or whose outputs differ is split into one round per
- * kernel, which says whose candidate was at fault. A space small enough is
- * searched whole; a larger one from a seeded random sample, then by beam
- * steps (the neighbours of the best two) until a step improves nothing.
- * Measured, the best is then timed once more in a last round of its own,
- * three times longer, with the other kernels' bests (their outputs checked
- * together), and that measurement decides: a candidate must be 3% faster
- * than the default to win (the noise of a shared machine). Modelled (the
- * roofline estimate of the host emulation's profile, GPU targets without a
- * GPU), any gain of 1% wins. */
+ * program stays open, so both see the same machine load). The next rounds'
+ * programs are compiled at once, one per core (tune_round.c), then run and
+ * timed one after the other. A round that fails to compile or whose outputs
+ * differ is split in halves, down to the kernel whose candidate was at
+ * fault. A space small enough is searched whole; a larger one from a seeded
+ * random sample, then by beam steps (the neighbours of the best two) until
+ * a step improves nothing; a candidate clearly slower than the best after
+ * its first runs stops there (3x: dropped). Measured, the best is then
+ * timed once more in a last round of its own, three times longer, with the
+ * other kernels' bests (their outputs checked together), and that
+ * measurement decides: a candidate must be 3% faster than the default to
+ * win (the noise of a shared machine). Last, the winners together time the
+ * whole forward pass against the defaults, and stand only if it is 2%
+ * faster. Modelled (the roofline estimate of the host emulation's profile,
+ * GPU targets without a GPU), any gain of 1% wins. GPU candidates that
+ * spill more than the default as NVRTC compiles them are pruned, measured
+ * or modelled. */
 #include <fnmatch.h>
 #include <math.h>
 #include <stdlib.h>
@@ -34,6 +40,7 @@
 #define EXHAUSTIVE 24      /* a space up to this size is searched whole */
 #define BEAM_STEP 8        /* neighbours tried per beam step */
 #define DROP_AFTER 3       /* runs before the 3x rule may drop a candidate */
+#define EARLY_STOP 1.10    /* after DROP_AFTER runs, a candidate this much slower than the best stops */
 #define CONFIRM_RUNS 3     /* the confirming round times this many times the repeats */
 #define SAMPLE_MS 2.0      /* a timed sample lasts at least this long (launches batched) */
 #define MAX_BATCH 256
@@ -397,6 +404,8 @@ static mx_status time_candidate(tuner *tu, void *state, kernel_search *ks, mx_tu
                 cand->status = MX_CAND_DROPPED;
                 return MX_OK;
             }
+            if (i + 1 == DROP_AFTER && !ks->confirming && ks->rec.n_candidates > 1 && cand->ratio > EARLY_STOP * best)
+                break; /* it will not be the best: its first runs are its time */
         }
     }
     cand->status = MX_CAND_OK;
