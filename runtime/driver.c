@@ -2,6 +2,7 @@
 #include "driver.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +198,23 @@ static mx_status open_driver(mx_cuda *cu, mx_diag *d) {
         get_version(&cu->driver_version);
     MX_TRY(fetch_entry_points(cu, get_proc, d));
     return open_device(cu, d);
+}
+
+static int installed_version;
+
+static void ask_version(void) {
+    void *lib = dlopen(DRIVER_LIB, RTLD_NOW | RTLD_LOCAL); /* stays loaded, as mx_cuda_close leaves it */
+    PFN_cuDriverGetVersion_v2020 get_version = NULL;
+    if (lib)
+        *(void **)&get_version = dlsym(lib, "cuDriverGetVersion"); /* one ABI since CUDA 2.2 */
+    if (!get_version || get_version(&installed_version) != CUDA_SUCCESS)
+        installed_version = 0;
+}
+
+int mx_cuda_driver_version(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, ask_version);
+    return installed_version;
 }
 
 mx_status mx_cuda_open(mx_cuda **out, mx_diag *d) {

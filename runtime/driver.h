@@ -99,6 +99,12 @@ mx_status mx_cuda_open(mx_cuda **out, mx_diag *d);
  * driver keeps threads of its own, and a later open reuses it. */
 void mx_cuda_close(mx_cuda *cu);
 
+/* The installed driver's version (12040 = CUDA 12.4) without opening a
+ * device or initialising the driver; 0 when there is none (or only the
+ * toolkit's stub). Asked once per process. The tuning database keys GPU
+ * records by it: a driver update can change a kernel's time. */
+int mx_cuda_driver_version(void);
+
 /* MX_OK for CUDA_SUCCESS; otherwise MX_ERR_IO with
  * "what: CUDA_ERROR_NAME (error N): description". cu may be NULL (or not yet
  * have its error functions): a built-in table then names the errors a broken
