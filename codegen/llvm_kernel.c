@@ -120,6 +120,16 @@ typedef struct {
     LLVMValueRef roots[MAX_ROOTS], root_stores[MAX_ROOTS], others;
     bool root_restrict[MAX_ROOTS];
     int n_roots;
+    /* Store tiles (stores buffered per site): per root the tile of its one
+     * buffered site (-1: none) and whether other accesses were built before
+     * it; unbuffered (kept across attempts): roots whose stores are not
+     * buffered, all of them when an access may reach any buffer. */
+    struct store_tile {
+        int root;
+        LLVMValueRef rows, base, stride, written;
+    } store_tiles[16];
+    int n_store_tiles, tile_of[MAX_ROOTS];
+    bool accessed[MAX_ROOTS], unbuffered[MAX_ROOTS], none_buffered;
     sym *syms;
     int n_syms, cap_syms;
     jmp_buf fail;
@@ -948,12 +958,15 @@ static void add_root(lower *L, LLVMValueRef base, bool restricted) {
     if (L->n_roots == MAX_ROOTS)
         return; /* beyond: its loads gather */
     L->roots[L->n_roots] = base, L->root_restrict[L->n_roots] = restricted;
+    L->tile_of[L->n_roots] = -1, L->accessed[L->n_roots] = false;
     L->root_stores[L->n_roots++] = store_counter(L);
 }
 
 /* The buffer an address (or vector of addresses) points into: the index of
  * its root, -1 when it is none of them (a local array: -2). */
 static int root_of(lower *L, LLVMValueRef a) {
+    if (!a)
+        return -1;
     for (;;) {
         if (LLVMIsAGetElementPtrInst(a) || (LLVMIsAConstantExpr(a) && LLVMGetConstOpcode(a) == LLVMGetElementPtr))
             a = LLVMGetOperand(a, 0);
@@ -973,6 +986,8 @@ static int root_of(lower *L, LLVMValueRef a) {
 /* A store through addr: the tiles of its buffer (of every buffer, when it
  * may be any) are stale. */
 static void count_store(lower *L, LLVMValueRef addr) {
+    if (L->W == 1)
+        return; /* no tiles */
     int r = root_of(L, addr);
     if (r == -2)
         return;
@@ -1083,6 +1098,107 @@ static LLVMValueRef tile_load(lower *L, int r, LLVMTypeRef et, unsigned esize, L
     return LLVMBuildLoad2(L->B, row_t, LLVMBuildInBoundsGEP2(L->B, row_t, tile, &j, 1, ""), "");
 }
 
+/* Memory of a store tile whose rows were written: the tile transposed back
+ * into each lane's window of its row, stored under the mask of the rows
+ * written, and emptied. */
+static void flush_store_tile(lower *L, struct store_tile *st) {
+    int W = L->W;
+    LLVMValueRef written = LLVMBuildLoad2(L->B, L->i64, st->written, "");
+    LLVMBasicBlockRef flush = new_block(L, "store_tile.flush"), done = new_block(L, "store_tile.flushed");
+    LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntNE, written, i64c(L, 0), ""), flush, done);
+    LLVMPositionBuilderAtEnd(L->B, flush);
+    LLVMTypeRef row_t = LLVMGetAllocatedType(st->rows);
+    LLVMTypeRef et = LLVMGetElementType(row_t);
+    unsigned esize = LLVMGetTypeKind(et) == LLVMIntegerTypeKind ? LLVMGetIntTypeWidth(et) / 8 : et == L->f32 ? 4 : 2;
+    LLVMValueRef rows[64], base = LLVMBuildLoad2(L->B, L->i64, st->base, ""), S = LLVMBuildLoad2(L->B, L->i64, st->stride, "");
+    for (int j = 0; j < W; j++) {
+        LLVMValueRef at = i64c(L, j);
+        rows[j] = LLVMBuildLoad2(L->B, row_t, LLVMBuildInBoundsGEP2(L->B, row_t, st->rows, &at, 1, ""), "");
+    }
+    transpose(L, rows, W);
+    LLVMTypeRef iW = LLVMIntTypeInContext(L->C, (unsigned)W);
+    LLVMValueRef mask = LLVMBuildBitCast(L->B, LLVMBuildTrunc(L->B, written, iW, ""), LLVMVectorType(L->i1, (unsigned)W), "");
+    for (int k = 0; k < W; k++) {
+        /* a backward window may start before the buffer: only the rows written are addressed */
+        LLVMValueRef at = LLVMBuildAdd(L->B, base, LLVMBuildMul(L->B, S, i64c(L, k), ""), "");
+        LLVMValueRef args[4] = {rows[k], LLVMBuildGEP2(L->B, et, L->roots[st->root], &at, 1, ""),
+                                LLVMConstInt(L->i32, esize, 0), mask};
+        masked_mem(L, "llvm.masked.store", row_t, args);
+    }
+    LLVMBuildStore(L->B, i64c(L, 0), st->written);
+    LLVMBuildBr(L->B, done);
+    LLVMPositionBuilderAtEnd(L->B, done);
+}
+
+/* Any other load or store of memory at addr (NULL: anywhere): the stores
+ * its buffer's store tile holds reach memory first. A store tile is for a
+ * buffer whose every access follows it in the text (so that, in a loop, no
+ * access runs before the flush it needs); an access reaching an unknown
+ * buffer leaves stores unbuffered. Either found too late: lowered again. */
+static void memory_access(lower *L, LLVMValueRef addr) {
+    if (L->W == 1)
+        return;
+    int r = root_of(L, addr);
+    if (r == -2)
+        return;
+    if (r == -1) {
+        for (int i = 0; i < L->n_store_tiles; i++)
+            flush_store_tile(L, &L->store_tiles[i]);
+        if (!L->none_buffered && L->n_store_tiles) {
+            L->none_buffered = true;
+            longjmp(L->retry, 1);
+        }
+        L->none_buffered = true;
+        return;
+    }
+    if (L->tile_of[r] >= 0)
+        flush_store_tile(L, &L->store_tiles[L->tile_of[r]]);
+    L->accessed[r] = true;
+}
+
+/* A store site's tile: whether root r's stores here may be buffered (else
+ * NULL), lowering again when an earlier access of r turns out to need it. */
+static struct store_tile *store_tile_for(lower *L, int r, LLVMTypeRef vt) {
+    if (r < 0 || !L->root_restrict[r] || L->unbuffered[r] || L->none_buffered || L->mask ||
+        L->n_store_tiles == (int)(sizeof L->store_tiles / sizeof *L->store_tiles))
+        return NULL;
+    if (L->accessed[r] || L->tile_of[r] >= 0) {
+        L->unbuffered[r] = true;
+        longjmp(L->retry, 1);
+    }
+    struct store_tile *st = &L->store_tiles[L->n_store_tiles];
+    L->tile_of[r] = L->n_store_tiles++;
+    *st = (struct store_tile){r, entry_alloca(L, vt, i64c(L, L->W)), store_counter(L), store_counter(L),
+                              store_counter(L)};
+    return st;
+}
+
+/* A store of v at element i of root st->root, lanes S elements apart:
+ * into the tile's row i - base when i is in its window (same S), else the
+ * tile is flushed first and a new window starts at i (ends at i when the
+ * stores walk backwards). */
+static void tile_store(lower *L, struct store_tile *st, LLVMValueRef v, LLVMValueRef i, LLVMValueRef S) {
+    int W = L->W;
+    LLVMValueRef written = LLVMBuildLoad2(L->B, L->i64, st->written, ""), base = LLVMBuildLoad2(L->B, L->i64, st->base, "");
+    LLVMValueRef any = LLVMBuildICmp(L->B, LLVMIntNE, written, i64c(L, 0), "");
+    LLVMValueRef same = LLVMBuildAnd(L->B, any, LLVMBuildICmp(L->B, LLVMIntEQ, LLVMBuildLoad2(L->B, L->i64, st->stride, ""), S, ""), "");
+    LLVMValueRef j = LLVMBuildSub(L->B, i, base, "");
+    LLVMValueRef in = LLVMBuildICmp(L->B, LLVMIntULT, j, i64c(L, W), "");
+    LLVMBasicBlockRef miss = new_block(L, "store_tile.miss"), put = new_block(L, "store_tile.put");
+    LLVMBuildCondBr(L->B, LLVMBuildAnd(L->B, same, in, ""), put, miss);
+    LLVMPositionBuilderAtEnd(L->B, miss);
+    LLVMValueRef back = LLVMBuildAnd(L->B, same, LLVMBuildICmp(L->B, LLVMIntSLT, i, base, ""), "");
+    flush_store_tile(L, st);
+    LLVMBuildStore(L->B, LLVMBuildSelect(L->B, back, LLVMBuildSub(L->B, i, i64c(L, W - 1), ""), i, ""), st->base);
+    LLVMBuildStore(L->B, S, st->stride);
+    LLVMBuildBr(L->B, put);
+    LLVMPositionBuilderAtEnd(L->B, put);
+    j = LLVMBuildSub(L->B, i, LLVMBuildLoad2(L->B, L->i64, st->base, ""), "");
+    LLVMBuildStore(L->B, v, LLVMBuildInBoundsGEP2(L->B, LLVMGetAllocatedType(st->rows), st->rows, &j, 1, ""));
+    written = LLVMBuildLoad2(L->B, L->i64, st->written, "");
+    LLVMBuildStore(L->B, LLVMBuildOr(L->B, written, LLVMBuildShl(L->B, i64c(L, 1), j, ""), ""), st->written);
+}
+
 /* A load (value NULL) or store at the lanes' addresses: a vector load or
  * store when they are consecutive, a lane tile when they are a constant
  * stride apart (loads of all lanes), else a gather or scatter. */
@@ -1090,7 +1206,11 @@ static LLVMValueRef lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef value
     int r = root_of(L, addrs);
     if (value)
         count_store(L, addrs);
-    if (r < 0 || L->W != (int)LLVMGetVectorSize(vt) || (L->W & (L->W - 1)))
+    bool shape = r >= 0 && L->W == (int)LLVMGetVectorSize(vt) && !(L->W & (L->W - 1));
+    struct store_tile *st = value && shape ? store_tile_for(L, r, vt) : NULL;
+    if (!st)
+        memory_access(L, addrs);
+    if (!shape)
         return gather_scatter(L, addrs, value, vt);
     LLVMTypeRef et = LLVMGetElementType(vt);
     unsigned esize = LLVMGetTypeKind(et) == LLVMIntegerTypeKind ? LLVMGetIntTypeWidth(et) / 8 : et == L->f32 ? 4 : 2;
@@ -1104,10 +1224,12 @@ static LLVMValueRef lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef value
 
     LLVMPositionBuilderAtEnd(L->B, vec);
     LLVMValueRef one = LLVMBuildICmp(L->B, LLVMIntEQ, S, i64c(L, esize), "");
-    bool tiles = !value && !L->mask;
+    bool tiles = (!value && !L->mask) || st;
     LLVMBasicBlockRef consecutive = new_block(L, "lanes.consecutive"), tiled = tiles ? new_block(L, "lanes.tile") : each;
     LLVMBuildCondBr(L->B, one, consecutive, tiled);
     LLVMPositionBuilderAtEnd(L->B, consecutive);
+    if (st)
+        flush_store_tile(L, st);
     LLVMValueRef p0 = LLVMBuildIntToPtr(L->B, a0, L->ptr, "");
     LLVMValueRef mask = L->mask ? L->mask : all_lanes(L);
     LLVMValueRef args[4] = {p0, LLVMConstInt(L->i32, esize, 0), mask, LLVMConstNull(vt)};
@@ -1125,12 +1247,17 @@ static LLVMValueRef lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef value
         LLVMBasicBlockRef t = new_block(L, "tile");
         LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSGE, i, i64c(L, 0), ""), t, each);
         LLVMPositionBuilderAtEnd(L->B, t);
-        got[n] = tile_load(L, r, et, esize, i, Se);
+        if (st)
+            tile_store(L, st, value, i, Se);
+        else
+            got[n] = tile_load(L, r, et, esize, i, Se);
         from[n++] = LLVMGetInsertBlock(L->B);
         LLVMBuildBr(L->B, done);
     }
 
     LLVMPositionBuilderAtEnd(L->B, each);
+    if (st)
+        flush_store_tile(L, st);
     got[n] = gather_scatter(L, addrs, value, vt);
     from[n++] = LLVMGetInsertBlock(L->B);
     LLVMBuildBr(L->B, done);
@@ -1146,7 +1273,10 @@ static LLVMValueRef lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef value
 static val load_ref(lower *L, ref r) {
     switch (r.k) {
     case R_VALUE: return r.v;
-    case R_ONE: return (val){r.t, r.elem, LLVMBuildLoad2(L->B, llvm_type(L, r.t), r.addr, ""), false};
+    case R_ONE:
+        if (!r.var)
+            memory_access(L, r.addr);
+        return (val){r.t, r.elem, LLVMBuildLoad2(L->B, llvm_type(L, r.t), r.addr, ""), false};
     case R_LANES: return (val){r.t, r.elem, LLVMBuildLoad2(L->B, type_of(L, r.t, true), r.addr, ""), false};
     case R_EACH: return (val){r.t, r.elem, lane_memory(L, r.addr, NULL, type_of(L, r.t, true)), false};
     }
@@ -1185,8 +1315,10 @@ static void store_ref(lower *L, ref r, val v, const token *at) {
     if (r.k == R_ONE && r.var && (varying(v.v) || L->mask != r.var->mask))
         make_varying(L, r.var);
     if (r.k == R_ONE && (r.var || (!varying(v.v) && !L->mask))) {
-        if (!r.var)
+        if (!r.var) {
+            memory_access(L, r.addr);
             count_store(L, r.addr);
+        }
         LLVMBuildStore(L->B, v.v, r.addr);
         return;
     }
@@ -1301,6 +1433,11 @@ static ref primary(lower *L) {
             fail_at(L, t, "expects %d arguments", f->n_params);
         if (vary)
             return rvalue(inline_call(L, f, args));
+        for (int i = 0; i < n; i++)
+            if (args[i].t == TY_PTR) { /* memory this function may read or write */
+                memory_access(L, NULL);
+                count_store(L, NULL);
+            }
         LLVMValueRef vs[8];
         for (int i = 0; i < n; i++)
             vs[i] = args[i].v;
@@ -1418,6 +1555,21 @@ static int precedence(const token *t) {
     return 0;
 }
 
+/* x / y or x % y of 32-bit lanes by a divisor not known when lowering: a
+ * vector has no integer division (it would be W scalar ones), but f64
+ * division then truncation is exact for 32-bit operands: a quotient n
+ * that a / b falls short of is at least 1 / |b| away, more than half a
+ * unit in the last place of n (|n| <= 2^32 / |b|). */
+static LLVMValueRef lane_divide(lower *L, LLVMValueRef x, LLVMValueRef y, bool is_unsigned, bool remainder) {
+    LLVMBuilderRef B = L->B;
+    LLVMTypeRef dt = LLVMVectorType(LLVMDoubleTypeInContext(L->C), (unsigned)L->W), it = LLVMTypeOf(x);
+    LLVMValueRef fx = is_unsigned ? LLVMBuildUIToFP(B, x, dt, "") : LLVMBuildSIToFP(B, x, dt, "");
+    LLVMValueRef fy = is_unsigned ? LLVMBuildUIToFP(B, y, dt, "") : LLVMBuildSIToFP(B, y, dt, "");
+    LLVMValueRef fq = LLVMBuildFDiv(B, fx, fy, "");
+    LLVMValueRef q = is_unsigned ? LLVMBuildFPToUI(B, fq, it, "") : LLVMBuildFPToSI(B, fq, it, "");
+    return remainder ? LLVMBuildSub(B, x, LLVMBuildMul(B, q, y, ""), "") : q;
+}
+
 static val binary_op(lower *L, const token *op, val a, val b) {
     LLVMBuilderRef B = L->B;
     if (is(op, "&&") || is(op, "||")) {
@@ -1464,6 +1616,8 @@ static val binary_op(lower *L, const token *op, val a, val b) {
         return fval(v);
     }
     bool nsw = !u; /* signed overflow is undefined in C: say so to LLVM */
+    if ((c == '/' || c == '%') && varying(x.v) && !LLVMIsConstant(y.v) && (t == TY_INT || t == TY_UINT))
+        return (val){t, TY_VOID, lane_divide(L, x.v, y.v, u, c == '%'), false};
     switch (c) {
     case '+': v = nsw ? LLVMBuildNSWAdd(B, x.v, y.v, "") : LLVMBuildAdd(B, x.v, y.v, ""); break;
     case '-': v = nsw ? LLVMBuildNSWSub(B, x.v, y.v, "") : LLVMBuildSub(B, x.v, y.v, ""); break;
@@ -1544,7 +1698,9 @@ static val assign(lower *L) {
         v = binary_op(L, &bop, load_ref(L, r), v);
     }
     store_ref(L, r, v, op);
-    return load_ref(L, r);
+    if (r.var || r.k == R_LANES)
+        return load_ref(L, r);
+    return r.t == TY_PTR ? v : convert(L, v, r.t, op); /* not read back from memory (a store tile may hold it) */
 }
 
 static val expr(lower *L) {
@@ -1891,6 +2047,8 @@ static void kernel(lower *L, token *name, param *ps, int n, int threads) {
     int body = L->pos, scope = L->n_syms;
     volatile int attempts = 0;
     L->n_varying = 0;
+    memset(L->unbuffered, 0, sizeof L->unbuffered);
+    L->none_buffered = false;
     char kname[128];
     snprintf(kname, sizeof kname, "%.*s", name->len, name->s);
     while (setjmp(L->retry)) { /* a variable turned out varying: start over */
@@ -1928,7 +2086,7 @@ static void kernel_attempt(lower *L, token *name, param *ps, int n) {
     L->latch = new_block(L, "exit");
     LLVMPositionBuilderAtEnd(L->B, start);
     int scope = L->n_syms;
-    L->n_roots = 0;
+    L->n_roots = 0, L->n_store_tiles = 0;
     L->others = store_counter(L);
     for (int i = 0; i < n; i++) {
         if (ps[i].t != TY_PTR)
@@ -1948,6 +2106,8 @@ static void kernel_attempt(lower *L, token *name, param *ps, int n) {
     block(L);
     L->n_syms = scope;
     go_to(L, L->latch);
+    for (int i = 0; i < L->n_store_tiles; i++)
+        flush_store_tile(L, &L->store_tiles[i]);
     LLVMBuildRetVoid(L->B);
     LLVMPositionBuilderAtEnd(L->entry_b, entry);
     LLVMBuildBr(L->entry_b, start);

@@ -437,7 +437,9 @@ static void run_cpu(const char *what, const char *text, const mx_graph *ref, con
     mx_graph_free(g);
 }
 
-static void run_family(const char *what, const prob *probs, int n) {
+/* The family's problems under emulation and NVRTC when `emulate`, and on
+ * the CPU backend, all against the reference. */
+static void run_family(const char *what, const prob *probs, int n, bool emulate) {
     mx_text t = {0};
     mx_text_printf(&t, "graph %s {\n", what);
     for (int i = 0; i < n; i++)
@@ -462,12 +464,12 @@ static void run_family(const char *what, const prob *probs, int n) {
             tiles[group] = probs[i].tiles;
     }
     mx_codegen_options co = {.target = support_gpu_target("sm_90"), .tiles = tiles};
-    if (st == MX_OK) {
+    if (st == MX_OK && emulate) {
         st = mx_codegen(f.p, &co, &f.m, &d);
         CHECK_MSG(st == MX_OK, "%s: codegen: %s", what, d.msg);
     }
     mx_emu_module *em = NULL;
-    if (st == MX_OK) {
+    if (st == MX_OK && emulate) {
         st = mx_emu_load(f.m.source.s, what, &em, &d);
         CHECK_MSG(st == MX_OK, "%s: emu: %s", what, d.msg);
     }
@@ -477,12 +479,12 @@ static void run_family(const char *what, const prob *probs, int n) {
         st = mx_ref_run(f.p->g, f.b, &d);
         CHECK_MSG(st == MX_OK, "%s: reference: %s", what, d.msg);
     }
-    for (int i = 0; i < n && st == MX_OK; i++) {
+    for (int i = 0; i < n && st == MX_OK && emulate; i++) {
         char name[64];
         snprintf(name, sizeof name, "%s[%d]", what, i);
         run_problem(&f, em, i, &probs[i], name);
     }
-    if (st == MX_OK)
+    if (st == MX_OK && emulate)
         check_nvrtc(&(nvrtc_module){what, f.p, &f.m, tiles}, 1);
     bool bf16 = false;
     for (int i = 0; i < n; i++)
@@ -586,6 +588,29 @@ static const prob wide_f32[] = {
     {QS, 1, 32, 16, 2, 1, 33, 0, 1, false, false, true, false, false, MX_F32, 0, LANES(4, 8, 16)},
     {QSK, 1, 16, 16, 1, 4, 4, 0, 1, false, false, true, false, false, MX_F32, "snake,snake_col_rev,diag,diag_rev",
      LANES(4, 4, 16)},
+};
+
+/* The CPU's lane tiles (docs/cpu.md): channels per group that divide by 16,
+ * so that every vector width runs them as lanes reading u, z and delta's
+ * rows through tiles of W steps and storing y through them: L not a
+ * multiple of W (ragged windows), L under W, reverse (windows walking
+ * backwards), bidirectional pairs, four orders, h0 / hN, rows of several
+ * batches; CPU only (the emulated kernels are the grid's above). */
+static const prob tiles_f32[] = {
+    {SINGLE, 1, 16, 16, 1, 1, 37, 0, 1, true, true, true, false, true, MX_F32, 0, {0}},
+    {SINGLE, 2, 16, 4, 1, 1, 5, 1, 1, true, true, true, true, true, MX_F32, 0, {0}},
+    {SINGLE, 1, 32, 16, 2, 1, 130, 1, 0, true, true, false, false, false, MX_F32, 0, {0}},
+    {SINGLE, 3, 16, 8, 1, 1, 16, 0, 1, true, false, true, false, false, MX_F32, 0, {0}},
+    {BIDIR, 1, 16, 16, 1, 5, 7, 0, 1, true, false, true, false, false, MX_F32, 0, {0}},
+    {CROSS4, 1, 16, 4, 1, 6, 5, 0, 1, true, false, true, false, false, MX_F32, "row,col,row_rev,col_rev", {0}},
+    {QSK, 1, 16, 16, 1, 3, 7, 0, 1, false, false, true, false, false, MX_F32, "snake,snake_col_rev,diag,diag_rev",
+     {0}},
+};
+
+static const prob tiles_bf16[] = {
+    {SINGLE, 1, 16, 16, 1, 1, 45, 0, 1, true, true, true, false, false, MX_BF16, 0, {0}},
+    {SINGLE, 2, 16, 16, 1, 1, 9, 1, 1, true, true, true, false, true, MX_BF16, 0, {0}},
+    {BIDIR, 1, 16, 16, 1, 4, 5, 0, 1, true, false, true, false, false, MX_BF16, 0, {0}},
 };
 
 /* The cost model: packed rows when L < 32; else lanes when rows x states
@@ -851,11 +876,13 @@ int main(void) {
     test_codegen_linear();
     test_prune();
     test_zoo_nvrtc();
-    run_family("lanes_f32", lanes_f32, (int)(sizeof lanes_f32 / sizeof *lanes_f32));
-    run_family("chunked_f32", chunked_f32, (int)(sizeof chunked_f32 / sizeof *chunked_f32));
-    run_family("mixed_bf16", mixed_bf16, (int)(sizeof mixed_bf16 / sizeof *mixed_bf16));
-    run_family("wide_f32", wide_f32, (int)(sizeof wide_f32 / sizeof *wide_f32));
-    run_family("packed_f32", packed_f32, (int)(sizeof packed_f32 / sizeof *packed_f32));
-    run_family("packed_bf16", packed_bf16, (int)(sizeof packed_bf16 / sizeof *packed_bf16));
+    run_family("lanes_f32", lanes_f32, (int)(sizeof lanes_f32 / sizeof *lanes_f32), true);
+    run_family("chunked_f32", chunked_f32, (int)(sizeof chunked_f32 / sizeof *chunked_f32), true);
+    run_family("mixed_bf16", mixed_bf16, (int)(sizeof mixed_bf16 / sizeof *mixed_bf16), true);
+    run_family("wide_f32", wide_f32, (int)(sizeof wide_f32 / sizeof *wide_f32), true);
+    run_family("packed_f32", packed_f32, (int)(sizeof packed_f32 / sizeof *packed_f32), true);
+    run_family("packed_bf16", packed_bf16, (int)(sizeof packed_bf16 / sizeof *packed_bf16), true);
+    run_family("tiles_f32", tiles_f32, (int)(sizeof tiles_f32 / sizeof *tiles_f32), false);
+    run_family("tiles_bf16", tiles_bf16, (int)(sizeof tiles_bf16 / sizeof *tiles_bf16), false);
     return check_summary();
 }
