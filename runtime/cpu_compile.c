@@ -215,6 +215,8 @@ mx_status mx_cpu_compile_module(const mx_module *m, const char *model, size_t sm
         }
     }
     stats->cache_ms = clock_ms(CLOCK_MONOTONIC) - t0;
+    if (b.n_miss > 0 && mx_debug_level() >= 4)
+        fprintf(stderr, "mixc: cpu: kernel source of %s:\n%s\n", model, m->source.s);
     if (b.n_miss > 0) {
         int threads = mx_cpu_pool_threads(pool) < b.n_miss ? mx_cpu_pool_threads(pool) : b.n_miss;
         stats->threads = threads;

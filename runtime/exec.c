@@ -214,13 +214,18 @@ static mx_status bind_args(mx_exec *x, mx_diag *d) {
     return MX_OK;
 }
 
+/* The arena set to all ones bits, a chunk at a time: a staging copy of the
+ * whole arena would double the memory a run on the host takes. */
 mx_status mx_exec_poison(mx_exec *x, mx_diag *d) {
-    size_t bytes = (size_t)x->p->arena_bytes;
-    void *ones = malloc(bytes + 1);
+    enum { CHUNK = 1 << 24 };
+    size_t bytes = (size_t)x->p->arena_bytes, chunk = bytes < CHUNK ? bytes : CHUNK;
+    void *ones = malloc(chunk + 1);
     if (!ones)
         return mx_fail(d, MX_ERR_NOMEM, "out of memory poisoning an arena of %zu bytes", bytes);
-    memset(ones, 0xFF, bytes);
-    mx_status st = x->dev->upload(x->dev->ctx, x->arena, ones, bytes, d);
+    memset(ones, 0xFF, chunk);
+    mx_status st = MX_OK;
+    for (size_t at = 0; st == MX_OK && at < bytes; at += chunk)
+        st = x->dev->upload(x->dev->ctx, (char *)x->arena + at, ones, bytes - at < chunk ? bytes - at : chunk, d);
     free(ones);
     return st;
 }
