@@ -67,7 +67,7 @@ static void makefile(const mx_emit_model *pr, mx_text *t) {
                    "BLAS_FLAGS = -DMXS_CBLAS -I$(BLAS_INCLUDE)\nBLAS_LIBS = -l$(BLAS)\n"
                    "endif\n\n"
                    "example: main.o lib%s.a\n"
-                   "\t$(CC) -o $@ main.o lib%s.a $(BLAS_LIBS) -lpthread -lm\n\n"
+                   "\t$(CC) $(LDFLAGS) -o $@ main.o lib%s.a $(BLAS_LIBS) -lpthread -lm\n\n"
                    "lib%s.a: model.o kernels.o\n"
                    "\t$(AR) rcs $@ model.o kernels.o\n\n"
                    "model.o: model.c model.h standalone_cpu.h standalone_tables.h standalone_host.h half.h\n"
