@@ -79,7 +79,7 @@ static void makefile(const mx_emit_model *pr, mx_text *t) {
     mx_text_printf(t,
                    "\n\n"
                    "example: main.o lib%s.a\n"
-                   "\t$(CC) -o $@ main.o lib%s.a $(BLAS_LIBS) -lpthread -lm\n\n"
+                   "\t$(CC) $(LDFLAGS) -o $@ main.o lib%s.a $(BLAS_LIBS) -lpthread -lm\n\n"
                    "lib%s.a: model.o $(KERNELS)\n"
                    "\t$(AR) rcs $@ model.o $(KERNELS)\n\n"
                    "model.o: model.c model.h standalone_cpu.h standalone_tables.h standalone_host.h half.h\n"
