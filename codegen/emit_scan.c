@@ -21,7 +21,11 @@
  *      __shfl_up_sync scan composes the maps over the warp and shared memory
  *      over the warps, a carry goes from one block-sized super-chunk to the
  *      next, then each thread rescans its steps from its prefix. Steps past L
- *      are the identity (a = 1, b = 0). */
+ *      are the identity (a = 1, b = 0).
+ *   1 with channels > 1, packed rows: rows shorter than a warp, several to a
+ *      block, each scanned by a few lanes of a warp as the chunked warp
+ *      does; what they read is staged by the block walking the rows one
+ *      after the other, so warps read whole sectors however short a row. */
 #include <stdio.h>
 #include <string.h>
 
