@@ -21,7 +21,11 @@
  *      __shfl_up_sync scan composes the maps over the warp and shared memory
  *      over the warps, a carry goes from one block-sized super-chunk to the
  *      next, then each thread rescans its steps from its prefix. Steps past L
- *      are the identity (a = 1, b = 0). */
+ *      are the identity (a = 1, b = 0).
+ *   1 with channels > 1, packed rows: rows shorter than a warp, several to a
+ *      block, each scanned by a few lanes of a warp as the chunked warp
+ *      does; what they read is staged by the block walking the rows one
+ *      after the other, so warps read whole sectors however short a row. */
 #include <stdio.h>
 #include <string.h>
 
@@ -883,10 +887,12 @@ static void packed_scan(scan_ctx *x, int k) {
 
 /* Bytes of shared memory of a packed block: A log2 e of its rows, d, d u
  * and y of their steps (and their sum M), B and C of the groups they span. */
-static size_t packed_smem(const scan_ctx *x) {
-    size_t R = (size_t)x->t.channels, N = (size_t)x->sp->N, L = (size_t)x->sp->L;
-    return (R * N + (3 + acc_shared(x)) * R * L + 2 * (size_t)x->groups * N * L) * sizeof(float);
+static size_t packed_bytes(const mx_scan_plan *sp, int rows, int groups) {
+    size_t R = (size_t)rows, N = (size_t)sp->N, L = (size_t)sp->L;
+    return (R * N + (3 + (size_t)sp->summed) * R * L + 2 * (size_t)groups * N * L) * sizeof(float);
 }
+
+static size_t packed_smem(const scan_ctx *x) { return packed_bytes(x->sp, x->t.channels, x->groups); }
 
 /* The most groups (b, g) the rows of one block span: blocks start at
  * multiples of R, so the pattern of starts within a group repeats after
@@ -1010,8 +1016,10 @@ static int packed_seg(int64_t L, int items) {
 
 /* Rows shorter than a warp (docs/scan.md, "Packed rows"): up to 8 lanes per
  * row of about 4 steps each (fewer shuffles than a lane per step), 128
- * threads, fewer (whole warps) when there are fewer rows. */
-static mx_tiles packed_tiles(const mx_scan_plan *sp) {
+ * threads, fewer (whole warps) when there are fewer rows or their staged
+ * values would not fit smem bytes; channels 0 when not even a warp's rows
+ * fit. */
+static mx_tiles packed_tiles(const mx_scan_plan *sp, int smem) {
     int seg = 1;
     while (seg < 8 && seg * 4 < sp->L)
         seg *= 2;
@@ -1021,18 +1029,23 @@ static mx_tiles packed_tiles(const mx_scan_plan *sp) {
     t.channels = 128 / seg;
     if (rows < t.channels)
         t.channels = (int)((rows + per_warp - 1) / per_warp * per_warp);
+    int cpg = (int)(sp->Ch / sp->G);
+    while (t.channels > 0 && packed_bytes(sp, t.channels, packed_groups(sp, t.channels, cpg)) > (size_t)smem)
+        t.channels -= per_warp;
     t.threads = t.channels * seg;
-    t.min_blocks = 512 / t.threads;
+    t.min_blocks = t.threads ? 512 / t.threads : 0;
     return t;
 }
 
-/* Rows shorter than a warp: packed, several to a block. Else two waves of
+/* Rows shorter than a warp: packed, several to a block (when a warp's rows
+ * fit shared memory). Else two waves of
  * the target's resident threads: enough rows x states to fill the GPU with
  * a lane per state; fewer, and L is cut into chunks instead. */
 static mx_tiles tiles_for(const mx_scan_plan *sp, const mx_target *t) {
     int64_t resident = (int64_t)t->sm_count * t->max_threads_per_sm;
-    if (sp->L < 32)
-        return packed_tiles(sp);
+    mx_tiles packed = sp->L < 32 ? packed_tiles(sp, t->smem_per_block) : (mx_tiles){0};
+    if (packed.channels > 0)
+        return packed;
     return sp->Bt * sp->Ch * sp->N >= 2 * resident ? lanes_tiles(sp) : chunked_tiles(sp);
 }
 
@@ -1052,7 +1065,7 @@ static mx_status check_tiles(scan_ctx *x, const mx_tiles *given, mx_diag *d) {
     if (!t->threads && !t->items && !t->channels && !t->lanes_per_state && !t->chunked) {
         x->t = tiles_for(sp, x->e->target);
     } else if (t->chunked && t->channels > 1) { /* packed: threads = channels x the lanes per row */
-        x->t = packed_tiles(sp);
+        x->t = packed_tiles(sp, x->e->target->smem_per_block);
         if (t->items)
             x->t.items = t->items;
         x->t.channels = t->channels;

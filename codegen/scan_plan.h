@@ -92,9 +92,10 @@ double mx_scan_plan_prune(mx_scan_plan *sp, const float *weights, double eps, bo
 /* Whether node is part of the merge (sp->merge_nodes). */
 bool mx_scan_in_merge(const mx_scan_plan *sp, int node);
 
-/* The cost model's tiles for a scan group (docs/scan.md): one state row per
- * lane group walking L when Bt x Ch x N fills the GPU twice over, else the
- * chunked block scan. mx_tiles_default calls it for scan groups. */
+/* The cost model's tiles for a scan group (docs/scan.md): packed rows when
+ * L < 32; else one state row per lane group walking L when Bt x Ch x N
+ * fills the GPU twice over, else the chunked block scan. mx_tiles_default
+ * calls it for scan groups. */
 mx_tiles mx_scan_default_tiles(const mx_program *p, int group, const mx_target *t);
 
 #endif

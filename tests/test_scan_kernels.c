@@ -620,8 +620,12 @@ static void test_default_tiles(void) {
     const prob big = {SINGLE, 4096, 16, 16, 1, 1, 32, 0, 1, true, true, true, false, false, MX_F32, 0, {0}};
     const prob small = {SINGLE, 2, 512, 16, 1, 1, 256, 0, 1, true, true, true, false, false, MX_F32, 0, {0}};
     const prob shorts = {SINGLE, 4096, 16, 16, 1, 1, 12, 0, 1, true, true, true, false, false, MX_F32, 0, {0}};
-    const prob *ps[3] = {&big, &small, &shorts};
-    for (int c = 0; c < 3; c++) {
+    /* a group per row: B and C of 16 rows at L = 31 overflow 48 KiB, of 8 fit */
+    const prob shrunk = {SINGLE, 1, 16, 16, 16, 1, 31, 0, 1, true, true, true, false, false, MX_F32, 0, {0}};
+    /* N = 64: not even the 4 rows of a warp fit; chunked */
+    const prob wide = {SINGLE, 1, 8, 64, 8, 1, 31, 0, 1, true, true, true, false, false, MX_F32, 0, {0}};
+    const prob *ps[5] = {&big, &small, &shorts, &shrunk, &wide};
+    for (int c = 0; c < 5; c++) {
         mx_text t = {0};
         mx_text_printf(&t, "graph tiles {\n");
         add_problem(&t, 0, ps[c]);
@@ -637,8 +641,11 @@ static void test_default_tiles(void) {
         CHECK(mx_program_run_passes(p, &po, &d) == MX_OK);
         int group = scan_group_of(p, 0);
         mx_tiles tl = mx_tiles_default(p, group, support_gpu_target("sm_90"));
-        CHECK_MSG(tl.chunked == (c > 0) && (tl.channels > 1) == (c != 1), "default tiles: chunked %d, %d channels, case %d",
-                  tl.chunked, tl.channels, c);
+        CHECK_MSG(tl.chunked == (c > 0) && (tl.channels > 1) == (c == 0 || c == 2 || c == 3),
+                  "default tiles: chunked %d, %d channels, case %d", tl.chunked, tl.channels, c);
+        if (c == 3)
+            CHECK_MSG(tl.channels == 8 && tl.threads == 64 && tl.items == 4, "packed, shrunk: %d rows, %d threads",
+                      tl.channels, tl.threads);
         if (c == 0)
             CHECK(tl.lanes_per_state == 16 && tl.channels == 8 && tl.threads == 128);
         if (c == 2) /* L = 12: 4 lanes of 3 steps per row, 32 rows */
