@@ -462,7 +462,7 @@ static int blamed_kernel(const tuner *tu, const bool *in, const char *msg) {
             if (end == digits || (*end != '_' && *end != ':') || g < 0 || g >= tu->p->n_groups)
                 continue;
             int c = tu->class_of[g];
-            if (c >= 0 && in[c] && tu->k[c].current >= 0)
+            if (c >= 0 && in[c] && tu->k[c].current >= 0 && !tu->k[c].confirming) /* a confirming best is judged alone */
                 return c;
         }
     return -1;
@@ -508,10 +508,9 @@ static mx_status run_round(tuner *tu, bool *in, mx_tune_build *b, mx_diag *d) {
         if (st == MX_OK)
             st = mx_fail(d, MX_ERR_INVALID, "tune: the default program does not run");
     } else if (!ok && n > 1 && blamed >= 0) { /* the compiler named the kernel: refused, the rest again */
-        int c = blamed;
-        refuse(tu, c, st, &why);
+        refuse(tu, blamed, st, &why);
         memcpy(halves, in, (size_t)tu->n_k * sizeof *halves);
-        halves[c] = false;
+        halves[blamed] = false;
         st = run_round(tu, halves, NULL, d);
     } else if (!ok && n > 1) { /* whose candidate? each half alone */
         split_halves(tu, in, n, halves, halves + tu->n_k + 1);
