@@ -141,7 +141,8 @@ int main(int argc, char **argv) {
     bool ok = fclose(f) == 0 && rename(tmp, path) == 0;
     printf("%s on %s: default %.2f ms [%.2f, %.2f], tuned %.2f ms [%.2f, %.2f]: %.3fx; outputs differ by %.3g "
            "(scale %.3g); load %.2f -> %.2f\n%s\n",
-           name, desc, med[0], lo[0], hi[0], med[1], lo[1], hi[1], med[0] / med[1], worst, scale, load[0][0], load[1][0],
+           name, desc, med[0], lo[0], hi[0], med[1], lo[1], hi[1], med[0] / med[1], worst, scale, load[0][0],
+           load[1][0],
            ok ? path : "(not written)");
     for (int i = 0; i < 2; i++) {
         mx_compiled_free(c[i]);

@@ -427,6 +427,17 @@ static void finish_candidate(kernel_search *ks, const mx_tune_candidate *cand) {
     ks->current = -1;
 }
 
+/* Kernel c's candidate in a round that failed (st) or whose outputs
+ * differed (st MX_OK): recorded as such, never to win. */
+static void refuse(tuner *tu, int c, mx_status st, const mx_diag *why) {
+    kernel_search *ks = &tu->k[c];
+    mx_tune_candidate *cand = new_candidate(ks, st == MX_OK ? MX_CAND_MISMATCH : MX_CAND_INVALID);
+    if (mx_debug_level() >= 1)
+        fprintf(stderr, "mixc: tune: %s: candidate %d %s%s\n", ks->label, ks->rec.n_candidates - 1,
+                st == MX_OK ? "does not match the default's outputs" : "refused: ", st == MX_OK ? "" : why->msg);
+    finish_candidate(ks, cand);
+}
+
 /* The kernels of `in` split in two halves (counting those with a candidate). */
 static void split_halves(const tuner *tu, const bool *in, int n, bool *first, bool *second) {
     int seen = 0;
@@ -438,10 +449,30 @@ static void split_halves(const tuner *tu, const bool *in, int n, bool *first, bo
     }
 }
 
+/* The kernel of the round (in `in`) a compile error names by its function
+ * ("in mx_g14_scan, line 292") or its group ("scan group 0: ..."); -1:
+ * none. */
+static int blamed_kernel(const tuner *tu, const bool *in, const char *msg) {
+    static const char *const marks[] = {"mx_g", "group "};
+    for (int m = 0; m < 2; m++)
+        for (const char *at = strstr(msg, marks[m]); at; at = strstr(at + 1, marks[m])) {
+            const char *digits = at + strlen(marks[m]);
+            char *end;
+            long g = strtol(digits, &end, 10);
+            if (end == digits || (*end != '_' && *end != ':') || g < 0 || g >= tu->p->n_groups)
+                continue;
+            int c = tu->class_of[g];
+            if (c >= 0 && in[c] && tu->k[c].current >= 0 && !tu->k[c].confirming) /* a confirming best is judged alone */
+                return c;
+        }
+    return -1;
+}
+
 /* Runs the candidates of the kernels marked in `in`, with b their program
  * (opened with other rounds; NULL: opened here), which it frees. A failure
  * of several is retried in halves, down to the kernel at fault: log2 of the
- * round's kernels extra rounds per fault rather than one per kernel. */
+ * round's kernels extra rounds per fault rather than one per kernel; a
+ * compile error that names the kernel it is in needs no search. */
 static mx_status run_round(tuner *tu, bool *in, mx_tune_build *b, mx_diag *d) {
     int n = 0, only = -1;
     for (int c = 0; c < tu->n_k; c++)
@@ -471,10 +502,16 @@ static mx_status run_round(tuner *tu, bool *in, mx_tune_build *b, mx_diag *d) {
     if (st == MX_OK && tu->hooks->outputs)
         tu->hooks->outputs(tu->hooks->ctx, tu->p, tiles, out);
     bool ok = st == MX_OK && (!tu->want || outputs_match(tu->p, out, tu->want));
+    int blamed = st != MX_OK && st != MX_ERR_NOMEM && n > 1 ? blamed_kernel(tu, in, why.msg) : -1;
     if (st == MX_ERR_NOMEM || (!tu->want && !ok)) { /* out of memory, or the defaults do not run */
         *d = why;
         if (st == MX_OK)
             st = mx_fail(d, MX_ERR_INVALID, "tune: the default program does not run");
+    } else if (!ok && n > 1 && blamed >= 0) { /* the compiler named the kernel: refused, the rest again */
+        refuse(tu, blamed, st, &why);
+        memcpy(halves, in, (size_t)tu->n_k * sizeof *halves);
+        halves[blamed] = false;
+        st = run_round(tu, halves, NULL, d);
     } else if (!ok && n > 1) { /* whose candidate? each half alone */
         split_halves(tu, in, n, halves, halves + tu->n_k + 1);
         st = run_round(tu, halves, NULL, d);
@@ -487,11 +524,7 @@ static mx_status run_round(tuner *tu, bool *in, mx_tune_build *b, mx_diag *d) {
         ks->current = -1;
         st = MX_OK;
     } else if (!ok) {
-        mx_tune_candidate *cand = new_candidate(&tu->k[only], st == MX_OK ? MX_CAND_MISMATCH : MX_CAND_INVALID);
-        if (mx_debug_level() >= 1)
-            fprintf(stderr, "mixc: tune: %s: candidate %d %s%s\n", tu->k[only].label, tu->k[only].rec.n_candidates - 1,
-                    st == MX_OK ? "does not match the default's outputs" : "refused: ", st == MX_OK ? "" : why.msg);
-        finish_candidate(&tu->k[only], cand);
+        refuse(tu, only, st, &why);
         st = MX_OK;
     } else {
         if (!tu->want) { /* the default's round: its outputs are the reference, its program stays open */

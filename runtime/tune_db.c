@@ -187,7 +187,8 @@ mx_status mx_tune_record_parse(const char *line, mx_tune_record *r, mx_diag *d) 
     else if (!get_number(o, "winner", &winner) || winner != (int)winner || winner < 0 ||
              winner >= cJSON_GetArraySize(cands))
         bad = "winner";
-    else if (cJSON_GetObjectItemCaseSensitive(o, "forward") && (!get_number(o, "forward", &r->forward) || r->forward < 0))
+    else if (cJSON_GetObjectItemCaseSensitive(o, "forward") &&
+             (!get_number(o, "forward", &r->forward) || r->forward < 0))
         bad = "forward"; /* optional: records before the whole-forward check have none */
     if (!bad) {
         r->measured = cJSON_IsTrue(measured);

@@ -31,7 +31,10 @@ mx_status mx_tune_show(const char *path, FILE *out, mx_diag *d) {
                 (unsigned long long)r->kernel, r->measured ? "measured" : "modelled", r->n_candidates,
                 r->candidates[0].ms, r->measured ? unit : "", w->ms, r->measured ? unit : "",
                 w->ratio > 0 ? 1 / w->ratio : 1, tiles, r->label);
-        fprintf(out, "%5s  %-16s %s, %s\n", "", "", r->target, r->when);
+        char together[64] = "";
+        if (r->forward > 0) /* the whole forward pass with every winner of that tuning */
+            snprintf(together, sizeof together, "; whole forward %.2fx", 1 / r->forward);
+        fprintf(out, "%5s  %-16s %s, %s%s\n", "", "", r->target, r->when, together);
     }
     mx_tune_db_free(&db);
     return MX_OK;

@@ -15,6 +15,7 @@
  *   The CPU lowering has no unroll knob to read (LLVM's O3 decides). */
 #include <string.h>
 
+#include "scan_plan.h"
 #include "tune.h"
 
 #define MAX_VALUES 12
@@ -38,6 +39,8 @@ static int *field_of(mx_tiles *t, int field) {
 enum { F_THREADS, F_ITEMS, F_CHANNELS, F_LANES, F_MIN_BLOCKS, F_TASKS };
 
 static void axis_add(grid *g, int field, const int *values, int n) {
+    if (n < 1) /* no value: the knob keeps the base's */
+        return;
     axis *a = &g->axes[g->n_axes++];
     a->field = field;
     a->n = 0;
@@ -104,6 +107,22 @@ static int powers_of_two(int from, int to, int *v) {
     return n;
 }
 
+/* The channels per block a CPU scan can take, powers of two up to the
+ * lanes: a block's rows share (b, g) (they divide Ch / G), or the rows
+ * divide into whole blocks; else the emitter's early return for the rows
+ * past the end is one the CPU lowering cannot run as lanes. */
+static int cpu_scan_channels(const mx_program *p, int group, int lanes, int *v) {
+    mx_scan_plan sp;
+    mx_diag ignored;
+    int n = 0;
+    if (mx_scan_plan_fill(p, group, &sp, &ignored) != MX_OK)
+        return 0;
+    for (int c = 1; c <= lanes && n < MAX_VALUES; c *= 2)
+        if ((sp.Ch / sp.G) % c == 0 || (sp.Bt * sp.Ch) % c == 0)
+            v[n++] = c;
+    return n;
+}
+
 void mx_tune_space_fill(const mx_program *p, int group, const mx_target *t, const mx_tiles *base,
                         mx_tune_space *s) {
     memset(s, 0, sizeof *s);
@@ -127,7 +146,7 @@ void mx_tune_space_fill(const mx_program *p, int group, const mx_target *t, cons
         if (kind == MX_FUSE_SCAN) {
             static const int items[] = {2, 4, 8, 16, 32, 64, 128};
             axis_add(&g[0], F_ITEMS, items, 7);
-            axis_add(&g[0], F_CHANNELS, widths, powers_of_two(1, lanes, widths));
+            axis_add(&g[0], F_CHANNELS, widths, cpu_scan_channels(p, group, lanes, widths));
         } else if (kind == MX_FUSE_ELEMWISE || kind == MX_FUSE_CONV) {
             axis_add(&g[0], F_THREADS, widths, powers_of_two(1, lanes, widths));
         } else {

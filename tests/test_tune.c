@@ -238,11 +238,13 @@ static void test_search_injected(mx_graph *g) {
 
 /* Parallel rounds, halving, with the injected time: every space made the
  * default, then it split over 1 and 2 tasks; the first scan kernel's second
- * made the wrong one (its outputs spoiled), so the round of second
- * candidates holds every kernel and fails. */
+ * made the wrong one (its outputs spoiled) and the first norm kernel's
+ * second one the emitter refuses (8 threads a row), so the round of second
+ * candidates holds every kernel and fails to compile, then to match. */
 typedef struct {
-    int wrong_group; /* the scan kernel given the wrong candidate, -1: none yet */
-    int wrong_runs;  /* forward passes whose tiles held it */
+    int wrong_group;   /* the scan kernel given the wrong candidate, -1: none yet */
+    int refused_group; /* the norm kernel given the refused one */
+    int wrong_runs;    /* forward passes whose tiles held the wrong one */
 } run_count;
 
 static void trim_and_wrong(void *ctx, const mx_program *p, int group, mx_tune_space *s) {
@@ -254,6 +256,10 @@ static void trim_and_wrong(void *ctx, const mx_program *p, int group, mx_tune_sp
         rc->wrong_group = group;
         s->tiles[1] = s->tiles[0];
         s->tiles[1].tasks = WRONG_TASKS;
+    }
+    if (p->groups[group].kind == MX_FUSE_NORM && rc->refused_group < 0) {
+        rc->refused_group = group;
+        s->tiles[1].threads = 8;
     }
 }
 
@@ -282,15 +288,16 @@ static void test_parallel_rounds(mx_graph *g) {
     char serial[128], parallel[128];
     path_of("serial.jsonl", serial, sizeof serial);
     path_of("parallel.jsonl", parallel, sizeof parallel);
-    run_count one = {.wrong_group = -1}, three = {.wrong_group = -1};
+    run_count one = {.wrong_group = -1, .refused_group = -1}, three = {.wrong_group = -1, .refused_group = -1};
     mx_tune_summary s1, s3;
     mx_diag d;
     CHECK_MSG(tune_trimmed(g, serial, 1, &one, &s1, &d) == MX_OK, "%s", d.msg);
     CHECK_MSG(tune_trimmed(g, parallel, 3, &three, &s3, &d) == MX_OK, "%s", d.msg);
     CHECK_MSG(s1.kernels >= 3 && s1.kernels == s3.kernels, "%d and %d kernels", s1.kernels, s3.kernels);
-    /* found by halving: the failing round, then one half per level holds the culprit */
+    /* the refused one named by the compiler's message, then the wrong one found by halving the rest: the
+     * failing round, then one half per level holds the culprit */
     int levels = 0;
-    while ((1 << levels) < s1.kernels)
+    while ((1 << levels) < s1.kernels - 1)
         levels++;
     CHECK_MSG(one.wrong_runs == 1 + levels && three.wrong_runs == 1 + levels,
               "the wrong candidate ran %d and %d times; halving %d kernels: %d", one.wrong_runs, three.wrong_runs,
@@ -298,7 +305,7 @@ static void test_parallel_rounds(mx_graph *g) {
     mx_tune_db a, b;
     CHECK(mx_tune_db_read(serial, &a, stderr, &d) == MX_OK && mx_tune_db_read(parallel, &b, stderr, &d) == MX_OK);
     CHECK_MSG(a.n == s1.kernels && b.n == a.n, "%d and %d records", a.n, b.n);
-    int mismatches = 0;
+    int mismatches = 0, refused = 0;
     for (int i = 0; i < a.n && i < b.n; i++) {
         const mx_tune_record *x = &a.records[i], *y = mx_tune_db_find(&b, a.records[i].kernel, a.records[i].target);
         CHECK(y && x->n_candidates == y->n_candidates && x->winner == y->winner);
@@ -306,13 +313,15 @@ static void test_parallel_rounds(mx_graph *g) {
             CHECK(memcmp(&x->candidates[k].tiles, &y->candidates[k].tiles, sizeof x->candidates[k].tiles) == 0 &&
                   x->candidates[k].status == y->candidates[k].status && x->candidates[k].ms == y->candidates[k].ms);
             /* only the culprit is blamed, not the kernels of its round */
-            bool wrong = x->candidates[k].tiles.tasks == WRONG_TASKS;
-            CHECK_MSG((x->candidates[k].status == MX_CAND_MISMATCH) == wrong, "%s candidate %d: %s", x->label, k,
-                      mx_cand_status_names[x->candidates[k].status]);
+            bool wrong = x->candidates[k].tiles.tasks == WRONG_TASKS, refuse = x->candidates[k].tiles.threads == 8;
+            CHECK_MSG((x->candidates[k].status == MX_CAND_MISMATCH) == wrong &&
+                          (x->candidates[k].status == MX_CAND_INVALID) == refuse,
+                      "%s candidate %d: %s", x->label, k, mx_cand_status_names[x->candidates[k].status]);
             mismatches += wrong;
+            refused += refuse;
         }
     }
-    CHECK(mismatches == 1);
+    CHECK(mismatches == 1 && refused == 1);
     mx_tune_db_free(&a);
     mx_tune_db_free(&b);
 }
