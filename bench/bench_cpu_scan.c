@@ -13,7 +13,10 @@
  * update, and % of the floor max(exps / exp rate, bytes / bandwidth) with
  * the exp rate and copy bandwidth measured here. Results:
  * bench/results/bench_cpu_scan-<cpu>.json. Without the CPU backend it says
- * so and exits 1 without writing anything. */
+ * so and exits 1 without writing anything.
+ *
+ * Options: --shape B,Ch,L,N (repeatable; default the four above), --threads
+ * T (repeatable; default 1 and 2), --no-torch (leave PyTorch out). */
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -34,7 +37,7 @@ typedef struct {
     int64_t B, Ch, L, N;
 } shape;
 
-static const shape shapes[] = {
+static const shape default_shapes[] = {
     {1, 768, 196, 16},  /* ViM2-T stage 3, batch 1 */
     {1, 1536, 1024, 16}, /* a long sequence */
     {8, 512, 720, 16},  /* TSM2 long horizon */
@@ -264,6 +267,17 @@ static bool time_torch(const shape *s, int threads, times *tm) {
     return ok;
 }
 
+/* The 1-minute load average (the machine may be shared), -1 where unknown. */
+static double load_average(void) {
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f && fscanf(f, "%lf", &l) != 1)
+        l = -1;
+    if (f)
+        fclose(f);
+    return l;
+}
+
 /* ---- the run ---------------------------------------------------------------------------------- */
 
 static void json_times(FILE *f, const char *name, times t, double updates) {
@@ -271,7 +285,43 @@ static void json_times(FILE *f, const char *name, times t, double updates) {
             t.median_ms, t.min_ms, t.max_ms, t.median_ms * 1e6 / updates);
 }
 
-int main(void) {
+static int usage(const char *why) {
+    fprintf(stderr, "bench_cpu_scan: %s\nusage: bench_cpu_scan [--shape B,Ch,L,N]... [--threads T]... [--no-torch]\n", why);
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    shape shapes[16];
+    int n_shapes = 0, threads_list[8], n_threads = 0;
+    bool torch_wanted = true;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--no-torch") == 0) {
+            torch_wanted = false;
+        } else if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc) {
+            shape *s = &shapes[n_shapes];
+            char end;
+            if (n_shapes == 16)
+                return usage("at most 16 shapes");
+            if (sscanf(argv[++i], "%lld,%lld,%lld,%lld%c", (long long *)&s->B, (long long *)&s->Ch,
+                       (long long *)&s->L, (long long *)&s->N, &end) != 4 ||
+                s->B < 1 || s->Ch < 1 || s->L < 1 || s->N < 1 || s->B * s->Ch * s->L > ((int64_t)1 << 31))
+                return usage("--shape wants four positive sizes B,Ch,L,N (B Ch L below 2^31)");
+            n_shapes++;
+        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 64 || n_threads == 8)
+                return usage("--threads wants 1 to 64 (at most 8 of them)");
+            threads_list[n_threads++] = (int)v;
+        } else {
+            return usage("unknown option");
+        }
+    }
+    if (!n_shapes)
+        for (size_t i = 0; i < sizeof default_shapes / sizeof *default_shapes; i++)
+            shapes[n_shapes++] = default_shapes[i];
+    if (!n_threads)
+        threads_list[n_threads++] = 1, threads_list[n_threads++] = 2;
     mx_target t;
     mx_diag d = {{0}};
     if (mx_target_detect(MX_DEVICE_CPU, &t, &d) != MX_OK) {
@@ -305,7 +355,7 @@ int main(void) {
             "timed the same way), median, min and max of %d runs\",\n  \"results\": [",
             host, t.name, t.vector_bits, sysconf(_SC_NPROCESSORS_ONLN), when, commit, rate, bw, WARMUP, RUNS);
     int rc = 0, n_results = 0;
-    for (size_t i = 0; i < sizeof shapes / sizeof *shapes && rc == 0; i++) {
+    for (int i = 0; i < n_shapes && rc == 0; i++) {
         const shape *s = &shapes[i];
         data dd;
         if (!make_data(s, &dd)) {
@@ -319,7 +369,8 @@ int main(void) {
         double updates = (double)s->B * s->Ch * s->L * s->N, steps = (double)s->B * s->Ch * s->L;
         double exps = updates + 3 * steps; /* exp(dt A) per update; softplus (exp, log1p) and silu per step */
         double bytes = 4.0 * (4 * steps + 2.0 * s->B * s->N * s->L + s->Ch * (s->N + 2));
-        for (int threads = 1; threads <= 2 && rc == 0; threads++) {
+        for (int ti = 0; ti < n_threads && rc == 0; ti++) {
+            int threads = threads_list[ti];
             times mixc, plain = time_loop(scan_loop_plain, &a, threads), fast = time_loop(scan_loop_fast, &a, threads);
             times torch;
             double err;
@@ -329,7 +380,7 @@ int main(void) {
                 rc = 1;
                 break;
             }
-            bool have_torch = time_torch(s, threads, &torch);
+            bool have_torch = torch_wanted && time_torch(s, threads, &torch);
             double floor_ms = fmax(exps / (rate * threads), bytes / bw) * 1e3;
             printf("(%lld,%4lld,%4lld,%lld) %d thr: mixc %8.3f ms %6.3f ns/update (%4.1f%% of floor)  C loop %7.2fx  "
                    "fast-math %6.2fx",
@@ -338,13 +389,13 @@ int main(void) {
                    fast.median_ms / mixc.median_ms);
             if (have_torch)
                 printf("  torch %7.1fx", torch.median_ms / mixc.median_ms);
-            printf("  err %.2g\n", err);
+            printf("  err %.2g  load %.2f\n", err, load_average());
             fflush(stdout);
             fprintf(f, "%s\n    {\"B\": %lld, \"Ch\": %lld, \"L\": %lld, \"N\": %lld, \"threads\": %d, "
                        "\"exps\": %.6g, \"bytes\": %.6g, \"floor_ms\": %.6g, \"pct_of_floor\": %.4g, "
-                       "\"max_rel_err_vs_c_loop\": %.3g",
+                       "\"max_rel_err_vs_c_loop\": %.3g, \"load_average\": %.2f",
                     n_results++ ? "," : "", (long long)s->B, (long long)s->Ch, (long long)s->L, (long long)s->N,
-                    threads, exps, bytes, floor_ms, 100 * floor_ms / mixc.median_ms, err);
+                    threads, exps, bytes, floor_ms, 100 * floor_ms / mixc.median_ms, err, load_average());
             json_times(f, "mixc", mixc, updates);
             json_times(f, "c_loop_O3_march_native", plain, updates);
             json_times(f, "c_loop_fast_math", fast, updates);

@@ -7,8 +7,11 @@
  * and inputs (the default one with MIXC_NO_TUNE=1), then timed in
  * alternating blocks of 3 forward passes so that both see the same machine
  * load; their outputs must agree. Per tuned kernel, the database's default
- * and winner times are copied into the result. Writes
+ * and winner times are copied into the result, with the whole-forward ratio
+ * the tune measured when it checked its winners together, and the machine's
+ * load (1-minute average) before and after. Writes
  * bench/results/bench_tune-cpu-<model>.json. */
+#define _DEFAULT_SOURCE /* getloadavg */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +62,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_tune: %s\n", d.msg);
         return 1;
     }
+    double load[2][3] = {{-1, -1, -1}, {-1, -1, -1}};
+    getloadavg(load[0], 3);
     double *ms[2] = {calloc((size_t)runs, sizeof(double)), calloc((size_t)runs, sizeof(double))};
     for (int i = 0; i < 2; i++) { /* warm-up, and the outputs */
         mx_timing w;
@@ -84,6 +89,7 @@ int main(int argc, char **argv) {
                 }
                 ms[i][k] = one.median_ms;
             }
+    getloadavg(load[1], 3);
     double med[2], lo[2], hi[2];
     for (int i = 0; i < 2; i++) {
         qsort(ms[i], (size_t)runs, sizeof(double), by_double);
@@ -111,9 +117,10 @@ int main(int argc, char **argv) {
                "  \"note\": \"forward passes timed in alternating blocks of 3, default and tuned programs both open\",\n"
                "  \"default_ms\": {\"median\": %.4f, \"min\": %.4f, \"max\": %.4f},\n"
                "  \"tuned_ms\": {\"median\": %.4f, \"min\": %.4f, \"max\": %.4f},\n"
-               "  \"speedup\": %.4f,\n  \"outputs_max_abs_diff\": %.3g,\n  \"outputs_scale\": %.3g,\n  \"kernels\": [",
+               "  \"speedup\": %.4f,\n  \"outputs_max_abs_diff\": %.3g,\n  \"outputs_scale\": %.3g,\n"
+               "  \"load_1min\": {\"before\": %.2f, \"after\": %.2f},\n  \"kernels\": [",
             host, when, commit, desc, t.name, argv[1], runs, med[0], lo[0], hi[0], med[1], lo[1], hi[1],
-            med[0] / med[1], worst, scale);
+            med[0] / med[1], worst, scale, load[0][0], load[1][0]);
     mx_tune_db db;
     int k = 0;
     if (mx_tune_db_read(argv[2], &db, stderr, &d) == MX_OK) {
@@ -124,17 +131,17 @@ int main(int argc, char **argv) {
             char tiles[160];
             mx_tiles_describe(&r->candidates[r->winner].tiles, tiles, sizeof tiles);
             fprintf(f, "%s\n    {\"label\": \"%s\", \"candidates\": %d, \"default_ms\": %.5f, \"tuned_ms\": %.5f, "
-                       "\"spread\": %.3f, \"ratio\": %.4f, \"winner\": \"%s\"}",
+                       "\"spread\": %.3f, \"ratio\": %.4f, \"winner\": \"%s\", \"tune_forward_ratio\": %.4f}",
                     k++ ? "," : "", r->label, r->n_candidates, r->candidates[0].ms, r->candidates[r->winner].ms,
-                    r->candidates[r->winner].spread, r->candidates[r->winner].ratio, tiles);
+                    r->candidates[r->winner].spread, r->candidates[r->winner].ratio, tiles, r->forward);
         }
         mx_tune_db_free(&db);
     }
     fprintf(f, "\n  ]\n}\n");
     bool ok = fclose(f) == 0 && rename(tmp, path) == 0;
     printf("%s on %s: default %.2f ms [%.2f, %.2f], tuned %.2f ms [%.2f, %.2f]: %.3fx; outputs differ by %.3g "
-           "(scale %.3g)\n%s\n",
-           name, desc, med[0], lo[0], hi[0], med[1], lo[1], hi[1], med[0] / med[1], worst, scale,
+           "(scale %.3g); load %.2f -> %.2f\n%s\n",
+           name, desc, med[0], lo[0], hi[0], med[1], lo[1], hi[1], med[0] / med[1], worst, scale, load[0][0], load[1][0],
            ok ? path : "(not written)");
     for (int i = 0; i < 2; i++) {
         mx_compiled_free(c[i]);

@@ -9,9 +9,10 @@ is written as safetensors, then `mixc run --device cpu|ref --time N --inputs
 excluded) and bench/torch_ref.py --device cpu times PyTorch eager with
 the same threads on those weights and inputs (ViM2 and TSM2 models: the ones
 torch_ref.py builds), its output compared with mixc's. Results:
-bench/results/cpu_models-<cpu>.json.
+bench/results/cpu_models-<cpu>.json, with the load average (the machine may
+be shared) at each model. --no-torch leaves PyTorch out.
 
-    python3 bench/cpu_models.py [--mixc build/mixc] [--threads 2] [--runs 5]
+    python3 bench/cpu_models.py [--mixc build/mixc] [--threads 2] [--runs 5] [--models a,b] [--no-torch]
 """
 import argparse
 import json
@@ -52,6 +53,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--ref-runs", type=int, default=2)
     ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--no-torch", action="store_true", help="leave PyTorch eager out")
     args = ap.parse_args()
     import torch
     from safetensors.torch import load_file, save_file
@@ -84,10 +86,11 @@ def main():
         key = sorted(got)[0]
         err = ((got[key] - want[key]).abs() / want[key].abs().clamp(min=1)).max().item()
         entry = dict(model=model, batch=spec["batch"], threads=args.threads, mixc_cpu=cpu, mixc_ref=ref,
-                     cpu_vs_ref_max_rel_err=err, speedup_vs_ref=ref["median_ms"] / cpu["median_ms"])
+                     cpu_vs_ref_max_rel_err=err, speedup_vs_ref=ref["median_ms"] / cpu["median_ms"],
+                     load_average=os.getloadavg()[0])
         line = (f"{model}: cpu {cpu['median_ms']:.2f} ms, ref {ref['median_ms']:.1f} ms "
                 f"({entry['speedup_vs_ref']:.1f}x), err {err:.2g}")
-        if model in TORCH_BUILDS:
+        if model in TORCH_BUILDS and not args.no_torch:
             _, Mixc = torch_ref.build_torch()
             net = Mixc(spec).to_empty(device="cpu")
             net.load_state_dict(load_file(weights), strict=True)

@@ -36,7 +36,8 @@ static const char outro[] =
     "generate code for without that GPU (sm_80, sm_90, a100, h100, h200).\n"
     "The environment: MIXC_DEBUG=1..5, MIXC_THREADS, MIXC_CACHE_DIR,\n"
     "MIXC_NO_CACHE, MIXC_NO_FUSION, MIXC_NO_PLANNER, MIXC_NO_GRAPHS,\n"
-    "MIXC_DISABLE_PASSES, MIXC_PRINT_AFTER (README, docs/passes.md).\n"
+    "MIXC_NO_TUNE, MIXC_SYNC (wait after each GPU kernel to name a faulting\n"
+    "one), MIXC_DISABLE_PASSES, MIXC_PRINT_AFTER (README, docs/passes.md).\n"
     "\n"
     "exit status: 0 success; 1 the work failed (bad file, compile or run\n"
     "error, mismatch); 2 a usage error. Errors go to stderr.\n";

@@ -37,6 +37,9 @@ typedef struct {
     int lanes, per_lane; /* lanes decomposition: lanes per row, states per lane */
     int cpg;             /* channels per group */
     bool staged;         /* B and C of the block's rows staged in shared memory */
+    bool packed;         /* chunked with several rows per block (docs/scan.md, "Packed rows") */
+    int seg;             /* packed: lanes per row, a power of two */
+    int groups;          /* packed: the most (b, g) groups a block's rows span */
     /* index texts: a dim of size 1 is always "0" (emit.h) */
     const char *b, *c, *g;
 } scan_ctx;
@@ -81,8 +84,23 @@ static void order_pos(scan_ctx *x, mx_scan_order order, const char *l, char *out
 
 /* ---- the accumulator and the epilogue ------------------------------------------- */
 
+/* Packed rows sum their scans in shared memory (sm, [R][L] floats, the
+ * rows of the block): the sum's reads and writes at the scan orders'
+ * scattered positions never reach global memory, and the last pass writes
+ * every result once. */
+static bool acc_shared(const scan_ctx *x) { return x->packed && x->sp->summed; }
+
+static mx_dtype acc_dtype(const scan_ctx *x) {
+    return acc_shared(x) ? MX_F32 : mx_value_type(x->e->p->g, x->sp->out[x->sp->acc].value)->dtype;
+}
+
 /* The element of the accumulator at M's position p, as "buf[offset]" parts. */
 static void acc_at(scan_ctx *x, const char *p, const char **buf, char *off, size_t size) {
+    if (acc_shared(x)) { /* within a loop of open_positions: the row is rrow */
+        *buf = "sm";
+        snprintf(off, size, "(int)(rrow - brow) * %lld + (%s)", (long long)x->sp->L, p);
+        return;
+    }
     const mx_scan_out *o = &x->sp->out[x->sp->acc];
     const mx_type *t = mx_value_type(x->e->p->g, o->value);
     mx_idx_str idx[MX_MAX_RANK];
@@ -202,7 +220,7 @@ static void finish_step(scan_ctx *x, int k, const char *l) {
     const char *buf;
     bool guard = placement(x, s, l, p, sizeof p);
     acc_at(x, p, &buf, off, sizeof off);
-    mx_dtype at = mx_value_type(g, sp->out[sp->acc].value)->dtype;
+    mx_dtype at = acc_dtype(x);
     char sum[256], term[32];
     if (s->weight >= 0)
         snprintf(term, sizeof term, "sw%d * y", s->weight);
@@ -218,6 +236,57 @@ static void finish_step(scan_ctx *x, int k, const char *l) {
     mx_emit_line(e, mx_emit_store_fmt(at), buf, off, sum);
     if (guard)
         mx_emit_close(e);
+}
+
+/* Rows of a packed block past the last row: their lanes join the shuffles
+ * and barriers but take no step (len = 0). */
+static bool packed_partial(const scan_ctx *x) {
+    return x->packed && (x->sp->Bt * x->sp->Ch) % x->t.channels != 0;
+}
+
+static void packed_index_texts(scan_ctx *x, bool rows_loop) {
+    x->b = dim_or_zero(x->sp->Bt, rows_loop ? "rb" : "b");
+    x->c = dim_or_zero(x->sp->Ch, rows_loop ? "rc" : "c");
+    x->g = dim_or_zero(x->sp->G, rows_loop ? "rg" : "g");
+}
+
+/* A loop over the positions var in [lo, hi) of the rows this thread serves;
+ * one scope, closed by close_positions. Lanes and chunked: the row's threads
+ * stride over it from first by step. Packed: the block's threads stride over
+ * all its rows one after the other (flat index j, the block's row j / span),
+ * so that a warp's accesses run along the [B, C, L] rows; that row's b, c
+ * and g (rb, rc, rg) are the index texts until close_positions. */
+static void open_positions(scan_ctx *x, const char *var, long long lo, long long hi, const char *first,
+                           const char *step) {
+    mx_emitter *e = x->e;
+    const mx_scan_plan *sp = x->sp;
+    if (!x->packed) {
+        if (lo)
+            mx_emit_open(e, "for (%s %s = %lld + %s; %s < %lld; %s += %s)", e->ity, var, lo, first, var, hi, var, step);
+        else
+            mx_emit_open(e, "for (%s %s = %s; %s < %lld; %s += %s)", e->ity, var, first, var, hi, var, step);
+        return;
+    }
+    long long span = hi - lo;
+    mx_emit_open(e, "for (int j = threadIdx.x; j < %lld; j += blockDim.x)", span * x->t.channels);
+    mx_emit_line(e, "const %s rrow = brow + j / %lld;", e->ity, span);
+    if (packed_partial(x))
+        mx_emit_line(e, "if (rrow >= %lld) /* past the last row, and so is every later j */\n    break;",
+                     (long long)(sp->Bt * sp->Ch));
+    if (sp->Bt > 1)
+        mx_emit_line(e, "const %s rb = rrow / %lld;", e->ity, (long long)sp->Ch);
+    if (sp->Ch > 1)
+        mx_emit_line(e, "const %s rc = rrow %% %lld;", e->ity, (long long)sp->Ch);
+    if (sp->G > 1)
+        mx_emit_line(e, "const %s rg = rc / %d;", e->ity, x->cpg);
+    mx_emit_line(e, "const %s %s = %lld + j %% %lld;", e->ity, var, lo, span);
+    packed_index_texts(x, true);
+}
+
+static void close_positions(scan_ctx *x) {
+    mx_emit_close(x->e);
+    if (x->packed)
+        packed_index_texts(x, false);
 }
 
 /* The positions of M that scan 0 never reaches (its shift drops steps) are
@@ -240,14 +309,14 @@ static void zero_unreached(scan_ctx *x, const char *first, const char *step) {
         hi = L;
     if (lo >= hi)
         return;
-    mx_emit_open(x->e, "for (%s q = %lld + %s; q < %lld; q += %s)", x->e->ity, lo, first, hi, step);
+    open_positions(x, "q", lo, hi, first, step);
     char p[256] = "q", off[160];
     if (s->by_order)
         order_pos(x, s->order, "q", p, sizeof p);
     const char *buf;
     acc_at(x, p, &buf, off, sizeof off);
-    mx_emit_line(x->e, mx_emit_store_fmt(mx_value_type(x->e->p->g, sp->out[sp->acc].value)->dtype), buf, off, "0.0f");
-    mx_emit_close(x->e);
+    mx_emit_line(x->e, mx_emit_store_fmt(acc_dtype(x)), buf, off, "0.0f");
+    close_positions(x);
 }
 
 /* The weights of a Switch of Scans' terms that stay, sw0 ... (scan_plan.h). */
@@ -277,7 +346,7 @@ static bool needs_final_pass(const scan_ctx *x) {
     const mx_emitter *e = x->e;
     if (!sp->summed)
         return false;
-    if (sp->n_extra > 0 || sp->n_out > 1 || sp->out[sp->acc].value != sp->merge)
+    if (acc_shared(x) || sp->n_extra > 0 || sp->n_out > 1 || sp->out[sp->acc].value != sp->merge)
         return true;
     for (int i = e->uses.first[sp->merge]; i < e->uses.first[sp->merge + 1]; i++) {
         int r = e->uses.reader[i];
@@ -291,11 +360,11 @@ static bool needs_final_pass(const scan_ctx *x) {
 static void final_pass(scan_ctx *x, const char *first, const char *step) {
     mx_emitter *e = x->e;
     const mx_scan_plan *sp = x->sp;
-    mx_emit_open(e, "for (%s p = %s; p < %lld; p += %s)", e->ity, first, (long long)sp->L, step);
+    open_positions(x, "p", 0, (long long)sp->L, first, step);
     const char *buf;
     char off[160], m[256];
     acc_at(x, "p", &buf, off, sizeof off);
-    snprintf(m, sizeof m, mx_emit_load_fmt(mx_value_type(e->p->g, sp->out[sp->acc].value)->dtype), buf, off);
+    snprintf(m, sizeof m, mx_emit_load_fmt(acc_dtype(x)), buf, off);
     mx_emit_line(e, "float m = %s;", m);
     for (int i = 0; i < sp->n_extra; i++) { /* a Switch of Scans' terms that read no scan */
         const mx_scan_extra *t = &sp->extra[i];
@@ -305,8 +374,8 @@ static void final_pass(scan_ctx *x, const char *first, const char *step) {
         value3(x, t->value, x->b, x->c, dim_or_zero(sp->L, q), v, sizeof v);
         mx_emit_line(e, "m += sw%d * %s;", t->weight, v);
     }
-    epilogue(x, "p", "m", sp->out[sp->acc].value == sp->merge && sp->n_extra == 0);
-    mx_emit_close(e);
+    epilogue(x, "p", "m", !acc_shared(x) && sp->out[sp->acc].value == sp->merge && sp->n_extra == 0);
+    close_positions(x);
 }
 
 /* d for step l: delta (+ bias), softplus. */
@@ -486,7 +555,10 @@ static void emit_lanes(scan_ctx *x, mx_kernel *k) {
 
 /* Whether the super-chunks of threads x ITEMS steps tile L exactly: then no
  * step is past L and no step needs a bounds check. */
-static bool tiles_exactly(const scan_ctx *x) { return x->sp->L % ((int64_t)x->t.threads * x->t.items) == 0; }
+static bool tiles_exactly(const scan_ctx *x) {
+    int64_t span = x->packed ? (int64_t)x->seg * x->t.items : (int64_t)x->t.threads * x->t.items;
+    return x->sp->L % span == 0;
+}
 
 /* A loop over this thread's steps within L, unrolled so that its per-step
  * arrays stay in registers (a loop bound on L would keep them in local
@@ -494,6 +566,11 @@ static bool tiles_exactly(const scan_ctx *x) { return x->sp->L % ((int64_t)x->t.
 static void items_loop(const scan_ctx *x) {
     mx_emitter *e = x->e;
     mx_emit_line(e, "#pragma unroll");
+    if (packed_partial(x)) {
+        mx_emit_line(e, "for (int i = 0; i < ITEMS; i++)");
+        mx_emit_open(e, "    if (first + i < len)");
+        return;
+    }
     if (tiles_exactly(x)) {
         mx_emit_open(e, "for (int i = 0; i < ITEMS; i++)");
         return;
@@ -521,6 +598,53 @@ static void tile_loop(scan_ctx *x, const mx_scan_part *s) {
     mx_emit_line(e, "const int sj = j + j / ITEMS;");
     step_l(x, s, "(s0 + j)", l, sizeof l);
     mx_emit_line(e, "const %s l = %s;", e->ity, l);
+}
+
+/* This thread's steps of state n as the map h -> a h + hc, B of step i
+ * being the expression b_i; dA and d B u kept for the rescan (one exp and
+ * one load of B per step). */
+static void summarise_steps(const scan_ctx *x, const char *b_i) {
+    mx_emitter *e = x->e;
+    mx_emit_line(e, "float a = 1.0f, hc = 0.0f; /* this thread's steps as h -> a h + hc */");
+    mx_emit_line(e, "float dA[ITEMS], bu[ITEMS]; /* kept for the rescan: one exp and one load of B per step */");
+    items_loop(x);
+    mx_emit_line(e, "dA[i] = mx_ex2(dl[i] * a2);");
+    mx_emit_line(e, "bu[i] = du[i] * %s;", b_i);
+    mx_emit_line(e, "a *= dA[i];");
+    mx_emit_line(e, "hc = dA[i] * hc + bu[i];");
+    mx_emit_close(e);
+}
+
+/* The inclusive scan of the maps (a, hc) over groups of `width` lanes (a
+ * power of two up to 32; lane: the lane's index in its group); earlier lanes
+ * apply first. A lane takes a value only from a lane of its own group
+ * (lane >= off): __shfl_up_sync hands the first off lanes of a group their
+ * own value back, which composed again would count their steps twice. */
+static void maps_scan(const scan_ctx *x, const char *lane, int width) {
+    mx_emitter *e = x->e;
+    char w[16] = "";
+    if (width < 32)
+        snprintf(w, sizeof w, ", %d", width);
+    mx_emit_line(e, "/* inclusive scan of the maps over the %s: earlier lanes apply first */",
+                 width < 32 ? "row's lanes" : "warp");
+    mx_emit_open(e, "for (int off = 1; off < %d; off <<= 1)", width);
+    mx_emit_line(e, "const float pa = __shfl_up_sync(0xFFFFFFFFu, a, off%s);", w);
+    mx_emit_line(e, "const float ph = __shfl_up_sync(0xFFFFFFFFu, hc, off%s);", w);
+    mx_emit_open(e, "if (%s >= off)", lane);
+    mx_emit_line(e, "hc = a * ph + hc;");
+    mx_emit_line(e, "a *= pa;");
+    mx_emit_close(e);
+    mx_emit_close(e);
+}
+
+/* This thread's steps again from the state hs entering them, C of step i
+ * being the expression c_i: the outputs yi. */
+static void rescan_steps(const scan_ctx *x, const char *c_i) {
+    mx_emitter *e = x->e;
+    items_loop(x);
+    mx_emit_line(e, "hs = dA[i] * hs + bu[i];");
+    mx_emit_line(e, "yi[i] += hs * %s;", c_i);
+    mx_emit_close(e);
 }
 
 static void chunked_scan(scan_ctx *x, int k) {
@@ -571,23 +695,8 @@ static void chunked_scan(scan_ctx *x, int k) {
     mx_emit_line(e, "sB[sj] = %s, sC[sj] = %s;", bb, cc);
     mx_emit_close(e);
     mx_emit_line(e, "__syncthreads();");
-    mx_emit_line(e, "float a = 1.0f, hc = 0.0f; /* this thread's steps as h -> a h + hc */");
-    mx_emit_line(e, "float dA[ITEMS], bu[ITEMS]; /* kept for the rescan: one exp and one load of B per step */");
-    items_loop(x);
-    mx_emit_line(e, "dA[i] = mx_ex2(dl[i] * a2);");
-    mx_emit_line(e, "bu[i] = du[i] * sB[mine + i];");
-    mx_emit_line(e, "a *= dA[i];");
-    mx_emit_line(e, "hc = dA[i] * hc + bu[i];");
-    mx_emit_close(e);
-    mx_emit_line(e, "/* inclusive scan of the maps over the warp: earlier lanes apply first */");
-    mx_emit_open(e, "for (int off = 1; off < 32; off <<= 1)");
-    mx_emit_line(e, "const float pa = __shfl_up_sync(0xFFFFFFFFu, a, off);");
-    mx_emit_line(e, "const float ph = __shfl_up_sync(0xFFFFFFFFu, hc, off);");
-    mx_emit_open(e, "if (lane >= off)");
-    mx_emit_line(e, "hc = a * ph + hc;");
-    mx_emit_line(e, "a *= pa;");
-    mx_emit_close(e);
-    mx_emit_close(e);
+    summarise_steps(x, "sB[mine + i]");
+    maps_scan(x, "lane", 32);
     mx_emit_open(e, "if (lane == 31)");
     mx_emit_line(e, "wa[phase * 32 + warp] = a;");
     mx_emit_line(e, "wh[phase * 32 + warp] = hc;");
@@ -601,10 +710,7 @@ static void chunked_scan(scan_ctx *x, int k) {
     mx_emit_line(e, "const float ph = __shfl_up_sync(0xFFFFFFFFu, hc, 1);");
     mx_emit_line(e, "if (lane > 0)");
     mx_emit_line(e, "    hs = pa * hs + ph;");
-    items_loop(x);
-    mx_emit_line(e, "hs = dA[i] * hs + bu[i];");
-    mx_emit_line(e, "yi[i] += hs * sC[mine + i];");
-    mx_emit_close(e);
+    rescan_steps(x, "sC[mine + i]");
     mx_emit_open(e, "if (threadIdx.x == blockDim.x - 1) /* its end state, padding being the identity, is the carry */");
     mx_emit_line(e, "carry[(par ^ 1) * %lld + n] = hs;", N);
     if (s->hN_stored) {
@@ -673,6 +779,180 @@ static void emit_chunked(scan_ctx *x, mx_kernel *k) {
     k->smem = chunked_smem(x);
 }
 
+/* ---- decomposition 1, packed rows: rows shorter than a warp --------------------------- */
+
+/* One scan of a packed block: d, d u, A log2 e and B, C of every state for
+ * all the block's rows staged with the block's threads running along the
+ * rows (whole sectors), then each row's SEG lanes scan its steps as the
+ * chunked scan's warp does, and the outputs go back along the rows. */
+static void packed_scan(scan_ctx *x, int k) {
+    mx_emitter *e = x->e;
+    const mx_scan_plan *sp = x->sp;
+    const mx_scan_part *s = &sp->scan[k];
+    char l[64], a[96], bb[96], cc[96];
+    long long N = (long long)sp->N, L = (long long)sp->L;
+    mx_emit_open(e, "/* scan %d of %d%s */", k, sp->n_scans, s->reverse ? ", reverse" : "");
+    if (k > 0)
+        mx_emit_line(e, "__syncthreads(); /* the previous scan's sum is complete, its staged values consumed */");
+    mx_emit_line(e, "/* d and d u of the block's rows, at walk step w of row j / L */");
+    open_positions(x, "w", 0, L, "", "");
+    step_l(x, s, "w", l, sizeof l);
+    mx_emit_line(e, "const %s l = %s;", e->ity, l);
+    emit_delta(x, s, "l");
+    value3(x, s->in[MX_SCAN_U], x->b, x->c, dim_or_zero(sp->L, "l"), a, sizeof a);
+    mx_emit_line(e, "sd[j] = d, sdu[j] = d * %s;", a);
+    close_positions(x);
+    open_positions(x, "n", 0, N, "", "");
+    {
+        const char *ai[2] = {dim_or_zero(sp->Ch, x->c), dim_or_zero(sp->N, "n")};
+        mx_emit_value(e, s->in[MX_SCAN_A], ai, a, sizeof a);
+    }
+    mx_emit_line(e, "sA[j] = %s * " LOG2E ";", a);
+    close_positions(x);
+    mx_emit_line(e, "/* B and C of every state of the groups (b, g) the rows span, along L */");
+    mx_emit_open(e, "for (int j = threadIdx.x; j < n_groups * %lld; j += blockDim.x)", N * L);
+    if (sp->Bt > 1 || sp->G > 1)
+        mx_emit_line(e, "const %s grp = g0 + j / %lld;", e->ity, N * L);
+    mx_emit_line(e, "const int n = j / %lld %% %lld, w = j %% %lld;", L, N, L);
+    if (sp->Bt > 1)
+        mx_emit_line(e, "const %s rb = grp / %lld;", e->ity, (long long)sp->G);
+    if (sp->G > 1)
+        mx_emit_line(e, "const %s rg = grp %% %lld;", e->ity, (long long)sp->G);
+    packed_index_texts(x, true);
+    step_l(x, s, "w", l, sizeof l);
+    mx_emit_line(e, "const %s l = %s;", e->ity, l);
+    bc_value(x, s, MX_SCAN_B, "n", "l", bb, sizeof bb);
+    bc_value(x, s, MX_SCAN_C, "n", "l", cc, sizeof cc);
+    packed_index_texts(x, false);
+    mx_emit_line(e, "sB[j] = %s, sC[j] = %s;", bb, cc);
+    mx_emit_close(e);
+    mx_emit_line(e, "__syncthreads();");
+    mx_emit_line(e, "float dl[ITEMS], du[ITEMS], yi[ITEMS];");
+    mx_emit_line(e, "#pragma unroll");
+    mx_emit_open(e, "for (int i = 0; i < ITEMS; i++)");
+    if (tiles_exactly(x) && !packed_partial(x)) {
+        mx_emit_line(e, "dl[i] = sd[mine + i], du[i] = sdu[mine + i];");
+    } else {
+        const char *len = packed_partial(x) ? "len" : NULL;
+        char lim[32];
+        snprintf(lim, sizeof lim, "%lld", L);
+        mx_emit_line(e, "dl[i] = first + i < %s ? sd[mine + i] : 0.0f; /* past the row: the identity step */",
+                     len ? len : lim);
+        mx_emit_line(e, "du[i] = first + i < %s ? sdu[mine + i] : 0.0f;", len ? len : lim);
+    }
+    mx_emit_line(e, "yi[i] = 0.0f;");
+    mx_emit_close(e);
+    mx_emit_open(e, "for (int n = 0; n < %lld; n++)", N);
+    mx_emit_line(e, "const float a2 = sA[slot * %lld + n];", N);
+    mx_emit_line(e, "const float *const bn = sB + (gl * %lld + n) * %lld + first, *const cn = sC + (bn - sB);", N, L);
+    summarise_steps(x, "bn[i]");
+    if (x->seg > 1)
+        maps_scan(x, "sl", x->seg);
+    emit_state_init(x, s, "n", NULL, "float hs");
+    if (x->seg > 1) {
+        mx_emit_line(e, "/* the state entering this lane's steps: the lanes before it in the row */");
+        mx_emit_line(e, "const float pa = __shfl_up_sync(0xFFFFFFFFu, a, 1, %d);", x->seg);
+        mx_emit_line(e, "const float ph = __shfl_up_sync(0xFFFFFFFFu, hc, 1, %d);", x->seg);
+        mx_emit_line(e, "if (sl > 0)");
+        mx_emit_line(e, "    hs = pa * hs + ph;");
+    }
+    rescan_steps(x, "cn[i]");
+    if (s->hN_stored) {
+        mx_emit_open(e, "if (sl == %d%s) /* its end state, padding being the identity */", x->seg - 1,
+                     packed_partial(x) ? " && len > 0" : "");
+        store_hN(x, s, "n", "hs");
+        mx_emit_close(e);
+    }
+    mx_emit_close(e);
+    mx_emit_line(e, "#pragma unroll");
+    mx_emit_line(e, "for (int i = 0; i < ITEMS; i++)");
+    if (tiles_exactly(x))
+        mx_emit_line(e, "    sy[mine + i] = yi[i];");
+    else
+        mx_emit_line(e, "    if (first + i < %lld)\n        sy[mine + i] = yi[i];", L);
+    mx_emit_line(e, "__syncthreads();");
+    mx_emit_line(e, "/* the outputs, along the rows */");
+    open_positions(x, "w", 0, L, "", "");
+    step_l(x, s, "w", l, sizeof l);
+    mx_emit_line(e, "const %s l = %s;", e->ity, l);
+    mx_emit_line(e, "float y = sy[j];");
+    finish_step(x, k, "l");
+    close_positions(x);
+    mx_emit_close(e);
+}
+
+/* Bytes of shared memory of a packed block: A log2 e of its rows, d, d u
+ * and y of their steps (and their sum M), B and C of the groups they span. */
+static size_t packed_smem(const scan_ctx *x) {
+    size_t R = (size_t)x->t.channels, N = (size_t)x->sp->N, L = (size_t)x->sp->L;
+    return (R * N + (3 + acc_shared(x)) * R * L + 2 * (size_t)x->groups * N * L) * sizeof(float);
+}
+
+/* The most groups (b, g) the rows of one block span: blocks start at
+ * multiples of R, so the pattern of starts within a group repeats after
+ * cpg blocks; the last block may be short. */
+static int packed_groups(const mx_scan_plan *sp, int R, int cpg) {
+    int64_t rows = sp->Bt * sp->Ch, blocks = (rows + R - 1) / R;
+    int most = 1;
+    for (int64_t b = 0; b < blocks && b <= cpg; b++) {
+        int64_t first = b * R, last = (first + R < rows ? first + R : rows) - 1;
+        int n = (int)(last / cpg - first / cpg + 1);
+        most = n > most ? n : most;
+    }
+    return most;
+}
+
+static void emit_packed(scan_ctx *x, mx_kernel *k) {
+    mx_emitter *e = x->e;
+    const mx_scan_plan *sp = x->sp;
+    int R = x->t.channels;
+    long long rows = (long long)(sp->Bt * sp->Ch), N = (long long)sp->N, L = (long long)sp->L;
+    mx_emit_line(e, "/* packed: %d rows (b, c) per block, SEG = %d lanes per row each scanning ITEMS = %d steps;",
+                 R, x->seg, x->t.items);
+    mx_emit_line(e, "   the block stages its rows' d, d u, A and all their B and C reading along the rows, so a");
+    mx_emit_line(e, "   warp's loads cover whole sectors although a row (L = %lld) is shorter than one */", L);
+    mx_emit_line(e, "const int slot = threadIdx.x / %d, sl = threadIdx.x %% %d;", x->seg, x->seg);
+    mx_emit_line(e, "const %s brow = (%s)blockIdx.x * %d; /* the block's first row */", e->ity, e->ity, R);
+    if (packed_partial(x)) {
+        mx_emit_line(e, "const int len = brow + slot < %lld ? %lld : 0; /* steps of this lane's row */", rows, L);
+        mx_emit_line(e, "const %s row = len ? brow + slot : %lld; /* rows past the last read the last */", e->ity,
+                     rows - 1);
+    } else {
+        mx_emit_line(e, "const %s row = brow + slot;", e->ity);
+    }
+    if (sp->Bt > 1)
+        mx_emit_line(e, "const %s b = row / %lld;", e->ity, (long long)sp->Ch);
+    if (sp->Ch > 1)
+        mx_emit_line(e, "const %s c = row %% %lld;", e->ity, (long long)sp->Ch);
+    if (sp->G > 1)
+        mx_emit_line(e, "const %s g = c / %d;", e->ity, x->cpg);
+    mx_emit_line(e, "const %s g0 = brow / %d; /* the first row's group b G + g */", e->ity, x->cpg);
+    mx_emit_line(e, "const int n_groups = (int)(((brow + %d < %lld ? brow + %d : %lld) - 1) / %d - g0 + 1);", R, rows,
+                 R, rows, x->cpg);
+    mx_emit_line(e, "const int gl = (int)(row / %d - g0); /* this lane's group among them */", x->cpg);
+    mx_emit_line(e, "const int first = sl * ITEMS, mine = slot * %lld + first; /* this lane's steps */", L);
+    mx_emit_line(e, "MX_DYNAMIC_SMEM(float, smem);");
+    mx_emit_line(e, "float *const sA = smem; /* [R][N] */");
+    mx_emit_line(e, "float *const sd = sA + %lld, *const sdu = sd + %lld, *const sy = sdu + %lld; /* [R][L] */", R * N,
+                 R * L, R * L);
+    mx_emit_line(e, "float *const sB = sy + %lld, *const sC = sB + %lld; /* [groups][N][L] */", R * L,
+                 (long long)x->groups * N * L);
+    if (acc_shared(x))
+        mx_emit_line(e, "float *const sm = sC + %lld; /* [R][L] the sum M of the rows' scans */",
+                     (long long)x->groups * N * L);
+    load_weights(x);
+    zero_unreached(x, "", "");
+    for (int i = 0; i < sp->n_scans; i++)
+        packed_scan(x, i);
+    if (needs_final_pass(x)) {
+        mx_emit_line(e, "__syncthreads();");
+        final_pass(x, "", "");
+    }
+    k->block[0] = (unsigned)x->t.threads, k->block[1] = k->block[2] = 1;
+    k->grid[0] = (unsigned)((rows + R - 1) / R), k->grid[1] = k->grid[2] = 1;
+    k->smem = packed_smem(x);
+}
+
 /* ---- tiles -------------------------------------------------------------------------- */
 
 /* The lane count of a row: a power of two up to 32 that divides N. */
@@ -719,10 +999,40 @@ static mx_tiles chunked_tiles(const mx_scan_plan *sp) {
     return t;
 }
 
-/* Two waves of the target's resident threads: enough rows x states to fill
- * the GPU with a lane per state; fewer, and L is cut into chunks instead. */
+/* Lanes per row of a packed block: a power of two whose lanes of `items`
+ * steps each cover L. */
+static int packed_seg(int64_t L, int items) {
+    int seg = 1;
+    while ((int64_t)seg * items < L)
+        seg *= 2;
+    return seg;
+}
+
+/* Rows shorter than a warp (docs/scan.md, "Packed rows"): up to 8 lanes per
+ * row of about 4 steps each (fewer shuffles than a lane per step), 128
+ * threads, fewer (whole warps) when there are fewer rows. */
+static mx_tiles packed_tiles(const mx_scan_plan *sp) {
+    int seg = 1;
+    while (seg < 8 && seg * 4 < sp->L)
+        seg *= 2;
+    mx_tiles t = {.vector = 1, .chunked = 1, .items = (int)((sp->L + seg - 1) / seg)};
+    int per_warp = 32 / seg;
+    int64_t rows = sp->Bt * sp->Ch;
+    t.channels = 128 / seg;
+    if (rows < t.channels)
+        t.channels = (int)((rows + per_warp - 1) / per_warp * per_warp);
+    t.threads = t.channels * seg;
+    t.min_blocks = 512 / t.threads;
+    return t;
+}
+
+/* Rows shorter than a warp: packed, several to a block. Else two waves of
+ * the target's resident threads: enough rows x states to fill the GPU with
+ * a lane per state; fewer, and L is cut into chunks instead. */
 static mx_tiles tiles_for(const mx_scan_plan *sp, const mx_target *t) {
     int64_t resident = (int64_t)t->sm_count * t->max_threads_per_sm;
+    if (sp->L < 32)
+        return packed_tiles(sp);
     return sp->Bt * sp->Ch * sp->N >= 2 * resident ? lanes_tiles(sp) : chunked_tiles(sp);
 }
 
@@ -741,6 +1051,13 @@ static mx_status check_tiles(scan_ctx *x, const mx_tiles *given, mx_diag *d) {
     const mx_tiles *t = given;
     if (!t->threads && !t->items && !t->channels && !t->lanes_per_state && !t->chunked) {
         x->t = tiles_for(sp, x->e->target);
+    } else if (t->chunked && t->channels > 1) { /* packed: threads = channels x the lanes per row */
+        x->t = packed_tiles(sp);
+        if (t->items)
+            x->t.items = t->items;
+        x->t.channels = t->channels;
+        x->t.threads = t->channels * packed_seg(sp->L, x->t.items > 0 ? x->t.items : 1);
+        x->t.min_blocks = t->min_blocks;
     } else {
         x->t = t->chunked ? chunked_tiles(sp) : lanes_tiles(sp);
         if (t->threads)
@@ -755,6 +1072,29 @@ static mx_status check_tiles(scan_ctx *x, const mx_tiles *given, mx_diag *d) {
     }
     x->t.tasks = t->tasks;
     int group = x->e->group;
+    x->packed = x->t.chunked && x->t.channels > 1;
+    if (x->packed) {
+        int items = x->t.items, R = x->t.channels;
+        if (items < 1 || items > 64 || (int64_t)32 * items < sp->L)
+            return mx_fail(d, MX_ERR_INVALID,
+                           "scan group %d: packed tiles (chunked, channels > 1) need items 1..64 and a row "
+                           "(L = %lld) within 32 lanes of items steps (got items %d)",
+                           group, (long long)sp->L, items);
+        x->seg = packed_seg(sp->L, items);
+        if (x->t.threads % 32 || x->t.threads > 1024 || (t->threads && t->threads != x->t.threads))
+            return mx_fail(d, MX_ERR_INVALID,
+                           "scan group %d: packed tiles need threads = channels x %d lanes per row (L = %lld, "
+                           "items %d), a multiple of 32 up to 1024 (got %d channels, %d threads)",
+                           group, x->seg, (long long)sp->L, items, R, t->threads ? t->threads : x->t.threads);
+        x->groups = packed_groups(sp, R, x->cpg);
+        if (packed_smem(x) > (size_t)x->e->target->smem_per_block)
+            return mx_fail(d, MX_ERR_INVALID,
+                           "scan group %d: the packed tiles (%d rows x %lld steps, %lld states) need %zu bytes of "
+                           "shared memory (at most %d on %s)",
+                           group, R, (long long)sp->L, (long long)sp->N, packed_smem(x),
+                           x->e->target->smem_per_block, x->e->target->name);
+        return MX_OK;
+    }
     if (x->t.chunked) {
         if (x->t.threads < 32 || x->t.threads > 1024 || x->t.threads % 32 || x->t.items < 1 || x->t.items > 64)
             return mx_fail(d, MX_ERR_INVALID,
@@ -829,7 +1169,11 @@ mx_status mx_emit_scan(mx_emitter *e, const mx_tiles *t, mx_kernel *k, mx_diag *
     x.g = dim_or_zero(sp.G, "g");
     MX_TRY(check_tiles(&x, t, d));
     k->tiles = x.t;
-    if (x.t.chunked) {
+    if (x.packed) {
+        mx_emit_line(e, "#define ITEMS %d", x.t.items);
+        emit_packed(&x, k);
+        mx_emit_line(e, "#undef ITEMS");
+    } else if (x.t.chunked) {
         mx_emit_line(e, "#define ITEMS %d", x.t.items);
         mx_emit_line(e, "#define TILE %d /* steps per super-chunk */", x.t.items * x.t.threads);
         mx_emit_line(e, "#define SLOTS %d /* floats per step array: TILE and a pad per ITEMS */",

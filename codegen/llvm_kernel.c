@@ -69,6 +69,8 @@ typedef struct {
 
 typedef enum { S_VAL, S_VAR, S_ARR, S_FN } sym_kind;
 
+enum { MAX_ROOTS = 258 }; /* a kernel's parameters and its shared memory */
+
 typedef struct {
     const char *name;
     int len;
@@ -111,6 +113,23 @@ typedef struct {
     int n_loops;
     val block_idx, grid_dim;
     size_t smem_bytes; /* a block's shared memory */
+    /* The buffers a kernel's lanes may read as lane tiles (its parameters and
+     * its shared memory), each with a count of the stores into it; `others`
+     * counts stores that may reach any of them (through a buffer that is not
+     * __restrict__, or a pointer whose buffer is not known). */
+    LLVMValueRef roots[MAX_ROOTS], root_stores[MAX_ROOTS], others;
+    bool root_restrict[MAX_ROOTS];
+    int n_roots;
+    /* Store tiles (stores buffered per site): per root the tile of its one
+     * buffered site (-1: none) and whether other accesses were built before
+     * it; unbuffered (kept across attempts): roots whose stores are not
+     * buffered, all of them when an access may reach any buffer. */
+    struct store_tile {
+        int root;
+        LLVMValueRef rows, base, stride, written;
+    } store_tiles[16];
+    int n_store_tiles, tile_of[MAX_ROOTS];
+    bool accessed[MAX_ROOTS], unbuffered[MAX_ROOTS], none_buffered;
     sym *syms;
     int n_syms, cap_syms;
     jmp_buf fail;
@@ -912,12 +931,354 @@ static LLVMValueRef gather_scatter(lower *L, LLVMValueRef addrs, LLVMValueRef va
                           args, 4, "");
 }
 
+/* ---- lane tiles ---------------------------------------------------------------------------- */
+
+/* Lanes that read memory at addresses a constant stride S apart (a scan's
+ * rows: one channel per lane, the channels L apart) would gather W elements
+ * per step. When the addresses turn out (at run time: a few vector
+ * instructions) to be a + k S, a load reads
+ *   S = 1: one vector (the lanes' elements are consecutive);
+ *   S > 1: from a lane tile, the next T = W elements of each lane's row
+ *          read with W plain (masked) vector loads and transposed in
+ *          registers, so that the following steps of a loop walking the
+ *          rows (forwards or backwards) find their elements in the tile.
+ * A row is S elements aligned to the start of its buffer (a dense tensor's
+ * rows along the dimension of stride S), so a window never leaves the row
+ * of its lane's element: a ragged end is a shorter, masked window. A store
+ * into a buffer makes its tiles stale (each tile remembers the count of
+ * stores into its buffer when it was read); the rest fall back to gathers. */
+
+static LLVMValueRef store_counter(lower *L) {
+    LLVMValueRef c = entry_alloca(L, L->i64, NULL);
+    LLVMBuildStore(L->entry_b, LLVMConstInt(L->i64, 0, 0), c);
+    return c;
+}
+
+static void add_root(lower *L, LLVMValueRef base, bool restricted) {
+    if (L->n_roots == MAX_ROOTS)
+        return; /* beyond: its loads gather */
+    L->roots[L->n_roots] = base, L->root_restrict[L->n_roots] = restricted;
+    L->tile_of[L->n_roots] = -1, L->accessed[L->n_roots] = false;
+    L->root_stores[L->n_roots++] = store_counter(L);
+}
+
+/* The buffer an address (or vector of addresses) points into: the index of
+ * its root, -1 when it is none of them (a local array: -2). */
+static int root_of(lower *L, LLVMValueRef a) {
+    if (!a)
+        return -1;
+    for (;;) {
+        if (LLVMIsAGetElementPtrInst(a) || (LLVMIsAConstantExpr(a) && LLVMGetConstOpcode(a) == LLVMGetElementPtr))
+            a = LLVMGetOperand(a, 0);
+        else if (LLVMIsAShuffleVectorInst(a))
+            a = LLVMGetOperand(a, 0);
+        else if (LLVMIsAInsertElementInst(a))
+            a = LLVMGetOperand(a, 1);
+        else
+            break;
+    }
+    for (int i = 0; i < L->n_roots; i++)
+        if (L->roots[i] == a)
+            return i;
+    return LLVMIsAAllocaInst(a) ? -2 : -1;
+}
+
+/* A store through addr: the tiles of its buffer (of every buffer, when it
+ * may be any) are stale. */
+static void count_store(lower *L, LLVMValueRef addr) {
+    if (L->W == 1)
+        return; /* no tiles */
+    int r = root_of(L, addr);
+    if (r == -2)
+        return;
+    LLVMValueRef c = r >= 0 && L->root_restrict[r] ? L->root_stores[r] : L->others;
+    LLVMBuildStore(L->B, LLVMBuildAdd(L->B, LLVMBuildLoad2(L->B, L->i64, c, ""), LLVMConstInt(L->i64, 1, 0), ""), c);
+}
+
+static LLVMValueRef lane_iota(lower *L, LLVMTypeRef el, int n) {
+    LLVMValueRef k[64];
+    for (int i = 0; i < n; i++)
+        k[i] = LLVMConstInt(el, (unsigned long long)i, 0);
+    return LLVMConstVector(k, (unsigned)n);
+}
+
+static LLVMValueRef i64c(lower *L, long long v) { return LLVMConstInt(L->i64, (unsigned long long)v, 1); }
+
+static LLVMValueRef masked_mem(lower *L, const char *name, LLVMTypeRef vt, LLVMValueRef *args) {
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMTypeRef over[2] = {vt, L->ptr};
+    return LLVMBuildCall2(L->B, LLVMIntrinsicGetType(L->C, id, over, 2), LLVMGetIntrinsicDeclaration(L->M, id, over, 2),
+                          args, 4, "");
+}
+
+/* Whether the lanes' addresses are a + k S, S a positive multiple of the
+ * element size (bytes): *a0 and *stride (bytes) then hold them. */
+static LLVMValueRef strided(lower *L, LLVMValueRef addrs, unsigned esize, LLVMValueRef *a0, LLVMValueRef *stride) {
+    LLVMTypeRef vt = LLVMVectorType(L->i64, (unsigned)L->W);
+    LLVMValueRef a = LLVMBuildPtrToInt(L->B, addrs, vt, "");
+    *a0 = LLVMBuildExtractElement(L->B, a, LLVMConstInt(L->i32, 0, 0), "");
+    *stride = LLVMBuildSub(L->B, LLVMBuildExtractElement(L->B, a, LLVMConstInt(L->i32, 1, 0), ""), *a0, "");
+    LLVMValueRef want = LLVMBuildAdd(L->B, splat(L, *a0), LLVMBuildMul(L->B, lane_iota(L, L->i64, L->W), splat(L, *stride), ""), "");
+    LLVMValueRef same = LLVMBuildICmp(L->B, LLVMIntEQ, a, want, "");
+    LLVMValueRef all = LLVMBuildICmp(L->B, LLVMIntEQ, LLVMBuildBitCast(L->B, same, LLVMIntTypeInContext(L->C, (unsigned)L->W), ""),
+                                     LLVMConstAllOnes(LLVMIntTypeInContext(L->C, (unsigned)L->W)), "");
+    LLVMValueRef pos = LLVMBuildICmp(L->B, LLVMIntSGT, *stride, i64c(L, 0), "");
+    LLVMValueRef whole = LLVMBuildICmp(L->B, LLVMIntEQ, LLVMBuildURem(L->B, *stride, i64c(L, esize), ""), i64c(L, 0), "");
+    return LLVMBuildAnd(L->B, all, LLVMBuildAnd(L->B, pos, whole, ""), "");
+}
+
+/* n vectors of n elements, transposed in registers: one bit of the row and
+ * column indices swapped per stage, each a two-input shuffle per row. */
+static void transpose(lower *L, LLVMValueRef *rows, int n) {
+    for (int b = n / 2; b >= 1; b /= 2)
+        for (int i = 0; i < n; i++) {
+            if (i & b)
+                continue;
+            LLVMValueRef lo[64], hi[64];
+            for (int j = 0; j < n; j++) {
+                lo[j] = LLVMConstInt(L->i32, (unsigned long long)((j & b) ? n + j - b : j), 0);
+                hi[j] = LLVMConstInt(L->i32, (unsigned long long)((j & b) ? n + j : j + b), 0);
+            }
+            LLVMValueRef x = rows[i], y = rows[i + b];
+            rows[i] = LLVMBuildShuffleVector(L->B, x, y, LLVMConstVector(lo, (unsigned)n), "");
+            rows[i + b] = LLVMBuildShuffleVector(L->B, x, y, LLVMConstVector(hi, (unsigned)n), "");
+        }
+}
+
+/* The stores into root r's buffer so far, with those into any. */
+static LLVMValueRef stores_so_far(lower *L, int r) {
+    LLVMValueRef any = LLVMBuildLoad2(L->B, L->i64, L->others, "");
+    return L->root_restrict[r] ? LLVMBuildAdd(L->B, any, LLVMBuildLoad2(L->B, L->i64, L->root_stores[r], ""), "") : any;
+}
+
+/* The load of a lane tile (r: the root; i, S: element index of lane 0 and
+ * the stride in elements, S > 1) from this site's tile, read first when i
+ * is not in it. */
+static LLVMValueRef tile_load(lower *L, int r, LLVMTypeRef et, unsigned esize, LLVMValueRef i, LLVMValueRef S) {
+    int W = L->W;
+    LLVMTypeRef row_t = LLVMVectorType(et, (unsigned)W);
+    LLVMValueRef tile = entry_alloca(L, row_t, i64c(L, W)), lo_s = store_counter(L), hi_s = store_counter(L),
+                 S_s = store_counter(L), seen_s = store_counter(L);
+    LLVMValueRef lo = LLVMBuildLoad2(L->B, L->i64, lo_s, ""), hi = LLVMBuildLoad2(L->B, L->i64, hi_s, "");
+    LLVMValueRef seen = stores_so_far(L, r), same_S = LLVMBuildICmp(L->B, LLVMIntEQ, LLVMBuildLoad2(L->B, L->i64, S_s, ""), S, "");
+    LLVMValueRef fresh = LLVMBuildAnd(L->B, same_S, LLVMBuildICmp(L->B, LLVMIntEQ, LLVMBuildLoad2(L->B, L->i64, seen_s, ""), seen, ""), "");
+    LLVMValueRef in = LLVMBuildAnd(L->B, LLVMBuildICmp(L->B, LLVMIntSGE, i, lo, ""), LLVMBuildICmp(L->B, LLVMIntSLT, i, hi, ""), "");
+    LLVMBasicBlockRef fill = new_block(L, "tile.fill"), use = new_block(L, "tile.use");
+    LLVMBuildCondBr(L->B, LLVMBuildAnd(L->B, fresh, in, ""), use, fill);
+
+    LLVMPositionBuilderAtEnd(L->B, fill);
+    LLVMValueRef row0 = LLVMBuildSub(L->B, i, LLVMBuildURem(L->B, i, S, ""), ""), row1 = LLVMBuildAdd(L->B, row0, S, "");
+    /* walking backwards (i just below the last window): the window ending at i */
+    LLVMValueRef back = LLVMBuildAnd(L->B, same_S, LLVMBuildICmp(L->B, LLVMIntEQ, LLVMBuildAdd(L->B, i, i64c(L, 1), ""), lo, ""), "");
+    LLVMValueRef blo = LLVMBuildSub(L->B, i, i64c(L, W - 1), "");
+    blo = LLVMBuildSelect(L->B, LLVMBuildICmp(L->B, LLVMIntSLT, blo, row0, ""), row0, blo, "");
+    LLVMValueRef fhi = LLVMBuildAdd(L->B, i, i64c(L, W), "");
+    fhi = LLVMBuildSelect(L->B, LLVMBuildICmp(L->B, LLVMIntSGT, fhi, row1, ""), row1, fhi, "");
+    LLVMValueRef nlo = LLVMBuildSelect(L->B, back, blo, i, ""),
+                 nhi = LLVMBuildSelect(L->B, back, LLVMBuildAdd(L->B, i, i64c(L, 1), ""), fhi, "");
+    LLVMValueRef mask = LLVMBuildICmp(L->B, LLVMIntULT, lane_iota(L, L->i64, W), splat(L, LLVMBuildSub(L->B, nhi, nlo, "")), "");
+    LLVMValueRef rows[64], base = L->roots[r];
+    for (int k = 0; k < W; k++) {
+        LLVMValueRef at = LLVMBuildAdd(L->B, nlo, LLVMBuildMul(L->B, S, i64c(L, k), ""), "");
+        LLVMValueRef args[4] = {LLVMBuildInBoundsGEP2(L->B, et, base, &at, 1, ""), LLVMConstInt(L->i32, esize, 0), mask,
+                                LLVMConstNull(row_t)};
+        rows[k] = masked_mem(L, "llvm.masked.load", row_t, args);
+    }
+    transpose(L, rows, W);
+    for (int j = 0; j < W; j++) {
+        LLVMValueRef at = i64c(L, j);
+        LLVMBuildStore(L->B, rows[j], LLVMBuildInBoundsGEP2(L->B, row_t, tile, &at, 1, ""));
+    }
+    LLVMBuildStore(L->B, nlo, lo_s), LLVMBuildStore(L->B, nhi, hi_s), LLVMBuildStore(L->B, S, S_s);
+    LLVMBuildStore(L->B, seen, seen_s);
+    LLVMBuildBr(L->B, use);
+
+    LLVMPositionBuilderAtEnd(L->B, use);
+    LLVMValueRef j = LLVMBuildSub(L->B, i, LLVMBuildLoad2(L->B, L->i64, lo_s, ""), "");
+    return LLVMBuildLoad2(L->B, row_t, LLVMBuildInBoundsGEP2(L->B, row_t, tile, &j, 1, ""), "");
+}
+
+/* Memory of a store tile whose rows were written: the tile transposed back
+ * into each lane's window of its row, stored under the mask of the rows
+ * written, and emptied. */
+static void flush_store_tile(lower *L, struct store_tile *st) {
+    int W = L->W;
+    LLVMValueRef written = LLVMBuildLoad2(L->B, L->i64, st->written, "");
+    LLVMBasicBlockRef flush = new_block(L, "store_tile.flush"), done = new_block(L, "store_tile.flushed");
+    LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntNE, written, i64c(L, 0), ""), flush, done);
+    LLVMPositionBuilderAtEnd(L->B, flush);
+    LLVMTypeRef row_t = LLVMGetAllocatedType(st->rows);
+    LLVMTypeRef et = LLVMGetElementType(row_t);
+    unsigned esize = LLVMGetTypeKind(et) == LLVMIntegerTypeKind ? LLVMGetIntTypeWidth(et) / 8 : et == L->f32 ? 4 : 2;
+    LLVMValueRef rows[64], base = LLVMBuildLoad2(L->B, L->i64, st->base, ""), S = LLVMBuildLoad2(L->B, L->i64, st->stride, "");
+    for (int j = 0; j < W; j++) {
+        LLVMValueRef at = i64c(L, j);
+        rows[j] = LLVMBuildLoad2(L->B, row_t, LLVMBuildInBoundsGEP2(L->B, row_t, st->rows, &at, 1, ""), "");
+    }
+    transpose(L, rows, W);
+    LLVMTypeRef iW = LLVMIntTypeInContext(L->C, (unsigned)W);
+    LLVMValueRef mask = LLVMBuildBitCast(L->B, LLVMBuildTrunc(L->B, written, iW, ""), LLVMVectorType(L->i1, (unsigned)W), "");
+    for (int k = 0; k < W; k++) {
+        /* a backward window may start before the buffer: only the rows written are addressed */
+        LLVMValueRef at = LLVMBuildAdd(L->B, base, LLVMBuildMul(L->B, S, i64c(L, k), ""), "");
+        LLVMValueRef args[4] = {rows[k], LLVMBuildGEP2(L->B, et, L->roots[st->root], &at, 1, ""),
+                                LLVMConstInt(L->i32, esize, 0), mask};
+        masked_mem(L, "llvm.masked.store", row_t, args);
+    }
+    LLVMBuildStore(L->B, i64c(L, 0), st->written);
+    LLVMBuildBr(L->B, done);
+    LLVMPositionBuilderAtEnd(L->B, done);
+}
+
+/* Any other load or store of memory at addr (NULL: anywhere): the stores
+ * its buffer's store tile holds reach memory first. A store tile is for a
+ * buffer whose every access follows it in the text (so that, in a loop, no
+ * access runs before the flush it needs); an access reaching an unknown
+ * buffer leaves stores unbuffered. Either found too late: lowered again. */
+static void memory_access(lower *L, LLVMValueRef addr) {
+    if (L->W == 1)
+        return;
+    int r = root_of(L, addr);
+    if (r == -2)
+        return;
+    if (r == -1) {
+        for (int i = 0; i < L->n_store_tiles; i++)
+            flush_store_tile(L, &L->store_tiles[i]);
+        if (!L->none_buffered && L->n_store_tiles) {
+            L->none_buffered = true;
+            longjmp(L->retry, 1);
+        }
+        L->none_buffered = true;
+        return;
+    }
+    if (L->tile_of[r] >= 0)
+        flush_store_tile(L, &L->store_tiles[L->tile_of[r]]);
+    L->accessed[r] = true;
+}
+
+/* A store site's tile: whether root r's stores here may be buffered (else
+ * NULL), lowering again when an earlier access of r turns out to need it. */
+static struct store_tile *store_tile_for(lower *L, int r, LLVMTypeRef vt) {
+    if (r < 0 || !L->root_restrict[r] || L->unbuffered[r] || L->none_buffered || L->mask ||
+        L->n_store_tiles == (int)(sizeof L->store_tiles / sizeof *L->store_tiles))
+        return NULL;
+    if (L->accessed[r] || L->tile_of[r] >= 0) {
+        L->unbuffered[r] = true;
+        longjmp(L->retry, 1);
+    }
+    struct store_tile *st = &L->store_tiles[L->n_store_tiles];
+    L->tile_of[r] = L->n_store_tiles++;
+    *st = (struct store_tile){r, entry_alloca(L, vt, i64c(L, L->W)), store_counter(L), store_counter(L),
+                              store_counter(L)};
+    return st;
+}
+
+/* A store of v at element i of root st->root, lanes S elements apart:
+ * into the tile's row i - base when i is in its window (same S), else the
+ * tile is flushed first and a new window starts at i (ends at i when the
+ * stores walk backwards). */
+static void tile_store(lower *L, struct store_tile *st, LLVMValueRef v, LLVMValueRef i, LLVMValueRef S) {
+    int W = L->W;
+    LLVMValueRef written = LLVMBuildLoad2(L->B, L->i64, st->written, ""), base = LLVMBuildLoad2(L->B, L->i64, st->base, "");
+    LLVMValueRef any = LLVMBuildICmp(L->B, LLVMIntNE, written, i64c(L, 0), "");
+    LLVMValueRef same = LLVMBuildAnd(L->B, any, LLVMBuildICmp(L->B, LLVMIntEQ, LLVMBuildLoad2(L->B, L->i64, st->stride, ""), S, ""), "");
+    LLVMValueRef j = LLVMBuildSub(L->B, i, base, "");
+    LLVMValueRef in = LLVMBuildICmp(L->B, LLVMIntULT, j, i64c(L, W), "");
+    LLVMBasicBlockRef miss = new_block(L, "store_tile.miss"), put = new_block(L, "store_tile.put");
+    LLVMBuildCondBr(L->B, LLVMBuildAnd(L->B, same, in, ""), put, miss);
+    LLVMPositionBuilderAtEnd(L->B, miss);
+    LLVMValueRef back = LLVMBuildAnd(L->B, same, LLVMBuildICmp(L->B, LLVMIntSLT, i, base, ""), "");
+    flush_store_tile(L, st);
+    LLVMBuildStore(L->B, LLVMBuildSelect(L->B, back, LLVMBuildSub(L->B, i, i64c(L, W - 1), ""), i, ""), st->base);
+    LLVMBuildStore(L->B, S, st->stride);
+    LLVMBuildBr(L->B, put);
+    LLVMPositionBuilderAtEnd(L->B, put);
+    j = LLVMBuildSub(L->B, i, LLVMBuildLoad2(L->B, L->i64, st->base, ""), "");
+    LLVMBuildStore(L->B, v, LLVMBuildInBoundsGEP2(L->B, LLVMGetAllocatedType(st->rows), st->rows, &j, 1, ""));
+    written = LLVMBuildLoad2(L->B, L->i64, st->written, "");
+    LLVMBuildStore(L->B, LLVMBuildOr(L->B, written, LLVMBuildShl(L->B, i64c(L, 1), j, ""), ""), st->written);
+}
+
+/* A load (value NULL) or store at the lanes' addresses: a vector load or
+ * store when they are consecutive, a lane tile when they are a constant
+ * stride apart (loads of all lanes), else a gather or scatter. */
+static LLVMValueRef lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef value, LLVMTypeRef vt) {
+    int r = root_of(L, addrs);
+    if (value)
+        count_store(L, addrs);
+    bool shape = r >= 0 && L->W == (int)LLVMGetVectorSize(vt) && !(L->W & (L->W - 1));
+    struct store_tile *st = value && shape ? store_tile_for(L, r, vt) : NULL;
+    if (!st)
+        memory_access(L, addrs);
+    if (!shape)
+        return gather_scatter(L, addrs, value, vt);
+    LLVMTypeRef et = LLVMGetElementType(vt);
+    unsigned esize = LLVMGetTypeKind(et) == LLVMIntegerTypeKind ? LLVMGetIntTypeWidth(et) / 8 : et == L->f32 ? 4 : 2;
+    LLVMValueRef a0, S;
+    LLVMValueRef ok = strided(L, addrs, esize, &a0, &S);
+    LLVMBasicBlockRef vec = new_block(L, "lanes.strided"), each = new_block(L, "lanes.each"), done = new_block(L, "lanes.done");
+    LLVMBuildCondBr(L->B, ok, vec, each);
+    LLVMValueRef got[3];
+    LLVMBasicBlockRef from[3];
+    int n = 0;
+
+    LLVMPositionBuilderAtEnd(L->B, vec);
+    LLVMValueRef one = LLVMBuildICmp(L->B, LLVMIntEQ, S, i64c(L, esize), "");
+    bool tiles = (!value && !L->mask) || st;
+    LLVMBasicBlockRef consecutive = new_block(L, "lanes.consecutive"), tiled = tiles ? new_block(L, "lanes.tile") : each;
+    LLVMBuildCondBr(L->B, one, consecutive, tiled);
+    LLVMPositionBuilderAtEnd(L->B, consecutive);
+    if (st)
+        flush_store_tile(L, st);
+    LLVMValueRef p0 = LLVMBuildIntToPtr(L->B, a0, L->ptr, "");
+    LLVMValueRef mask = L->mask ? L->mask : all_lanes(L);
+    LLVMValueRef args[4] = {p0, LLVMConstInt(L->i32, esize, 0), mask, LLVMConstNull(vt)};
+    if (value)
+        args[0] = value, args[1] = p0, args[2] = LLVMConstInt(L->i32, esize, 0), args[3] = mask;
+    got[n] = masked_mem(L, value ? "llvm.masked.store" : "llvm.masked.load", vt, args);
+    from[n++] = LLVMGetInsertBlock(L->B);
+    LLVMBuildBr(L->B, done);
+
+    if (tiles) {
+        LLVMPositionBuilderAtEnd(L->B, tiled);
+        LLVMValueRef i = LLVMBuildExactSDiv(L->B, LLVMBuildSub(L->B, a0, LLVMBuildPtrToInt(L->B, L->roots[r], L->i64, ""), ""),
+                                            i64c(L, esize), "");
+        LLVMValueRef Se = LLVMBuildExactSDiv(L->B, S, i64c(L, esize), "");
+        LLVMBasicBlockRef t = new_block(L, "tile");
+        LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSGE, i, i64c(L, 0), ""), t, each);
+        LLVMPositionBuilderAtEnd(L->B, t);
+        if (st)
+            tile_store(L, st, value, i, Se);
+        else
+            got[n] = tile_load(L, r, et, esize, i, Se);
+        from[n++] = LLVMGetInsertBlock(L->B);
+        LLVMBuildBr(L->B, done);
+    }
+
+    LLVMPositionBuilderAtEnd(L->B, each);
+    if (st)
+        flush_store_tile(L, st);
+    got[n] = gather_scatter(L, addrs, value, vt);
+    from[n++] = LLVMGetInsertBlock(L->B);
+    LLVMBuildBr(L->B, done);
+
+    LLVMPositionBuilderAtEnd(L->B, done);
+    if (value)
+        return NULL;
+    LLVMValueRef phi = LLVMBuildPhi(L->B, vt, "");
+    LLVMAddIncoming(phi, got, from, (unsigned)n);
+    return phi;
+}
+
 static val load_ref(lower *L, ref r) {
     switch (r.k) {
     case R_VALUE: return r.v;
-    case R_ONE: return (val){r.t, r.elem, LLVMBuildLoad2(L->B, llvm_type(L, r.t), r.addr, ""), false};
+    case R_ONE:
+        if (!r.var)
+            memory_access(L, r.addr);
+        return (val){r.t, r.elem, LLVMBuildLoad2(L->B, llvm_type(L, r.t), r.addr, ""), false};
     case R_LANES: return (val){r.t, r.elem, LLVMBuildLoad2(L->B, type_of(L, r.t, true), r.addr, ""), false};
-    case R_EACH: return (val){r.t, r.elem, gather_scatter(L, r.addr, NULL, type_of(L, r.t, true)), false};
+    case R_EACH: return (val){r.t, r.elem, lane_memory(L, r.addr, NULL, type_of(L, r.t, true)), false};
     }
     return r.v;
 }
@@ -954,6 +1315,10 @@ static void store_ref(lower *L, ref r, val v, const token *at) {
     if (r.k == R_ONE && r.var && (varying(v.v) || L->mask != r.var->mask))
         make_varying(L, r.var);
     if (r.k == R_ONE && (r.var || (!varying(v.v) && !L->mask))) {
+        if (!r.var) {
+            memory_access(L, r.addr);
+            count_store(L, r.addr);
+        }
         LLVMBuildStore(L->B, v.v, r.addr);
         return;
     }
@@ -965,7 +1330,7 @@ static void store_ref(lower *L, ref r, val v, const token *at) {
         LLVMBuildStore(L->B, x, r.addr);
         return;
     }
-    gather_scatter(L, r.k == R_ONE ? splat(L, r.addr) : r.addr, v.v, LLVMTypeOf(v.v));
+    lane_memory(L, r.k == R_ONE ? splat(L, r.addr) : r.addr, v.v, LLVMTypeOf(v.v));
 }
 
 static val binary_op(lower *L, const token *op, val a, val b);
@@ -1068,6 +1433,11 @@ static ref primary(lower *L) {
             fail_at(L, t, "expects %d arguments", f->n_params);
         if (vary)
             return rvalue(inline_call(L, f, args));
+        for (int i = 0; i < n; i++)
+            if (args[i].t == TY_PTR) { /* memory this function may read or write */
+                memory_access(L, NULL);
+                count_store(L, NULL);
+            }
         LLVMValueRef vs[8];
         for (int i = 0; i < n; i++)
             vs[i] = args[i].v;
@@ -1185,6 +1555,21 @@ static int precedence(const token *t) {
     return 0;
 }
 
+/* x / y or x % y of 32-bit lanes by a divisor not known when lowering: a
+ * vector has no integer division (it would be W scalar ones), but f64
+ * division then truncation is exact for 32-bit operands: a quotient n
+ * that a / b falls short of is at least 1 / |b| away, more than half a
+ * unit in the last place of n (|n| <= 2^32 / |b|). */
+static LLVMValueRef lane_divide(lower *L, LLVMValueRef x, LLVMValueRef y, bool is_unsigned, bool remainder) {
+    LLVMBuilderRef B = L->B;
+    LLVMTypeRef dt = LLVMVectorType(LLVMDoubleTypeInContext(L->C), (unsigned)L->W), it = LLVMTypeOf(x);
+    LLVMValueRef fx = is_unsigned ? LLVMBuildUIToFP(B, x, dt, "") : LLVMBuildSIToFP(B, x, dt, "");
+    LLVMValueRef fy = is_unsigned ? LLVMBuildUIToFP(B, y, dt, "") : LLVMBuildSIToFP(B, y, dt, "");
+    LLVMValueRef fq = LLVMBuildFDiv(B, fx, fy, "");
+    LLVMValueRef q = is_unsigned ? LLVMBuildFPToUI(B, fq, it, "") : LLVMBuildFPToSI(B, fq, it, "");
+    return remainder ? LLVMBuildSub(B, x, LLVMBuildMul(B, q, y, ""), "") : q;
+}
+
 static val binary_op(lower *L, const token *op, val a, val b) {
     LLVMBuilderRef B = L->B;
     if (is(op, "&&") || is(op, "||")) {
@@ -1231,6 +1616,8 @@ static val binary_op(lower *L, const token *op, val a, val b) {
         return fval(v);
     }
     bool nsw = !u; /* signed overflow is undefined in C: say so to LLVM */
+    if ((c == '/' || c == '%') && varying(x.v) && !LLVMIsConstant(y.v) && (t == TY_INT || t == TY_UINT))
+        return (val){t, TY_VOID, lane_divide(L, x.v, y.v, u, c == '%'), false};
     switch (c) {
     case '+': v = nsw ? LLVMBuildNSWAdd(B, x.v, y.v, "") : LLVMBuildAdd(B, x.v, y.v, ""); break;
     case '-': v = nsw ? LLVMBuildNSWSub(B, x.v, y.v, "") : LLVMBuildSub(B, x.v, y.v, ""); break;
@@ -1311,7 +1698,9 @@ static val assign(lower *L) {
         v = binary_op(L, &bop, load_ref(L, r), v);
     }
     store_ref(L, r, v, op);
-    return load_ref(L, r);
+    if (r.var || r.k == R_LANES)
+        return load_ref(L, r);
+    return r.t == TY_PTR ? v : convert(L, v, r.t, op); /* not read back from memory (a store tile may hold it) */
 }
 
 static val expr(lower *L) {
@@ -1619,6 +2008,7 @@ static void skip_braces(lower *L) {
 typedef struct {
     token *name;
     ty t, elem;
+    bool restricted; /* __restrict__: no other parameter reaches its memory */
 } param;
 
 static int parse_params(lower *L, param *ps, int cap) {
@@ -1631,14 +2021,15 @@ static int parse_params(lower *L, param *ps, int cap) {
         bool c = false;
         if (!type_name(L, &t, &c))
             fail_at(L, peek(L), "expected a parameter type");
-        bool pointer = false;
+        bool pointer = false, restricted = false;
         while (accept(L, "*")) {
             pointer = true;
             while (is(peek(L), "const") || is(peek(L), "__restrict__"))
-                L->pos++;
+                restricted |= is(next(L), "__restrict__");
         }
         if (n == cap)
             fail_at(L, peek(L), "too many parameters");
+        ps[n].restricted = restricted;
         ps[n].name = expect_ident(L);
         ps[n].t = pointer ? TY_PTR : t;
         ps[n].elem = pointer ? t : TY_VOID;
@@ -1656,6 +2047,8 @@ static void kernel(lower *L, token *name, param *ps, int n, int threads) {
     int body = L->pos, scope = L->n_syms;
     volatile int attempts = 0;
     L->n_varying = 0;
+    memset(L->unbuffered, 0, sizeof L->unbuffered);
+    L->none_buffered = false;
     char kname[128];
     snprintf(kname, sizeof kname, "%.*s", name->len, name->s);
     while (setjmp(L->retry)) { /* a variable turned out varying: start over */
@@ -1693,6 +2086,8 @@ static void kernel_attempt(lower *L, token *name, param *ps, int n) {
     L->latch = new_block(L, "exit");
     LLVMPositionBuilderAtEnd(L->B, start);
     int scope = L->n_syms;
+    L->n_roots = 0, L->n_store_tiles = 0;
+    L->others = store_counter(L);
     for (int i = 0; i < n; i++) {
         if (ps[i].t != TY_PTR)
             fail_at(L, ps[i].name, "kernel parameters must be buffers");
@@ -1702,13 +2097,17 @@ static void kernel_attempt(lower *L, token *name, param *ps, int n) {
         sym *s = add_sym(L, ps[i].name, S_VAL);
         s->t = TY_PTR, s->elem = ps[i].elem;
         s->v = LLVMBuildLoad2(L->B, L->ptr, pp, "");
+        add_root(L, s->v, ps[i].restricted);
     }
+    add_root(L, LLVMGetParam(bf, 3), true); /* shared memory */
     L->block_idx = (val){TY_UINT, TY_VOID, LLVMGetParam(bf, 1), false};
     L->grid_dim = (val){TY_UINT, TY_VOID, LLVMGetParam(bf, 2), false};
     expect(L, "{");
     block(L);
     L->n_syms = scope;
     go_to(L, L->latch);
+    for (int i = 0; i < L->n_store_tiles; i++)
+        flush_store_tile(L, &L->store_tiles[i]);
     LLVMBuildRetVoid(L->B);
     LLVMPositionBuilderAtEnd(L->entry_b, entry);
     LLVMBuildBr(L->entry_b, start);

@@ -304,6 +304,7 @@ typedef struct {
     uint64_t seed;       /* of the random inputs */
     int repeats;         /* timed runs per candidate, 0: 5 */
     FILE *progress;      /* a bar on a terminal, else plain lines; NULL: silent */
+    int jobs;            /* rounds compiled at once; 0: cpu, one per core; cuda, one (NVRTC is parallel) */
 } mx_tune_options;
 
 typedef struct {
@@ -314,6 +315,13 @@ typedef struct {
     double default_ms; /* sums over the kernels' groups, per forward pass: defaults */
     double tuned_ms;   /* the winners */
     char db[1024];     /* the database written */
+    /* The whole forward pass with every winner against the defaults, timed
+     * alternately (median of 7 each; 0 when no kernel improved or modelled).
+     * Unless the tuned pass is 2% faster the defaults are kept (forward_kept
+     * 0, improved 0): tuning never makes the model slower. */
+    double forward_default_ms;
+    double forward_tuned_ms;
+    int forward_kept;
 } mx_tune_summary;
 
 mx_status mx_tune(mx_compiled *c, const mx_tune_options *o, mx_tune_summary *out, mx_diag *d);

@@ -21,6 +21,7 @@
  * Offsets: buffers (an in-place chain is one) sorted by size, largest first,
  * each at the lowest 256-aligned offset that no buffer alive at the same time
  * overlaps (first fit). */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "uses.h"
@@ -58,6 +59,22 @@ static int by_size(const void *a, const void *b) {
 static int by_offset(const void *a, const void *b) {
     const buffer *const *x = a, *const *y = b;
     return ((*x)->offset > (*y)->offset) - ((*x)->offset < (*y)->offset);
+}
+
+/* MIXC_DEBUG >= 2: the arena against the most bytes alive at once, the
+ * least any placement of this schedule's buffers can take. */
+static void report_alive(const mx_program *p, const buffer *bufs, int n_bufs, int n_groups) {
+    int64_t most = 0;
+    int when = 0;
+    for (int t = 0; t <= n_groups; t++) {
+        int64_t alive = 0;
+        for (int i = 0; i < n_bufs; i++)
+            alive += bufs[i].start <= t && t <= bufs[i].end ? bufs[i].size : 0;
+        if (alive > most)
+            most = alive, when = t;
+    }
+    fprintf(stderr, "mixc: plan: arena %.1f MB; the most alive at once %.1f MB, at group %d\n",
+            (double)p->arena_bytes / 1e6, (double)most / 1e6, when);
 }
 
 /* Whether value v may take the buffer of input w, which dies in v's group. */
@@ -173,6 +190,8 @@ mx_status mx_pass_plan(mx_program *p, mx_diag *d) {
         b->offset = at;
         p->arena_bytes = at + b->size > p->arena_bytes ? at + b->size : p->arena_bytes;
     }
+    if (mx_debug_level() >= 2)
+        report_alive(p, bufs, n_bufs, n_groups);
     /* buf_of indexed the unsorted array: map roots to their placed offsets. */
     for (int i = 0; i < n_bufs; i++)
         buf_of[bufs[i].root] = i;

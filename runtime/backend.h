@@ -87,13 +87,16 @@ extern const mx_backend mx_backend_cpu;
 /* The most activation memory a cpu backend state has held: the planned
  * arena and, at most at once, its f32 copies of f16 / bf16 matmul operands. */
 size_t mx_cpu_activation_peak(const void *state);
-/* The object file the cpu device links for a module's source on t (the
- * host): from the kernel cache, else lowered (llvm_kernel.h), optimised at
- * O3 for the host CPU, emitted position-independent, and cached. *bytes is
- * malloc'd; a failure to compile names the model (name). mixc emit --target
- * cpu ships these very bytes. */
-mx_status mx_cpu_object(const mx_target *t, const char *source, const char *name, unsigned char **bytes, size_t *len,
-                        bool *from_cache, mx_diag *d);
+/* The object files the cpu device links for module m on t (the host), one
+ * per program (objs: m->n_programs entries, each malloc'd): from the kernel
+ * cache, else compiled on t's threads (cpu_compile.h) and cached. A failure
+ * to compile names the model. mixc emit --target cpu ships these very
+ * bytes. */
+typedef struct {
+    unsigned char *bytes;
+    size_t len;
+} mx_bytes;
+mx_status mx_cpu_objects(const mx_target *t, const mx_module *m, const char *model, mx_bytes *objs, mx_diag *d);
 /* The blocks a launch of group's kernel k runs on the cpu device, and the
  * fewest worth a thread of their own. */
 void mx_cpu_kernel_blocks(const mx_target *t, const mx_program *p, int group, const mx_kernel *k, int64_t *blocks,

@@ -83,8 +83,7 @@ mx_status mx_blas_open(mx_blas **out, mx_cuda *cu, mx_diag *d) {
     if (st == MX_OK)
         st = check(api->Create(&bl->lt), "cublasLtCreate", d);
     if (st == MX_OK)
-        st = mx_cuda_check(cu, cu->api.MemAlloc(&bl->workspace, WORKSPACE_BYTES),
-                           "cuMemAlloc (cuBLASLt workspace, 32 MiB)", d);
+        st = mx_cuda_alloc(cu, WORKSPACE_BYTES, "cuBLASLt's workspace", &bl->workspace, d);
     if (st != MX_OK) {
         mx_blas_close(bl);
         return st;

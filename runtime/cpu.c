@@ -1,10 +1,10 @@
 /* cpu.c: the CPU backend (backend.h, docs/cpu.md).
  *
  * The planned program's kernels are generated as for a GPU (codegen.h), with
- * tiles that give every block one thread, lowered to LLVM IR
- * (llvm_kernel.h), optimised at O3 for the host CPU and JIT-compiled with
- * ORC LLJIT; the object file is kept in the on-disk kernel cache (cache.h),
- * so a warm start links it without running LLVM's optimiser. The executor's
+ * the CPU's tiles (cpu_tiles), compiled for the host CPU program by program
+ * on the pool's threads through the on-disk kernel cache (cpu_compile.h) and
+ * linked with ORC LLJIT; a warm start links the cached objects without
+ * running LLVM's optimiser. The executor's
  * walk (exec.h) runs the groups over the planned arena: a kernel's blocks
  * are split over the thread pool (cpu_pool.h), a matmul group is one
  * cblas_sgemm per batch of its decoded product (gemm.h), with the residual
@@ -15,8 +15,6 @@
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
 #include <llvm-c/Target.h>
-#include <llvm-c/TargetMachine.h>
-#include <llvm-c/Transforms/PassBuilder.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -26,10 +24,10 @@
 
 #include "backend_walk.h"
 #include "cache.h"
+#include "cpu_compile.h"
 #include "cpu_pool.h"
 #include "gemm.h"
 #include "host_blocks.h"
-#include "llvm_kernel.h"
 #include "scan_plan.h"
 #include "tune.h"
 
@@ -50,8 +48,8 @@ typedef struct {
     LLVMOrcLLJITRef jit;
     cpu_kernel *kernels; /* per group */
     mx_gemm *gemms;      /* per group (matmul groups) */
-    double jit_ms;
-    bool from_cache;
+    double jit_ms;                /* objects ready and linked */
+    mx_cpu_compile_stats compile; /* what getting the objects took */
     size_t copies_peak; /* the most bytes of f32 copies of f16 / bf16 matmul operands held */
     double *group_ms;   /* MIXC_DEBUG >= 2: each group's time over all runs, reported at close */
     int runs;           /* of group 0: the forward passes timed */
@@ -78,118 +76,36 @@ static mx_status llvm_error(LLVMErrorRef err, const char *what, mx_diag *d) {
     return st;
 }
 
-/* The host CPU as LLVM names it, at O3, position-independent (the JIT
- * links the object wherever its memory lands). */
-static mx_status host_machine(LLVMTargetMachineRef *out, char **triple, char **cpu, char **features, mx_diag *d) {
-    *triple = LLVMGetDefaultTargetTriple();
-    *cpu = LLVMGetHostCPUName();
-    *features = LLVMGetHostCPUFeatures();
-    LLVMTargetRef target;
-    char *err = NULL;
-    if (LLVMGetTargetFromTriple(*triple, &target, &err)) {
-        mx_status st = mx_fail(d, MX_ERR_INVALID, "cpu: no LLVM target for %s: %s", *triple, err);
-        LLVMDisposeMessage(err);
-        return st;
-    }
-    *out = LLVMCreateTargetMachine(target, *triple, *cpu, *features, LLVMCodeGenLevelAggressive, LLVMRelocPIC,
-                                   LLVMCodeModelSmall);
-    return *out ? MX_OK : mx_fail(d, MX_ERR_INVALID, "cpu: LLVM cannot target %s (%s)", *triple, *cpu);
-}
-
 /* f32 lanes of the host's widest vectors (found at run time). */
 static int vector_lanes(const mx_target *t) { return t->vector_bits >= 64 ? t->vector_bits / 32 : 4; }
 
-/* The module's object file: lowered, optimised at O3 with the target
- * machine (so that the vectorisers know the vector width), emitted. */
-static mx_status compile_object(const mx_target *t, const char *source, const char *name, LLVMTargetMachineRef tm,
-                                const char *triple, LLVMMemoryBufferRef *obj, mx_diag *d) {
-    if (mx_debug_level() >= 4)
-        fprintf(stderr, "mixc: cpu: kernel source of %s:\n%s\n", name, source);
-    LLVMContextRef ctx = LLVMContextCreate();
-    LLVMModuleRef mod;
-    mx_status st = mx_llvm_lower(source, name, (size_t)t->smem_per_block, vector_lanes(t), ctx, &mod, d);
-    if (st != MX_OK) {
-        LLVMContextDispose(ctx);
-        return st;
+/* The objects of the module's programs (cpu_compile.h), added to a new JIT. */
+static mx_status link_objects(cpu_state *s, const mx_module *m, mx_diag *d) {
+    LLVMMemoryBufferRef *objs = calloc((size_t)m->n_programs + 1, sizeof *objs);
+    if (!objs)
+        return mx_fail(d, MX_ERR_NOMEM, "%s: out of memory", s->p->g->name);
+    mx_status st = mx_cpu_compile_module(m, s->p->g->name, (size_t)s->t->smem_per_block, vector_lanes(s->t), s->pool,
+                                         objs, &s->compile, d);
+    LLVMErrorRef err = NULL;
+    if (st == MX_OK && (err = LLVMOrcCreateLLJIT(&s->jit, NULL)) != NULL) {
+        s->jit = NULL;
+        st = llvm_error(err, "starting the JIT", d);
     }
-    LLVMSetTarget(mod, triple);
-    LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
-    LLVMSetModuleDataLayout(mod, layout);
-    LLVMDisposeTargetData(layout);
-    LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
-    LLVMPassBuilderOptionsSetLoopVectorization(opts, 1);
-    LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
-    LLVMPassBuilderOptionsSetLoopUnrolling(opts, 1);
-    LLVMErrorRef err = LLVMRunPasses(mod, "default<O3>", tm, opts);
-    LLVMDisposePassBuilderOptions(opts);
-    if (err)
-        st = llvm_error(err, "optimising the kernels", d);
-    if (st == MX_OK && mx_debug_level() >= 4) {
-        char *ir = LLVMPrintModuleToString(mod);
-        fprintf(stderr, "mixc: cpu: optimised IR of %s:\n%s\n", name, ir);
-        LLVMDisposeMessage(ir);
-    }
-    char *msg = NULL;
-    if (st == MX_OK && LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &msg, obj)) {
-        st = mx_fail(d, MX_ERR_INVALID, "cpu: emitting the object file: %s", msg);
-        LLVMDisposeMessage(msg);
-    }
-    LLVMDisposeModule(mod);
-    LLVMContextDispose(ctx);
-    return st;
-}
-
-/* Everything that decides the object file: the source, the host CPU and its
- * features, LLVM's and mixc's versions. */
-static mx_hash128 object_key(const char *source, const char *triple, const char *cpu, const char *features,
-                             size_t smem, int lanes) {
-    char env[4096];
-    unsigned major, minor, patch;
-    LLVMGetVersion(&major, &minor, &patch);
-    int n = snprintf(env, sizeof env, "cpu object|%s|%s|%s|llvm %u.%u.%u|mixc %s|smem %zu|lanes %d", triple, cpu,
-                     features, major, minor, patch, MIXC_VERSION, smem, lanes);
-    mx_hash128 h = mx_hash128_bytes(env, (size_t)(n < (int)sizeof env ? n : (int)sizeof env - 1), 0);
-    return mx_hash128_bytes(source, strlen(source), h.lo ^ h.hi);
-}
-
-mx_status mx_cpu_object(const mx_target *t, const char *source, const char *name, unsigned char **bytes, size_t *len,
-                        bool *from_cache, mx_diag *d) {
-    pthread_once(&llvm_once, llvm_init);
-    *bytes = NULL, *len = 0, *from_cache = false;
-    LLVMTargetMachineRef tm;
-    char *triple, *cpu, *features;
-    mx_status st = host_machine(&tm, &triple, &cpu, &features, d);
-    if (st == MX_OK) {
-        mx_hash128 key = object_key(source, triple, cpu, features, (size_t)t->smem_per_block, vector_lanes(t));
-        if (mx_cache_get(key, bytes, len) == MX_CACHE_HIT) {
-            *from_cache = true;
-        } else {
-            LLVMMemoryBufferRef obj = NULL;
-            st = compile_object(t, source, name, tm, triple, &obj, d);
-            if (st != MX_OK) { /* say whose kernels: the message names the stage and the kernel */
-                char why[sizeof d->msg];
-                snprintf(why, sizeof why, "%s", d->msg);
-                mx_fail(d, st, "%s: compiling its kernels for the CPU (%s): %s", name, cpu, why);
-            }
-            if (st == MX_OK) {
-                *len = LLVMGetBufferSize(obj);
-                *bytes = malloc(*len + 1);
-                if (*bytes)
-                    memcpy(*bytes, LLVMGetBufferStart(obj), *len);
-                else
-                    st = mx_fail(d, MX_ERR_NOMEM, "%s: out of memory for its kernels' object", name);
-            }
-            if (obj)
-                LLVMDisposeMemoryBuffer(obj);
-            mx_diag ignored;
-            if (st == MX_OK && mx_cache_put(key, *bytes, *len, &ignored) != MX_OK && mx_debug_level() >= 1)
-                fprintf(stderr, "mixc: cpu: object not cached: %s\n", ignored.msg);
-        }
-        LLVMDisposeTargetMachine(tm);
-    }
-    LLVMDisposeMessage(triple);
-    LLVMDisposeMessage(cpu);
-    LLVMDisposeMessage(features);
+    LLVMOrcJITDylibRef main = s->jit ? LLVMOrcLLJITGetMainJITDylib(s->jit) : NULL;
+    LLVMOrcDefinitionGeneratorRef gen;
+    if (st == MX_OK && (err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
+                            &gen, LLVMOrcLLJITGetGlobalPrefix(s->jit), NULL, NULL)) != NULL)
+        st = llvm_error(err, "resolving libm for the JIT", d);
+    if (st == MX_OK)
+        LLVMOrcJITDylibAddGenerator(main, gen);
+    int q = 0;
+    for (; st == MX_OK && q < m->n_programs; q++) /* takes the object */
+        if ((err = LLVMOrcLLJITAddObjectFile(s->jit, main, objs[q])) != NULL)
+            st = llvm_error(err, "adding the kernels to the JIT", d);
+    for (; q < m->n_programs; q++) /* those the JIT did not take */
+        if (objs[q])
+            LLVMDisposeMemoryBuffer(objs[q]);
+    free(objs);
     return st;
 }
 
@@ -219,31 +135,40 @@ void mx_cpu_kernel_blocks(const mx_target *t, const mx_program *p, int group, co
         *grain = *blocks / k->tiles.tasks > 1 ? *blocks / k->tiles.tasks : 1;
 }
 
+mx_status mx_cpu_objects(const mx_target *t, const mx_module *m, const char *model, mx_bytes *objs, mx_diag *d) {
+    pthread_once(&llvm_once, llvm_init);
+    memset(objs, 0, (size_t)m->n_programs * sizeof *objs);
+    LLVMMemoryBufferRef *bufs = calloc((size_t)m->n_programs + 1, sizeof *bufs);
+    mx_cpu_pool *pool = NULL;
+    mx_status st = bufs ? mx_cpu_pool_new(t->threads > 0 ? t->threads : 1, &pool, d)
+                        : mx_fail(d, MX_ERR_NOMEM, "%s: out of memory", model);
+    mx_cpu_compile_stats stats;
+    if (st == MX_OK)
+        st = mx_cpu_compile_module(m, model, (size_t)t->smem_per_block, vector_lanes(t), pool, bufs, &stats, d);
+    for (int q = 0; q < m->n_programs && st == MX_OK; q++) {
+        objs[q].len = LLVMGetBufferSize(bufs[q]);
+        if (!(objs[q].bytes = malloc(objs[q].len + 1)))
+            st = mx_fail(d, MX_ERR_NOMEM, "%s: out of memory for the object of program %d", model, q);
+        else
+            memcpy(objs[q].bytes, LLVMGetBufferStart(bufs[q]), objs[q].len);
+    }
+    for (int q = 0; bufs && q < m->n_programs; q++) {
+        if (bufs[q])
+            LLVMDisposeMemoryBuffer(bufs[q]);
+        if (st != MX_OK)
+            free(objs[q].bytes), objs[q] = (mx_bytes){0};
+    }
+    free(bufs);
+    if (pool)
+        mx_cpu_pool_free(pool);
+    return st;
+}
+
 static mx_status cpu_load(void *ctx, const mx_program *p, const mx_module *m, mx_diag *d) {
     cpu_state *s = ctx;
+    pthread_once(&llvm_once, llvm_init);
     double t0 = now_ms();
-    unsigned char *bytes;
-    size_t len;
-    MX_TRY(mx_cpu_object(s->t, m->source.s, p->g->name, &bytes, &len, &s->from_cache, d));
-    LLVMMemoryBufferRef obj = LLVMCreateMemoryBufferWithMemoryRangeCopy((const char *)bytes, len, "mixc-cpu.o");
-    free(bytes);
-    LLVMErrorRef err = LLVMOrcCreateLLJIT(&s->jit, NULL);
-    if (err) {
-        LLVMDisposeMemoryBuffer(obj);
-        s->jit = NULL;
-        return llvm_error(err, "starting the JIT", d);
-    }
-    LLVMOrcJITDylibRef main = LLVMOrcLLJITGetMainJITDylib(s->jit);
-    LLVMOrcDefinitionGeneratorRef gen;
-    err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(s->jit), NULL, NULL);
-    if (err) {
-        LLVMDisposeMemoryBuffer(obj);
-        return llvm_error(err, "resolving libm for the JIT", d);
-    }
-    LLVMOrcJITDylibAddGenerator(main, gen);
-    err = LLVMOrcLLJITAddObjectFile(s->jit, main, obj); /* takes obj */
-    if (err)
-        return llvm_error(err, "adding the kernels to the JIT", d);
+    MX_TRY(link_objects(s, m, d));
     for (int g = 0; g < p->n_groups; g++) {
         const mx_kernel *k = mx_module_kernel(m, g);
         if (p->groups[g].kind == MX_FUSE_MATMUL) {
@@ -253,7 +178,7 @@ static mx_status cpu_load(void *ctx, const mx_program *p, const mx_module *m, mx
         if (!k)
             return mx_fail(d, MX_ERR_INVALID, "cpu: group %d has no kernel", g);
         LLVMOrcExecutorAddress addr;
-        err = LLVMOrcLLJITLookup(s->jit, &addr, k->name);
+        LLVMErrorRef err = LLVMOrcLLJITLookup(s->jit, &addr, k->name);
         if (err)
             return llvm_error(err, k->name, d);
         s->kernels[g].fn = (kernel_fn)(uintptr_t)addr;
@@ -262,7 +187,12 @@ static mx_status cpu_load(void *ctx, const mx_program *p, const mx_module *m, mx
     s->jit_ms = now_ms() - t0;
     if (mx_debug_level() >= 1)
         fprintf(stderr, "mixc: cpu: %d kernels %s in %.1f ms\n", m->n_kernels,
-                s->from_cache ? "linked from the object cache" : "compiled (LLVM O3, JIT)", s->jit_ms);
+                s->compile.compiled == 0 ? "linked from the object cache" : "compiled (LLVM, JIT)", s->jit_ms);
+    if (mx_debug_level() >= 2) {
+        mx_cpu_compile_report(&s->compile, stderr);
+        fprintf(stderr, "mixc: cpu:   %-9s %9.1f ms wall (the JIT's link and the kernels' look-up)\n", "link",
+                s->jit_ms - s->compile.wall_ms);
+    }
     return MX_OK;
 }
 

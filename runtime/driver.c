@@ -2,6 +2,8 @@
 #include "driver.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +48,40 @@ mx_status mx_cuda_check(const mx_cuda *cu, CUresult r, const char *what, mx_diag
         }
     return mx_fail(d, MX_ERR_IO, "%s: %s (error %d): %s", what, name ? name : "CUDA error",
                    (int)r, text ? text : "no description");
+}
+
+/* "80.00 GiB", "32.0 MiB", "11009 bytes": a size as it reads best. */
+static const char *size_text(size_t bytes, char *out, size_t size) {
+    if (bytes >= (size_t)1 << 30)
+        snprintf(out, size, "%.2f GiB", (double)bytes / (1 << 30));
+    else if (bytes >= (size_t)1 << 20)
+        snprintf(out, size, "%.1f MiB", (double)bytes / (1 << 20));
+    else
+        snprintf(out, size, "%zu bytes", bytes);
+    return out;
+}
+
+mx_status mx_cuda_alloc(const mx_cuda *cu, size_t bytes, const char *purpose, CUdeviceptr *out, mx_diag *d) {
+    CUresult r = cu->api.MemAlloc(out, bytes);
+    if (r == CUDA_SUCCESS)
+        return MX_OK;
+    *out = 0;
+    char what[400], asked[32], total_text[32], free_text[32];
+    if (bytes >= (size_t)1 << 20)
+        snprintf(what, sizeof what, "cuMemAlloc of %zu bytes (%s)", bytes, size_text(bytes, asked, sizeof asked));
+    else
+        snprintf(what, sizeof what, "cuMemAlloc of %zu bytes", bytes);
+    if (purpose)
+        snprintf(what + strlen(what), sizeof what - strlen(what), " for %s", purpose);
+    mx_diag why;
+    mx_status st = mx_cuda_check(cu, r, what, &why);
+    size_t free_bytes = 0, total = 0;
+    if (r != CUDA_ERROR_OUT_OF_MEMORY)
+        return mx_fail(d, st, "%s", why.msg);
+    if (cu->api.MemGetInfo(&free_bytes, &total) != CUDA_SUCCESS)
+        return mx_fail(d, MX_ERR_NOMEM, "out of GPU memory: %s (and cuMemGetInfo failed)", why.msg);
+    return mx_fail(d, MX_ERR_NOMEM, "out of GPU memory: %s; GPU 0 (%s) has %s, %s of it free", why.msg, cu->name,
+                   size_text(total, total_text, sizeof total_text), size_text(free_bytes, free_text, sizeof free_text));
 }
 
 /* Fills cu->api. The symbol status is read before the return code: a symbol
@@ -162,6 +198,23 @@ static mx_status open_driver(mx_cuda *cu, mx_diag *d) {
         get_version(&cu->driver_version);
     MX_TRY(fetch_entry_points(cu, get_proc, d));
     return open_device(cu, d);
+}
+
+static int installed_version;
+
+static void ask_version(void) {
+    void *lib = dlopen(DRIVER_LIB, RTLD_NOW | RTLD_LOCAL); /* stays loaded, as mx_cuda_close leaves it */
+    PFN_cuDriverGetVersion_v2020 get_version = NULL;
+    if (lib)
+        *(void **)&get_version = dlsym(lib, "cuDriverGetVersion"); /* one ABI since CUDA 2.2 */
+    if (!get_version || get_version(&installed_version) != CUDA_SUCCESS)
+        installed_version = 0;
+}
+
+int mx_cuda_driver_version(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, ask_version);
+    return installed_version;
 }
 
 mx_status mx_cuda_open(mx_cuda **out, mx_diag *d) {

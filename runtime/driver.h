@@ -42,6 +42,7 @@
     X(LaunchKernel, "cuLaunchKernel", PFN_cuLaunchKernel_v4000)                          \
     X(MemAlloc, "cuMemAlloc", PFN_cuMemAlloc_v3020)                                      \
     X(MemFree, "cuMemFree", PFN_cuMemFree_v3020)                                         \
+    X(MemGetInfo, "cuMemGetInfo", PFN_cuMemGetInfo_v3020)                                \
     X(MemcpyHtoD, "cuMemcpyHtoD", PFN_cuMemcpyHtoD_v3020)                                \
     X(MemcpyDtoH, "cuMemcpyDtoH", PFN_cuMemcpyDtoH_v3020)                                \
     X(MemsetD8, "cuMemsetD8", PFN_cuMemsetD8_v3020)                                      \
@@ -98,10 +99,23 @@ mx_status mx_cuda_open(mx_cuda **out, mx_diag *d);
  * driver keeps threads of its own, and a later open reuses it. */
 void mx_cuda_close(mx_cuda *cu);
 
+/* The installed driver's version (12040 = CUDA 12.4) without opening a
+ * device or initialising the driver; 0 when there is none (or only the
+ * toolkit's stub). Asked once per process. The tuning database keys GPU
+ * records by it: a driver update can change a kernel's time. */
+int mx_cuda_driver_version(void);
+
 /* MX_OK for CUDA_SUCCESS; otherwise MX_ERR_IO with
  * "what: CUDA_ERROR_NAME (error N): description". cu may be NULL (or not yet
  * have its error functions): a built-in table then names the errors a broken
  * installation gives. */
 mx_status mx_cuda_check(const mx_cuda *cu, CUresult r, const char *what, mx_diag *d);
+
+/* Device memory for `purpose` (what it holds, as the user knows it:
+ * "cuBLASLt's workspace"; NULL when the caller names it). Out of memory
+ * is MX_ERR_NOMEM with the bytes asked, the purpose and what the GPU has in
+ * all and free (cuMemGetInfo); any other failure MX_ERR_IO with the same
+ * bytes and purpose. */
+mx_status mx_cuda_alloc(const mx_cuda *cu, size_t bytes, const char *purpose, CUdeviceptr *out, mx_diag *d);
 
 #endif

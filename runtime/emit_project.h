@@ -34,7 +34,7 @@ typedef struct {
  * initialisation of docs/models.md; NULL: uniform weights) in dir. */
 mx_status mx_emit_cuda(const mx_graph *g, const mx_model *model, const char *dir, const mx_emit_options *o,
                        mx_diag *d);
-/* The same for the host CPU (o->target unused): kernels.o (the object file
+/* The same for the host CPU (o->target unused): kernels.*.o (the object files
  * the cpu device links for the program, which LLVM emitted for this CPU),
  * standalone_cpu.h and the shared host headers (blocks over a pthread pool,
  * products in plain C or CBLAS), model.c, model.h, main.c,

@@ -150,12 +150,21 @@ mx_status mx_exec_upload(mx_exec *x, const mx_buffers *b, mx_diag *d) {
 
 /* ---- opening and closing ------------------------------------------------------------- */
 
+/* dev->alloc, its failure prefixed with what the memory was for. */
+static mx_status alloc_for(const mx_exec_device *dev, size_t bytes, const char *purpose, void **out, mx_diag *d) {
+    mx_diag why;
+    mx_status st = dev->alloc(dev->ctx, bytes, out, &why);
+    return st == MX_OK ? MX_OK : mx_fail(d, st, "cannot allocate %s on %s: %s", purpose, dev->name, why.msg);
+}
+
 /* Device buffers: the arena's slots, and one per source and weight. */
 static mx_status place(mx_exec *x, mx_diag *d) {
     const mx_program *p = x->p;
     const mx_graph *g = p->g;
     const mx_exec_device *dev = x->dev;
-    MX_TRY(dev->alloc(dev->ctx, (size_t)p->arena_bytes + 1, &x->arena, d));
+    char purpose[200];
+    snprintf(purpose, sizeof purpose, "the activation arena of graph %s", g->name);
+    MX_TRY(alloc_for(dev, (size_t)p->arena_bytes + 1, purpose, &x->arena, d));
     mx_uses u;
     mx_uses_init(&u, g);
     mx_status st = MX_OK;
@@ -165,7 +174,9 @@ static mx_status place(mx_exec *x, mx_diag *d) {
             x->ptr[v] = (char *)x->arena + p->slots[v].offset;
         } else if (mx_ops[g->nodes[n].op].fusion == MX_FUSE_SOURCE || u.weight[n]) {
             x->own[v] = true;
-            st = dev->alloc(dev->ctx, bytes_of(g, v) + 1, &x->ptr[v], d);
+            char label[160];
+            snprintf(purpose, sizeof purpose, "the buffer of %s", label_of(g, v, label, sizeof label));
+            st = alloc_for(dev, bytes_of(g, v) + 1, purpose, &x->ptr[v], d);
         }
     }
     mx_uses_free(&u);
@@ -203,13 +214,18 @@ static mx_status bind_args(mx_exec *x, mx_diag *d) {
     return MX_OK;
 }
 
+/* The arena set to all ones bits, a chunk at a time: a staging copy of the
+ * whole arena would double the memory a run on the host takes. */
 mx_status mx_exec_poison(mx_exec *x, mx_diag *d) {
-    size_t bytes = (size_t)x->p->arena_bytes;
-    void *ones = malloc(bytes + 1);
+    enum { CHUNK = 1 << 24 };
+    size_t bytes = (size_t)x->p->arena_bytes, chunk = bytes < CHUNK ? bytes : CHUNK;
+    void *ones = malloc(chunk + 1);
     if (!ones)
         return mx_fail(d, MX_ERR_NOMEM, "out of memory poisoning an arena of %zu bytes", bytes);
-    memset(ones, 0xFF, bytes);
-    mx_status st = x->dev->upload(x->dev->ctx, x->arena, ones, bytes, d);
+    memset(ones, 0xFF, chunk);
+    mx_status st = MX_OK;
+    for (size_t at = 0; st == MX_OK && at < bytes; at += chunk)
+        st = x->dev->upload(x->dev->ctx, (char *)x->arena + at, ones, bytes - at < chunk ? bytes - at : chunk, d);
     free(ones);
     return st;
 }
@@ -317,7 +333,7 @@ mx_status mx_exec_download(mx_exec *x, mx_buffers *b, mx_diag *d) {
 
 static mx_status emu_alloc(void *ctx, size_t bytes, void **out, mx_diag *d) {
     if (!(*out = malloc(bytes)))
-        return mx_fail(d, MX_ERR_NOMEM, "emu: out of memory for %zu bytes", bytes);
+        return mx_fail(d, MX_ERR_NOMEM, "out of memory for %zu bytes", bytes);
     return MX_OK;
 }
 

@@ -9,11 +9,18 @@
 
 /* ---- the device ------------------------------------------------------------------ */
 
+/* A switch of the environment: set, and neither empty nor "0...". */
+static bool switched_on(const char *name) {
+    const char *s = getenv(name);
+    return s && *s && *s != '0';
+}
+
 mx_status mx_gpu_open(mx_gpu **out, mx_diag *d) {
     *out = NULL;
     mx_gpu *gpu = calloc(1, sizeof *gpu);
     if (!gpu)
         return mx_fail(d, MX_ERR_NOMEM, "out of memory opening the GPU");
+    gpu->sync_each = switched_on("MIXC_SYNC");
     mx_status st = mx_cuda_open(&gpu->cu, d);
     if (st == MX_OK)
         st = mx_blas_open(&gpu->blas, gpu->cu, d);
@@ -81,8 +88,8 @@ double mx_gpu_floor_s(const mx_target *t, mx_cost c) {
 /* ---- programs -------------------------------------------------------------------- */
 
 void mx_gpu_options_from_env(mx_gpu_options *o) {
-    const char *no_graphs = getenv("MIXC_NO_GRAPHS"), *debug = getenv("MIXC_DEBUG");
-    *o = (mx_gpu_options){.graphs = !(no_graphs && *no_graphs && no_graphs[0] != '0'),
+    const char *debug = getenv("MIXC_DEBUG");
+    *o = (mx_gpu_options){.graphs = !switched_on("MIXC_NO_GRAPHS") && !switched_on("MIXC_SYNC"),
                           .debug = debug ? atoi(debug) : 0};
 }
 
@@ -114,12 +121,10 @@ static CUdeviceptr dptr(const void *p) { return (CUdeviceptr)(uintptr_t)p; }
 
 /* ---- the device table ------------------------------------------------------------ */
 
+/* The walk names what the memory is for (exec.c). */
 static mx_status gpu_alloc(void *ctx, size_t bytes, void **out, mx_diag *d) {
-    const mx_cuda *cu = ((mx_gpu_program *)ctx)->gpu->cu;
     CUdeviceptr p = 0;
-    char what[96];
-    snprintf(what, sizeof what, "cuMemAlloc (%zu bytes)", bytes);
-    MX_TRY(mx_cuda_check(cu, cu->api.MemAlloc(&p, bytes), what, d));
+    MX_TRY(mx_cuda_alloc(((mx_gpu_program *)ctx)->gpu->cu, bytes, NULL, &p, d));
     *out = (void *)(uintptr_t)p;
     return MX_OK;
 }
@@ -189,21 +194,81 @@ static mx_status gpu_load(void *ctx, const mx_program *p, const mx_module *m, mx
     return st;
 }
 
+/* A wait for what the stream ran. A fault there may be any earlier
+ * kernel's: without MIXC_SYNC the message says so and how to find which. */
+static mx_status check_wait(const mx_gpu *gpu, CUresult r, const char *what, mx_diag *d) {
+    if (r == CUDA_SUCCESS)
+        return MX_OK;
+    mx_diag why;
+    mx_status st = mx_cuda_check(gpu->cu, r, what, &why);
+    if (gpu->sync_each)
+        return mx_fail(d, st, "%s", why.msg);
+    return mx_fail(d, st,
+                   "the GPU reported a fault while running (%s); kernels run asynchronously, so it may come "
+                   "from any kernel or product enqueued before this wait, not only the last: run again with "
+                   "MIXC_SYNC=1, which waits after each one (CUDA graphs off), to name the one that fails",
+                   why.msg);
+}
+
+/* With sync_each, waits for the kernel or product just enqueued: a fault
+ * is its own, named by `what`. */
+static mx_status wait_group(mx_gpu *gpu, const char *what, mx_diag *d) {
+    if (!gpu->sync_each)
+        return MX_OK;
+    CUresult r = gpu->cu->api.StreamSynchronize(gpu->stream);
+    if (r == CUDA_SUCCESS)
+        return MX_OK;
+    mx_diag why;
+    mx_status st = mx_cuda_check(gpu->cu, r, "cuStreamSynchronize", &why);
+    return mx_fail(d, st, "%s failed while running (MIXC_SYNC=1 waited after it): %s", what, why.msg);
+}
+
+/* "kernel mx_g5_scan (group 5, scan, program mamba_block.1.cu; grid 32 x
+ * 1 x 1, block 32 x 1 x 1, 8704 bytes of shared memory)": what a launch
+ * failure needs to be found in the generated source. */
+static void describe_kernel(const mx_gpu_program *gp, int group, const mx_kernel *k, char *out, size_t size) {
+    snprintf(out, size,
+             "kernel %s (group %d, %s, program %s.%d.cu; grid %u x %u x %u, block %u x %u x %u, %zu bytes of "
+             "shared memory)",
+             k->name, group, mx_fusion_names[k->kind], gp->p->g->name, k->program, k->grid[0], k->grid[1],
+             k->grid[2], k->block[0], k->block[1], k->block[2], k->smem);
+}
+
 static mx_status gpu_launch(void *ctx, int group, const mx_kernel *k, void **params, mx_diag *d) {
     mx_gpu_program *gp = ctx;
     mx_gpu *gpu = gp->gpu;
-    char what[128];
-    snprintf(what, sizeof what, "cuLaunchKernel(%s)", k->name);
-    return mx_cuda_check(gpu->cu,
-                         gpu->cu->api.LaunchKernel(gp->fn[group], k->grid[0], k->grid[1], k->grid[2], k->block[0],
-                                                   k->block[1], k->block[2], (unsigned)k->smem, gpu->stream,
-                                                   params, NULL),
-                         what, d);
+    char what[400];
+    describe_kernel(gp, group, k, what, sizeof what);
+    CUresult r = gpu->cu->api.LaunchKernel(gp->fn[group], k->grid[0], k->grid[1], k->grid[2], k->block[0],
+                                           k->block[1], k->block[2], (unsigned)k->smem, gpu->stream, params, NULL);
+    if (r != CUDA_SUCCESS) {
+        mx_diag why;
+        mx_status st = mx_cuda_check(gpu->cu, r, "cuLaunchKernel", &why);
+        return mx_fail(d, st, "%s did not launch: %s", what, why.msg);
+    }
+    return wait_group(gpu, what, d);
+}
+
+/* "group 3 (matmul, cuBLASLt 24 x 16 x 8, batch 1, into node %x_proj
+ * (matmul))" */
+static void describe_matmul(const mx_gpu_program *gp, int group, char *out, size_t size) {
+    const mx_gemm *gm = &gp->gemms[group];
+    const mx_graph *g = gp->p->g;
+    char label[160];
+    snprintf(out, size, "group %d (matmul, cuBLASLt %lld x %lld x %lld, batch %lld, into %s)", group,
+             (long long)gm->m, (long long)gm->n, (long long)gm->k, (long long)(gm->batch * gm->outer),
+             mx_node_label(g, g->values[gm->y.value].node, label, sizeof label));
 }
 
 static mx_status gpu_matmul(void *ctx, const mx_exec *x, int group, mx_diag *d) {
     mx_gpu_program *gp = ctx;
-    return mx_blas_plan_run(gp->gpu->blas, gp->plans[group], gp->gpu->stream, d);
+    char what[400];
+    describe_matmul(gp, group, what, sizeof what);
+    mx_diag why;
+    mx_status st = mx_blas_plan_run(gp->gpu->blas, gp->plans[group], gp->gpu->stream, &why);
+    if (st != MX_OK)
+        return mx_fail(d, st, "%s: %s", what, why.msg);
+    return wait_group(gp->gpu, what, d);
 }
 
 static mx_status gpu_group_done(void *ctx, int group, mx_diag *d) {
@@ -337,7 +402,7 @@ static mx_status capture(mx_gpu_program *gp, mx_diag *d) {
 mx_status mx_gpu_forward(mx_gpu_program *gp, bool graphs, mx_diag *d) {
     const mx_cuda *cu = gp->gpu->cu;
     MX_TRY(mx_cuda_check(cu, cu->api.CtxSetCurrent(cu->ctx), "cuCtxSetCurrent", d));
-    if (!graphs)
+    if (!graphs || gp->gpu->sync_each)
         return mx_exec_forward(gp->x, d);
     if (!gp->exec)
         MX_TRY(capture(gp, d));
@@ -345,8 +410,7 @@ mx_status mx_gpu_forward(mx_gpu_program *gp, bool graphs, mx_diag *d) {
 }
 
 mx_status mx_gpu_sync(mx_gpu *gpu, mx_diag *d) {
-    return mx_cuda_check(gpu->cu, gpu->cu->api.StreamSynchronize(gpu->stream),
-                         "cuStreamSynchronize (after the forward pass)", d);
+    return check_wait(gpu, gpu->cu->api.StreamSynchronize(gpu->stream), "cuStreamSynchronize", d);
 }
 
 /* ---- timing ---------------------------------------------------------------------- */
@@ -363,9 +427,7 @@ static mx_status timing_setup(mx_gpu_program *gp, bool flush, mx_diag *d) {
     if (gp->t->l2_bytes <= 0)
         return mx_fail(d, MX_ERR_INVALID, "target %s: no L2 size to flush", gp->t->name);
     size_t bytes = 2 * (size_t)gp->t->l2_bytes;
-    char what[96];
-    snprintf(what, sizeof what, "cuMemAlloc (L2 flush, %zu bytes)", bytes);
-    MX_TRY(mx_cuda_check(cu, cu->api.MemAlloc(&gp->flush, bytes), what, d));
+    MX_TRY(mx_cuda_alloc(cu, bytes, "the buffer that flushes the L2 between timed runs", &gp->flush, d));
     gp->flush_bytes = bytes;
     return MX_OK;
 }
@@ -391,7 +453,7 @@ static mx_status time_runs(mx_gpu_program *gp, timed_fn fn, int arg, bool flush,
         MX_TRY(mx_cuda_check(cu, cu->api.EventRecord(gp->start, s), "cuEventRecord", d));
         MX_TRY(fn(gp, arg, d));
         MX_TRY(mx_cuda_check(cu, cu->api.EventRecord(gp->stop, s), "cuEventRecord", d));
-        MX_TRY(mx_cuda_check(cu, cu->api.EventSynchronize(gp->stop), "cuEventSynchronize (a timed run)", d));
+        MX_TRY(check_wait(gp->gpu, cu->api.EventSynchronize(gp->stop), "cuEventSynchronize (a timed run)", d));
         float e = 0;
         MX_TRY(mx_cuda_check(cu, cu->api.EventElapsedTime(&e, gp->start, gp->stop), "cuEventElapsedTime", d));
         ms[i] = e;
@@ -444,7 +506,7 @@ mx_status mx_gpu_profile(mx_gpu_program *gp, FILE *out, mx_diag *d) {
         st = mx_gpu_forward(gp, false, d);
     gp->events = NULL;
     if (st == MX_OK)
-        st = mx_cuda_check(cu, cu->api.EventSynchronize(ev[n]), "cuEventSynchronize", d);
+        st = check_wait(gp->gpu, cu->api.EventSynchronize(ev[n]), "cuEventSynchronize", d);
     if (st == MX_OK) {
         const mx_target *t = gp->t;
         double total = 0, floor_total = 0;

@@ -32,6 +32,9 @@ typedef struct {
     mx_cuda *cu;
     mx_blas *blas;
     CUstream stream;
+    /* MIXC_SYNC=1: wait after every kernel and product, so that a fault
+     * while running is pinned on the one that faulted (and no graphs). */
+    bool sync_each;
 } mx_gpu;
 
 mx_status mx_gpu_open(mx_gpu **out, mx_diag *d);
@@ -58,12 +61,12 @@ double mx_gpu_floor_s(const mx_target *t, mx_cost c);
 mx_status mx_gpu_compile(const mx_module *m, const char *graph_name, int sm, mx_cubin *out, mx_diag *d);
 
 typedef struct {
-    bool graphs; /* capture the forward pass once, replay it after */
+    bool graphs; /* capture the forward pass once, replay it after; off with MIXC_SYNC */
     int debug;   /* MIXC_DEBUG: 2 prints each group's time and % of floor */
     FILE *out;   /* where debug output goes (stderr when NULL) */
 } mx_gpu_options;
 
-/* MIXC_NO_GRAPHS, MIXC_DEBUG. */
+/* MIXC_NO_GRAPHS, MIXC_SYNC, MIXC_DEBUG. */
 void mx_gpu_options_from_env(mx_gpu_options *o);
 
 /* A program on the GPU: the walk of exec.h over the CUDA device table
@@ -86,10 +89,12 @@ const mx_cubin *mx_gpu_program_cubin(const mx_gpu_program *gp, int q);
  * waits for the stream; a kernel fault surfaces there). */
 mx_exec *mx_gpu_program_exec(mx_gpu_program *gp);
 /* Enqueues one forward pass on the gpu's stream: mx_exec_forward, or a
- * replay of the graph captured from it at the first call with graphs on.
- * Does not wait. */
+ * replay of the graph captured from it at the first call with graphs on
+ * (never with sync_each). Does not wait, but with sync_each. */
 mx_status mx_gpu_forward(mx_gpu_program *gp, bool graphs, mx_diag *d);
-/* Waits for the stream. */
+/* Waits for the stream. A fault there is a kernel's or a product's that
+ * ran before, not necessarily the last one: the message says so and points
+ * to MIXC_SYNC=1 (docs/runtime.md, "Errors"). */
 mx_status mx_gpu_sync(mx_gpu *gpu, mx_diag *d);
 /* runs forward passes (mx_gpu_forward), each timed alone with a pair of
  * events, in ms into ms[]; with flush, the L2 is flushed before each (a

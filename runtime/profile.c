@@ -31,6 +31,17 @@ static mx_status profile_load(void *ctx, const mx_program *p, const mx_module *m
     return mx_emu_load_profiling(m->source.s, p->g->name, &((profile_ctx *)ctx)->mod, d);
 }
 
+/* Device buffers start on 256-byte boundaries, as cudaMalloc's do: sectors
+ * are counted from the addresses, and a buffer that malloc put 16 bytes past
+ * a sector boundary would make every aligned warp access touch one sector
+ * more than on the GPU. */
+static mx_status profile_alloc(void *ctx, size_t bytes, void **out, mx_diag *d) {
+    (void)ctx;
+    if (!(*out = aligned_alloc(256, (bytes + 255) / 256 * 256)))
+        return mx_fail(d, MX_ERR_NOMEM, "profile: out of memory for %zu bytes", bytes);
+    return MX_OK;
+}
+
 static mx_status profile_launch(void *ctx, int group, const mx_kernel *k, void **params, mx_diag *d) {
     profile_ctx *c = ctx;
     mx_emu_buffer *bufs = calloc((size_t)k->n_args + 1, sizeof *bufs);
@@ -133,6 +144,7 @@ mx_status mx_profile_run(const mx_program *p, const mx_module *m, const mx_targe
     dev.ctx = &ctx;
     dev.load = profile_load;
     dev.launch = profile_launch;
+    dev.alloc = profile_alloc; /* released with free, as the emulation's own */
     mx_exec *x = NULL;
     if (st == MX_OK)
         st = mx_exec_open(p, m, &dev, b ? b : own, &x, d);

@@ -6,17 +6,23 @@
  * those tiles (one compile per round, not per candidate), runs a forward
  * pass and compares the outputs with the default's, then times each
  * kernel's group alone against the default's, side by side (the default
- * program stays open, so both see the same machine load). A round that
- * fails to compile or whose outputs differ is split into one round per
- * kernel, which says whose candidate was at fault. A space small enough is
- * searched whole; a larger one from a seeded random sample, then by beam
- * steps (the neighbours of the best two) until a step improves nothing.
- * Measured, the best is then timed once more in a last round of its own,
- * three times longer, with the other kernels' bests (their outputs checked
- * together), and that measurement decides: a candidate must be 3% faster
- * than the default to win (the noise of a shared machine). Modelled (the
- * roofline estimate of the host emulation's profile, GPU targets without a
- * GPU), any gain of 1% wins. */
+ * program stays open, so both see the same machine load). The next rounds'
+ * programs are compiled at once, one per core (tune_round.c), then run and
+ * timed one after the other. A round that fails to compile or whose outputs
+ * differ is split in halves, down to the kernel whose candidate was at
+ * fault. A space small enough is searched whole; a larger one from a seeded
+ * random sample, then by beam steps (the neighbours of the best two) until
+ * a step improves nothing; a candidate clearly slower than the best after
+ * its first runs stops there (3x: dropped). Measured, the best is then
+ * timed once more in a last round of its own, three times longer, with the
+ * other kernels' bests (their outputs checked together), and that
+ * measurement decides: a candidate must be 3% faster than the default to
+ * win (the noise of a shared machine). Last, the winners together time the
+ * whole forward pass against the defaults, and stand only if it is 2%
+ * faster. Modelled (the roofline estimate of the host emulation's profile,
+ * GPU targets without a GPU), any gain of 1% wins. GPU candidates that
+ * spill more than the default as NVRTC compiles them are pruned, measured
+ * or modelled. */
 #include <fnmatch.h>
 #include <math.h>
 #include <stdlib.h>
@@ -34,11 +40,14 @@
 #define EXHAUSTIVE 24      /* a space up to this size is searched whole */
 #define BEAM_STEP 8        /* neighbours tried per beam step */
 #define DROP_AFTER 3       /* runs before the 3x rule may drop a candidate */
+#define EARLY_STOP 1.10    /* after DROP_AFTER runs, a candidate this much slower than the best stops */
 #define CONFIRM_RUNS 3     /* the confirming round times this many times the repeats */
 #define SAMPLE_MS 2.0      /* a timed sample lasts at least this long (launches batched) */
 #define MAX_BATCH 256
 #define WIN_MARGIN 0.97    /* measured: the ratio a winner must beat */
 #define MODEL_MARGIN 0.99  /* modelled: the same, against rounding */
+#define FORWARD_PASSES 7   /* whole forward passes timed each, default and tuned */
+#define FORWARD_MARGIN 0.98 /* the tuned forward pass must beat the default's by this ratio */
 
 typedef struct {
     uint64_t identity;
@@ -69,7 +78,8 @@ typedef struct {
     mx_buffers *pb;          /* the program's bound inputs and params */
     mx_buffers *want;        /* the default's outputs */
     mx_tiles *base;          /* per group: the device's defaults */
-    void *default_state;     /* measured: the default program, open */
+    mx_tune_build *default_build; /* measured: the default program, open */
+    int jobs;                /* rounds opened at once */
     kernel_search *k;
     int n_k;
     int *class_of;           /* per group: its kernel_search, -1 */
@@ -260,58 +270,74 @@ static double modelled_ms(const mx_target *t, const mx_kernel *k, const mx_kerne
     return 1e3 * s / (fill < 1 ? fill : 1);
 }
 
-/* The outputs of a program with tiles: a forward pass on the device, or
- * under the emulation (modelled). On success *state is the open program
- * (measured), or est[g] each group's modelled time and spills[g] the bytes
- * its kernel spills as NVRTC compiles it for the target (INT32_MAX: its
- * registers leave no room for one block on an SM). */
-static mx_status run_program(tuner *tu, const mx_tiles *tiles, mx_buffers *out, void **state, double *est,
+/* Bytes each group's kernel spills as NVRTC compiles m for the target
+ * (INT32_MAX: its registers leave no room for one block on an SM): the
+ * compiler's report prunes GPU candidates, measured or modelled. NVRTC
+ * needs no GPU, and its cache hands the cubins to the open that follows. */
+static mx_status nvrtc_spills(const tuner *tu, const mx_module *m, int *spills, mx_diag *d) {
+    mx_cubin cubins[MX_CODEGEN_MAX_PROGRAMS] = {{0}}; /* one per program */
+    mx_status st = mx_gpu_compile(m, tu->p->g->name, tu->t.sm, cubins, d);
+    for (int g = 0; st == MX_OK && g < tu->p->n_groups; g++) {
+        const mx_kernel *k = mx_module_kernel(m, g);
+        const mx_kernel_usage *u = k ? mx_cubin_kernel(&cubins[k->program], k->name) : NULL;
+        spills[g] = u ? u->spill_stores + u->spill_loads : 0;
+        if (u && (int64_t)u->registers * k->block[0] * k->block[1] * k->block[2] > tu->t.regs_per_sm)
+            spills[g] = INT32_MAX; /* not one block fits an SM */
+    }
+    for (int q = 0; q < m->n_programs; q++)
+        mx_cubin_free(&cubins[q]);
+    return st;
+}
+
+/* The outputs of a program with tiles: a forward pass on the device (b,
+ * opened here unless it was with others), or under the emulation
+ * (modelled: est[g] each group's modelled time). On a GPU target spills[g]
+ * is what nvrtc_spills says of each group's kernel, else 0. */
+static mx_status run_program(tuner *tu, const mx_tiles *tiles, mx_tune_build *b, mx_buffers *out, double *est,
                              int *spills, mx_diag *d) {
-    mx_compiled_set_tiles(tu->c, tiles);
-    mx_status st;
-    if (tu->o->model_only) {
+    bool gpu = tu->t.device == MX_DEVICE_CUDA || tu->t.device == MX_DEVICE_EMU;
+    mx_module m = {0};
+    mx_status st = MX_OK;
+    if (gpu) {
         mx_codegen_options co = {.target = &tu->t, .tiles = tiles};
-        mx_module m = {0};
         st = mx_codegen(tu->p, &co, &m, d);
+        if (st == MX_OK)
+            st = nvrtc_spills(tu, &m, spills, d);
+    }
+    if (tu->o->model_only) {
         mx_profile pr = {0};
-        mx_cubin cubins[MX_CODEGEN_MAX_PROGRAMS] = {{0}}; /* one per program */
-        if (st == MX_OK) /* NVRTC's resource report: no GPU needed */
-            st = mx_gpu_compile(&m, tu->p->g->name, tu->t.sm, cubins, d);
+        mx_compiled_set_tiles(tu->c, tiles);
         if (st == MX_OK)
             st = mx_profile_run(tu->p, &m, &tu->t, tu->pb, &pr, d);
         for (int g = 0; st == MX_OK && g < tu->p->n_groups; g++) {
             const mx_kernel *k = mx_module_kernel(&m, g);
             const mx_kernel_profile *kp = mx_profile_kernel(&pr, g);
-            const mx_kernel_usage *u = k ? mx_cubin_kernel(&cubins[k->program], k->name) : NULL;
             est[g] = k && kp ? modelled_ms(&tu->t, k, kp) : 0;
-            spills[g] = u ? u->spill_stores + u->spill_loads : 0;
-            if (u && (int64_t)u->registers * k->block[0] * k->block[1] * k->block[2] > tu->t.regs_per_sm)
-                spills[g] = INT32_MAX; /* not one block fits an SM */
         }
-        for (int q = 0; q < m.n_programs; q++)
-            mx_cubin_free(&cubins[q]);
         if (st == MX_OK)
             st = mx_exec_emu(tu->p, &m, out, d);
         mx_profile_free(&pr);
         mx_module_free(&m);
-    } else {
-        *state = NULL;
-        static const mx_backend_options plain = {0}; /* candidates run unpruned */
-        st = tu->be->open(&tu->t, tu->p, &plain, state, d);
-        if (st == MX_OK)
-            st = tu->be->upload(*state, tu->pb, d);
-        if (st == MX_OK)
-            st = tu->be->forward(*state, d);
-        if (st == MX_OK)
-            st = tu->be->sync(*state, d);
-        if (st == MX_OK)
-            st = tu->be->download(*state, out, d);
-        if (st != MX_OK && *state) {
-            tu->be->close(*state);
-            *state = NULL;
-        }
+        mx_compiled_set_tiles(tu->c, NULL);
+        return st;
     }
-    mx_compiled_set_tiles(tu->c, NULL);
+    mx_module_free(&m);
+    if (st == MX_OK && b->st == MX_ERR_INVALID && !b->state)
+        mx_tune_open_all(tu->be, &tu->t, &b, 1, 1);
+    if (st == MX_OK && (st = b->st) != MX_OK)
+        *d = b->why;
+    if (st == MX_OK)
+        st = tu->be->upload(b->state, tu->pb, d);
+    if (st == MX_OK)
+        st = tu->be->forward(b->state, d);
+    if (st == MX_OK)
+        st = tu->be->sync(b->state, d);
+    if (st == MX_OK)
+        st = tu->be->download(b->state, out, d);
+    if (st != MX_OK && b->state) {
+        tu->be->close(b->state);
+        b->state = NULL;
+    }
     return st;
 }
 
@@ -359,13 +385,13 @@ static mx_status time_candidate(tuner *tu, void *state, kernel_search *ks, mx_tu
     const mx_tiles *base = &ks->space.tiles[0];
     runs = runs > 64 ? 64 : runs;
     MX_TRY(time_once(tu, state, ks, &cand->tiles, 1, mine, d)); /* warm-up, and the batch */
-    MX_TRY(time_once(tu, tu->default_state, ks, base, 1, theirs, d));
+    MX_TRY(time_once(tu, tu->default_build->state, ks, base, 1, theirs, d));
     int batch = mine[0] > 0 ? (int)(SAMPLE_MS / mine[0]) + 1 : MAX_BATCH;
     batch = batch > MAX_BATCH ? MAX_BATCH : batch;
     double best = ks->rec.candidates[ks->best].ratio;
     for (int i = 0; i < runs; i++) {
         MX_TRY(time_once(tu, state, ks, &cand->tiles, batch, &mine[i], d));
-        MX_TRY(time_once(tu, tu->default_state, ks, base, batch, &theirs[i], d));
+        MX_TRY(time_once(tu, tu->default_build->state, ks, base, batch, &theirs[i], d));
         if (i + 1 == DROP_AFTER || i + 1 == runs) {
             memcpy(sorted, mine, (size_t)(i + 1) * sizeof *mine);
             double m = median(sorted, i + 1);
@@ -378,6 +404,8 @@ static mx_status time_candidate(tuner *tu, void *state, kernel_search *ks, mx_tu
                 cand->status = MX_CAND_DROPPED;
                 return MX_OK;
             }
+            if (i + 1 == DROP_AFTER && !ks->confirming && ks->rec.n_candidates > 1 && cand->ratio > EARLY_STOP * best)
+                break; /* it will not be the best: its first runs are its time */
         }
     }
     cand->status = MX_CAND_OK;
@@ -399,28 +427,47 @@ static void finish_candidate(kernel_search *ks, const mx_tune_candidate *cand) {
     ks->current = -1;
 }
 
-/* Runs the candidates of the kernels marked in `in`; a failure of several
- * is retried one kernel at a time. */
-static mx_status run_round(tuner *tu, bool *in, mx_diag *d) {
+/* The kernels of `in` split in two halves (counting those with a candidate). */
+static void split_halves(const tuner *tu, const bool *in, int n, bool *first, bool *second) {
+    int seen = 0;
+    for (int c = 0; c < tu->n_k; c++) {
+        bool has = in[c] && tu->k[c].current >= 0;
+        first[c] = has && seen < n / 2;
+        second[c] = has && !first[c];
+        seen += has;
+    }
+}
+
+/* Runs the candidates of the kernels marked in `in`, with b their program
+ * (opened with other rounds; NULL: opened here), which it frees. A failure
+ * of several is retried in halves, down to the kernel at fault: log2 of the
+ * round's kernels extra rounds per fault rather than one per kernel. */
+static mx_status run_round(tuner *tu, bool *in, mx_tune_build *b, mx_diag *d) {
     int n = 0, only = -1;
     for (int c = 0; c < tu->n_k; c++)
         if (in[c] && tu->k[c].current >= 0)
             n++, only = c;
-    if (n == 0)
+    if (n == 0) {
+        mx_tune_build_free(tu->be, b);
         return MX_OK;
+    }
     mx_tiles *tiles = malloc(((size_t)tu->p->n_groups + 1) * sizeof *tiles);
+    if (tiles)
+        round_tiles(tu, in, tiles);
+    if (!b && tiles)
+        b = mx_tune_build_new(tu->p, tiles);
     mx_buffers *out = output_buffers(tu);
     double *est = calloc((size_t)tu->p->n_groups + 1, sizeof *est);
     int *spills = calloc((size_t)tu->p->n_groups + 1, sizeof *spills);
-    if (!tiles || !out || !est || !spills) {
-        free(tiles), free(est), free(spills);
+    bool *halves = calloc(2 * (size_t)tu->n_k + 2, sizeof *halves);
+    if (!tiles || !b || !out || !est || !spills || !halves) {
+        free(tiles), free(est), free(spills), free(halves);
         mx_buffers_free(out);
+        mx_tune_build_free(tu->be, b);
         return mx_fail(d, MX_ERR_NOMEM, "tune: out of memory");
     }
-    round_tiles(tu, in, tiles);
-    void *state = NULL;
     mx_diag why;
-    mx_status st = run_program(tu, tiles, out, &state, est, spills, &why);
+    mx_status st = run_program(tu, tiles, b, out, est, spills, &why);
     if (st == MX_OK && tu->hooks->outputs)
         tu->hooks->outputs(tu->hooks->ctx, tu->p, tiles, out);
     bool ok = st == MX_OK && (!tu->want || outputs_match(tu->p, out, tu->want));
@@ -428,20 +475,11 @@ static mx_status run_round(tuner *tu, bool *in, mx_diag *d) {
         *d = why;
         if (st == MX_OK)
             st = mx_fail(d, MX_ERR_INVALID, "tune: the default program does not run");
-    } else if (!ok && n > 1) { /* whose candidate? one at a time */
-        st = MX_OK;
-        for (int c = 0; c < tu->n_k && st == MX_OK; c++) {
-            if (!in[c] || tu->k[c].current < 0)
-                continue;
-            bool *one = calloc((size_t)tu->n_k, sizeof *one);
-            if (!one) {
-                st = mx_fail(d, MX_ERR_NOMEM, "tune: out of memory");
-                break;
-            }
-            one[c] = true;
-            st = run_round(tu, one, d);
-            free(one);
-        }
+    } else if (!ok && n > 1) { /* whose candidate? each half alone */
+        split_halves(tu, in, n, halves, halves + tu->n_k + 1);
+        st = run_round(tu, halves, NULL, d);
+        if (st == MX_OK)
+            st = run_round(tu, halves + tu->n_k + 1, NULL, d);
     } else if (!ok && tu->k[only].confirming) { /* fine alone before, not now: it does not win */
         kernel_search *ks = &tu->k[only];
         ks->rec.candidates[ks->best].status = st == MX_OK ? MX_CAND_MISMATCH : MX_CAND_INVALID;
@@ -456,12 +494,13 @@ static mx_status run_round(tuner *tu, bool *in, mx_diag *d) {
         finish_candidate(&tu->k[only], cand);
         st = MX_OK;
     } else {
-        if (!tu->want) { /* the default's round: its outputs are the reference */
+        if (!tu->want) { /* the default's round: its outputs are the reference, its program stays open */
             tu->want = out;
             out = NULL;
-            tu->default_state = state;
-            state = NULL;
+            tu->default_build = b;
+            b = NULL;
         }
+        void *state = tu->o->model_only ? NULL : (b ? b : tu->default_build)->state;
         for (int c = 0; c < tu->n_k && st == MX_OK; c++) {
             kernel_search *ks = &tu->k[c];
             if (!in[c] || ks->current < 0)
@@ -474,38 +513,40 @@ static mx_status run_round(tuner *tu, bool *in, mx_diag *d) {
                 continue;
             }
             mx_tune_candidate *cand = new_candidate(ks, MX_CAND_OK);
-            if (tu->o->model_only) {
-                if (cand == ks->rec.candidates)
-                    ks->default_spills = spills[ks->rep];
-                else if (spills[ks->rep] > ks->default_spills) /* pruned by the compiler's report */
-                    cand->status = MX_CAND_INVALID;
+            if (cand == ks->rec.candidates)
+                ks->default_spills = spills[ks->rep];
+            else if (spills[ks->rep] > ks->default_spills) /* pruned by the compiler's report */
+                cand->status = MX_CAND_INVALID;
+            if (cand->status == MX_CAND_OK && tu->o->model_only) {
                 cand->ms = est[ks->rep];
                 double base = ks->rec.candidates[0].ms;
                 cand->ratio = base > 0 ? cand->ms / base : 1;
-            } else {
-                st = time_candidate(tu, state ? state : tu->default_state, ks, cand, 0, d);
+            } else if (cand->status == MX_CAND_OK) {
+                st = time_candidate(tu, state, ks, cand, 0, d);
             }
             finish_candidate(ks, cand);
         }
     }
-    if (state)
-        tu->be->close(state);
+    mx_tune_build_free(tu->be, b);
     mx_buffers_free(out);
     free(tiles);
     free(est);
     free(spills);
+    free(halves);
     return st;
 }
 
 /* ---- the records ------------------------------------------------------------------------------ */
 
-/* The winner, and its function's identity; appended to the database. */
+/* The winner of a searched kernel: its best, if it beat the default by the margin. */
+static void choose_winner(const tuner *tu, kernel_search *ks) {
+    double margin = tu->o->model_only ? MODEL_MARGIN : WIN_MARGIN;
+    ks->rec.winner = ks->best > 0 && ks->rec.candidates[ks->best].ratio < margin ? ks->best : 0;
+}
+
+/* The record with its winner's function identity, appended to the database. */
 static mx_status write_record(tuner *tu, kernel_search *ks, mx_diag *d) {
     mx_tune_record *r = &ks->rec;
-    double margin = tu->o->model_only ? MODEL_MARGIN : WIN_MARGIN;
-    r->winner = 0;
-    if (ks->best > 0 && r->candidates[ks->best].ratio < margin)
-        r->winner = ks->best;
     utc_now(r->when, sizeof r->when);
     mx_tiles *tiles = malloc(((size_t)tu->p->n_groups + 1) * sizeof *tiles);
     if (!tiles)
@@ -522,6 +563,97 @@ static mx_status write_record(tuner *tu, kernel_search *ks, mx_diag *d) {
         st = mx_tune_db_append(tu->db, r, d);
     }
     ks->written = st == MX_OK;
+    return st;
+}
+
+/* ---- the whole forward pass ------------------------------------------------------------------- */
+
+/* One forward pass of b (ms): the injected forward time, else the sum of
+ * the injected kernel times over the tuned groups, else measured (the
+ * backend's timer, or the wall clock around forward and sync). */
+static mx_status forward_ms(tuner *tu, mx_tune_build *b, double *ms, mx_diag *d) {
+    if (tu->hooks->forward) {
+        *ms = tu->hooks->forward(tu->hooks->ctx, b->tiles);
+        return MX_OK;
+    }
+    if (tu->hooks->time) {
+        *ms = 0;
+        for (int g = 0; g < tu->p->n_groups; g++)
+            if (tu->class_of[g] >= 0)
+                *ms += tu->hooks->time(tu->hooks->ctx, &b->tiles[g]);
+        return MX_OK;
+    }
+    if (tu->be->time)
+        return tu->be->time(b->state, 1, ms, d);
+    double t0 = mx_progress_now();
+    MX_TRY(tu->be->forward(b->state, d));
+    MX_TRY(tu->be->sync(b->state, d));
+    *ms = 1e3 * (mx_progress_now() - t0);
+    return MX_OK;
+}
+
+/* The winners checked together: the whole forward pass with every
+ * kernel's winner against the defaults, timed alternately (FORWARD_PASSES
+ * each, after a warm-up, medians compared). Kernels that are each faster
+ * alone can be slower together (caches, the pool's threads), so unless the
+ * tuned pass is faster by FORWARD_MARGIN every record keeps its default:
+ * tuning never makes the model slower. Modelled tunes skip this. */
+static mx_status check_forward(tuner *tu, mx_tune_summary *out, mx_diag *d) {
+    int improved = 0;
+    for (int c = 0; c < tu->n_k; c++)
+        improved += tu->k[c].rec.winner > 0;
+    if (improved == 0 || tu->o->model_only || !tu->default_build)
+        return MX_OK;
+    mx_tiles *tiles = malloc(((size_t)tu->p->n_groups + 1) * sizeof *tiles);
+    mx_buffers *got = output_buffers(tu);
+    mx_tune_build *b = NULL;
+    mx_status st = tiles && got ? MX_OK : mx_fail(d, MX_ERR_NOMEM, "tune: out of memory");
+    if (st == MX_OK) {
+        memcpy(tiles, tu->base, (size_t)tu->p->n_groups * sizeof *tiles);
+        for (int g = 0; g < tu->p->n_groups; g++) {
+            const mx_tune_record *r = tu->class_of[g] >= 0 ? &tu->k[tu->class_of[g]].rec : NULL;
+            if (r && r->winner > 0)
+                tiles[g] = r->candidates[r->winner].tiles;
+        }
+        b = mx_tune_build_new(tu->p, tiles);
+        st = b ? MX_OK : mx_fail(d, MX_ERR_NOMEM, "tune: out of memory");
+    }
+    double spare[1];
+    int none[1];
+    mx_diag why;
+    bool ok = st == MX_OK && run_program(tu, tiles, b, got, spare, none, &why) == MX_OK;
+    if (ok && tu->hooks->outputs)
+        tu->hooks->outputs(tu->hooks->ctx, tu->p, tiles, got);
+    ok = ok && outputs_match(tu->p, got, tu->want);
+    double def[FORWARD_PASSES], tuned[FORWARD_PASSES], warm;
+    if (ok) { /* warm-up, then alternately, each going first every other pass */
+        st = forward_ms(tu, tu->default_build, &warm, d);
+        if (st == MX_OK)
+            st = forward_ms(tu, b, &warm, d);
+        for (int i = 0; st == MX_OK && i < FORWARD_PASSES; i++) {
+            st = forward_ms(tu, i % 2 ? b : tu->default_build, i % 2 ? &tuned[i] : &def[i], d);
+            if (st == MX_OK)
+                st = forward_ms(tu, i % 2 ? tu->default_build : b, i % 2 ? &def[i] : &tuned[i], d);
+        }
+    }
+    if (st == MX_OK && ok) {
+        out->forward_default_ms = median(def, FORWARD_PASSES);
+        out->forward_tuned_ms = median(tuned, FORWARD_PASSES);
+    }
+    double ratio = out->forward_default_ms > 0 ? out->forward_tuned_ms / out->forward_default_ms : INFINITY;
+    out->forward_kept = st == MX_OK && ok && ratio <= FORWARD_MARGIN;
+    for (int c = 0; st == MX_OK && c < tu->n_k; c++) {
+        tu->k[c].rec.forward = ok ? ratio : 0;
+        if (!out->forward_kept)
+            tu->k[c].rec.winner = 0;
+    }
+    if (st == MX_OK && mx_debug_level() >= 1)
+        fprintf(stderr, "mixc: tune: whole forward pass %s: default %.3f ms, tuned %.3f ms%s\n",
+                ok ? "timed" : "differs with the winners together", out->forward_default_ms,
+                out->forward_tuned_ms, out->forward_kept ? "" : ": defaults kept");
+    mx_tune_build_free(tu->be, b);
+    mx_buffers_free(got);
+    free(tiles);
     return st;
 }
 
@@ -551,55 +683,109 @@ static int rounds_left(const tuner *tu) {
     return most;
 }
 
+/* Kernel c's next candidate in a round opened ahead: from its queue only; a beam step or the confirming round
+ * waits for the rounds before to be timed. */
+static bool take_ahead(tuner *tu, int c, int *cur) {
+    kernel_search *ks = &tu->k[c];
+    if (ks->done || ks->confirming || ks->head == ks->n_queue)
+        return false;
+    *cur = ks->queue[ks->head++];
+    return true;
+}
+
+/* Kernel c's candidate in the first round of a batch; false when it has
+ * none (searched: done). */
+static bool take_first(tuner *tu, int c) {
+    kernel_search *ks = &tu->k[c];
+    if (ks->done)
+        return false;
+    bool searched = ks->confirming || (ks->head == ks->n_queue && !beam_step(ks));
+    if (searched && !ks->confirming && !tu->o->model_only && ks->best > 0) {
+        ks->confirming = true; /* one more round: the best against the default, longer */
+        ks->current = ks->from[ks->best];
+        return true;
+    }
+    if (searched) {
+        ks->done = true;
+        choose_winner(tu, ks);
+        return false;
+    }
+    ks->current = ks->queue[ks->head++];
+    return true;
+}
+
+/* Rounds in batches of up to tu->jobs: the first as the search stands, the
+ * others with the kernels' next queued candidates; the batch's programs
+ * opened at once, then run and timed one after the other, in the order a
+ * serial search runs them (each kernel tries the same candidates in the
+ * same order, whatever the batch size). */
 static mx_status search(tuner *tu, mx_diag *d) {
-    bool *in = calloc((size_t)tu->n_k + 1, sizeof *in);
-    if (!in)
+    size_t per = (size_t)tu->n_k + 1;
+    bool *in = calloc((size_t)tu->jobs * per, sizeof *in);
+    int *cur = calloc((size_t)tu->jobs * per, sizeof *cur);
+    mx_tiles *tiles = malloc(((size_t)tu->p->n_groups + 1) * sizeof *tiles);
+    mx_tune_build *builds[MX_TUNE_MAX_JOBS] = {0};
+    if (!in || !cur || !tiles) {
+        free(in), free(cur), free(tiles);
         return mx_fail(d, MX_ERR_NOMEM, "tune: out of memory");
+    }
     mx_progress bar;
     mx_progress_start(&bar, tu->o->progress, "round", rounds_left(tu));
     mx_status st = MX_OK;
-    for (int round = 0; st == MX_OK; round++) {
-        int n = 0;
+    for (int round = 0; st == MX_OK;) {
         if (tu->o->budget_s > 0 && round > 1 && mx_progress_now() - tu->start > tu->o->budget_s)
             for (int c = 0; c < tu->n_k; c++) /* spent (after the default and one candidate): the rest is not tried */
                 tu->k[c].head = tu->k[c].n_queue, tu->k[c].best_before_beam = -1;
-        for (int c = 0; c < tu->n_k; c++) {
-            kernel_search *ks = &tu->k[c];
-            in[c] = false;
-            if (ks->done)
-                continue;
-            bool searched = ks->confirming || (ks->head == ks->n_queue && !beam_step(ks));
-            if (searched && !ks->confirming && !tu->o->model_only && ks->best > 0) {
-                ks->confirming = true; /* one more round: the best against the default, longer */
-                ks->current = ks->from[ks->best];
-                in[c] = true;
-                n++;
-                continue;
+        int slots = 0;
+        for (int j = 0; j < tu->jobs; j++) {
+            int n = 0;
+            for (int c = 0; c < tu->n_k; c++) {
+                in[j * per + c] = j == 0 ? take_first(tu, c) : take_ahead(tu, c, &cur[j * per + c]);
+                if (j == 0 && in[c])
+                    cur[c] = tu->k[c].current;
+                n += in[j * per + c];
             }
-            if (searched) {
-                ks->done = true;
-                st = write_record(tu, ks, d);
-                if (st != MX_OK)
-                    break;
-                continue;
-            }
-            ks->current = ks->queue[ks->head++];
-            in[c] = true;
-            n++;
+            if (n == 0)
+                break;
+            for (int c = 0; c < tu->n_k; c++) /* the round's tiles, from its candidates */
+                tu->k[c].current = in[j * per + c] ? cur[j * per + c] : -1;
+            round_tiles(tu, &in[j * per], tiles);
+            builds[slots++] = mx_tune_build_new(tu->p, tiles);
+            if (!builds[slots - 1])
+                st = mx_fail(d, MX_ERR_NOMEM, "tune: out of memory");
         }
-        if (st != MX_OK || n == 0)
+        if (st != MX_OK || slots == 0)
             break;
-        int left = rounds_left(tu);
-        bar.total = round + 1 + left > bar.total ? round + 1 + left : bar.total;
-        char label[320];
-        progress_label(tu, label, sizeof label);
-        mx_progress_step(&bar, round, label);
-        st = run_round(tu, in, d);
-        mx_progress_item_done(&bar);
+        if (!tu->o->model_only)
+            mx_tune_open_all(tu->be, &tu->t, builds, slots, tu->jobs);
+        for (int j = 0; j < slots; j++, round++) {
+            for (int c = 0; c < tu->n_k; c++)
+                tu->k[c].current = in[j * per + c] ? cur[j * per + c] : -1;
+            int left = rounds_left(tu) + slots - 1 - j;
+            bar.total = round + 1 + left > bar.total ? round + 1 + left : bar.total;
+            char label[320];
+            progress_label(tu, label, sizeof label);
+            mx_progress_step(&bar, round, label);
+            mx_tune_build *b = builds[j];
+            builds[j] = NULL;
+            if (st == MX_OK)
+                st = run_round(tu, &in[j * per], b, d);
+            else
+                mx_tune_build_free(tu->be, b);
+            mx_progress_item_done(&bar);
+        }
     }
     mx_progress_finish(&bar);
-    free(in);
+    free(in), free(cur), free(tiles);
     return st;
+}
+
+/* The records, once every kernel is searched and the winners were checked together. */
+static mx_status write_records(tuner *tu, mx_diag *d) {
+    for (int c = 0; c < tu->n_k; c++)
+        if (tu->k[c].done)
+            MX_TRY(write_record(tu, &tu->k[c], d));
+    return MX_OK;
 }
 
 static void summarise(const tuner *tu, mx_tune_summary *out) {
@@ -628,6 +814,9 @@ mx_status mx_tune_hooked(mx_compiled *c, const mx_tune_options *o, const mx_tune
     tuner tu = {.c = c, .p = mx_compiled_program(c), .t = *mx_compiled_target(c), .o = o, .hooks = h ? h : &no_hooks,
                 .start = mx_progress_now(), .rng = o->seed ^ 0x74756e65ull};
     tu.be = mx_backend_of(tu.t.device);
+    /* the CPU compiles a round on one core; NVRTC already compiles a GPU round's programs in parallel */
+    tu.jobs = o->jobs > 0 ? o->jobs : tu.t.device == MX_DEVICE_CPU && tu.t.threads > 1 ? tu.t.threads : 1;
+    tu.jobs = tu.jobs < MX_TUNE_MAX_JOBS ? tu.jobs : MX_TUNE_MAX_JOBS;
     if (o->model_only && tu.t.device != MX_DEVICE_EMU && tu.t.device != MX_DEVICE_CUDA)
         return mx_fail(d, MX_ERR_INVALID, "tune: --model-only ranks GPU code by its roofline estimate: "
                                           "device %s is no GPU (use cuda or emu with a --target)",
@@ -675,10 +864,13 @@ mx_status mx_tune_hooked(mx_compiled *c, const mx_tune_options *o, const mx_tune
                      o->kernels ? o->kernels : " (every group is a matmul)");
     if (st == MX_OK)
         st = search(&tu, d);
+    if (st == MX_OK)
+        st = check_forward(&tu, out, d);
+    if (st == MX_OK)
+        st = write_records(&tu, d);
     summarise(&tu, out);
     out->seconds = mx_progress_now() - tu.start;
-    if (tu.default_state)
-        tu.be->close(tu.default_state);
+    mx_tune_build_free(tu.be, tu.default_build);
     mx_buffers_free(tu.want);
     for (int k = 0; k < tu.n_k; k++)
         free(tu.k[k].queue), free(tu.k[k].tried);

@@ -16,6 +16,7 @@
 
 #include <stdio.h>
 
+#include "backend.h"
 #include "codegen.h"
 
 /* ---- the database ------------------------------------------------------------------- */
@@ -48,6 +49,8 @@ typedef struct {
     char when[32];            /* UTC, ISO 8601 */
     bool measured;            /* false: ranked by the roofline estimate */
     int winner;               /* index into candidates; candidate 0 is the default */
+    double forward;           /* the whole forward pass with every kernel's winner over the defaults'
+                               * (a winner stands only when that was 0.98 or less); 0: not timed */
     mx_tune_candidate candidates[MX_TUNE_MAX_CANDIDATES];
     int n_candidates;
     int line;                 /* where it was read (1-based), 0 for a new record */
@@ -99,18 +102,42 @@ void mx_tune_space_fill(const mx_program *p, int group, const mx_target *t, cons
 int mx_tune_space_neighbours(const mx_tune_space *s, const mx_tiles *of, int *out, int cap);
 
 /* Tests' hooks into mx_tune: candidates added to each kernel's space, a
- * time that replaces the measured one (deterministic searches), and the
+ * time that replaces the measured one (deterministic searches; the forward
+ * pass then takes the sum of its groups' unless `forward` says), and the
  * outputs of each round's forward pass before they are compared with the
  * default's (a wrong kernel, made so, for the gate). */
 typedef struct {
     void (*extend)(void *ctx, const mx_program *p, int group, mx_tune_space *s);
     double (*time)(void *ctx, const mx_tiles *t);
+    double (*forward)(void *ctx, const mx_tiles *tiles); /* a whole forward pass with tiles (per group) */
     void (*outputs)(void *ctx, const mx_program *p, const mx_tiles *tiles, mx_buffers *out);
     void *ctx;
 } mx_tune_hooks;
 
 mx_status mx_tune_hooked(mx_compiled *c, const mx_tune_options *o, const mx_tune_hooks *h, mx_tune_summary *out,
                          mx_diag *d);
+
+/* ---- rounds opened at once (tune_round.c) -------------------------------------------- */
+
+#define MX_TUNE_MAX_JOBS 64
+
+/* One round's program: a copy of the model's with the round's tiles (its
+ * own), and the backend's state once opened. It outlives the state. */
+typedef struct {
+    mx_program program;
+    mx_tiles *tiles; /* program.tiles */
+    void *state;     /* open when st is MX_OK */
+    mx_status st;    /* MX_ERR_INVALID until opened */
+    mx_diag why;     /* why the open failed */
+} mx_tune_build;
+
+/* A build of p with a copy of tiles (p->n_groups entries); NULL: out of memory. */
+mx_tune_build *mx_tune_build_new(const mx_program *p, const mx_tiles *tiles);
+/* Closes b's state (on be) and frees b. */
+void mx_tune_build_free(const mx_backend *be, mx_tune_build *b);
+/* Opens builds[0 .. n) on be for t, up to jobs at once (threads), each
+ * unpruned; each build's st and why say how its open went. */
+void mx_tune_open_all(const mx_backend *be, const mx_target *t, mx_tune_build **builds, int n, int jobs);
 
 /* ---- choosing tiles at compile time --------------------------------------------------- */
 

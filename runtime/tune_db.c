@@ -19,6 +19,7 @@
 #endif
 
 #include "cache.h"
+#include "driver.h"
 #include "rtc.h"
 
 const char *const mx_cand_status_names[MX_CAND_STATUS_COUNT] = {"ok", "dropped", "mismatch", "invalid"};
@@ -36,9 +37,12 @@ void mx_tune_signature(const mx_target *t, char *buf, size_t size) {
         return;
     }
     /* emu and cuda share GPU records: the emulation runs the code the GPU gets */
-    int major, minor;
+    int major, minor, driver = mx_cuda_driver_version();
     mx_nvrtc_version(&major, &minor);
-    snprintf(buf, size, "gpu|%s|sm_%d|%d SMs|nvrtc %d.%d|mixc %s", t->name, t->sm, t->sm_count, major, minor,
+    char drv[32] = "driver none";
+    if (driver > 0)
+        snprintf(drv, sizeof drv, "driver %d.%d", driver / 1000, driver % 1000 / 10);
+    snprintf(buf, size, "gpu|%s|sm_%d|%d SMs|%s|nvrtc %d.%d|mixc %s", t->name, t->sm, t->sm_count, drv, major, minor,
              MIXC_VERSION);
 }
 
@@ -92,6 +96,8 @@ char *mx_tune_record_json(const mx_tune_record *r) {
     cJSON_AddNumberToObject(o, "winner", r->winner);
     snprintf(hex, sizeof hex, "%016llx", (unsigned long long)r->winner_source);
     cJSON_AddStringToObject(o, "winner_source", hex);
+    if (r->forward > 0)
+        cJSON_AddNumberToObject(o, "forward", r->forward);
     for (int i = 0; i < r->n_candidates; i++) {
         const mx_tune_candidate *c = &r->candidates[i];
         cJSON *j = cJSON_CreateObject();
@@ -181,6 +187,8 @@ mx_status mx_tune_record_parse(const char *line, mx_tune_record *r, mx_diag *d) 
     else if (!get_number(o, "winner", &winner) || winner != (int)winner || winner < 0 ||
              winner >= cJSON_GetArraySize(cands))
         bad = "winner";
+    else if (cJSON_GetObjectItemCaseSensitive(o, "forward") && (!get_number(o, "forward", &r->forward) || r->forward < 0))
+        bad = "forward"; /* optional: records before the whole-forward check have none */
     if (!bad) {
         r->measured = cJSON_IsTrue(measured);
         r->winner = (int)winner;

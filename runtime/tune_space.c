@@ -8,8 +8,11 @@
  *   items per chunk (a multiple of the lanes); chunked: threads per block,
  *   items per thread, with and without a min-blocks bound;
  * - GPU element and row kernels: threads per block;
- * - CPU: the scan's chunk of staged steps (items), and for every kernel the
- *   pool threads a launch is split over (tasks). */
+ * - CPU: for every kernel the pool threads a launch is split over (tasks)
+ *   and the vector width (threads per block, up to the host's lanes: the
+ *   elements of an element kernel, a scan block's channels; a row kernel's
+ *   threads per row); for a scan also its chunk of staged steps (items).
+ *   The CPU lowering has no unroll knob to read (LLVM's O3 decides). */
 #include <string.h>
 
 #include "tune.h"
@@ -51,6 +54,9 @@ static int64_t scan_states(const mx_program *p, int group) {
     return 1;
 }
 
+/* The rules the GPU scan emitter checks (gpu_scan); elsewhere the emitter
+ * or the CPU lowering refuses what it cannot run, and the search records
+ * that candidate as invalid. */
 static bool valid(const mx_tiles *t, bool gpu_scan) {
     if (!gpu_scan)
         return true;
@@ -70,15 +76,15 @@ static void add(mx_tune_space *s, const mx_tiles *t) {
         s->tiles[s->n++] = *t;
 }
 
-static void enumerate(mx_tune_space *s, const grid *g, bool gpu_scan) {
+/* The grid's product; a lane-per-channel scan (GPU, and every CPU scan) has
+ * its threads from channels x lanes per state. */
+static void enumerate(mx_tune_space *s, const grid *g, bool scan_threads, bool gpu_scan) {
     int at[4] = {0};
     for (;;) {
         mx_tiles t = g->fixed;
-        if (gpu_scan && !t.chunked)
-            t.threads = 0; /* set below from channels x lanes */
         for (int a = 0; a < g->n_axes; a++)
             *field_of(&t, g->axes[a].field) = g->axes[a].values[at[a]];
-        if (gpu_scan && !t.chunked)
+        if (scan_threads && !t.chunked)
             t.threads = t.channels * t.lanes_per_state;
         if (valid(&t, gpu_scan))
             add(s, &t);
@@ -90,6 +96,14 @@ static void enumerate(mx_tune_space *s, const grid *g, bool gpu_scan) {
     }
 }
 
+/* Powers of two from `from` to `to` into v; how many. */
+static int powers_of_two(int from, int to, int *v) {
+    int n = 0;
+    for (int x = from; x <= to && n < MAX_VALUES; x *= 2)
+        v[n++] = x;
+    return n;
+}
+
 void mx_tune_space_fill(const mx_program *p, int group, const mx_target *t, const mx_tiles *base,
                         mx_tune_space *s) {
     memset(s, 0, sizeof *s);
@@ -98,7 +112,14 @@ void mx_tune_space_fill(const mx_program *p, int group, const mx_target *t, cons
     grid g[3];
     int n_grids = 0;
     if (t->device == MX_DEVICE_CPU) {
-        int tasks[MAX_VALUES] = {0, 1}, n_tasks = 2;
+        /* The CPU lowering runs a block of up to `lanes` threads as vector
+         * lanes (llvm_kernel.c), so threads per block is the vector width:
+         * of the elements an element kernel takes at once, of the channels a
+         * scan block steps together (threads = channels). A row kernel
+         * (norm, reduce) takes a multiple of 32 threads per row, more than
+         * the lanes: there they are the threads a row is split over. */
+        int lanes = t->vector_bits >= 64 ? t->vector_bits / 32 : 4;
+        int tasks[MAX_VALUES] = {0, 1}, n_tasks = 2, widths[MAX_VALUES];
         for (int k = 2; k < t->threads && n_tasks < MAX_VALUES; k *= 2)
             tasks[n_tasks++] = k;
         g[0] = (grid){.fixed = *base};
@@ -106,6 +127,11 @@ void mx_tune_space_fill(const mx_program *p, int group, const mx_target *t, cons
         if (kind == MX_FUSE_SCAN) {
             static const int items[] = {2, 4, 8, 16, 32, 64, 128};
             axis_add(&g[0], F_ITEMS, items, 7);
+            axis_add(&g[0], F_CHANNELS, widths, powers_of_two(1, lanes, widths));
+        } else if (kind == MX_FUSE_ELEMWISE || kind == MX_FUSE_CONV) {
+            axis_add(&g[0], F_THREADS, widths, powers_of_two(1, lanes, widths));
+        } else {
+            axis_add(&g[0], F_THREADS, widths, powers_of_two(32, 128, widths));
         }
         n_grids = 1;
     } else if (kind == MX_FUSE_SCAN) {
@@ -132,7 +158,7 @@ void mx_tune_space_fill(const mx_program *p, int group, const mx_target *t, cons
         n_grids = 1;
     }
     for (int i = 0; i < n_grids; i++)
-        enumerate(s, &g[i], t->device != MX_DEVICE_CPU && kind == MX_FUSE_SCAN);
+        enumerate(s, &g[i], kind == MX_FUSE_SCAN, t->device != MX_DEVICE_CPU && kind == MX_FUSE_SCAN);
 }
 
 /* Neighbours: one knob moved one step (doubled or halved), the rest kept. */

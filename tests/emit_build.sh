@@ -2,7 +2,7 @@
 # emit_build.sh MIXC TARGET SPEC [--set PATH=VALUE ...]: the project `mixc
 # emit --target TARGET` writes for SPEC builds with its own Makefile, and its
 # example runs.
-#   TARGET cpu: the CPU project (kernels.o, the object the cpu device runs,
+#   TARGET cpu: the CPU project (kernels.*.o, the objects the cpu device runs,
 #   and C around it), built with make alone (plain C products) and with
 #   CMake (CBLAS products when a CBLAS is found); both examples' checksums
 #   must be `mixc run --device cpu`'s within 1e-4 relative: the same machine

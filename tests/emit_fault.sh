@@ -1,6 +1,6 @@
 #!/bin/sh
 # emit_fault.sh MIXC FAKE_LLVM SPEC [--set ...]: LLVM failing while `mixc
-# emit --target cpu` compiles kernels.o (tests/fake_llvm.c, preloaded: the
+# emit --target cpu` compiles its kernels (tests/fake_llvm.c, preloaded: the
 # module does not verify, the optimiser fails, code generation fails) exits
 # 1 with the message the cpu device gives (the model named, LLVM's words)
 # and leaves no folder, not even a temp one beside it.

@@ -15,16 +15,7 @@ set -u
 mixc=$1
 model=$2/mamba-block.json
 small="--set input.length=12 --set stages[0].width=8"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export MIXC_CACHE_DIR="$work/cache"
-failed=0
-passed=0
-check() { # check DESCRIPTION COMMAND...
-    what=$1
-    shift
-    if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $what" >&2; fi
-}
+. "$(dirname "$0")/faults.sh"
 
 # compile STEM: --cubin $work/STEM.cubin, which writes $work/STEM.Q.cubin per program Q.
 # shellcheck disable=SC2086
@@ -56,11 +47,7 @@ cache_clean() {
 for delay in 0.05 0.2 0.4 0.6 0.8 1.0 1.3; do
     rm -rf "$MIXC_CACHE_DIR" "$work"/out.*
     # shellcheck disable=SC2086
-    "$mixc" compile "$model" $small --cubin "$work/out.cubin" >/dev/null 2>&1 &
-    pid=$!
-    sleep "$delay"
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
+    killed "$delay" "$mixc" compile "$model" $small --cubin "$work/out.cubin"
     check "outputs after SIGKILL at ${delay}s are absent or whole" whole out absent
     check "cache after SIGKILL at ${delay}s" cache_clean
 done
@@ -71,11 +58,7 @@ weights=$2/vim2-small.json
 check "weights written" "$mixc" save-weights "$weights" "$work/want.safetensors" >/dev/null
 for delay in 0.1 0.2 0.3; do
     rm -f "$work/out.safetensors"
-    "$mixc" save-weights "$weights" "$work/out.safetensors" >/dev/null 2>&1 &
-    pid=$!
-    sleep "$delay"
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
+    killed "$delay" "$mixc" save-weights "$weights" "$work/out.safetensors"
     check "weights after SIGKILL at ${delay}s are absent or whole" \
         sh -c "[ ! -e '$work/out.safetensors' ] || cmp -s '$work/out.safetensors' '$work/want.safetensors'"
 done
@@ -111,5 +94,4 @@ check "parallel runs printed a result" grep -q checksum "$work/r1.out"
 check "parallel: no temporary files left" sh -c "! ls '$MIXC_CACHE_DIR' | grep -q tmp"
 check "parallel: cache consistent" cache_clean
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

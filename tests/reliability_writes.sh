@@ -16,28 +16,7 @@ set -u
 mixc=$1
 models=$2
 small="--set input.length=12 --set stages[0].width=8"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export MIXC_CACHE_DIR="$work/cache"
-failed=0
-passed=0
-check() { # check DESCRIPTION COMMAND...
-    what=$1
-    shift
-    if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $what" >&2; fi
-}
-
-# killed DELAY COMMAND...: runs the command, SIGKILLs it after DELAY seconds.
-killed() {
-    delay=$1
-    shift
-    "$@" >/dev/null 2>&1 &
-    pid=$!
-    sleep "$delay"
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    return 0
-}
+. "$(dirname "$0")/faults.sh"
 
 # shellcheck disable=SC2086
 tune() { "$mixc" tune "$models/mamba-block.json" $small --device cpu --repeats 3 --seed 5 --db "$1"; }
@@ -109,5 +88,4 @@ done
 
 check "some kill left a temp folder to clear ($left of 7)" test "$left" -gt 0
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -5,7 +5,7 @@
  * emitted weights, matches the reference; main.c, linked with a host
  * stand-in for the model that prints what it is given, draws the inputs
  * `mixc run` draws. The C project of the language model: its files, its
- * kernels.o byte for byte the object the cpu device links, the same
+ * kernels.Q.o byte for byte the objects the cpu device links, the same
  * inputs; a tuning database's winner changes the emitted kernels and
  * MIXC_NO_TUNE restores the defaults. tests/emit_build.sh builds both kinds
  * and runs them. Also: an existing non-empty folder is refused unless forced,
@@ -200,17 +200,22 @@ static unsigned char *read_bytes(const char *dir, const char *name, size_t *len)
     return bytes;
 }
 
-/* kernels.o of dir is, byte for byte, the object mx_cpu_object makes of
- * source (compiled afresh: the tests run with MIXC_NO_CACHE). */
-static bool same_object(const char *dir, const mx_target *t, const char *source, const char *name) {
-    size_t len = 0, want_len = 0;
-    unsigned char *got = read_bytes(dir, "kernels.o", &len), *want = NULL;
-    bool cached = true;
+/* kernels.Q.o of dir are, byte for byte, the objects mx_cpu_objects makes
+ * of module m (compiled afresh: the tests run with MIXC_NO_CACHE). */
+static bool same_object(const char *dir, const mx_target *t, const mx_module *m, const char *name) {
+    mx_bytes *want = calloc((size_t)m->n_programs + 1, sizeof *want);
     mx_diag d = {{0}};
-    CHECK_MSG(mx_cpu_object(t, source, name, &want, &want_len, &cached, &d) == MX_OK, "%s: %s", name, d.msg);
-    CHECK(!cached);
-    bool same = got && want && len == want_len && memcmp(got, want, len) == 0;
-    free(got), free(want);
+    CHECK_MSG(mx_cpu_objects(t, m, name, want, &d) == MX_OK, "%s: %s", name, d.msg);
+    bool same = true;
+    for (int q = 0; q < m->n_programs; q++) {
+        char file[32];
+        snprintf(file, sizeof file, "kernels.%d.o", q);
+        size_t len = 0;
+        unsigned char *got = read_bytes(dir, file, &len);
+        same = same && got && want[q].bytes && len == want[q].len && memcmp(got, want[q].bytes, len) == 0;
+        free(got), free(want[q].bytes);
+    }
+    free(want);
     return same;
 }
 
@@ -226,7 +231,7 @@ static mx_compiled *compile_cpu(const mx_model *model, mx_module *m) {
     return c;
 }
 
-/* The C project: its files; kernels.o is the object the cpu device links
+/* The C project: its files; kernels.Q.o are the objects the cpu device links
  * for the same model (same passes, tiles, lowering and vector width), and
  * model.c declares each of its kernels; main.c draws mixc's inputs.
  * tests/emit_build.sh builds and runs it. */
@@ -237,7 +242,7 @@ static void test_model_c(const char *spec, const char *dir) {
     mx_emit_options o = {.target = "cpu", .seed = 2};
     mx_diag d = {{0}};
     CHECK_MSG(mx_emit_c(mx_model_graph(model), model, dir, &o, &d) == MX_OK, "%s: %s", spec, d.msg);
-    static const char *const files[] = {"kernels.o", "standalone_cpu.h", "standalone_tables.h", "standalone_host.h",
+    static const char *const files[] = {"kernels.0.o", "standalone_cpu.h", "standalone_tables.h", "standalone_host.h",
                                         "half.h", "model.c", "model.h", "main.c", "weights.safetensors", "Makefile",
                                         "CMakeLists.txt"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++)
@@ -247,8 +252,8 @@ static void test_model_c(const char *spec, const char *dir) {
     mx_compiled *c = compile_cpu(model, &m);
     if (c && m.source.s) {
         const char *name = mx_model_graph(model)->name;
-        CHECK_MSG(same_object(dir, mx_compiled_target(c), m.source.s, name),
-                  "%s: kernels.o is not the cpu device's object", name);
+        CHECK_MSG(same_object(dir, mx_compiled_target(c), &m, name),
+                  "%s: the kernels are not the cpu device's objects", name);
         char path[600];
         snprintf(path, sizeof path, "%s/model.c", dir);
         char *model_c = read_text(path);
@@ -278,7 +283,7 @@ static bool says(const char *dir, const char *what) {
 }
 
 /* A tuning database whose record makes the scan's winner 4 items per
- * thread in one task: the emitted kernels.o is the tuned module's object
+ * thread in one task: the emitted kernels are the tuned module's objects
  * (not the default one), model.c says the tiles came from the database and
  * the scan's step runs its blocks as one share (grain = blocks);
  * MIXC_NO_TUNE=1 gives the defaults back. */
@@ -320,8 +325,8 @@ static void test_tuned_tiles(const char *db, const char *dir) {
     const mx_graph *g = mx_model_graph(model);
     mx_emit_options o = {.target = "cpu", .seed = 2, .force = true};
     CHECK_MSG(mx_emit_c(g, model, dir, &o, &d) == MX_OK, "%s", d.msg);
-    CHECK_MSG(tuned.source.s && same_object(dir, t, tuned.source.s, g->name), "kernels.o is not the tuned object");
-    CHECK(!same_object(dir, t, base.source.s, g->name));
+    CHECK_MSG(tuned.source.s && same_object(dir, t, &tuned, g->name), "the kernels are not the tuned objects");
+    CHECK(!same_object(dir, t, &base, g->name));
     CHECK(says(dir, "tiles of the tuning database") && says(dir, db) && says(dir, "for 1 of"));
     int64_t blocks = 0, grain = 0;
     if (tuned.source.s && scan >= 0) {
@@ -334,7 +339,7 @@ static void test_tuned_tiles(const char *db, const char *dir) {
     }
     setenv("MIXC_NO_TUNE", "1", 1);
     CHECK_MSG(mx_emit_c(g, model, dir, &o, &d) == MX_OK, "%s", d.msg);
-    CHECK(same_object(dir, t, base.source.s, g->name) && says(dir, "default tiles (MIXC_NO_TUNE set)"));
+    CHECK(same_object(dir, t, &base, g->name) && says(dir, "default tiles (MIXC_NO_TUNE set)"));
     unsetenv("MIXC_NO_TUNE");
     free(tiles);
     mx_module_free(&base);

@@ -21,7 +21,8 @@
  * 16 channels and more (wide_f32), ragged
  * tails everywhere (L not a multiple of the chunk or super-chunk), partial
  * blocks of rows (lanes, rows not a multiple of the channels per block) and
- * staged B / C (rows of a block sharing (b, g)). Rows are few where L is
+ * staged B / C (rows of a block sharing (b, g)), packed rows (L < 32,
+ * several rows per block: partial warps and blocks). Rows are few where L is
  * long: the emulator runs a thread switch per shuffle and barrier.
  *
  * Each family also runs on the CPU backend through the public API (the
@@ -61,6 +62,8 @@ typedef struct {
 
 #define LANES(l, ch, it) {.threads = (l) * (ch), .lanes_per_state = (l), .channels = (ch), .items = (it)}
 #define CHUNKED(th, it) {.chunked = 1, .threads = (th), .items = (it)}
+/* packed rows: ch rows of seg lanes (the power of two whose lanes of it steps cover L) */
+#define PACKED(ch, seg, it) {.chunked = 1, .channels = (ch), .threads = (ch) * (seg), .items = (it)}
 
 /* ---- the graph ----------------------------------------------------------------- */
 
@@ -349,7 +352,7 @@ static void report_nvrtc(const char *what, int sm, const mx_program *p, const mx
             continue;
         printf("  %-10s sm_%d %-14s %s tiles (%d thr, %d items, %d lanes, %d rows, %d min blocks): %3d registers, "
                "spills %d/%d bytes, %zu smem\n",
-               what, sm, k->name, k->tiles.chunked ? "chunked" : "lanes  ", k->tiles.threads, k->tiles.items,
+               what, sm, k->name, !k->tiles.chunked ? "lanes  " : k->tiles.channels > 1 ? "packed " : "chunked", k->tiles.threads, k->tiles.items,
                k->tiles.lanes_per_state, k->tiles.channels, k->tiles.min_blocks, u->registers, u->spill_stores,
                u->spill_loads, k->smem);
         bool by_default = !given || given[gi].threads == 0;
@@ -434,7 +437,9 @@ static void run_cpu(const char *what, const char *text, const mx_graph *ref, con
     mx_graph_free(g);
 }
 
-static void run_family(const char *what, const prob *probs, int n) {
+/* The family's problems under emulation and NVRTC when `emulate`, and on
+ * the CPU backend, all against the reference. */
+static void run_family(const char *what, const prob *probs, int n, bool emulate) {
     mx_text t = {0};
     mx_text_printf(&t, "graph %s {\n", what);
     for (int i = 0; i < n; i++)
@@ -459,12 +464,12 @@ static void run_family(const char *what, const prob *probs, int n) {
             tiles[group] = probs[i].tiles;
     }
     mx_codegen_options co = {.target = support_gpu_target("sm_90"), .tiles = tiles};
-    if (st == MX_OK) {
+    if (st == MX_OK && emulate) {
         st = mx_codegen(f.p, &co, &f.m, &d);
         CHECK_MSG(st == MX_OK, "%s: codegen: %s", what, d.msg);
     }
     mx_emu_module *em = NULL;
-    if (st == MX_OK) {
+    if (st == MX_OK && emulate) {
         st = mx_emu_load(f.m.source.s, what, &em, &d);
         CHECK_MSG(st == MX_OK, "%s: emu: %s", what, d.msg);
     }
@@ -474,12 +479,12 @@ static void run_family(const char *what, const prob *probs, int n) {
         st = mx_ref_run(f.p->g, f.b, &d);
         CHECK_MSG(st == MX_OK, "%s: reference: %s", what, d.msg);
     }
-    for (int i = 0; i < n && st == MX_OK; i++) {
+    for (int i = 0; i < n && st == MX_OK && emulate; i++) {
         char name[64];
         snprintf(name, sizeof name, "%s[%d]", what, i);
         run_problem(&f, em, i, &probs[i], name);
     }
-    if (st == MX_OK)
+    if (st == MX_OK && emulate)
         check_nvrtc(&(nvrtc_module){what, f.p, &f.m, tiles}, 1);
     bool bf16 = false;
     for (int i = 0; i < n; i++)
@@ -542,6 +547,37 @@ static const prob mixed_bf16[] = {
     {BIDIR, 1, 4, 16, 1, 7, 7, 0, 1, true, false, true, false, false, MX_BF16, 0, LANES(16, 2, 16)},
 };
 
+/* Packed rows (L < 32; docs/scan.md, "Packed rows"): L in {1, 4, 12, 31},
+ * 1 to 8 lanes per row, exact and ragged rows (lanes x items past L),
+ * partial warps and blocks (fewer rows than the block holds: their lanes
+ * shuffle but take no step), blocks whose rows span several groups (b, g),
+ * and every structure: h0 / hN, reverse, bidirectional, qs pairs, K orders. */
+static const prob packed_f32[] = {
+    {SINGLE, 2, 5, 16, 1, 1, 12, 0, 1, true, true, true, true, true, MX_F32, 0, PACKED(8, 4, 3)},
+    {SINGLE, 1, 7, 16, 1, 1, 4, 1, 0, false, false, false, true, true, MX_F32, 0, PACKED(32, 1, 4)},
+    {SINGLE, 3, 8, 4, 4, 1, 1, 0, 1, true, true, true, true, true, MX_F32, 0, PACKED(32, 1, 1)},
+    {SINGLE, 1, 12, 16, 2, 1, 31, 1, 1, true, true, true, true, true, MX_F32, 0, PACKED(4, 8, 4)},
+    {SINGLE, 1, 16, 16, 1, 1, 12, 0, 1, true, true, true, false, true, MX_F32, 0, PACKED(8, 4, 3)},
+    {BIDIR, 1, 6, 16, 1, 3, 4, 0, 1, true, false, true, false, false, MX_F32, 0, PACKED(8, 4, 3)},
+    {QS, 1, 10, 16, 2, 1, 12, 0, 1, false, false, true, false, false, MX_F32, 0, PACKED(8, 8, 2)},
+    {CROSS4, 1, 3, 16, 1, 2, 2, 0, 1, true, false, true, false, false, MX_F32, "row,col,row_rev,col_rev",
+     PACKED(16, 2, 2)},
+    {CROSS4, 2, 3, 1, 1, 1, 1, 0, 1, true, false, false, false, false, MX_F32, "snake,snake_col_rev,diag,diag_rev",
+     PACKED(32, 1, 1)},
+    {QSK, 1, 4, 16, 1, 3, 4, 0, 1, false, false, true, false, false, MX_F32, "row,col", PACKED(8, 4, 4)},
+    {QSK, 1, 5, 1, 1, 2, 2, 0, 1, false, false, true, false, false, MX_F32, "snake,snake_col_rev,diag,diag_rev",
+     {0}}, /* default tiles */
+    {SINGLE, 2, 20, 16, 4, 1, 31, 0, 1, true, true, true, false, false, MX_F32, 0, {0}},
+};
+
+static const prob packed_bf16[] = {
+    {SINGLE, 1, 9, 16, 1, 1, 12, 0, 1, true, true, true, false, false, MX_BF16, 0, PACKED(8, 4, 3)},
+    {QS, 1, 4, 16, 1, 1, 4, 0, 1, false, false, true, false, false, MX_BF16, 0, PACKED(32, 1, 4)},
+    {CROSS4, 1, 2, 16, 1, 1, 1, 0, 1, true, false, true, false, false, MX_BF16, "row,col,row_rev,col_rev", {0}},
+    {BIDIR, 1, 4, 16, 1, 1, 31, 0, 1, true, false, true, false, false, MX_BF16, 0, PACKED(4, 8, 4)},
+    {QSK, 1, 3, 16, 1, 2, 6, 0, 1, false, false, true, false, false, MX_BF16, "row,col", PACKED(16, 2, 6)},
+};
+
 /* Channels per group that divide by 16: the CPU's widest vectors run them as lanes. */
 static const prob wide_f32[] = {
     {SINGLE, 2, 32, 16, 1, 1, 49, 0, 1, true, true, true, true, true, MX_F32, 0, LANES(4, 8, 16)},
@@ -554,12 +590,38 @@ static const prob wide_f32[] = {
      LANES(4, 4, 16)},
 };
 
-/* The cost model: lanes when rows x states fill two waves of an H100, else chunked. */
+/* The CPU's lane tiles (docs/cpu.md): channels per group that divide by 16,
+ * so that every vector width runs them as lanes reading u, z and delta's
+ * rows through tiles of W steps and storing y through them: L not a
+ * multiple of W (ragged windows), L under W, reverse (windows walking
+ * backwards), bidirectional pairs, four orders, h0 / hN, rows of several
+ * batches; CPU only (the emulated kernels are the grid's above). */
+static const prob tiles_f32[] = {
+    {SINGLE, 1, 16, 16, 1, 1, 37, 0, 1, true, true, true, false, true, MX_F32, 0, {0}},
+    {SINGLE, 2, 16, 4, 1, 1, 5, 1, 1, true, true, true, true, true, MX_F32, 0, {0}},
+    {SINGLE, 1, 32, 16, 2, 1, 130, 1, 0, true, true, false, false, false, MX_F32, 0, {0}},
+    {SINGLE, 3, 16, 8, 1, 1, 16, 0, 1, true, false, true, false, false, MX_F32, 0, {0}},
+    {BIDIR, 1, 16, 16, 1, 5, 7, 0, 1, true, false, true, false, false, MX_F32, 0, {0}},
+    {CROSS4, 1, 16, 4, 1, 6, 5, 0, 1, true, false, true, false, false, MX_F32, "row,col,row_rev,col_rev", {0}},
+    {QSK, 1, 16, 16, 1, 3, 7, 0, 1, false, false, true, false, false, MX_F32, "snake,snake_col_rev,diag,diag_rev",
+     {0}},
+};
+
+static const prob tiles_bf16[] = {
+    {SINGLE, 1, 16, 16, 1, 1, 45, 0, 1, true, true, true, false, false, MX_BF16, 0, {0}},
+    {SINGLE, 2, 16, 16, 1, 1, 9, 1, 1, true, true, true, false, true, MX_BF16, 0, {0}},
+    {BIDIR, 1, 16, 16, 1, 4, 5, 0, 1, true, false, true, false, false, MX_BF16, 0, {0}},
+};
+
+/* The cost model: packed rows when L < 32; else lanes when rows x states
+ * fill two waves of an H100, chunked when not. Packed tiles that cannot
+ * hold a row are refused with a message. */
 static void test_default_tiles(void) {
-    const prob big = {SINGLE, 4096, 16, 16, 1, 1, 7, 0, 1, true, true, true, false, false, MX_F32, 0, {0}};
+    const prob big = {SINGLE, 4096, 16, 16, 1, 1, 32, 0, 1, true, true, true, false, false, MX_F32, 0, {0}};
     const prob small = {SINGLE, 2, 512, 16, 1, 1, 256, 0, 1, true, true, true, false, false, MX_F32, 0, {0}};
-    const prob *ps[2] = {&big, &small};
-    for (int c = 0; c < 2; c++) {
+    const prob shorts = {SINGLE, 4096, 16, 16, 1, 1, 12, 0, 1, true, true, true, false, false, MX_F32, 0, {0}};
+    const prob *ps[3] = {&big, &small, &shorts};
+    for (int c = 0; c < 3; c++) {
         mx_text t = {0};
         mx_text_printf(&t, "graph tiles {\n");
         add_problem(&t, 0, ps[c]);
@@ -573,10 +635,27 @@ static void test_default_tiles(void) {
         mx_program *p = mx_program_new(g);
         mx_pass_options po = {0};
         CHECK(mx_program_run_passes(p, &po, &d) == MX_OK);
-        mx_tiles tl = mx_tiles_default(p, scan_group_of(p, 0), support_gpu_target("sm_90"));
-        CHECK_MSG(tl.chunked == (c == 1), "default tiles: chunked %d for %s", tl.chunked, c ? "small" : "big");
+        int group = scan_group_of(p, 0);
+        mx_tiles tl = mx_tiles_default(p, group, support_gpu_target("sm_90"));
+        CHECK_MSG(tl.chunked == (c > 0) && (tl.channels > 1) == (c != 1), "default tiles: chunked %d, %d channels, case %d",
+                  tl.chunked, tl.channels, c);
         if (c == 0)
             CHECK(tl.lanes_per_state == 16 && tl.channels == 8 && tl.threads == 128);
+        if (c == 2) /* L = 12: 4 lanes of 3 steps per row, 32 rows */
+            CHECK_MSG(tl.items == 3 && tl.channels == 32 && tl.threads == 128, "packed: %d items, %d rows, %d threads",
+                      tl.items, tl.channels, tl.threads);
+        if (c == 1) { /* L = 256 does not fit 32 lanes of 4 steps */
+            mx_tiles *given = calloc((size_t)p->n_groups, sizeof *given);
+            given[group] = (mx_tiles)PACKED(8, 32, 4);
+            mx_codegen_options co = {.target = support_gpu_target("sm_90"), .tiles = given};
+            mx_module m;
+            mx_status st = mx_codegen(p, &co, &m, &d);
+            CHECK_MSG(st != MX_OK && strstr(d.msg, "packed tiles") && strstr(d.msg, "L = 256"),
+                      "packed tiles for L = 256: %s", st == MX_OK ? "accepted" : d.msg);
+            if (st == MX_OK)
+                mx_module_free(&m);
+            free(given);
+        }
         mx_program_free(p);
     }
 }
@@ -797,9 +876,13 @@ int main(void) {
     test_codegen_linear();
     test_prune();
     test_zoo_nvrtc();
-    run_family("lanes_f32", lanes_f32, (int)(sizeof lanes_f32 / sizeof *lanes_f32));
-    run_family("chunked_f32", chunked_f32, (int)(sizeof chunked_f32 / sizeof *chunked_f32));
-    run_family("mixed_bf16", mixed_bf16, (int)(sizeof mixed_bf16 / sizeof *mixed_bf16));
-    run_family("wide_f32", wide_f32, (int)(sizeof wide_f32 / sizeof *wide_f32));
+    run_family("lanes_f32", lanes_f32, (int)(sizeof lanes_f32 / sizeof *lanes_f32), true);
+    run_family("chunked_f32", chunked_f32, (int)(sizeof chunked_f32 / sizeof *chunked_f32), true);
+    run_family("mixed_bf16", mixed_bf16, (int)(sizeof mixed_bf16 / sizeof *mixed_bf16), true);
+    run_family("wide_f32", wide_f32, (int)(sizeof wide_f32 / sizeof *wide_f32), true);
+    run_family("packed_f32", packed_f32, (int)(sizeof packed_f32 / sizeof *packed_f32), true);
+    run_family("packed_bf16", packed_bf16, (int)(sizeof packed_bf16 / sizeof *packed_bf16), true);
+    run_family("tiles_f32", tiles_f32, (int)(sizeof tiles_f32 / sizeof *tiles_f32), false);
+    run_family("tiles_bf16", tiles_bf16, (int)(sizeof tiles_bf16 / sizeof *tiles_bf16), false);
     return check_summary();
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "driver.h"
 #include "support.h"
 #include "tune.h"
 
@@ -184,8 +185,11 @@ static double fake_time(void *ctx, const mx_tiles *t) {
     return 12 - t->items / 16.0;
 }
 
+/* The space's first 20 (searched whole; items from 2 to 128 among them)
+ * and the wrong one. */
 static void add_wrong(void *ctx, const mx_program *p, int group, mx_tune_space *s) {
-    if (p->groups[group].kind == MX_FUSE_SCAN && s->n > 0 && s->n < MX_TUNE_SPACE_MAX) {
+    s->n = s->n < 20 ? s->n : 20;
+    if (p->groups[group].kind == MX_FUSE_SCAN && s->n > 0) {
         s->tiles[s->n] = s->tiles[0];
         s->tiles[s->n++].tasks = WRONG_TASKS;
     }
@@ -230,6 +234,133 @@ static void test_search_injected(mx_graph *g) {
     }
     mx_tune_db_free(&db);
     mx_compiled_free(c);
+}
+
+/* Parallel rounds, halving, with the injected time: every space made the
+ * default, then it split over 1 and 2 tasks; the first scan kernel's second
+ * made the wrong one (its outputs spoiled), so the round of second
+ * candidates holds every kernel and fails. */
+typedef struct {
+    int wrong_group; /* the scan kernel given the wrong candidate, -1: none yet */
+    int wrong_runs;  /* forward passes whose tiles held it */
+} run_count;
+
+static void trim_and_wrong(void *ctx, const mx_program *p, int group, mx_tune_space *s) {
+    run_count *rc = ctx;
+    s->n = 3;
+    for (int i = 1; i < 3; i++)
+        s->tiles[i] = s->tiles[0], s->tiles[i].tasks = i;
+    if (p->groups[group].kind == MX_FUSE_SCAN && rc->wrong_group < 0) {
+        rc->wrong_group = group;
+        s->tiles[1] = s->tiles[0];
+        s->tiles[1].tasks = WRONG_TASKS;
+    }
+}
+
+static void count_wrong(void *ctx, const mx_program *p, const mx_tiles *tiles, mx_buffers *out) {
+    for (int g = 0; g < p->n_groups; g++)
+        if (p->groups[g].kind == MX_FUSE_SCAN && tiles[g].tasks == WRONG_TASKS) {
+            ((run_count *)ctx)->wrong_runs++;
+            break;
+        }
+    wrong_outputs(ctx, p, tiles, out);
+}
+
+static mx_status tune_trimmed(mx_graph *g, const char *db, int jobs, run_count *runs, mx_tune_summary *s,
+                              mx_diag *d) {
+    mx_compiled *c = compile_cpu(g, d);
+    if (!c)
+        return MX_ERR_INVALID;
+    mx_tune_options o = {.db = db, .seed = 3, .repeats = 3, .jobs = jobs};
+    mx_tune_hooks h = {.extend = trim_and_wrong, .time = fake_time, .outputs = count_wrong, .ctx = runs};
+    mx_status st = mx_tune_hooked(c, &o, &h, s, d);
+    mx_compiled_free(c);
+    return st;
+}
+
+static void test_parallel_rounds(mx_graph *g) {
+    char serial[128], parallel[128];
+    path_of("serial.jsonl", serial, sizeof serial);
+    path_of("parallel.jsonl", parallel, sizeof parallel);
+    run_count one = {.wrong_group = -1}, three = {.wrong_group = -1};
+    mx_tune_summary s1, s3;
+    mx_diag d;
+    CHECK_MSG(tune_trimmed(g, serial, 1, &one, &s1, &d) == MX_OK, "%s", d.msg);
+    CHECK_MSG(tune_trimmed(g, parallel, 3, &three, &s3, &d) == MX_OK, "%s", d.msg);
+    CHECK_MSG(s1.kernels >= 3 && s1.kernels == s3.kernels, "%d and %d kernels", s1.kernels, s3.kernels);
+    /* found by halving: the failing round, then one half per level holds the culprit */
+    int levels = 0;
+    while ((1 << levels) < s1.kernels)
+        levels++;
+    CHECK_MSG(one.wrong_runs == 1 + levels && three.wrong_runs == 1 + levels,
+              "the wrong candidate ran %d and %d times; halving %d kernels: %d", one.wrong_runs, three.wrong_runs,
+              s1.kernels, 1 + levels);
+    mx_tune_db a, b;
+    CHECK(mx_tune_db_read(serial, &a, stderr, &d) == MX_OK && mx_tune_db_read(parallel, &b, stderr, &d) == MX_OK);
+    CHECK_MSG(a.n == s1.kernels && b.n == a.n, "%d and %d records", a.n, b.n);
+    int mismatches = 0;
+    for (int i = 0; i < a.n && i < b.n; i++) {
+        const mx_tune_record *x = &a.records[i], *y = mx_tune_db_find(&b, a.records[i].kernel, a.records[i].target);
+        CHECK(y && x->n_candidates == y->n_candidates && x->winner == y->winner);
+        for (int k = 0; y && k < x->n_candidates && k < y->n_candidates; k++) {
+            CHECK(memcmp(&x->candidates[k].tiles, &y->candidates[k].tiles, sizeof x->candidates[k].tiles) == 0 &&
+                  x->candidates[k].status == y->candidates[k].status && x->candidates[k].ms == y->candidates[k].ms);
+            /* only the culprit is blamed, not the kernels of its round */
+            bool wrong = x->candidates[k].tiles.tasks == WRONG_TASKS;
+            CHECK_MSG((x->candidates[k].status == MX_CAND_MISMATCH) == wrong, "%s candidate %d: %s", x->label, k,
+                      mx_cand_status_names[x->candidates[k].status]);
+            mismatches += wrong;
+        }
+    }
+    CHECK(mismatches == 1);
+    mx_tune_db_free(&a);
+    mx_tune_db_free(&b);
+}
+
+/* The whole forward pass decides: the injected forward time of the tuned
+ * set (any scan tiles but the default's) is `tuned`, the defaults' 10. */
+typedef struct {
+    double tuned;
+} forward_time;
+
+static double injected_forward(void *ctx, const mx_tiles *tiles) {
+    /* readme_example: its one generated kernel is the scan, group 0 */
+    return tiles[0].items == 64 && tiles[0].tasks == 0 ? 10 : ((forward_time *)ctx)->tuned;
+}
+
+static void test_forward_decides(mx_graph *g) {
+    static const double tuned[2] = {11, 9};
+    for (int i = 0; i < 2; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/forward%d.jsonl", dir, i);
+        mx_diag d;
+        mx_compiled *c = compile_cpu(g, &d);
+        CHECK_MSG(c, "%s", d.msg);
+        if (!c)
+            return;
+        CHECK(mx_compiled_program(c)->groups[0].kind == MX_FUSE_SCAN);
+        forward_time ft = {tuned[i]};
+        mx_tune_options o = {.db = path, .seed = 9, .repeats = 3};
+        mx_tune_hooks h = {.time = fake_time, .forward = injected_forward, .ctx = &ft};
+        mx_tune_summary s;
+        CHECK_MSG(mx_tune_hooked(c, &o, &h, &s, &d) == MX_OK, "%s", d.msg);
+        bool kept = tuned[i] < 10;
+        CHECK_MSG(s.forward_default_ms == 10 && s.forward_tuned_ms == tuned[i] && s.forward_kept == kept &&
+                      s.improved == kept,
+                  "forward %g against %g ms, kept %d, improved %d", s.forward_tuned_ms, s.forward_default_ms,
+                  s.forward_kept, s.improved);
+        mx_tune_db db;
+        CHECK(mx_tune_db_read(path, &db, stderr, &d) == MX_OK && db.n == 1);
+        if (db.n == 1) {
+            const mx_tune_record *r = &db.records[0];
+            /* the kernel alone was faster (items 128), together slower: the default is recorded */
+            CHECK_MSG((r->winner > 0) == kept && fabs(r->forward - tuned[i] / 10) < 1e-12, "winner %d, forward %g",
+                      r->winner, r->forward);
+            CHECK(r->candidates[0].tiles.items == 64 && r->n_candidates > 2);
+        }
+        mx_tune_db_free(&db);
+        mx_compiled_free(c);
+    }
 }
 
 /* A real tune on the CPU, then a compile with the database: its outputs
@@ -290,6 +421,11 @@ static void test_model_only(mx_graph *g) {
     CHECK_MSG(c && mx_tune(c, &o, &s, &d) == MX_OK, "%s", d.msg);
     mx_tune_db db;
     CHECK(mx_tune_db_read(path, &db, stderr, &d) == MX_OK && db.n == 1);
+    char driver[32] = "|driver none|"; /* a driver update can change a kernel's time: records keep its version */
+    if (mx_cuda_driver_version() > 0)
+        snprintf(driver, sizeof driver, "|driver %d.%d|", mx_cuda_driver_version() / 1000,
+                 mx_cuda_driver_version() % 1000 / 10);
+    CHECK_MSG(db.n == 1 && strstr(db.records[0].target, driver), "target %s", db.n ? db.records[0].target : "-");
     CHECK(db.n == 1 && !db.records[0].measured && strncmp(db.records[0].target, "gpu|h100|sm_90", 14) == 0 &&
           db.records[0].n_candidates >= 2 && db.records[0].candidates[0].ms > 0);
     mx_tune_db_free(&db);
@@ -317,10 +453,16 @@ int main(void) {
     if (g && mx_have_cpu_backend()) {
         test_compile_picks(g);
         test_search_injected(g);
+        test_forward_decides(g);
         test_real_tune(g);
     }
     if (g)
         test_model_only(g);
+    mx_graph_free(g);
+    g = mx_graph_load(MIXC_SOURCE_DIR "/tests/ir/mambamixer_block.mxir", &d);
+    CHECK_MSG(g, "%s", d.msg);
+    if (g && mx_have_cpu_backend())
+        test_parallel_rounds(g);
     mx_graph_free(g);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

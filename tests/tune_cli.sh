@@ -3,7 +3,8 @@
 # error before any tuning; a short real tune on the CPU; a compile then says
 # (MIXC_DEBUG=3) that its tiles came from the database, and MIXC_NO_TUNE=1
 # that they did not; --show reports a corrupt line with file:line and goes
-# on; --merge; usage errors.
+# on; --merge; a winner stands only with a whole-forward ratio of 0.98 or
+# less; usage errors.
 # Usage: tune_cli.sh MIXC GRAPH.mxir
 set -u
 mixc=$1
@@ -24,8 +25,10 @@ check "read-only database: exit 1" test $? -eq 1
 check "read-only database: says so before tuning" \
     sh -c "grep -q 'cannot write' '$work/err' && ! grep -q 'round' '$work/err'"
 
-"$mixc" tune "$graph" --device cpu --db "$work/a.jsonl" --seed 3 --repeats 3 --budget 20 >"$work/out" 2>"$work/err"
+"$mixc" tune "$graph" --device cpu --db "$work/a.jsonl" --seed 3 --repeats 3 --budget 20 --jobs 2 >"$work/out" 2>"$work/err"
 check "tune on cpu: exit 0" test $? -eq 0
+check "tune on cpu: the winner is the default, or the whole forward pass was 2% faster with it" \
+    sh -c "grep -q '\"winner\":0,' '$work/a.jsonl' || sed 's/.*\"forward\":\([0-9.e-]*\).*/\1/' '$work/a.jsonl' | awk '{ exit !(\$1 > 0 && \$1 <= 0.98) }'"
 check "tune on cpu: summary" grep -q 'tuned 1 kernel' "$work/out"
 check "tune on cpu: progress lines" grep -q 'round 1 of' "$work/err"
 
@@ -48,6 +51,8 @@ check "--merge: one record" test "$(wc -l <"$work/m.jsonl")" -eq 1
 check "no model: usage error" test $? -eq 2
 "$mixc" tune "$graph" --budget soon >/dev/null 2>&1
 check "bad --budget: usage error" test $? -eq 2
+"$mixc" tune "$graph" --jobs 0 >/dev/null 2>&1
+check "bad --jobs: usage error" test $? -eq 2
 
 echo "$passed passed, $failed failed"
 test "$failed" -eq 0

@@ -7,7 +7,7 @@
  * planned offset, a buffer per input and weight, each kernel's blocks split
  * into contiguous shares over a pool of MXS_THREADS threads (default: the
  * online CPUs; the caller is one of them), as mixc's cpu device splits
- * them. The kernels are kernels.o, the object file LLVM emitted for this
+ * them. The kernels are kernels.*.o, the object files LLVM emitted for this
  * CPU; each runs blocks lo .. hi-1 of a grid and takes a pointer to each of
  * its buffers' pointers. Products are row-major
  * y = act(op(A) op(B) + bias + C) in f32 whatever the storage, in plain C,
@@ -25,7 +25,7 @@
 
 #include "standalone_tables.h"
 
-/* A kernel of kernels.o: blocks lo .. hi-1 of a grid of `grid` blocks. */
+/* A kernel of kernels.*.o: blocks lo .. hi-1 of a grid of `grid` blocks. */
 typedef void (*mxs_kernel)(void **params, int64_t lo, int64_t hi, int32_t grid);
 
 struct mxs_step {

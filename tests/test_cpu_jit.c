@@ -1,0 +1,187 @@
+/* test_cpu_jit.c: the CPU backend's objects and their cache key
+ * (cpu_compile.h).
+ *   - mx_cpu_object_key: the same description gives the same key; changing
+ *     any one field of it (each in turn, every part of LLVM's version, a
+ *     character moved across two fields' boundary) gives another.
+ *   - Through the public API with a kernel cache of its own: a compile
+ *     writes the model's objects; compiling again writes nothing (every
+ *     object from the cache) and gives bit-identical outputs; a change that
+ *     changes the kernels (a size, the storage type) writes new objects; a
+ *     change that changes none (the thread count) writes nothing.
+ * Skipped (exit 77) when mixc was built without LLVM. */
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "backend.h"
+#include "support.h"
+
+#ifdef MIXC_HAVE_LLVM
+#include "cpu_compile.h"
+
+static mx_cpu_object_desc base_desc(void) {
+    return (mx_cpu_object_desc){.source = "__global__ void k(float *a) { a[0] = 1.0f; }",
+                                .triple = "x86_64-pc-linux-gnu",
+                                .cpu = "znver4",
+                                .features = "+avx512f,+avx2",
+                                .pipeline = "default<O3>",
+                                .unroll_all = 0,
+                                .codegen_level = 3,
+                                .llvm_version = {19, 1, 7},
+                                .mixc_version = "0.1.0",
+                                .lowering = 2,
+                                .smem = 49152,
+                                .lanes = 16};
+}
+
+static bool same_key(mx_hash128 a, mx_hash128 b) { return a.lo == b.lo && a.hi == b.hi; }
+
+static void check_key_fields(void) {
+    mx_cpu_object_desc base = base_desc(), again = base_desc();
+    mx_hash128 k0 = mx_cpu_object_key(&base);
+    CHECK_MSG(same_key(k0, mx_cpu_object_key(&again)), "the same description gave two keys");
+    /* each field changed in turn */
+    mx_cpu_object_desc changed[15];
+    const char *what[15];
+    int n = 0;
+    for (int i = 0; i < 15; i++)
+        changed[i] = base_desc();
+    changed[n].source = "__global__ void k(float *a) { a[0] = 2.0f; }", what[n++] = "source";
+    changed[n].triple = "aarch64-unknown-linux-gnu", what[n++] = "triple";
+    changed[n].cpu = "skylake-avx512", what[n++] = "cpu";
+    changed[n].features = "+avx512f,-avx2", what[n++] = "features";
+    changed[n].pipeline = "default<O2>", what[n++] = "pipeline";
+    changed[n].unroll_all = 1, what[n++] = "unroll_all";
+    changed[n].codegen_level = 2, what[n++] = "codegen_level";
+    changed[n].llvm_version[0] = 20, what[n++] = "llvm major";
+    changed[n].llvm_version[1] = 2, what[n++] = "llvm minor";
+    changed[n].llvm_version[2] = 8, what[n++] = "llvm patch";
+    changed[n].mixc_version = "0.1.1", what[n++] = "mixc_version";
+    changed[n].lowering = 3, what[n++] = "lowering";
+    changed[n].smem = 65536, what[n++] = "smem";
+    changed[n].lanes = 8, what[n++] = "lanes";
+    /* a character moved from the CPU's name to its features */
+    changed[n].cpu = "znver", changed[n].features = "4+avx512f,+avx2", what[n++] = "cpu | features boundary";
+    for (int i = 0; i < n; i++) {
+        mx_hash128 k = mx_cpu_object_key(&changed[i]);
+        CHECK_MSG(!same_key(k, k0), "changing %s left the object key unchanged", what[i]);
+        for (int j = 0; j < i; j++)
+            CHECK_MSG(!same_key(k, mx_cpu_object_key(&changed[j])), "changing %s and %s gave the same key", what[i],
+                      what[j]);
+    }
+}
+
+/* ---- the cache through the public API ------------------------------------------------- */
+
+static char cache_dir[64];
+
+/* The cache's entries with their modification times. */
+static void cache_listing(char *buf, size_t size, int *entries) {
+    char *paths[512];
+    int n = support_list_files(cache_dir, ".cubin", paths, 512);
+    size_t len = 0;
+    buf[0] = 0;
+    for (int i = 0; i < n && len < size; i++) {
+        struct stat st;
+        if (stat(paths[i], &st) == 0)
+            len += (size_t)snprintf(buf + len, size - len, "%s %lld.%09ld\n", paths[i], (long long)st.st_mtim.tv_sec,
+                                    st.st_mtim.tv_nsec);
+    }
+    *entries = n;
+    support_free_files(paths, n);
+}
+
+/* The model compiled for t and run once on seeded params and inputs; its
+ * first output copied into out (n floats at most); the cache entries that
+ * compiling wrote in *written. */
+static int64_t compile_and_run(const mx_model *m, const mx_target *t, float *out, int64_t n, int *written) {
+    static char before[1 << 16], after[1 << 16];
+    int n_before, n_after;
+    cache_listing(before, sizeof before, &n_before);
+    mx_diag d = {{0}};
+    mx_compiled *c = mx_compile_model(m, t, NULL, &d);
+    CHECK_MSG(c != NULL, "compile: %s", d.msg);
+    if (!c)
+        return 0;
+    cache_listing(after, sizeof after, &n_after);
+    *written = strcmp(before, after) == 0 ? 0 : n_after - n_before > 0 ? n_after - n_before : 1;
+    mx_status st = mx_init_weights(c, 5, &d);
+    if (st == MX_OK)
+        st = mx_set_random_inputs(c, 6, &d);
+    if (st == MX_OK)
+        st = mx_run(c, &d);
+    CHECK_MSG(st == MX_OK, "run: %s", d.msg);
+    mx_tensor_info info = {0};
+    if (st == MX_OK)
+        st = mx_tensor_info_of(c, MX_ROLE_OUTPUT, 0, &info, &d);
+    int64_t got = st == MX_OK && info.numel <= n ? info.numel : 0;
+    if (got > 0)
+        memcpy(out, mx_output(c, NULL), (size_t)got * sizeof *out);
+    mx_compiled_free(c);
+    return got;
+}
+
+static void check_cache(void) {
+    static const char path[] = MIXC_SOURCE_DIR "/models/mamba-block.json";
+    mx_target t;
+    mx_diag d = {{0}};
+    CHECK_MSG(mx_target_detect(MX_DEVICE_CPU, &t, &d) == MX_OK, "%s", d.msg);
+    enum { MAX_OUT = 1 << 16 };
+    float *cold = malloc(MAX_OUT * sizeof *cold), *warm = malloc(MAX_OUT * sizeof *warm);
+    mx_model *m = support_load_reduced(path, NULL);
+    if (!m || !cold || !warm) {
+        free(cold), free(warm), mx_model_free(m);
+        return;
+    }
+    int written;
+    int64_t n_cold = compile_and_run(m, &t, cold, MAX_OUT, &written);
+    CHECK_MSG(written > 0, "the first compile wrote no object to the cache");
+    for (int64_t i = 0; i < MAX_OUT; i++)
+        warm[i] = NAN;
+    int64_t n_warm = compile_and_run(m, &t, warm, MAX_OUT, &written);
+    CHECK_MSG(written == 0, "compiling the same model again wrote %d cache entries", written);
+    CHECK_MSG(n_cold > 0 && n_warm == n_cold && memcmp(cold, warm, (size_t)n_cold * sizeof *cold) == 0,
+              "the objects from the cache gave other outputs than the compiled ones (%lld, %lld elements)",
+              (long long)n_cold, (long long)n_warm);
+    mx_target fewer = t;
+    fewer.threads = t.threads > 1 ? 1 : 2; /* the pool's size is no part of an object */
+    compile_and_run(m, &fewer, warm, MAX_OUT, &written);
+    CHECK_MSG(written == 0, "another thread count wrote %d cache entries", written);
+    mx_model_free(m);
+    const char *changes[] = {"input.length=20", "dtype=bf16"};
+    for (int i = 0; i < 2; i++) {
+        m = support_load_reduced(path, changes[i]);
+        if (!m)
+            continue;
+        compile_and_run(m, &t, warm, MAX_OUT, &written);
+        CHECK_MSG(written > 0, "%s changes the kernels but wrote no new object", changes[i]);
+        mx_model_free(m);
+    }
+    free(cold);
+    free(warm);
+}
+#endif
+
+int main(void) {
+#ifdef MIXC_HAVE_LLVM
+    if (mx_have_cpu_backend()) {
+        snprintf(cache_dir, sizeof cache_dir, "/tmp/mixc-test-cpu-jit-XXXXXX");
+        if (!mkdtemp(cache_dir)) {
+            fprintf(stderr, "cannot make a cache directory\n");
+            return 1;
+        }
+        setenv("MIXC_CACHE_DIR", cache_dir, 1);
+        unsetenv("MIXC_NO_CACHE");
+        check_key_fields();
+        check_cache();
+        char *paths[512];
+        int n = support_list_files(cache_dir, "", paths, 512);
+        for (int i = 0; i < n; i++)
+            remove(paths[i]);
+        support_free_files(paths, n);
+        rmdir(cache_dir);
+        return check_summary();
+    }
+#endif
+    printf("skipped: built without the CPU backend (LLVM)\n");
+    return 77;
+}
