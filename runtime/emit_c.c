@@ -144,8 +144,26 @@ static mx_status kernel_objects(const mx_emit_model *pr, mx_emit_dir *dir, mx_di
     return st;
 }
 
+/* A kernel's grid argument is an int32_t: a launch of more blocks (an
+ * element kernel runs one block per vector of elements) is refused here,
+ * naming the kernel, as the cpu device refuses it at launch. */
+static mx_status check_grids(const mx_emit_model *pr, mx_diag *d) {
+    for (int k = 0; k < pr->p->n_groups; k++) {
+        const mx_kernel *kern = mx_module_kernel(&pr->m, k);
+        int64_t blocks, grain;
+        if (!kern)
+            continue;
+        mx_cpu_kernel_blocks(pr->target, pr->p, k, kern, &blocks, &grain);
+        if (blocks > INT32_MAX)
+            return mx_fail(d, MX_ERR_INVALID, "graph %s: group %d (%s): %lld blocks, more than a grid holds",
+                           pr->p->g->name, k, kern->name, (long long)blocks);
+    }
+    return MX_OK;
+}
+
 static mx_status write_files(const mx_emit_model *pr, const mx_target *tg, mx_emit_dir *dir, mx_diag *d) {
     (void)tg;
+    MX_TRY(check_grids(pr, d));
     MX_TRY(kernel_objects(pr, dir, d));
     mx_text t = {0};
     model_c(pr, &t);

@@ -174,6 +174,10 @@ static void test_model(const char *spec, const char *dir) {
     char *kernels = read_text(path);
     CHECK(kernels && !strstr(kernels, "#include \"mixc_prelude.h\"") && strstr(kernels, "MX_DYNAMIC_SMEM"));
     free(kernels);
+    snprintf(path, sizeof path, "%s/model.cu", dir);
+    char *model_cu = read_text(path); /* the tests' database is empty */
+    CHECK(model_cu && strstr(model_cu, "sm_90's default tiles (the tuning database has no winner"));
+    free(model_cu);
     check_emulated(model, dir);
     check_example_inputs(mx_model_graph(model), dir);
     mx_model_free(model);
