@@ -322,7 +322,7 @@ static mx_status run_program(tuner *tu, const mx_tiles *tiles, mx_tune_build *b,
         return st;
     }
     mx_module_free(&m);
-    if (st == MX_OK && b->st == MX_ERR_INVALID && !b->state)
+    if (st == MX_OK && !b->opened)
         mx_tune_open_all(tu->be, &tu->t, &b, 1, 1);
     if (st == MX_OK && (st = b->st) != MX_OK)
         *d = b->why;

@@ -127,7 +127,8 @@ typedef struct {
     mx_program program;
     mx_tiles *tiles; /* program.tiles */
     void *state;     /* open when st is MX_OK */
-    mx_status st;    /* MX_ERR_INVALID until opened */
+    bool opened;     /* the open was tried: st says how it went */
+    mx_status st;
     mx_diag why;     /* why the open failed */
 } mx_tune_build;
 

@@ -23,6 +23,7 @@ static void open_one(const open_queue *q, mx_tune_build *b) {
     static const mx_backend_options plain = {0}; /* candidates run unpruned */
     b->state = NULL;
     b->st = q->be->open(q->t, &b->program, &plain, &b->state, &b->why);
+    b->opened = true;
     if (b->st != MX_OK)
         b->state = NULL;
 }
@@ -47,7 +48,7 @@ mx_tune_build *mx_tune_build_new(const mx_program *p, const mx_tiles *tiles) {
         return NULL;
     }
     memcpy(copy, tiles, (size_t)p->n_groups * sizeof *copy);
-    *b = (mx_tune_build){.program = *p, .tiles = copy, .st = MX_ERR_INVALID};
+    *b = (mx_tune_build){.program = *p, .tiles = copy};
     b->program.tiles = copy;
     return b;
 }
