@@ -34,12 +34,12 @@ test: deps test-plain test-asan test-fuzz
 test-plain:
 	cmake -S . -B $(BUILD) $(TEST_FLAGS)
 	cmake --build $(BUILD) -j$(JOBS)
-	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS) -LE targets
+	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
 
 test-asan:
 	cmake -S . -B $(ASAN_BUILD) $(TEST_FLAGS) -DMIXC_SANITIZE=ON
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
-	ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS) -LE targets
+	ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS)
 
 # Each fuzz target for FUZZ_SECONDS (libFuzzer, clang; docs/reliability.md).
 fuzz: deps
