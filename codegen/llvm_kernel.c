@@ -126,7 +126,7 @@ typedef struct {
      * buffered, all of them when an access may reach any buffer. */
     struct store_tile {
         int root;
-        LLVMValueRef rows, base, stride, written;
+        LLVMValueRef rows, base, stride, written, last, last_stride;
     } store_tiles[16];
     int n_store_tiles, tile_of[MAX_ROOTS];
     bool accessed[MAX_ROOTS], unbuffered[MAX_ROOTS], none_buffered;
@@ -1011,6 +1011,67 @@ static LLVMValueRef masked_mem(lower *L, const char *name, LLVMTypeRef vt, LLVMV
                           args, 4, "");
 }
 
+/* Whether the lanes of integer vector v are u + k c with u uniform and c a
+ * constant, seen in how v was built (lane constants, splats, +, -, * and
+ * << by constants, extensions): *c then holds c. */
+static bool affine_lanes(LLVMValueRef v, long long *c, int depth) {
+    if (depth > 12)
+        return false;
+    if (LLVMIsAConstantDataVector(v) || LLVMIsAConstantVector(v)) {
+        unsigned n = LLVMGetVectorSize(LLVMTypeOf(v));
+        LLVMValueRef e0 = LLVMGetAggregateElement(v, 0), e1 = n > 1 ? LLVMGetAggregateElement(v, 1) : e0;
+        if (!e0 || !e1 || !LLVMIsAConstantInt(e0) || !LLVMIsAConstantInt(e1))
+            return false;
+        long long a = LLVMConstIntGetSExtValue(e0), d = LLVMConstIntGetSExtValue(e1) - a;
+        for (unsigned k = 2; k < n; k++) {
+            LLVMValueRef e = LLVMGetAggregateElement(v, k);
+            if (!e || !LLVMIsAConstantInt(e) || LLVMConstIntGetSExtValue(e) != a + (long long)k * d)
+                return false;
+        }
+        *c = d;
+        return true;
+    }
+    if (LLVMIsAShuffleVectorInst(v)) { /* a splat: every lane from lane 0 of an insert */
+        unsigned n = LLVMGetNumMaskElements(v);
+        for (unsigned k = 0; k < n; k++)
+            if (LLVMGetMaskValue(v, k) != 0)
+                return false;
+        *c = 0;
+        return LLVMIsAInsertElementInst(LLVMGetOperand(v, 0)) != NULL;
+    }
+    if (!LLVMIsAInstruction(v))
+        return false;
+    LLVMOpcode op = LLVMGetInstructionOpcode(v);
+    long long x, y;
+    switch (op) {
+    case LLVMSExt:
+    case LLVMZExt: return affine_lanes(LLVMGetOperand(v, 0), c, depth + 1);
+    case LLVMAdd:
+    case LLVMSub:
+        if (!affine_lanes(LLVMGetOperand(v, 0), &x, depth + 1) || !affine_lanes(LLVMGetOperand(v, 1), &y, depth + 1))
+            return false;
+        *c = op == LLVMAdd ? x + y : x - y;
+        return true;
+    case LLVMMul:
+    case LLVMShl: {
+        LLVMValueRef a = LLVMGetOperand(v, 0), b = LLVMGetOperand(v, 1);
+        LLVMValueRef k = LLVMIsConstant(b) ? b : op == LLVMMul && LLVMIsConstant(a) ? a : NULL;
+        LLVMValueRef other = k == b ? a : b;
+        LLVMValueRef k0 = k ? LLVMGetAggregateElement(k, 0) : NULL;
+        if (!k0 || !LLVMIsAConstantInt(k0) || !affine_lanes(k, &y, depth + 1) || y != 0 ||
+            !affine_lanes(other, &x, depth + 1))
+            return false;
+        long long m = LLVMConstIntGetSExtValue(k0);
+        *c = op == LLVMMul ? x * m : (m >= 0 && m < 32 ? x * (1ll << m) : 0);
+        return op == LLVMMul || (m >= 0 && m < 32);
+    }
+    default: {
+        /* uniform in every lane: a splat built some other way */
+        return false;
+    }
+    }
+}
+
 /* Whether the lanes' addresses are a + k S, S a positive multiple of the
  * element size (bytes): *a0 and *stride (bytes) then hold them. */
 static LLVMValueRef strided(lower *L, LLVMValueRef addrs, unsigned esize, LLVMValueRef *a0, LLVMValueRef *stride) {
@@ -1045,6 +1106,106 @@ static void transpose(lower *L, LLVMValueRef *rows, int n) {
         }
 }
 
+/* The function `name` of the module (W lanes of et) when it exists, else
+ * NULL and a new internal, never inlined one of type ft with L->B at its
+ * entry (*saved: the builder to restore): the tiles' reads and write-backs
+ * are built once per module, not at every site. */
+static LLVMValueRef tile_function(lower *L, const char *kind, LLVMTypeRef et, LLVMTypeRef ft, LLVMBuilderRef *saved,
+                                  bool *exists) {
+    char name[64];
+    snprintf(name, sizeof name, "%s.%d.%s", kind, L->W, et == L->f32 ? "f32" : et == L->f16 ? "f16" : "i16");
+    LLVMValueRef f = LLVMGetNamedFunction(L->M, name);
+    *exists = f != NULL;
+    if (f)
+        return f;
+    f = LLVMAddFunction(L->M, name, ft);
+    LLVMSetLinkage(f, LLVMInternalLinkage);
+    unsigned noinline = LLVMGetEnumAttributeKindForName("noinline", 8);
+    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(L->C, noinline, 0));
+    *saved = L->B;
+    L->B = LLVMCreateBuilderInContext(L->C);
+    LLVMPositionBuilderAtEnd(L->B, LLVMAppendBasicBlockInContext(L->C, f, "entry"));
+    return f;
+}
+
+static void end_tile_function(lower *L, LLVMBuilderRef saved) {
+    LLVMBuildRetVoid(L->B);
+    LLVMDisposeBuilder(L->B);
+    L->B = saved;
+}
+
+static unsigned elem_size(lower *L, LLVMTypeRef et) {
+    return LLVMGetTypeKind(et) == LLVMIntegerTypeKind ? LLVMGetIntTypeWidth(et) / 8 : et == L->f32 ? 4 : 2;
+}
+
+/* fill(tile, base, lo, S, n): lane k's elements lo + k S .. + n - 1 of base
+ * (n <= W, the rest masked), transposed into tile's W rows. */
+static void call_fill(lower *L, LLVMTypeRef et, LLVMValueRef tile, LLVMValueRef base, LLVMValueRef lo, LLVMValueRef S,
+                      LLVMValueRef n) {
+    int W = L->W;
+    LLVMTypeRef row_t = LLVMVectorType(et, (unsigned)W);
+    LLVMTypeRef at[5] = {L->ptr, L->ptr, L->i64, L->i64, L->i64};
+    LLVMTypeRef ft = LLVMFunctionType(L->vd, at, 5, 0);
+    LLVMBuilderRef saved = NULL;
+    bool exists;
+    LLVMValueRef f = tile_function(L, "mx_tile_fill", et, ft, &saved, &exists);
+    if (!exists) {
+        unsigned esize = elem_size(L, et);
+        LLVMValueRef t = LLVMGetParam(f, 0), b = LLVMGetParam(f, 1), l0 = LLVMGetParam(f, 2), s = LLVMGetParam(f, 3);
+        LLVMValueRef mask = LLVMBuildICmp(L->B, LLVMIntULT, lane_iota(L, L->i64, W), splat(L, LLVMGetParam(f, 4)), "");
+        LLVMValueRef rows[64];
+        for (int k = 0; k < W; k++) {
+            LLVMValueRef a = LLVMBuildAdd(L->B, l0, LLVMBuildMul(L->B, s, i64c(L, k), ""), "");
+            LLVMValueRef args[4] = {LLVMBuildInBoundsGEP2(L->B, et, b, &a, 1, ""), LLVMConstInt(L->i32, esize, 0), mask,
+                                    LLVMConstNull(row_t)};
+            rows[k] = masked_mem(L, "llvm.masked.load", row_t, args);
+        }
+        transpose(L, rows, W);
+        for (int j = 0; j < W; j++) {
+            LLVMValueRef a = i64c(L, j);
+            LLVMBuildStore(L->B, rows[j], LLVMBuildInBoundsGEP2(L->B, row_t, t, &a, 1, ""));
+        }
+        end_tile_function(L, saved);
+    }
+    LLVMValueRef args[5] = {tile, base, lo, S, n};
+    LLVMBuildCall2(L->B, ft, f, args, 5, "");
+}
+
+/* flush(rows, base, first, S, written): tile rows transposed back, lane k's
+ * stored at first + k S .. + W - 1 of base under the mask `written`. */
+static void call_flush(lower *L, LLVMTypeRef et, LLVMValueRef rows_at, LLVMValueRef base, LLVMValueRef first,
+                       LLVMValueRef S, LLVMValueRef written) {
+    int W = L->W;
+    LLVMTypeRef row_t = LLVMVectorType(et, (unsigned)W);
+    LLVMTypeRef at[5] = {L->ptr, L->ptr, L->i64, L->i64, L->i64};
+    LLVMTypeRef ft = LLVMFunctionType(L->vd, at, 5, 0);
+    LLVMBuilderRef saved = NULL;
+    bool exists;
+    LLVMValueRef f = tile_function(L, "mx_tile_flush", et, ft, &saved, &exists);
+    if (!exists) {
+        unsigned esize = elem_size(L, et);
+        LLVMValueRef t = LLVMGetParam(f, 0), b = LLVMGetParam(f, 1), f0 = LLVMGetParam(f, 2), s = LLVMGetParam(f, 3);
+        LLVMValueRef rows[64];
+        for (int j = 0; j < W; j++) {
+            LLVMValueRef a = i64c(L, j);
+            rows[j] = LLVMBuildLoad2(L->B, row_t, LLVMBuildInBoundsGEP2(L->B, row_t, t, &a, 1, ""), "");
+        }
+        transpose(L, rows, W);
+        LLVMTypeRef iW = LLVMIntTypeInContext(L->C, (unsigned)W);
+        LLVMValueRef mask = LLVMBuildBitCast(L->B, LLVMBuildTrunc(L->B, LLVMGetParam(f, 4), iW, ""),
+                                             LLVMVectorType(L->i1, (unsigned)W), "");
+        for (int k = 0; k < W; k++) {
+            /* a backward window may start before the buffer: only the rows written are addressed */
+            LLVMValueRef a = LLVMBuildAdd(L->B, f0, LLVMBuildMul(L->B, s, i64c(L, k), ""), "");
+            LLVMValueRef args[4] = {rows[k], LLVMBuildGEP2(L->B, et, b, &a, 1, ""), LLVMConstInt(L->i32, esize, 0), mask};
+            masked_mem(L, "llvm.masked.store", row_t, args);
+        }
+        end_tile_function(L, saved);
+    }
+    LLVMValueRef args[5] = {rows_at, base, first, S, written};
+    LLVMBuildCall2(L->B, ft, f, args, 5, "");
+}
+
 /* The stores into root r's buffer so far, with those into any. */
 static LLVMValueRef stores_so_far(lower *L, int r) {
     LLVMValueRef any = LLVMBuildLoad2(L->B, L->i64, L->others, "");
@@ -1054,77 +1215,68 @@ static LLVMValueRef stores_so_far(lower *L, int r) {
 /* The load of a lane tile (r: the root; i, S: element index of lane 0 and
  * the stride in elements, S > 1) from this site's tile, read first when i
  * is not in it. */
-static LLVMValueRef tile_load(lower *L, int r, LLVMTypeRef et, unsigned esize, LLVMValueRef i, LLVMValueRef S) {
+static LLVMValueRef tile_load(lower *L, int r, LLVMTypeRef et, LLVMValueRef i, LLVMValueRef S, LLVMValueRef addrs) {
     int W = L->W;
     LLVMTypeRef row_t = LLVMVectorType(et, (unsigned)W);
     LLVMValueRef tile = entry_alloca(L, row_t, i64c(L, W)), lo_s = store_counter(L), hi_s = store_counter(L),
-                 S_s = store_counter(L), seen_s = store_counter(L);
+                 S_s = store_counter(L), seen_s = store_counter(L), last_s = store_counter(L), lastS_s = store_counter(L);
     LLVMValueRef lo = LLVMBuildLoad2(L->B, L->i64, lo_s, ""), hi = LLVMBuildLoad2(L->B, L->i64, hi_s, "");
+    LLVMValueRef last = LLVMBuildLoad2(L->B, L->i64, last_s, "");
+    LLVMValueRef same_last = LLVMBuildICmp(L->B, LLVMIntEQ, LLVMBuildLoad2(L->B, L->i64, lastS_s, ""), S, "");
+    LLVMBuildStore(L->B, i, last_s), LLVMBuildStore(L->B, S, lastS_s);
     LLVMValueRef seen = stores_so_far(L, r), same_S = LLVMBuildICmp(L->B, LLVMIntEQ, LLVMBuildLoad2(L->B, L->i64, S_s, ""), S, "");
     LLVMValueRef fresh = LLVMBuildAnd(L->B, same_S, LLVMBuildICmp(L->B, LLVMIntEQ, LLVMBuildLoad2(L->B, L->i64, seen_s, ""), seen, ""), "");
     LLVMValueRef in = LLVMBuildAnd(L->B, LLVMBuildICmp(L->B, LLVMIntSGE, i, lo, ""), LLVMBuildICmp(L->B, LLVMIntSLT, i, hi, ""), "");
-    LLVMBasicBlockRef fill = new_block(L, "tile.fill"), use = new_block(L, "tile.use");
-    LLVMBuildCondBr(L->B, LLVMBuildAnd(L->B, fresh, in, ""), use, fill);
+    LLVMBasicBlockRef miss = new_block(L, "tile.miss"), fill = new_block(L, "tile.fill"), use = new_block(L, "tile.use"),
+                      each = new_block(L, "tile.each"), done = new_block(L, "tile.done");
+    LLVMBuildCondBr(L->B, LLVMBuildAnd(L->B, fresh, in, ""), use, miss);
+
+    /* a miss: a window when the site walks its rows (one element on from
+     * the last access, either way), else this access alone is gathered */
+    LLVMPositionBuilderAtEnd(L->B, miss);
+    LLVMValueRef back = LLVMBuildICmp(L->B, LLVMIntEQ, LLVMBuildAdd(L->B, i, i64c(L, 1), ""), last, "");
+    LLVMValueRef on = LLVMBuildICmp(L->B, LLVMIntEQ, i, LLVMBuildAdd(L->B, last, i64c(L, 1), ""), "");
+    LLVMBuildCondBr(L->B, LLVMBuildAnd(L->B, same_last, LLVMBuildOr(L->B, back, on, ""), ""), fill, each);
 
     LLVMPositionBuilderAtEnd(L->B, fill);
     LLVMValueRef row0 = LLVMBuildSub(L->B, i, LLVMBuildURem(L->B, i, S, ""), ""), row1 = LLVMBuildAdd(L->B, row0, S, "");
-    /* walking backwards (i just below the last window): the window ending at i */
-    LLVMValueRef back = LLVMBuildAnd(L->B, same_S, LLVMBuildICmp(L->B, LLVMIntEQ, LLVMBuildAdd(L->B, i, i64c(L, 1), ""), lo, ""), "");
     LLVMValueRef blo = LLVMBuildSub(L->B, i, i64c(L, W - 1), "");
     blo = LLVMBuildSelect(L->B, LLVMBuildICmp(L->B, LLVMIntSLT, blo, row0, ""), row0, blo, "");
     LLVMValueRef fhi = LLVMBuildAdd(L->B, i, i64c(L, W), "");
     fhi = LLVMBuildSelect(L->B, LLVMBuildICmp(L->B, LLVMIntSGT, fhi, row1, ""), row1, fhi, "");
     LLVMValueRef nlo = LLVMBuildSelect(L->B, back, blo, i, ""),
                  nhi = LLVMBuildSelect(L->B, back, LLVMBuildAdd(L->B, i, i64c(L, 1), ""), fhi, "");
-    LLVMValueRef mask = LLVMBuildICmp(L->B, LLVMIntULT, lane_iota(L, L->i64, W), splat(L, LLVMBuildSub(L->B, nhi, nlo, "")), "");
-    LLVMValueRef rows[64], base = L->roots[r];
-    for (int k = 0; k < W; k++) {
-        LLVMValueRef at = LLVMBuildAdd(L->B, nlo, LLVMBuildMul(L->B, S, i64c(L, k), ""), "");
-        LLVMValueRef args[4] = {LLVMBuildInBoundsGEP2(L->B, et, base, &at, 1, ""), LLVMConstInt(L->i32, esize, 0), mask,
-                                LLVMConstNull(row_t)};
-        rows[k] = masked_mem(L, "llvm.masked.load", row_t, args);
-    }
-    transpose(L, rows, W);
-    for (int j = 0; j < W; j++) {
-        LLVMValueRef at = i64c(L, j);
-        LLVMBuildStore(L->B, rows[j], LLVMBuildInBoundsGEP2(L->B, row_t, tile, &at, 1, ""));
-    }
+    call_fill(L, et, tile, L->roots[r], nlo, S, LLVMBuildSub(L->B, nhi, nlo, ""));
     LLVMBuildStore(L->B, nlo, lo_s), LLVMBuildStore(L->B, nhi, hi_s), LLVMBuildStore(L->B, S, S_s);
     LLVMBuildStore(L->B, seen, seen_s);
     LLVMBuildBr(L->B, use);
 
     LLVMPositionBuilderAtEnd(L->B, use);
     LLVMValueRef j = LLVMBuildSub(L->B, i, LLVMBuildLoad2(L->B, L->i64, lo_s, ""), "");
-    return LLVMBuildLoad2(L->B, row_t, LLVMBuildInBoundsGEP2(L->B, row_t, tile, &j, 1, ""), "");
+    LLVMValueRef got[2] = {LLVMBuildLoad2(L->B, row_t, LLVMBuildInBoundsGEP2(L->B, row_t, tile, &j, 1, ""), ""), NULL};
+    LLVMBasicBlockRef from[2] = {use, each};
+    LLVMBuildBr(L->B, done);
+    LLVMPositionBuilderAtEnd(L->B, each);
+    got[1] = gather_scatter(L, addrs, NULL, row_t);
+    from[1] = LLVMGetInsertBlock(L->B);
+    LLVMBuildBr(L->B, done);
+    LLVMPositionBuilderAtEnd(L->B, done);
+    LLVMValueRef phi = LLVMBuildPhi(L->B, row_t, "");
+    LLVMAddIncoming(phi, got, from, 2);
+    return phi;
 }
 
 /* Memory of a store tile whose rows were written: the tile transposed back
  * into each lane's window of its row, stored under the mask of the rows
  * written, and emptied. */
 static void flush_store_tile(lower *L, struct store_tile *st) {
-    int W = L->W;
     LLVMValueRef written = LLVMBuildLoad2(L->B, L->i64, st->written, "");
     LLVMBasicBlockRef flush = new_block(L, "store_tile.flush"), done = new_block(L, "store_tile.flushed");
     LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntNE, written, i64c(L, 0), ""), flush, done);
     LLVMPositionBuilderAtEnd(L->B, flush);
-    LLVMTypeRef row_t = LLVMGetAllocatedType(st->rows);
-    LLVMTypeRef et = LLVMGetElementType(row_t);
-    unsigned esize = LLVMGetTypeKind(et) == LLVMIntegerTypeKind ? LLVMGetIntTypeWidth(et) / 8 : et == L->f32 ? 4 : 2;
-    LLVMValueRef rows[64], base = LLVMBuildLoad2(L->B, L->i64, st->base, ""), S = LLVMBuildLoad2(L->B, L->i64, st->stride, "");
-    for (int j = 0; j < W; j++) {
-        LLVMValueRef at = i64c(L, j);
-        rows[j] = LLVMBuildLoad2(L->B, row_t, LLVMBuildInBoundsGEP2(L->B, row_t, st->rows, &at, 1, ""), "");
-    }
-    transpose(L, rows, W);
-    LLVMTypeRef iW = LLVMIntTypeInContext(L->C, (unsigned)W);
-    LLVMValueRef mask = LLVMBuildBitCast(L->B, LLVMBuildTrunc(L->B, written, iW, ""), LLVMVectorType(L->i1, (unsigned)W), "");
-    for (int k = 0; k < W; k++) {
-        /* a backward window may start before the buffer: only the rows written are addressed */
-        LLVMValueRef at = LLVMBuildAdd(L->B, base, LLVMBuildMul(L->B, S, i64c(L, k), ""), "");
-        LLVMValueRef args[4] = {rows[k], LLVMBuildGEP2(L->B, et, L->roots[st->root], &at, 1, ""),
-                                LLVMConstInt(L->i32, esize, 0), mask};
-        masked_mem(L, "llvm.masked.store", row_t, args);
-    }
+    LLVMTypeRef et = LLVMGetElementType(LLVMGetAllocatedType(st->rows));
+    call_flush(L, et, st->rows, L->roots[st->root], LLVMBuildLoad2(L->B, L->i64, st->base, ""),
+               LLVMBuildLoad2(L->B, L->i64, st->stride, ""), written);
     LLVMBuildStore(L->B, i64c(L, 0), st->written);
     LLVMBuildBr(L->B, done);
     LLVMPositionBuilderAtEnd(L->B, done);
@@ -1169,7 +1321,7 @@ static struct store_tile *store_tile_for(lower *L, int r, LLVMTypeRef vt) {
     struct store_tile *st = &L->store_tiles[L->n_store_tiles];
     L->tile_of[r] = L->n_store_tiles++;
     *st = (struct store_tile){r, entry_alloca(L, vt, i64c(L, L->W)), store_counter(L), store_counter(L),
-                              store_counter(L)};
+                              store_counter(L), store_counter(L), store_counter(L)};
     return st;
 }
 
@@ -1177,26 +1329,42 @@ static struct store_tile *store_tile_for(lower *L, int r, LLVMTypeRef vt) {
  * into the tile's row i - base when i is in its window (same S), else the
  * tile is flushed first and a new window starts at i (ends at i when the
  * stores walk backwards). */
-static void tile_store(lower *L, struct store_tile *st, LLVMValueRef v, LLVMValueRef i, LLVMValueRef S) {
+static void tile_store(lower *L, struct store_tile *st, LLVMValueRef v, LLVMValueRef i, LLVMValueRef S,
+                       LLVMValueRef addrs) {
     int W = L->W;
     LLVMValueRef written = LLVMBuildLoad2(L->B, L->i64, st->written, ""), base = LLVMBuildLoad2(L->B, L->i64, st->base, "");
+    LLVMValueRef last = LLVMBuildLoad2(L->B, L->i64, st->last, "");
+    LLVMValueRef same_last = LLVMBuildICmp(L->B, LLVMIntEQ, LLVMBuildLoad2(L->B, L->i64, st->last_stride, ""), S, "");
+    LLVMBuildStore(L->B, i, st->last), LLVMBuildStore(L->B, S, st->last_stride);
     LLVMValueRef any = LLVMBuildICmp(L->B, LLVMIntNE, written, i64c(L, 0), "");
     LLVMValueRef same = LLVMBuildAnd(L->B, any, LLVMBuildICmp(L->B, LLVMIntEQ, LLVMBuildLoad2(L->B, L->i64, st->stride, ""), S, ""), "");
     LLVMValueRef j = LLVMBuildSub(L->B, i, base, "");
     LLVMValueRef in = LLVMBuildICmp(L->B, LLVMIntULT, j, i64c(L, W), "");
-    LLVMBasicBlockRef miss = new_block(L, "store_tile.miss"), put = new_block(L, "store_tile.put");
+    LLVMBasicBlockRef miss = new_block(L, "store_tile.miss"), start = new_block(L, "store_tile.start"),
+                      each = new_block(L, "store_tile.each"), put = new_block(L, "store_tile.put"),
+                      done = new_block(L, "store_tile.done");
     LLVMBuildCondBr(L->B, LLVMBuildAnd(L->B, same, in, ""), put, miss);
+    /* a miss: the tile written back; a new window when the site walks its
+     * rows (one element on from the last store, either way), else a scatter */
     LLVMPositionBuilderAtEnd(L->B, miss);
-    LLVMValueRef back = LLVMBuildAnd(L->B, same, LLVMBuildICmp(L->B, LLVMIntSLT, i, base, ""), "");
     flush_store_tile(L, st);
+    LLVMValueRef back = LLVMBuildICmp(L->B, LLVMIntEQ, LLVMBuildAdd(L->B, i, i64c(L, 1), ""), last, "");
+    LLVMValueRef on = LLVMBuildICmp(L->B, LLVMIntEQ, i, LLVMBuildAdd(L->B, last, i64c(L, 1), ""), "");
+    LLVMBuildCondBr(L->B, LLVMBuildAnd(L->B, same_last, LLVMBuildOr(L->B, back, on, ""), ""), start, each);
+    LLVMPositionBuilderAtEnd(L->B, start);
     LLVMBuildStore(L->B, LLVMBuildSelect(L->B, back, LLVMBuildSub(L->B, i, i64c(L, W - 1), ""), i, ""), st->base);
     LLVMBuildStore(L->B, S, st->stride);
     LLVMBuildBr(L->B, put);
+    LLVMPositionBuilderAtEnd(L->B, each);
+    gather_scatter(L, addrs, v, LLVMTypeOf(v));
+    LLVMBuildBr(L->B, done);
     LLVMPositionBuilderAtEnd(L->B, put);
     j = LLVMBuildSub(L->B, i, LLVMBuildLoad2(L->B, L->i64, st->base, ""), "");
     LLVMBuildStore(L->B, v, LLVMBuildInBoundsGEP2(L->B, LLVMGetAllocatedType(st->rows), st->rows, &j, 1, ""));
     written = LLVMBuildLoad2(L->B, L->i64, st->written, "");
     LLVMBuildStore(L->B, LLVMBuildOr(L->B, written, LLVMBuildShl(L->B, i64c(L, 1), j, ""), ""), st->written);
+    LLVMBuildBr(L->B, done);
+    LLVMPositionBuilderAtEnd(L->B, done);
 }
 
 /* A load (value NULL) or store at the lanes' addresses: a vector load or
@@ -1207,12 +1375,30 @@ static LLVMValueRef lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef value
     if (value)
         count_store(L, addrs);
     bool shape = r >= 0 && L->W == (int)LLVMGetVectorSize(vt) && !(L->W & (L->W - 1));
-    struct store_tile *st = value && shape ? store_tile_for(L, r, vt) : NULL;
+    /* a tile pays when its site runs again in the block: in a loop (else
+     * only consecutive lanes, proven when lowering, are worth a vector) */
+    bool again = L->n_loops > 0;
+    struct store_tile *st = value && shape && again ? store_tile_for(L, r, vt) : NULL;
     if (!st)
         memory_access(L, addrs);
-    if (!shape)
-        return gather_scatter(L, addrs, value, vt);
     LLVMTypeRef et = LLVMGetElementType(vt);
+    long long c = 0;
+    LLVMValueRef index = shape && LLVMIsAGetElementPtrInst(addrs) && LLVMGetNumOperands(addrs) == 2 &&
+                                 !varying(LLVMGetOperand(addrs, 0))
+                             ? LLVMGetOperand(addrs, 1)
+                             : NULL;
+    bool affine = index && varying(index) && affine_lanes(index, &c, 0);
+    if (affine && c == 1 && !st) { /* consecutive, seen when lowering: one vector */
+        LLVMValueRef p0 = LLVMBuildExtractElement(L->B, addrs, LLVMConstInt(L->i32, 0, 0), "");
+        LLVMValueRef mask = L->mask ? L->mask : all_lanes(L);
+        unsigned align = elem_size(L, et);
+        LLVMValueRef args[4] = {p0, LLVMConstInt(L->i32, align, 0), mask, LLVMConstNull(vt)};
+        if (value)
+            args[0] = value, args[1] = p0, args[2] = LLVMConstInt(L->i32, align, 0), args[3] = mask;
+        return masked_mem(L, value ? "llvm.masked.store" : "llvm.masked.load", vt, args);
+    }
+    if (!shape || (!again && !(affine && c == 1)))
+        return gather_scatter(L, addrs, value, vt);
     unsigned esize = LLVMGetTypeKind(et) == LLVMIntegerTypeKind ? LLVMGetIntTypeWidth(et) / 8 : et == L->f32 ? 4 : 2;
     LLVMValueRef a0, S;
     LLVMValueRef ok = strided(L, addrs, esize, &a0, &S);
@@ -1224,7 +1410,7 @@ static LLVMValueRef lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef value
 
     LLVMPositionBuilderAtEnd(L->B, vec);
     LLVMValueRef one = LLVMBuildICmp(L->B, LLVMIntEQ, S, i64c(L, esize), "");
-    bool tiles = (!value && !L->mask) || st;
+    bool tiles = (!value && !L->mask && again) || st;
     LLVMBasicBlockRef consecutive = new_block(L, "lanes.consecutive"), tiled = tiles ? new_block(L, "lanes.tile") : each;
     LLVMBuildCondBr(L->B, one, consecutive, tiled);
     LLVMPositionBuilderAtEnd(L->B, consecutive);
@@ -1248,9 +1434,9 @@ static LLVMValueRef lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef value
         LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSGE, i, i64c(L, 0), ""), t, each);
         LLVMPositionBuilderAtEnd(L->B, t);
         if (st)
-            tile_store(L, st, value, i, Se);
+            tile_store(L, st, value, i, Se, addrs);
         else
-            got[n] = tile_load(L, r, et, esize, i, Se);
+            got[n] = tile_load(L, r, et, i, Se, addrs);
         from[n++] = LLVMGetInsertBlock(L->B);
         LLVMBuildBr(L->B, done);
     }
