@@ -506,6 +506,27 @@ static void lanes_scan(scan_ctx *x, int k) {
     mx_emit_close(e);
 }
 
+/* The group's scans in the kernel's body: the weights, the outputs no scan
+ * reaches, each scan by the decomposition's emitter, then the final pass;
+ * first and step say which of the block's threads share the rows' elements,
+ * between and before_final are the barriers the decomposition needs (NULL:
+ * none). */
+static void emit_scans(scan_ctx *x, void (*scan)(scan_ctx *, int), const char *first, const char *step,
+                       const char *between, const char *before_final) {
+    load_weights(x);
+    zero_unreached(x, first, step);
+    for (int i = 0; i < x->sp->n_scans; i++) {
+        if (i > 0 && between)
+            mx_emit_line(x->e, "%s", between);
+        scan(x, i);
+    }
+    if (needs_final_pass(x)) {
+        if (before_final)
+            mx_emit_line(x->e, "%s", before_final);
+        final_pass(x, first, step);
+    }
+}
+
 static void emit_lanes(scan_ctx *x, mx_kernel *k) {
     mx_emitter *e = x->e;
     const mx_scan_plan *sp = x->sp;
@@ -538,18 +559,10 @@ static void emit_lanes(scan_ctx *x, mx_kernel *k) {
         mx_emit_line(e, "float *const Bs = smem + %d, *const Cs = Bs + %lld; /* [N][chunk] */", cpb * chunk,
                      (long long)sp->N * chunk);
     }
-    load_weights(x);
-    zero_unreached(x, "lane", x->lanes > 1 ? "LANES" : "1");
-    for (int i = 0; i < sp->n_scans; i++) {
-        if (i > 0 && x->lanes > 1)
-            mx_emit_line(e, "__syncwarp(gmask); /* the sum so far, written by other lanes */");
-        lanes_scan(x, i);
-    }
-    if (needs_final_pass(x)) {
-        if (x->lanes > 1)
-            mx_emit_line(e, "__syncwarp(gmask);");
-        final_pass(x, "lane", x->lanes > 1 ? "LANES" : "1");
-    }
+    bool warp = x->lanes > 1; /* a row's lanes share its sum */
+    emit_scans(x, lanes_scan, "lane", warp ? "LANES" : "1",
+               warp ? "__syncwarp(gmask); /* the sum so far, written by other lanes */" : NULL,
+               warp ? "__syncwarp(gmask);" : NULL);
     k->block[0] = (unsigned)(cpb * x->lanes), k->block[1] = k->block[2] = 1;
     k->grid[0] = (unsigned)((rows + cpb - 1) / cpb), k->grid[1] = k->grid[2] = 1;
     k->smem = (size_t)(cpb * chunk + (x->staged ? 2 * sp->N * chunk : 0)) * sizeof(float);
@@ -770,14 +783,7 @@ static void emit_chunked(scan_ctx *x, mx_kernel *k) {
     mx_emit_line(e, "float *const sd = carry + %lld, *const sdu = sd + SLOTS, *const sy = sdu + SLOTS, *const bc = sy + SLOTS;",
                  2 * N);
     mx_emit_line(e, "const int mine = threadIdx.x * (ITEMS + 1); /* this thread's steps in those */");
-    load_weights(x);
-    zero_unreached(x, "threadIdx.x", "blockDim.x");
-    for (int i = 0; i < sp->n_scans; i++)
-        chunked_scan(x, i);
-    if (needs_final_pass(x)) {
-        mx_emit_line(e, "__syncthreads();");
-        final_pass(x, "threadIdx.x", "blockDim.x");
-    }
+    emit_scans(x, chunked_scan, "threadIdx.x", "blockDim.x", NULL, "__syncthreads();");
     k->block[0] = (unsigned)x->t.threads, k->block[1] = k->block[2] = 1;
     k->grid[0] = (unsigned)(sp->Bt * sp->Ch), k->grid[1] = k->grid[2] = 1;
     k->smem = chunked_smem(x);
@@ -946,14 +952,7 @@ static void emit_packed(scan_ctx *x, mx_kernel *k) {
     if (acc_shared(x))
         mx_emit_line(e, "float *const sm = sC + %lld; /* [R][L] the sum M of the rows' scans */",
                      (long long)x->groups * N * L);
-    load_weights(x);
-    zero_unreached(x, "", "");
-    for (int i = 0; i < sp->n_scans; i++)
-        packed_scan(x, i);
-    if (needs_final_pass(x)) {
-        mx_emit_line(e, "__syncthreads();");
-        final_pass(x, "", "");
-    }
+    emit_scans(x, packed_scan, "", "", NULL, "__syncthreads();");
     k->block[0] = (unsigned)x->t.threads, k->block[1] = k->block[2] = 1;
     k->grid[0] = (unsigned)((rows + R - 1) / R), k->grid[1] = k->grid[2] = 1;
     k->smem = packed_smem(x);
