@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -91,6 +92,24 @@ static inline int support_list_files(const char *dir, const char *suffix, char *
 static inline void support_free_files(char **paths, int n) {
     for (int i = 0; i < n; i++)
         free(paths[i]);
+}
+
+/* The kernel cache dir's entries with their modification times, a line
+ * each: the same listing before and after a compile means every object
+ * came from the cache. Returns the number of entries. */
+static inline int support_cache_listing(const char *dir, char *buf, size_t size) {
+    char *paths[512];
+    int n = support_list_files(dir, ".cubin", paths, 512);
+    size_t len = 0;
+    buf[0] = 0;
+    for (int i = 0; i < n && len < size; i++) {
+        struct stat st;
+        if (stat(paths[i], &st) == 0)
+            len += (size_t)snprintf(buf + len, size - len, "%s %lld.%09ld\n", paths[i], (long long)st.st_mtim.tv_sec,
+                                    st.st_mtim.tv_nsec);
+    }
+    support_free_files(paths, n);
+    return n;
 }
 
 /* Calls fn on the path of every file that support_list_files lists; returns how many. */

@@ -10,7 +10,6 @@
  *     change that changes none (the thread count) writes nothing.
  * Skipped (exit 77) when mixc was built without LLVM. */
 #include <stdlib.h>
-#include <sys/stat.h>
 
 #include "backend.h"
 #include "support.h"
@@ -74,35 +73,18 @@ static void check_key_fields(void) {
 
 static char cache_dir[64];
 
-/* The cache's entries with their modification times. */
-static void cache_listing(char *buf, size_t size, int *entries) {
-    char *paths[512];
-    int n = support_list_files(cache_dir, ".cubin", paths, 512);
-    size_t len = 0;
-    buf[0] = 0;
-    for (int i = 0; i < n && len < size; i++) {
-        struct stat st;
-        if (stat(paths[i], &st) == 0)
-            len += (size_t)snprintf(buf + len, size - len, "%s %lld.%09ld\n", paths[i], (long long)st.st_mtim.tv_sec,
-                                    st.st_mtim.tv_nsec);
-    }
-    *entries = n;
-    support_free_files(paths, n);
-}
-
 /* The model compiled for t and run once on seeded params and inputs; its
  * first output copied into out (n floats at most); the cache entries that
  * compiling wrote in *written. */
 static int64_t compile_and_run(const mx_model *m, const mx_target *t, float *out, int64_t n, int *written) {
     static char before[1 << 16], after[1 << 16];
-    int n_before, n_after;
-    cache_listing(before, sizeof before, &n_before);
+    int n_before = support_cache_listing(cache_dir, before, sizeof before);
     mx_diag d = {{0}};
     mx_compiled *c = mx_compile_model(m, t, NULL, &d);
     CHECK_MSG(c != NULL, "compile: %s", d.msg);
     if (!c)
         return 0;
-    cache_listing(after, sizeof after, &n_after);
+    int n_after = support_cache_listing(cache_dir, after, sizeof after);
     *written = strcmp(before, after) == 0 ? 0 : n_after - n_before > 0 ? n_after - n_before : 1;
     mx_status st = mx_init_weights(c, 5, &d);
     if (st == MX_OK)

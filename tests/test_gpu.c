@@ -16,7 +16,6 @@
  *   - mx_time with flush_l2: CUDA events, the L2 flushed before each pass. */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "gpu.h"
@@ -154,22 +153,6 @@ static void check_blas(void) {
 
 static char cache_dir[64];
 
-/* The kernel cache's entries with their modification times: unchanged
- * across a compile means every program came from the cache. */
-static void cache_listing(char *buf, size_t size) {
-    char *paths[512];
-    int n = support_list_files(cache_dir, ".cubin", paths, 512);
-    size_t len = 0;
-    buf[0] = 0;
-    for (int i = 0; i < n && len < size; i++) {
-        struct stat st;
-        if (stat(paths[i], &st) == 0)
-            len += (size_t)snprintf(buf + len, size - len, "%s %lld.%09ld\n", paths[i], (long long)st.st_mtim.tv_sec,
-                                    st.st_mtim.tv_nsec);
-    }
-    support_free_files(paths, n);
-}
-
 /* model compiled for the GPU and run once (graphs: a CUDA graph replay, else
  * direct launches), params and inputs from seed; NULL, a failed check, on
  * error. */
@@ -238,9 +221,9 @@ static void check_model(const mx_target *t, const char *path, mx_dtype dtype, bo
     mx_compiled *replay = st == MX_OK ? run_on_gpu(what, model, t, true, seed) : NULL;
     unsetenv("MIXC_DEBUG");
     static char before[1 << 20], after[1 << 20];
-    cache_listing(before, sizeof before);
+    support_cache_listing(cache_dir, before, sizeof before);
     mx_compiled *direct = replay ? run_on_gpu(what, model, t, false, seed) : NULL;
-    cache_listing(after, sizeof after);
+    support_cache_listing(cache_dir, after, sizeof after);
     if (replay && direct) {
         compare_outputs(what, g, direct, outs, tol_of(dtype));
         char label[700];
