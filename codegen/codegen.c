@@ -107,14 +107,7 @@ static const char helpers_text[] =
     "#else\n"
     "static __device__ __forceinline__ float mx_ex2(float x) { return exp2f(x); }\n"
     "#endif\n"
-    "\n#ifdef MX_ONE_THREAD_BLOCKS\n"
-    "/* A block of one thread (generated C for the CPU): v is the block's. */\n"
-    "static __device__ __forceinline__ float mx_block_reduce(float v, float *red, bool max) {\n"
-    "    (void)red, (void)max;\n"
-    "    return v;\n"
-    "}\n"
-    "#else\n"
-    "/* Sum (or max) of v over the block, in every thread. blockDim.x is a\n"
+    "\n/* Sum (or max) of v over the block, in every thread. blockDim.x is a\n"
     " * multiple of 32, so every shuffle names the whole warp; red holds one\n"
     " * slot per warp and is free again when the call returns. */\n"
     "static __device__ __forceinline__ float mx_block_reduce(float v, float *red, bool max) {\n"
@@ -133,8 +126,7 @@ static const char helpers_text[] =
     "        v = max ? fmaxf(v, w) : v + w;\n"
     "    }\n"
     "    return v;\n"
-    "}\n"
-    "#endif\n";
+    "}\n";
 
 static const char diag_helpers[] =
     "\n/* The anti-diagonal scan order over an h x w grid (mx_scan_order_pos):\n"
