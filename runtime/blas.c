@@ -13,7 +13,6 @@
 #include "cudalibs.h"
 #include "ir.h"
 
-#define WORKSPACE_BYTES (32u << 20) /* what cuBLASLt suggests for Hopper */
 
 struct mx_blas {
     mx_cuda *cu;
@@ -83,7 +82,7 @@ mx_status mx_blas_open(mx_blas **out, mx_cuda *cu, mx_diag *d) {
     if (st == MX_OK)
         st = check(api->Create(&bl->lt), "cublasLtCreate", d);
     if (st == MX_OK)
-        st = mx_cuda_alloc(cu, WORKSPACE_BYTES, "cuBLASLt's workspace", &bl->workspace, d);
+        st = mx_cuda_alloc(cu, MX_BLAS_WORKSPACE_BYTES, "cuBLASLt's workspace", &bl->workspace, d);
     if (st != MX_OK) {
         mx_blas_close(bl);
         return st;
@@ -167,7 +166,7 @@ static mx_status choose_algo(mx_blas *bl, mx_blas_plan *pl, const mx_gemm *gm, m
     const mx_cublaslt_api *api = bl->api;
     cublasLtMatmulPreference_t pref;
     MX_TRY(check(api->MatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate", d));
-    uint64_t ws = WORKSPACE_BYTES;
+    uint64_t ws = MX_BLAS_WORKSPACE_BYTES;
     cublasStatus_t s = api->MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                          &ws, sizeof ws);
     /* The defaults assume 256-byte aligned operands; a sliced operand (dt out
@@ -279,7 +278,7 @@ mx_status mx_blas_plan_run(mx_blas *bl, const mx_blas_plan *pl, CUstream s, mx_d
             p[i] = (void *)(uintptr_t)(pl->p[i] + (CUdeviceptr)(o * pl->outer_bytes[i]));
         MX_TRY(check(bl->api->Matmul(bl->lt, pl->op, &one, p[0], pl->la, p[1], pl->lb,
                                      pl->has_c ? &one : &zero, p[2], pl->lc, p[3], pl->ld, &pl->algo,
-                                     (void *)(uintptr_t)bl->workspace, WORKSPACE_BYTES, (cudaStream_t)s),
+                                     (void *)(uintptr_t)bl->workspace, MX_BLAS_WORKSPACE_BYTES, (cudaStream_t)s),
                      "cublasLtMatmul", d));
     }
     return MX_OK;

@@ -22,6 +22,10 @@
 #include "driver.h"
 #include "gemm.h"
 
+/* The workspace cuBLASLt's products may use (what it suggests for Hopper),
+ * allocated once per GPU device; the memory check counts it. */
+#define MX_BLAS_WORKSPACE_BYTES (32u << 20)
+
 typedef struct mx_blas mx_blas;
 typedef struct mx_blas_plan mx_blas_plan;
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blas.h"
 #include "model.h"
 #include "spec_fields.h"
 
@@ -55,7 +56,7 @@ mx_memory_need mx_memory_estimate(const mx_program *p, const mx_target *t) {
     n.activations = (double)(p->planned ? p->arena_bytes : p->unplanned_bytes);
     double device = n.activations + sources_own;
     if (t->device == MX_DEVICE_CUDA)
-        n.device_bytes = device;
+        n.device_bytes = device + MX_BLAS_WORKSPACE_BYTES;
     else
         n.host_bytes += device; /* emu and cpu: the "device" is this machine */
     return n;

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "blas.h"
 #include "cache.h"
 #include "finite.h"
 #include "memcheck.h"
@@ -73,6 +74,15 @@ static void test_memory_check(void) {
         mx_memory_need r = mx_memory_estimate(p, &ref), e = mx_memory_estimate(p, &emu);
         CHECK(r.activations > 0 && e.activations == (double)p->arena_bytes && r.largest >= 0);
         CHECK(r.weights > 0 && r.host_bytes > r.activations + r.weights / 2);
+        /* On a GPU the arena, the params and cuBLASLt's workspace: one byte
+         * less than that is refused before anything is allocated. */
+        mx_target gpu = host_target(MX_DEVICE_CUDA, 0);
+        mx_memory_need gn = mx_memory_estimate(p, &gpu);
+        CHECK(gn.device_bytes >= (double)p->arena_bytes + MX_BLAS_WORKSPACE_BYTES);
+        gpu.memory_bytes = (int64_t)gn.device_bytes;
+        CHECK_MSG(mx_memory_check(p, &gpu, small, &d) == MX_OK, "%s", d.msg);
+        gpu.memory_bytes = (int64_t)gn.device_bytes - 1;
+        CHECK(mx_memory_check(p, &gpu, small, &d) == MX_ERR_NOMEM && strstr(d.msg, "GB of GPU memory"));
         mx_target tiny = host_target(MX_DEVICE_EMU, 4096);
         CHECK(mx_memory_check(p, &tiny, small, &d) == MX_ERR_NOMEM);
         mx_program_free(p);
