@@ -1106,19 +1106,24 @@ static void transpose(lower *L, LLVMValueRef *rows, int n) {
         }
 }
 
-/* The function `name` of the module (W lanes of et) when it exists, else
- * NULL and a new internal, never inlined one of type ft with L->B at its
- * entry (*saved: the builder to restore): the tiles' reads and write-backs
- * are built once per module, not at every site. */
-static LLVMValueRef tile_function(lower *L, const char *kind, LLVMTypeRef et, LLVMTypeRef ft, LLVMBuilderRef *saved,
-                                  bool *exists) {
+/* A tile function's type: (tile or rows, base, index, stride, count or mask). */
+static LLVMTypeRef tile_type(lower *L) {
+    LLVMTypeRef at[5] = {L->ptr, L->ptr, L->i64, L->i64, L->i64};
+    return LLVMFunctionType(L->vd, at, 5, 0);
+}
+
+/* The function `name` of the module (W lanes of et) when it exists (*exists),
+ * else a new internal, never inlined one of tile_type with L->B at its entry
+ * (*saved: the builder to restore): the tiles' reads and write-backs are
+ * built once per module, not at every site. */
+static LLVMValueRef tile_function(lower *L, const char *kind, LLVMTypeRef et, LLVMBuilderRef *saved, bool *exists) {
     char name[64];
     snprintf(name, sizeof name, "%s.%d.%s", kind, L->W, et == L->f32 ? "f32" : et == L->f16 ? "f16" : "i16");
     LLVMValueRef f = LLVMGetNamedFunction(L->M, name);
     *exists = f != NULL;
     if (f)
         return f;
-    f = LLVMAddFunction(L->M, name, ft);
+    f = LLVMAddFunction(L->M, name, tile_type(L));
     LLVMSetLinkage(f, LLVMInternalLinkage);
     unsigned noinline = LLVMGetEnumAttributeKindForName("noinline", 8);
     LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(L->C, noinline, 0));
@@ -1144,11 +1149,9 @@ static void call_fill(lower *L, LLVMTypeRef et, LLVMValueRef tile, LLVMValueRef 
                       LLVMValueRef n) {
     int W = L->W;
     LLVMTypeRef row_t = LLVMVectorType(et, (unsigned)W);
-    LLVMTypeRef at[5] = {L->ptr, L->ptr, L->i64, L->i64, L->i64};
-    LLVMTypeRef ft = LLVMFunctionType(L->vd, at, 5, 0);
     LLVMBuilderRef saved = NULL;
     bool exists;
-    LLVMValueRef f = tile_function(L, "mx_tile_fill", et, ft, &saved, &exists);
+    LLVMValueRef f = tile_function(L, "mx_tile_fill", et, &saved, &exists);
     if (!exists) {
         unsigned esize = elem_size(L, et);
         LLVMValueRef t = LLVMGetParam(f, 0), b = LLVMGetParam(f, 1), l0 = LLVMGetParam(f, 2), s = LLVMGetParam(f, 3);
@@ -1168,7 +1171,7 @@ static void call_fill(lower *L, LLVMTypeRef et, LLVMValueRef tile, LLVMValueRef 
         end_tile_function(L, saved);
     }
     LLVMValueRef args[5] = {tile, base, lo, S, n};
-    LLVMBuildCall2(L->B, ft, f, args, 5, "");
+    LLVMBuildCall2(L->B, tile_type(L), f, args, 5, "");
 }
 
 /* flush(rows, base, first, S, written): tile rows transposed back, lane k's
@@ -1177,11 +1180,9 @@ static void call_flush(lower *L, LLVMTypeRef et, LLVMValueRef rows_at, LLVMValue
                        LLVMValueRef S, LLVMValueRef written) {
     int W = L->W;
     LLVMTypeRef row_t = LLVMVectorType(et, (unsigned)W);
-    LLVMTypeRef at[5] = {L->ptr, L->ptr, L->i64, L->i64, L->i64};
-    LLVMTypeRef ft = LLVMFunctionType(L->vd, at, 5, 0);
     LLVMBuilderRef saved = NULL;
     bool exists;
-    LLVMValueRef f = tile_function(L, "mx_tile_flush", et, ft, &saved, &exists);
+    LLVMValueRef f = tile_function(L, "mx_tile_flush", et, &saved, &exists);
     if (!exists) {
         unsigned esize = elem_size(L, et);
         LLVMValueRef t = LLVMGetParam(f, 0), b = LLVMGetParam(f, 1), f0 = LLVMGetParam(f, 2), s = LLVMGetParam(f, 3);
@@ -1203,7 +1204,7 @@ static void call_flush(lower *L, LLVMTypeRef et, LLVMValueRef rows_at, LLVMValue
         end_tile_function(L, saved);
     }
     LLVMValueRef args[5] = {rows_at, base, first, S, written};
-    LLVMBuildCall2(L->B, ft, f, args, 5, "");
+    LLVMBuildCall2(L->B, tile_type(L), f, args, 5, "");
 }
 
 /* The stores into root r's buffer so far, with those into any. */
