@@ -506,6 +506,19 @@ static void lanes_scan(scan_ctx *x, int k) {
     mx_emit_close(e);
 }
 
+/* The thread's row (b, c) as its batch b, channel c and group g, each
+ * only where the sizes make it vary. */
+static void emit_row_coords(scan_ctx *x) {
+    mx_emitter *e = x->e;
+    const mx_scan_plan *sp = x->sp;
+    if (sp->Bt > 1)
+        mx_emit_line(e, "const %s b = row / %lld;", e->ity, (long long)sp->Ch);
+    if (sp->Ch > 1)
+        mx_emit_line(e, "const %s c = row %% %lld;", e->ity, (long long)sp->Ch);
+    if (sp->G > 1)
+        mx_emit_line(e, "const %s g = c / %d;", e->ity, x->cpg);
+}
+
 /* The group's scans in the kernel's body: the weights, the outputs no scan
  * reaches, each scan by the decomposition's emitter, then the final pass;
  * first and step say which of the block's threads share the rows' elements,
@@ -544,12 +557,7 @@ static void emit_lanes(scan_ctx *x, mx_kernel *k) {
         mx_emit_line(e, "if (row >= %lld) /* past the last row: no barrier follows */", rows);
         mx_emit_line(e, "    return;");
     }
-    if (sp->Bt > 1)
-        mx_emit_line(e, "const %s b = row / %lld;", e->ity, (long long)sp->Ch);
-    if (sp->Ch > 1)
-        mx_emit_line(e, "const %s c = row %% %lld;", e->ity, (long long)sp->Ch);
-    if (sp->G > 1)
-        mx_emit_line(e, "const %s g = c / %d;", e->ity, x->cpg);
+    emit_row_coords(x);
     if (x->lanes > 1)
         mx_emit_line(e, "const unsigned gmask = %s;",
                      x->lanes == 32 ? "0xFFFFFFFFu" : "((1u << LANES) - 1) << (threadIdx.x % 32 / LANES * LANES)");
@@ -769,12 +777,7 @@ static void emit_chunked(scan_ctx *x, mx_kernel *k) {
     mx_emit_line(e, "   %d-step super-chunks, then each thread rescans its steps from its prefix */",
                  x->t.items * x->t.threads);
     mx_emit_line(e, "const %s row = blockIdx.x;", e->ity);
-    if (sp->Bt > 1)
-        mx_emit_line(e, "const %s b = row / %lld;", e->ity, (long long)sp->Ch);
-    if (sp->Ch > 1)
-        mx_emit_line(e, "const %s c = row %% %lld;", e->ity, (long long)sp->Ch);
-    if (sp->G > 1)
-        mx_emit_line(e, "const %s g = c / %d;", e->ity, x->cpg);
+    emit_row_coords(x);
     mx_emit_line(e, "const int lane = threadIdx.x %% 32, warp = threadIdx.x / 32;");
     mx_emit_line(e, "MX_DYNAMIC_SMEM(float, smem);");
     mx_emit_line(e, "float *const wa = smem, *const wh = smem + 64; /* [2][32] warp totals */");
@@ -932,12 +935,7 @@ static void emit_packed(scan_ctx *x, mx_kernel *k) {
     } else {
         mx_emit_line(e, "const %s row = brow + slot;", e->ity);
     }
-    if (sp->Bt > 1)
-        mx_emit_line(e, "const %s b = row / %lld;", e->ity, (long long)sp->Ch);
-    if (sp->Ch > 1)
-        mx_emit_line(e, "const %s c = row %% %lld;", e->ity, (long long)sp->Ch);
-    if (sp->G > 1)
-        mx_emit_line(e, "const %s g = c / %d;", e->ity, x->cpg);
+    emit_row_coords(x);
     mx_emit_line(e, "const %s g0 = brow / %d; /* the first row's group b G + g */", e->ity, x->cpg);
     mx_emit_line(e, "const int n_groups = (int)(((brow + %d < %lld ? brow + %d : %lld) - 1) / %d - g0 + 1);", R, rows,
                  R, rows, x->cpg);
