@@ -235,19 +235,33 @@ static void report_times(const cpu_state *s) {
     for (int g = 0; g < p->n_groups; g++)
         total += s->group_ms[g];
     int runs = s->runs > 0 ? s->runs : 1;
-    fprintf(stderr, "mixc: cpu: %.3f ms per forward pass in %d groups; the longest:\n", total / runs, p->n_groups);
+    fprintf(stderr, "mixc: cpu: %.3f ms per forward pass in %d groups; by kind:", total / runs, p->n_groups);
+    double by_kind[MX_FUSE_COUNT] = {0};
+    for (int g = 0; g < p->n_groups; g++)
+        by_kind[p->groups[g].kind] += s->group_ms[g];
+    for (int f = 0; f < MX_FUSE_COUNT; f++)
+        if (by_kind[f] > 0)
+            fprintf(stderr, " %s %.1f%%", mx_fusion_names[f], total > 0 ? 100 * by_kind[f] / total : 0);
+    fprintf(stderr, "; the longest:\n");
     bool *shown = calloc((size_t)p->n_groups + 1, sizeof *shown);
-    for (int i = 0; shown && i < 12 && i < p->n_groups; i++) {
+    for (int i = 0; shown && i < 300 && i < p->n_groups; i++) {
         int worst = -1;
         for (int g = 0; g < p->n_groups; g++)
             if (!shown[g] && (worst < 0 || s->group_ms[g] > s->group_ms[worst]))
                 worst = g;
         shown[worst] = true;
         const mx_kernel *k = mx_module_kernel(&s->walk.m, worst);
-        fprintf(stderr, "  group %4d %-8s %9.3f ms %5.1f%%  %lld blocks%s\n", worst,
-                mx_fusion_names[p->groups[worst].kind], s->group_ms[worst] / runs,
-                total > 0 ? 100 * s->group_ms[worst] / total : 0, (long long)s->kernels[worst].blocks,
-                k && k->block[0] > 1 && k->block[0] <= (unsigned)vector_lanes(s->t) ? " (lanes)" : "");
+        double ms = s->group_ms[worst] / runs;
+        fprintf(stderr, "  group %4d %-8s %9.3f ms %5.1f%%  ", worst, mx_fusion_names[p->groups[worst].kind], ms,
+                total > 0 ? 100 * s->group_ms[worst] / total : 0);
+        const mx_gemm *gm = &s->gemms[worst];
+        if (p->groups[worst].kind == MX_FUSE_MATMUL) /* how near the library runs to the machine's rate */
+            fprintf(stderr, "%lld x [%lld x %lld] [%lld x %lld], %.1f GFLOP/s\n", (long long)(gm->outer * gm->batch),
+                    (long long)gm->m, (long long)gm->k, (long long)gm->k, (long long)gm->n,
+                    2e-6 * (double)(gm->outer * gm->batch * gm->m) * (double)(gm->n * gm->k) / ms);
+        else
+            fprintf(stderr, "%lld blocks%s\n", (long long)s->kernels[worst].blocks,
+                    k && k->block[0] > 1 && k->block[0] <= (unsigned)vector_lanes(s->t) ? " (lanes)" : "");
     }
     free(shown);
 }
