@@ -184,6 +184,8 @@ mx_status mx_target_detect(mx_device device, mx_target *out, mx_diag *d);
  * (when not NULL) says why a GPU was not used; name NULL detects. */
 mx_status mx_target_choose(const char *device, const char *name, mx_target *out, char *why, size_t why_size,
                            mx_diag *d);
+/* CPU: whether t->cpu_features names feature ("avx512f"). */
+int mx_target_has_feature(const mx_target *t, const char *feature);
 /* The named profiles, comma-separated. */
 const char *mx_target_names(void);
 /* One line: "cuda: NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 3.00 TB/s measured)". */

@@ -9,7 +9,6 @@
  * are split over the thread pool (cpu_pool.h), a matmul group is one
  * cblas_sgemm per batch of its decoded product (gemm.h), with the residual
  * as beta * C and the bias and activation applied after. */
-#include <cblas.h>
 #include <llvm-c/Core.h>
 #include <llvm-c/Error.h>
 #include <llvm-c/LLJIT.h>
@@ -24,6 +23,7 @@
 
 #include "backend_walk.h"
 #include "cache.h"
+#include "cpu_blas.h"
 #include "cpu_compile.h"
 #include "cpu_pool.h"
 #include "gemm.h"
@@ -44,6 +44,7 @@ typedef struct {
     mx_walk walk; /* first: the walk's functions take the state */
     const mx_target *t;
     const mx_program *p;
+    const mx_openblas_api *blas;
     mx_cpu_pool *pool;
     LLVMOrcLLJITRef jit;
     cpu_kernel *kernels; /* per group */
@@ -319,8 +320,6 @@ static stored at_product(const mx_gemm_operand *o, int64_t outer, int64_t batch)
     return (stored){o->value, o->offset + outer * o->outer_stride + batch * o->batch_stride, o->ld};
 }
 
-static float gelu_tanh(float x) { return 0.5f * x * (1.0f + tanhf(0.797884561f * (x + 0.044715f * x * x * x))); }
-
 /* y (m x n, ld ldy) = A B (+ C) (+ bias), then the activation, over f32
  * pointers with their row strides; m x n may be a panel of the product. */
 typedef struct {
@@ -328,7 +327,7 @@ typedef struct {
     int64_t ld;
 } f32_mat;
 
-static void product(const mx_gemm *gm, int64_t m, int64_t n, f32_mat a, f32_mat b, f32_mat c, const float *bias,
+static void product(const mx_openblas_api *blas, const mx_gemm *gm, int64_t m, int64_t n, f32_mat a, f32_mat b, f32_mat c, const float *bias,
                     float *y, int64_t ldy) {
     float beta = 0.0f;
     if (c.p) { /* beta * C: the residual first copied into y unless it is y */
@@ -338,19 +337,11 @@ static void product(const mx_gemm *gm, int64_t m, int64_t n, f32_mat a, f32_mat 
                     y[i * ldy + j] = gm->c.trans ? c.p[j * c.ld + i] : c.p[i * c.ld + j];
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, gm->a.trans ? CblasTrans : CblasNoTrans, gm->b.trans ? CblasTrans : CblasNoTrans,
+    blas->sgemm(CblasRowMajor, gm->a.trans ? CblasTrans : CblasNoTrans, gm->b.trans ? CblasTrans : CblasNoTrans,
                 (int)m, (int)n, (int)gm->k, 1.0f, a.p, (int)a.ld, b.p, (int)b.ld, beta, y, (int)ldy);
-    if (!bias && gm->act == MX_GEMM_ACT_NONE)
-        return;
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t j = 0; j < n; j++) {
-            float v = y[i * ldy + j] + (bias ? bias[j] : 0.0f);
-            if (gm->act == MX_GEMM_ACT_RELU)
-                v = v > 0.0f ? v : 0.0f;
-            else if (gm->act == MX_GEMM_ACT_GELU_TANH)
-                v = gelu_tanh(v);
-            y[i * ldy + j] = v;
-        }
+    if (bias || gm->act != MX_GEMM_ACT_NONE)
+        for (int64_t i = 0; i < m; i++)
+            mx_cpu_epilogue(gm, y + i * ldy, bias, n);
 }
 
 static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d);
@@ -371,6 +362,14 @@ static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
     const mx_graph *g = s->p->g;
     bool all_f32 = is_f32(s, gm->a.value) && is_f32(s, gm->b.value) && is_f32(s, gm->y.value) &&
                    is_f32(s, gm->c.value) && is_f32(s, gm->bias);
+    if (all_f32 && gm->k <= MX_SMALL_K) {
+        mx_cpu_small_products(s->pool, gm,
+                              (mx_small_operands){mx_exec_value_ptr(x, gm->a.value), mx_exec_value_ptr(x, gm->b.value),
+                                                  gm->c.value == MX_NONE ? NULL : mx_exec_value_ptr(x, gm->c.value),
+                                                  mx_exec_value_ptr(x, gm->y.value),
+                                                  gm->bias == MX_NONE ? NULL : mx_exec_value_ptr(x, gm->bias)});
+        return MX_OK;
+    }
     bool a_param = mx_graph_value_is_param(g, gm->a.value), b_param = mx_graph_value_is_param(g, gm->b.value);
     /* Panels of y: f32, the product whole, in place; else PANEL rows with all
      * of B, or PANEL columns with all of A when A is the weight and B the
@@ -427,7 +426,7 @@ static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
                     else if (gm->c.value != MX_NONE)
                         C.p = gm->c.trans ? sub_f32(s, x, at_product(&gm->c, o, b), j0, n, i0, m, &next, &C.ld)
                                           : sub_f32(s, x, at_product(&gm->c, o, b), i0, m, j0, n, &next, &C.ld);
-                    product(gm, m, n, A, B, C, bias ? bias + j0 : NULL, y, ldy);
+                    product(s->blas, gm, m, n, A, B, C, bias ? bias + j0 : NULL, y, ldy);
                     if (!is_f32(s, gm->y.value))
                         pack_rows(s, x, at_product(&gm->y, o, b), i0, m, j0, n, y);
                 }
@@ -499,10 +498,14 @@ static mx_status cpu_open(const mx_target *t, const mx_program *p, const mx_back
     s->group_ms = mx_debug_level() >= 2 ? calloc((size_t)p->n_groups + 1, sizeof *s->group_ms) : NULL;
     mx_codegen_options co;
     mx_status st = mx_backend_codegen_options(t, p, o, &co, &tiles, d);
+    if (st == MX_OK && !(s->blas = mx_openblas_get(t, d)))
+        st = MX_ERR_IO;
     if (st == MX_OK)
         st = mx_cpu_pool_new(t->threads > 0 ? t->threads : 1, &s->pool, d);
     if (st == MX_OK) {
-        openblas_set_num_threads(t->threads > 0 ? t->threads : 1);
+        s->blas->set_num_threads(t->threads > 0 ? t->threads : 1);
+        if (mx_debug_level() >= 1)
+            fprintf(stderr, "mixc: cpu: OpenBLAS with its %s kernels\n", s->blas->get_corename());
         s->walk.dev = (mx_exec_device){.name = "cpu", .ctx = s, .alloc = cpu_alloc, .release = cpu_release,
                                        .upload = cpu_copy, .download = cpu_copy, .load = cpu_load,
                                        .unload = cpu_unload, .launch = cpu_launch, .matmul = cpu_matmul};

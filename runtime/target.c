@@ -160,6 +160,8 @@ static bool has_flag(const char *flags, const char *flag) {
     return false;
 }
 
+int mx_target_has_feature(const mx_target *t, const char *feature) { return has_flag(t->cpu_features, feature); }
+
 /* MIXC_THREADS when set (1 .. 1024), else the online cores. */
 static int host_threads(void) {
     const char *env = getenv("MIXC_THREADS");
