@@ -245,7 +245,7 @@ static void report_times(const cpu_state *s) {
             fprintf(stderr, " %s %.1f%%", mx_fusion_names[f], total > 0 ? 100 * by_kind[f] / total : 0);
     fprintf(stderr, "; the longest:\n");
     bool *shown = calloc((size_t)p->n_groups + 1, sizeof *shown);
-    for (int i = 0; shown && i < 300 && i < p->n_groups; i++) {
+    for (int i = 0; shown && i < 12 && i < p->n_groups; i++) {
         int worst = -1;
         for (int g = 0; g < p->n_groups; g++)
             if (!shown[g] && (worst < 0 || s->group_ms[g] > s->group_ms[worst]))
