@@ -6,13 +6,16 @@ inputs, in one run.
 For each model: `mixc save-weights` writes the seeded params, a seeded input
 is written as safetensors, then `mixc run --device cpu|ref --time N --inputs
 --outputs` times each device (median, min, max after warm-up, compile
-excluded) and bench/torch_ref.py --device cpu times PyTorch eager with
-the same threads on those weights and inputs (ViM2 and TSM2 models: the ones
+excluded) and bench/torch_ref.py's model times PyTorch eager and
+torch.compile (the selective scan, a Python loop over L, kept out of the
+compiled graph as torch_ref.py does) with the same threads on those weights
+and inputs (ViM2 and TSM2 models: the ones
 torch_ref.py builds), its output compared with mixc's. Results:
 bench/results/cpu_models-<cpu>.json, with the load average (the machine may
-be shared) at each model. --no-torch leaves PyTorch out.
+be shared) at each model. --no-torch leaves PyTorch out, --no-compile
+torch.compile.
 
-    python3 bench/cpu_models.py [--mixc build/mixc] [--threads 2] [--runs 5] [--models a,b] [--no-torch]
+    python3 bench/cpu_models.py [--mixc build/mixc] [--threads 2] [--runs 5] [--models a,b] [--no-torch] [--no-compile]
 """
 import argparse
 import json
@@ -53,7 +56,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--ref-runs", type=int, default=2)
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--no-torch", action="store_true", help="leave PyTorch eager out")
+    ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    ap.add_argument("--no-compile", action="store_true", help="leave torch.compile out (eager only)")
     args = ap.parse_args()
     import torch
     from safetensors.torch import load_file, save_file
@@ -102,6 +106,17 @@ def main():
             entry.update(torch_eager_cpu=eager, torch_vs_mixc_max_rel_err=terr,
                          speedup_vs_torch_eager=eager["median_ms"] / cpu["median_ms"])
             line += f"; torch eager {eager['median_ms']:.1f} ms ({entry['speedup_vs_torch_eager']:.1f}x), err {terr:.2g}"
+            if not args.no_compile:
+                compiled, compile_s = torch.compile(net), time.time()
+                with torch.no_grad():
+                    cout = compiled(x)  # the first call compiles
+                compile_s = time.time() - compile_s
+                timed = torch_ref.time_cpu(torch, lambda: compiled(x), 1, max(2, args.runs // 2))
+                cerr = ((cout - got[key]).abs() / got[key].abs().clamp(min=1)).max().item()
+                entry.update(torch_compile_cpu=dict(timed, compile_s=compile_s), torch_compile_vs_mixc_max_rel_err=cerr,
+                             speedup_vs_torch_compile=timed["median_ms"] / cpu["median_ms"])
+                line += (f"; torch.compile {timed['median_ms']:.1f} ms ({entry['speedup_vs_torch_compile']:.1f}x, "
+                         f"compiled in {compile_s:.0f} s), err {cerr:.2g}")
         print(line + f"  [{time.time() - t0:.0f} s]", flush=True)
         results.append(entry)
         for f in (inputs, out_cpu, out_ref):
