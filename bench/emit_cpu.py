@@ -74,6 +74,14 @@ def main():
     args = ap.parse_args()
     env = dict(os.environ, MIXC_THREADS=str(args.threads), MXS_THREADS=str(args.threads),
                OPENBLAS_NUM_THREADS=str(args.threads))
+    # The example links OpenBLAS, which then picks its kernels by CPU model;
+    # the cpu device names them from the CPU's features (docs/cpu.md). Both
+    # sides run the kernels the device chose.
+    said = run([args.mixc, "run", os.path.join(ROOT, "models", "mamba-block.json"), "--device", "cpu"],
+               dict(env, MIXC_DEBUG="1"))
+    core = re.search(r"OpenBLAS with its (\w+) kernels", said)
+    if core and "OPENBLAS_CORETYPE" not in env:
+        env["OPENBLAS_CORETYPE"] = core[1]
     work = tempfile.mkdtemp(prefix="mixc-emit-cpu-")
     results = []
     try:
@@ -118,6 +126,7 @@ def main():
     path = os.path.join(RESULTS, "emit_cpu-" + re.sub(r"[^A-Za-z0-9-]", "_", " ".join(name.split()[:2])) + ".json")
     doc = dict(benchmark="emit_cpu", machine=os.uname().nodename, cpu=name, cores=os.cpu_count(), commit=commit,
                date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               openblas_kernels=env.get("OPENBLAS_CORETYPE", "OpenBLAS's own choice"),
                shapes="the models' own specs (models/*.json), batch as given there",
                timing="wall time per forward pass after one untimed pass, median of RUNS per round; "
                       "median, min and max over rounds; mixc run --device cpu --time and ./example alternate",
