@@ -110,6 +110,7 @@ typedef struct {
     const token *function; /* being lowered: failures name it */
     LLVMBasicBlockRef latch;       /* a kernel's next block: where return goes */
     LLVMBasicBlockRef brk[16], cont[16];
+    bool whole[16]; /* the loop is unrolled whole (#pragma unroll) */
     int n_loops;
     val block_idx, grid_dim;
     size_t smem_bytes; /* a block's shared memory */
@@ -1065,6 +1066,14 @@ static bool affine_lanes(LLVMValueRef v, long long *c, int depth) {
         *c = op == LLVMMul ? x * m : (m >= 0 && m < 32 ? x * (1ll << m) : 0);
         return op == LLVMMul || (m >= 0 && m < 32);
     }
+    case LLVMSDiv:
+    case LLVMUDiv: { /* by one: the emitters' rows of one lane (row / 1) */
+        LLVMValueRef k0 = LLVMIsConstant(LLVMGetOperand(v, 1)) ? LLVMGetAggregateElement(LLVMGetOperand(v, 1), 0) : NULL;
+        if (!k0 || !LLVMIsAConstantInt(k0) || LLVMConstIntGetSExtValue(k0) != 1 ||
+            !affine_lanes(LLVMGetOperand(v, 1), &y, depth + 1) || y != 0)
+            return false;
+        return affine_lanes(LLVMGetOperand(v, 0), c, depth + 1);
+    }
     default: {
         /* uniform in every lane: a splat built some other way */
         return false;
@@ -1368,6 +1377,21 @@ static void tile_store(lower *L, struct store_tile *st, LLVMValueRef v, LLVMValu
     LLVMPositionBuilderAtEnd(L->B, done);
 }
 
+/* Whether the site being lowered is inside a loop unrolled whole. A lane
+ * tile pays back over the accesses of one site that walk a row, but the
+ * copies of a loop unrolled whole share the site (its tile and its last
+ * access) while they read different elements: each copy's access is a miss
+ * for the next (a scan's B and C per state, gathered at every step), or the
+ * copies read one window once (a scan's initial A row, once per block).
+ * The tile's checks and paths would be built in every copy, most of the
+ * scans' code and compile time in ViM2-T, so such a site has none. */
+static bool in_unrolled_loop(lower *L) {
+    for (int i = 0; i < L->n_loops; i++)
+        if (L->whole[i])
+            return true;
+    return false;
+}
+
 /* A load (value NULL) or store at the lanes' addresses: a vector load or
  * store when they are consecutive, a lane tile when they are a constant
  * stride apart (loads of all lanes), else a gather or scatter. */
@@ -1376,19 +1400,24 @@ static LLVMValueRef lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef value
     if (value)
         count_store(L, addrs);
     bool shape = r >= 0 && L->W == (int)LLVMGetVectorSize(vt) && !(L->W & (L->W - 1));
-    /* a tile pays when its site runs again in the block: in a loop (else
-     * only consecutive lanes, proven when lowering, are worth a vector) */
-    bool again = L->n_loops > 0;
-    struct store_tile *st = value && shape && again ? store_tile_for(L, r, vt) : NULL;
-    if (!st)
-        memory_access(L, addrs);
-    LLVMTypeRef et = LLVMGetElementType(vt);
+    /* a site that runs again in the block (in a loop) is worth checking at
+     * run time for consecutive lanes or a tile (else only consecutive lanes,
+     * proven when lowering, are worth a vector) */
+    bool again = L->n_loops > 0, tileable = again && !in_unrolled_loop(L);
     long long c = 0;
     LLVMValueRef index = shape && LLVMIsAGetElementPtrInst(addrs) && LLVMGetNumOperands(addrs) == 2 &&
                                  !varying(LLVMGetOperand(addrs, 0))
                              ? LLVMGetOperand(addrs, 1)
                              : NULL;
     bool affine = index && varying(index) && affine_lanes(index, &c, 0);
+    /* lanes a known stride apart (proven when lowering) are not checked at
+     * run time: consecutive, a tile (a positive stride), or a gather */
+    bool known = affine && c != 1;
+    tileable = tileable && !(known && c <= 0);
+    struct store_tile *st = value && shape && tileable ? store_tile_for(L, r, vt) : NULL;
+    if (!st)
+        memory_access(L, addrs);
+    LLVMTypeRef et = LLVMGetElementType(vt);
     if (affine && c == 1 && !st) { /* consecutive, seen when lowering: one vector */
         LLVMValueRef p0 = LLVMBuildExtractElement(L->B, addrs, LLVMConstInt(L->i32, 0, 0), "");
         LLVMValueRef mask = L->mask ? L->mask : all_lanes(L);
@@ -1398,7 +1427,8 @@ static LLVMValueRef lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef value
             args[0] = value, args[1] = p0, args[2] = LLVMConstInt(L->i32, align, 0), args[3] = mask;
         return masked_mem(L, value ? "llvm.masked.store" : "llvm.masked.load", vt, args);
     }
-    if (!shape || (!again && !(affine && c == 1)))
+    bool tiles = (!value && !L->mask && tileable) || st;
+    if (!shape || (!again && !(affine && c == 1)) || (known && !tiles))
         return gather_scatter(L, addrs, value, vt);
     unsigned esize = LLVMGetTypeKind(et) == LLVMIntegerTypeKind ? LLVMGetIntTypeWidth(et) / 8 : et == L->f32 ? 4 : 2;
     LLVMValueRef a0, S;
@@ -1411,7 +1441,6 @@ static LLVMValueRef lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef value
 
     LLVMPositionBuilderAtEnd(L->B, vec);
     LLVMValueRef one = LLVMBuildICmp(L->B, LLVMIntEQ, S, i64c(L, esize), "");
-    bool tiles = (!value && !L->mask && again) || st;
     LLVMBasicBlockRef consecutive = new_block(L, "lanes.consecutive"), tiled = tiles ? new_block(L, "lanes.tile") : each;
     LLVMBuildCondBr(L->B, one, consecutive, tiled);
     LLVMPositionBuilderAtEnd(L->B, consecutive);
@@ -2158,7 +2187,8 @@ static void statement(lower *L) {
         expect(L, ")");
         if (L->n_loops == (int)(sizeof L->brk / sizeof *L->brk))
             fail_at(L, t, "loops nest too deep");
-        L->brk[L->n_loops] = done, L->cont[L->n_loops] = step, L->loop_mask[L->n_loops] = L->mask, L->n_loops++;
+        L->brk[L->n_loops] = done, L->cont[L->n_loops] = step, L->loop_mask[L->n_loops] = L->mask;
+        L->whole[L->n_loops++] = unroll;
         LLVMPositionBuilderAtEnd(L->B, body);
         statement(L);
         L->n_loops--;
