@@ -2054,50 +2054,6 @@ static void masked_if(lower *L, LLVMValueRef c) {
     }
 }
 
-/* `for (int j = A; j < B; j++) { ... }` under #pragma unroll, A < B
- * literal integers, the body a block without break, continue or return: the
- * body is lowered once per value of j, j a constant in each copy. LLVM would
- * unroll the loop anyway; unrolled here, every load in the body is a site of
- * its own, so that a lane tile (lane_memory) serves one stream: a scan's
- * loop over its states reads B and C of state j at each copy's own site,
- * where one site's tile, walking from state to state, never hit. Returns
- * false, consuming nothing, when the loop is not of that form. */
-static bool unrolled_for(lower *L) {
-    enum { MOST = 64 };
-    const token *t = &L->tk.t[L->pos];
-    static const char *const shape[] = {"(", "int", NULL, "=", NULL, ";", NULL, "<", NULL, ";", NULL, "++", ")", "{"};
-    int n = (int)(sizeof shape / sizeof *shape);
-    for (int i = 0; i < n; i++)
-        if (t[i].kind == TK_EOF || (shape[i] ? !is(&t[i], shape[i]) : i == 4 || i == 8 ? t[i].kind != TK_NUM || t[i].is_float
-                                                                                          : t[i].kind != TK_IDENT))
-            return false;
-    const token *var = &t[2];
-    for (int i = 6; i <= 10; i += 4)
-        if (t[i].len != var->len || strncmp(t[i].s, var->s, (size_t)var->len) != 0)
-            return false;
-    long long lo = (long long)t[4].i, hi = (long long)t[8].i;
-    if (lo >= hi || hi - lo > MOST)
-        return false;
-    int body = L->pos + n - 1, depth = 0, end = body;
-    do { /* the body's closing brace; a break, continue or return in it keeps the loop */
-        const token *k = &L->tk.t[end++];
-        if (k->kind == TK_EOF || is(k, "break") || is(k, "continue") || is(k, "return"))
-            return false;
-        depth += is(k, "{") - is(k, "}");
-    } while (depth > 0);
-    for (long long j = lo; j < hi; j++) {
-        int scope = L->n_syms;
-        sym *c = add_sym(L, var, S_VAL);
-        c->t = TY_INT, c->v = LLVMConstInt(L->i32, (unsigned long long)j, 1);
-        L->pos = body;
-        statement(L);
-        L->n_syms = scope;
-    }
-    if (L->pos != end)
-        fail_at(L, var, "an unrolled loop's body ended before its closing brace");
-    return true;
-}
-
 /* llvm.loop metadata on the loop's back edge: unroll it whole. */
 static void unroll_fully(lower *L, LLVMValueRef back) {
     LLVMMetadataRef self = LLVMTemporaryMDNode(L->C, NULL, 0);
@@ -2137,8 +2093,6 @@ static void statement(lower *L) {
     } else if (accept(L, "for") || is(t, "while")) {
         bool unroll = L->unroll;
         L->unroll = false;
-        if (unroll && is(t, "for") && unrolled_for(L))
-            return;
         bool is_while = is(t, "while");
         if (is_while)
             L->pos++;
