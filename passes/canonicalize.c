@@ -199,17 +199,17 @@ static int slice_rows(mx_rewriter *rw, int w, int64_t start, int64_t end) {
 }
 
 /* The input slot of old node prod (a product) whose rows the split of its
- * result cuts, or -1: a linear's W when the split is on the last axis, a
- * matmul's left operand, a rank-2 weight, when it is on the rows. */
+ * result on axis cuts, or -1: a linear's W when the split is on the last
+ * axis, a matmul's left operand when it is on the rows; a rank-2 weight
+ * either way (an activation's slice would only be a view of it). */
 static int split_weight(const mx_graph *old, const mx_uses *u, int prod, int axis) {
+    mx_op op = old->nodes[prod].op;
     int rank = mx_value_type(old, mx_node_output(old, prod, 0))->rank;
-    if (old->nodes[prod].op == MX_OP_LINEAR)
-        return axis == rank - 1 ? 1 : -1;
-    int w = mx_node_input(old, prod, 0);
-    if (old->nodes[prod].op != MX_OP_MATMUL || axis != rank - 2 || mx_value_type(old, w)->rank != 2 ||
-        !u->weight[old->values[w].node])
+    int slot = op == MX_OP_LINEAR && axis == rank - 1 ? 1 : op == MX_OP_MATMUL && axis == rank - 2 ? 0 : -1;
+    if (slot < 0)
         return -1;
-    return 0;
+    int w = mx_node_input(old, prod, slot);
+    return mx_value_type(old, w)->rank == 2 && u->weight[old->values[w].node] ? slot : -1;
 }
 
 /* split(product) -> one product per piece, on slices of the weight (and a
