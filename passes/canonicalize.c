@@ -17,6 +17,10 @@
  *        one bit this changes, which only a division by it could see)
  *   scan_gather {order=row}, scan_scatter {orders=[row]}         -> x
  *   scan_scatter {orders=[o]} of scan_gather {order=o}, same grid -> x
+ *   split(linear(x, W, b)) on the feature axis    -> linear(x, slice(W), slice(b)) per piece
+ *   split(matmul(W, X)) on W's rows, W a weight    -> matmul(slice(W), X) per piece
+ *       (when the product has no other reader and every piece is at least
+ *        as wide as the product's K: see split_product)
  *
  * Rules look at the producers in the new graph, so a chain collapses in one
  * walk (permute(permute(permute x)) composes twice) and, as every rule looks
@@ -27,10 +31,11 @@
  * in place, possibly dead: dce removes them. A node keeps its result's name
  * when it is re-emitted; a node replaced by its input gives up its name (the
  * rewriter keeps a graph output's name where the input has none). */
-#include "program.h"
+#include "uses.h"
 
 typedef struct {
     int changes; /* in the current walk */
+    mx_uses u;   /* of the graph being walked */
 } canon_ctx;
 
 /* The new-graph node that produces new value v when it has op op, else -1. */
@@ -180,7 +185,80 @@ static int simplify(mx_rewriter *rw, int node) {
     }
 }
 
+/* A slice [start, end) of new value w on axis 0, a weight that fold moves to
+ * the init graph when w is one. */
+static int slice_rows(mx_rewriter *rw, int w, int64_t start, int64_t end) {
+    int n = mx_graph_add_node(rw->g, MX_OP_SLICE, &w, 1, 1);
+    mx_node_set_int(rw->g, n, MX_A_AXIS, 0);
+    mx_node_set_int(rw->g, n, MX_A_START, start);
+    mx_node_set_int(rw->g, n, MX_A_END, end);
+    mx_diag inner;
+    if (rw->status == MX_OK && mx_graph_infer_node(rw->g, n, &inner) != MX_OK)
+        rw->status = mx_fail(rw->diag, MX_ERR_INVALID, "internal: a weight's slice: %s", inner.msg);
+    return mx_node_output(rw->g, n, 0);
+}
+
+/* The input slot of old node prod (a product) whose rows the split of its
+ * result on axis cuts, or -1: a linear's W when the split is on the last
+ * axis, a matmul's left operand when it is on the rows; a rank-2 weight
+ * either way (an activation's slice would only be a view of it). */
+static int split_weight(const mx_graph *old, const mx_uses *u, int prod, int axis) {
+    mx_op op = old->nodes[prod].op;
+    int rank = mx_value_type(old, mx_node_output(old, prod, 0))->rank;
+    int slot = op == MX_OP_LINEAR && axis == rank - 1 ? 1 : op == MX_OP_MATMUL && axis == rank - 2 ? 0 : -1;
+    if (slot < 0)
+        return -1;
+    int w = mx_node_input(old, prod, slot);
+    return mx_value_type(old, w)->rank == 2 && u->weight[old->values[w].node] ? slot : -1;
+}
+
+/* split(product) -> one product per piece, on slices of the weight (and a
+ * linear's bias). One result stays whole until its last piece's reader is
+ * done; separate ones die apart: Mamba's in_proj makes the conv's x, which
+ * dies at the conv, and the gate's z, which lives until the scan, and the
+ * whole result kept the dead x alive through the scan. Same FLOPs, one more
+ * product. Only when every piece is at least as wide as K (the product's
+ * inner dim): a thin projection (x_proj's dt, B, C) holds little memory and
+ * would only gain launches. */
+static bool split_product(mx_rewriter *rw, int node, const mx_uses *u) {
+    const mx_graph *old = rw->old;
+    const mx_node *n = &old->nodes[node];
+    int y = n->op == MX_OP_SPLIT ? mx_node_input(old, node, 0) : MX_NONE;
+    if (y == MX_NONE || u->first[y + 1] - u->first[y] != 1 || u->output[y])
+        return false;
+    int prod = old->values[y].node;
+    int slot = split_weight(old, u, prod, axis_of(old, node, mx_value_type(old, y)->rank));
+    if (slot < 0)
+        return false;
+    int64_t k = mx_value_type(old, mx_node_input(old, prod, slot))->dim[1];
+    const mx_attr *sizes = mx_node_attr(old, node, MX_A_SIZES);
+    for (int i = 0; i < sizes->n; i++)
+        if (sizes->v[i] < k)
+            return false;
+    const mx_node *pn = &old->nodes[prod];
+    int64_t start = 0;
+    for (int i = 0; i < sizes->n; i++) {
+        int in[3];
+        for (int j = 0; j < pn->n_in; j++)
+            in[j] = mx_rewrite_input(rw, prod, j);
+        in[slot] = slice_rows(rw, in[slot], start, start + sizes->v[i]);
+        if (pn->op == MX_OP_LINEAR && pn->n_in == 3 && in[2] != MX_NONE)
+            in[2] = slice_rows(rw, in[2], start, start + sizes->v[i]);
+        int piece = mx_node_output(rw->g, mx_rewrite_emit(rw, pn->op, in, pn->n_in, 1, prod), 0);
+        const char *name = old->values[n->first_out + i].name;
+        if (name)
+            mx_value_set_name(rw->g, piece, name);
+        rw->map[n->first_out + i] = piece;
+        start += sizes->v[i];
+    }
+    return true;
+}
+
 static bool rule(mx_rewriter *rw, int node, void *ctx) {
+    if (split_product(rw, node, &((canon_ctx *)ctx)->u)) {
+        ((canon_ctx *)ctx)->changes++;
+        return true;
+    }
     int v = simplify(rw, node);
     if (v == MX_NONE)
         return false;
@@ -193,7 +271,9 @@ mx_status mx_pass_canonicalize(mx_program *p, mx_diag *d) {
     canon_ctx ctx;
     do {
         ctx.changes = 0;
+        mx_uses_init(&ctx.u, p->g);
         mx_status st = mx_rewrite(p, rule, &ctx, d);
+        mx_uses_free(&ctx.u);
         if (st != MX_OK)
             return st;
     } while (ctx.changes > 0);

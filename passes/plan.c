@@ -75,6 +75,10 @@ static void report_alive(const mx_program *p, const buffer *bufs, int n_bufs, in
     }
     fprintf(stderr, "mixc: plan: arena %.1f MB; the most alive at once %.1f MB, at group %d\n",
             (double)p->arena_bytes / 1e6, (double)most / 1e6, when);
+    for (int i = 0; i < n_bufs; i++)
+        if (bufs[i].start <= when && when <= bufs[i].end)
+            fprintf(stderr, "mixc: plan:   %%%d %.1f MB, groups %d..%d\n", bufs[i].root, (double)bufs[i].size / 1e6,
+                    bufs[i].start, bufs[i].end);
 }
 
 /* Whether value v may take the buffer of input w, which dies in v's group. */

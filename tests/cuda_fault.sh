@@ -13,10 +13,12 @@
 #           workspace, the arena, a node's buffer): the message names what
 #           the memory was for, the bytes the fake was asked for, and the
 #           GPU's total and free memory
-#   launch  the 1st and 3rd launches fail: the message names the kernel the
+#   launch  the 1st and 4th launches fail (the norm, the conv: the 2nd and
+#           3rd are in_proj's two products): the message names the kernel the
 #           fake saw fail, with its group, program, grid and block
-#   async   the 3rd kernel faults while running: the wait that finds it says
-#           it may be any earlier kernel and points to MIXC_SYNC=1; with
+#   async   the 4th launch (the conv) faults while running: the wait that
+#           finds it says it may be any earlier kernel and points to
+#           MIXC_SYNC=1; with
 #           MIXC_SYNC=1 the message names the kernel that faulted
 # Every fault exits 1 with nothing written to --outputs.
 set -euf # no globbing: the options are split unquoted ($args)
@@ -106,7 +108,7 @@ oom)
     echo "a 1000-byte GPU: refused before allocating"
     ;;
 launch)
-    for at in 1 3; do
+    for at in 1 4; do
         run_fake FAKE_CUDA_FAULT=launch FAKE_CUDA_FAULT_AT=$at
         expect_fault
         # "launch-fault NAME grid X,Y,Z block X,Y,Z smem S"
@@ -120,19 +122,19 @@ launch)
     done
     ;;
 async)
-    run_fake FAKE_CUDA_FAULT=async FAKE_CUDA_FAULT_AT=3
+    run_fake FAKE_CUDA_FAULT=async FAKE_CUDA_FAULT_AT=4
     expect_fault
     grep -q '^async-fault' "$dir/report" || fail "no kernel faulted"
     grep -q "CUDA_ERROR_ILLEGAL_ADDRESS" "$dir/err" || fail "the driver's error is not in the message"
     grep -q "may come from any kernel or product enqueued before" "$dir/err" || fail "the message does not say the fault may be an earlier kernel's"
     grep -q "MIXC_SYNC=1" "$dir/err" || fail "the message does not point to MIXC_SYNC=1"
-    run_fake FAKE_CUDA_FAULT=async FAKE_CUDA_FAULT_AT=3 MIXC_SYNC=1
+    run_fake FAKE_CUDA_FAULT=async FAKE_CUDA_FAULT_AT=4 MIXC_SYNC=1
     expect_fault
     name=$(sed -n 's/^async-fault //p' "$dir/report")
     test -n "$name" || fail "no kernel faulted with MIXC_SYNC=1"
     grep -q "kernel $name (group [0-9]*, .*) failed while running (MIXC_SYNC=1 waited after it)" "$dir/err" ||
         fail "MIXC_SYNC=1 did not name $name"
-    test "$(grep -c '^launch' "$dir/report")" -eq 3 || fail "MIXC_SYNC=1 went on launching after the fault"
+    test "$(grep -c '^launch' "$dir/report")" -eq 4 || fail "MIXC_SYNC=1 went on launching after the fault"
     echo "async fault in $name: pointed to MIXC_SYNC=1, which named it"
     ;;
 *)
