@@ -37,6 +37,7 @@ static void test_round_trip(void) {
     mx_tune_record r = sample_record(0xfeedface01234567ull, "cpu|x|avx2|2 threads|llvm 19.1.7|mixc 0.1.0", true, 16);
     CHECK_MSG(mx_tune_db_append(path, &r, &d) == MX_OK, "%s", d.msg);
     r.candidates[1].tiles.items = 8;
+    r.candidates[1].pass_ms = 1.25, r.candidates[1].pass_ratio = 0.8; /* judged in the pass: kept */
     CHECK(mx_tune_db_append(path, &r, &d) == MX_OK);
     mx_tune_db db;
     CHECK_MSG(mx_tune_db_read(path, &db, stderr, &d) == MX_OK, "%s", d.msg);
@@ -45,6 +46,8 @@ static void test_round_trip(void) {
     CHECK(got && got->line == 2 && got->candidates[got->winner].tiles.items == 8); /* the latest */
     CHECK(got && got->measured && got->n_candidates == 2 && got->winner_source == 0x1234 &&
           got->candidates[1].tiles.tasks == 1 && fabs(got->candidates[1].spread - 0.1) < 1e-12 &&
+          got->candidates[1].pass_ms == 1.25 && got->candidates[1].pass_ratio == 0.8 &&
+          got->candidates[0].pass_ratio == 0 &&
           strcmp(got->label, r.label) == 0);
     mx_tune_db_free(&db);
     mx_tune_db missing;
@@ -372,6 +375,53 @@ static void test_forward_decides(mx_graph *g) {
     }
 }
 
+/* The pass decides among the best few alone: items 128 is best alone (2
+ * against the default's 10) but slow in the forward pass (12), items 32
+ * second alone (3) and best in the pass (4); items 8, fastest in the pass
+ * (1), is fourth alone and never judged there. */
+static double alone_by_items(void *ctx, const mx_tiles *t) {
+    return t->items == 128 ? 2 : t->items == 32 ? 3 : t->items == 16 ? 5 : t->items == 8 ? 8 : 10;
+}
+
+static double pass_by_items(void *ctx, const mx_tiles *tiles, int group) {
+    int items = tiles[group].items;
+    return items == 128 ? 12 : items == 32 ? 4 : items == 16 ? 6 : items == 8 ? 1 : 10;
+}
+
+static void four_items(void *ctx, const mx_program *p, int group, mx_tune_space *s) {
+    static const int items[] = {128, 32, 16, 8};
+    s->n = 5;
+    for (int i = 0; i < 4; i++)
+        s->tiles[i + 1] = s->tiles[0], s->tiles[i + 1].items = items[i];
+}
+
+static void test_pass_decides(mx_graph *g) {
+    char path[128];
+    path_of("pass.jsonl", path, sizeof path);
+    mx_diag d;
+    mx_compiled *c = compile_cpu(g, &d);
+    CHECK_MSG(c, "%s", d.msg);
+    if (!c)
+        return;
+    mx_tune_options o = {.db = path, .seed = 9, .repeats = 3, .kernels = "*scan*"};
+    mx_tune_hooks h = {.extend = four_items, .time = alone_by_items, .in_pass = pass_by_items};
+    mx_tune_summary s;
+    CHECK_MSG(mx_tune_hooked(c, &o, &h, &s, &d) == MX_OK, "%s", d.msg);
+    CHECK(s.kernels == 1 && s.improved == 1 && s.default_ms == 10 && s.tuned_ms == 4);
+    mx_tune_db db;
+    CHECK(mx_tune_db_read(path, &db, stderr, &d) == MX_OK && db.n == 1);
+    for (int i = 0; db.n == 1 && i < db.records[0].n_candidates; i++) {
+        const mx_tune_candidate *k = &db.records[0].candidates[i];
+        double want = k->tiles.items == 128 ? 1.2 : k->tiles.items == 32 ? 0.4 : k->tiles.items == 16 ? 0.6 : 0;
+        CHECK_MSG(fabs(k->pass_ratio - (i == 0 ? 1 : want)) < 1e-12, "items %d: pass ratio %g", k->tiles.items,
+                  k->pass_ratio);
+    }
+    CHECK_MSG(db.n == 1 && db.records[0].candidates[db.records[0].winner].tiles.items == 32, "winner items %d",
+              db.n == 1 ? db.records[0].candidates[db.records[0].winner].tiles.items : -1);
+    mx_tune_db_free(&db);
+    mx_compiled_free(c);
+}
+
 /* A real tune on the CPU, then a compile with the database: its outputs
  * against the reference interpreter on the same inputs. */
 static void test_real_tune(mx_graph *g) {
@@ -463,6 +513,7 @@ int main(void) {
         test_compile_picks(g);
         test_search_injected(g);
         test_forward_decides(g);
+        test_pass_decides(g);
         test_real_tune(g);
     }
     if (g)
