@@ -186,9 +186,12 @@ static mx_status cpu_load(void *ctx, const mx_program *p, const mx_module *m, mx
         mx_cpu_kernel_blocks(s->t, p, g, k, &s->kernels[g].blocks, &s->kernels[g].grain);
     }
     s->jit_ms = now_ms() - t0;
-    if (mx_debug_level() >= 1)
-        fprintf(stderr, "mixc: cpu: %d kernels %s in %.1f ms\n", m->n_kernels,
-                s->compile.compiled == 0 ? "linked from the object cache" : "compiled (LLVM, JIT)", s->jit_ms);
+    if (mx_debug_level() >= 1 && s->compile.compiled == 0)
+        fprintf(stderr, "mixc: cpu: %d kernels linked from the object cache in %.1f ms\n", m->n_kernels, s->jit_ms);
+    else if (mx_debug_level() >= 1) /* how many of the functions a change of tiles recompiled */
+        fprintf(stderr, "mixc: cpu: %d kernels compiled (LLVM, JIT; %d of %d programs, the rest from the object "
+                        "cache) in %.1f ms\n",
+                m->n_kernels, s->compile.compiled, s->compile.programs, s->jit_ms);
     if (mx_debug_level() >= 2) {
         mx_cpu_compile_report(&s->compile, stderr);
         fprintf(stderr, "mixc: cpu:   %-9s %9.1f ms wall (the JIT's link and the kernels' look-up)\n", "link",
