@@ -38,9 +38,9 @@ typedef struct {
     double spread; /* (max - min) / median of its timed runs; 0 when modelled */
     double ratio;  /* its time over the default's, timed side by side; 1 for the default */
     /* Timed in whole forward passes (a kernel's best few, where the device
-     * times groups in the pass): its groups' time per pass over the
-     * default's, alternately, and the mean of its groups' times (ms per
-     * launch); 0: not timed so. Where set, this decides the winner. */
+     * times groups in the pass): the time per pass of its groups and of the
+     * groups right after them (ms), and that over the default's, timed
+     * alternately; 0: not timed so. Where set, this decides the winner. */
     double pass_ratio, pass_ms;
 } mx_tune_candidate;
 
@@ -116,7 +116,8 @@ typedef struct {
     void (*extend)(void *ctx, const mx_program *p, int group, mx_tune_space *s);
     double (*time)(void *ctx, const mx_tiles *t);
     double (*forward)(void *ctx, const mx_tiles *tiles); /* a whole forward pass with tiles (per group) */
-    /* group's time inside a forward pass with tiles (per group); NULL: `time` of its tiles */
+    /* group's time inside a forward pass with tiles (per group), any group, matmuls too; NULL: `time`
+     * of its tiles for the tuned groups, 0 for the others */
     double (*in_pass)(void *ctx, const mx_tiles *tiles, int group);
     void (*outputs)(void *ctx, const mx_program *p, const mx_tiles *tiles, mx_buffers *out);
     void *ctx;

@@ -20,7 +20,7 @@
 #include "tune_search.h"
 
 #define PASS_TOP 3            /* a kernel's best candidates (timed alone) judged in the pass */
-#define PASS_PAIRS 7          /* passes timed per judging round, each program, alternately */
+#define PASS_PAIRS 5          /* passes timed per judging round, each program, alternately */
 #define FORWARD_PASSES 7      /* whole forward passes timed each, default and tuned */
 #define FORWARD_MARGIN 0.98   /* the tuned forward pass must beat the default's by this ratio */
 #define VISIBLE_SHARE 0.01    /* a kernel's gain the whole pass can show: 1% of it */
@@ -51,7 +51,7 @@ static mx_status pass_times(tuner *tu, mx_tune_build *b, double *ms, mx_diag *d)
     if (!h->time)
         return tu->be->time_pass(b->state, ms, d);
     for (int g = 0; g < tu->p->n_groups; g++)
-        ms[g] = tu->class_of[g] < 0 ? 0 : h->in_pass ? h->in_pass(h->ctx, b->tiles, g) : h->time(h->ctx, &b->tiles[g]);
+        ms[g] = h->in_pass ? h->in_pass(h->ctx, b->tiles, g) : tu->class_of[g] < 0 ? 0 : h->time(h->ctx, &b->tiles[g]);
     return MX_OK;
 }
 
@@ -73,10 +73,21 @@ static mx_status open_checked(tuner *tu, const mx_tiles *tiles, mx_tune_build **
     return st;
 }
 
+/* The kernel a group's time in the pass is charged to: its own, else the
+ * kernel of the group right before it (what a kernel leaves the next group,
+ * the pool's threads asleep or its caches, is its cost too); -1: neither
+ * is picked. Kernels picked together never run next to one another, so no
+ * group is both. */
+static int charged_to(const tuner *tu, const int *pick, int g) {
+    int own = tu->class_of[g], before = g > 0 ? tu->class_of[g - 1] : -1;
+    return own >= 0 && pick[own] > 0 ? own : before >= 0 && pick[before] > 0 ? before : -1;
+}
+
 /* One judging round: pick[c] (a rec.candidates index, 0: none) for every
  * kernel at once, PASS_PAIRS passes of that program and of the default's,
  * alternately (each going first every other pass); each picked candidate's
- * pass_ms and pass_ratio from its groups' sums, medians compared. */
+ * pass_ms and pass_ratio from the sums of the groups charged to it,
+ * medians compared. */
 static mx_status judge_round(tuner *tu, const int *pick, mx_diag *d) {
     int groups = tu->p->n_groups;
     mx_tiles *tiles = malloc(((size_t)groups + 1) * sizeof *tiles);
@@ -101,8 +112,8 @@ static mx_status judge_round(tuner *tu, const int *pick, mx_diag *d) {
         if (st == MX_OK)
             st = pass_times(tu, second, i % 2 ? ms + groups : ms, d);
         for (int g = 0; st == MX_OK && g < groups; g++) {
-            int c = tu->class_of[g];
-            if (c >= 0 && pick[c] > 0)
+            int c = charged_to(tu, pick, g);
+            if (c >= 0)
                 sums[(2 * c) * PASS_PAIRS + i] += ms[g], sums[(2 * c + 1) * PASS_PAIRS + i] += ms[groups + g];
         }
     }
@@ -113,9 +124,9 @@ static mx_status judge_round(tuner *tu, const int *pick, mx_diag *d) {
         double mine = mx_tune_median(&sums[2 * c * PASS_PAIRS], PASS_PAIRS);
         double theirs = mx_tune_median(&sums[(2 * c + 1) * PASS_PAIRS], PASS_PAIRS);
         mx_tune_candidate *cand = &ks->rec.candidates[pick[c]], *def = &ks->rec.candidates[0];
-        cand->pass_ms = mine / ks->n_groups;
+        cand->pass_ms = mine;
         cand->pass_ratio = theirs > 0 ? mine / theirs : 1;
-        def->pass_ms = theirs / ks->n_groups;
+        def->pass_ms = theirs;
         def->pass_ratio = 1;
     }
     mx_tune_build_free(tu->be, b);
@@ -123,21 +134,51 @@ static mx_status judge_round(tuner *tu, const int *pick, mx_diag *d) {
     return st;
 }
 
+/* adj[c * n_k + e]: whether a group of kernel c runs right before or after one of kernel e. */
+static bool *adjacency(const tuner *tu) {
+    bool *adj = calloc((size_t)tu->n_k * (size_t)tu->n_k + 1, sizeof *adj);
+    for (int g = 1; adj && g < tu->p->n_groups; g++) {
+        int a = tu->class_of[g - 1], b = tu->class_of[g];
+        if (a >= 0 && b >= 0 && a != b)
+            adj[a * tu->n_k + b] = adj[b * tu->n_k + a] = true;
+    }
+    return adj;
+}
+
+/* Per rank, every kernel's candidate of that rank, in waves: a kernel goes
+ * to the first wave holding none of its neighbours (charged_to), and each
+ * wave is one judging round. */
 mx_status mx_tune_judge_in_pass(tuner *tu, mx_diag *d) {
-    int *pick = calloc((size_t)tu->n_k + 1, sizeof *pick);
-    if (!pick)
+    int *ranked_at = calloc(3 * (size_t)tu->n_k + 1, sizeof *ranked_at), *wave = ranked_at + tu->n_k,
+        *pick = wave + tu->n_k;
+    bool *adj = adjacency(tu);
+    if (!ranked_at || !adj) {
+        free(ranked_at), free(adj);
         return mx_fail(d, MX_ERR_NOMEM, "tune: out of memory");
+    }
     mx_status st = MX_OK;
     for (int rank = 0; st == MX_OK && rank < PASS_TOP; rank++) {
-        int n = 0;
-        for (int c = 0; c < tu->n_k; c++)
-            n += (pick[c] = tu->k[c].done ? ranked(&tu->k[c], rank) : 0) > 0;
-        if (n == 0)
-            break;
-        if (mx_debug_level() >= 1)
-            fprintf(stderr, "mixc: tune: judging in the forward pass: %d kernels' candidate %d of %d\n", n, rank + 1,
-                    PASS_TOP);
-        st = judge_round(tu, pick, d);
+        int waves = 0;
+        for (int c = 0; c < tu->n_k; c++) {
+            ranked_at[c] = tu->k[c].done ? ranked(&tu->k[c], rank) : 0;
+            wave[c] = -1;
+            for (int w = 0; ranked_at[c] > 0 && wave[c] < 0; w++) {
+                bool free_here = true;
+                for (int e = 0; e < c && free_here; e++)
+                    free_here = !(wave[e] == w && adj[c * tu->n_k + e]);
+                wave[c] = free_here ? w : -1;
+            }
+            waves = wave[c] + 1 > waves ? wave[c] + 1 : waves;
+        }
+        for (int w = 0; st == MX_OK && w < waves; w++) {
+            int n = 0;
+            for (int c = 0; c < tu->n_k; c++)
+                n += (pick[c] = wave[c] == w ? ranked_at[c] : 0) > 0;
+            if (mx_debug_level() >= 1)
+                fprintf(stderr, "mixc: tune: judging in the pass: %d kernels' candidate %d of %d, wave %d of %d\n",
+                        n, rank + 1, PASS_TOP, w + 1, waves);
+            st = judge_round(tu, pick, d);
+        }
     }
     for (int c = 0; st == MX_OK && c < tu->n_k; c++) { /* the pass decides, by the margin */
         mx_tune_record *r = &tu->k[c].rec;
@@ -147,7 +188,7 @@ mx_status mx_tune_judge_in_pass(tuner *tu, mx_diag *d) {
             if (r->candidates[i].pass_ratio > 0 && r->candidates[i].pass_ratio < best)
                 best = r->candidates[i].pass_ratio, r->winner = i;
     }
-    free(pick);
+    free(ranked_at), free(adj);
     return st;
 }
 
@@ -217,7 +258,7 @@ static mx_status time_set(tuner *tu, const bool *use, bool *ok, double *def_ms, 
 static double saving(const kernel_search *ks) {
     const mx_tune_candidate *def = &ks->rec.candidates[0], *win = &ks->rec.candidates[ks->rec.winner];
     bool in_pass = win->pass_ratio > 0 && def->pass_ratio > 0;
-    return ((in_pass ? def->pass_ms : def->ms) - (in_pass ? win->pass_ms : win->ms)) * ks->n_groups;
+    return in_pass ? def->pass_ms - win->pass_ms : (def->ms - win->ms) * ks->n_groups;
 }
 
 /* The winners together on the whole forward pass against the defaults.

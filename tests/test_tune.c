@@ -385,7 +385,7 @@ static double alone_by_items(void *ctx, const mx_tiles *t) {
 
 static double pass_by_items(void *ctx, const mx_tiles *tiles, int group) {
     int items = tiles[group].items;
-    return items == 128 ? 12 : items == 32 ? 4 : items == 16 ? 6 : items == 8 ? 1 : 10;
+    return group != 0 ? 0 : items == 128 ? 12 : items == 32 ? 4 : items == 16 ? 6 : items == 8 ? 1 : 10;
 }
 
 static void four_items(void *ctx, const mx_program *p, int group, mx_tune_space *s) {
@@ -415,6 +415,51 @@ static void test_pass_decides(mx_graph *g) {
         double want = k->tiles.items == 128 ? 1.2 : k->tiles.items == 32 ? 0.4 : k->tiles.items == 16 ? 0.6 : 0;
         CHECK_MSG(fabs(k->pass_ratio - (i == 0 ? 1 : want)) < 1e-12, "items %d: pass ratio %g", k->tiles.items,
                   k->pass_ratio);
+    }
+    CHECK_MSG(db.n == 1 && db.records[0].candidates[db.records[0].winner].tiles.items == 32, "winner items %d",
+              db.n == 1 ? db.records[0].candidates[db.records[0].winner].tiles.items : -1);
+    mx_tune_db_free(&db);
+    mx_compiled_free(c);
+}
+
+/* What a kernel leaves the group after it is its cost: on the first scan
+ * group (ctx), items 128, fastest alone and on its own group in the pass
+ * (1 against 10), makes the next group take 20 instead of 2; items 32 (2
+ * alone, 5 on its group in the pass) wins. */
+static double spilling(void *ctx, const mx_tiles *tiles, int group) {
+    int scan = *(const int *)ctx;
+    if (group == scan + 1)
+        return tiles[scan].items == 128 ? 20 : 2;
+    return group != scan ? 0 : tiles[scan].items == 128 ? 1 : tiles[scan].items == 32 ? 5 : 10;
+}
+
+static double alone_spilling(void *ctx, const mx_tiles *t) { return t->items == 128 ? 1 : t->items == 32 ? 2 : 10; }
+
+static void test_pass_charges_the_next_group(mx_graph *g) {
+    char path[128], only[32];
+    path_of("spill.jsonl", path, sizeof path);
+    mx_diag d;
+    mx_compiled *c = compile_cpu(g, &d);
+    CHECK_MSG(c, "%s", d.msg);
+    if (!c)
+        return;
+    const mx_program *p = mx_compiled_program(c);
+    int scan = 0;
+    while (scan < p->n_groups && p->groups[scan].kind != MX_FUSE_SCAN)
+        scan++;
+    CHECK(scan + 1 < p->n_groups);
+    snprintf(only, sizeof only, "mx_g%d_scan", scan); /* its function's name: the first group's */
+    mx_tune_options o = {.db = path, .seed = 9, .repeats = 3, .kernels = only};
+    mx_tune_hooks h = {.extend = four_items, .time = alone_spilling, .in_pass = spilling, .ctx = &scan};
+    mx_tune_summary s;
+    CHECK_MSG(mx_tune_hooked(c, &o, &h, &s, &d) == MX_OK, "%s", d.msg);
+    mx_tune_db db;
+    CHECK(mx_tune_db_read(path, &db, stderr, &d) == MX_OK && db.n == 1);
+    for (int i = 0; db.n == 1 && i < db.records[0].n_candidates; i++) {
+        const mx_tune_candidate *k = &db.records[0].candidates[i];
+        double want = i == 0 ? 1 : k->tiles.items == 128 ? 21.0 / 12 : k->tiles.items == 32 ? 7.0 / 12 : 0;
+        CHECK_MSG(fabs(k->pass_ratio - want) < 1e-12, "items %d: pass ratio %g, not %g", k->tiles.items,
+                  k->pass_ratio, want);
     }
     CHECK_MSG(db.n == 1 && db.records[0].candidates[db.records[0].winner].tiles.items == 32, "winner items %d",
               db.n == 1 ? db.records[0].candidates[db.records[0].winner].tiles.items : -1);
@@ -521,8 +566,10 @@ int main(void) {
     mx_graph_free(g);
     g = mx_graph_load(MIXC_SOURCE_DIR "/tests/ir/mambamixer_block.mxir", &d);
     CHECK_MSG(g, "%s", d.msg);
-    if (g && mx_have_cpu_backend())
+    if (g && mx_have_cpu_backend()) {
         test_parallel_rounds(g);
+        test_pass_charges_the_next_group(g);
+    }
     mx_graph_free(g);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
