@@ -696,9 +696,9 @@ static void summarise(const tuner *tu, mx_tune_summary *out) {
         out->kernels++;
         out->improved += r->winner > 0;
         out->candidates += r->n_candidates;
-        /* as judged: in the pass where the winner was timed there */
-        bool in_pass = r->candidates[r->winner].pass_ratio > 0 && r->candidates[0].pass_ratio > 0;
-        out->default_ms += in_pass ? r->candidates[0].pass_ms : r->candidates[0].ms * tu->k[c].n_groups;
+        /* as judged: in the pass where the winner was timed there, against its round's default */
+        bool in_pass = r->candidates[r->winner].pass_ratio > 0;
+        out->default_ms += in_pass ? mx_tune_default_pass_ms(r) : r->candidates[0].ms * tu->k[c].n_groups;
         out->tuned_ms += in_pass ? r->candidates[r->winner].pass_ms : r->candidates[r->winner].ms * tu->k[c].n_groups;
     }
 }

@@ -39,8 +39,10 @@ typedef struct {
     double ratio;  /* its time over the default's, timed side by side; 1 for the default */
     /* Timed in whole forward passes (a kernel's best few, where the device
      * times groups in the pass): the time per pass of its groups and of the
-     * groups right after them (ms), and that over the default's, timed
-     * alternately; 0: not timed so. Where set, this decides the winner. */
+     * groups right after them (ms), and that over the default's in the same
+     * round, timed alternately; 0: not timed so. Where set, this decides
+     * the winner. The default's (ratio 1) is from the last round that
+     * judged the kernel. */
     double pass_ratio, pass_ms;
 } mx_tune_candidate;
 

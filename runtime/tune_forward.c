@@ -25,6 +25,11 @@
 #define FORWARD_MARGIN 0.98   /* the tuned forward pass must beat the default's by this ratio */
 #define VISIBLE_SHARE 0.01    /* a kernel's gain the whole pass can show: 1% of it */
 
+double mx_tune_default_pass_ms(const mx_tune_record *r) {
+    const mx_tune_candidate *win = &r->candidates[r->winner];
+    return r->winner > 0 && win->pass_ratio > 0 ? win->pass_ms / win->pass_ratio : r->candidates[0].pass_ms;
+}
+
 bool mx_tune_judges_in_pass(const tuner *tu) {
     return !tu->o->model_only && tu->default_build && (tu->hooks->time || tu->be->time_pass);
 }
@@ -253,12 +258,13 @@ static mx_status time_set(tuner *tu, const bool *use, bool *ok, double *def_ms, 
     return st;
 }
 
-/* What kernel ks's winner saves per forward pass (ms), as judged: in the
- * pass where it was timed there, else alone. */
+/* What kernel ks's winner saves per forward pass (ms), as judged: against
+ * the default of its own judging round where it was timed in the pass,
+ * else alone. */
 static double saving(const kernel_search *ks) {
-    const mx_tune_candidate *def = &ks->rec.candidates[0], *win = &ks->rec.candidates[ks->rec.winner];
-    bool in_pass = win->pass_ratio > 0 && def->pass_ratio > 0;
-    return in_pass ? def->pass_ms - win->pass_ms : (def->ms - win->ms) * ks->n_groups;
+    const mx_tune_record *r = &ks->rec;
+    const mx_tune_candidate *def = &r->candidates[0], *win = &r->candidates[r->winner];
+    return win->pass_ratio > 0 ? mx_tune_default_pass_ms(r) - win->pass_ms : (def->ms - win->ms) * ks->n_groups;
 }
 
 /* The winners together on the whole forward pass against the defaults.

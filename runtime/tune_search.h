@@ -57,6 +57,11 @@ mx_buffers *mx_tune_output_buffers(const tuner *tu);
 mx_status mx_tune_run_program(tuner *tu, const mx_tiles *tiles, mx_tune_build *b, mx_buffers *out, double *est,
                               int *spills, mx_diag *d);
 
+/* The default's time in the pass in the judging round of r's winner
+ * (pass_ms / pass_ratio: the rounds' loads differ, so the default's own
+ * pass_ms, from the last round that judged the kernel, is not its
+ * measure), or that pass_ms when the default won. */
+double mx_tune_default_pass_ms(const mx_tune_record *r);
 /* Whether the kernels' best candidates are judged in the forward pass
  * (the device times groups in a pass, or the test's times are injected);
  * else the best is re-timed alone, longer. */
