@@ -23,6 +23,7 @@
 #define PASS_PAIRS 5          /* passes timed per judging round, each program, alternately */
 #define FORWARD_PASSES 7      /* whole forward passes timed each, default and tuned */
 #define FORWARD_MARGIN 0.98   /* the tuned forward pass must beat the default's by this ratio */
+#define FORWARD_WINS 6        /* ... and be the faster of the two in this many of its FORWARD_PASSES pairs */
 #define VISIBLE_SHARE 0.01    /* a kernel's gain the whole pass can show: 1% of it */
 
 double mx_tune_default_pass_ms(const mx_tune_record *r) {
@@ -226,8 +227,9 @@ static mx_status forward_ms(tuner *tu, mx_tune_build *b, double *ms, mx_diag *d)
 /* The whole pass with the winners of the kernels in `use` against the
  * defaults: outputs compared, then a warm-up and FORWARD_PASSES each,
  * alternately (each going first every other pass); *ok false when the
- * outputs differ. */
-static mx_status time_set(tuner *tu, const bool *use, bool *ok, double *def_ms, double *tuned_ms, mx_diag *d) {
+ * outputs differ; *wins: the pairs the tuned pass was the faster of. */
+static mx_status time_set(tuner *tu, const bool *use, bool *ok, double *def_ms, double *tuned_ms, int *wins,
+                          mx_diag *d) {
     mx_tiles *tiles = malloc(((size_t)tu->p->n_groups + 1) * sizeof *tiles);
     if (!tiles)
         return mx_fail(d, MX_ERR_NOMEM, "tune: out of memory");
@@ -249,6 +251,9 @@ static mx_status time_set(tuner *tu, const bool *use, bool *ok, double *def_ms, 
         if (st == MX_OK)
             st = forward_ms(tu, i % 2 ? tu->default_build : b, i % 2 ? &def[i] : &tuned[i], d);
     }
+    *wins = 0;
+    for (int i = 0; *ok && st == MX_OK && i < FORWARD_PASSES; i++)
+        *wins += tuned[i] < def[i];
     if (*ok && st == MX_OK) {
         *def_ms = mx_tune_median(def, FORWARD_PASSES);
         *tuned_ms = mx_tune_median(tuned, FORWARD_PASSES);
@@ -270,7 +275,10 @@ static double saving(const kernel_search *ks) {
 /* The winners together on the whole forward pass against the defaults.
  * Kernels each faster can still be slower together (the pool's threads,
  * caches), and a gain of a fraction of a percent is under the noise of the
- * whole pass, so: every winner; if that is not FORWARD_MARGIN faster, only
+ * whole pass, so: every winner; if that is not FORWARD_MARGIN faster by
+ * the medians and the faster in FORWARD_WINS of the pairs (each pair timed
+ * back to back, so that a load that changes by the minute moves both: on
+ * a loaded machine the medians alone kept winners that were slower), only
  * the winners whose gain is VISIBLE_SHARE of the pass or more; if that is
  * not either, every record keeps its default. Every record stores the
  * ratio of the last set timed as `forward`. Modelled tunes skip this. */
@@ -290,16 +298,20 @@ mx_status mx_tune_check_forward(tuner *tu, mx_tune_summary *out, mx_diag *d) {
     double ratio = INFINITY;
     for (int attempt = 0; attempt < 2; attempt++) {
         double def = 0, tuned = 0;
-        st = time_set(tu, use, &ok, &def, &tuned, d);
+        int wins = 0;
+        st = time_set(tu, use, &ok, &def, &tuned, &wins, d);
         if (st != MX_OK)
             break;
         ratio = ok && def > 0 ? tuned / def : INFINITY;
         out->forward_default_ms = ok ? def : 0;
         out->forward_tuned_ms = ok ? tuned : 0;
-        out->forward_kept = ok && ratio <= FORWARD_MARGIN;
+        out->forward_kept = ok && ratio <= FORWARD_MARGIN && wins >= FORWARD_WINS;
         if (mx_debug_level() >= 1)
-            fprintf(stderr, "mixc: tune: whole forward pass with %d winner%s %s: default %.3f ms, tuned %.3f ms%s\n",
-                    n, n > 1 ? "s" : "", ok ? "timed" : "differs", def, tuned, out->forward_kept ? ": kept" : "");
+            fprintf(stderr,
+                    "mixc: tune: whole forward pass with %d winner%s %s: default %.3f ms, tuned %.3f ms, the faster "
+                    "in %d of %d pairs%s\n",
+                    n, n > 1 ? "s" : "", ok ? "timed" : "differs", def, tuned, wins, FORWARD_PASSES,
+                    out->forward_kept ? ": kept" : "");
         if (out->forward_kept || !ok)
             break;
         int visible = 0; /* only the gains the whole pass can show */
