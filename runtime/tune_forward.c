@@ -6,12 +6,13 @@
  * the pool's threads pays to wake them. Winners each faster alone were
  * slower together on ViM2-T (403 against 332 ms). So the search's ranking
  * (alone, cheap) only nominates: each kernel's best few are timed again
- * inside whole forward passes, every kernel's k-th best in one program,
- * each kernel's groups' times in the pass against the same groups' in the
- * default program, alternately; that decides the winner. Last, the winners
- * together must make the whole pass faster, else only those whose gain is
- * large enough for the whole pass to show are tried, else the defaults
- * stay: tuning never makes the model slower. */
+ * inside whole forward passes, every kernel's k-th best in programs of
+ * kernels that never run next to one another, the times of each kernel's
+ * groups and of the groups right after them in the pass against the same
+ * groups' in the default program, alternately; that decides the winner.
+ * Last, the winners together must make the whole pass faster, else only
+ * those whose gain is large enough for the whole pass to show are tried,
+ * else the defaults stay: tuning never makes the model slower. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
