@@ -7,9 +7,11 @@
  * and inputs (the default one with MIXC_NO_TUNE=1), then timed in
  * alternating blocks of 3 forward passes so that both see the same machine
  * load; their outputs must agree. Per tuned kernel, the database's default
- * and winner times are copied into the result, with the whole-forward ratio
- * the tune measured when it checked its winners together, and the machine's
- * load (1-minute average) before and after. Writes
+ * and winner times are copied into the result (alone, and the winner's
+ * ratio in the forward pass where it was judged there, 0 when not), with
+ * the whole-forward ratio the tune measured when it checked its winners
+ * together, and the machine's load (1-minute average) before and after.
+ * Writes
  * bench/results/bench_tune-cpu-<model>.json. */
 #define _DEFAULT_SOURCE /* getloadavg */
 #include <math.h>
@@ -131,9 +133,11 @@ int main(int argc, char **argv) {
             char tiles[160];
             mx_tiles_describe(&r->candidates[r->winner].tiles, tiles, sizeof tiles);
             fprintf(f, "%s\n    {\"label\": \"%s\", \"candidates\": %d, \"default_ms\": %.5f, \"tuned_ms\": %.5f, "
-                       "\"spread\": %.3f, \"ratio\": %.4f, \"winner\": \"%s\", \"tune_forward_ratio\": %.4f}",
+                       "\"spread\": %.3f, \"ratio\": %.4f, \"pass_ratio\": %.4f, \"winner\": \"%s\", "
+                       "\"tune_forward_ratio\": %.4f}",
                     k++ ? "," : "", r->label, r->n_candidates, r->candidates[0].ms, r->candidates[r->winner].ms,
-                    r->candidates[r->winner].spread, r->candidates[r->winner].ratio, tiles, r->forward);
+                    r->candidates[r->winner].spread, r->candidates[r->winner].ratio,
+                    r->candidates[r->winner].pass_ratio, tiles, r->forward);
         }
         mx_tune_db_free(&db);
     }

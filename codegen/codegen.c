@@ -334,10 +334,13 @@ static mx_status assemble(const mx_program *p, const mx_codegen_options *o, func
     for (int f = 0; f < fs->n; f++)
         mx_text_append(&m->source, &fs->fn[f].text);
     int want = o->programs > 0 ? o->programs : MX_CODEGEN_PROGRAMS;
-    if (want > MX_CODEGEN_MAX_PROGRAMS)
+    bool per_function = o->programs == MX_CODEGEN_PER_FUNCTION;
+    if (!per_function && want > MX_CODEGEN_MAX_PROGRAMS)
         return mx_fail(d, MX_ERR_INVALID, "graph %s: %d programs asked, at most %d", p->g->name, want,
                        MX_CODEGEN_MAX_PROGRAMS);
-    m->n_programs = deal_programs(fs, want);
+    m->n_programs = per_function ? fs->n : deal_programs(fs, want);
+    for (int f = 0; per_function && f < fs->n; f++)
+        fs->fn[f].program = f;
     m->programs = m->n_programs > 0 ? calloc((size_t)m->n_programs, sizeof *m->programs) : NULL;
     if (m->n_programs < 0 || (m->n_programs > 0 && !m->programs))
         return mx_fail(d, MX_ERR_NOMEM, "graph %s: out of memory", p->g->name);
@@ -350,8 +353,11 @@ static mx_status assemble(const mx_program *p, const mx_codegen_options *o, func
                 uses |= fs->fn[f].helpers, functions++;
         for (int i = 0; i < m->n_kernels; i++)
             kernels += fs->fn[m->kernels[i].program].program == q;
-        char what[64];
-        snprintf(what, sizeof what, ", program %d of %d", q + 1, m->n_programs);
+        char what[96]; /* per function, only what the function decides: its object is cached by this text */
+        if (per_function)
+            snprintf(what, sizeof what, ", %s", m->kernels[fs->fn[q].kernel].name);
+        else
+            snprintf(what, sizeof what, ", program %d of %d", q + 1, m->n_programs);
         module_head(&m->programs[q], p, o, what, kernels, functions, uses);
         for (int f = 0; f < fs->n; f++)
             if (fs->fn[f].program == q)

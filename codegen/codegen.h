@@ -98,6 +98,10 @@ typedef struct {
 
 #define MX_CODEGEN_PROGRAMS 8      /* programs when the options leave it 0 */
 #define MX_CODEGEN_MAX_PROGRAMS 64
+/* mx_codegen_options.programs: one program per distinct function, its text
+ * decided by that function alone (the CPU: an object is cached per
+ * function, so a change to one kernel recompiles that kernel only). */
+#define MX_CODEGEN_PER_FUNCTION (-1)
 
 /* Storage types come from the graph's values (f32, f16, bf16); arithmetic and
  * the scan state are f32 whatever the storage. */
@@ -110,7 +114,8 @@ typedef struct {
      * tests of the other kinds while no scan emitter is linked. */
     bool skip_scan;
     /* Programs to cut the module into (0: MX_CODEGEN_PROGRAMS; fewer when
-     * there are fewer distinct functions). */
+     * there are fewer distinct functions; MX_CODEGEN_PER_FUNCTION: one per
+     * function, as many as there are). */
     int programs;
     /* Switch of Scans: leave out the orders whose softmax weight is below
      * prune_scans (0: keep all); the weights are read from params (the bound

@@ -64,7 +64,11 @@ mx_status mx_backend_codegen_options(const mx_target *t, const mx_program *p, co
                                      mx_codegen_options *co, mx_tiles **tiles, mx_diag *d) {
     *tiles = NULL;
     MX_TRY(mx_tune_tiles(p, t, tiles, d));
-    *co = (mx_codegen_options){.target = t, .tiles = *tiles, .prune_scans = o->prune_scans, .params = o->params};
+    /* The CPU caches an object per function, so that a change to one kernel's
+     * tiles (tuning, the database) recompiles that kernel alone; NVRTC's fixed
+     * cost per program keeps GPU code in a few programs. */
+    *co = (mx_codegen_options){.target = t, .tiles = *tiles, .prune_scans = o->prune_scans, .params = o->params,
+                               .programs = t->device == MX_DEVICE_CPU ? MX_CODEGEN_PER_FUNCTION : 0};
     return MX_OK;
 }
 

@@ -44,6 +44,10 @@ typedef struct {
      * left them, each run's time in ms[] (GPU: events, the L2 flushed
      * between runs). */
     mx_status (*time_group)(void *state, int group, int runs, double *ms, mx_diag *d);
+    /* Optional (tuning; NULL: candidates are judged by time_group alone):
+     * one forward pass, each group's time in it in ms[] (p->n_groups
+     * entries), so that a kernel is timed in the context it runs in. */
+    mx_status (*time_pass)(void *state, double *ms, mx_diag *d);
     /* Optional: the device's default tiles for group (NULL: the cost
      * model's, mx_tiles_default). Open takes its tiles from mx_tune_tiles,
      * which starts from these. */

@@ -54,6 +54,7 @@ typedef struct {
     size_t copies_peak; /* the most bytes of f32 copies of f16 / bf16 matmul operands held */
     double *group_ms;   /* MIXC_DEBUG >= 2: each group's time over all runs, reported at close */
     int runs;           /* of group 0: the forward passes timed */
+    double *pass_ms;    /* during cpu_time_pass: each group's time in that pass */
 } cpu_state;
 
 static double now_ms(void) {
@@ -186,9 +187,12 @@ static mx_status cpu_load(void *ctx, const mx_program *p, const mx_module *m, mx
         mx_cpu_kernel_blocks(s->t, p, g, k, &s->kernels[g].blocks, &s->kernels[g].grain);
     }
     s->jit_ms = now_ms() - t0;
-    if (mx_debug_level() >= 1)
-        fprintf(stderr, "mixc: cpu: %d kernels %s in %.1f ms\n", m->n_kernels,
-                s->compile.compiled == 0 ? "linked from the object cache" : "compiled (LLVM, JIT)", s->jit_ms);
+    if (mx_debug_level() >= 1 && s->compile.compiled == 0)
+        fprintf(stderr, "mixc: cpu: %d kernels linked from the object cache in %.1f ms\n", m->n_kernels, s->jit_ms);
+    else if (mx_debug_level() >= 1) /* how many of the functions a change of tiles recompiled */
+        fprintf(stderr, "mixc: cpu: %d kernels compiled (LLVM, JIT; %d of %d programs, the rest from the object "
+                        "cache) in %.1f ms\n",
+                m->n_kernels, s->compile.compiled, s->compile.programs, s->jit_ms);
     if (mx_debug_level() >= 2) {
         mx_cpu_compile_report(&s->compile, stderr);
         fprintf(stderr, "mixc: cpu:   %-9s %9.1f ms wall (the JIT's link and the kernels' look-up)\n", "link",
@@ -202,6 +206,16 @@ static void cpu_unload(void *ctx) {
     if (s->jit)
         LLVMOrcDisposeLLJIT(s->jit);
     s->jit = NULL;
+}
+
+/* A group's time, kept when MIXC_DEBUG asks for the report or a pass is timed. */
+static double group_start(const cpu_state *s) { return s->group_ms || s->pass_ms ? now_ms() : 0; }
+
+static void group_end(cpu_state *s, int group, double t0) {
+    if (s->group_ms)
+        s->group_ms[group] += now_ms() - t0, s->runs += group == 0;
+    if (s->pass_ms)
+        s->pass_ms[group] += now_ms() - t0;
 }
 
 typedef struct {
@@ -222,10 +236,9 @@ static mx_status cpu_launch(void *ctx, int group, const mx_kernel *k, void **par
         return mx_fail(d, MX_ERR_INVALID, "cpu: group %d: %lld blocks, more than a grid holds", group,
                        (long long)ck->blocks);
     launch_task t = {ck->fn, params, (int32_t)ck->blocks};
-    double t0 = s->group_ms ? now_ms() : 0;
+    double t0 = group_start(s);
     mx_cpu_pool_run(s->pool, ck->blocks, ck->grain, run_blocks, &t);
-    if (s->group_ms)
-        s->group_ms[group] += now_ms() - t0, s->runs += group == 0;
+    group_end(s, group, t0);
     return MX_OK;
 }
 
@@ -348,10 +361,9 @@ static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d);
 
 static mx_status cpu_matmul(void *ctx, const mx_exec *x, int group, mx_diag *d) {
     cpu_state *s = ctx;
-    double t0 = s->group_ms ? now_ms() : 0;
+    double t0 = group_start(s);
     mx_status st = matmul(s, x, group, d);
-    if (s->group_ms)
-        s->group_ms[group] += now_ms() - t0, s->runs += group == 0;
+    group_end(s, group, t0);
     return st;
 }
 
@@ -537,6 +549,20 @@ static mx_status cpu_time_group(void *state, int group, int runs, double *ms, mx
     return MX_OK;
 }
 
+/* One forward pass, each group's wall time in it: a kernel timed where it
+ * runs, after the group before it and with the matmuls' threads about. */
+static mx_status cpu_time_pass(void *state, double *ms, mx_diag *d) {
+    cpu_state *s = state;
+    memset(ms, 0, (size_t)s->p->n_groups * sizeof *ms);
+    s->pass_ms = ms;
+    mx_status st = mx_walk_forward(state, d);
+    if (st == MX_OK)
+        st = mx_walk_sync(state, d);
+    s->pass_ms = NULL;
+    return st;
+}
+
 const mx_backend mx_backend_cpu = {.device = MX_DEVICE_CPU, .open = cpu_open, .upload = mx_walk_upload,
                                    .forward = mx_walk_forward, .sync = mx_walk_sync, .download = mx_walk_download,
-                                   .close = cpu_close, .time_group = cpu_time_group, .tiles = cpu_tiles};
+                                   .close = cpu_close, .time_group = cpu_time_group, .time_pass = cpu_time_pass,
+                                   .tiles = cpu_tiles};

@@ -213,6 +213,13 @@ mx_status mx_cpu_compile_module(const mx_module *m, const char *model, size_t sm
             miss[b.n_miss++] = q;
         }
     }
+    /* heaviest first (a function's time grows with its text): the threads
+     * take the next program as they finish, so the last to start is short */
+    for (int i = 1; i < b.n_miss; i++)
+        for (int j = i; j > 0 && m->programs[miss[j]].len > m->programs[miss[j - 1]].len; j--) {
+            int t = miss[j];
+            miss[j] = miss[j - 1], miss[j - 1] = t;
+        }
     stats->cache_ms = clock_ms(CLOCK_MONOTONIC) - t0;
     if (b.n_miss > 0 && mx_debug_level() >= 4)
         fprintf(stderr, "mixc: cpu: kernel source of %s:\n%s\n", model, m->source.s);

@@ -2,27 +2,28 @@
  *
  * The distinct kernels of a compiled model (one per identity, timed at its
  * first group) are searched together, in rounds: each round gives every
- * kernel still searching its next candidate, compiles the model once with
- * those tiles (one compile per round, not per candidate), runs a forward
- * pass and compares the outputs with the default's, then times each
- * kernel's group alone against the default's, side by side (the default
- * program stays open, so both see the same machine load). The next rounds'
- * programs are compiled at once, one per core (tune_round.c), then run and
- * timed one after the other. A round that fails to compile or whose outputs
- * differ is split in halves, down to the kernel whose candidate was at
- * fault. A space small enough is searched whole; a larger one from a seeded
- * random sample, then by beam steps (the neighbours of the best two) until
- * a step improves nothing; a candidate clearly slower than the best after
- * its first runs stops there (3x: dropped). Measured, the best is then
- * timed once more in a last round of its own, three times longer, with the
- * other kernels' bests (their outputs checked together), and that
- * measurement decides: a candidate must be 3% faster than the default to
- * win (the noise of a shared machine). Last, the winners together time the
- * whole forward pass against the defaults, and stand only if it is 2%
- * faster. Modelled (the roofline estimate of the host emulation's profile,
- * GPU targets without a GPU), any gain of 1% wins. GPU candidates that
- * spill more than the default as NVRTC compiles them are pruned, measured
- * or modelled. */
+ * kernel still searching its next candidate, compiles the model with those
+ * tiles (on the CPU only the changed kernels' functions compile: the others'
+ * objects come from the kernel cache), runs a forward pass and compares the
+ * outputs with the default's, then times each kernel's group alone against
+ * the default's, side by side (the default program stays open, so both see
+ * the same machine load). The next rounds' programs are compiled at once,
+ * one per core (tune_round.c), then run and timed one after the other. A
+ * round that fails to compile or whose outputs differ is split in halves,
+ * down to the kernel whose candidate was at fault. A space small enough is
+ * searched whole; a larger one from a seeded random sample, then by beam
+ * steps (the neighbours of the best two) until a step improves nothing; a
+ * candidate clearly slower than the best after its first runs stops there
+ * (3x: dropped). Timing alone only ranks: where the device times groups in
+ * a forward pass (the CPU), each kernel's best few are judged there
+ * (tune_forward.c); elsewhere the best is timed once more alone, three
+ * times longer, in a last round of its own. Either way a candidate must be
+ * 3% faster than the default to win (the noise of a shared machine), and
+ * the winners together must make the whole forward pass 2% faster
+ * (tune_forward.c). Modelled (the roofline estimate of the host
+ * emulation's profile, GPU targets without a GPU), any gain of 1% wins. GPU
+ * candidates that spill more than the default as NVRTC compiles them are
+ * pruned, measured or modelled. */
 #include <fnmatch.h>
 #include <math.h>
 #include <stdlib.h>
@@ -34,7 +35,7 @@
 #include "gpu.h"
 #include "profile.h"
 #include "progress.h"
-#include "tune.h"
+#include "tune_search.h"
 
 #define SAMPLE 16          /* random candidates of a large space */
 #define EXHAUSTIVE 24      /* a space up to this size is searched whole */
@@ -44,49 +45,8 @@
 #define CONFIRM_RUNS 3     /* the confirming round times this many times the repeats */
 #define SAMPLE_MS 2.0      /* a timed sample lasts at least this long (launches batched) */
 #define MAX_BATCH 256
-#define WIN_MARGIN 0.97    /* measured: the ratio a winner must beat */
 #define MODEL_MARGIN 0.99  /* modelled: the same, against rounding */
-#define FORWARD_PASSES 7   /* whole forward passes timed each, default and tuned */
-#define FORWARD_MARGIN 0.98 /* the tuned forward pass must beat the default's by this ratio */
 
-typedef struct {
-    uint64_t identity;
-    int rep;                /* the group it is timed at */
-    int n_groups;           /* groups that run it */
-    char label[128];
-    mx_tune_space space;
-    int *queue;             /* space indices still to try */
-    int n_queue, head;
-    bool *tried;            /* per space index */
-    mx_tune_record rec;     /* candidates tried so far; [0] the default */
-    int best;               /* into rec.candidates */
-    double best_before_beam;
-    int current;            /* the space index in the round, -1: none */
-    int from[MX_TUNE_MAX_CANDIDATES]; /* per candidate: its space index */
-    bool confirming;        /* the round re-times the best against the default */
-    int default_spills;     /* modelled: bytes the default spills (a candidate may not spill more) */
-    bool done, written;
-} kernel_search;
-
-typedef struct {
-    mx_compiled *c;
-    const mx_program *p;
-    mx_target t;
-    const mx_backend *be;
-    const mx_tune_options *o;
-    const mx_tune_hooks *hooks;
-    mx_buffers *pb;          /* the program's bound inputs and params */
-    mx_buffers *want;        /* the default's outputs */
-    mx_tiles *base;          /* per group: the device's defaults */
-    mx_tune_build *default_build; /* measured: the default program, open */
-    int jobs;                /* rounds opened at once */
-    kernel_search *k;
-    int n_k;
-    int *class_of;           /* per group: its kernel_search, -1 */
-    double start;
-    char db[1024], sig[256];
-    uint64_t rng;
-} tuner;
 
 /* ---- small things -------------------------------------------------------------------------- */
 
@@ -102,14 +62,13 @@ static int by_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static double median(double *v, int n) {
+double mx_tune_median(double *v, int n) {
     qsort(v, (size_t)n, sizeof *v, by_double);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* Whether got matches want: the same non-finite positions, and finite
- * numbers within tol of the output's scale (the default's largest |x|). */
-static bool outputs_match(const mx_program *p, const mx_buffers *got, const mx_buffers *want) {
+/* Finite numbers within tol of the output's scale (the default's largest |x|). */
+bool mx_tune_outputs_match(const mx_program *p, const mx_buffers *got, const mx_buffers *want) {
     const mx_graph *g = p->g;
     for (int i = 0; i < g->n_outputs; i++) {
         int v = g->outputs[i];
@@ -293,8 +252,8 @@ static mx_status nvrtc_spills(const tuner *tu, const mx_module *m, int *spills, 
  * opened here unless it was with others), or under the emulation
  * (modelled: est[g] each group's modelled time). On a GPU target spills[g]
  * is what nvrtc_spills says of each group's kernel, else 0. */
-static mx_status run_program(tuner *tu, const mx_tiles *tiles, mx_tune_build *b, mx_buffers *out, double *est,
-                             int *spills, mx_diag *d) {
+mx_status mx_tune_run_program(tuner *tu, const mx_tiles *tiles, mx_tune_build *b, mx_buffers *out, double *est,
+                              int *spills, mx_diag *d) {
     bool gpu = tu->t.device == MX_DEVICE_CUDA || tu->t.device == MX_DEVICE_EMU;
     mx_module m = {0};
     mx_status st = MX_OK;
@@ -341,8 +300,7 @@ static mx_status run_program(tuner *tu, const mx_tiles *tiles, mx_tune_build *b,
     return st;
 }
 
-/* An output buffer set sharing the program's inputs and params. */
-static mx_buffers *output_buffers(const tuner *tu) {
+mx_buffers *mx_tune_output_buffers(const tuner *tu) {
     mx_buffers *b = mx_buffers_new(tu->p->g);
     if (!b)
         return NULL;
@@ -394,10 +352,10 @@ static mx_status time_candidate(tuner *tu, void *state, kernel_search *ks, mx_tu
         MX_TRY(time_once(tu, tu->default_build->state, ks, base, batch, &theirs[i], d));
         if (i + 1 == DROP_AFTER || i + 1 == runs) {
             memcpy(sorted, mine, (size_t)(i + 1) * sizeof *mine);
-            double m = median(sorted, i + 1);
+            double m = mx_tune_median(sorted, i + 1);
             cand->spread = m > 0 ? (sorted[i] - sorted[0]) / m : 0;
             memcpy(sorted, theirs, (size_t)(i + 1) * sizeof *theirs);
-            double def = median(sorted, i + 1);
+            double def = mx_tune_median(sorted, i + 1);
             cand->ms = m;
             cand->ratio = cand == ks->rec.candidates ? 1 : def > 0 ? m / def : 1; /* the default is 1 by definition */
             if (i + 1 == DROP_AFTER && !ks->confirming && ks->rec.n_candidates > 1 && cand->ratio > 3 * best) {
@@ -487,7 +445,7 @@ static mx_status run_round(tuner *tu, bool *in, mx_tune_build *b, mx_diag *d) {
         round_tiles(tu, in, tiles);
     if (!b && tiles)
         b = mx_tune_build_new(tu->p, tiles);
-    mx_buffers *out = output_buffers(tu);
+    mx_buffers *out = mx_tune_output_buffers(tu);
     double *est = calloc((size_t)tu->p->n_groups + 1, sizeof *est);
     int *spills = calloc((size_t)tu->p->n_groups + 1, sizeof *spills);
     bool *halves = calloc(2 * (size_t)tu->n_k + 2, sizeof *halves);
@@ -498,10 +456,10 @@ static mx_status run_round(tuner *tu, bool *in, mx_tune_build *b, mx_diag *d) {
         return mx_fail(d, MX_ERR_NOMEM, "tune: out of memory");
     }
     mx_diag why;
-    mx_status st = run_program(tu, tiles, b, out, est, spills, &why);
+    mx_status st = mx_tune_run_program(tu, tiles, b, out, est, spills, &why);
     if (st == MX_OK && tu->hooks->outputs)
         tu->hooks->outputs(tu->hooks->ctx, tu->p, tiles, out);
-    bool ok = st == MX_OK && (!tu->want || outputs_match(tu->p, out, tu->want));
+    bool ok = st == MX_OK && (!tu->want || mx_tune_outputs_match(tu->p, out, tu->want));
     int blamed = st != MX_OK && st != MX_ERR_NOMEM && n > 1 ? blamed_kernel(tu, in, why.msg) : -1;
     if (st == MX_ERR_NOMEM || (!tu->want && !ok)) { /* out of memory, or the defaults do not run */
         *d = why;
@@ -599,97 +557,6 @@ static mx_status write_record(tuner *tu, kernel_search *ks, mx_diag *d) {
     return st;
 }
 
-/* ---- the whole forward pass ------------------------------------------------------------------- */
-
-/* One forward pass of b (ms): the injected forward time, else the sum of
- * the injected kernel times over the tuned groups, else measured (the
- * backend's timer, or the wall clock around forward and sync). */
-static mx_status forward_ms(tuner *tu, mx_tune_build *b, double *ms, mx_diag *d) {
-    if (tu->hooks->forward) {
-        *ms = tu->hooks->forward(tu->hooks->ctx, b->tiles);
-        return MX_OK;
-    }
-    if (tu->hooks->time) {
-        *ms = 0;
-        for (int g = 0; g < tu->p->n_groups; g++)
-            if (tu->class_of[g] >= 0)
-                *ms += tu->hooks->time(tu->hooks->ctx, &b->tiles[g]);
-        return MX_OK;
-    }
-    if (tu->be->time)
-        return tu->be->time(b->state, 1, ms, d);
-    double t0 = mx_progress_now();
-    MX_TRY(tu->be->forward(b->state, d));
-    MX_TRY(tu->be->sync(b->state, d));
-    *ms = 1e3 * (mx_progress_now() - t0);
-    return MX_OK;
-}
-
-/* The winners checked together: the whole forward pass with every
- * kernel's winner against the defaults, timed alternately (FORWARD_PASSES
- * each, after a warm-up, medians compared). Kernels that are each faster
- * alone can be slower together (caches, the pool's threads), so unless the
- * tuned pass is faster by FORWARD_MARGIN every record keeps its default:
- * tuning never makes the model slower. Modelled tunes skip this. */
-static mx_status check_forward(tuner *tu, mx_tune_summary *out, mx_diag *d) {
-    int improved = 0;
-    for (int c = 0; c < tu->n_k; c++)
-        improved += tu->k[c].rec.winner > 0;
-    if (improved == 0 || tu->o->model_only || !tu->default_build)
-        return MX_OK;
-    mx_tiles *tiles = malloc(((size_t)tu->p->n_groups + 1) * sizeof *tiles);
-    mx_buffers *got = output_buffers(tu);
-    mx_tune_build *b = NULL;
-    mx_status st = tiles && got ? MX_OK : mx_fail(d, MX_ERR_NOMEM, "tune: out of memory");
-    if (st == MX_OK) {
-        memcpy(tiles, tu->base, (size_t)tu->p->n_groups * sizeof *tiles);
-        for (int g = 0; g < tu->p->n_groups; g++) {
-            const mx_tune_record *r = tu->class_of[g] >= 0 ? &tu->k[tu->class_of[g]].rec : NULL;
-            if (r && r->winner > 0)
-                tiles[g] = r->candidates[r->winner].tiles;
-        }
-        b = mx_tune_build_new(tu->p, tiles);
-        st = b ? MX_OK : mx_fail(d, MX_ERR_NOMEM, "tune: out of memory");
-    }
-    double spare[1];
-    int none[1];
-    mx_diag why;
-    bool ok = st == MX_OK && run_program(tu, tiles, b, got, spare, none, &why) == MX_OK;
-    if (ok && tu->hooks->outputs)
-        tu->hooks->outputs(tu->hooks->ctx, tu->p, tiles, got);
-    ok = ok && outputs_match(tu->p, got, tu->want);
-    double def[FORWARD_PASSES], tuned[FORWARD_PASSES], warm;
-    if (ok) { /* warm-up, then alternately, each going first every other pass */
-        st = forward_ms(tu, tu->default_build, &warm, d);
-        if (st == MX_OK)
-            st = forward_ms(tu, b, &warm, d);
-        for (int i = 0; st == MX_OK && i < FORWARD_PASSES; i++) {
-            st = forward_ms(tu, i % 2 ? b : tu->default_build, i % 2 ? &tuned[i] : &def[i], d);
-            if (st == MX_OK)
-                st = forward_ms(tu, i % 2 ? tu->default_build : b, i % 2 ? &def[i] : &tuned[i], d);
-        }
-    }
-    if (st == MX_OK && ok) {
-        out->forward_default_ms = median(def, FORWARD_PASSES);
-        out->forward_tuned_ms = median(tuned, FORWARD_PASSES);
-    }
-    double ratio = out->forward_default_ms > 0 ? out->forward_tuned_ms / out->forward_default_ms : INFINITY;
-    out->forward_kept = st == MX_OK && ok && ratio <= FORWARD_MARGIN;
-    for (int c = 0; st == MX_OK && c < tu->n_k; c++) {
-        tu->k[c].rec.forward = ok ? ratio : 0;
-        if (!out->forward_kept)
-            tu->k[c].rec.winner = 0;
-    }
-    if (st == MX_OK && mx_debug_level() >= 1)
-        fprintf(stderr, "mixc: tune: whole forward pass %s: default %.3f ms, tuned %.3f ms%s\n",
-                ok ? "timed" : "differs with the winners together", out->forward_default_ms,
-                out->forward_tuned_ms, out->forward_kept ? "" : ": defaults kept");
-    mx_tune_build_free(tu->be, b);
-    mx_buffers_free(got);
-    free(tiles);
-    return st;
-}
-
 /* ---- the search ---------------------------------------------------------------------------------- */
 
 static void progress_label(const tuner *tu, char *buf, size_t size) {
@@ -733,7 +600,7 @@ static bool take_first(tuner *tu, int c) {
     if (ks->done)
         return false;
     bool searched = ks->confirming || (ks->head == ks->n_queue && !beam_step(ks));
-    if (searched && !ks->confirming && !tu->o->model_only && ks->best > 0) {
+    if (searched && !ks->confirming && !tu->o->model_only && ks->best > 0 && !mx_tune_judges_in_pass(tu)) {
         ks->confirming = true; /* one more round: the best against the default, longer */
         ks->current = ks->from[ks->best];
         return true;
@@ -829,8 +696,10 @@ static void summarise(const tuner *tu, mx_tune_summary *out) {
         out->kernels++;
         out->improved += r->winner > 0;
         out->candidates += r->n_candidates;
-        out->default_ms += r->candidates[0].ms * tu->k[c].n_groups;
-        out->tuned_ms += r->candidates[r->winner].ms * tu->k[c].n_groups;
+        /* as judged: in the pass where the winner was timed there, against its round's default */
+        bool in_pass = r->candidates[r->winner].pass_ratio > 0;
+        out->default_ms += in_pass ? mx_tune_default_pass_ms(r) : r->candidates[0].ms * tu->k[c].n_groups;
+        out->tuned_ms += in_pass ? r->candidates[r->winner].pass_ms : r->candidates[r->winner].ms * tu->k[c].n_groups;
     }
 }
 
@@ -897,8 +766,10 @@ mx_status mx_tune_hooked(mx_compiled *c, const mx_tune_options *o, const mx_tune
                      o->kernels ? o->kernels : " (every group is a matmul)");
     if (st == MX_OK)
         st = search(&tu, d);
+    if (st == MX_OK && mx_tune_judges_in_pass(&tu))
+        st = mx_tune_judge_in_pass(&tu, d);
     if (st == MX_OK)
-        st = check_forward(&tu, out, d);
+        st = mx_tune_check_forward(&tu, out, d);
     if (st == MX_OK)
         st = write_records(&tu, d);
     summarise(&tu, out);

@@ -37,6 +37,13 @@ typedef struct {
     double ms;     /* median time (measured), or the roofline estimate (modelled) */
     double spread; /* (max - min) / median of its timed runs; 0 when modelled */
     double ratio;  /* its time over the default's, timed side by side; 1 for the default */
+    /* Timed in whole forward passes (a kernel's best few, where the device
+     * times groups in the pass): the time per pass of its groups and of the
+     * groups right after them (ms), and that over the default's in the same
+     * round, timed alternately; 0: not timed so. Where set, this decides
+     * the winner. The default's (ratio 1) is from the last round that
+     * judged the kernel. */
+    double pass_ratio, pass_ms;
 } mx_tune_candidate;
 
 #define MX_TUNE_MAX_CANDIDATES 96
@@ -102,14 +109,18 @@ void mx_tune_space_fill(const mx_program *p, int group, const mx_target *t, cons
 int mx_tune_space_neighbours(const mx_tune_space *s, const mx_tiles *of, int *out, int cap);
 
 /* Tests' hooks into mx_tune: candidates added to each kernel's space, a
- * time that replaces the measured one (deterministic searches; the forward
- * pass then takes the sum of its groups' unless `forward` says), and the
+ * time that replaces the measured one (deterministic searches; a group in
+ * the pass takes it too unless `in_pass` says, and the forward pass the sum
+ * of its groups' unless `forward` says), and the
  * outputs of each round's forward pass before they are compared with the
  * default's (a wrong kernel, made so, for the gate). */
 typedef struct {
     void (*extend)(void *ctx, const mx_program *p, int group, mx_tune_space *s);
     double (*time)(void *ctx, const mx_tiles *t);
     double (*forward)(void *ctx, const mx_tiles *tiles); /* a whole forward pass with tiles (per group) */
+    /* group's time inside a forward pass with tiles (per group), any group, matmuls too; NULL: `time`
+     * of its tiles for the tuned groups, 0 for the others */
+    double (*in_pass)(void *ctx, const mx_tiles *tiles, int group);
     void (*outputs)(void *ctx, const mx_program *p, const mx_tiles *tiles, mx_buffers *out);
     void *ctx;
 } mx_tune_hooks;

@@ -107,6 +107,10 @@ char *mx_tune_record_json(const mx_tune_record *r) {
         cJSON_AddNumberToObject(j, "ms", c->ms);
         cJSON_AddNumberToObject(j, "spread", c->spread);
         cJSON_AddNumberToObject(j, "ratio", c->ratio);
+        if (c->pass_ratio > 0) {
+            cJSON_AddNumberToObject(j, "pass_ms", c->pass_ms);
+            cJSON_AddNumberToObject(j, "pass_ratio", c->pass_ratio);
+        }
         cJSON_AddItemToArray(cands, j);
     }
     cJSON_AddItemToObject(o, "candidates", cands);
@@ -155,6 +159,9 @@ static bool parse_candidate(const cJSON *j, mx_tune_candidate *c, const char **b
         return *bad = "status", false;
     if (!get_number(j, "ms", &c->ms) || !get_number(j, "spread", &c->spread) || !get_number(j, "ratio", &c->ratio))
         return *bad = "ms, spread or ratio", false;
+    bool in_pass = cJSON_GetObjectItemCaseSensitive(j, "pass_ratio") != NULL; /* optional: only those timed so */
+    if (in_pass && (!get_number(j, "pass_ms", &c->pass_ms) || !get_number(j, "pass_ratio", &c->pass_ratio)))
+        return *bad = "pass_ms or pass_ratio", false;
     return true;
 }
 

@@ -16,6 +16,7 @@
 
 #ifdef MIXC_HAVE_LLVM
 #include "cpu_compile.h"
+#include "tune.h"
 
 static mx_cpu_object_desc base_desc(void) {
     return (mx_cpu_object_desc){.source = "__global__ void k(float *a) { a[0] = 1.0f; }",
@@ -141,6 +142,60 @@ static void check_cache(void) {
     free(cold);
     free(warm);
 }
+
+/* A change to one kernel's tiles compiles that kernel alone (what a tuning
+ * round relies on): the CPU's module has one program per distinct
+ * function, each cached by its own text. */
+static void check_one_kernel_recompiles(void) {
+    mx_target t;
+    mx_diag d = {{0}};
+    mx_model *m = support_load_reduced(MIXC_SOURCE_DIR "/models/mamba-block.json", NULL);
+    mx_compiled *c = m && mx_target_detect(MX_DEVICE_CPU, &t, &d) == MX_OK ? mx_compile_model(m, &t, NULL, &d) : NULL;
+    CHECK_MSG(c != NULL, "compile: %s", d.msg);
+    if (!c) {
+        mx_model_free(m);
+        return;
+    }
+    const mx_program *p = mx_compiled_program(c);
+    mx_module base = {0}, changed = {0};
+    CHECK(mx_compiled_module(c, &base, &d) == MX_OK);
+    int functions = 0, scan = -1;
+    for (int i = 0; i < base.n_kernels; i++) {
+        bool first = true; /* kernels of one function share its name */
+        for (int j = 0; j < i; j++)
+            first = first && strcmp(base.kernels[i].name, base.kernels[j].name) != 0;
+        functions += first;
+    }
+    CHECK_MSG(base.n_programs == functions && functions > 2, "%d programs for %d distinct functions",
+              base.n_programs, functions);
+    mx_tiles *tiles = calloc((size_t)p->n_groups + 1, sizeof *tiles);
+    for (int g = 0; tiles && g < p->n_groups; g++) {
+        tiles[g] = mx_tune_default_tiles(p, mx_compiled_target(c), g);
+        scan = p->groups[g].kind == MX_FUSE_SCAN && scan < 0 ? g : scan;
+    }
+    CHECK(tiles && scan >= 0);
+    if (tiles && scan >= 0) {
+        tiles[scan].items = tiles[scan].items == 16 ? 32 : 16;
+        mx_compiled_set_tiles(c, tiles);
+        CHECK(mx_compiled_module(c, &changed, &d) == MX_OK);
+        mx_compiled_set_tiles(c, NULL);
+        static char before[1 << 16], after[1 << 16];
+        int n_before = support_cache_listing(cache_dir, before, sizeof before);
+        mx_bytes *objs = calloc((size_t)changed.n_programs + 1, sizeof *objs);
+        CHECK_MSG(objs && mx_cpu_objects(mx_compiled_target(c), &changed, "changed", objs, &d) == MX_OK, "%s", d.msg);
+        int n_after = support_cache_listing(cache_dir, after, sizeof after);
+        CHECK_MSG(n_after == n_before + 1, "one kernel's tiles changed: %d objects compiled, not 1",
+                  n_after - n_before);
+        for (int q = 0; objs && q < changed.n_programs; q++)
+            free(objs[q].bytes);
+        free(objs);
+    }
+    free(tiles);
+    mx_module_free(&base);
+    mx_module_free(&changed);
+    mx_compiled_free(c);
+    mx_model_free(m);
+}
 #endif
 
 int main(void) {
@@ -155,6 +210,7 @@ int main(void) {
         unsetenv("MIXC_NO_CACHE");
         check_key_fields();
         check_cache();
+        check_one_kernel_recompiles();
         char *paths[512];
         int n = support_list_files(cache_dir, "", paths, 512);
         for (int i = 0; i < n; i++)

@@ -313,8 +313,9 @@ static void test_tuned_tiles(const char *db, const char *dir) {
         r.candidates[0] = (mx_tune_candidate){.tiles = tiles[scan], .ms = 2.0, .ratio = 1};
         tiles[scan].items = 4, tiles[scan].tasks = 1;
         r.candidates[1] = (mx_tune_candidate){.tiles = tiles[scan], .ms = 1.0, .ratio = 0.5};
-        mx_codegen_options co = {.target = t, .tiles = tiles};
-        CHECK_MSG(mx_codegen(p, &co, &tuned, &d) == MX_OK, "%s", d.msg);
+        mx_compiled_set_tiles(c, tiles); /* the module as the device generates it with these tiles */
+        CHECK_MSG(mx_compiled_module(c, &tuned, &d) == MX_OK, "%s", d.msg);
+        mx_compiled_set_tiles(c, NULL);
         r.kernel = mx_module_kernel(&base, scan)->identity;
         r.winner_source = mx_module_kernel(&tuned, scan)->identity;
         mx_tune_signature(t, r.target, sizeof r.target);

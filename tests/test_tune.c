@@ -37,6 +37,7 @@ static void test_round_trip(void) {
     mx_tune_record r = sample_record(0xfeedface01234567ull, "cpu|x|avx2|2 threads|llvm 19.1.7|mixc 0.1.0", true, 16);
     CHECK_MSG(mx_tune_db_append(path, &r, &d) == MX_OK, "%s", d.msg);
     r.candidates[1].tiles.items = 8;
+    r.candidates[1].pass_ms = 1.25, r.candidates[1].pass_ratio = 0.8; /* judged in the pass: kept */
     CHECK(mx_tune_db_append(path, &r, &d) == MX_OK);
     mx_tune_db db;
     CHECK_MSG(mx_tune_db_read(path, &db, stderr, &d) == MX_OK, "%s", d.msg);
@@ -45,6 +46,8 @@ static void test_round_trip(void) {
     CHECK(got && got->line == 2 && got->candidates[got->winner].tiles.items == 8); /* the latest */
     CHECK(got && got->measured && got->n_candidates == 2 && got->winner_source == 0x1234 &&
           got->candidates[1].tiles.tasks == 1 && fabs(got->candidates[1].spread - 0.1) < 1e-12 &&
+          got->candidates[1].pass_ms == 1.25 && got->candidates[1].pass_ratio == 0.8 &&
+          got->candidates[0].pass_ratio == 0 &&
           strcmp(got->label, r.label) == 0);
     mx_tune_db_free(&db);
     mx_tune_db missing;
@@ -327,19 +330,28 @@ static void test_parallel_rounds(mx_graph *g) {
 }
 
 /* The whole forward pass decides: the injected forward time of the tuned
- * set (any scan tiles but the default's) is `tuned`, the defaults' 10. */
+ * set (any scan tiles but the default's) is `tuned`, the defaults' 10;
+ * the first `slow` timed tuned passes (after the warm-up) take 11. */
 typedef struct {
     double tuned;
+    int slow, calls;
 } forward_time;
 
 static double injected_forward(void *ctx, const mx_tiles *tiles) {
     /* readme_example: its one generated kernel is the scan, group 0 */
-    return tiles[0].items == 64 && tiles[0].tasks == 0 ? 10 : ((forward_time *)ctx)->tuned;
+    forward_time *ft = ctx;
+    if (tiles[0].items == 64 && tiles[0].tasks == 0)
+        return 10;
+    ft->calls++;
+    return ft->calls >= 2 && ft->calls <= 1 + ft->slow ? 11 : ft->tuned;
 }
 
+/* Slower (11), kept (9), and faster by the medians (9) but the slower in 2
+ * of the 7 pairs: not kept. */
 static void test_forward_decides(mx_graph *g) {
-    static const double tuned[2] = {11, 9};
-    for (int i = 0; i < 2; i++) {
+    static const double tuned[3] = {11, 9, 9};
+    static const int slow[3] = {0, 0, 2};
+    for (int i = 0; i < 3; i++) {
         char path[128];
         snprintf(path, sizeof path, "%s/forward%d.jsonl", dir, i);
         mx_diag d;
@@ -348,12 +360,12 @@ static void test_forward_decides(mx_graph *g) {
         if (!c)
             return;
         CHECK(mx_compiled_program(c)->groups[0].kind == MX_FUSE_SCAN);
-        forward_time ft = {tuned[i]};
+        forward_time ft = {tuned[i], slow[i], 0};
         mx_tune_options o = {.db = path, .seed = 9, .repeats = 3};
         mx_tune_hooks h = {.time = fake_time, .forward = injected_forward, .ctx = &ft};
         mx_tune_summary s;
         CHECK_MSG(mx_tune_hooked(c, &o, &h, &s, &d) == MX_OK, "%s", d.msg);
-        bool kept = tuned[i] < 10;
+        bool kept = tuned[i] < 10 && slow[i] == 0;
         CHECK_MSG(s.forward_default_ms == 10 && s.forward_tuned_ms == tuned[i] && s.forward_kept == kept &&
                       s.improved == kept,
                   "forward %g against %g ms, kept %d, improved %d", s.forward_tuned_ms, s.forward_default_ms,
@@ -370,6 +382,98 @@ static void test_forward_decides(mx_graph *g) {
         mx_tune_db_free(&db);
         mx_compiled_free(c);
     }
+}
+
+/* The pass decides among the best few alone: items 128 is best alone (2
+ * against the default's 10) but slow in the forward pass (12), items 32
+ * second alone (3) and best in the pass (4); items 8, fastest in the pass
+ * (1), is fourth alone and never judged there. */
+static double alone_by_items(void *ctx, const mx_tiles *t) {
+    return t->items == 128 ? 2 : t->items == 32 ? 3 : t->items == 16 ? 5 : t->items == 8 ? 8 : 10;
+}
+
+static double pass_by_items(void *ctx, const mx_tiles *tiles, int group) {
+    int items = tiles[group].items;
+    return group != 0 ? 0 : items == 128 ? 12 : items == 32 ? 4 : items == 16 ? 6 : items == 8 ? 1 : 10;
+}
+
+static void four_items(void *ctx, const mx_program *p, int group, mx_tune_space *s) {
+    static const int items[] = {128, 32, 16, 8};
+    s->n = 5;
+    for (int i = 0; i < 4; i++)
+        s->tiles[i + 1] = s->tiles[0], s->tiles[i + 1].items = items[i];
+}
+
+static void test_pass_decides(mx_graph *g) {
+    char path[128];
+    path_of("pass.jsonl", path, sizeof path);
+    mx_diag d;
+    mx_compiled *c = compile_cpu(g, &d);
+    CHECK_MSG(c, "%s", d.msg);
+    if (!c)
+        return;
+    mx_tune_options o = {.db = path, .seed = 9, .repeats = 3, .kernels = "*scan*"};
+    mx_tune_hooks h = {.extend = four_items, .time = alone_by_items, .in_pass = pass_by_items};
+    mx_tune_summary s;
+    CHECK_MSG(mx_tune_hooked(c, &o, &h, &s, &d) == MX_OK, "%s", d.msg);
+    CHECK(s.kernels == 1 && s.improved == 1 && s.default_ms == 10 && s.tuned_ms == 4);
+    mx_tune_db db;
+    CHECK(mx_tune_db_read(path, &db, stderr, &d) == MX_OK && db.n == 1);
+    for (int i = 0; db.n == 1 && i < db.records[0].n_candidates; i++) {
+        const mx_tune_candidate *k = &db.records[0].candidates[i];
+        double want = k->tiles.items == 128 ? 1.2 : k->tiles.items == 32 ? 0.4 : k->tiles.items == 16 ? 0.6 : 0;
+        CHECK_MSG(fabs(k->pass_ratio - (i == 0 ? 1 : want)) < 1e-12, "items %d: pass ratio %g", k->tiles.items,
+                  k->pass_ratio);
+    }
+    CHECK_MSG(db.n == 1 && db.records[0].candidates[db.records[0].winner].tiles.items == 32, "winner items %d",
+              db.n == 1 ? db.records[0].candidates[db.records[0].winner].tiles.items : -1);
+    mx_tune_db_free(&db);
+    mx_compiled_free(c);
+}
+
+/* What a kernel leaves the group after it is its cost: on the first scan
+ * group (ctx), items 128, fastest alone and on its own group in the pass
+ * (1 against 10), makes the next group take 20 instead of 2; items 32 (2
+ * alone, 5 on its group in the pass) wins. */
+static double spilling(void *ctx, const mx_tiles *tiles, int group) {
+    int scan = *(const int *)ctx;
+    if (group == scan + 1)
+        return tiles[scan].items == 128 ? 20 : 2;
+    return group != scan ? 0 : tiles[scan].items == 128 ? 1 : tiles[scan].items == 32 ? 5 : 10;
+}
+
+static double alone_spilling(void *ctx, const mx_tiles *t) { return t->items == 128 ? 1 : t->items == 32 ? 2 : 10; }
+
+static void test_pass_charges_the_next_group(mx_graph *g) {
+    char path[128], only[32];
+    path_of("spill.jsonl", path, sizeof path);
+    mx_diag d;
+    mx_compiled *c = compile_cpu(g, &d);
+    CHECK_MSG(c, "%s", d.msg);
+    if (!c)
+        return;
+    const mx_program *p = mx_compiled_program(c);
+    int scan = 0;
+    while (scan < p->n_groups && p->groups[scan].kind != MX_FUSE_SCAN)
+        scan++;
+    CHECK(scan + 1 < p->n_groups);
+    snprintf(only, sizeof only, "mx_g%d_scan", scan); /* its function's name: the first group's */
+    mx_tune_options o = {.db = path, .seed = 9, .repeats = 3, .kernels = only};
+    mx_tune_hooks h = {.extend = four_items, .time = alone_spilling, .in_pass = spilling, .ctx = &scan};
+    mx_tune_summary s;
+    CHECK_MSG(mx_tune_hooked(c, &o, &h, &s, &d) == MX_OK, "%s", d.msg);
+    mx_tune_db db;
+    CHECK(mx_tune_db_read(path, &db, stderr, &d) == MX_OK && db.n == 1);
+    for (int i = 0; db.n == 1 && i < db.records[0].n_candidates; i++) {
+        const mx_tune_candidate *k = &db.records[0].candidates[i];
+        double want = i == 0 ? 1 : k->tiles.items == 128 ? 21.0 / 12 : k->tiles.items == 32 ? 7.0 / 12 : 0;
+        CHECK_MSG(fabs(k->pass_ratio - want) < 1e-12, "items %d: pass ratio %g, not %g", k->tiles.items,
+                  k->pass_ratio, want);
+    }
+    CHECK_MSG(db.n == 1 && db.records[0].candidates[db.records[0].winner].tiles.items == 32, "winner items %d",
+              db.n == 1 ? db.records[0].candidates[db.records[0].winner].tiles.items : -1);
+    mx_tune_db_free(&db);
+    mx_compiled_free(c);
 }
 
 /* A real tune on the CPU, then a compile with the database: its outputs
@@ -463,6 +567,7 @@ int main(void) {
         test_compile_picks(g);
         test_search_injected(g);
         test_forward_decides(g);
+        test_pass_decides(g);
         test_real_tune(g);
     }
     if (g)
@@ -470,8 +575,10 @@ int main(void) {
     mx_graph_free(g);
     g = mx_graph_load(MIXC_SOURCE_DIR "/tests/ir/mambamixer_block.mxir", &d);
     CHECK_MSG(g, "%s", d.msg);
-    if (g && mx_have_cpu_backend())
+    if (g && mx_have_cpu_backend()) {
         test_parallel_rounds(g);
+        test_pass_charges_the_next_group(g);
+    }
     mx_graph_free(g);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
