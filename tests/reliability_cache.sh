@@ -72,7 +72,8 @@ mkfifo "$entry"
 check "FIFO at a cache entry: no hang" debug_compile f
 check "FIFO at a cache entry: reported" grep -q "not a regular file" "$work/stderr"
 check "FIFO replaced by an entry" cache_clean
-head -c 100 "$entry" >"$work/part" && mv "$work/part" "$entry"
+# (read only a regular file: a FIFO left by a failed replacement would block)
+[ -f "$entry" ] && [ ! -p "$entry" ] && head -c 100 "$entry" >"$work/part" && mv "$work/part" "$entry"
 check "truncated entry: compiled again" debug_compile t
 check "truncated entry: reported" grep -q "compiling again" "$work/stderr"
 check "truncated entry: rebuilt" cache_clean
