@@ -208,21 +208,30 @@ static void wrong_outputs(void *ctx, const mx_program *p, const mx_tiles *tiles,
         }
 }
 
-static void test_search_injected(mx_graph *g) {
+/* c's kernels matching `kernels` tuned with hooks h (seed 9, 3 repeats)
+ * into a fresh database `name`, read back into *db: one record expected. */
+static void tune_hooked_into(mx_compiled *c, const char *name, const char *kernels, const mx_tune_hooks *h,
+                             mx_tune_summary *s, mx_tune_db *db) {
     char path[128];
-    path_of("search.jsonl", path, sizeof path);
+    path_of(name, path, sizeof path);
+    mx_diag d;
+    mx_tune_options o = {.db = path, .seed = 9, .repeats = 3, .kernels = kernels};
+    CHECK_MSG(mx_tune_hooked(c, &o, h, s, &d) == MX_OK, "%s", d.msg);
+    *db = (mx_tune_db){0};
+    CHECK(mx_tune_db_read(path, db, stderr, &d) == MX_OK && db->n == 1);
+}
+
+static void test_search_injected(mx_graph *g) {
     mx_diag d;
     mx_compiled *c = compile_cpu(g, &d);
     CHECK_MSG(c, "%s", d.msg);
     if (!c)
         return;
-    mx_tune_options o = {.db = path, .seed = 9, .repeats = 3, .kernels = "*scan*"};
     mx_tune_hooks h = {.extend = add_wrong, .time = fake_time, .outputs = wrong_outputs};
     mx_tune_summary s;
-    CHECK_MSG(mx_tune_hooked(c, &o, &h, &s, &d) == MX_OK, "%s", d.msg);
-    CHECK(s.kernels == 1 && s.improved == 1);
     mx_tune_db db;
-    CHECK(mx_tune_db_read(path, &db, stderr, &d) == MX_OK && db.n == 1);
+    tune_hooked_into(c, "search.jsonl", "*scan*", &h, &s, &db);
+    CHECK(s.kernels == 1 && s.improved == 1);
     if (db.n == 1) {
         const mx_tune_record *r = &db.records[0];
         int wrong = -1;
@@ -405,20 +414,16 @@ static void four_items(void *ctx, const mx_program *p, int group, mx_tune_space 
 }
 
 static void test_pass_decides(mx_graph *g) {
-    char path[128];
-    path_of("pass.jsonl", path, sizeof path);
     mx_diag d;
     mx_compiled *c = compile_cpu(g, &d);
     CHECK_MSG(c, "%s", d.msg);
     if (!c)
         return;
-    mx_tune_options o = {.db = path, .seed = 9, .repeats = 3, .kernels = "*scan*"};
     mx_tune_hooks h = {.extend = four_items, .time = alone_by_items, .in_pass = pass_by_items};
     mx_tune_summary s;
-    CHECK_MSG(mx_tune_hooked(c, &o, &h, &s, &d) == MX_OK, "%s", d.msg);
-    CHECK(s.kernels == 1 && s.improved == 1 && s.default_ms == 10 && s.tuned_ms == 4);
     mx_tune_db db;
-    CHECK(mx_tune_db_read(path, &db, stderr, &d) == MX_OK && db.n == 1);
+    tune_hooked_into(c, "pass.jsonl", "*scan*", &h, &s, &db);
+    CHECK(s.kernels == 1 && s.improved == 1 && s.default_ms == 10 && s.tuned_ms == 4);
     for (int i = 0; db.n == 1 && i < db.records[0].n_candidates; i++) {
         const mx_tune_candidate *k = &db.records[0].candidates[i];
         double want = k->tiles.items == 128 ? 1.2 : k->tiles.items == 32 ? 0.4 : k->tiles.items == 16 ? 0.6 : 0;
@@ -445,8 +450,7 @@ static double spilling(void *ctx, const mx_tiles *tiles, int group) {
 static double alone_spilling(void *ctx, const mx_tiles *t) { return t->items == 128 ? 1 : t->items == 32 ? 2 : 10; }
 
 static void test_pass_charges_the_next_group(mx_graph *g) {
-    char path[128], only[32];
-    path_of("spill.jsonl", path, sizeof path);
+    char only[32];
     mx_diag d;
     mx_compiled *c = compile_cpu(g, &d);
     CHECK_MSG(c, "%s", d.msg);
@@ -458,12 +462,10 @@ static void test_pass_charges_the_next_group(mx_graph *g) {
         scan++;
     CHECK(scan + 1 < p->n_groups);
     snprintf(only, sizeof only, "mx_g%d_scan", scan); /* its function's name: the first group's */
-    mx_tune_options o = {.db = path, .seed = 9, .repeats = 3, .kernels = only};
     mx_tune_hooks h = {.extend = four_items, .time = alone_spilling, .in_pass = spilling, .ctx = &scan};
     mx_tune_summary s;
-    CHECK_MSG(mx_tune_hooked(c, &o, &h, &s, &d) == MX_OK, "%s", d.msg);
     mx_tune_db db;
-    CHECK(mx_tune_db_read(path, &db, stderr, &d) == MX_OK && db.n == 1);
+    tune_hooked_into(c, "spill.jsonl", only, &h, &s, &db);
     for (int i = 0; db.n == 1 && i < db.records[0].n_candidates; i++) {
         const mx_tune_candidate *k = &db.records[0].candidates[i];
         double want = i == 0 ? 1 : k->tiles.items == 128 ? 21.0 / 12 : k->tiles.items == 32 ? 7.0 / 12 : 0;
