@@ -330,7 +330,7 @@ static bool is_f32(const cpu_state *s, int value) {
 }
 
 static stored at_product(const mx_gemm_operand *o, int64_t outer, int64_t batch) {
-    return (stored){o->value, o->offset + outer * o->outer_stride + batch * o->batch_stride, o->ld};
+    return (stored){o->value, mx_gemm_index(o, outer, batch, 0, 0), o->ld};
 }
 
 /* y (m x n, ld ldy) = A B (+ C) (+ bias), then the activation, over f32
@@ -340,8 +340,8 @@ typedef struct {
     int64_t ld;
 } f32_mat;
 
-static void product(const mx_openblas_api *blas, const mx_gemm *gm, int64_t m, int64_t n, f32_mat a, f32_mat b, f32_mat c, const float *bias,
-                    float *y, int64_t ldy) {
+static void product(const mx_openblas_api *blas, const mx_gemm *gm, int64_t m, int64_t n, f32_mat a, f32_mat b,
+                    f32_mat c, const float *bias, float *y, int64_t ldy) {
     float beta = 0.0f;
     if (c.p) { /* beta * C: the residual first copied into y unless it is y */
         if (c.p != y || gm->c.trans || c.ld != ldy)

@@ -56,8 +56,7 @@ typedef struct {
 
 static inline float *element(float *base, const mx_gemm_operand *o, int64_t outer, int64_t batch, int64_t i,
                              int64_t j) {
-    return base + o->offset + outer * o->outer_stride + batch * o->batch_stride +
-           (o->trans ? j * o->ld + i : i * o->ld + j);
+    return base + mx_gemm_index(o, outer, batch, i, j);
 }
 
 /* y[j] (+)= a x[j * stride], the loops the compiler vectorises. */

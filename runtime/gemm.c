@@ -325,10 +325,6 @@ mx_status mx_gemm_decode(const mx_program *p, int group, mx_gemm *out, mx_diag *
     return MX_OK;
 }
 
-static int64_t at(const mx_gemm_operand *x, int64_t o, int64_t t, int64_t i, int64_t j) {
-    return x->offset + o * x->outer_stride + t * x->batch_stride + (x->trans ? j * x->ld + i : i * x->ld + j);
-}
-
 void mx_gemm_run_host(const mx_gemm *gm, mx_buffers *b) {
     const float *A = b->data[gm->a.value], *B = b->data[gm->b.value];
     const float *C = gm->c.value != MX_NONE ? b->data[gm->c.value] : NULL;
@@ -340,13 +336,14 @@ void mx_gemm_run_host(const mx_gemm *gm, mx_buffers *b) {
                 for (int64_t j = 0; j < gm->n; j++) {
                     double acc = bias ? bias[j] : 0;
                     for (int64_t k = 0; k < gm->k; k++)
-                        acc += (double)A[at(&gm->a, o, t, i, k)] * B[at(&gm->b, o, t, k, j)];
+                        acc += (double)A[mx_gemm_index(&gm->a, o, t, i, k)] *
+                               B[mx_gemm_index(&gm->b, o, t, k, j)];
                     if (C)
-                        acc += C[at(&gm->c, o, t, i, j)];
+                        acc += C[mx_gemm_index(&gm->c, o, t, i, j)];
                     if (gm->act == MX_GEMM_ACT_RELU)
                         acc = acc > 0 ? acc : 0;
                     else if (gm->act == MX_GEMM_ACT_GELU_TANH)
                         acc = 0.5 * acc * (1 + tanh(0.7978845608028654 * (acc + 0.044715 * acc * acc * acc)));
-                    Y[at(&gm->y, o, t, i, j)] = mx_round_to(gm->dtype, (float)acc);
+                    Y[mx_gemm_index(&gm->y, o, t, i, j)] = mx_round_to(gm->dtype, (float)acc);
                 }
 }

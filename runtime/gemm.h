@@ -45,6 +45,11 @@ typedef struct {
     mx_gemm_act act;            /* applied last, after bias and residual */
 } mx_gemm;
 
+/* The element index of (i, j) of batch (outer, batch) of x: the formula above. */
+static inline int64_t mx_gemm_index(const mx_gemm_operand *x, int64_t outer, int64_t batch, int64_t i, int64_t j) {
+    return x->offset + outer * x->outer_stride + batch * x->batch_stride + (x->trans ? j * x->ld + i : i * x->ld + j);
+}
+
 /* Decodes matmul group k of a fused program. An error names the group and
  * what cuBLASLt cannot do ("group 3 (matmul, anchor %15): ..."). */
 mx_status mx_gemm_decode(const mx_program *p, int group, mx_gemm *out, mx_diag *d);
