@@ -1152,6 +1152,11 @@ static unsigned elem_size(lower *L, LLVMTypeRef et) {
     return LLVMGetTypeKind(et) == LLVMIntegerTypeKind ? LLVMGetIntTypeWidth(et) / 8 : et == L->f32 ? 4 : 2;
 }
 
+/* Where lane k's row of a tile starts: first + k S elements. */
+static LLVMValueRef lane_row(lower *L, LLVMValueRef first, LLVMValueRef S, int k) {
+    return LLVMBuildAdd(L->B, first, LLVMBuildMul(L->B, S, i64c(L, k), ""), "");
+}
+
 /* fill(tile, base, lo, S, n): lane k's elements lo + k S .. + n - 1 of base
  * (n <= W, the rest masked), transposed into tile's W rows. */
 static void call_fill(lower *L, LLVMTypeRef et, LLVMValueRef tile, LLVMValueRef base, LLVMValueRef lo, LLVMValueRef S,
@@ -1167,7 +1172,7 @@ static void call_fill(lower *L, LLVMTypeRef et, LLVMValueRef tile, LLVMValueRef 
         LLVMValueRef mask = LLVMBuildICmp(L->B, LLVMIntULT, lane_iota(L, L->i64, W), splat(L, LLVMGetParam(f, 4)), "");
         LLVMValueRef rows[64];
         for (int k = 0; k < W; k++) {
-            LLVMValueRef a = LLVMBuildAdd(L->B, l0, LLVMBuildMul(L->B, s, i64c(L, k), ""), "");
+            LLVMValueRef a = lane_row(L, l0, s, k);
             LLVMValueRef args[4] = {LLVMBuildInBoundsGEP2(L->B, et, b, &a, 1, ""), LLVMConstInt(L->i32, esize, 0), mask,
                                     LLVMConstNull(row_t)};
             rows[k] = masked_mem(L, "llvm.masked.load", row_t, args);
@@ -1206,7 +1211,7 @@ static void call_flush(lower *L, LLVMTypeRef et, LLVMValueRef rows_at, LLVMValue
                                              LLVMVectorType(L->i1, (unsigned)W), "");
         for (int k = 0; k < W; k++) {
             /* a backward window may start before the buffer: only the rows written are addressed */
-            LLVMValueRef a = LLVMBuildAdd(L->B, f0, LLVMBuildMul(L->B, s, i64c(L, k), ""), "");
+            LLVMValueRef a = lane_row(L, f0, s, k);
             LLVMValueRef args[4] = {rows[k], LLVMBuildGEP2(L->B, et, b, &a, 1, ""), LLVMConstInt(L->i32, esize, 0), mask};
             masked_mem(L, "llvm.masked.store", row_t, args);
         }
@@ -1430,7 +1435,7 @@ static LLVMValueRef lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef value
     bool tiles = (!value && !L->mask && tileable) || st;
     if (!shape || (!again && !(affine && c == 1)) || (known && !tiles))
         return gather_scatter(L, addrs, value, vt);
-    unsigned esize = LLVMGetTypeKind(et) == LLVMIntegerTypeKind ? LLVMGetIntTypeWidth(et) / 8 : et == L->f32 ? 4 : 2;
+    unsigned esize = elem_size(L, et);
     LLVMValueRef a0, S;
     LLVMValueRef ok = strided(L, addrs, esize, &a0, &S);
     LLVMBasicBlockRef vec = new_block(L, "lanes.strided"), each = new_block(L, "lanes.each"), done = new_block(L, "lanes.done");
