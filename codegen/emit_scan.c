@@ -254,6 +254,22 @@ static void packed_index_texts(scan_ctx *x, bool rows_loop) {
     x->g = dim_or_zero(x->sp->G, rows_loop ? "rg" : "g");
 }
 
+/* Row `row` (b, c) as its batch, channel and group, named with `prefix`
+ * (b, c, g or rb, rc, rg), each only where the sizes make it vary. */
+static void emit_coords_of(scan_ctx *x, const char *row, const char *prefix) {
+    mx_emitter *e = x->e;
+    const mx_scan_plan *sp = x->sp;
+    if (sp->Bt > 1)
+        mx_emit_line(e, "const %s %sb = %s / %lld;", e->ity, prefix, row, (long long)sp->Ch);
+    if (sp->Ch > 1)
+        mx_emit_line(e, "const %s %sc = %s %% %lld;", e->ity, prefix, row, (long long)sp->Ch);
+    if (sp->G > 1)
+        mx_emit_line(e, "const %s %sg = %sc / %d;", e->ity, prefix, prefix, x->cpg);
+}
+
+/* The thread's row (b, c) as its batch b, channel c and group g. */
+static void emit_row_coords(scan_ctx *x) { emit_coords_of(x, "row", ""); }
+
 /* A loop over the positions var in [lo, hi) of the rows this thread serves;
  * one scope, closed by close_positions. Lanes and chunked: the row's threads
  * stride over it from first by step. Packed: the block's threads stride over
@@ -277,12 +293,7 @@ static void open_positions(scan_ctx *x, const char *var, long long lo, long long
     if (packed_partial(x))
         mx_emit_line(e, "if (rrow >= %lld) /* past the last row, and so is every later j */\n    break;",
                      (long long)(sp->Bt * sp->Ch));
-    if (sp->Bt > 1)
-        mx_emit_line(e, "const %s rb = rrow / %lld;", e->ity, (long long)sp->Ch);
-    if (sp->Ch > 1)
-        mx_emit_line(e, "const %s rc = rrow %% %lld;", e->ity, (long long)sp->Ch);
-    if (sp->G > 1)
-        mx_emit_line(e, "const %s rg = rc / %d;", e->ity, x->cpg);
+    emit_coords_of(x, "rrow", "r");
     mx_emit_line(e, "const %s %s = %lld + j %% %lld;", e->ity, var, lo, span);
     packed_index_texts(x, true);
 }
@@ -504,19 +515,6 @@ static void lanes_scan(scan_ctx *x, int k) {
         mx_emit_close(e);
     }
     mx_emit_close(e);
-}
-
-/* The thread's row (b, c) as its batch b, channel c and group g, each
- * only where the sizes make it vary. */
-static void emit_row_coords(scan_ctx *x) {
-    mx_emitter *e = x->e;
-    const mx_scan_plan *sp = x->sp;
-    if (sp->Bt > 1)
-        mx_emit_line(e, "const %s b = row / %lld;", e->ity, (long long)sp->Ch);
-    if (sp->Ch > 1)
-        mx_emit_line(e, "const %s c = row %% %lld;", e->ity, (long long)sp->Ch);
-    if (sp->G > 1)
-        mx_emit_line(e, "const %s g = c / %d;", e->ity, x->cpg);
 }
 
 /* The group's scans in the kernel's body: the weights, the outputs no scan
