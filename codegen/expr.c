@@ -739,6 +739,56 @@ static void weighted_sum_expr(mx_emitter *e, int node, const char *const *idx, c
         mx_emit_fail(e, "weighted_sum of %d terms: expression too long", terms);
 }
 
+/* Input s of a product at output index idx: its last dims at `tail`, the
+ * ones before read at the output's leading dims (the first y_lead of idx),
+ * aligned at the right; a dim of size 1 at 0, as elementwise operands. */
+static void product_operand(mx_emitter *e, int node, int s, const char *const *idx, int y_lead,
+                            const char *const *tail, int n_tail, char *out, size_t size) {
+    const mx_graph *g = e->p->g;
+    const mx_type *xt = mx_node_input_type(g, node, s);
+    const char *p[MX_MAX_RANK];
+    int lead = xt->rank - n_tail;
+    for (int d = 0; d < xt->rank; d++)
+        p[d] = xt->dim[d] == 1 ? "0" : d < lead ? idx[y_lead - lead + d] : tail[d - lead];
+    value_at(e, mx_node_input(g, node, s), p, out, size);
+}
+
+/* A thin product that fuse put in this kernel (fuse.c, THIN_K), its sum over
+ * K written out: linear y[.., j] = sum_k x[.., k] W[j, k] (+ b[j]), matmul
+ * y[.., i, j] = sum_k A[.., i, k] B[.., k, j]. */
+static void product_expr(mx_emitter *e, int node, const char *const *idx, char *expr, size_t size) {
+    const mx_graph *g = e->p->g;
+    int rank = mx_value_type(g, mx_node_output(g, node, 0))->rank;
+    int64_t K = mx_product_k(g, node);
+    bool linear = g->nodes[node].op == MX_OP_LINEAR;
+    const char *i = idx[rank - 2 >= 0 ? rank - 2 : 0], *j = idx[rank - 1];
+    size_t len = 0;
+    expr[0] = 0;
+    for (int64_t k = 0; k < K; k++) {
+        char kk[24], a[96], b[96];
+        snprintf(kk, sizeof kk, "%lld", (long long)k);
+        if (linear) {
+            const char *xt[1] = {kk}, *wt[2] = {j, kk};
+            product_operand(e, node, 0, idx, rank - 1, xt, 1, a, sizeof a);
+            product_operand(e, node, 1, idx, 0, wt, 2, b, sizeof b);
+        } else {
+            const char *at[2] = {i, kk}, *bt[2] = {kk, j};
+            product_operand(e, node, 0, idx, rank - 2, at, 2, a, sizeof a);
+            product_operand(e, node, 1, idx, rank - 2, bt, 2, b, sizeof b);
+        }
+        len += (size_t)snprintf(expr + len, len < size ? size - len : 0, "%s%s * %s", k ? " + " : "", a, b);
+    }
+    int bias = mx_node_input(g, node, 2);
+    if (bias != MX_NONE) {
+        char c[96];
+        const char *bi[1] = {j};
+        value_at(e, bias, bi, c, sizeof c);
+        len += (size_t)snprintf(expr + len, len < size ? size - len : 0, " + %s", c);
+    }
+    if (len >= size)
+        mx_emit_fail(e, "a product of K = %lld: expression too long", (long long)K);
+}
+
 /* ---- values ------------------------------------------------------------------------- */
 
 static bool is_view(mx_op op) {
@@ -785,9 +835,11 @@ static void value_at(mx_emitter *e, int v, const char *const *idx, char *out, si
             mx_emit_fail(e, "%s is read but the plan gives it no buffer", mx_node_label(g, node, label, sizeof label));
         }
         load(e, v, idx, got, sizeof got);
-    } else if (f == MX_FUSE_ELEMWISE || f == MX_FUSE_WSUM) {
+    } else if (f == MX_FUSE_ELEMWISE || f == MX_FUSE_WSUM || f == MX_FUSE_MATMUL) {
         if (f == MX_FUSE_WSUM)
             weighted_sum_expr(e, node, idx, expr, sizeof expr);
+        else if (f == MX_FUSE_MATMUL)
+            product_expr(e, node, idx, expr, sizeof expr);
         else
             elementwise_expr(e, node, idx, expr, sizeof expr);
         new_float(e, expr, got, sizeof got);

@@ -296,6 +296,10 @@ mx_status mx_attr_check(const mx_graph *g, int node, int slot, mx_diag *d);
 
 mx_cost mx_node_cost(const mx_graph *g, int node);
 
+/* The inner dimension K of a linear (x W^T) or matmul (A B) node, 0 for any
+ * other op. */
+int64_t mx_product_k(const mx_graph *g, int node);
+
 /* Normalise a possibly negative axis against rank; -1 if out of range. */
 int mx_axis(int64_t axis, int rank);
 

@@ -25,6 +25,8 @@
  *     cuBLAS reads memory; at most the reader's size);
  *   - else it joins a group it reads from, of its own size, when the value
  *     read has no other reader (an epilogue);
+ *   - a thin product (K <= THIN_K) read by one scan group alone joins it:
+ *     the scan recomputes it where it reads it;
  *   - repeat until nothing moves. Then the leftovers: a folded view and a
  *     weight (param-only computation, done when weights are bound) go with
  *     their first reader. */
@@ -197,6 +199,23 @@ static bool try_prologue(fuser *f, int e) {
         return false;
     int c = f->sets[0];
     return kind_of(f, f->anchor[c]) != MX_FUSE_MATMUL && node_numel(f->g, e) <= f->size[c] && merge(f, e, c);
+}
+
+/* A product this thin (a channel mixer's x_proj and dt_proj, K = 1: each
+ * element of B and C is u times a weight) costs K multiply-adds per element
+ * where the scan reads it, against writing it (N times the scan's input for
+ * B and C) and reading it back; a library call per such product costs more
+ * than the product. */
+enum { THIN_K = 4 };
+
+static bool try_thin_product(fuser *f, int e) {
+    const mx_node *node = &f->g->nodes[e];
+    if (f->next[e] != e || mx_product_k(f->g, e) > THIN_K || f->u.output[node->first_out])
+        return false;
+    if (reader_sets(f, e) != 1)
+        return false;
+    int c = f->sets[0];
+    return kind_of(f, f->anchor[c]) == MX_FUSE_SCAN && merge(f, e, c);
 }
 
 typedef struct {
@@ -456,6 +475,10 @@ mx_status mx_pass_fuse(mx_program *p, mx_diag *d) {
         changed = false;
         for (int e = 0; e < g->n_nodes; e++) {
             mx_fusion k = kind_of(&f, e);
+            if (f.joins[e] && k == MX_FUSE_MATMUL) {
+                changed |= try_thin_product(&f, e);
+                continue;
+            }
             if (!f.joins[e] || (k != MX_FUSE_ELEMWISE && k != MX_FUSE_WSUM && g->nodes[e].op != MX_OP_SCAN_SCATTER))
                 continue;
             if (kind_of(&f, f.anchor[find(&f, e)]) == MX_FUSE_SCAN) {

@@ -12,6 +12,7 @@
 #ifndef MX_EMU_H
 #define MX_EMU_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,6 +47,11 @@ void mx_emu_unload(mx_emu_module *m);
 typedef struct {
     const void *base;
     size_t bytes;
+    /* A weight: read-only and small, every warp reads all of it from the
+     * on-chip cache, so a sector of it a request fetches counts as used
+     * whole (a state's B weight broadcast to the warp is not a 4-byte read
+     * of a 32-byte sector); its sectors count once in the DRAM estimate. */
+    bool weight;
 } mx_emu_buffer;
 
 enum { MX_EMU_LOAD, MX_EMU_STORE };

@@ -38,6 +38,13 @@ static const char source[] =
     "    y[blockIdx.x * blockDim.x + threadIdx.x] = x[blockIdx.x];\n"
     "}\n"
     "MX_EMU_ENTRY(broadcast)\n"
+    "extern \"C\" __global__ void accumulate(const float *x, float *y) {\n"
+    "    int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
+    "    y[i] = x[i];\n"
+    "    __syncthreads();\n"
+    "    y[i ^ 1] += 2.0f * x[i];\n"
+    "}\n"
+    "MX_EMU_ENTRY(accumulate)\n"
     "extern \"C\" __global__ void vec4(const float4 *x, float4 *y) {\n"
     "    int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
     "    y[i] = x[i];\n"
@@ -54,18 +61,24 @@ static const char source[] =
 
 enum { BLOCKS = 4, THREADS = 64, N = BLOCKS * THREADS, WARPS = N / 32 };
 
-/* The counters of one launch over x (x_bytes) and y (N elements of y_elem bytes). */
-static mx_emu_counters run(mx_emu_module *m, const char *kernel, const void *x, size_t x_bytes, void *y,
-                           size_t y_elem) {
+/* The counters of one launch over x (x_bytes; a weight when x_weight) and y
+ * (N elements of y_elem bytes). */
+static mx_emu_counters run_over(mx_emu_module *m, const char *kernel, const void *x, size_t x_bytes, bool x_weight,
+                                void *y, size_t y_elem) {
     mx_emu_counters c;
     memset(&c, 0, sizeof c);
-    mx_emu_buffer bufs[] = {{x, x_bytes}, {y, N * y_elem}};
+    mx_emu_buffer bufs[] = {{x, x_bytes, x_weight}, {y, N * y_elem, false}};
     void *args[] = {&x, &y};
     unsigned grid[3] = {BLOCKS, 1, 1}, block[3] = {THREADS, 1, 1};
     mx_diag d;
     mx_status st = mx_emu_launch_profiled(m, kernel, grid, block, 0, args, bufs, 2, &c, &d);
     CHECK_MSG(st == MX_OK, "%s: %s", kernel, d.msg);
     return c;
+}
+
+static mx_emu_counters run(mx_emu_module *m, const char *kernel, const void *x, size_t x_bytes, void *y,
+                           size_t y_elem) {
+    return run_over(m, kernel, x, x_bytes, false, y, y_elem);
 }
 
 #define CHECK_COUNT(kernel, got, want)                                                                       \
@@ -112,6 +125,20 @@ static void test_counters(mx_emu_module *m) {
     CHECK_COUNT("broadcast", c.sectors[MX_EMU_LOAD], WARPS);
     CHECK_COUNT("broadcast", c.bytes[MX_EMU_LOAD], 4 * WARPS);
     CHECK_COUNT("broadcast", c.unique_bytes[MX_EMU_LOAD], 32);
+    /* The same from a weight: its sector counts as used whole. */
+    c = run_over(m, "broadcast", x, BLOCKS * sizeof(float), true, y, sizeof(float));
+    CHECK_COUNT("broadcast (weight)", c.sectors[MX_EMU_LOAD], WARPS);
+    CHECK_COUNT("broadcast (weight)", c.bytes[MX_EMU_LOAD], 32 * WARPS);
+    CHECK_COUNT("broadcast (weight)", c.unique_bytes[MX_EMU_LOAD], 32);
+
+    /* y stored, then a neighbour's element loaded back and stored again: the
+     * load is a request like any other, but the sectors it reads were stored
+     * by the launch and are not DRAM traffic again. */
+    c = run(m, "accumulate", x, N * sizeof(float), y, sizeof(float));
+    CHECK_MSG(c.requests[MX_EMU_LOAD] >= 2 * WARPS, "accumulate: %llu load requests",
+              (unsigned long long)c.requests[MX_EMU_LOAD]);
+    CHECK_COUNT("accumulate", c.unique_bytes[MX_EMU_LOAD], 4 * N);
+    CHECK_COUNT("accumulate", c.unique_bytes[MX_EMU_STORE], 4 * N);
 
     /* A float4 load is one 16-byte access: one request of 16 sectors per warp. */
     c = run(m, "vec4", x, 4 * N * sizeof(float), y, 4 * sizeof(float));
@@ -141,7 +168,7 @@ static void test_plain_module(const char *name) {
         return;
     float x[N], y[N];
     void *args[] = {&x, &y};
-    mx_emu_buffer bufs[] = {{x, sizeof x}, {y, sizeof y}};
+    mx_emu_buffer bufs[] = {{x, sizeof x, false}, {y, sizeof y, false}};
     mx_emu_counters c;
     unsigned grid[3] = {BLOCKS, 1, 1}, block[3] = {THREADS, 1, 1};
     st = mx_emu_launch_profiled(m, "copy", grid, block, 0, args, bufs, 2, &c, &d);

@@ -404,6 +404,7 @@ struct Table {
 struct Watched {
     uintptr_t lo, hi;
     uint64_t *seen[2]; /* bitmaps over its sectors: [MX_EMU_LOAD], [MX_EMU_STORE] */
+    bool weight;       /* mx_emu_buffer.weight */
 };
 
 struct Profile {
@@ -486,7 +487,10 @@ MX_EMU_UNCOUNTED inline void count_access(uintptr_t addr, size_t size, int kind,
     uint64_t first = addr >> 5, last = (addr + size - 1) >> 5, base = w->lo >> 5;
     for (uint64_t s = first; s <= last && s <= (w->hi - 1) >> 5; s++) {
         uint64_t &word = w->seen[kind][(s - base) / 64], bit = 1ull << (s - base) % 64;
-        c.unique_bytes[kind] += word & bit ? 0 : 32;
+        /* a sector the launch stored is in the cache when it is loaded back
+         * (an accumulator's second pass), as a sector loaded twice is */
+        bool stored = kind == MX_EMU_LOAD && (w->seen[MX_EMU_STORE][(s - base) / 64] & bit);
+        c.unique_bytes[kind] += (word & bit) || stored ? 0 : 32;
         word |= bit;
     }
     Table &tb = p->warps[t->linear / 32];
@@ -507,13 +511,14 @@ MX_EMU_UNCOUNTED inline void count_access(uintptr_t addr, size_t size, int kind,
         p->oom = true;
         return;
     }
-    c.bytes[kind] += fresh ? size : 0;
+    c.bytes[kind] += fresh && !w->weight ? size : 0;
     for (uint64_t s = first; s <= last; s++) {
         if (!table_find(tb, pc, k, s, &fresh)) {
             p->oom = true;
             return;
         }
         c.sectors[kind] += fresh;
+        c.bytes[kind] += fresh && w->weight ? 32 : 0;
     }
 }
 
@@ -543,6 +548,7 @@ inline bool profile_open(Profile &p, const mx_emu_launch_desc &d, unsigned n_war
         Watched &w = p.bufs[i];
         w.lo = reinterpret_cast<uintptr_t>(d.buffers[i].base);
         w.hi = w.lo + d.buffers[i].bytes;
+        w.weight = d.buffers[i].weight;
         size_t words = w.hi > w.lo ? (((w.hi - 1) >> 5) - (w.lo >> 5)) / 64 + 1 : 1;
         for (int k = 0; k < 2; k++)
             if (!(w.seen[k] = static_cast<uint64_t *>(calloc(words, sizeof(uint64_t)))))
