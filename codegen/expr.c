@@ -13,6 +13,7 @@
  * read once per element, so this only matters for diag orders. */
 #include <assert.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,11 +234,22 @@ void mx_emit_forget(mx_emitter *e) {
 
 /* ---- buffers and addressing ------------------------------------------------------ */
 
-/* Kernel parameters: the names "b0" .. are stable strings for the callers. */
+/* Kernel parameters: the names "b0" .. are stable strings for the callers,
+ * written once for the process: kernels are generated on several threads
+ * at once (the tuner's candidates), and a name rewritten while another
+ * thread read it came out empty ("[t8]" in a kernel's text). */
 #define MAX_BUFFERS 256
 
+static char buffer_names[MAX_BUFFERS][12];
+static pthread_once_t buffer_names_once = PTHREAD_ONCE_INIT;
+
+static void name_buffers(void) {
+    for (int i = 0; i < MAX_BUFFERS; i++)
+        snprintf(buffer_names[i], sizeof buffer_names[i], "b%d", i);
+}
+
 const char *mx_emit_buffer(mx_emitter *e, int v, bool written) {
-    static char names[MAX_BUFFERS][12];
+    pthread_once(&buffer_names_once, name_buffers);
     int i = 0;
     while (i < e->n_args && e->args[i] != v)
         i++;
@@ -257,8 +269,7 @@ const char *mx_emit_buffer(mx_emitter *e, int v, bool written) {
         mx_emit_fail(e, "more than %d buffers in one kernel", MAX_BUFFERS);
         i = 0;
     }
-    snprintf(names[i], sizeof names[i], "b%d", i);
-    return names[i];
+    return buffer_names[i];
 }
 
 /* A C expression of the index type: a temp when it is not a single token. */

@@ -176,7 +176,7 @@ static void detect_host(mx_device device, mx_target *t) {
     *t = (mx_target){.device = device, .detected = 1, .vector_bits = 128, .threads = host_threads()};
     if (!cpuinfo("model name", t->name, sizeof t->name))
         snprintf(t->name, sizeof t->name, "host CPU");
-    static char flags[8192];
+    char flags[8192]; /* not static: targets are detected on several threads */
     if (!cpuinfo("flags", flags, sizeof flags))
         flags[0] = 0;
     static const char *const wanted[] = {"avx512f", "avx512bw", "avx2", "fma", "f16c"};
