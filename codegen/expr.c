@@ -772,7 +772,7 @@ static void product_expr(mx_emitter *e, int node, const char *const *idx, char *
     int rank = mx_value_type(g, mx_node_output(g, node, 0))->rank;
     int64_t K = mx_product_k(g, node);
     bool linear = g->nodes[node].op == MX_OP_LINEAR;
-    const char *i = idx[rank - 2 >= 0 ? rank - 2 : 0], *j = idx[rank - 1];
+    const char *j = idx[rank - 1];
     size_t len = 0;
     expr[0] = 0;
     for (int64_t k = 0; k < K; k++) {
@@ -783,7 +783,7 @@ static void product_expr(mx_emitter *e, int node, const char *const *idx, char *
             product_operand(e, node, 0, idx, rank - 1, xt, 1, a, sizeof a);
             product_operand(e, node, 1, idx, 0, wt, 2, b, sizeof b);
         } else {
-            const char *at[2] = {i, kk}, *bt[2] = {kk, j};
+            const char *at[2] = {idx[rank - 2], kk}, *bt[2] = {kk, j}; /* a matmul's rank is at least 2 */
             product_operand(e, node, 0, idx, rank - 2, at, 2, a, sizeof a);
             product_operand(e, node, 1, idx, rank - 2, bt, 2, b, sizeof b);
         }

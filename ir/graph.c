@@ -259,12 +259,11 @@ const mx_attr *mx_node_attr(const mx_graph *g, int node, mx_attr_key key) {
 }
 
 int64_t mx_product_k(const mx_graph *g, int node) {
-    const mx_type *t;
-    switch (g->nodes[node].op) {
-    case MX_OP_LINEAR: return mx_node_input_type(g, node, 1)->dim[1];
-    case MX_OP_MATMUL: t = mx_node_input_type(g, node, 0); return t->dim[t->rank - 1];
-    default: return 0;
-    }
+    mx_op op = g->nodes[node].op;
+    if (op != MX_OP_LINEAR && op != MX_OP_MATMUL)
+        return 0;
+    const mx_type *x = mx_node_input_type(g, node, 0); /* x [.., K] or A [.., M, K] */
+    return x->dim[x->rank - 1];
 }
 
 int64_t mx_node_int(const mx_graph *g, int node, mx_attr_key key) {

@@ -190,15 +190,20 @@ static int reader_sets(fuser *f, int node) {
     return f->n_sets = n;
 }
 
-static bool try_prologue(fuser *f, int e) {
+/* The one set that reads node e's results, none being a graph output; -1
+ * when there is none or more than one. */
+static int sole_reader_set(fuser *f, int e) {
     const mx_node *node = &f->g->nodes[e];
     for (int o = 0; o < node->n_out; o++)
         if (f->u.output[node->first_out + o])
-            return false;
-    if (reader_sets(f, e) != 1)
-        return false;
-    int c = f->sets[0];
-    return kind_of(f, f->anchor[c]) != MX_FUSE_MATMUL && node_numel(f->g, e) <= f->size[c] && merge(f, e, c);
+            return -1;
+    return reader_sets(f, e) == 1 ? f->sets[0] : -1;
+}
+
+static bool try_prologue(fuser *f, int e) {
+    int c = sole_reader_set(f, e);
+    return c >= 0 && kind_of(f, f->anchor[c]) != MX_FUSE_MATMUL && node_numel(f->g, e) <= f->size[c] &&
+           merge(f, e, c);
 }
 
 /* A product this thin (a channel mixer's x_proj and dt_proj, K = 1: each
@@ -209,13 +214,10 @@ static bool try_prologue(fuser *f, int e) {
 enum { THIN_K = 4 };
 
 static bool try_thin_product(fuser *f, int e) {
-    const mx_node *node = &f->g->nodes[e];
-    if (f->next[e] != e || mx_product_k(f->g, e) > THIN_K || f->u.output[node->first_out])
+    if (f->next[e] != e || mx_product_k(f->g, e) > THIN_K)
         return false;
-    if (reader_sets(f, e) != 1)
-        return false;
-    int c = f->sets[0];
-    return kind_of(f, f->anchor[c]) == MX_FUSE_SCAN && merge(f, e, c);
+    int c = sole_reader_set(f, e);
+    return c >= 0 && kind_of(f, f->anchor[c]) == MX_FUSE_SCAN && merge(f, e, c);
 }
 
 typedef struct {

@@ -47,12 +47,9 @@ static mx_status profile_launch(void *ctx, int group, const mx_kernel *k, void *
     mx_emu_buffer *bufs = calloc((size_t)k->n_args + 1, sizeof *bufs);
     if (!bufs)
         return mx_fail(d, MX_ERR_NOMEM, "kernel %s: out of memory", k->name);
-    for (int i = 0; i < k->n_args; i++) {
-        const mx_graph *g = c->p->g;
-        mx_op op = g->nodes[g->values[k->args[i].value].node].op;
-        bufs[i] = (mx_emu_buffer){*(void **)params[i], (size_t)value_bytes(g, k->args[i].value),
-                                  op == MX_OP_PARAM || op == MX_OP_CONST};
-    }
+    for (int i = 0; i < k->n_args; i++) /* consts are literals in the kernel, never arguments */
+        bufs[i] = (mx_emu_buffer){*(void **)params[i], (size_t)value_bytes(c->p->g, k->args[i].value),
+                                  mx_graph_value_is_param(c->p->g, k->args[i].value)};
     mx_emu_counters n;
     mx_status st = mx_emu_launch_profiled(c->mod, k->name, k->grid, k->block, k->smem, params, bufs,
                                           k->n_args, &n, d);
