@@ -16,6 +16,7 @@
 #include <llvm-c/Target.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -367,6 +368,81 @@ static mx_status cpu_matmul(void *ctx, const mx_exec *x, int group, mx_diag *d) 
     return st;
 }
 
+/* A matmul group's products and how they are cut: panels of pm rows and pn
+ * columns of y, each with its f32 copies in `need` floats of scratch. */
+typedef struct {
+    const cpu_state *s;
+    const mx_exec *x;
+    const mx_gemm *gm;
+    int64_t pm, pn;
+    bool c_is_y;       /* the residual is y itself, in place */
+    size_t need;       /* scratch floats per thread; 0: all f32, no copies */
+    atomic_bool short_of_memory;
+} products_task;
+
+/* Product (o, b) of the group, panel by panel, copies made in scratch. */
+static void one_product(const products_task *t, int64_t o, int64_t b, float *scratch) {
+    const cpu_state *s = t->s;
+    const mx_exec *x = t->x;
+    const mx_gemm *gm = t->gm;
+    int64_t pm = t->pm, pn = t->pn;
+    float *next = scratch;
+    int64_t unused;
+    const float *bias =
+        gm->bias == MX_NONE ? NULL : sub_f32(s, x, (stored){gm->bias, 0, gm->n}, 0, 1, 0, gm->n, &next, &unused);
+    f32_mat A = {0};
+    stored sa = at_product(&gm->a, o, b);
+    if (pm == gm->m) /* A whole: once per product */
+        A.p = gm->a.trans ? sub_f32(s, x, sa, 0, gm->k, 0, gm->m, &next, &A.ld)
+                          : sub_f32(s, x, sa, 0, gm->m, 0, gm->k, &next, &A.ld);
+    float *cols = next;
+    for (int64_t j0 = 0; j0 < gm->n; j0 += pn) {
+        int64_t n = gm->n - j0 < pn ? gm->n - j0 : pn;
+        next = cols;
+        f32_mat B = {0};
+        B.p = gm->b.trans ? sub_f32(s, x, at_product(&gm->b, o, b), j0, n, 0, gm->k, &next, &B.ld)
+                          : sub_f32(s, x, at_product(&gm->b, o, b), 0, gm->k, j0, n, &next, &B.ld);
+        float *rows = next;
+        for (int64_t i0 = 0; i0 < gm->m; i0 += pm) {
+            int64_t m = gm->m - i0 < pm ? gm->m - i0 : pm, ldy;
+            next = rows;
+            if (pm < gm->m)
+                A.p = gm->a.trans ? sub_f32(s, x, sa, 0, gm->k, i0, m, &next, &A.ld)
+                                  : sub_f32(s, x, sa, i0, m, 0, gm->k, &next, &A.ld);
+            float *y = sub_f32(s, x, at_product(&gm->y, o, b), i0, m, j0, n, &next, &ldy);
+            f32_mat C = {0};
+            if (gm->c.value != MX_NONE && t->c_is_y)
+                C = (f32_mat){y, ldy};
+            else if (gm->c.value != MX_NONE)
+                C.p = gm->c.trans ? sub_f32(s, x, at_product(&gm->c, o, b), j0, n, i0, m, &next, &C.ld)
+                                  : sub_f32(s, x, at_product(&gm->c, o, b), i0, m, j0, n, &next, &C.ld);
+            product(s->blas, gm, m, n, A, B, C, bias ? bias + j0 : NULL, y, ldy);
+            if (!is_f32(s, gm->y.value))
+                pack_rows(s, x, at_product(&gm->y, o, b), i0, m, j0, n, y);
+        }
+    }
+}
+
+static void products(void *ctx, int64_t lo, int64_t hi) {
+    products_task *t = ctx;
+    float *scratch = t->need ? malloc(t->need * sizeof *scratch) : NULL;
+    if (t->need && !scratch) {
+        atomic_store(&t->short_of_memory, true);
+        return;
+    }
+    for (int64_t q = lo; q < hi; q++)
+        one_product(t, q / t->gm->batch, q % t->gm->batch, scratch);
+    free(scratch);
+}
+
+/* Products of fewer flops than this are split over the pool, one sgemm on
+ * one thread each: OpenBLAS's own threads sleep right after a call (see
+ * cpu_blas.c), and waking them costs more than such a product. TSM2-ETTh1's
+ * token mixers run 224 products [128 x 64] [64 x 64] each (1 MFLOP): 5 to
+ * 10 GFLOP/s threaded by OpenBLAS, 190 GFLOP/s split over 2 threads (AMD
+ * EPYC VM). Larger products are split too when the shares come out even. */
+enum { SPLIT_FLOPS = 1 << 24 };
+
 static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
     const mx_gemm *gm = &s->gemms[group];
     if (gm->y.trans)
@@ -394,57 +470,26 @@ static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
         pn = gm->n;
     /* scratch: a panel of A, B, C and y, the bias */
     size_t a_n = (size_t)(pm * gm->k), b_n = (size_t)(gm->k * pn), cy = (size_t)(2 * pm * pn);
-    size_t need = a_n + b_n + cy + (size_t)gm->n;
-    float *scratch = all_f32 ? NULL : malloc(need * sizeof *scratch);
-    if (!all_f32 && !scratch)
-        return mx_fail(d, MX_ERR_NOMEM, "cpu: group %d (matmul): out of memory for %zu f32 elements", group, need);
+    products_task t = {.s = s, .x = x, .gm = gm, .pm = pm, .pn = pn,
+                       .need = all_f32 ? 0 : a_n + b_n + cy + (size_t)gm->n};
+    t.c_is_y = gm->c.value == gm->y.value && gm->c.offset == gm->y.offset && !gm->c.trans && gm->c.ld == gm->y.ld &&
+               gm->c.batch_stride == gm->y.batch_stride && gm->c.outer_stride == gm->y.outer_stride;
+    atomic_init(&t.short_of_memory, false);
+    int threads = mx_cpu_pool_threads(s->pool);
+    int64_t n_products = gm->outer * gm->batch;
+    bool split = threads > 1 && n_products >= threads &&
+                 (2.0 * (double)gm->m * (double)gm->n * (double)gm->k < SPLIT_FLOPS || n_products % threads == 0);
     if (!all_f32) {
-        size_t held = cy + (a_param ? 0 : a_n) + (b_param ? 0 : b_n);
+        size_t held = (cy + (a_param ? 0 : a_n) + (b_param ? 0 : b_n)) * (split ? (size_t)threads : 1);
         s->copies_peak = held * sizeof(float) > s->copies_peak ? held * sizeof(float) : s->copies_peak;
     }
-    bool c_is_y = gm->c.value == gm->y.value && gm->c.offset == gm->y.offset && !gm->c.trans &&
-                  gm->c.ld == gm->y.ld && gm->c.batch_stride == gm->y.batch_stride &&
-                  gm->c.outer_stride == gm->y.outer_stride;
-    for (int64_t o = 0; o < gm->outer; o++)
-        for (int64_t b = 0; b < gm->batch; b++) {
-            float *next = scratch;
-            int64_t unused;
-            const float *bias = gm->bias == MX_NONE ? NULL
-                                                     : sub_f32(s, x, (stored){gm->bias, 0, gm->n}, 0, 1, 0, gm->n,
-                                                               &next, &unused);
-            f32_mat A = {0};
-            stored sa = at_product(&gm->a, o, b);
-            if (pm == gm->m) /* A whole: once per product */
-                A.p = gm->a.trans ? sub_f32(s, x, sa, 0, gm->k, 0, gm->m, &next, &A.ld)
-                                  : sub_f32(s, x, sa, 0, gm->m, 0, gm->k, &next, &A.ld);
-            float *cols = next;
-            for (int64_t j0 = 0; j0 < gm->n; j0 += pn) {
-                int64_t n = gm->n - j0 < pn ? gm->n - j0 : pn;
-                next = cols;
-                f32_mat B = {0};
-                B.p = gm->b.trans ? sub_f32(s, x, at_product(&gm->b, o, b), j0, n, 0, gm->k, &next, &B.ld)
-                                  : sub_f32(s, x, at_product(&gm->b, o, b), 0, gm->k, j0, n, &next, &B.ld);
-                float *rows = next;
-                for (int64_t i0 = 0; i0 < gm->m; i0 += pm) {
-                    int64_t m = gm->m - i0 < pm ? gm->m - i0 : pm, ldy;
-                    next = rows;
-                    if (pm < gm->m)
-                        A.p = gm->a.trans ? sub_f32(s, x, sa, 0, gm->k, i0, m, &next, &A.ld)
-                                          : sub_f32(s, x, sa, i0, m, 0, gm->k, &next, &A.ld);
-                    float *y = sub_f32(s, x, at_product(&gm->y, o, b), i0, m, j0, n, &next, &ldy);
-                    f32_mat C = {0};
-                    if (gm->c.value != MX_NONE && c_is_y)
-                        C = (f32_mat){y, ldy};
-                    else if (gm->c.value != MX_NONE)
-                        C.p = gm->c.trans ? sub_f32(s, x, at_product(&gm->c, o, b), j0, n, i0, m, &next, &C.ld)
-                                          : sub_f32(s, x, at_product(&gm->c, o, b), i0, m, j0, n, &next, &C.ld);
-                    product(s->blas, gm, m, n, A, B, C, bias ? bias + j0 : NULL, y, ldy);
-                    if (!is_f32(s, gm->y.value))
-                        pack_rows(s, x, at_product(&gm->y, o, b), i0, m, j0, n, y);
-                }
-            }
-        }
-    free(scratch);
+    if (split)
+        s->blas->set_num_threads(1);
+    mx_cpu_pool_run(s->pool, n_products, split ? 1 : n_products, products, &t);
+    if (split)
+        s->blas->set_num_threads(threads);
+    if (atomic_load(&t.short_of_memory))
+        return mx_fail(d, MX_ERR_NOMEM, "cpu: group %d (matmul): out of memory for %zu f32 elements", group, t.need);
     return MX_OK;
 }
 
