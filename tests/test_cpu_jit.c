@@ -8,6 +8,11 @@
  *     object from the cache) and gives bit-identical outputs; a change that
  *     changes the kernels (a size, the storage type) writes new objects; a
  *     change that changes none (the thread count) writes nothing.
+ *   - The inline exp (and the softplus and silu built on it) on the host's
+ *     widest vectors and on 8 lanes, both exp2 builds on an AVX-512 host
+ *     (vscalefps on 16 lanes, the exponent bits on 8): against libm in double over [-1000, 1000], at the
+ *     clamps and where the results overflow or underflow (inputs are finite:
+ *     the API refuses others).
  * Skipped (exit 77) when mixc was built without LLVM. */
 #include <stdlib.h>
 
@@ -196,6 +201,74 @@ static void check_one_kernel_recompiles(void) {
     mx_compiled_free(c);
     mx_model_free(m);
 }
+
+/* ---- the inline math -------------------------------------------------------------------- */
+
+static const char math_graph[] = "graph inline_math {\n"
+                                 "  %x = input() : f32[64]\n"
+                                 "  %e = exp(%x) : f32[64]\n"
+                                 "  %s = silu(%x) : f32[64]\n"
+                                 "  %p = softplus(%x) : f32[64]\n"
+                                 "  output %e, %s, %p\n"
+                                 "}\n";
+
+static double want_math(int which, double x) {
+    if (which == 0)
+        return exp(x);
+    if (which == 1)
+        return x / (1.0 + exp(-x));
+    return x > 20.0 ? x : log1p(exp(x));
+}
+
+/* Equal within rel relative error (or abs absolute, near zero), or the same
+ * infinity. */
+static bool math_close(float got, double want, double rel, double abs) {
+    if (isinf(want))
+        return isinf(got) && (got > 0) == (want > 0);
+    return fabs(got - want) <= rel * fabs(want) + abs;
+}
+
+static void check_inline_math(int vector_bits) {
+    static const float edges[] = {-3000.0f, -1000.0f, -151.0f, -126.5f, -104.0f, -87.5f, -20.0f, -1.0f,
+                                  -1e-3f,    0.0f,     1e-3f,   0.5f,    1.0f,    20.0f,  20.5f, 87.0f,
+                                  88.5f,     100.0f,   1000.0f};
+    enum { N = 64, EDGES = sizeof edges / sizeof *edges };
+    float x[N];
+    uint64_t seed = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < N; i++) { /* the edges, then random numbers in [-40, 40) */
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = i < EDGES ? edges[i] : (float)((double)(seed >> 11) / 9007199254740992.0 * 80.0 - 40.0);
+    }
+    mx_diag d = {{0}};
+    mx_target t;
+    mx_graph *g = mx_graph_parse(math_graph, "inline_math", &d);
+    CHECK_MSG(g != NULL, "parse: %s", d.msg);
+    mx_status st = g ? mx_target_detect(MX_DEVICE_CPU, &t, &d) : MX_ERR_INVALID;
+    if (vector_bits < t.vector_bits)
+        t.vector_bits = vector_bits;
+    mx_compiled *c = st == MX_OK ? mx_compile(g, &t, NULL, &d) : NULL;
+    int64_t dims[1] = {N};
+    st = c ? mx_set_input(c, "x", x, MX_F32, 1, dims, &d) : MX_ERR_INVALID;
+    if (st == MX_OK)
+        st = mx_run(c, &d);
+    CHECK_MSG(st == MX_OK, "inline math, %d-bit vectors: %s", t.vector_bits, d.msg);
+    static const char *const outputs[] = {"e", "s", "p"};
+    for (int o = 0; st == MX_OK && o < 3; o++) {
+        const float *got = mx_output(c, outputs[o]);
+        CHECK_MSG(got != NULL, "inline math: no output %%%s", outputs[o]);
+        for (int i = 0; got && i < N; i++) {
+            double want = (float)want_math(o, x[i]); /* inf where f32 overflows */
+            /* exp(x) is 2^(x log2 e), x log2 e rounded to f32: a relative
+             * error of |x| 2^-24 ln 2 more; under 2^-125.5 the result may stay
+             * 2^-125.5 (llvm_kernel.c) */
+            CHECK_MSG(math_close(got[i], want, 2e-6 + fabs(x[i]) * 6e-8, 2.1e-38),
+                      "inline math, %d-bit vectors: %%%s at x = %g: got %.9g, want %.9g", t.vector_bits, outputs[o],
+                      (double)x[i], (double)got[i], want);
+        }
+    }
+    mx_compiled_free(c);
+    mx_graph_free(g);
+}
 #endif
 
 int main(void) {
@@ -211,6 +284,8 @@ int main(void) {
         check_key_fields();
         check_cache();
         check_one_kernel_recompiles();
+        check_inline_math(512); /* the host's widest, AVX-512's exp2 where it has it */
+        check_inline_math(256); /* 8 lanes: the exponent-bits exp2 */
         char *paths[512];
         int n = support_list_files(cache_dir, "", paths, 512);
         for (int i = 0; i < n; i++)
