@@ -1107,7 +1107,8 @@ static bool affine_lanes(LLVMValueRef v, long long *c, int depth) {
 
 /* Whether the lanes' addresses are a + k S, S a positive multiple of the
  * element size (bytes): *a0 and *stride (bytes) then hold them. */
-static LLVMValueRef strided(lower *L, LLVMValueRef addrs, unsigned esize, LLVMValueRef *a0, LLVMValueRef *stride) {
+static LLVMValueRef strided(lower *L, LLVMValueRef addrs, unsigned esize, bool zero_too, LLVMValueRef *a0,
+                            LLVMValueRef *stride) {
     LLVMTypeRef vt = LLVMVectorType(L->i64, (unsigned)L->W);
     LLVMValueRef a = LLVMBuildPtrToInt(L->B, addrs, vt, "");
     *a0 = LLVMBuildExtractElement(L->B, a, LLVMConstInt(L->i32, 0, 0), "");
@@ -1116,7 +1117,7 @@ static LLVMValueRef strided(lower *L, LLVMValueRef addrs, unsigned esize, LLVMVa
     LLVMValueRef same = LLVMBuildICmp(L->B, LLVMIntEQ, a, want, "");
     LLVMValueRef all = LLVMBuildICmp(L->B, LLVMIntEQ, LLVMBuildBitCast(L->B, same, LLVMIntTypeInContext(L->C, (unsigned)L->W), ""),
                                      LLVMConstAllOnes(LLVMIntTypeInContext(L->C, (unsigned)L->W)), "");
-    LLVMValueRef pos = LLVMBuildICmp(L->B, LLVMIntSGT, *stride, i64c(L, 0), "");
+    LLVMValueRef pos = LLVMBuildICmp(L->B, zero_too ? LLVMIntSGE : LLVMIntSGT, *stride, i64c(L, 0), "");
     LLVMValueRef whole = LLVMBuildICmp(L->B, LLVMIntEQ, LLVMBuildURem(L->B, *stride, i64c(L, esize), ""), i64c(L, 0), "");
     return LLVMBuildAnd(L->B, all, LLVMBuildAnd(L->B, pos, whole, ""), "");
 }
@@ -1421,8 +1422,23 @@ static bool in_unrolled_loop(lower *L) {
     return false;
 }
 
+/* The element at a0, which every lane's address is, loaded once for all
+ * lanes: a one-element masked load (no fault when no lane runs), splat. */
+static LLVMValueRef same_address_load(lower *L, LLVMValueRef a0, LLVMTypeRef vt) {
+    LLVMTypeRef et = LLVMGetElementType(vt), one = LLVMVectorType(et, 1);
+    LLVMValueRef any = L->mask ? intrinsic(L, "llvm.vector.reduce.or", &L->mask, 1) : LLVMConstInt(L->i1, 1, 0);
+    LLVMValueRef m1 = LLVMBuildInsertElement(L->B, LLVMGetPoison(LLVMVectorType(L->i1, 1)), any,
+                                             LLVMConstInt(L->i32, 0, 0), "");
+    LLVMValueRef p0 = LLVMTypeOf(a0) == L->ptr ? a0 : LLVMBuildIntToPtr(L->B, a0, L->ptr, "");
+    LLVMValueRef args[4] = {p0, LLVMConstInt(L->i32, elem_size(L, et), 0), m1, LLVMConstNull(one)};
+    LLVMValueRef x = masked_mem(L, "llvm.masked.load", one, args);
+    return LLVMBuildShuffleVector(L->B, x, LLVMGetPoison(one), LLVMConstNull(LLVMVectorType(L->i32, (unsigned)L->W)),
+                                  "");
+}
+
 /* A load (value NULL) or store at the lanes' addresses: a vector load or
- * store when they are consecutive, a lane tile when they are a constant
+ * store when they are consecutive, one load for all lanes when they are the
+ * same (a weight indexed by a channel that a block's lanes share), a lane tile when they are a constant
  * stride apart (loads of all lanes), else a gather or scatter. */
 static LLVMValueRef lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef value, LLVMTypeRef vt) {
     int r = root_of(L, addrs);
@@ -1456,22 +1472,33 @@ static LLVMValueRef lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef value
             args[0] = value, args[1] = p0, args[2] = LLVMConstInt(L->i32, align, 0), args[3] = mask;
         return masked_mem(L, value ? "llvm.masked.store" : "llvm.masked.load", vt, args);
     }
+    if (affine && c == 0 && !value && shape) /* the same element, seen when lowering */
+        return same_address_load(L, LLVMBuildExtractElement(L->B, addrs, LLVMConstInt(L->i32, 0, 0), ""), vt);
     bool tiles = (!value && !L->mask && tileable) || st;
     if (!shape || (!again && !(affine && c == 1)) || (known && !tiles))
         return gather_scatter(L, addrs, value, vt);
     unsigned esize = elem_size(L, et);
     LLVMValueRef a0, S;
-    LLVMValueRef ok = strided(L, addrs, esize, &a0, &S);
+    LLVMValueRef ok = strided(L, addrs, esize, !value, &a0, &S);
     LLVMBasicBlockRef vec = new_block(L, "lanes.strided"), each = new_block(L, "lanes.each"), done = new_block(L, "lanes.done");
     LLVMBuildCondBr(L->B, ok, vec, each);
-    LLVMValueRef got[3];
-    LLVMBasicBlockRef from[3];
+    LLVMValueRef got[4];
+    LLVMBasicBlockRef from[4];
     int n = 0;
 
     LLVMPositionBuilderAtEnd(L->B, vec);
     LLVMValueRef one = LLVMBuildICmp(L->B, LLVMIntEQ, S, i64c(L, esize), "");
     LLVMBasicBlockRef consecutive = new_block(L, "lanes.consecutive"), tiled = tiles ? new_block(L, "lanes.tile") : each;
-    LLVMBuildCondBr(L->B, one, consecutive, tiled);
+    LLVMBasicBlockRef same = value ? NULL : new_block(L, "lanes.same"), other = value ? tiled : new_block(L, "lanes.other");
+    LLVMBuildCondBr(L->B, one, consecutive, other);
+    if (same) { /* a load whose lanes share one address (S = 0) */
+        LLVMPositionBuilderAtEnd(L->B, other);
+        LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntEQ, S, i64c(L, 0), ""), same, tiled);
+        LLVMPositionBuilderAtEnd(L->B, same);
+        got[n] = same_address_load(L, a0, vt);
+        from[n++] = LLVMGetInsertBlock(L->B);
+        LLVMBuildBr(L->B, done);
+    }
     LLVMPositionBuilderAtEnd(L->B, consecutive);
     if (st)
         flush_store_tile(L, st);
