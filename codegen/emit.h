@@ -103,6 +103,13 @@ const char *mx_emit_buffer(mx_emitter *e, int v, bool written);
  * (a load, f16/bf16 converted). */
 void mx_emit_value(mx_emitter *e, int v, const char *const *idx, char *out, size_t size);
 
+/* Reads, where the emitter stands, the weights that value v at idx needs
+ * when a thin product of this group computes it, remembered so that
+ * computing v reuses them; an index entry NULL stands for one that changes
+ * later (a scan's step), and a weight read at it is left for then. A scan
+ * reads its row's weights once before walking L. */
+void mx_emit_hoist_weights(mx_emitter *e, int v, const char *const *idx);
+
 /* Stores the float expression as value v at idx: into v's buffer when v is
  * materialised (rounded to its dtype), and into the output of every view of
  * v that is folded into this group's stores (MX_VIEW_PRODUCER) and has a

@@ -441,6 +441,21 @@ static void store_hN(scan_ctx *x, const mx_scan_part *s, const char *n, const ch
 
 /* ---- decomposition 0: lanes hold the states, walking L ----------------------------- */
 
+/* The row's weights, read once before its walk over L (the steps then reuse
+ * them, expr.c remembering them): delta's bias, D, and the weights of a thin
+ * product that computes delta (TSM2's dt_proj, K = 4). Read at every step,
+ * each was a gather of W lanes' channels on the CPU. */
+static void hoist_row_weights(scan_ctx *x, const mx_scan_part *s) {
+    const mx_graph *g = x->e->p->g;
+    const char *ci[1] = {x->c}, *bcl[3] = {x->b, x->c, NULL};
+    char v[96];
+    static const int per_channel[] = {MX_SCAN_DELTA_BIAS, MX_SCAN_D};
+    for (size_t i = 0; i < sizeof per_channel / sizeof *per_channel; i++)
+        if (s->in[per_channel[i]] != MX_NONE && mx_graph_value_is_param(g, s->in[per_channel[i]]))
+            mx_emit_value(x->e, s->in[per_channel[i]], ci, v, sizeof v);
+    mx_emit_hoist_weights(x->e, s->in[MX_SCAN_DELTA], bcl);
+}
+
 static void lanes_scan(scan_ctx *x, int k) {
     mx_emitter *e = x->e;
     const mx_scan_plan *sp = x->sp;
@@ -454,6 +469,7 @@ static void lanes_scan(scan_ctx *x, int k) {
     mx_emit_line(e, "const int n = lane + j * %d;", x->lanes);
     emit_state_init(x, s, "n", "a2[j]", "h[j]");
     mx_emit_close(e);
+    hoist_row_weights(x, s);
     mx_emit_open(e, "for (int s0 = 0; s0 < %lld; s0 += %d)", (long long)sp->L, chunk);
     mx_emit_line(e, "const int steps = min(%d, %lld - s0);", chunk, (long long)sp->L);
     if (x->staged) {

@@ -752,22 +752,30 @@ static void weighted_sum_expr(mx_emitter *e, int node, const char *const *idx, c
 
 /* Input s of a product at output index idx: its last dims at `tail`, the
  * ones before read at the output's leading dims (the first y_lead of idx),
- * aligned at the right; a dim of size 1 at 0, as elementwise operands. */
+ * aligned at the right; a dim of size 1 at 0, as elementwise operands.
+ * Only a weight, and only when no index it needs is NULL, in weights_only
+ * mode (mx_emit_hoist_weights). */
 static void product_operand(mx_emitter *e, int node, int s, const char *const *idx, int y_lead,
-                            const char *const *tail, int n_tail, char *out, size_t size) {
+                            const char *const *tail, int n_tail, bool weights_only, char *out, size_t size) {
     const mx_graph *g = e->p->g;
     const mx_type *xt = mx_node_input_type(g, node, s);
     const char *p[MX_MAX_RANK];
     int lead = xt->rank - n_tail;
-    for (int d = 0; d < xt->rank; d++)
+    bool known = true;
+    for (int d = 0; d < xt->rank; d++) {
         p[d] = xt->dim[d] == 1 ? "0" : d < lead ? idx[y_lead - lead + d] : tail[d - lead];
-    value_at(e, mx_node_input(g, node, s), p, out, size);
+        known &= p[d] != NULL;
+    }
+    if (!weights_only || (known && mx_graph_value_is_param(g, mx_node_input(g, node, s))))
+        value_at(e, mx_node_input(g, node, s), p, out, size);
 }
 
 /* A thin product that fuse put in this kernel (fuse.c, THIN_K), its sum over
  * K written out: linear y[.., j] = sum_k x[.., k] W[j, k] (+ b[j]), matmul
- * y[.., i, j] = sum_k A[.., i, k] B[.., k, j]. */
-static void product_expr(mx_emitter *e, int node, const char *const *idx, char *expr, size_t size) {
+ * y[.., i, j] = sum_k A[.., i, k] B[.., k, j]. weights_only: only its
+ * weights are read (and remembered), expr is not written. */
+static void product_terms(mx_emitter *e, int node, const char *const *idx, bool weights_only, char *expr,
+                          size_t size) {
     const mx_graph *g = e->p->g;
     int rank = mx_value_type(g, mx_node_output(g, node, 0))->rank;
     int64_t K = mx_product_k(g, node);
@@ -780,24 +788,34 @@ static void product_expr(mx_emitter *e, int node, const char *const *idx, char *
         snprintf(kk, sizeof kk, "%lld", (long long)k);
         if (linear) {
             const char *xt[1] = {kk}, *wt[2] = {j, kk};
-            product_operand(e, node, 0, idx, rank - 1, xt, 1, a, sizeof a);
-            product_operand(e, node, 1, idx, 0, wt, 2, b, sizeof b);
+            product_operand(e, node, 0, idx, rank - 1, xt, 1, weights_only, a, sizeof a);
+            product_operand(e, node, 1, idx, 0, wt, 2, weights_only, b, sizeof b);
         } else {
             const char *at[2] = {idx[rank - 2], kk}, *bt[2] = {kk, j}; /* a matmul's rank is at least 2 */
-            product_operand(e, node, 0, idx, rank - 2, at, 2, a, sizeof a);
-            product_operand(e, node, 1, idx, rank - 2, bt, 2, b, sizeof b);
+            product_operand(e, node, 0, idx, rank - 2, at, 2, weights_only, a, sizeof a);
+            product_operand(e, node, 1, idx, rank - 2, bt, 2, weights_only, b, sizeof b);
         }
-        len += (size_t)snprintf(expr + len, len < size ? size - len : 0, "%s%s * %s", k ? " + " : "", a, b);
+        if (!weights_only)
+            len += (size_t)snprintf(expr + len, len < size ? size - len : 0, "%s%s * %s", k ? " + " : "", a, b);
     }
     int bias = mx_node_input(g, node, 2);
-    if (bias != MX_NONE) {
+    if (bias != MX_NONE && (!weights_only || (j && mx_graph_value_is_param(g, bias)))) {
         char c[96];
         const char *bi[1] = {j};
         value_at(e, bias, bi, c, sizeof c);
-        len += (size_t)snprintf(expr + len, len < size ? size - len : 0, " + %s", c);
+        if (!weights_only)
+            len += (size_t)snprintf(expr + len, len < size ? size - len : 0, " + %s", c);
     }
     if (len >= size)
         mx_emit_fail(e, "a product of K = %lld: expression too long", (long long)K);
+}
+
+void mx_emit_hoist_weights(mx_emitter *e, int v, const char *const *idx) {
+    const mx_graph *g = e->p->g;
+    int node = g->values[v].node;
+    char unused[8];
+    if (e->status == MX_OK && e->p->group_of[node] == e->group && mx_ops[g->nodes[node].op].fusion == MX_FUSE_MATMUL)
+        product_terms(e, node, idx, true, unused, sizeof unused);
 }
 
 /* ---- values ------------------------------------------------------------------------- */
@@ -850,7 +868,7 @@ static void value_at(mx_emitter *e, int v, const char *const *idx, char *out, si
         if (f == MX_FUSE_WSUM)
             weighted_sum_expr(e, node, idx, expr, sizeof expr);
         else if (f == MX_FUSE_MATMUL)
-            product_expr(e, node, idx, expr, sizeof expr);
+            product_terms(e, node, idx, false, expr, sizeof expr);
         else
             elementwise_expr(e, node, idx, expr, sizeof expr);
         new_float(e, expr, got, sizeof got);
