@@ -504,12 +504,15 @@ static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
  * once per block; else, when more do, the most that divide all the rows
  * (each lane then gathers its own B and C). Row kernels' thread count is
  * only checked, the CPU running each row's loops whole; element kernels
- * (elementwise chains, convs) run a vector's worth of elements per block. */
+ * (elementwise chains, weighted sums, copies and gathers, convs) run a
+ * vector's worth of elements per block. */
 static mx_tiles cpu_tiles(const mx_target *t, const mx_program *p, int g) {
     mx_tiles tiles = {.threads = 32, .items = 1, .channels = 1, .lanes_per_state = 1, .vector = 1};
     int lanes = vector_lanes(t);
-    if (p->groups[g].kind == MX_FUSE_ELEMWISE || p->groups[g].kind == MX_FUSE_CONV)
-        tiles.threads = lanes; /* a vector of elements per block */
+    mx_fusion kind = p->groups[g].kind;
+    if (kind == MX_FUSE_ELEMWISE || kind == MX_FUSE_WSUM || kind == MX_FUSE_LAYOUT || kind == MX_FUSE_GATHER ||
+        kind == MX_FUSE_CONV)
+        tiles.threads = lanes; /* element loops (emit_pointwise.c): a vector of elements per block */
     if (p->groups[g].kind != MX_FUSE_SCAN)
         return tiles;
     mx_scan_plan sp;
