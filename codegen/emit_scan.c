@@ -510,16 +510,16 @@ static void lanes_scan(scan_ctx *x, int k) {
         mx_emit_line(e, "for (int off = %d; off > 0; off >>= 1)", x->lanes / 2);
         mx_emit_line(e, "    y += __shfl_xor_sync(gmask, y, off);");
         mx_emit_line(e, "if (s %% %d == lane)", x->lanes);
-        mx_emit_line(e, "    ys[s] = y;");
+        mx_emit_line(e, "    ys[s * %d] = y;", x->t.channels);
     } else {
-        mx_emit_line(e, "ys[s] = y;");
+        mx_emit_line(e, "ys[s * %d] = y;", x->t.channels);
     }
     mx_emit_close(e);
     mx_emit_line(e, "/* the chunk's outputs, one step per lane */");
     mx_emit_open(e, "for (int s = lane; s < steps; s += %d)", x->lanes);
     step_l(x, s, "(s0 + s)", l, sizeof l);
     mx_emit_line(e, "const %s l = %s;", e->ity, l);
-    mx_emit_line(e, "float y = ys[s];");
+    mx_emit_line(e, "float y = ys[s * %d];", x->t.channels);
     finish_step(x, k, "l");
     mx_emit_close(e);
     mx_emit_close(e);
@@ -576,7 +576,11 @@ static void emit_lanes(scan_ctx *x, mx_kernel *k) {
         mx_emit_line(e, "const unsigned gmask = %s;",
                      x->lanes == 32 ? "0xFFFFFFFFu" : "((1u << LANES) - 1) << (threadIdx.x % 32 / LANES * LANES)");
     mx_emit_line(e, "MX_DYNAMIC_SMEM(float, smem);");
-    mx_emit_line(e, "float *const ys = smem + slot * %d; /* this row's outputs of the chunk */", chunk);
+    /* step-major, [chunk][rows]: a step's rows side by side, so that the
+     * rows' stores of a step (and their loads in the output loop) are
+     * consecutive: one vector on the CPU, not a scatter; distinct banks on
+     * a GPU */
+    mx_emit_line(e, "float *const ys = smem + slot; /* this row's outputs of the chunk, ys[s * %d] */", cpb);
     if (x->staged) {
         mx_emit_line(e, "float *const Bs = smem + %d, *const Cs = Bs + %lld; /* [N][chunk] */", cpb * chunk,
                      (long long)sp->N * chunk);
