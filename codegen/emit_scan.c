@@ -480,8 +480,8 @@ static void lanes_scan(scan_ctx *x, int k) {
         mx_emit_line(e, "const %s l = %s;", e->ity, l);
         bc_value(x, s, MX_SCAN_B, "n", "l", bb, sizeof bb);
         bc_value(x, s, MX_SCAN_C, "n", "l", cc, sizeof cc);
-        mx_emit_line(e, "Bs[n * %d + s] = %s;", chunk, bb);
-        mx_emit_line(e, "Cs[n * %d + s] = %s;", chunk, cc);
+        mx_emit_line(e, "Bs[i] = %s; /* [N][steps]: i is n * steps + s, the threads' stores side by side */", bb);
+        mx_emit_line(e, "Cs[i] = %s;", cc);
         mx_emit_close(e);
         mx_emit_line(e, "__syncthreads();");
     }
@@ -496,8 +496,8 @@ static void lanes_scan(scan_ctx *x, int k) {
     mx_emit_open(e, "for (int j = 0; j < %d; j++)", x->per_lane);
     mx_emit_line(e, "const int n = lane + j * %d;", x->lanes);
     if (x->staged) {
-        snprintf(bb, sizeof bb, "Bs[n * %d + s]", chunk);
-        snprintf(cc, sizeof cc, "Cs[n * %d + s]", chunk);
+        snprintf(bb, sizeof bb, "Bs[n * steps + s]");
+        snprintf(cc, sizeof cc, "Cs[n * steps + s]");
     } else {
         bc_value(x, s, MX_SCAN_B, "n", "l", bb, sizeof bb);
         bc_value(x, s, MX_SCAN_C, "n", "l", cc, sizeof cc);
@@ -582,7 +582,7 @@ static void emit_lanes(scan_ctx *x, mx_kernel *k) {
      * a GPU */
     mx_emit_line(e, "float *const ys = smem + slot; /* this row's outputs of the chunk, ys[s * %d] */", cpb);
     if (x->staged) {
-        mx_emit_line(e, "float *const Bs = smem + %d, *const Cs = Bs + %lld; /* [N][chunk] */", cpb * chunk,
+        mx_emit_line(e, "float *const Bs = smem + %d, *const Cs = Bs + %lld; /* [N][steps], steps <= chunk */", cpb * chunk,
                      (long long)sp->N * chunk);
     }
     bool warp = x->lanes > 1; /* a row's lanes share its sum */
