@@ -270,6 +270,24 @@ static void emit_coords_of(scan_ctx *x, const char *row, const char *prefix) {
 /* The thread's row (b, c) as its batch b, channel c and group g. */
 static void emit_row_coords(scan_ctx *x) { emit_coords_of(x, "row", ""); }
 
+/* The same when the block's cpb rows (row0 + slot) share (b, g), cpb
+ * dividing a group's channels: b and g the block's own, c its first
+ * channel plus the slot. On the CPU that is one value for all lanes and
+ * lanes at consecutive channels, seen when lowering: loads at b are scalar
+ * ones and loads at c vectors, with no check of the lanes' addresses. */
+static void emit_block_row_coords(scan_ctx *x, int cpb) {
+    mx_emitter *e = x->e;
+    const mx_scan_plan *sp = x->sp;
+    long long Ch = (long long)sp->Ch;
+    mx_emit_line(e, "const %s row0 = (%s)blockIdx.x * %d;", e->ity, e->ity, cpb);
+    if (sp->Bt > 1)
+        mx_emit_line(e, "const %s b = row0 / %lld;", e->ity, Ch);
+    if (sp->Ch > 1)
+        mx_emit_line(e, "const %s c = row0 %% %lld + slot;", e->ity, Ch);
+    if (sp->G > 1)
+        mx_emit_line(e, "const %s g = row0 %% %lld / %d;", e->ity, Ch, x->cpg);
+}
+
 /* A loop over the positions var in [lo, hi) of the rows this thread serves;
  * one scope, closed by close_positions. Lanes and chunked: the row's threads
  * stride over it from first by step. Packed: the block's threads stride over
@@ -571,7 +589,10 @@ static void emit_lanes(scan_ctx *x, mx_kernel *k) {
         mx_emit_line(e, "if (row >= %lld) /* past the last row: no barrier follows */", rows);
         mx_emit_line(e, "    return;");
     }
-    emit_row_coords(x);
+    if (x->staged)
+        emit_block_row_coords(x, cpb);
+    else
+        emit_row_coords(x);
     if (x->lanes > 1)
         mx_emit_line(e, "const unsigned gmask = %s;",
                      x->lanes == 32 ? "0xFFFFFFFFu" : "((1u << LANES) - 1) << (threadIdx.x % 32 / LANES * LANES)");
