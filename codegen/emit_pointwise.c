@@ -9,7 +9,6 @@
  * orders, space_to_depth) is stored there too, at the index the element
  * lands at: one computation, several stores. The other producer views
  * (shift, slice, split, unfold) get a loop over their own output. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,27 +59,10 @@ void mx_emit_element_loops(mx_emitter *e, const mx_tiles *t, mx_kernel *k) {
         int64_t n = mx_type_numel(ti);
         most = n > most ? n : most;
         mx_emit_line(e, "// %lld elements", (long long)n);
+        mx_emit_open(e, "for (%s lin = (%s)blockIdx.x * blockDim.x + threadIdx.x; lin < %lld; lin += (%s)gridDim.x * blockDim.x)",
+                     e->ity, e->ity, (long long)n, e->ity);
         mx_idx_str idx[MX_MAX_RANK];
-        if (ti->rank > 0 && ti->dim[ti->rank - 1] % t->threads == 0) {
-            /* A block's elements lie in one row of the last dim: the
-             * block's first element gives every index but the last, which
-             * is its own plus the thread's. On the CPU (a block is a vector)
-             * that is one value for all lanes and consecutive lanes along
-             * the row, seen when lowering: loads along the row are vectors
-             * and loads at the other indices (a conv's weight and bias at
-             * the channel) scalar ones, with no check of the addresses. */
-            mx_emit_open(e, "for (%s lin0 = (%s)blockIdx.x * blockDim.x; lin0 < %lld; lin0 += (%s)gridDim.x * blockDim.x)",
-                         e->ity, e->ity, (long long)n, e->ity);
-            mx_emit_delinearise(e, "lin0", ti, idx);
-            char last[16];
-            mx_emit_temp(e, last, sizeof last);
-            mx_emit_line(e, "const %s %s = %s + threadIdx.x;", e->ity, last, idx[ti->rank - 1]);
-            snprintf(idx[ti->rank - 1], sizeof idx[ti->rank - 1], "%s", last);
-        } else {
-            mx_emit_open(e, "for (%s lin = (%s)blockIdx.x * blockDim.x + threadIdx.x; lin < %lld; lin += (%s)gridDim.x * blockDim.x)",
-                         e->ity, e->ity, (long long)n, e->ity);
-            mx_emit_delinearise(e, "lin", ti, idx);
-        }
+        mx_emit_delinearise(e, "lin", ti, idx);
         const char *ptr[MX_MAX_RANK];
         for (int d = 0; d < ti->rank; d++)
             ptr[d] = idx[d];
