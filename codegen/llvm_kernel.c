@@ -1106,7 +1106,8 @@ static bool affine_lanes(LLVMValueRef v, long long *c, int depth) {
 }
 
 /* Whether the lanes' addresses are a + k S, S a positive multiple of the
- * element size (bytes): *a0 and *stride (bytes) then hold them. */
+ * element size (bytes), or 0 too when zero_too (loads: one element for all
+ * lanes): *a0 and *stride (bytes) then hold them. */
 static LLVMValueRef strided(lower *L, LLVMValueRef addrs, unsigned esize, bool zero_too, LLVMValueRef *a0,
                             LLVMValueRef *stride) {
     LLVMTypeRef vt = LLVMVectorType(L->i64, (unsigned)L->W);
@@ -1438,8 +1439,9 @@ static LLVMValueRef same_address_load(lower *L, LLVMValueRef a0, LLVMTypeRef vt)
 
 /* A load (value NULL) or store at the lanes' addresses: a vector load or
  * store when they are consecutive, one load for all lanes when they are the
- * same (a weight indexed by a channel that a block's lanes share), a lane tile when they are a constant
- * stride apart (loads of all lanes), else a gather or scatter. */
+ * same (a weight indexed by a channel that a block's lanes share), a lane
+ * tile when they are a constant stride apart (loads of all lanes), else a
+ * gather or scatter. */
 static LLVMValueRef lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef value, LLVMTypeRef vt) {
     int r = root_of(L, addrs);
     if (value)

@@ -95,9 +95,7 @@ static int fold_permutes(mx_rewriter *rw, int node, int x, int inner) {
         return src;
     int n = reemit(rw, node, src);
     mx_node_set_ints(rw->g, n, MX_A_PERM, q, p2->n);
-    mx_diag inner_diag;
-    if (rw->status == MX_OK && mx_graph_infer_node(rw->g, n, &inner_diag) != MX_OK)
-        rw->status = mx_fail(rw->diag, MX_ERR_INVALID, "internal: composed permute: %s", inner_diag.msg);
+    mx_rewrite_type(rw, n, "composed permute");
     return mx_node_output(rw->g, n, 0);
 }
 
@@ -194,9 +192,7 @@ static int slice_rows(mx_rewriter *rw, int w, int64_t start, int64_t end) {
     mx_node_set_int(rw->g, n, MX_A_AXIS, 0);
     mx_node_set_int(rw->g, n, MX_A_START, start);
     mx_node_set_int(rw->g, n, MX_A_END, end);
-    mx_diag inner;
-    if (rw->status == MX_OK && mx_graph_infer_node(rw->g, n, &inner) != MX_OK)
-        rw->status = mx_fail(rw->diag, MX_ERR_INVALID, "internal: a weight's slice: %s", inner.msg);
+    mx_rewrite_type(rw, n, "a weight's slice");
     return mx_node_output(rw->g, n, 0);
 }
 
@@ -260,9 +256,7 @@ static bool split_product(mx_rewriter *rw, int node, const mx_uses *u) {
 static int view_of(mx_rewriter *rw, mx_op op, int x, mx_attr_key key, const int64_t *ints, int n) {
     int node = mx_graph_add_node(rw->g, op, &x, 1, 1);
     mx_node_set_ints(rw->g, node, key, ints, n);
-    mx_diag inner;
-    if (rw->status == MX_OK && mx_graph_infer_node(rw->g, node, &inner) != MX_OK)
-        rw->status = mx_fail(rw->diag, MX_ERR_INVALID, "internal: a patch conv's view: %s", inner.msg);
+    mx_rewrite_type(rw, node, "a patch conv's view");
     return mx_node_output(rw->g, node, 0);
 }
 

@@ -165,6 +165,9 @@ int mx_rewrite_copy(mx_rewriter *rw, int node);
 /* Emits a fresh node with new-graph inputs and the attributes of old node
  * template_node (or defaults when -1); types it; returns the new node. */
 int mx_rewrite_emit(mx_rewriter *rw, mx_op op, const int *inputs, int n_in, int n_out, int template_node);
+/* Types new node `node` after a rule set its attributes; an ill-typed node
+ * fails the rewrite as an internal error naming `what`. */
+void mx_rewrite_type(mx_rewriter *rw, int node, const char *what);
 /* The new value for an old input of node (MX_NONE when absent). */
 int mx_rewrite_input(const mx_rewriter *rw, int node, int i);
 

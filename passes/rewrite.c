@@ -22,14 +22,13 @@ static void copy_attrs(mx_graph *dst, int dst_node, const mx_graph *src, int src
     }
 }
 
-/* Types a new node; a failure here is a pass that built something wrong. */
-static void infer(mx_rewriter *rw, int node) {
+/* A failure here is a pass that built something wrong. */
+void mx_rewrite_type(mx_rewriter *rw, int node, const char *what) {
     if (rw->status != MX_OK || mx_ops[rw->g->nodes[node].op].fusion == MX_FUSE_SOURCE)
         return;
     mx_diag inner;
     if (mx_graph_infer_node(rw->g, node, &inner) != MX_OK)
-        rw->status = mx_fail(rw->diag, MX_ERR_INVALID, "internal: a rewrite made an ill-typed node: %s",
-                             inner.msg);
+        rw->status = mx_fail(rw->diag, MX_ERR_INVALID, "internal: %s: %s", what, inner.msg);
 }
 
 int mx_rewrite_emit(mx_rewriter *rw, mx_op op, const int *inputs, int n_in, int n_out, int template_node) {
@@ -39,7 +38,7 @@ int mx_rewrite_emit(mx_rewriter *rw, mx_op op, const int *inputs, int n_in, int 
         copy_attrs(rw->g, node, rw->old, template_node);
         rw->g->nodes[node].line = rw->old->nodes[template_node].line;
     }
-    infer(rw, node);
+    mx_rewrite_type(rw, node, "a rewrite made an ill-typed node");
     return node;
 }
 
@@ -60,7 +59,7 @@ int mx_rewrite_copy(mx_rewriter *rw, int node) {
             mx_value_set_name(rw->g, nv, ov->name);
         rw->map[old->first_out + i] = nv;
     }
-    infer(rw, copy);
+    mx_rewrite_type(rw, copy, "a rewrite made an ill-typed node");
     return copy;
 }
 

@@ -513,7 +513,7 @@ static mx_tiles cpu_tiles(const mx_target *t, const mx_program *p, int g) {
     if (kind == MX_FUSE_ELEMWISE || kind == MX_FUSE_WSUM || kind == MX_FUSE_LAYOUT || kind == MX_FUSE_GATHER ||
         kind == MX_FUSE_CONV)
         tiles.threads = lanes; /* element loops (emit_pointwise.c): a vector of elements per block */
-    if (p->groups[g].kind != MX_FUSE_SCAN)
+    if (kind != MX_FUSE_SCAN)
         return tiles;
     mx_scan_plan sp;
     mx_diag ignored;
