@@ -17,11 +17,13 @@ static void load_input(mx_emitter *e, int node, int i, const char *const *idx, c
     mx_emit_value(e, mx_node_input(e->p->g, node, i), idx, out, size);
 }
 
-/* acc = bias[c] or 0 */
-static void start_acc(mx_emitter *e, int node, const char *c, int64_t channels, char *acc, size_t size) {
+/* acc = bias[c] (bias[c, l] for a dwconv1d with weights per position) or 0 */
+static void start_acc(mx_emitter *e, int node, const char *const *idx, char *acc, size_t size) {
     char b[96] = "0.0f";
-    if (mx_node_input(e->p->g, node, 2) != MX_NONE) {
-        const char *bi[1] = {at(channels, c)};
+    int bias = mx_node_input(e->p->g, node, 2);
+    if (bias != MX_NONE) {
+        const mx_type *bt = mx_value_type(e->p->g, bias);
+        const char *bi[2] = {at(bt->dim[0], idx[1]), bt->rank == 2 ? at(bt->dim[1], idx[2]) : NULL};
         load_input(e, node, 2, bi, b, sizeof b);
     }
     mx_emit_temp(e, acc, size);
@@ -52,12 +54,15 @@ static void position(mx_emitter *e, const char *expr, char *out, size_t size) {
 }
 
 /* dwconv1d [B, C, L] and dwconv2d [B, C, H, W] share the shape of a
- * depthwise KH x KW window over [H, W] (dwconv1d: H = 1). */
+ * depthwise KH x KW window over [H, W] (dwconv1d: H = 1). A dwconv1d's
+ * weights per position, [K, C, L], are read at [tap, c, l]: consecutive
+ * for the lanes of a row, where [C, K] gives lanes of several channels
+ * (rows shorter than a vector) a gather per tap. */
 static void depthwise(mx_emitter *e, int node, const char *const *idx, const char *acc) {
     const mx_graph *g = e->p->g;
     const mx_type *xt = mx_node_input_type(g, node, 0), *wt = mx_node_input_type(g, node, 1);
-    bool two_d = g->nodes[node].op == MX_OP_DWCONV2D;
-    int64_t K = wt->dim[1], C = xt->dim[1];
+    bool two_d = g->nodes[node].op == MX_OP_DWCONV2D, by_position = !two_d && wt->rank == 3;
+    int64_t K = by_position ? wt->dim[0] : wt->dim[1], C = xt->dim[1];
     int64_t pad = two_d || mx_node_int(g, node, MX_A_MODE) == MX_CONV_SAME ? (K - 1) / 2 : K - 1;
     char u[16] = "0", v[16], r[16] = "0", q[16], expr[256], cond[256];
     if (two_d) {
@@ -77,6 +82,8 @@ static void depthwise(mx_emitter *e, int node, const char *const *idx, const cha
         snprintf(cond, sizeof cond, "%s >= 0 && %s < %lld", q, q, (long long)L);
     const char *xi[4] = {idx[0], idx[1], at(xt->dim[2], two_d ? r : q), two_d ? at(L, q) : NULL};
     const char *wi[3] = {at(C, idx[1]), two_d ? at(K, u) : at(K, v), at(K, v)};
+    if (by_position)
+        wi[0] = at(K, v), wi[1] = at(C, idx[1]), wi[2] = at(xt->dim[2], idx[2]);
     tap(e, node, acc, cond, xi, wi);
     mx_emit_close(e);
     if (two_d)
@@ -112,9 +119,8 @@ static bool conv_member(mx_emitter *e, int node, const char *const *idx, char *o
     mx_op op = g->nodes[node].op;
     if (op != MX_OP_DWCONV1D && op != MX_OP_DWCONV2D && op != MX_OP_CONV2D)
         return false;
-    const mx_type *yt = mx_value_type(g, mx_node_output(g, node, 0));
     mx_emit_line(e, "// %s", mx_ops[op].name);
-    start_acc(e, node, idx[1], yt->dim[1], out, size);
+    start_acc(e, node, idx, out, size);
     if (op == MX_OP_CONV2D)
         dense2d(e, node, idx, out);
     else

@@ -78,14 +78,19 @@ mx_cost cost_matmul(const mx_graph *g, int node) {
 }
 
 /* 2*B*O*OH*OW * C*KH*KW, the taps being w's elements per output channel;
- * the same holds for the depthwise convs, whose taps are K or K*K. */
+ * the same holds for the depthwise convs, whose taps are K or K*K (K too
+ * for a dwconv1d with weights per position, [K, C, L]). */
 static mx_cost cost_conv(const mx_graph *g, int node) {
     const mx_type *w = mx_node_input_type(g, node, 1);
     return product_cost(g, node, numel(w) / (double)w->dim[0]);
 }
 
 mx_cost cost_conv2d(const mx_graph *g, int node) { return cost_conv(g, node); }
-mx_cost cost_dwconv(const mx_graph *g, int node) { return cost_conv(g, node); }
+mx_cost cost_dwconv(const mx_graph *g, int node) {
+    const mx_type *w = mx_node_input_type(g, node, 1);
+    return w->rank == 3 && g->nodes[node].op == MX_OP_DWCONV1D ? product_cost(g, node, (double)w->dim[0])
+                                                                 : cost_conv(g, node);
+}
 
 mx_cost cost_reduce(const mx_graph *g, int node) {
     double in = in_numel(g, node, 0), out = out_numel(g, node);

@@ -98,13 +98,33 @@ static void depthwise(const depthwise_shape *s, const float *x, const float *w, 
     }
 }
 
+/* Weights [K, C, L] and bias [C, L], one set per position: the sum of
+ * depthwise() in the same order. */
+static void depthwise_by_position(const depthwise_shape *s, const float *x, const float *w, const float *bias,
+                                  float *y) {
+    for (int64_t bc = 0; bc < s->B * s->C; bc++) {
+        int64_t c = bc % s->C;
+        const float *row = x + bc * s->W;
+        for (int64_t j = 0; j < s->W; j++) {
+            double acc = bias ? bias[c * s->W + j] : 0;
+            for (int64_t v = 0; v < s->KW; v++) {
+                int64_t q = j - s->pad_w + v;
+                if (q >= 0 && q < s->W)
+                    acc += (double)w[(v * s->C + c) * s->W + j] * row[q];
+            }
+            *y++ = (float)acc;
+        }
+    }
+}
+
 /* [B, C, L] is [B, C, 1, L] under a 1 x K kernel. */
 void ref_dwconv1d(const mx_graph *g, int node, const float *const *in, float *const *out) {
-    const mx_type *x = mx_node_input_type(g, node, 0);
-    int64_t K = mx_node_input_type(g, node, 1)->dim[1];
+    const mx_type *x = mx_node_input_type(g, node, 0), *w = mx_node_input_type(g, node, 1);
+    bool by_position = w->rank == 3;
+    int64_t K = by_position ? w->dim[0] : w->dim[1];
     bool causal = mx_node_int(g, node, MX_A_MODE) == MX_CONV_CAUSAL;
     depthwise_shape s = {x->dim[0], x->dim[1], 1, x->dim[2], 1, K, 0, causal ? K - 1 : (K - 1) / 2};
-    depthwise(&s, in[0], in[1], in[2], out[0]);
+    (by_position ? depthwise_by_position : depthwise)(&s, in[0], in[1], in[2], out[0]);
 }
 
 void ref_dwconv2d(const mx_graph *g, int node, const float *const *in, float *const *out) {

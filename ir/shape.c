@@ -335,8 +335,25 @@ static mx_status infer_dwconv(const mx_graph *g, int node, mx_type *out, mx_diag
     return MX_OK;
 }
 
+/* dwconv1d's weights are [C, K], or [K, C, L] with a bias [C, L]: one set
+ * per position (docs/ops.md). */
 mx_status infer_dwconv1d(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
-    return infer_dwconv(g, node, out, d, 3, "[B, C, L]", "[C, K]");
+    int w = g->nodes[node].n_in > 1 ? mx_node_input(g, node, 1) : MX_NONE;
+    if (w == MX_NONE || mx_value_type(g, w)->rank != 3)
+        return infer_dwconv(g, node, out, d, 3, "[B, C, L]", "[C, K]");
+    rule r;
+    MX_TRY(begin(&r, g, node, d, names_conv, NULL));
+    MX_TRY(same_dtype_from(&r, 0));
+    MX_TRY(expect_dims(&r, 0, 3, NULL, "[B, C, L]"));
+    const mx_type *x = maybe(&r, 0);
+    int64_t C = x->dim[1], L = x->dim[2];
+    MX_TRY(expect_dims(&r, 1, 3, (int64_t[]){-1, C, L}, "[K, C, L] with C = %lld, L = %lld (dims 1, 2 of x)",
+                       (ll)C, (ll)L));
+    if (maybe(&r, 2))
+        MX_TRY(expect_dims(&r, 2, 2, (int64_t[]){C, L}, "[C, L] with C = %lld, L = %lld (dims 1, 2 of x), as w is "
+                           "[K, C, L]", (ll)C, (ll)L));
+    out[0] = *x;
+    return MX_OK;
 }
 
 mx_status infer_dwconv2d(const mx_graph *g, int node, mx_type *out, mx_diag *d) {

@@ -23,6 +23,10 @@
  *        as wide as the product's K: see split_product)
  *   conv2d(x, W, b) {stride=k, pad=0} with a k x k kernel that tiles x
  *       -> permute(linear(patches of x, reshape(W), b)): see patch_conv
+ *   dwconv1d(x, W[C, K], b) over rows shorter than a vector
+ *       -> dwconv1d(x, W as [K, C, L], b as [C, L]): see short_row_conv
+ *   matmul(W, permute(Z)) with thin matrices (N < 16 columns), W a weight
+ *       -> permute(linear(Z, W)), compiled for the cpu: see thin_columns
  *
  * Rules look at the producers in the new graph, so a chain collapses in one
  * walk (permute(permute(permute x)) composes twice) and, as every rule looks
@@ -33,11 +37,14 @@
  * in place, possibly dead: dce removes them. A node keeps its result's name
  * when it is re-emitted; a node replaced by its input gives up its name (the
  * rewriter keeps a graph output's name where the input has none). */
+#include <string.h>
+
 #include "uses.h"
 
 typedef struct {
     int changes; /* in the current walk */
     mx_uses u;   /* of the graph being walked */
+    bool cpu;    /* compiled for the cpu device: see thin_columns */
 } canon_ctx;
 
 /* The new-graph node that produces new value v when it has op op, else -1. */
@@ -256,7 +263,7 @@ static bool split_product(mx_rewriter *rw, int node, const mx_uses *u) {
 static int view_of(mx_rewriter *rw, mx_op op, int x, mx_attr_key key, const int64_t *ints, int n) {
     int node = mx_graph_add_node(rw->g, op, &x, 1, 1);
     mx_node_set_ints(rw->g, node, key, ints, n);
-    mx_rewrite_type(rw, node, "a patch conv's view");
+    mx_rewrite_type(rw, node, "a view a rule built");
     return mx_node_output(rw->g, node, 0);
 }
 
@@ -299,8 +306,151 @@ static bool patch_conv(mx_rewriter *rw, int node) {
     return true;
 }
 
+/* Whether perm swaps the last two axes and keeps the others. */
+static bool swaps_last_two(const mx_attr *perm) {
+    int r = perm->n;
+    for (int i = 0; i < r - 2; i++)
+        if (perm->v[i] != i)
+            return false;
+    return r >= 2 && perm->v[r - 2] == r - 1 && perm->v[r - 1] == r - 2;
+}
+
+/* A view (reshape or permute) of the new graph that keeps the last axis
+ * as it is: a linear of its input, viewed the same way, is the linear of
+ * it. */
+static bool keeps_rows(const mx_graph *g, int node) {
+    const mx_type *in = mx_node_input_type(g, node, 0), *out = mx_value_type(g, mx_node_output(g, node, 0));
+    if (g->nodes[node].op == MX_OP_RESHAPE)
+        return in->dim[in->rank - 1] == out->dim[out->rank - 1];
+    if (g->nodes[node].op == MX_OP_PERMUTE) {
+        const mx_attr *perm = mx_node_attr(g, node, MX_A_PERM);
+        return perm->v[perm->n - 1] == perm->n - 1;
+    }
+    return false;
+}
+
+/* Whether value v of the old graph is read, through views, by a conv. */
+static bool feeds_conv(const mx_graph *g, const mx_uses *u, int v, int depth) {
+    for (int k = u->first[v]; k < u->first[v + 1]; k++) {
+        const mx_node *r = &g->nodes[u->reader[k]];
+        mx_fusion f = mx_ops[r->op].fusion;
+        if (r->op == MX_OP_DWCONV1D)
+            return true;
+        if (depth > 0 && (f == MX_FUSE_LAYOUT || f == MX_FUSE_GATHER))
+            for (int o = 0; o < r->n_out; o++)
+                if (feeds_conv(g, u, r->first_out + o, depth - 1))
+                    return true;
+    }
+    return false;
+}
+
+/* matmul(W, X) with W a [M, K] weight and X = permute(Z) [..., K, N], Z's
+ * rows K long, N < THIN -> permute(linear(Z, W)) [..., M, N]. The batched
+ * form is one small product per matrix of X, N columns wide: TSM2's channel
+ * mixer multiplies 2048 matrices [64 x 7] by its in_proj, at a fraction of
+ * the library's rate. As a linear the rows of every matrix are one operand,
+ * one large product; views between Z and the permute that keep Z's rows
+ * (the mixer's regrouping of patches and variates) are moved below it, so
+ * that the product reads Z where it lies. Not for a result a conv reads:
+ * the conv walks the N axis, which the linear's layout puts far apart, and
+ * each tap becomes a gather (the mixer's x piece: its two convs went from
+ * 2.7 to 6 ms each, for 1.5 ms won in the product; its z piece, read by
+ * the gate after the scan, only gains). For the cpu device only: a GPU's
+ * scan walks a row's steps on neighbouring threads, and from the linear's
+ * layout its reads of z are strided (mamba-block at L = 12: the scan's
+ * load sector efficiency 74% where it was over 75%); whether the one
+ * product wins there is not measured. */
+enum { THIN = 16, MAX_PEELED = 8 };
+
+static bool thin_columns(mx_rewriter *rw, int node, const mx_uses *u) {
+    const mx_graph *old = rw->old;
+    if (old->nodes[node].op != MX_OP_MATMUL)
+        return false;
+    int wv = mx_node_input(old, node, 0);
+    const mx_type *wt = mx_value_type(old, wv), *xt = mx_node_input_type(old, node, 1);
+    if (wt->rank != 2 || !u->weight[old->values[wv].node] || xt->dim[xt->rank - 1] >= THIN ||
+        feeds_conv(old, u, mx_node_output(old, node, 0), 6))
+        return false;
+    int swap = producer(rw, mx_rewrite_input(rw, node, 1), MX_OP_PERMUTE);
+    if (swap < 0 || !swaps_last_two(mx_node_attr(rw->g, swap, MX_A_PERM)))
+        return false;
+    int peeled[MAX_PEELED], n = 0, z = mx_node_input(rw->g, swap, 0);
+    for (int v = rw->g->values[z].node; n < MAX_PEELED && keeps_rows(rw->g, v); v = rw->g->values[z].node) {
+        peeled[n++] = v;
+        z = mx_node_input(rw->g, v, 0);
+    }
+    int in[2] = {z, mx_rewrite_input(rw, node, 0)};
+    int y = mx_node_output(rw->g, mx_rewrite_emit(rw, MX_OP_LINEAR, in, 2, 1, -1), 0);
+    int64_t M = wt->dim[0];
+    while (n-- > 0) { /* the peeled views again, innermost first, rows M long */
+        const mx_node *v = &rw->g->nodes[peeled[n]];
+        const mx_attr *a = mx_node_attr(rw->g, peeled[n], v->op == MX_OP_RESHAPE ? MX_A_SHAPE : MX_A_PERM);
+        int64_t ints[MX_MAX_RANK];
+        memcpy(ints, a->v, (size_t)a->n * sizeof *ints);
+        if (v->op == MX_OP_RESHAPE)
+            ints[a->n - 1] = M;
+        y = view_of(rw, v->op, y, v->op == MX_OP_RESHAPE ? MX_A_SHAPE : MX_A_PERM, ints, a->n);
+    }
+    const mx_attr *perm = mx_node_attr(rw->g, swap, MX_A_PERM);
+    y = view_of(rw, MX_OP_PERMUTE, y, MX_A_PERM, perm->v, perm->n);
+    const char *name = old->values[mx_node_output(old, node, 0)].name;
+    if (name)
+        mx_value_set_name(rw->g, y, name);
+    rw->map[mx_node_output(old, node, 0)] = y;
+    return true;
+}
+
+/* ones [n] of dtype t, a const: what a weight is multiplied by to spread it. */
+static int ones(mx_rewriter *rw, mx_dtype t, int64_t n) {
+    int k = mx_graph_add_source(rw->g, MX_OP_CONST, NULL, (mx_type){t, 1, {n}});
+    mx_node_set_float(rw->g, k, MX_A_VALUE, 1);
+    return mx_node_output(rw->g, k, 0);
+}
+
+/* New value w reshaped to dims, times ones [L]: the last dim, 1, spread
+ * over L. A weight alone, so fold computes it once. */
+static int spread(mx_rewriter *rw, int w, const int64_t *dims, int rank, int64_t L) {
+    int in[2] = {view_of(rw, MX_OP_RESHAPE, w, MX_A_SHAPE, dims, rank), ones(rw, mx_value_type(rw->g, w)->dtype, L)};
+    return mx_node_output(rw->g, mx_rewrite_emit(rw, MX_OP_MUL, in, 2, 1, -1), 0);
+}
+
+/* A depthwise 1-D conv over rows of L < SHORT_ROW -> the same conv with one
+ * set of weights per position: W [C, K] as [K, C, L], b [C] as [C, L]. A
+ * conv kernel's lanes walk a row, and in a row shorter than a vector they
+ * span channels, so each tap's weight and the bias were a gather per vector
+ * (TSM2's channel mixer: rows of 7 variates, 5 gathers per 16 outputs);
+ * spread over the positions, they are read like x, one vector each. Same
+ * products in the same order: the result does not change. */
+enum { SHORT_ROW = 16 };
+
+static bool short_row_conv(mx_rewriter *rw, int node, const mx_uses *u) {
+    const mx_graph *old = rw->old;
+    if (old->nodes[node].op != MX_OP_DWCONV1D)
+        return false;
+    const mx_type *xt = mx_node_input_type(old, node, 0), *wt = mx_node_input_type(old, node, 1);
+    int wv = mx_node_input(old, node, 1), bv = mx_node_input(old, node, 2);
+    int64_t C = xt->dim[1], L = xt->dim[2], K = wt->dim[1];
+    if (L >= SHORT_ROW || wt->rank != 2 || !u->weight[old->values[wv].node] ||
+        (bv != MX_NONE && !u->weight[old->values[bv].node]))
+        return false;
+    int64_t by_tap[2] = {1, 0}, taps[3] = {K, C, 1}, column[2] = {C, 1};
+    int in[3] = {mx_rewrite_input(rw, node, 0),
+                 view_of(rw, MX_OP_PERMUTE, mx_rewrite_input(rw, node, 1), MX_A_PERM, by_tap, 2), MX_NONE};
+    in[1] = spread(rw, in[1], taps, 3, L);
+    if (bv != MX_NONE)
+        in[2] = spread(rw, mx_rewrite_input(rw, node, 2), column, 2, L);
+    int y = mx_node_output(rw->g, mx_rewrite_emit(rw, MX_OP_DWCONV1D, in, bv == MX_NONE ? 2 : 3, 1, node), 0);
+    const char *name = old->values[mx_node_output(old, node, 0)].name;
+    if (name)
+        mx_value_set_name(rw->g, y, name);
+    rw->map[mx_node_output(old, node, 0)] = y;
+    return true;
+}
+
 static bool rule(mx_rewriter *rw, int node, void *ctx) {
-    if (split_product(rw, node, &((canon_ctx *)ctx)->u) || patch_conv(rw, node)) {
+    const mx_uses *u = &((canon_ctx *)ctx)->u;
+    if (split_product(rw, node, u) || patch_conv(rw, node) || short_row_conv(rw, node, u) ||
+        (((canon_ctx *)ctx)->cpu && thin_columns(rw, node, u))) {
         ((canon_ctx *)ctx)->changes++;
         return true;
     }
@@ -313,7 +463,7 @@ static bool rule(mx_rewriter *rw, int node, void *ctx) {
 }
 
 mx_status mx_pass_canonicalize(mx_program *p, mx_diag *d) {
-    canon_ctx ctx;
+    canon_ctx ctx = {.cpu = p->target && p->target->device == MX_DEVICE_CPU};
     do {
         ctx.changes = 0;
         mx_uses_init(&ctx.u, p->g);

@@ -63,6 +63,9 @@ typedef struct mx_program {
      * backends take as they are; NULL: the device's defaults, or the tuning
      * database's winners (mx_tune_tiles, runtime/tune.h). */
     const struct mx_tiles *tiles;
+    /* The device the program is compiled for (mx_compile sets it): a rewrite
+     * that pays off on some devices only asks it; NULL: no such rewrite. */
+    const mx_target *target;
 } mx_program;
 
 /* ---- the pass table ---------------------------------------------------------- */

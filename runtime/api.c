@@ -172,8 +172,10 @@ static mx_compiled *compile(const mx_graph *g, const mx_model *model, const mx_t
         st = mx_fail(d, MX_ERR_NOMEM, "graph %s: out of memory", g->name);
     if (st == MX_OK)
         st = pass_options(o, &po, d);
-    if (st == MX_OK)
+    if (st == MX_OK) {
+        c->p->target = &c->target;
         st = mx_program_run_passes(c->p, &po, d);
+    }
     if (st == MX_OK && !(o && o->no_load)) /* before anything big is allocated */
         st = mx_memory_check(c->p, &c->target, model, d);
     if (st == MX_OK && !(c->sb = mx_buffers_new(c->src)))

@@ -549,6 +549,7 @@ mx_status mx_emit_model_build(mx_emit_model *pr, const mx_graph *g, const mx_mod
     mx_status st = pr->p ? MX_OK : mx_fail(d, MX_ERR_NOMEM, "out of memory");
     if (st == MX_OK) {
         mx_pass_options po;
+        pr->p->target = t;
         st = mx_pass_options_from_env(&po, d);
         if (st == MX_OK)
             st = mx_program_run_passes(pr->p, &po, d);

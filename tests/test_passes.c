@@ -5,7 +5,9 @@
  *
  *   # RUN: passes=canonicalize,dce    the passes to run, by name or letter
  *                                     ("all"; empty: none); they run in
- *                                     table order, every other one disabled
+ *                                     table order, every other one disabled;
+ *                                     " device=cpu" after them: compiled for
+ *                                     the cpu (the program's target)
  *   # CHECK: text         a later line of the output contains text
  *   # CHECK-NEXT: text    the line right after the previous match contains it
  *   # CHECK-NOT: text     no line between the previous match and the next one
@@ -208,7 +210,7 @@ static void run_golden(const char *path) {
     int n_lines = split_lines(text, &lines);
     directive *dirs = malloc((size_t)(n_lines + 1) * sizeof *dirs);
     int n_dirs = 0, n_run = 0;
-    const char *passes = NULL;
+    const char *passes = NULL, *device = NULL;
     for (int i = 0; i < n_lines; i++) {
         char *s = trim(lines[i]);
         if (*s != '#')
@@ -218,6 +220,11 @@ static void run_golden(const char *path) {
             char *arg = trim(s + 4);
             n_run++;
             passes = strncmp(arg, "passes=", 7) == 0 ? arg + 7 : NULL;
+            char *dev = strstr(arg, " device=");
+            if (dev) {
+                *dev = 0;
+                device = trim(dev + 8);
+            }
             CHECK_MSG(passes != NULL, "%s:%d: expected 'RUN: passes=a,b', found '%s'", path, i + 1, arg);
             continue;
         }
@@ -236,6 +243,10 @@ static void run_golden(const char *path) {
     mx_graph *src = mx_graph_load(path, &d);
     CHECK_MSG(src != NULL, "%s", d.msg);
     mx_program *p = src && passes ? mx_program_new(mx_graph_load(path, &d)) : NULL;
+    static const mx_target cpu = {.device = MX_DEVICE_CPU, .name = "cpu"};
+    CHECK_MSG(!device || strcmp(device, "cpu") == 0, "%s: RUN: device=%s: only cpu is known", path, device);
+    if (p && device)
+        p->target = &cpu;
     mx_status st = p ? run_only(p, passes, &d) : MX_ERR_INVALID;
     CHECK_MSG(!p || st == MX_OK, "%s: passes %s: %s", path, passes, d.msg);
     if (st == MX_OK && p->init)
