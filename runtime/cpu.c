@@ -375,13 +375,15 @@ typedef struct {
     const mx_exec *x;
     const mx_gemm *gm;
     int64_t pm, pn;
+    int64_t parts;     /* tasks per product: each runs pm rows of y (the last the rest) */
     bool c_is_y;       /* the residual is y itself, in place */
     size_t need;       /* scratch floats per thread; 0: all f32, no copies */
     atomic_bool short_of_memory;
 } products_task;
 
-/* Product (o, b) of the group, panel by panel, copies made in scratch. */
-static void one_product(const products_task *t, int64_t o, int64_t b, float *scratch) {
+/* Rows [r0, r1) of product (o, b) of the group, panel by panel, copies
+ * made in scratch. */
+static void one_product(const products_task *t, int64_t o, int64_t b, int64_t r0, int64_t r1, float *scratch) {
     const cpu_state *s = t->s;
     const mx_exec *x = t->x;
     const mx_gemm *gm = t->gm;
@@ -403,8 +405,8 @@ static void one_product(const products_task *t, int64_t o, int64_t b, float *scr
         B.p = gm->b.trans ? sub_f32(s, x, at_product(&gm->b, o, b), j0, n, 0, gm->k, &next, &B.ld)
                           : sub_f32(s, x, at_product(&gm->b, o, b), 0, gm->k, j0, n, &next, &B.ld);
         float *rows = next;
-        for (int64_t i0 = 0; i0 < gm->m; i0 += pm) {
-            int64_t m = gm->m - i0 < pm ? gm->m - i0 : pm, ldy;
+        for (int64_t i0 = r0; i0 < r1; i0 += pm) {
+            int64_t m = r1 - i0 < pm ? r1 - i0 : pm, ldy;
             next = rows;
             if (pm < gm->m)
                 A.p = gm->a.trans ? sub_f32(s, x, sa, 0, gm->k, i0, m, &next, &A.ld)
@@ -430,8 +432,11 @@ static void products(void *ctx, int64_t lo, int64_t hi) {
         atomic_store(&t->short_of_memory, true);
         return;
     }
-    for (int64_t q = lo; q < hi; q++)
-        one_product(t, q / t->gm->batch, q % t->gm->batch, scratch);
+    for (int64_t q = lo; q < hi; q++) {
+        int64_t p = q / t->parts, r0 = q % t->parts * t->pm, r1 = r0 + t->pm < t->gm->m ? r0 + t->pm : t->gm->m;
+        one_product(t, p / t->gm->batch, p % t->gm->batch, t->parts > 1 ? r0 : 0, t->parts > 1 ? r1 : t->gm->m,
+                    scratch);
+    }
     free(scratch);
 }
 
@@ -441,7 +446,7 @@ static void products(void *ctx, int64_t lo, int64_t hi) {
  * token mixers run 224 products [128 x 64] [64 x 64] each (1 MFLOP): 5 to
  * 10 GFLOP/s threaded by OpenBLAS, 190 GFLOP/s split over 2 threads (AMD
  * EPYC VM). Larger products are split too when the shares come out even. */
-enum { SPLIT_FLOPS = 1 << 24 };
+enum { SPLIT_FLOPS = 1 << 24, PART_ROWS = 256 };
 
 static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
     const mx_gemm *gm = &s->gemms[group];
@@ -479,13 +484,21 @@ static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
     int64_t n_products = gm->outer * gm->batch;
     bool split = threads > 1 && n_products >= threads &&
                  (2.0 * (double)gm->m * (double)gm->n * (double)gm->k < SPLIT_FLOPS || n_products % threads == 0);
+    /* Fewer f32 products than threads, each tall: rows split over the pool
+     * too (PART_ROWS or more each), one single-threaded sgemm per share. */
+    t.parts = 1;
+    if (threads > 1 && all_f32 && !split && n_products < threads && gm->m >= PART_ROWS * threads) {
+        t.parts = threads;
+        t.pm = (gm->m + threads - 1) / threads;
+        split = true;
+    }
     if (!all_f32) {
         size_t held = (cy + (a_param ? 0 : a_n) + (b_param ? 0 : b_n)) * (split ? (size_t)threads : 1);
         s->copies_peak = held * sizeof(float) > s->copies_peak ? held * sizeof(float) : s->copies_peak;
     }
     if (split)
         s->blas->set_num_threads(1);
-    mx_cpu_pool_run(s->pool, n_products, split ? 1 : n_products, products, &t);
+    mx_cpu_pool_run(s->pool, n_products * t.parts, split ? 1 : n_products, products, &t);
     if (split)
         s->blas->set_num_threads(threads);
     if (atomic_load(&t.short_of_memory))
