@@ -17,13 +17,18 @@ static void load_input(mx_emitter *e, int node, int i, const char *const *idx, c
     mx_emit_value(e, mx_node_input(e->p->g, node, i), idx, out, size);
 }
 
-/* acc = bias[c] (bias[c, l] for a dwconv1d with weights per position) or 0 */
+/* The axis a dwconv1d walks: 2 ([B, C, L]) or 1 ([B, L, C]). */
+static int walk_axis(const mx_graph *g, int node) { return mx_axis(mx_node_int(g, node, MX_A_AXIS), 3); }
+
+/* acc = bias[c] (a dwconv1d's bias per position: bias[idx 1, idx 2]) or 0 */
 static void start_acc(mx_emitter *e, int node, const char *const *idx, char *acc, size_t size) {
+    const mx_graph *g = e->p->g;
     char b[96] = "0.0f";
-    int bias = mx_node_input(e->p->g, node, 2);
+    int bias = mx_node_input(g, node, 2);
     if (bias != MX_NONE) {
-        const mx_type *bt = mx_value_type(e->p->g, bias);
-        const char *bi[2] = {at(bt->dim[0], idx[1]), bt->rank == 2 ? at(bt->dim[1], idx[2]) : NULL};
+        const mx_type *bt = mx_value_type(g, bias);
+        const char *c = g->nodes[node].op == MX_OP_DWCONV1D ? idx[3 - walk_axis(g, node)] : idx[1];
+        const char *bi[2] = {at(bt->dim[0], bt->rank == 2 ? idx[1] : c), bt->rank == 2 ? at(bt->dim[1], idx[2]) : NULL};
         load_input(e, node, 2, bi, b, sizeof b);
     }
     mx_emit_temp(e, acc, size);
@@ -54,15 +59,18 @@ static void position(mx_emitter *e, const char *expr, char *out, size_t size) {
 }
 
 /* dwconv1d [B, C, L] and dwconv2d [B, C, H, W] share the shape of a
- * depthwise KH x KW window over [H, W] (dwconv1d: H = 1). A dwconv1d's
- * weights per position, [K, C, L], are read at [tap, c, l]: consecutive
- * for the lanes of a row, where [C, K] gives lanes of several channels
- * (rows shorter than a vector) a gather per tap. */
+ * depthwise KH x KW window over [H, W] (dwconv1d: H = 1); a dwconv1d may
+ * walk axis 1 of [B, L, C] instead. A dwconv1d's weights per position,
+ * [K, d1, d2], are read at [tap, idx 1, idx 2]: consecutive for lanes
+ * consecutive in x, where [C, K] gives lanes of several channels a gather
+ * per tap (rows shorter than a vector; channels last, the lanes' channels
+ * K apart). */
 static void depthwise(mx_emitter *e, int node, const char *const *idx, const char *acc) {
     const mx_graph *g = e->p->g;
     const mx_type *xt = mx_node_input_type(g, node, 0), *wt = mx_node_input_type(g, node, 1);
     bool two_d = g->nodes[node].op == MX_OP_DWCONV2D, by_position = !two_d && wt->rank == 3;
-    int64_t K = by_position ? wt->dim[0] : wt->dim[1], C = xt->dim[1];
+    int walk = two_d ? 3 : walk_axis(g, node), chan = two_d ? 1 : 3 - walk;
+    int64_t K = by_position ? wt->dim[0] : wt->dim[1], C = xt->dim[chan];
     int64_t pad = two_d || mx_node_int(g, node, MX_A_MODE) == MX_CONV_SAME ? (K - 1) / 2 : K - 1;
     char u[16] = "0", v[16], r[16] = "0", q[16], expr[256], cond[256];
     if (two_d) {
@@ -71,19 +79,20 @@ static void depthwise(mx_emitter *e, int node, const char *const *idx, const cha
         position(e, expr, r, sizeof r);
     }
     open_taps(e, K, v, sizeof v);
-    int last = two_d ? 3 : 2;
-    snprintf(expr, sizeof expr, "%s - %lld + %s", idx[last], (long long)pad, v);
+    snprintf(expr, sizeof expr, "%s - %lld + %s", idx[walk], (long long)pad, v);
     position(e, expr, q, sizeof q);
-    int64_t L = xt->dim[last];
+    int64_t L = xt->dim[walk];
     if (two_d)
         snprintf(cond, sizeof cond, "%s >= 0 && %s < %lld && %s >= 0 && %s < %lld", r, r, (long long)xt->dim[2], q,
                  q, (long long)L);
     else
         snprintf(cond, sizeof cond, "%s >= 0 && %s < %lld", q, q, (long long)L);
-    const char *xi[4] = {idx[0], idx[1], at(xt->dim[2], two_d ? r : q), two_d ? at(L, q) : NULL};
-    const char *wi[3] = {at(C, idx[1]), two_d ? at(K, u) : at(K, v), at(K, v)};
+    const char *xi[4] = {idx[0], idx[1], two_d ? at(xt->dim[2], r) : idx[2], two_d ? at(L, q) : NULL};
+    if (!two_d)
+        xi[walk] = at(L, q);
+    const char *wi[3] = {at(C, idx[chan]), two_d ? at(K, u) : at(K, v), at(K, v)};
     if (by_position)
-        wi[0] = at(K, v), wi[1] = at(C, idx[1]), wi[2] = at(xt->dim[2], idx[2]);
+        wi[0] = at(K, v), wi[1] = at(xt->dim[1], idx[1]), wi[2] = at(xt->dim[2], idx[2]);
     tap(e, node, acc, cond, xi, wi);
     mx_emit_close(e);
     if (two_d)

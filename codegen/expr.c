@@ -443,35 +443,32 @@ static void view_source(mx_emitter *e, int node, int out, const char *const *idx
         snprintf(in[k], sizeof in[k], "%s", idx[k]);
     switch (g->nodes[node].op) {
     case MX_OP_RESHAPE: {
-        /* Dims of size 1 come and go freely; when the others agree the map is
-         * the identity on them, else through the row-major position. */
-        int a = 0, b = 0;
-        bool same = true;
-        for (; same; a++, b++) {
-            while (a < yt->rank && yt->dim[a] == 1)
-                a++;
-            while (b < xt->rank && xt->dim[b] == 1)
-                b++;
-            if (a >= yt->rank || b >= xt->rank) {
-                same = a >= yt->rank && b >= xt->rank;
-                break;
+        /* Blocks of dims whose sizes multiply to the same (a merge, a split,
+         * or dims of size 1 coming and going) map through the block's own
+         * row-major position, the rest untouched: [2048, 7, 128] read from
+         * [32, 64, 7, 128] divides the first index alone, where the position
+         * in the whole tensor took a division per dim. A block of one dim on
+         * each side is the identity. */
+        int i = 0, j = 0;
+        while (i < yt->rank || j < xt->rank) {
+            int i0 = i, j0 = j;
+            int64_t py = i < yt->rank ? yt->dim[i++] : 1, px = j < xt->rank ? xt->dim[j++] : 1;
+            while (py != px && (py < px ? i < yt->rank : j < xt->rank)) {
+                if (py < px)
+                    py *= yt->dim[i++];
+                else
+                    px *= xt->dim[j++];
             }
-            same = yt->dim[a] == xt->dim[b];
-        }
-        if (same) {
-            for (a = 0, b = 0; b < xt->rank; b++) {
-                if (xt->dim[b] == 1) {
-                    snprintf(in[b], sizeof in[b], "0");
-                    continue;
-                }
-                while (yt->dim[a] == 1)
-                    a++;
-                snprintf(in[b], sizeof in[b], "%s", idx[a++]);
+            if (i - i0 == 1 && j - j0 == 1) {
+                snprintf(in[j0], sizeof in[j0], "%s", idx[i0]);
+                continue;
             }
-        } else {
+            mx_type ys = {yt->dtype, i - i0, {0}}, xs = {xt->dtype, j - j0, {0}};
+            memcpy(ys.dim, yt->dim + i0, (size_t)(i - i0) * sizeof *ys.dim);
+            memcpy(xs.dim, xt->dim + j0, (size_t)(j - j0) * sizeof *xs.dim);
             char lin[128];
-            mx_emit_linearise(e, yt, idx, lin, sizeof lin);
-            mx_emit_delinearise(e, lin, xt, in);
+            mx_emit_linearise(e, &ys, idx + i0, lin, sizeof lin);
+            mx_emit_delinearise(e, lin, &xs, in + j0);
         }
         break;
     }

@@ -44,7 +44,8 @@ const char *const mx_order_names[] = {
 static const mx_attr_spec attrs_none[] = {END};
 static const mx_attr_spec attrs_const[] = {FLOAT(VALUE, 0, -BIG, BIG), END};
 static const mx_attr_spec attrs_conv2d[] = {INT(STRIDE, 1, 1, 1024), INT(PAD, 0, 0, 1024), END};
-static const mx_attr_spec attrs_dwconv[] = {ENUM(MODE, MX_CONV_CAUSAL, conv_mode_names), END};
+static const mx_attr_spec attrs_dwconv[] = {
+    ENUM(MODE, MX_CONV_CAUSAL, conv_mode_names), INT(AXIS, -1, -MX_MAX_RANK, MX_MAX_RANK - 1), END};
 static const mx_attr_spec attrs_dwconv2d[] = {END};
 static const mx_attr_spec attrs_softplus[] = {FLOAT(THRESHOLD, 20, -BIG, BIG), END};
 static const mx_attr_spec attrs_gelu[] = {ENUM(APPROX, MX_GELU_ERF, gelu_names), END};

@@ -98,33 +98,29 @@ static void depthwise(const depthwise_shape *s, const float *x, const float *w, 
     }
 }
 
-/* Weights [K, C, L] and bias [C, L], one set per position: the sum of
- * depthwise() in the same order. */
-static void depthwise_by_position(const depthwise_shape *s, const float *x, const float *w, const float *bias,
-                                  float *y) {
-    for (int64_t bc = 0; bc < s->B * s->C; bc++) {
-        int64_t c = bc % s->C;
-        const float *row = x + bc * s->W;
-        for (int64_t j = 0; j < s->W; j++) {
-            double acc = bias ? bias[c * s->W + j] : 0;
-            for (int64_t v = 0; v < s->KW; v++) {
-                int64_t q = j - s->pad_w + v;
-                if (q >= 0 && q < s->W)
-                    acc += (double)w[(v * s->C + c) * s->W + j] * row[q];
-            }
-            *y++ = (float)acc;
-        }
-    }
-}
-
-/* [B, C, L] is [B, C, 1, L] under a 1 x K kernel. */
+/* x [B, d1, d2] along axis 2 ([B, C, L]) or 1 ([B, L, C]); weights [C, K]
+ * or [K, d1, d2] (one set per position), bias [C] or [d1, d2]. Sums in f64
+ * in tap order, as depthwise() does. */
 void ref_dwconv1d(const mx_graph *g, int node, const float *const *in, float *const *out) {
-    const mx_type *x = mx_node_input_type(g, node, 0), *w = mx_node_input_type(g, node, 1);
-    bool by_position = w->rank == 3;
-    int64_t K = by_position ? w->dim[0] : w->dim[1];
-    bool causal = mx_node_int(g, node, MX_A_MODE) == MX_CONV_CAUSAL;
-    depthwise_shape s = {x->dim[0], x->dim[1], 1, x->dim[2], 1, K, 0, causal ? K - 1 : (K - 1) / 2};
-    (by_position ? depthwise_by_position : depthwise)(&s, in[0], in[1], in[2], out[0]);
+    const mx_type *x = mx_node_input_type(g, node, 0), *wt = mx_node_input_type(g, node, 1);
+    int axis = ref_node_axis(g, node);
+    bool by_position = wt->rank == 3;
+    int64_t B = x->dim[0], d1 = x->dim[1], d2 = x->dim[2], K = by_position ? wt->dim[0] : wt->dim[1];
+    int64_t L = x->dim[axis], step = axis == 2 ? 1 : d2; /* along the walk */
+    int64_t pad = mx_node_int(g, node, MX_A_MODE) == MX_CONV_CAUSAL ? K - 1 : (K - 1) / 2;
+    const float *w = in[1], *bias = in[2];
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t i = 0; i < d1 * d2; i++) {
+            int64_t c = axis == 2 ? i / d2 : i % d2, l = axis == 2 ? i % d2 : i / d2;
+            double acc = bias ? bias[by_position ? i : c] : 0;
+            for (int64_t k = 0; k < K; k++) {
+                int64_t q = l - pad + k;
+                if (q >= 0 && q < L)
+                    acc += (double)(by_position ? w[k * d1 * d2 + i] : w[c * K + k]) *
+                           in[0][b * d1 * d2 + i + (q - l) * step];
+            }
+            out[0][b * d1 * d2 + i] = (float)acc;
+        }
 }
 
 void ref_dwconv2d(const mx_graph *g, int node, const float *const *in, float *const *out) {

@@ -335,23 +335,31 @@ static mx_status infer_dwconv(const mx_graph *g, int node, mx_type *out, mx_diag
     return MX_OK;
 }
 
-/* dwconv1d's weights are [C, K], or [K, C, L] with a bias [C, L]: one set
- * per position (docs/ops.md). */
+/* dwconv1d walks axis 2 of x [B, C, L], or axis 1 of x [B, L, C] (channels
+ * last); its weights are [C, K] with a bias [C], or one set per position:
+ * [K, d1, d2] with a bias [d1, d2], d1 and d2 being x's (docs/ops.md). */
 mx_status infer_dwconv1d(const mx_graph *g, int node, mx_type *out, mx_diag *d) {
-    int w = g->nodes[node].n_in > 1 ? mx_node_input(g, node, 1) : MX_NONE;
-    if (w == MX_NONE || mx_value_type(g, w)->rank != 3)
-        return infer_dwconv(g, node, out, d, 3, "[B, C, L]", "[C, K]");
     rule r;
+    int axis;
     MX_TRY(begin(&r, g, node, d, names_conv, NULL));
     MX_TRY(same_dtype_from(&r, 0));
-    MX_TRY(expect_dims(&r, 0, 3, NULL, "[B, C, L]"));
+    MX_TRY(expect_dims(&r, 0, 3, NULL, "[B, C, L] (or [B, L, C] with axis=1)"));
+    MX_TRY(axis_of(&r, 0, &axis));
+    if (axis == 0)
+        return mx_fail(d, MX_ERR_INVALID, "axis 0 is the batch: a dwconv1d walks axis 2 of [B, C, L] or 1 of [B, L, C]");
     const mx_type *x = maybe(&r, 0);
-    int64_t C = x->dim[1], L = x->dim[2];
-    MX_TRY(expect_dims(&r, 1, 3, (int64_t[]){-1, C, L}, "[K, C, L] with C = %lld, L = %lld (dims 1, 2 of x)",
-                       (ll)C, (ll)L));
-    if (maybe(&r, 2))
-        MX_TRY(expect_dims(&r, 2, 2, (int64_t[]){C, L}, "[C, L] with C = %lld, L = %lld (dims 1, 2 of x), as w is "
-                           "[K, C, L]", (ll)C, (ll)L));
+    int64_t C = x->dim[3 - axis], d1 = x->dim[1], d2 = x->dim[2];
+    const char *c_dim = axis == 2 ? "dim 1 of x" : "dim 2 of x";
+    if (maybe(&r, 1)->rank == 3) {
+        MX_TRY(expect_dims(&r, 1, 3, (int64_t[]){-1, d1, d2},
+                           "[K, %lld, %lld] (one set per position: dims 1, 2 of x)", (ll)d1, (ll)d2));
+        if (maybe(&r, 2))
+            MX_TRY(expect_dims(&r, 2, 2, (int64_t[]){d1, d2}, "[%lld, %lld] (dims 1, 2 of x), as w is one set per position",
+                               (ll)d1, (ll)d2));
+    } else {
+        MX_TRY(expect_dims(&r, 1, 2, (int64_t[]){C, -1}, "[C, K] with C = %lld (%s)", (ll)C, c_dim));
+        MX_TRY(check_bias(&r, 2, "C", C, c_dim));
+    }
     out[0] = *x;
     return MX_OK;
 }

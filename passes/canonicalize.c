@@ -329,12 +329,13 @@ static bool keeps_rows(const mx_graph *g, int node) {
     return false;
 }
 
-/* Whether value v of the old graph is read, through views, by a conv. */
+/* Whether value v of the old graph is read, through views, by a conv that
+ * walks its last axis. */
 static bool feeds_conv(const mx_graph *g, const mx_uses *u, int v, int depth) {
     for (int k = u->first[v]; k < u->first[v + 1]; k++) {
         const mx_node *r = &g->nodes[u->reader[k]];
         mx_fusion f = mx_ops[r->op].fusion;
-        if (r->op == MX_OP_DWCONV1D)
+        if (r->op == MX_OP_DWCONV1D && mx_axis(mx_node_int(g, u->reader[k], MX_A_AXIS), 3) == 2)
             return true;
         if (depth > 0 && (f == MX_FUSE_LAYOUT || f == MX_FUSE_GATHER))
             for (int o = 0; o < r->n_out; o++)
@@ -400,46 +401,59 @@ static bool thin_columns(mx_rewriter *rw, int node, const mx_uses *u) {
     return true;
 }
 
-/* ones [n] of dtype t, a const: what a weight is multiplied by to spread it. */
-static int ones(mx_rewriter *rw, mx_dtype t, int64_t n) {
-    int k = mx_graph_add_source(rw->g, MX_OP_CONST, NULL, (mx_type){t, 1, {n}});
+/* New value w reshaped to dims (rank 2 or 3) times ones of shape spread_to:
+ * w's size-1 dim spread over it. A weight alone, so fold computes it once. */
+static int spread(mx_rewriter *rw, int w, const int64_t *dims, int rank, const int64_t *spread_to, int spread_rank) {
+    mx_type ones = {mx_value_type(rw->g, w)->dtype, spread_rank, {spread_to[0], spread_rank > 1 ? spread_to[1] : 0}};
+    int k = mx_graph_add_source(rw->g, MX_OP_CONST, NULL, ones);
     mx_node_set_float(rw->g, k, MX_A_VALUE, 1);
-    return mx_node_output(rw->g, k, 0);
-}
-
-/* New value w reshaped to dims, times ones [L]: the last dim, 1, spread
- * over L. A weight alone, so fold computes it once. */
-static int spread(mx_rewriter *rw, int w, const int64_t *dims, int rank, int64_t L) {
-    int in[2] = {view_of(rw, MX_OP_RESHAPE, w, MX_A_SHAPE, dims, rank), ones(rw, mx_value_type(rw->g, w)->dtype, L)};
+    int in[2] = {view_of(rw, MX_OP_RESHAPE, w, MX_A_SHAPE, dims, rank), mx_node_output(rw->g, k, 0)};
     return mx_node_output(rw->g, mx_rewrite_emit(rw, MX_OP_MUL, in, 2, 1, -1), 0);
 }
 
-/* A depthwise 1-D conv over rows of L < SHORT_ROW -> the same conv with one
- * set of weights per position: W [C, K] as [K, C, L], b [C] as [C, L]. A
- * conv kernel's lanes walk a row, and in a row shorter than a vector they
- * span channels, so each tap's weight and the bias were a gather per vector
- * (TSM2's channel mixer: rows of 7 variates, 5 gathers per 16 outputs);
- * spread over the positions, they are read like x, one vector each. Same
- * products in the same order: the result does not change. */
+/* A depthwise 1-D conv over rows of L < SHORT_ROW gets one set of weights
+ * per position. A conv kernel runs one output per lane along a row; in a
+ * row shorter than a vector the lanes span channels, so each tap's weight
+ * and the bias were a gather per vector (TSM2's channel mixer: rows of 7
+ * variates, 5 gathers per 16 outputs). Spread over the positions (W [C, K]
+ * as [K, C, L], b [C] as [C, L]) they are read like x, one vector each.
+ * Compiled for the cpu, the conv also turns channels last:
+ *   dwconv1d(x) -> permute(dwconv1d {axis=1}(permute(x), W as [K, L, C], b as [L, C]))
+ * so that a vector's lanes are channels at one position: the taps' bounds
+ * are one test for all lanes, and x, read from a layout that keeps channels
+ * together (a linear's, see thin_columns), loads as vectors; a unary op of
+ * its result moves under the permute with it (channels_last_unary), and so
+ * does the product that reads it. Same products in the same order: the
+ * reference's result does not change. */
 enum { SHORT_ROW = 16 };
 
-static bool short_row_conv(mx_rewriter *rw, int node, const mx_uses *u) {
+static bool short_row_conv(mx_rewriter *rw, int node, const mx_uses *u, bool cpu) {
     const mx_graph *old = rw->old;
     if (old->nodes[node].op != MX_OP_DWCONV1D)
         return false;
     const mx_type *xt = mx_node_input_type(old, node, 0), *wt = mx_node_input_type(old, node, 1);
     int wv = mx_node_input(old, node, 1), bv = mx_node_input(old, node, 2);
     int64_t C = xt->dim[1], L = xt->dim[2], K = wt->dim[1];
-    if (L >= SHORT_ROW || wt->rank != 2 || !u->weight[old->values[wv].node] ||
-        (bv != MX_NONE && !u->weight[old->values[bv].node]))
+    if (mx_axis(mx_node_int(old, node, MX_A_AXIS), 3) != 2 || L >= SHORT_ROW || wt->rank != 2 ||
+        !u->weight[old->values[wv].node] || (bv != MX_NONE && !u->weight[old->values[bv].node]))
         return false;
-    int64_t by_tap[2] = {1, 0}, taps[3] = {K, C, 1}, column[2] = {C, 1};
+    int64_t by_tap[2] = {1, 0}, swap[3] = {0, 2, 1};
+    int64_t taps[2][3] = {{K, C, 1}, {K, 1, C}}, column[2][2] = {{C, 1}, {1, C}}, across[2][2] = {{L}, {L, 1}};
     int in[3] = {mx_rewrite_input(rw, node, 0),
                  view_of(rw, MX_OP_PERMUTE, mx_rewrite_input(rw, node, 1), MX_A_PERM, by_tap, 2), MX_NONE};
-    in[1] = spread(rw, in[1], taps, 3, L);
+    in[1] = spread(rw, in[1], taps[cpu], 3, across[cpu], 1 + cpu);
     if (bv != MX_NONE)
-        in[2] = spread(rw, mx_rewrite_input(rw, node, 2), column, 2, L);
-    int y = mx_node_output(rw->g, mx_rewrite_emit(rw, MX_OP_DWCONV1D, in, bv == MX_NONE ? 2 : 3, 1, node), 0);
+        in[2] = spread(rw, mx_rewrite_input(rw, node, 2), column[cpu], 2, across[cpu], 1 + cpu);
+    if (cpu)
+        in[0] = view_of(rw, MX_OP_PERMUTE, in[0], MX_A_PERM, swap, 3);
+    int conv = mx_rewrite_emit(rw, MX_OP_DWCONV1D, in, bv == MX_NONE ? 2 : 3, 1, node);
+    if (cpu) {
+        mx_node_set_int(rw->g, conv, MX_A_AXIS, 1);
+        mx_rewrite_type(rw, conv, "a channels-last conv");
+    }
+    int y = mx_node_output(rw->g, conv, 0);
+    if (cpu)
+        y = view_of(rw, MX_OP_PERMUTE, y, MX_A_PERM, swap, 3);
     const char *name = old->values[mx_node_output(old, node, 0)].name;
     if (name)
         mx_value_set_name(rw->g, y, name);
@@ -447,14 +461,36 @@ static bool short_row_conv(mx_rewriter *rw, int node, const mx_uses *u) {
     return true;
 }
 
+/* unary(permute(conv)) -> permute(unary(conv)) for a channels-last conv
+ * (short_row_conv): the op then runs in the conv's kernel in the conv's
+ * layout, where it would run in the permuted order and read the conv's
+ * result across its lanes. */
+static int channels_last_unary(mx_rewriter *rw, int node) {
+    const mx_graph *old = rw->old;
+    const mx_node *n = &old->nodes[node];
+    if (mx_ops[n->op].fusion != MX_FUSE_ELEMWISE || n->n_in != 1 || n->n_out != 1)
+        return MX_NONE;
+    int swap = producer(rw, mx_rewrite_input(rw, node, 0), MX_OP_PERMUTE);
+    int conv = swap < 0 ? -1 : producer(rw, mx_node_input(rw->g, swap, 0), MX_OP_DWCONV1D);
+    if (conv < 0 || mx_axis(mx_node_int(rw->g, conv, MX_A_AXIS), 3) != 1)
+        return MX_NONE;
+    int x = mx_node_output(rw->g, conv, 0);
+    int y = mx_node_output(rw->g, mx_rewrite_emit(rw, n->op, &x, 1, 1, node), 0);
+    const mx_attr *perm = mx_node_attr(rw->g, swap, MX_A_PERM);
+    return view_of(rw, MX_OP_PERMUTE, y, MX_A_PERM, perm->v, perm->n);
+}
+
 static bool rule(mx_rewriter *rw, int node, void *ctx) {
     const mx_uses *u = &((canon_ctx *)ctx)->u;
-    if (split_product(rw, node, u) || patch_conv(rw, node) || short_row_conv(rw, node, u) ||
-        (((canon_ctx *)ctx)->cpu && thin_columns(rw, node, u))) {
+    bool cpu = ((canon_ctx *)ctx)->cpu;
+    if (split_product(rw, node, u) || patch_conv(rw, node) || short_row_conv(rw, node, u, cpu) ||
+        (cpu && thin_columns(rw, node, u))) {
         ((canon_ctx *)ctx)->changes++;
         return true;
     }
     int v = simplify(rw, node);
+    if (v == MX_NONE)
+        v = channels_last_unary(rw, node);
     if (v == MX_NONE)
         return false;
     rw->map[mx_node_output(rw->old, node, 0)] = v;
