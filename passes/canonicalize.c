@@ -259,6 +259,15 @@ static bool split_product(mx_rewriter *rw, int node, const mx_uses *u) {
     return true;
 }
 
+/* Old node's (one) result is new value y from here on, under its name. */
+static bool replace_result(mx_rewriter *rw, int node, int y) {
+    int v = mx_node_output(rw->old, node, 0);
+    if (rw->old->values[v].name)
+        mx_value_set_name(rw->g, y, rw->old->values[v].name);
+    rw->map[v] = y;
+    return true;
+}
+
 /* A reshape {shape} or permute {perm} (key) of new value x, typed. */
 static int view_of(mx_rewriter *rw, mx_op op, int x, mx_attr_key key, const int64_t *ints, int n) {
     int node = mx_graph_add_node(rw->g, op, &x, 1, 1);
@@ -299,11 +308,7 @@ static bool patch_conv(mx_rewriter *rw, int node) {
     int64_t pixels[4] = {B, OH, OW, O}, channels_first[4] = {0, 3, 1, 2};
     y = view_of(rw, MX_OP_RESHAPE, y, MX_A_SHAPE, pixels, 4);
     y = view_of(rw, MX_OP_PERMUTE, y, MX_A_PERM, channels_first, 4);
-    const char *name = old->values[mx_node_output(old, node, 0)].name;
-    if (name)
-        mx_value_set_name(rw->g, y, name);
-    rw->map[mx_node_output(old, node, 0)] = y;
-    return true;
+    return replace_result(rw, node, y);
 }
 
 /* Whether perm swaps the last two axes and keeps the others. */
@@ -394,11 +399,7 @@ static bool thin_columns(mx_rewriter *rw, int node, const mx_uses *u) {
     }
     const mx_attr *perm = mx_node_attr(rw->g, swap, MX_A_PERM);
     y = view_of(rw, MX_OP_PERMUTE, y, MX_A_PERM, perm->v, perm->n);
-    const char *name = old->values[mx_node_output(old, node, 0)].name;
-    if (name)
-        mx_value_set_name(rw->g, y, name);
-    rw->map[mx_node_output(old, node, 0)] = y;
-    return true;
+    return replace_result(rw, node, y);
 }
 
 /* New value w reshaped to dims (rank 2 or 3) times ones of shape spread_to:
@@ -454,11 +455,7 @@ static bool short_row_conv(mx_rewriter *rw, int node, const mx_uses *u, bool cpu
     int y = mx_node_output(rw->g, conv, 0);
     if (cpu)
         y = view_of(rw, MX_OP_PERMUTE, y, MX_A_PERM, swap, 3);
-    const char *name = old->values[mx_node_output(old, node, 0)].name;
-    if (name)
-        mx_value_set_name(rw->g, y, name);
-    rw->map[mx_node_output(old, node, 0)] = y;
-    return true;
+    return replace_result(rw, node, y);
 }
 
 /* unary(permute(conv)) -> permute(unary(conv)) for a channels-last conv
