@@ -335,6 +335,12 @@ static void check_convs(int threads) {
     int b = PARAM("b", MX_F32, 1, 5, 0, 0, 0);
     out(op1(MX_OP_SILU, typed(node(MX_OP_DWCONV1D, 1, x, w, b, END))));
     out(typed(with_int(node(MX_OP_DWCONV1D, 1, op1(MX_OP_EXP, x), w, END), MX_A_MODE, MX_CONV_SAME)));
+    /* channels last ({axis=1}, what canonicalize makes of short rows on the
+     * cpu), with shared weights and with weights per position [K, L, C] */
+    int xl = INPUT("xl", MX_F32, 3, 2, 13, 5, 0);
+    out(op1(MX_OP_SILU, typed(with_int(node(MX_OP_DWCONV1D, 1, xl, w, b, END), MX_A_AXIS, 1))));
+    int wp = PARAM("wp", MX_F32, 3, 4, 13, 5, 0), bp = PARAM("bp", MX_F32, 2, 13, 5, 0, 0);
+    out(typed(with_int(with_int(node(MX_OP_DWCONV1D, 1, xl, wp, bp, END), MX_A_AXIS, 1), MX_A_MODE, MX_CONV_SAME)));
     int i = INPUT("i", MX_F32, 4, 2, 3, 7, 9), k = PARAM("k", MX_F32, 3, 3, 3, 3, 0);
     out(typed(node(MX_OP_DWCONV2D, 1, i, k, PARAM("b3", MX_F32, 1, 3, 0, 0, 0), END)));
     int kk = PARAM("kk", MX_F32, 4, 4, 3, 3, 3);
