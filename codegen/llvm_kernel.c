@@ -1437,6 +1437,15 @@ static LLVMValueRef same_address_load(lower *L, LLVMValueRef a0, LLVMTypeRef vt)
                                   "");
 }
 
+/* A load (value NULL) or store of the active lanes' consecutive elements
+ * from p0: one masked vector access. */
+static LLVMValueRef one_vector(lower *L, LLVMValueRef p0, LLVMValueRef value, LLVMTypeRef vt) {
+    LLVMValueRef mask = L->mask ? L->mask : all_lanes(L);
+    LLVMValueRef align = LLVMConstInt(L->i32, elem_size(L, LLVMGetElementType(vt)), 0);
+    LLVMValueRef load[4] = {p0, align, mask, LLVMConstNull(vt)}, store[4] = {value, p0, align, mask};
+    return masked_mem(L, value ? "llvm.masked.store" : "llvm.masked.load", vt, value ? store : load);
+}
+
 /* A load (value NULL) or store at the lanes' addresses: a vector load or
  * store when they are consecutive, one load for all lanes when they are the
  * same (a weight indexed by a channel that a block's lanes share), a lane
@@ -1465,15 +1474,8 @@ static LLVMValueRef lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef value
     if (!st)
         memory_access(L, addrs);
     LLVMTypeRef et = LLVMGetElementType(vt);
-    if (affine && c == 1 && !st) { /* consecutive, seen when lowering: one vector */
-        LLVMValueRef p0 = LLVMBuildExtractElement(L->B, addrs, LLVMConstInt(L->i32, 0, 0), "");
-        LLVMValueRef mask = L->mask ? L->mask : all_lanes(L);
-        unsigned align = elem_size(L, et);
-        LLVMValueRef args[4] = {p0, LLVMConstInt(L->i32, align, 0), mask, LLVMConstNull(vt)};
-        if (value)
-            args[0] = value, args[1] = p0, args[2] = LLVMConstInt(L->i32, align, 0), args[3] = mask;
-        return masked_mem(L, value ? "llvm.masked.store" : "llvm.masked.load", vt, args);
-    }
+    if (affine && c == 1 && !st) /* consecutive, seen when lowering: one vector */
+        return one_vector(L, LLVMBuildExtractElement(L->B, addrs, LLVMConstInt(L->i32, 0, 0), ""), value, vt);
     if (affine && c == 0 && !value && shape) /* the same element, seen when lowering */
         return same_address_load(L, LLVMBuildExtractElement(L->B, addrs, LLVMConstInt(L->i32, 0, 0), ""), vt);
     bool tiles = (!value && !L->mask && tileable) || st;
@@ -1504,12 +1506,7 @@ static LLVMValueRef lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef value
     LLVMPositionBuilderAtEnd(L->B, consecutive);
     if (st)
         flush_store_tile(L, st);
-    LLVMValueRef p0 = LLVMBuildIntToPtr(L->B, a0, L->ptr, "");
-    LLVMValueRef mask = L->mask ? L->mask : all_lanes(L);
-    LLVMValueRef args[4] = {p0, LLVMConstInt(L->i32, esize, 0), mask, LLVMConstNull(vt)};
-    if (value)
-        args[0] = value, args[1] = p0, args[2] = LLVMConstInt(L->i32, esize, 0), args[3] = mask;
-    got[n] = masked_mem(L, value ? "llvm.masked.store" : "llvm.masked.load", vt, args);
+    got[n] = one_vector(L, LLVMBuildIntToPtr(L->B, a0, L->ptr, ""), value, vt);
     from[n++] = LLVMGetInsertBlock(L->B);
     LLVMBuildBr(L->B, done);
 
