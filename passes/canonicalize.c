@@ -24,7 +24,10 @@
  *   conv2d(x, W, b) {stride=k, pad=0} with a k x k kernel that tiles x
  *       -> permute(linear(patches of x, reshape(W), b)): see patch_conv
  *   dwconv1d(x, W[C, K], b) over rows shorter than a vector
- *       -> dwconv1d(x, W as [K, C, L], b as [C, L]): see short_row_conv
+ *       -> dwconv1d(x, W as [K, C, L], b as [C, L]), or compiled for the
+ *          cpu permute(dwconv1d {axis=1}(permute(x), W as [K, L, C], ...)):
+ *          see short_row_conv
+ *   unary(permute(channels-last conv)) -> permute(unary(conv))
  *   matmul(W, permute(Z)) with thin matrices (N < 16 columns), W a weight
  *       -> permute(linear(Z, W)), compiled for the cpu: see thin_columns
  *
@@ -44,7 +47,7 @@
 typedef struct {
     int changes; /* in the current walk */
     mx_uses u;   /* of the graph being walked */
-    bool cpu;    /* compiled for the cpu device: see thin_columns */
+    bool cpu;    /* compiled for the cpu device: see short_row_conv, thin_columns */
 } canon_ctx;
 
 /* The new-graph node that produces new value v when it has op op, else -1. */
