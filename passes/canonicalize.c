@@ -327,9 +327,10 @@ static bool swaps_last_two(const mx_attr *perm) {
  * as it is: a linear of its input, viewed the same way, is the linear of
  * it. */
 static bool keeps_rows(const mx_graph *g, int node) {
-    const mx_type *in = mx_node_input_type(g, node, 0), *out = mx_value_type(g, mx_node_output(g, node, 0));
-    if (g->nodes[node].op == MX_OP_RESHAPE)
+    if (g->nodes[node].op == MX_OP_RESHAPE) {
+        const mx_type *in = mx_node_input_type(g, node, 0), *out = mx_value_type(g, mx_node_output(g, node, 0));
         return in->dim[in->rank - 1] == out->dim[out->rank - 1];
+    }
     if (g->nodes[node].op == MX_OP_PERMUTE) {
         const mx_attr *perm = mx_node_attr(g, node, MX_A_PERM);
         return perm->v[perm->n - 1] == perm->n - 1;
