@@ -20,6 +20,11 @@ static void load_input(mx_emitter *e, int node, int i, const char *const *idx, c
 /* The axis a dwconv1d walks: 2 ([B, C, L]) or 1 ([B, L, C]). */
 static int walk_axis(const mx_graph *g, int node) { return mx_axis(mx_node_int(g, node, MX_A_AXIS), 3); }
 
+/* The output dim that is the channel: 1, or the one a dwconv1d does not walk. */
+static int channel_dim(const mx_graph *g, int node) {
+    return g->nodes[node].op == MX_OP_DWCONV1D ? 3 - walk_axis(g, node) : 1;
+}
+
 /* acc = bias[c] (a dwconv1d's bias per position: bias[idx 1, idx 2]) or 0 */
 static void start_acc(mx_emitter *e, int node, const char *const *idx, char *acc, size_t size) {
     const mx_graph *g = e->p->g;
@@ -27,8 +32,8 @@ static void start_acc(mx_emitter *e, int node, const char *const *idx, char *acc
     int bias = mx_node_input(g, node, 2);
     if (bias != MX_NONE) {
         const mx_type *bt = mx_value_type(g, bias);
-        const char *c = g->nodes[node].op == MX_OP_DWCONV1D ? idx[3 - walk_axis(g, node)] : idx[1];
-        const char *bi[2] = {at(bt->dim[0], bt->rank == 2 ? idx[1] : c), bt->rank == 2 ? at(bt->dim[1], idx[2]) : NULL};
+        const char *bi[2] = {at(bt->dim[0], bt->rank == 2 ? idx[1] : idx[channel_dim(g, node)]),
+                             bt->rank == 2 ? at(bt->dim[1], idx[2]) : NULL};
         load_input(e, node, 2, bi, b, sizeof b);
     }
     mx_emit_temp(e, acc, size);
@@ -69,7 +74,7 @@ static void depthwise(mx_emitter *e, int node, const char *const *idx, const cha
     const mx_graph *g = e->p->g;
     const mx_type *xt = mx_node_input_type(g, node, 0), *wt = mx_node_input_type(g, node, 1);
     bool two_d = g->nodes[node].op == MX_OP_DWCONV2D, by_position = !two_d && wt->rank == 3;
-    int walk = two_d ? 3 : walk_axis(g, node), chan = two_d ? 1 : 3 - walk;
+    int walk = two_d ? 3 : walk_axis(g, node), chan = channel_dim(g, node);
     int64_t K = by_position ? wt->dim[0] : wt->dim[1], C = xt->dim[chan];
     int64_t pad = two_d || mx_node_int(g, node, MX_A_MODE) == MX_CONV_SAME ? (K - 1) / 2 : K - 1;
     char u[16] = "0", v[16], r[16] = "0", q[16], expr[256], cond[256];

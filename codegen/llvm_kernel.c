@@ -1423,16 +1423,22 @@ static bool in_unrolled_loop(lower *L) {
     return false;
 }
 
+/* A masked load (value NULL) or store of vt's consecutive elements from p0. */
+static LLVMValueRef masked_access(lower *L, LLVMValueRef p0, LLVMValueRef value, LLVMTypeRef vt, LLVMValueRef mask) {
+    LLVMValueRef align = LLVMConstInt(L->i32, elem_size(L, LLVMGetElementType(vt)), 0);
+    LLVMValueRef load[4] = {p0, align, mask, LLVMConstNull(vt)}, store[4] = {value, p0, align, mask};
+    return masked_mem(L, value ? "llvm.masked.store" : "llvm.masked.load", vt, value ? store : load);
+}
+
 /* The element at a0, which every lane's address is, loaded once for all
  * lanes: a one-element masked load (no fault when no lane runs), splat. */
 static LLVMValueRef same_address_load(lower *L, LLVMValueRef a0, LLVMTypeRef vt) {
-    LLVMTypeRef et = LLVMGetElementType(vt), one = LLVMVectorType(et, 1);
+    LLVMTypeRef one = LLVMVectorType(LLVMGetElementType(vt), 1);
     LLVMValueRef any = L->mask ? intrinsic(L, "llvm.vector.reduce.or", &L->mask, 1) : LLVMConstInt(L->i1, 1, 0);
     LLVMValueRef m1 = LLVMBuildInsertElement(L->B, LLVMGetPoison(LLVMVectorType(L->i1, 1)), any,
                                              LLVMConstInt(L->i32, 0, 0), "");
     LLVMValueRef p0 = LLVMTypeOf(a0) == L->ptr ? a0 : LLVMBuildIntToPtr(L->B, a0, L->ptr, "");
-    LLVMValueRef args[4] = {p0, LLVMConstInt(L->i32, elem_size(L, et), 0), m1, LLVMConstNull(one)};
-    LLVMValueRef x = masked_mem(L, "llvm.masked.load", one, args);
+    LLVMValueRef x = masked_access(L, p0, NULL, one, m1);
     return LLVMBuildShuffleVector(L->B, x, LLVMGetPoison(one), LLVMConstNull(LLVMVectorType(L->i32, (unsigned)L->W)),
                                   "");
 }
@@ -1440,10 +1446,7 @@ static LLVMValueRef same_address_load(lower *L, LLVMValueRef a0, LLVMTypeRef vt)
 /* A load (value NULL) or store of the active lanes' consecutive elements
  * from p0: one masked vector access. */
 static LLVMValueRef one_vector(lower *L, LLVMValueRef p0, LLVMValueRef value, LLVMTypeRef vt) {
-    LLVMValueRef mask = L->mask ? L->mask : all_lanes(L);
-    LLVMValueRef align = LLVMConstInt(L->i32, elem_size(L, LLVMGetElementType(vt)), 0);
-    LLVMValueRef load[4] = {p0, align, mask, LLVMConstNull(vt)}, store[4] = {value, p0, align, mask};
-    return masked_mem(L, value ? "llvm.masked.store" : "llvm.masked.load", vt, value ? store : load);
+    return masked_access(L, p0, value, vt, L->mask ? L->mask : all_lanes(L));
 }
 
 /* A load (value NULL) or store at the lanes' addresses: a vector load or

@@ -375,7 +375,8 @@ typedef struct {
     const mx_exec *x;
     const mx_gemm *gm;
     int64_t pm, pn;
-    int64_t parts;     /* tasks per product: each runs pm rows of y (the last the rest) */
+    int64_t parts;     /* tasks per product, each part_rows rows of y (the last the rest) */
+    int64_t part_rows;
     bool c_is_y;       /* the residual is y itself, in place */
     size_t need;       /* scratch floats per thread; 0: all f32, no copies */
     atomic_bool short_of_memory;
@@ -433,8 +434,8 @@ static void products(void *ctx, int64_t lo, int64_t hi) {
         return;
     }
     for (int64_t q = lo; q < hi; q++) {
-        int64_t p = q / t->parts, r0 = q % t->parts * t->pm, r1 = r0 + t->pm < t->gm->m ? r0 + t->pm : t->gm->m;
-        one_product(t, p / t->gm->batch, p % t->gm->batch, t->parts > 1 ? r0 : 0, t->parts > 1 ? r1 : t->gm->m,
+        int64_t p = q / t->parts, r0 = q % t->parts * t->part_rows;
+        one_product(t, p / t->gm->batch, p % t->gm->batch, r0, r0 + t->part_rows < t->gm->m ? r0 + t->part_rows : t->gm->m,
                     scratch);
     }
     free(scratch);
@@ -486,10 +487,10 @@ static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
                  (2.0 * (double)gm->m * (double)gm->n * (double)gm->k < SPLIT_FLOPS || n_products % threads == 0);
     /* Fewer f32 products than threads, each tall: rows split over the pool
      * too (PART_ROWS or more each), one single-threaded sgemm per share. */
-    t.parts = 1;
+    t.parts = 1, t.part_rows = gm->m;
     if (threads > 1 && all_f32 && !split && n_products < threads && gm->m >= PART_ROWS * threads) {
         t.parts = threads;
-        t.pm = (gm->m + threads - 1) / threads;
+        t.part_rows = t.pm = (gm->m + threads - 1) / threads; /* a share is one panel: A read at its rows */
         split = true;
     }
     if (!all_f32) {
