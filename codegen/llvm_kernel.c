@@ -97,7 +97,8 @@ typedef struct {
     /* Across lanes (llvm_kernel.h): a block of W > 1 threads runs as W vector
      * lanes; mask is the lanes running the current statement (NULL: all) */
     int W, max_lanes;
-    bool avx512f; /* the host's: exp2 of 16 lanes through vscalefps */
+    bool avx512f;  /* the host's: exp2 of 16 lanes through vscalefps */
+    bool avx512dq; /* and its fraction through vreduceps */
     LLVMValueRef mask, loop_mask[16];
     int *varying_vars; /* tokens of variables that hold varying values */
     int n_varying, cap_varying;
@@ -685,24 +686,40 @@ static LLVMValueRef math_function(lower *L, const char *kind, bool vary, LLVMBui
  * Cephes' exp2f polynomial (relative error 2e-7), then scaled by 2^n. With
  * AVX-512 and 16 lanes, n is one vrndscaleps and p 2^n one vscalefps, which
  * overflows to inf and underflows through the subnormals to 0 as exp2f
- * does (x clamped to [-200, 200] only so that r is no inf - inf): 3 of the
- * 14 instructions a scan's state update spent on exp (the scan alone 8%
- * faster, AMD EPYC). Else n through the 1.5 * 2^23 trick (no float-to-int
- * conversion, which NaN would poison) and 2^(n - 1) put in the exponent
- * bits, the polynomial's coefficients doubled: x in [-125.5, 128] keeps
- * that exponent a normal one, and x = 128 gives 2 * 2^127 = inf; below
- * -125.5 the result is 2^-125.5 (2e-38), not 0. */
+ * does: 3 of the 14 instructions a scan's state update spent on exp (the
+ * scan alone 8% faster, AMD EPYC). With AVX-512DQ too, r is one vreduceps
+ * (x less x rounded, exactly; 0 for x = +-inf, NaN for NaN), so x needs no
+ * clamp: +-inf gives p = 1 scaled to inf or 0, as exp2f does, where
+ * x - n would be inf - inf. Two instructions fewer again, and r no longer
+ * waits for n. With vscalefps alone, x is clamped to [-200, 200] for that.
+ * Else n through the 1.5 * 2^23 trick (no float-to-int conversion, which
+ * NaN would poison) and 2^(n - 1) put in the exponent bits, the
+ * polynomial's coefficients doubled: x in [-125.5, 128] keeps that exponent
+ * a normal one, and x = 128 gives 2 * 2^127 = inf; below -125.5 the result
+ * is 2^-125.5 (2e-38), not 0. */
+static LLVMValueRef avx512_call(lower *L, LLVMBuilderRef B, const char *name, LLVMValueRef *args, int n) {
+    LLVMTypeRef ps[5];
+    for (int i = 0; i < n; i++)
+        ps[i] = LLVMTypeOf(args[i]);
+    LLVMTypeRef fty = LLVMFunctionType(ps[0], ps, (unsigned)n, 0);
+    LLVMValueRef fn = LLVMGetNamedFunction(L->M, name);
+    return LLVMBuildCall2(B, fty, fn ? fn : LLVMAddFunction(L->M, name, fty), args, (unsigned)n, "");
+}
+
 static LLVMValueRef build_exp2(lower *L, bool vary) {
     LLVMBuilderRef B;
     LLVMValueRef x;
     LLVMValueRef f = math_function(L, "mx_exp2", vary, &B, &x);
     LLVMTypeRef ft = LLVMTypeOf(x), it = type_of(L, TY_INT, vary);
-    bool scalef = vary && L->W == 16 && L->avx512f;
+    bool scalef = vary && L->W == 16 && L->avx512f, reduce = scalef && L->avx512dq;
     double lo = scalef ? -200.0 : -125.49, hi = scalef ? 200.0 : 128.0, k = scalef ? 1.0 : 2.0;
 #define K(c) const_as(ft, c)
-    x = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, x, K(hi), ""), K(hi), x, "");
-    x = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, x, K(lo), ""), K(lo), x, "");
-    LLVMValueRef magic = K(12582912.0f), t = NULL, n; /* 1.5 * 2^23 */
+    LLVMValueRef all = LLVMConstInt(L->i16, 0xFFFF, 0), current = LLVMConstInt(L->i32, 4, 0); /* rounding */
+    if (!reduce) {
+        x = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, x, K(hi), ""), K(hi), x, "");
+        x = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, x, K(lo), ""), K(lo), x, "");
+    }
+    LLVMValueRef magic = K(12582912.0f), t = NULL, n, r; /* 1.5 * 2^23 */
     if (scalef) {
         unsigned id = LLVMLookupIntrinsicID("llvm.roundeven", 14);
         n = LLVMBuildCall2(B, LLVMIntrinsicGetType(L->C, id, &ft, 1), LLVMGetIntrinsicDeclaration(L->M, id, &ft, 1),
@@ -711,19 +728,21 @@ static LLVMValueRef build_exp2(lower *L, bool vary) {
         t = LLVMBuildFAdd(B, x, magic, "");
         n = LLVMBuildFSub(B, t, magic, "");
     }
-    LLVMValueRef r = LLVMBuildFSub(B, x, n, "");
+    if (reduce) { /* imm 0: to nearest even, no fraction bits kept */
+        LLVMValueRef args[5] = {x, LLVMConstInt(L->i32, 0, 0), x, all, current};
+        r = avx512_call(L, B, "llvm.x86.avx512.mask.reduce.ps.512", args, 5);
+    } else {
+        r = LLVMBuildFSub(B, x, n, "");
+    }
     static const double c[] = {1.535336188319500e-4, 1.339887440266574e-3, 9.618437357674640e-3,
                                5.550332471162809e-2, 2.402264791363012e-1, 6.931472028550421e-1, 1.0};
     LLVMValueRef p = K(k * c[0]); /* Horner's steps as FMAs (contract); only n's rounding needs exact steps */
     for (size_t i = 1; i < sizeof c / sizeof *c; i++)
         p = flagged(LLVMBuildFAdd(B, flagged(LLVMBuildFMul(B, p, r, "")), K(k * c[i]), ""));
     LLVMValueRef y;
-    if (scalef) { /* all lanes (mask ~0), the current rounding mode (4) */
-        const char *name = "llvm.x86.avx512.mask.scalef.ps.512";
-        LLVMTypeRef ps[5] = {ft, ft, ft, L->i16, L->i32}, fty = LLVMFunctionType(ft, ps, 5, 0);
-        LLVMValueRef fn = LLVMGetNamedFunction(L->M, name);
-        LLVMValueRef args[5] = {p, n, p, LLVMConstInt(L->i16, 0xFFFF, 0), LLVMConstInt(L->i32, 4, 0)};
-        y = LLVMBuildCall2(B, fty, fn ? fn : LLVMAddFunction(L->M, name, fty), args, 5, "");
+    if (scalef) { /* all lanes, the current rounding mode */
+        LLVMValueRef args[5] = {p, n, p, all, current};
+        y = avx512_call(L, B, "llvm.x86.avx512.mask.scalef.ps.512", args, 5);
     } else { /* (n - 1 + 127) << 23, n - 1 being t's bits less magic's, less 1 */
         LLVMValueRef e = LLVMBuildSub(B, LLVMBuildBitCast(B, t, it, ""), const_as(it, 0x4B400000 - 126), "");
         y = LLVMBuildFMul(B, p, LLVMBuildBitCast(B, LLVMBuildShl(B, e, const_as(it, 23), ""), ft, ""), "");
@@ -2499,7 +2518,16 @@ static void translation_unit(lower *L) {
     }
 }
 
-mx_status mx_llvm_lower(const char *source, const char *name, size_t smem_bytes, int max_lanes, bool avx512f,
+/* Whether LLVM's feature string (as "+avx2,-avx512f,...") turns feature on. */
+static bool feature_on(const char *features, const char *feature) {
+    size_t n = strlen(feature);
+    for (const char *s = features; s && (s = strstr(s, feature)); s += n)
+        if (s > features && s[-1] == '+' && (s[n] == ',' || s[n] == '\0'))
+            return true;
+    return false;
+}
+
+mx_status mx_llvm_lower(const char *source, const char *name, size_t smem_bytes, int max_lanes, const char *features,
                         LLVMContextRef ctx, LLVMModuleRef *out, mx_diag *d) {
     *out = NULL;
     lower *L = calloc(1, sizeof *L);
@@ -2508,7 +2536,8 @@ mx_status mx_llvm_lower(const char *source, const char *name, size_t smem_bytes,
     L->d = d;
     L->smem_bytes = smem_bytes;
     L->W = 1, L->max_lanes = max_lanes < 64 ? max_lanes : 64;
-    L->avx512f = avx512f;
+    L->avx512f = feature_on(features, "avx512f");
+    L->avx512dq = L->avx512f && feature_on(features, "avx512dq");
     L->C = ctx;
     L->M = LLVMModuleCreateWithNameInContext(name, ctx);
     L->B = LLVMCreateBuilderInContext(ctx);

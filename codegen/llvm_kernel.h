@@ -41,14 +41,15 @@
 /* The lowering's revision: part of the object cache's key, raised with
  * every change to the code it builds, so that no object built by an
  * earlier lowering is linked again. */
-#define MX_LLVM_LOWERING_REVISION 8
+#define MX_LLVM_LOWERING_REVISION 9
 
 /* Lowers the module source into a new module of ctx, each block getting
  * smem_bytes of shared memory and blocks of up to max_lanes threads (at most
- * 64) running as vector lanes; avx512f: the host has it (the inline exp2
- * then uses its instructions). On error (text outside the subset: "line 12,
+ * 64) running as vector lanes; features: the host's, LLVM's "+avx2,..."
+ * string (with avx512f and avx512dq the inline exp2 uses their
+ * instructions). On error (text outside the subset: "line 12,
  * at 'foo': unknown function") *out is NULL. */
-mx_status mx_llvm_lower(const char *source, const char *name, size_t smem_bytes, int max_lanes, bool avx512f,
+mx_status mx_llvm_lower(const char *source, const char *name, size_t smem_bytes, int max_lanes, const char *features,
                         LLVMContextRef ctx, LLVMModuleRef *out, mx_diag *d);
 
 #endif

@@ -111,8 +111,7 @@ static void compile_program(program_job *j, const char *model) {
     double wall = clock_ms(CLOCK_MONOTONIC), cpu = clock_ms(CLOCK_THREAD_CPUTIME_ID);
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod;
-    j->st = mx_llvm_lower(o->source, model, o->smem, o->lanes, strstr(o->features, "+avx512f") != NULL, ctx, &mod,
-                          &j->d);
+    j->st = mx_llvm_lower(o->source, model, o->smem, o->lanes, o->features, ctx, &mod, &j->d);
     lap(j, MX_CPU_LOWER, &wall, &cpu);
     if (j->st == MX_OK) {
         j->ir_lowered = instructions(mod, &j->functions);
