@@ -13,9 +13,14 @@ and inputs (ViM2 and TSM2 models: the ones
 torch_ref.py builds), its output compared with mixc's. Results:
 bench/results/cpu_models-<cpu>.json, with the load average (the machine may
 be shared) at each model. --no-torch leaves PyTorch out, --no-compile
-torch.compile.
+torch.compile. An OPENBLAS_CORETYPE inherited from the environment is
+cleared for mixc, which then picks OpenBLAS's kernels for the host (AVX-512
+ones where it has AVX-512; a machine-wide OPENBLAS_CORETYPE=Haswell held
+mixc's products to AVX2 kernels); --keep-openblas-coretype keeps it. The
+results record what was inherited.
 
     python3 bench/cpu_models.py [--mixc build/mixc] [--threads 2] [--runs 5] [--models a,b] [--no-torch] [--no-compile]
+                                [--keep-openblas-coretype]
 """
 import argparse
 import json
@@ -58,11 +63,16 @@ def main():
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     ap.add_argument("--no-compile", action="store_true", help="leave torch.compile out (eager only)")
+    ap.add_argument("--keep-openblas-coretype", action="store_true",
+                    help="keep an inherited OPENBLAS_CORETYPE (else mixc picks OpenBLAS's kernels for the host)")
     args = ap.parse_args()
     import torch
     from safetensors.torch import load_file, save_file
     torch.set_num_threads(args.threads)
     env = dict(os.environ, MIXC_THREADS=str(args.threads))
+    inherited = os.environ.get("OPENBLAS_CORETYPE")
+    if not args.keep_openblas_coretype:
+        env.pop("OPENBLAS_CORETYPE", None)
     sys.path.insert(0, HERE)
     import torch_ref
     results = []
@@ -127,7 +137,9 @@ def main():
     doc = dict(benchmark="cpu_models", machine=os.uname().nodename, cpu=cpu_name, cores=os.cpu_count(),
                commit=commit, date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), torch=torch.__version__,
                timing="wall time per forward pass after warm-up (mixc run --time; torch_ref.time_cpu), median",
-               scan_in_torch="mamba_ssm selective_scan_ref (a Python loop over L)", results=results)
+               scan_in_torch="mamba_ssm selective_scan_ref (a Python loop over L)",
+               openblas_coretype=dict(inherited=inherited, kept_for_mixc=args.keep_openblas_coretype),
+               results=results)
     with open(path + ".tmp", "w") as f:
         json.dump(doc, f, indent=2)
     os.replace(path + ".tmp", path)
