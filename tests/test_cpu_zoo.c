@@ -71,7 +71,11 @@ static void compare(const char *path, const char *extra, double tol, uint64_t se
     mx_model_free(m);
 }
 
-/* path at its full size with the override extra, run once on the cpu. */
+/* path at its full size with the override extra, run once on the cpu: the
+ * activations the backend held (the arena and the f32 copies of f16 / bf16
+ * matmul operands) within 10% of `mixc stats`' peak. (Against the arena
+ * alone the copies, a fixed 0.16 MB at bf16, outgrew 10% once the scans
+ * computed dt themselves and the arena fell from 2.14 to 1.62 MB.) */
 static void check_memory(const char *path, const char *extra) {
     mx_model *m = support_load_model(path, &extra, 1);
     mx_compiled *cpu = m ? run_on(m, target_of(MX_DEVICE_CPU), path, 3) : NULL;
@@ -81,8 +85,9 @@ static void check_memory(const char *path, const char *extra) {
         double arena = (double)mx_compiled_program(cpu)->arena_bytes;
         printf("%s %s: cpu held %.2f MB of activations, arena %.2f MB, mixc stats' peak %.2f MB\n",
                support_base(path), extra, held / 1e6, arena / 1e6, stats->total.peak_bytes / 1e6);
-        CHECK_MSG(held <= 1.1 * arena, "%s %s: the cpu backend held %.0f bytes of activations, arena %.0f",
-                  support_base(path), extra, held, arena);
+        CHECK_MSG(held >= arena && held <= 1.1 * stats->total.peak_bytes,
+                  "%s %s: the cpu backend held %.0f bytes of activations, arena %.0f, stats' peak %.0f",
+                  support_base(path), extra, held, arena, stats->total.peak_bytes);
     }
     mx_stats_free(stats);
     mx_compiled_free(cpu);

@@ -197,20 +197,21 @@ static void check_memory(void) {
     mx_program_free(p);
 }
 
-/* The models whose arena stays more than 10% over `mixc stats`' peak, each
- * at the ratio it reaches compiled for a GPU and for the cpu: a scan
- * kernel that runs two directions or four orders of one mixer needs all
- * their inputs (u, dt, B and C of each) alive at once, where the unfused
- * graph that stats measures finishes one direction before it computes the
- * next one's inputs. */
+/* The models whose arena stays more than 10% over `mixc stats`' peak
+ * compiled for a GPU, each at the ratio it reaches: a scan kernel that runs
+ * two directions or four orders of one mixer needs all their inputs (u, dt,
+ * B and C of each) alive at once, where the unfused graph that stats
+ * measures finishes one direction before it computes the next one's
+ * inputs. Compiled for the cpu every model is within 10%: the scans
+ * compute dt where they read it (fuse.c, THIN_K_CPU) and x_proj reads u
+ * before its order's gather (canonicalize.c, gather_below). */
 static const struct {
     const char *model;
-    double gpu, cpu;
+    double ratio;
 } arena_over[] = {
-    {"tsm2-traffic.json", 1.21, 1.21}, /* the channel mixer's two directions, 2% of placement gaps */
-    {"vim-block.json", 1.11, 1.11},    /* row and row_rev */
-    {"vmamba-tiny.json", 1.50, 1.10},  /* four orders, each gathered u stored (on the cpu the
-                                          products read u as it lies: canonicalize's gather_below) */
+    {"tsm2-traffic.json", 1.21}, /* the channel mixer's two directions, 2% of placement gaps */
+    {"vim-block.json", 1.11},    /* row and row_rev */
+    {"vmamba-tiny.json", 1.50},  /* four orders, each gathered u stored */
 };
 
 /* One zoo model at full size, compiled for a GPU (no target) and for the
@@ -223,9 +224,9 @@ static void check_arena(const char *path) {
     mx_stats *stats = m ? mx_model_stats(m) : NULL;
     for (int on_cpu = 0; on_cpu < 2 && stats; on_cpu++) {
         double bound = 1.10;
-        for (size_t i = 0; i < sizeof arena_over / sizeof arena_over[0]; i++)
+        for (size_t i = 0; i < sizeof arena_over / sizeof arena_over[0] && !on_cpu; i++)
             if (strcmp(name, arena_over[i].model) == 0)
-                bound = on_cpu ? arena_over[i].cpu : arena_over[i].gpu;
+                bound = arena_over[i].ratio;
         mx_pass_options o = {.verify = true};
         mx_program *p = mx_program_new(mx_graph_clone(mx_model_graph(m)));
         p->target = on_cpu ? &cpu : NULL;
