@@ -503,12 +503,20 @@ static void lanes_scan(scan_ctx *x, int k) {
         mx_emit_close(e);
         mx_emit_line(e, "__syncthreads();");
     }
-    mx_emit_open(e, "for (int s = 0; s < steps; s++)");
+    mx_emit_line(e, "/* d and d u of the chunk's steps first: the states' loop then waits on no softplus */");
+    mx_emit_open(e, "for (int s = lane; s < steps; s += %d)", x->lanes);
     step_l(x, s, "(s0 + s)", l, sizeof l);
     mx_emit_line(e, "const %s l = %s;", e->ity, l);
     emit_delta(x, s, "l");
     value3(x, s->in[MX_SCAN_U], x->b, x->c, dim_or_zero(sp->L, "l"), a, sizeof a);
-    mx_emit_line(e, "const float du = d * %s;", a);
+    mx_emit_line(e, "sd[s * %d] = d, sdu[s * %d] = d * %s;", x->t.channels, x->t.channels, a);
+    mx_emit_close(e);
+    if (x->lanes > 1)
+        mx_emit_line(e, "__syncwarp(gmask); /* the row's steps, written by its lanes */");
+    mx_emit_open(e, "for (int s = 0; s < steps; s++)");
+    step_l(x, s, "(s0 + s)", l, sizeof l);
+    mx_emit_line(e, "const %s l = %s;", e->ity, l);
+    mx_emit_line(e, "const float d = sd[s * %d], du = sdu[s * %d];", x->t.channels, x->t.channels);
     mx_emit_line(e, "float y = 0.0f;");
     mx_emit_line(e, "#pragma unroll");
     mx_emit_open(e, "for (int j = 0; j < %d; j++)", x->per_lane);
@@ -572,6 +580,13 @@ static void emit_scans(scan_ctx *x, void (*scan)(scan_ctx *, int), const char *f
     }
 }
 
+/* Bytes of shared memory of a lanes block: y, d and d u of its rows' steps
+ * of a chunk, B and C of the chunk when staged. */
+static size_t lanes_smem(const scan_ctx *x) {
+    size_t chunk = (size_t)x->t.items;
+    return (3 * (size_t)x->t.channels * chunk + (x->staged ? 2 * (size_t)x->sp->N * chunk : 0)) * sizeof(float);
+}
+
 static void emit_lanes(scan_ctx *x, mx_kernel *k) {
     mx_emitter *e = x->e;
     const mx_scan_plan *sp = x->sp;
@@ -602,9 +617,11 @@ static void emit_lanes(scan_ctx *x, mx_kernel *k) {
      * consecutive: one vector on the CPU, not a scatter; distinct banks on
      * a GPU */
     mx_emit_line(e, "float *const ys = smem + slot; /* this row's outputs of the chunk, ys[s * %d] */", cpb);
+    mx_emit_line(e, "float *const sd = ys + %d, *const sdu = sd + %d; /* and its d and d u, alike */", cpb * chunk,
+                 cpb * chunk);
     if (x->staged) {
-        mx_emit_line(e, "float *const Bs = smem + %d, *const Cs = Bs + %lld; /* [N][steps], steps <= chunk */", cpb * chunk,
-                     (long long)sp->N * chunk);
+        mx_emit_line(e, "float *const Bs = smem + %d, *const Cs = Bs + %lld; /* [N][steps], steps <= chunk */",
+                     3 * cpb * chunk, (long long)sp->N * chunk);
     }
     bool warp = x->lanes > 1; /* a row's lanes share its sum */
     emit_scans(x, lanes_scan, "lane", warp ? "LANES" : "1",
@@ -612,7 +629,7 @@ static void emit_lanes(scan_ctx *x, mx_kernel *k) {
                warp ? "__syncwarp(gmask);" : NULL);
     k->block[0] = (unsigned)(cpb * x->lanes), k->block[1] = k->block[2] = 1;
     k->grid[0] = (unsigned)((rows + cpb - 1) / cpb), k->grid[1] = k->grid[2] = 1;
-    k->smem = (size_t)(cpb * chunk + (x->staged ? 2 * sp->N * chunk : 0)) * sizeof(float);
+    k->smem = lanes_smem(x);
 }
 
 /* ---- decomposition 1: chunked block scan --------------------------------------------- */
@@ -1174,7 +1191,7 @@ static mx_status check_tiles(scan_ctx *x, const mx_tiles *given, mx_diag *d) {
     x->lanes = lanes;
     x->per_lane = (int)(sp->N / lanes);
     x->staged = (sp->Ch / sp->G) % x->t.channels == 0;
-    int64_t smem = (int64_t)(x->t.channels * x->t.items + (x->staged ? 2 * sp->N * x->t.items : 0)) * 4;
+    int64_t smem = (int64_t)lanes_smem(x);
     if (smem > x->e->target->smem_per_block)
         return mx_fail(d, MX_ERR_INVALID,
                        "scan group %d: the lanes tiles need %lld bytes of shared memory (at most %d on %s)", group,
