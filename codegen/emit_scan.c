@@ -15,7 +15,8 @@
  *   0, lanes: `lanes_per_state` lanes hold the N states of one row (N / lanes
  *      each) and walk L; the sum over n is a butterfly of __shfl_xor_sync in
  *      the lane group. When all rows of a block share (b, g), B and C of a
- *      chunk of `items` steps are staged in shared memory once for them all.
+ *      chunk of `items` steps are staged in shared memory once for them all;
+ *      d and d u of the chunk's steps are computed before its states' loop.
  *   1, chunked: a block per row; each thread takes `items` consecutive steps,
  *      summarises them per state as the affine map h -> a h + b, a
  *      __shfl_up_sync scan composes the maps over the warp and shared memory
