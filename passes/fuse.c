@@ -26,8 +26,7 @@
  *   - else it joins a group it reads from, of its own size, when the value
  *     read has no other reader (an epilogue);
  *   - a thin product (K <= THIN_K, THIN_K_CPU for the cpu) read by one scan
- *     group alone joins it:
- *     the scan recomputes it where it reads it;
+ *     group alone joins it: the scan recomputes it where it reads it;
  *   - repeat until nothing moves. Then the leftovers: a folded view and a
  *     weight (param-only computation, done when weights are bound) go with
  *     their first reader. */
