@@ -57,6 +57,26 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_tune: %s\n", d.msg);
         return 1;
     }
+    /* With no record for this target the tuned program is the default one,
+     * and the comparison would time one program twice. */
+    char sig[256];
+    mx_tune_signature(&t, sig, sizeof sig);
+    mx_tune_db db;
+    if (mx_tune_db_read(argv[2], &db, stderr, &d) != MX_OK) {
+        fprintf(stderr, "bench_tune: %s\n", d.msg);
+        return 1;
+    }
+    int mine = 0;
+    for (int i = 0; i < db.n; i++)
+        mine += strcmp(db.records[i].target, sig) == 0;
+    if (mine == 0) {
+        fprintf(stderr,
+                "bench_tune: %s holds no record for this machine's target (%s): run `mixc tune %s --device cpu "
+                "--db %s` first\n",
+                argv[2], sig, argv[1], argv[2]);
+        mx_tune_db_free(&db);
+        return 1;
+    }
     mx_compiled *c[2] = {compile(m, &t, false, &d), NULL};
     if (c[0])
         c[1] = compile(m, &t, true, &d);
@@ -99,7 +119,7 @@ int main(int argc, char **argv) {
         lo[i] = ms[i][0], hi[i] = ms[i][runs - 1];
     }
     const char *name = strrchr(argv[1], '/') ? strrchr(argv[1], '/') + 1 : argv[1];
-    char path[1024], tmp[1100], commit[128], host[256] = "unknown", when[32], desc[256], sig[256];
+    char path[1024], tmp[1100], commit[128], host[256] = "unknown", when[32], desc[256];
     snprintf(path, sizeof path, "%s/bench/results/bench_tune-cpu-%.*s.json", MIXC_SOURCE_DIR,
              (int)(strlen(name) > 5 ? strlen(name) - 5 : strlen(name)), name);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -108,7 +128,6 @@ int main(int argc, char **argv) {
     time_t now = time(NULL);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     mx_target_describe(&t, desc, sizeof desc);
-    mx_tune_signature(&t, sig, sizeof sig);
     FILE *f = fopen(tmp, "w");
     if (!f) {
         fprintf(stderr, "bench_tune: cannot write %s\n", tmp);
@@ -123,24 +142,21 @@ int main(int argc, char **argv) {
                "  \"load_1min\": {\"before\": %.2f, \"after\": %.2f},\n  \"kernels\": [",
             host, when, commit, desc, t.name, argv[1], runs, med[0], lo[0], hi[0], med[1], lo[1], hi[1],
             med[0] / med[1], worst, scale, load[0][0], load[1][0]);
-    mx_tune_db db;
     int k = 0;
-    if (mx_tune_db_read(argv[2], &db, stderr, &d) == MX_OK) {
-        for (int i = 0; i < db.n; i++) {
-            const mx_tune_record *r = &db.records[i];
-            if (strcmp(r->target, sig) != 0)
-                continue;
-            char tiles[160];
-            mx_tiles_describe(&r->candidates[r->winner].tiles, tiles, sizeof tiles);
-            fprintf(f, "%s\n    {\"label\": \"%s\", \"candidates\": %d, \"default_ms\": %.5f, \"tuned_ms\": %.5f, "
-                       "\"spread\": %.3f, \"ratio\": %.4f, \"pass_ratio\": %.4f, \"winner\": \"%s\", "
-                       "\"tune_forward_ratio\": %.4f}",
-                    k++ ? "," : "", r->label, r->n_candidates, r->candidates[0].ms, r->candidates[r->winner].ms,
-                    r->candidates[r->winner].spread, r->candidates[r->winner].ratio,
-                    r->candidates[r->winner].pass_ratio, tiles, r->forward);
-        }
-        mx_tune_db_free(&db);
+    for (int i = 0; i < db.n; i++) {
+        const mx_tune_record *r = &db.records[i];
+        if (strcmp(r->target, sig) != 0)
+            continue;
+        char tiles[160];
+        mx_tiles_describe(&r->candidates[r->winner].tiles, tiles, sizeof tiles);
+        fprintf(f, "%s\n    {\"label\": \"%s\", \"candidates\": %d, \"default_ms\": %.5f, \"tuned_ms\": %.5f, "
+                   "\"spread\": %.3f, \"ratio\": %.4f, \"pass_ratio\": %.4f, \"winner\": \"%s\", "
+                   "\"tune_forward_ratio\": %.4f}",
+                k++ ? "," : "", r->label, r->n_candidates, r->candidates[0].ms, r->candidates[r->winner].ms,
+                r->candidates[r->winner].spread, r->candidates[r->winner].ratio,
+                r->candidates[r->winner].pass_ratio, tiles, r->forward);
     }
+    mx_tune_db_free(&db);
     fprintf(f, "\n  ]\n}\n");
     bool ok = fclose(f) == 0 && rename(tmp, path) == 0;
     printf("%s on %s: default %.2f ms [%.2f, %.2f], tuned %.2f ms [%.2f, %.2f]: %.3fx; outputs differ by %.3g "
