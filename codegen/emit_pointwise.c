@@ -59,8 +59,21 @@ void mx_emit_element_loops(mx_emitter *e, const mx_tiles *t, mx_kernel *k) {
         int64_t n = mx_type_numel(ti);
         most = n > most ? n : most;
         mx_emit_line(e, "// %lld elements", (long long)n);
-        mx_emit_open(e, "for (%s lin = (%s)blockIdx.x * blockDim.x + threadIdx.x; lin < %lld; lin += (%s)gridDim.x * blockDim.x)",
-                     e->ity, e->ity, (long long)n, e->ity);
+        bool narrow = strcmp(e->ity, "int") == 0;
+        if (narrow) {
+            /* By blocks, the position an unsigned blk * blockDim.x + lane: the
+             * CPU lowering then sees a multiple of its W lanes plus the lane,
+             * and the index maps' quotients and remainders by multiples of W
+             * as uniform values and consecutive lanes (llvm_kernel.c,
+             * affine_lanes): vector loads and stores, no checks of the lanes'
+             * addresses. Same positions and order on a GPU. */
+            mx_emit_open(e, "for (int blk = blockIdx.x; blk * (int)blockDim.x < %lld; blk += gridDim.x)", (long long)n);
+            mx_emit_line(e, "const unsigned lin = (unsigned)blk * blockDim.x + threadIdx.x;");
+            mx_emit_open(e, "if (lin < %lldu)", (long long)n);
+        } else {
+            mx_emit_open(e, "for (%s lin = (%s)blockIdx.x * blockDim.x + threadIdx.x; lin < %lld; lin += (%s)gridDim.x * blockDim.x)",
+                         e->ity, e->ity, (long long)n, e->ity);
+        }
         mx_idx_str idx[MX_MAX_RANK];
         mx_emit_delinearise(e, "lin", ti, idx);
         const char *ptr[MX_MAX_RANK];
@@ -74,6 +87,8 @@ void mx_emit_element_loops(mx_emitter *e, const mx_tiles *t, mx_kernel *k) {
             mx_emit_value(e, r.v[j], ptr, x, sizeof x);
             mx_emit_store(e, r.v[j], ptr, x);
         }
+        if (narrow)
+            mx_emit_close(e);
         mx_emit_close(e);
     }
     free(done);

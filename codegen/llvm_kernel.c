@@ -1055,10 +1055,66 @@ static LLVMValueRef masked_mem(lower *L, const char *name, LLVMTypeRef vt, LLVMV
                           args, 4, "");
 }
 
+/* The constant k when v is a constant int or a splat of one. */
+static bool constant_int(LLVMValueRef v, long long *k) {
+    if (LLVMIsAConstantInt(v)) {
+        *k = LLVMConstIntGetSExtValue(v);
+        return true;
+    }
+    if (!LLVMIsConstant(v) || LLVMGetTypeKind(LLVMTypeOf(v)) != LLVMVectorTypeKind)
+        return false;
+    LLVMValueRef e0 = LLVMGetAggregateElement(v, 0);
+    if (!e0 || !LLVMIsAConstantInt(e0))
+        return false;
+    *k = LLVMConstIntGetSExtValue(e0);
+    for (unsigned i = 1; i < LLVMGetVectorSize(LLVMTypeOf(v)); i++) {
+        LLVMValueRef e = LLVMGetAggregateElement(v, i);
+        if (!e || !LLVMIsAConstantInt(e) || LLVMConstIntGetSExtValue(e) != *k)
+            return false;
+    }
+    return true;
+}
+
+/* Whether scalar or lane vector v, an affine one (affine_lanes), has a
+ * uniform part that is a multiple of m, seen in how it was built: lane 0
+ * of a constant, products and shifts by a multiple of m (an element loop's
+ * blk * blockDim.x), sums of such, and their remainders by multiples of m. */
+static bool multiple_of(LLVMValueRef v, long long m, int depth) {
+    long long k;
+    if (depth > 12)
+        return false;
+    if (LLVMIsConstant(v)) { /* lane 0 of a vector */
+        LLVMValueRef e0 = LLVMGetTypeKind(LLVMTypeOf(v)) == LLVMVectorTypeKind ? LLVMGetAggregateElement(v, 0) : v;
+        return e0 && LLVMIsAConstantInt(e0) && LLVMConstIntGetSExtValue(e0) % m == 0;
+    }
+    if (LLVMIsAShuffleVectorInst(v)) /* a splat of lane 0 of an insert (affine_lanes checked the mask) */
+        return LLVMIsAInsertElementInst(LLVMGetOperand(v, 0)) &&
+               multiple_of(LLVMGetOperand(LLVMGetOperand(v, 0), 1), m, depth + 1);
+    if (!LLVMIsAInstruction(v))
+        return false;
+    LLVMValueRef a = LLVMGetOperand(v, 0), b = LLVMGetNumOperands(v) > 1 ? LLVMGetOperand(v, 1) : NULL;
+    switch (LLVMGetInstructionOpcode(v)) {
+    case LLVMSExt:
+    case LLVMZExt: return multiple_of(a, m, depth + 1);
+    case LLVMAdd:
+    case LLVMSub: return multiple_of(a, m, depth + 1) && multiple_of(b, m, depth + 1);
+    case LLVMMul:
+        return (constant_int(b, &k) && k % m == 0) || (constant_int(a, &k) && k % m == 0) ||
+               multiple_of(a, m, depth + 1) || multiple_of(b, m, depth + 1);
+    case LLVMShl: return constant_int(b, &k) && k >= 0 && k < 62 && (((1ll << k) % m == 0) || multiple_of(a, m, depth + 1));
+    case LLVMURem: return constant_int(b, &k) && k % m == 0 && multiple_of(a, m, depth + 1);
+    default: return false;
+    }
+}
+
 /* Whether the lanes of integer vector v are u + k c with u uniform and c a
  * constant, seen in how v was built (lane constants, splats, +, -, * and
- * << by constants, extensions): *c then holds c. */
-static bool affine_lanes(LLVMValueRef v, long long *c, int depth) {
+ * << by constants, extensions; a uniform value's quotient and remainder by
+ * a constant; an unsigned u + k's by a multiple M of the W lanes when u is
+ * one of W too, as an element loop's position blk W + k: no lane crosses a
+ * multiple of M, so its remainder is u % M + k and its quotient uniform):
+ * *c then holds c. */
+static bool affine_lanes(LLVMValueRef v, int W, long long *c, int depth) {
     if (depth > 12)
         return false;
     if (LLVMIsAConstantDataVector(v) || LLVMIsAConstantVector(v)) {
@@ -1089,10 +1145,10 @@ static bool affine_lanes(LLVMValueRef v, long long *c, int depth) {
     long long x, y;
     switch (op) {
     case LLVMSExt:
-    case LLVMZExt: return affine_lanes(LLVMGetOperand(v, 0), c, depth + 1);
+    case LLVMZExt: return affine_lanes(LLVMGetOperand(v, 0), W, c, depth + 1);
     case LLVMAdd:
     case LLVMSub:
-        if (!affine_lanes(LLVMGetOperand(v, 0), &x, depth + 1) || !affine_lanes(LLVMGetOperand(v, 1), &y, depth + 1))
+        if (!affine_lanes(LLVMGetOperand(v, 0), W, &x, depth + 1) || !affine_lanes(LLVMGetOperand(v, 1), W, &y, depth + 1))
             return false;
         *c = op == LLVMAdd ? x + y : x - y;
         return true;
@@ -1102,20 +1158,29 @@ static bool affine_lanes(LLVMValueRef v, long long *c, int depth) {
         LLVMValueRef k = LLVMIsConstant(b) ? b : op == LLVMMul && LLVMIsConstant(a) ? a : NULL;
         LLVMValueRef other = k == b ? a : b;
         LLVMValueRef k0 = k ? LLVMGetAggregateElement(k, 0) : NULL;
-        if (!k0 || !LLVMIsAConstantInt(k0) || !affine_lanes(k, &y, depth + 1) || y != 0 ||
-            !affine_lanes(other, &x, depth + 1))
+        if (!k0 || !LLVMIsAConstantInt(k0) || !affine_lanes(k, W, &y, depth + 1) || y != 0 ||
+            !affine_lanes(other, W, &x, depth + 1))
             return false;
         long long m = LLVMConstIntGetSExtValue(k0);
         *c = op == LLVMMul ? x * m : (m >= 0 && m < 32 ? x * (1ll << m) : 0);
         return op == LLVMMul || (m >= 0 && m < 32);
     }
     case LLVMSDiv:
-    case LLVMUDiv: { /* by one: the emitters' rows of one lane (row / 1) */
-        LLVMValueRef k0 = LLVMIsConstant(LLVMGetOperand(v, 1)) ? LLVMGetAggregateElement(LLVMGetOperand(v, 1), 0) : NULL;
-        if (!k0 || !LLVMIsAConstantInt(k0) || LLVMConstIntGetSExtValue(k0) != 1 ||
-            !affine_lanes(LLVMGetOperand(v, 1), &y, depth + 1) || y != 0)
+    case LLVMUDiv:
+    case LLVMSRem:
+    case LLVMURem: { /* by a constant M */
+        long long M;
+        if (!constant_int(LLVMGetOperand(v, 1), &M) || M <= 0 || !affine_lanes(LLVMGetOperand(v, 0), W, &x, depth + 1))
             return false;
-        return affine_lanes(LLVMGetOperand(v, 0), c, depth + 1);
+        bool rem = op == LLVMSRem || op == LLVMURem;
+        if (M == 1 || x == 0) { /* the emitters' rows of one lane (row / 1); a uniform value */
+            *c = rem ? 0 : x;
+            return true;
+        }
+        if (x != 1 || (op != LLVMURem && op != LLVMUDiv) || M % W || !multiple_of(LLVMGetOperand(v, 0), W, 0))
+            return false;
+        *c = rem ? 1 : 0;
+        return true;
     }
     default: {
         /* uniform in every lane: a splat built some other way */
@@ -1487,7 +1552,7 @@ static LLVMValueRef lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef value
                                  !varying(LLVMGetOperand(addrs, 0))
                              ? LLVMGetOperand(addrs, 1)
                              : NULL;
-    bool affine = index && varying(index) && affine_lanes(index, &c, 0);
+    bool affine = index && varying(index) && affine_lanes(index, L->W, &c, 0);
     /* lanes a known stride apart (proven when lowering) are not checked at
      * run time: consecutive, a tile (a positive stride), or a gather */
     bool known = affine && c != 1;
