@@ -490,7 +490,10 @@ static void lanes_scan(scan_ctx *x, int k) {
     mx_emit_close(e);
     hoist_row_weights(x, s);
     mx_emit_open(e, "for (int s0 = 0; s0 < %lld; s0 += %d)", (long long)sp->L, chunk);
-    mx_emit_line(e, "const int steps = min(%d, %lld - s0);", chunk, (long long)sp->L);
+    if (sp->L <= chunk || sp->L % chunk == 0) /* every chunk as long: the staging's i / steps by a constant */
+        mx_emit_line(e, "const int steps = %lld;", (long long)(sp->L < chunk ? sp->L : chunk));
+    else
+        mx_emit_line(e, "const int steps = min(%d, %lld - s0);", chunk, (long long)sp->L);
     if (x->staged) {
         mx_emit_line(e, "__syncthreads(); /* the previous chunk's B and C are consumed */");
         mx_emit_open(e, "for (int i = threadIdx.x; i < %lld * steps; i += blockDim.x)", (long long)sp->N);
