@@ -111,6 +111,14 @@ int mx_axis(int64_t axis, int rank) {
     return axis >= 0 && axis < rank ? (int)axis : -1;
 }
 
+bool mx_perm_swaps_last_two(const mx_attr *perm) {
+    int r = perm->n;
+    for (int i = 0; i < r; i++)
+        if (perm->v[i] != (i < r - 2 ? i : i == r - 2 ? r - 1 : r - 2))
+            return false;
+    return r >= 2;
+}
+
 /* ---- graph ---------------------------------------------------------------- */
 
 #define GROW(ptr, n, cap)                                                      \

@@ -303,4 +303,8 @@ int64_t mx_product_k(const mx_graph *g, int node);
 /* Normalise a possibly negative axis against rank; -1 if out of range. */
 int mx_axis(int64_t axis, int rank);
 
+/* Whether a permute's perm swaps the last two axes and keeps the others (a
+ * matrix transpose, a product's op = T). */
+bool mx_perm_swaps_last_two(const mx_attr *perm);
+
 #endif

@@ -316,15 +316,6 @@ static bool patch_conv(mx_rewriter *rw, int node) {
     return replace_result(rw, node, y);
 }
 
-/* Whether perm swaps the last two axes and keeps the others. */
-static bool swaps_last_two(const mx_attr *perm) {
-    int r = perm->n;
-    for (int i = 0; i < r - 2; i++)
-        if (perm->v[i] != i)
-            return false;
-    return r >= 2 && perm->v[r - 2] == r - 1 && perm->v[r - 1] == r - 2;
-}
-
 /* A view (reshape or permute) of the new graph that keeps the last axis
  * as it is: a linear of its input, viewed the same way, is the linear of
  * it. */
@@ -384,7 +375,7 @@ static bool thin_columns(mx_rewriter *rw, int node, const mx_uses *u) {
         feeds_conv(old, u, mx_node_output(old, node, 0), 6))
         return false;
     int swap = producer(rw, mx_rewrite_input(rw, node, 1), MX_OP_PERMUTE);
-    if (swap < 0 || !swaps_last_two(mx_node_attr(rw->g, swap, MX_A_PERM)))
+    if (swap < 0 || !mx_perm_swaps_last_two(mx_node_attr(rw->g, swap, MX_A_PERM)))
         return false;
     int peeled[MAX_PEELED], n = 0, z = mx_node_input(rw->g, swap, 0);
     for (int v = rw->g->values[z].node; n < MAX_PEELED && keeps_rows(rw->g, v); v = rw->g->values[z].node) {

@@ -55,19 +55,17 @@ static map_kind classify(const mx_graph *g, int n) {
     case MX_OP_PERMUTE: {
         const mx_attr *perm = mx_node_attr(g, n, MX_A_PERM);
         int64_t prev = -1;
-        bool moves_ones_only = true, swaps_last_two = perm->n >= 2;
+        bool moves_ones_only = true;
         for (int i = 0; i < perm->n; i++) {
             int64_t src = perm->v[i];
             if (in->dim[src] != 1) {
                 moves_ones_only &= src > prev;
                 prev = src;
             }
-            int64_t want_src = i < perm->n - 2 ? i : (i == perm->n - 2 ? perm->n - 1 : perm->n - 2);
-            swaps_last_two &= src == want_src;
         }
         if (moves_ones_only)
             return same_last_two(in, out) ? MAP_RESHAPE_LEAD : MAP_RESHAPE;
-        return swaps_last_two ? MAP_GEMM : MAP_GENERAL;
+        return mx_perm_swaps_last_two(perm) ? MAP_GEMM : MAP_GENERAL;
     }
     case MX_OP_SPLIT:
         return mx_axis(mx_node_int(g, n, MX_A_AXIS), in->rank) >= in->rank - 2 ? MAP_GEMM : MAP_GENERAL;

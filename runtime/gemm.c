@@ -56,16 +56,6 @@ static int strip(const mx_program *p, int v) {
     return v;
 }
 
-/* A permute that swaps the last two dims and keeps the others (op = T). */
-static bool swaps_last_two(const mx_graph *g, int node) {
-    const mx_attr *perm = mx_node_attr(g, node, MX_A_PERM);
-    int r = perm->n;
-    for (int i = 0; i < r; i++)
-        if (perm->v[i] != (i < r - 2 ? i : i == r - 2 ? r - 1 : r - 2))
-            return false;
-    return r >= 2;
-}
-
 /* One operand as the anchor reads it: a stack of row-major matrices of the
  * logical type's last two dims, mat_stride elements apart. */
 typedef struct {
@@ -88,7 +78,7 @@ static mx_status decode_operand(const decoder *dc, int v, const char *what, oper
         int axis = -1;
         if (g->nodes[n].op == MX_OP_SLICE || g->nodes[n].op == MX_OP_SPLIT)
             axis = mx_axis(mx_node_int(g, n, MX_A_AXIS), in->rank);
-        if (g->nodes[n].op == MX_OP_PERMUTE && swaps_last_two(g, n)) {
+        if (g->nodes[n].op == MX_OP_PERMUTE && mx_perm_swaps_last_two(mx_node_attr(g, n, MX_A_PERM))) {
             out->op.trans = true;
             out->op.ld = in->dim[in->rank - 1];
         } else if (axis == in->rank - 1 && g->nodes[n].op == MX_OP_SLICE &&
