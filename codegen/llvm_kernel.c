@@ -1101,7 +1101,8 @@ static bool multiple_of(LLVMValueRef v, long long m, int depth) {
     case LLVMMul:
         return (constant_int(b, &k) && k % m == 0) || (constant_int(a, &k) && k % m == 0) ||
                multiple_of(a, m, depth + 1) || multiple_of(b, m, depth + 1);
-    case LLVMShl: return constant_int(b, &k) && k >= 0 && k < 62 && (((1ll << k) % m == 0) || multiple_of(a, m, depth + 1));
+    case LLVMShl:
+        return constant_int(b, &k) && k >= 0 && k < 62 && ((1ll << k) % m == 0 || multiple_of(a, m, depth + 1));
     case LLVMURem: return constant_int(b, &k) && k % m == 0 && multiple_of(a, m, depth + 1);
     default: return false;
     }
@@ -1157,11 +1158,9 @@ static bool affine_lanes(LLVMValueRef v, int W, long long *c, int depth) {
         LLVMValueRef a = LLVMGetOperand(v, 0), b = LLVMGetOperand(v, 1);
         LLVMValueRef k = LLVMIsConstant(b) ? b : op == LLVMMul && LLVMIsConstant(a) ? a : NULL;
         LLVMValueRef other = k == b ? a : b;
-        LLVMValueRef k0 = k ? LLVMGetAggregateElement(k, 0) : NULL;
-        if (!k0 || !LLVMIsAConstantInt(k0) || !affine_lanes(k, W, &y, depth + 1) || y != 0 ||
-            !affine_lanes(other, W, &x, depth + 1))
+        long long m;
+        if (!k || !constant_int(k, &m) || !affine_lanes(other, W, &x, depth + 1))
             return false;
-        long long m = LLVMConstIntGetSExtValue(k0);
         *c = op == LLVMMul ? x * m : (m >= 0 && m < 32 ? x * (1ll << m) : 0);
         return op == LLVMMul || (m >= 0 && m < 32);
     }
