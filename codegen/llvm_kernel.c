@@ -1188,6 +1188,33 @@ static bool affine_lanes(LLVMValueRef v, int W, long long *c, int depth) {
     }
 }
 
+/* Whether the lanes' addresses step by a constant *c elements of esize
+ * bytes from lane to lane, seen in how they were built: a chain of
+ * one-index GEPs from a uniform base, each index uniform or affine
+ * (affine_lanes). A chain, since a kernel's const pointer may be a lane's
+ * own (the lanes scan's ys = smem + slot, then sd = ys + 1024, then sd[s]). */
+static bool address_lanes(LLVMValueRef a, unsigned esize, int W, long long *c) {
+    long long bytes = 0;
+    for (int depth = 0; depth < 8 && LLVMIsAGetElementPtrInst(a) && LLVMGetNumOperands(a) == 2; depth++) {
+        LLVMTypeRef et = LLVMGetGEPSourceElementType(a);
+        LLVMTypeKind kind = LLVMGetTypeKind(et);
+        LLVMValueRef i = LLVMGetOperand(a, 1);
+        long long x = 0;
+        if (kind != LLVMFloatTypeKind && kind != LLVMIntegerTypeKind && kind != LLVMBFloatTypeKind &&
+            kind != LLVMHalfTypeKind)
+            return false;
+        if (varying(i) && !affine_lanes(i, W, &x, 0))
+            return false;
+        bytes += x * (kind == LLVMIntegerTypeKind ? LLVMGetIntTypeWidth(et) / 8 : kind == LLVMFloatTypeKind ? 4 : 2);
+        a = LLVMGetOperand(a, 0);
+        if (!varying(a)) {
+            *c = bytes / (long long)esize;
+            return bytes % (long long)esize == 0;
+        }
+    }
+    return false;
+}
+
 /* Whether the lanes' addresses are a + k S, S a positive multiple of the
  * element size (bytes), or 0 too when zero_too (loads: one element for all
  * lanes): *a0 and *stride (bytes) then hold them. */
@@ -1547,11 +1574,8 @@ static LLVMValueRef lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef value
      * proven when lowering, are worth a vector) */
     bool again = L->n_loops > 0, tileable = again && !in_unrolled_loop(L);
     long long c = 0;
-    LLVMValueRef index = shape && LLVMIsAGetElementPtrInst(addrs) && LLVMGetNumOperands(addrs) == 2 &&
-                                 !varying(LLVMGetOperand(addrs, 0))
-                             ? LLVMGetOperand(addrs, 1)
-                             : NULL;
-    bool affine = index && varying(index) && affine_lanes(index, L->W, &c, 0);
+    LLVMTypeRef et = LLVMGetElementType(vt);
+    bool affine = shape && address_lanes(addrs, elem_size(L, et), L->W, &c);
     /* lanes a known stride apart (proven when lowering) are not checked at
      * run time: consecutive, a tile (a positive stride), or a gather */
     bool known = affine && c != 1;
@@ -1559,7 +1583,6 @@ static LLVMValueRef lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef value
     struct store_tile *st = value && shape && tileable ? store_tile_for(L, r, vt) : NULL;
     if (!st)
         memory_access(L, addrs);
-    LLVMTypeRef et = LLVMGetElementType(vt);
     if (affine && c == 1 && !st) /* consecutive, seen when lowering: one vector */
         return one_vector(L, LLVMBuildExtractElement(L->B, addrs, LLVMConstInt(L->i32, 0, 0), ""), value, vt);
     if (affine && c == 0 && !value && shape) /* the same element, seen when lowering */
