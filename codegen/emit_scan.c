@@ -496,8 +496,18 @@ static void lanes_scan(scan_ctx *x, int k) {
         mx_emit_line(e, "const int steps = min(%d, %lld - s0);", chunk, (long long)sp->L);
     if (x->staged) {
         mx_emit_line(e, "__syncthreads(); /* the previous chunk's B and C are consumed */");
-        mx_emit_open(e, "for (int i = threadIdx.x; i < %lld * steps; i += blockDim.x)", (long long)sp->N);
-        mx_emit_line(e, "const int n = i / steps, s = i - n * steps;");
+        if (e->target->device == MX_DEVICE_CPU) {
+            /* a block is one vector of lanes: a state's steps side by side, so
+             * that its loads and stores are vectors (a step's lanes over i =
+             * n * steps + s would divide by steps) */
+            mx_emit_open(e, "for (int n = 0; n < %lld; n++)", (long long)sp->N);
+            mx_emit_open(e, "for (int k = 0; k * (int)blockDim.x < steps; k++)");
+            mx_emit_line(e, "const int s = k * (int)blockDim.x + (int)threadIdx.x, i = n * steps + s;");
+            mx_emit_open(e, "if (s < steps)");
+        } else {
+            mx_emit_open(e, "for (int i = threadIdx.x; i < %lld * steps; i += blockDim.x)", (long long)sp->N);
+            mx_emit_line(e, "const int n = i / steps, s = i - n * steps;");
+        }
         step_l(x, s, "(s0 + s)", l, sizeof l);
         mx_emit_line(e, "const %s l = %s;", e->ity, l);
         bc_value(x, s, MX_SCAN_B, "n", "l", bb, sizeof bb);
@@ -505,6 +515,8 @@ static void lanes_scan(scan_ctx *x, int k) {
         mx_emit_line(e, "Bs[i] = %s; /* [N][steps]: i is n * steps + s, the threads' stores side by side */", bb);
         mx_emit_line(e, "Cs[i] = %s;", cc);
         mx_emit_close(e);
+        if (e->target->device == MX_DEVICE_CPU)
+            mx_emit_close(e), mx_emit_close(e);
         mx_emit_line(e, "__syncthreads();");
     }
     mx_emit_line(e, "/* d and d u of the chunk's steps first: the states' loop then waits on no softplus */");
