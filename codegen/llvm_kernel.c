@@ -94,12 +94,15 @@ typedef struct {
     LLVMTypeRef f32, f16, i1, i16, i32, i64, ptr, vd;
     LLVMValueRef fn;
     ty fn_result;
-    /* Across lanes (llvm_kernel.h): a block of W > 1 threads runs as W vector
-     * lanes; mask is the lanes running the current statement (NULL: all) */
-    int W, max_lanes;
+    /* Across lanes (llvm_kernel.h): a block of threads > 1 runs as W vector
+     * lanes, W the threads rounded up to a power of two (15 rows of a scan
+     * as 16 lanes: whole registers, AVX-512's exp2, lane tiles); mask is the
+     * lanes running the current statement (NULL: all), base_mask the
+     * block's threads when W is more (NULL otherwise), where a kernel starts */
+    int W, threads, max_lanes;
     bool avx512f;  /* the host's: exp2 of 16 lanes through vscalefps */
     bool avx512dq; /* and its fraction through vreduceps */
-    LLVMValueRef mask, loop_mask[16];
+    LLVMValueRef mask, base_mask, loop_mask[16];
     int *varying_vars; /* tokens of variables that hold varying values */
     int n_varying, cap_varying;
     jmp_buf retry; /* a variable turned out varying: lower the kernel again */
@@ -482,6 +485,9 @@ static LLVMTypeRef llvm_type(lower *L, ty t) {
 
 static bool varying(LLVMValueRef v) { return LLVMGetTypeKind(LLVMTypeOf(v)) == LLVMVectorTypeKind; }
 
+/* Whether only some of the block's threads run the current statement. */
+static bool divergent(const lower *L) { return L->mask && L->mask != L->base_mask; }
+
 /* t, or a vector of W t's for a varying value. */
 static LLVMTypeRef type_of(lower *L, ty t, bool vary) {
     return vary ? LLVMVectorType(llvm_type(L, t), (unsigned)L->W) : llvm_type(L, t);
@@ -855,19 +861,23 @@ static val fval(LLVMValueRef v) { return (val){TY_FLOAT, TY_VOID, v, false}; }
 static val block_reduce(lower *L, val v, val max, const token *at) {
     if (L->W == 1)
         return v;
-    if (L->mask)
+    if (divergent(L))
         fail_at(L, at, "a block reduction that only some lanes reach");
     max = convert(L, max, TY_BOOL, at);
     if (varying(max.v))
         fail_at(L, at, "a reduction whose kind differs between lanes");
-    LLVMValueRef x = widen(L, v).v, start = LLVMConstReal(L->f32, 0.0);
+    LLVMValueRef x = widen(L, v).v, start = LLVMConstReal(L->f32, 0.0), y = x;
+    if (L->base_mask) { /* lanes past the threads count as 0 (a sum) or -inf (a max) */
+        x = LLVMBuildSelect(L->B, L->base_mask, x, LLVMConstNull(LLVMTypeOf(x)), "");
+        y = LLVMBuildSelect(L->B, L->base_mask, y, const_as(LLVMTypeOf(y), -INFINITY), "");
+    }
     LLVMValueRef add_args[2] = {start, x};
     unsigned id = LLVMLookupIntrinsicID("llvm.vector.reduce.fadd", 23);
     LLVMTypeRef over = LLVMTypeOf(x);
     LLVMValueRef sum = LLVMBuildCall2(L->B, LLVMIntrinsicGetType(L->C, id, &over, 1),
                                       LLVMGetIntrinsicDeclaration(L->M, id, &over, 1), add_args, 2, "");
     LLVMSetFastMathFlags(sum, LLVMFastMathAllowReassoc);
-    LLVMValueRef most = intrinsic(L, "llvm.vector.reduce.fmax", &x, 1);
+    LLVMValueRef most = intrinsic(L, "llvm.vector.reduce.fmax", &y, 1);
     return fval(LLVMBuildSelect(L->B, max.v, most, sum, ""));
 }
 
@@ -1257,13 +1267,13 @@ static LLVMTypeRef tile_type(lower *L) {
     return LLVMFunctionType(L->vd, at, 5, 0);
 }
 
-/* The function `name` of the module (W lanes of et) when it exists (*exists),
+/* The function `name` of the module (W lanes of et, threads of them) when it exists (*exists),
  * else a new internal, never inlined one of tile_type with L->B at its entry
  * (*saved: the builder to restore): the tiles' reads and write-backs are
  * built once per module, not at every site. */
 static LLVMValueRef tile_function(lower *L, const char *kind, LLVMTypeRef et, LLVMBuilderRef *saved, bool *exists) {
     char name[64];
-    snprintf(name, sizeof name, "%s.%d.%s", kind, L->W, et == L->f32 ? "f32" : et == L->f16 ? "f16" : "i16");
+    snprintf(name, sizeof name, "%s.%d.%d.%s", kind, L->W, L->threads, et == L->f32 ? "f32" : et == L->f16 ? "f16" : "i16");
     LLVMValueRef f = LLVMGetNamedFunction(L->M, name);
     *exists = f != NULL;
     if (f)
@@ -1294,7 +1304,8 @@ static LLVMValueRef lane_row(lower *L, LLVMValueRef first, LLVMValueRef S, int k
 }
 
 /* fill(tile, base, lo, S, n): lane k's elements lo + k S .. + n - 1 of base
- * (n <= W, the rest masked), transposed into tile's W rows. */
+ * (n <= W, the rest masked), transposed into tile's W rows; lanes past the
+ * block's threads read nothing (their rows may lie past the buffer). */
 static void call_fill(lower *L, LLVMTypeRef et, LLVMValueRef tile, LLVMValueRef base, LLVMValueRef lo, LLVMValueRef S,
                       LLVMValueRef n) {
     int W = L->W;
@@ -1311,7 +1322,7 @@ static void call_fill(lower *L, LLVMTypeRef et, LLVMValueRef tile, LLVMValueRef 
             LLVMValueRef a = lane_row(L, l0, s, k);
             LLVMValueRef args[4] = {LLVMBuildInBoundsGEP2(L->B, et, b, &a, 1, ""), LLVMConstInt(L->i32, esize, 0), mask,
                                     LLVMConstNull(row_t)};
-            rows[k] = masked_mem(L, "llvm.masked.load", row_t, args);
+            rows[k] = k < L->threads ? masked_mem(L, "llvm.masked.load", row_t, args) : LLVMConstNull(row_t);
         }
         transpose(L, rows, W);
         for (int j = 0; j < W; j++) {
@@ -1325,7 +1336,8 @@ static void call_fill(lower *L, LLVMTypeRef et, LLVMValueRef tile, LLVMValueRef 
 }
 
 /* flush(rows, base, first, S, written): tile rows transposed back, lane k's
- * stored at first + k S .. + W - 1 of base under the mask `written`. */
+ * stored at first + k S .. + W - 1 of base under the mask `written` (the
+ * block's threads' lanes only). */
 static void call_flush(lower *L, LLVMTypeRef et, LLVMValueRef rows_at, LLVMValueRef base, LLVMValueRef first,
                        LLVMValueRef S, LLVMValueRef written) {
     int W = L->W;
@@ -1345,7 +1357,7 @@ static void call_flush(lower *L, LLVMTypeRef et, LLVMValueRef rows_at, LLVMValue
         LLVMTypeRef iW = LLVMIntTypeInContext(L->C, (unsigned)W);
         LLVMValueRef mask = LLVMBuildBitCast(L->B, LLVMBuildTrunc(L->B, LLVMGetParam(f, 4), iW, ""),
                                              LLVMVectorType(L->i1, (unsigned)W), "");
-        for (int k = 0; k < W; k++) {
+        for (int k = 0; k < L->threads; k++) {
             /* a backward window may start before the buffer: only the rows written are addressed */
             LLVMValueRef a = lane_row(L, f0, s, k);
             LLVMValueRef args[4] = {rows[k], LLVMBuildGEP2(L->B, et, b, &a, 1, ""), LLVMConstInt(L->i32, esize, 0), mask};
@@ -1462,7 +1474,7 @@ static void memory_access(lower *L, LLVMValueRef addr) {
 /* A store site's tile: whether root r's stores here may be buffered (else
  * NULL), lowering again when an earlier access of r turns out to need it. */
 static struct store_tile *store_tile_for(lower *L, int r, LLVMTypeRef vt) {
-    if (r < 0 || !L->root_restrict[r] || L->unbuffered[r] || L->none_buffered || L->mask ||
+    if (r < 0 || !L->root_restrict[r] || L->unbuffered[r] || L->none_buffered || divergent(L) ||
         L->n_store_tiles == (int)(sizeof L->store_tiles / sizeof *L->store_tiles))
         return NULL;
     if (L->accessed[r] || L->tile_of[r] >= 0) {
@@ -1587,7 +1599,7 @@ static LLVMValueRef lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef value
         return one_vector(L, LLVMBuildExtractElement(L->B, addrs, LLVMConstInt(L->i32, 0, 0), ""), value, vt);
     if (affine && c == 0 && !value && shape) /* the same element, seen when lowering */
         return same_address_load(L, LLVMBuildExtractElement(L->B, addrs, LLVMConstInt(L->i32, 0, 0), ""), vt);
-    bool tiles = (!value && !L->mask && tileable) || st;
+    bool tiles = (!value && !divergent(L) && tileable) || st;
     if (!shape || (!again && !(affine && c == 1)) || (known && !tiles))
         return gather_scatter(L, addrs, value, vt);
     unsigned esize = elem_size(L, et);
@@ -1694,7 +1706,7 @@ static void store_ref(lower *L, ref r, val v, const token *at) {
     v = r.t == TY_PTR ? v : convert(L, v, r.t, at);
     if (r.k == R_ONE && r.var && (varying(v.v) || L->mask != r.var->mask))
         make_varying(L, r.var);
-    if (r.k == R_ONE && (r.var || (!varying(v.v) && !L->mask))) {
+    if (r.k == R_ONE && (r.var || (!varying(v.v) && !divergent(L)))) {
         if (!r.var) {
             memory_access(L, r.addr);
             count_store(L, r.addr);
@@ -1780,7 +1792,7 @@ static ref primary(lower *L) {
         if (x && is(t, "gridDim"))
             return rvalue(L->grid_dim);
         if (x && is(t, "blockDim"))
-            k = (unsigned long long)L->W;
+            k = (unsigned long long)L->threads;
         if (x && is(t, "threadIdx") && L->W > 1) { /* the lane */
             LLVMValueRef lanes[64];
             for (int i = 0; i < L->W; i++)
@@ -2337,7 +2349,7 @@ static void statement(lower *L) {
                 LLVMBuildStore(L->B, widen(L, r).v, L->ret_slot);
             }
             LLVMBuildBr(L->B, L->ret_to);
-        } else if (L->mask) {
+        } else if (divergent(L)) {
             fail_at(L, t, "a return that only some lanes take");
         } else if (L->in_kernel) {
             LLVMBuildBr(L->B, L->latch);
@@ -2439,10 +2451,16 @@ static void kernel(lower *L, token *name, param *ps, int n, int threads) {
         if (++attempts > 1000)
             fail_at(L, name, "too many varying variables");
     }
-    L->pos = body, L->n_syms = scope, L->n_loops = 0, L->mask = NULL, L->inlining = false;
-    L->W = threads;
+    L->pos = body, L->n_syms = scope, L->n_loops = 0, L->inlining = false;
+    L->threads = threads;
+    for (L->W = 1; L->W < threads;)
+        L->W *= 2;
+    LLVMValueRef running[64];
+    for (int k = 0; k < L->W; k++)
+        running[k] = LLVMConstInt(L->i1, k < threads, 0);
+    L->mask = L->base_mask = L->W > threads ? LLVMConstVector(running, (unsigned)L->W) : NULL;
     kernel_attempt(L, name, ps, n);
-    L->W = 1;
+    L->W = L->threads = 1, L->mask = L->base_mask = NULL;
 }
 
 static void kernel_attempt(lower *L, token *name, param *ps, int n) {
@@ -2622,7 +2640,7 @@ mx_status mx_llvm_lower(const char *source, const char *name, size_t smem_bytes,
         return mx_fail(d, MX_ERR_NOMEM, "out of memory");
     L->d = d;
     L->smem_bytes = smem_bytes;
-    L->W = 1, L->max_lanes = max_lanes < 64 ? max_lanes : 64;
+    L->W = L->threads = 1, L->max_lanes = max_lanes < 64 ? max_lanes : 64;
     L->avx512f = feature_on(features, "avx512f");
     L->avx512dq = L->avx512f && feature_on(features, "avx512dq");
     L->C = ctx;
