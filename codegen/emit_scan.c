@@ -192,15 +192,16 @@ static bool placement(scan_ctx *x, const mx_scan_part *s, const char *l, char *p
 }
 
 /* Scan k's output y (a float variable) at step l of row (b, c): the scan's own
- * D skip and gate, its stored result and hand-over to the merge. */
-static void finish_step(scan_ctx *x, int k, const char *l) {
+ * D skip (unless du_in_y: y holds D u already) and gate, its stored result
+ * and hand-over to the merge. */
+static void finish_step(scan_ctx *x, int k, const char *l, bool du_in_y) {
     mx_emitter *e = x->e;
     const mx_scan_plan *sp = x->sp;
     const mx_scan_part *s = &sp->scan[k];
     const mx_graph *g = e->p->g;
     const char *lz = dim_or_zero(sp->L, l);
     char a[96], b[96];
-    if (s->in[MX_SCAN_D] != MX_NONE) {
+    if (s->in[MX_SCAN_D] != MX_NONE && !du_in_y) {
         value3(x, s->in[MX_SCAN_U], x->b, x->c, lz, a, sizeof a);
         const char *ci[1] = {x->c};
         mx_emit_value(e, s->in[MX_SCAN_D], ci, b, sizeof b);
@@ -481,6 +482,7 @@ static void lanes_scan(scan_ctx *x, int k) {
     const mx_scan_part *s = &sp->scan[k];
     char l[64], a[96], bb[96], cc[96];
     int chunk = x->t.items;
+    bool has_D = s->in[MX_SCAN_D] != MX_NONE;
     mx_emit_open(e, "/* scan %d of %d%s */", k, sp->n_scans, s->reverse ? ", reverse" : "");
     mx_emit_line(e, "float a2[%d], h[%d];", x->per_lane, x->per_lane);
     mx_emit_line(e, "#pragma unroll");
@@ -526,6 +528,12 @@ static void lanes_scan(scan_ctx *x, int k) {
     emit_delta(x, s, "l");
     value3(x, s->in[MX_SCAN_U], x->b, x->c, dim_or_zero(sp->L, "l"), a, sizeof a);
     mx_emit_line(e, "sd[s * %d] = d, sdu[s * %d] = d * %s;", x->t.channels, x->t.channels, a);
+    if (s->in[MX_SCAN_D] != MX_NONE) { /* D u too, while u is at hand: the outputs then read y alone */
+        char dv[96];
+        const char *ci[1] = {x->c};
+        mx_emit_value(e, s->in[MX_SCAN_D], ci, dv, sizeof dv);
+        mx_emit_line(e, "ys[s * %d] = %s * %s;", x->t.channels, dv, a);
+    }
     mx_emit_close(e);
     if (x->lanes > 1)
         mx_emit_line(e, "__syncwarp(gmask); /* the row's steps, written by its lanes */");
@@ -552,9 +560,9 @@ static void lanes_scan(scan_ctx *x, int k) {
         mx_emit_line(e, "for (int off = %d; off > 0; off >>= 1)", x->lanes / 2);
         mx_emit_line(e, "    y += __shfl_xor_sync(gmask, y, off);");
         mx_emit_line(e, "if (s %% %d == lane)", x->lanes);
-        mx_emit_line(e, "    ys[s * %d] = y;", x->t.channels);
+        mx_emit_line(e, "    ys[s * %d] %s y;", x->t.channels, has_D ? "+=" : "=");
     } else {
-        mx_emit_line(e, "ys[s * %d] = y;", x->t.channels);
+        mx_emit_line(e, "ys[s * %d] %s y;", x->t.channels, has_D ? "+=" : "=");
     }
     mx_emit_close(e);
     mx_emit_line(e, "/* the chunk's outputs, one step per lane */");
@@ -562,7 +570,7 @@ static void lanes_scan(scan_ctx *x, int k) {
     step_l(x, s, "(s0 + s)", l, sizeof l);
     mx_emit_line(e, "const %s l = %s;", e->ity, l);
     mx_emit_line(e, "float y = ys[s * %d];", x->t.channels);
-    finish_step(x, k, "l");
+    finish_step(x, k, "l", true);
     mx_emit_close(e);
     mx_emit_close(e);
     if (s->hN_stored) {
@@ -826,7 +834,7 @@ static void chunked_scan(scan_ctx *x, int k) {
     mx_emit_line(e, "__syncthreads();");
     tile_loop(x, s);
     mx_emit_line(e, "float y = sy[sj];");
-    finish_step(x, k, "l");
+    finish_step(x, k, "l", false);
     mx_emit_close(e);
     mx_emit_close(e);
     mx_emit_close(e);
@@ -961,7 +969,7 @@ static void packed_scan(scan_ctx *x, int k) {
     step_l(x, s, "w", l, sizeof l);
     mx_emit_line(e, "const %s l = %s;", e->ity, l);
     mx_emit_line(e, "float y = sy[j];");
-    finish_step(x, k, "l");
+    finish_step(x, k, "l", false);
     close_positions(x);
     mx_emit_close(e);
 }
