@@ -218,7 +218,7 @@ static bool try_prologue(fuser *f, int e) {
  * ViM2-T, TSM2-ETTh1 and VMamba-T 2% to 3% faster (best of 4, builds
  * alternating, AMD EPYC). At K <= 64 TSM2-ETTh1's token mixers' scans took
  * 158 ms where they took 33. A GPU's scans keep K <= 4: not measured. */
-enum { THIN_K = 4, THIN_K_CPU = 16 };
+enum { THIN_K = 4, THIN_K_CPU = 24 };
 
 static bool try_thin_product(fuser *f, int e) {
     int most = f->p->target && f->p->target->device == MX_DEVICE_CPU ? THIN_K_CPU : THIN_K;
