@@ -10,10 +10,12 @@
  *
  * A kernel whose blocks have at most max_lanes threads (its
  * __launch_bounds__) runs a block's threads as the lanes of vectors, in
- * lockstep: threadIdx.x is the lane <0, 1, .., W-1>, a value that differs
- * between lanes is a vector and one that does not a scalar, a condition that
- * differs runs both arms (or the loop) over masks of lanes, memory at
- * addresses that differ is gathered and scattered, a thread's local array
+ * lockstep (W lanes: the threads rounded up to a power of two, the lanes
+ * past them masked off throughout): threadIdx.x is the lane <0, 1, ..,
+ * W-1>, a value that differs between lanes is a vector and one that does
+ * not a scalar, a condition that differs runs both arms (or the loop) over
+ * masks of lanes, memory at addresses that differ is gathered and
+ * scattered (or read through lane tiles, docs/cpu.md), a thread's local array
  * holds a row per lane, __syncthreads is nothing (lanes never run apart)
  * and a block reduction a vector reduction. A branch out of a loop or a
  * return that only some lanes take is outside this subset. Any other kernel
