@@ -514,9 +514,10 @@ static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
  * block, which the lowering runs as vector lanes, each row's states in
  * registers. No block may run past the last row (a return only some lanes
  * take), so the lanes divide the rows: the most that divide a group's
- * channels (15 of ViM2-T's 150), whose rows share (b, g) and stage B and C
- * once per block; else, when more do, the most that divide all the rows
- * (each lane then gathers its own B and C). Row kernels' thread count is
+ * channels (15 of ViM2-T's 150, run as 16 lanes with one masked off),
+ * whose rows share (b, g) and stage B and C once per block; else, when
+ * more do, the most that divide all the rows (each lane then gathers its
+ * own B and C). Row kernels' thread count is
  * only checked, the CPU running each row's loops whole; element kernels
  * (elementwise chains, weighted sums, copies and gathers, convs) run a
  * vector's worth of elements per block. */
