@@ -499,6 +499,8 @@ static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
     }
     if (split)
         s->blas->set_num_threads(1);
+    else
+        mx_cpu_pool_rest(s->pool); /* OpenBLAS's threads take the cores */
     mx_cpu_pool_run(s->pool, n_products * t.parts, split ? 1 : n_products, products, &t);
     if (split)
         s->blas->set_num_threads(threads);

@@ -21,6 +21,10 @@ mx_status mx_cpu_pool_new(int threads, mx_cpu_pool **out, mx_diag *d);
 /* Runs fn over [0, n) on min(threads, n / grain) threads (at least one). */
 void mx_cpu_pool_run(mx_cpu_pool *p, int64_t n, int64_t grain, mx_cpu_task fn, void *ctx);
 int mx_cpu_pool_threads(const mx_cpu_pool *p);
+/* The workers, which watch for the next launch a while after each, sleep
+ * now: a library call is about to run threads of its own on their cores.
+ * The next launch wakes them. */
+void mx_cpu_pool_rest(mx_cpu_pool *p);
 void mx_cpu_pool_free(mx_cpu_pool *p);
 
 #endif
