@@ -1198,6 +1198,109 @@ static bool affine_lanes(LLVMValueRef v, int W, long long *c, int depth) {
     }
 }
 
+/* An integer value as a sum of coef * atom, an atom a value v or its
+ * quotient v / div (div > 1, signed or not): linear_parts. */
+typedef struct {
+    LLVMValueRef v;
+    long long div, coef;
+    bool sdiv;
+} linear_atom;
+
+typedef struct {
+    linear_atom atom[24];
+    int n;
+} linear_form;
+
+static bool add_atom(linear_form *f, LLVMValueRef v, long long div, bool sdiv, long long coef) {
+    for (int i = 0; i < f->n; i++)
+        if (f->atom[i].v == v && f->atom[i].div == div && f->atom[i].sdiv == sdiv) {
+            f->atom[i].coef += coef;
+            return true;
+        }
+    if (f->n == (int)(sizeof f->atom / sizeof *f->atom))
+        return false;
+    f->atom[f->n++] = (linear_atom){v, div, coef, sdiv};
+    return true;
+}
+
+/* A quotient by a constant as an atom, (x / a) / b taken as x / (a b) (so
+ * with truncating division, a and b positive). */
+static bool add_quotient(linear_form *f, LLVMValueRef x, long long div, bool sdiv, long long coef) {
+    long long a;
+    while (LLVMIsAInstruction(x) && LLVMGetInstructionOpcode(x) == (sdiv ? LLVMSDiv : LLVMUDiv) &&
+           constant_int(LLVMGetOperand(x, 1), &a) && a > 0 && div < (1ll << 40) / a)
+        div *= a, x = LLVMGetOperand(x, 0);
+    return add_atom(f, x, div, sdiv, coef);
+}
+
+/* v times scale added to f, through +, -, products and shifts by
+ * constants, extensions, quotients by constants (atoms of their own) and
+ * remainders by them (x % M is x - M (x / M), truncating either way). */
+static bool linear_parts(LLVMValueRef v, long long scale, linear_form *f, int depth) {
+    long long m;
+    if (depth > 16)
+        return false;
+    if (LLVMIsAInstruction(v)) {
+        LLVMOpcode op = LLVMGetInstructionOpcode(v);
+        LLVMValueRef a = LLVMGetOperand(v, 0), b = LLVMGetNumOperands(v) > 1 ? LLVMGetOperand(v, 1) : NULL;
+        switch (op) {
+        case LLVMSExt:
+        case LLVMZExt: return linear_parts(a, scale, f, depth + 1);
+        case LLVMAdd: return linear_parts(a, scale, f, depth + 1) && linear_parts(b, scale, f, depth + 1);
+        case LLVMSub: return linear_parts(a, scale, f, depth + 1) && linear_parts(b, -scale, f, depth + 1);
+        case LLVMMul:
+            if (constant_int(b, &m))
+                return linear_parts(a, scale * m, f, depth + 1);
+            if (constant_int(a, &m))
+                return linear_parts(b, scale * m, f, depth + 1);
+            break;
+        case LLVMShl:
+            if (constant_int(b, &m) && m >= 0 && m < 32)
+                return linear_parts(a, scale * (1ll << m), f, depth + 1);
+            break;
+        case LLVMSDiv:
+        case LLVMUDiv:
+            if (constant_int(b, &m) && m > 1)
+                return add_quotient(f, a, m, op == LLVMSDiv, scale);
+            break;
+        case LLVMSRem:
+        case LLVMURem:
+            if (constant_int(b, &m) && m > 1)
+                return linear_parts(a, scale, f, depth + 1) && add_quotient(f, a, m, op == LLVMSRem, -scale * m);
+            break;
+        default: break;
+        }
+    }
+    return add_atom(f, v, 1, false, scale);
+}
+
+/* Whether v is affine across lanes once its remainders are written as
+ * x - M (x / M) and equal quotients cancel. An index map splits an element
+ * loop's position p into coordinates and multiplies them back: a 3x3
+ * conv's tap over rows of 56 reads (p / 56 + i) 56 + p % 56 + j, which is
+ * p + 56 i + j, where neither coordinate alone is affine (56 is no
+ * multiple of the lanes) and affine_lanes gives up. The quotients left
+ * must be uniform: of a uniform value, or of a position u + k (u a
+ * multiple of W, unsigned) by a multiple of W. */
+static bool recombined_lanes(LLVMValueRef v, int W, long long *c) {
+    linear_form f = {.n = 0};
+    if (!linear_parts(v, 1, &f, 0))
+        return false;
+    long long sum = 0, x;
+    for (int i = 0; i < f.n; i++) {
+        LLVMValueRef a = f.atom[i].v;
+        if (!f.atom[i].coef || !varying(a))
+            continue;
+        if (!affine_lanes(a, W, &x, 0))
+            return false;
+        if (f.atom[i].div > 1 && x != 0 && (x != 1 || f.atom[i].sdiv || f.atom[i].div % W || !multiple_of(a, W, 0)))
+            return false;
+        sum += f.atom[i].div > 1 ? 0 : f.atom[i].coef * x;
+    }
+    *c = sum;
+    return true;
+}
+
 /* Whether the lanes' addresses step by a constant *c elements of esize
  * bytes from lane to lane, seen in how they were built: a chain of
  * one-index GEPs from a uniform base, each index uniform or affine
@@ -1213,7 +1316,7 @@ static bool address_lanes(LLVMValueRef a, unsigned esize, int W, long long *c) {
         if (kind != LLVMFloatTypeKind && kind != LLVMIntegerTypeKind && kind != LLVMBFloatTypeKind &&
             kind != LLVMHalfTypeKind)
             return false;
-        if (varying(i) && !affine_lanes(i, W, &x, 0))
+        if (varying(i) && !affine_lanes(i, W, &x, 0) && !recombined_lanes(i, W, &x))
             return false;
         bytes += x * (kind == LLVMIntegerTypeKind ? LLVMGetIntTypeWidth(et) / 8 : kind == LLVMFloatTypeKind ? 4 : 2);
         a = LLVMGetOperand(a, 0);
