@@ -482,7 +482,7 @@ static void lanes_scan(scan_ctx *x, int k) {
     const mx_scan_part *s = &sp->scan[k];
     char l[64], a[96], bb[96], cc[96];
     int chunk = x->t.items;
-    bool has_D = s->in[MX_SCAN_D] != MX_NONE;
+    bool has_D = s->in[MX_SCAN_D] != MX_NONE, cpu = e->target->device == MX_DEVICE_CPU;
     mx_emit_open(e, "/* scan %d of %d%s */", k, sp->n_scans, s->reverse ? ", reverse" : "");
     mx_emit_line(e, "float a2[%d], h[%d];", x->per_lane, x->per_lane);
     mx_emit_line(e, "#pragma unroll");
@@ -498,7 +498,7 @@ static void lanes_scan(scan_ctx *x, int k) {
         mx_emit_line(e, "const int steps = min(%d, %lld - s0);", chunk, (long long)sp->L);
     if (x->staged) {
         mx_emit_line(e, "__syncthreads(); /* the previous chunk's B and C are consumed */");
-        if (e->target->device == MX_DEVICE_CPU) {
+        if (cpu) {
             /* a block is one vector of lanes: a state's steps side by side, so
              * that its loads and stores are vectors (a step's lanes over i =
              * n * steps + s would divide by steps) */
@@ -517,7 +517,7 @@ static void lanes_scan(scan_ctx *x, int k) {
         mx_emit_line(e, "Bs[i] = %s; /* [N][steps]: i is n * steps + s, the threads' stores side by side */", bb);
         mx_emit_line(e, "Cs[i] = %s;", cc);
         mx_emit_close(e);
-        if (e->target->device == MX_DEVICE_CPU)
+        if (cpu)
             mx_emit_close(e), mx_emit_close(e);
         mx_emit_line(e, "__syncthreads();");
     }
@@ -528,7 +528,7 @@ static void lanes_scan(scan_ctx *x, int k) {
     emit_delta(x, s, "l");
     value3(x, s->in[MX_SCAN_U], x->b, x->c, dim_or_zero(sp->L, "l"), a, sizeof a);
     mx_emit_line(e, "sd[s * %d] = d, sdu[s * %d] = d * %s;", x->t.channels, x->t.channels, a);
-    if (s->in[MX_SCAN_D] != MX_NONE) { /* D u too, while u is at hand: the outputs then read y alone */
+    if (has_D) { /* D u too, while u is at hand: the outputs then read y alone */
         char dv[96];
         const char *ci[1] = {x->c};
         mx_emit_value(e, s->in[MX_SCAN_D], ci, dv, sizeof dv);
