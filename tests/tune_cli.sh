@@ -36,7 +36,9 @@ MIXC_TUNE_DB="$work/a.jsonl" MIXC_DEBUG=3 "$mixc" run "$graph" --device cpu >"$w
 check "compile takes the database" grep -q "(scan): tiles .* from the tuning database $work/a.jsonl:1 (measured" "$work/err"
 MIXC_NO_TUNE=1 MIXC_TUNE_DB="$work/a.jsonl" MIXC_DEBUG=3 "$mixc" run "$graph" --device cpu >"$work/run0" 2>"$work/err"
 check "MIXC_NO_TUNE: the defaults" grep -q "(scan): tiles defaults (MIXC_NO_TUNE)" "$work/err"
-check "same outputs tuned and not" sh -c "grep checksum '$work/run' | sed 's/min=.*//' > '$work/c1'; grep checksum '$work/run0' | sed 's/min=.*//' > '$work/c0'; cmp -s '$work/c0' '$work/c1'"
+# the same outputs within f32 rounding: a winner of another vector width
+# takes another exp2 (AVX-512's or the exponent bits')
+check "same outputs tuned and not" sh -c "paste '$work/run' '$work/run0' | sed -n 's/.*checksum=\([^ ]*\) .*checksum=\([^ ]*\) .*/\1 \2/p' | awk '{ d = \$1 - \$2; if (d < 0) d = -d; m = \$2 < 0 ? -\$2 : \$2; n++; if (d > 1e-5 * (m > 1 ? m : 1)) bad++ } END { exit !(n > 0 && !bad) }'"
 
 printf '{"kernel": "0123\n' >"$work/b.jsonl"
 cat "$work/a.jsonl" >>"$work/b.jsonl"
