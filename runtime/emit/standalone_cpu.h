@@ -17,7 +17,9 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 #include <unistd.h>
 #ifdef MXS_CBLAS
 #include <cblas.h>
@@ -37,8 +39,14 @@ struct mxs_step {
     int gemm;          /* the product, -1 for a kernel */
 };
 
-/* A fork-join pool: workers wait for a new generation, run their share of
- * the step and count down pending; the caller runs share 0. */
+/* A fork-join pool: workers watch for a new generation, run their share
+ * of the step (if any) and count down pending; the caller runs share 0.
+ * Steps follow each other microseconds apart, so a worker watches for the
+ * next generation for MXS_SPIN_NS before it sleeps on a condition, and the
+ * caller as long for pending to reach 0 (mixc's cpu pool, cpu_pool.c);
+ * before a product the workers sleep at once (`resting`). */
+enum { MXS_SPIN_NS = 50000 };
+
 typedef struct mxs_pool {
     pthread_mutex_t lock;
     pthread_cond_t start, done;
@@ -49,10 +57,11 @@ typedef struct mxs_pool {
     } *args;            /* each worker's start argument */
     int ready;          /* the lock and conditions are initialised */
     int threads;        /* the caller and the workers started */
-    unsigned long generation;
-    const struct mxs_step *step;
+    const struct mxs_step *step; /* the step of the current generation */
     void **params;
-    int shares, pending, stop;
+    int shares;
+    atomic_ulong generation;
+    atomic_int pending, stop, resting;
 } mxs_pool;
 
 typedef struct {
@@ -88,29 +97,57 @@ static void mxs_run_share(const mxs_step *s, void **params, int shares, int i) {
         s->fn(params, lo, hi, (int32_t)s->blocks);
 }
 
+static long long mxs_now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Whether a worker's wait (a generation after `seen`, or stop) or the
+ * caller's (no worker pending) ended within MXS_SPIN_NS. */
+static int mxs_spun(mxs_pool *p, int worker, unsigned long seen) {
+    long long until = 0;
+    for (int i = 1;; i++) {
+        if (worker ? atomic_load_explicit(&p->generation, memory_order_acquire) != seen || atomic_load(&p->stop)
+                   : atomic_load_explicit(&p->pending, memory_order_acquire) == 0)
+            return 1;
+        if (worker && atomic_load_explicit(&p->resting, memory_order_relaxed))
+            return 0;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+        if (i % 64 == 0) {
+            long long t = mxs_now_ns();
+            if (!until)
+                until = t + MXS_SPIN_NS;
+            else if (t > until)
+                return 0;
+        }
+    }
+}
+
 static void *mxs_worker(void *arg) {
     const struct mxs_worker *w = (const struct mxs_worker *)arg;
     mxs_pool *p = w->pool;
     unsigned long seen = 0;
-    pthread_mutex_lock(&p->lock);
     for (;;) {
-        while (p->generation == seen && !p->stop)
-            pthread_cond_wait(&p->start, &p->lock);
-        if (p->stop)
+        if (!mxs_spun(p, 1, seen)) {
+            pthread_mutex_lock(&p->lock);
+            while (atomic_load(&p->generation) == seen && !atomic_load(&p->stop))
+                pthread_cond_wait(&p->start, &p->lock);
+            pthread_mutex_unlock(&p->lock);
+        }
+        if (atomic_load(&p->stop))
             break;
-        seen = p->generation;
-        if (w->id >= p->shares)
-            continue;
-        const mxs_step *s = p->step;
-        void **params = p->params;
-        int shares = p->shares;
-        pthread_mutex_unlock(&p->lock);
-        mxs_run_share(s, params, shares, w->id);
-        pthread_mutex_lock(&p->lock);
-        if (--p->pending == 0)
+        seen = atomic_load_explicit(&p->generation, memory_order_acquire);
+        if (w->id < p->shares)
+            mxs_run_share(p->step, p->params, p->shares, w->id);
+        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&p->lock); /* the caller may be asleep on done */
             pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->lock);
+        }
     }
-    pthread_mutex_unlock(&p->lock);
     return NULL;
 }
 
@@ -125,6 +162,10 @@ static int mxs_pool_start(mxs_model *m, int threads) {
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->start, NULL);
     pthread_cond_init(&p->done, NULL);
+    atomic_init(&p->generation, 0);
+    atomic_init(&p->pending, 0);
+    atomic_init(&p->stop, 0);
+    atomic_init(&p->resting, 0);
     p->ready = 1;
     p->threads = 1;
     for (int i = 1; i < threads; i++) {
@@ -140,7 +181,7 @@ static void mxs_pool_stop(mxs_model *m) {
     mxs_pool *p = &m->pool;
     if (p->ready) {
         pthread_mutex_lock(&p->lock);
-        p->stop = 1;
+        atomic_store(&p->stop, 1);
         pthread_cond_broadcast(&p->start);
         pthread_mutex_unlock(&p->lock);
         for (int i = 1; i < p->threads; i++)
@@ -164,16 +205,20 @@ static int mxs_launch(mxs_model *m, const mxs_step *s) {
         mxs_run_share(s, params, 1, 0);
         return 0;
     }
-    pthread_mutex_lock(&p->lock);
-    p->step = s, p->params = params, p->shares = shares, p->pending = shares - 1;
-    p->generation++;
+    p->step = s, p->params = params, p->shares = shares;
+    atomic_store_explicit(&p->resting, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->pending, p->threads - 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    pthread_mutex_lock(&p->lock); /* wakes the workers that went to sleep */
     pthread_cond_broadcast(&p->start);
     pthread_mutex_unlock(&p->lock);
     mxs_run_share(s, params, shares, 0);
-    pthread_mutex_lock(&p->lock);
-    while (p->pending > 0)
-        pthread_cond_wait(&p->done, &p->lock);
-    pthread_mutex_unlock(&p->lock);
+    if (!mxs_spun(p, 0, 0)) {
+        pthread_mutex_lock(&p->lock);
+        while (atomic_load(&p->pending) > 0)
+            pthread_cond_wait(&p->done, &p->lock);
+        pthread_mutex_unlock(&p->lock);
+    }
     return 0;
 }
 
@@ -355,6 +400,8 @@ static int mxs_forward(mxs_model *m) {
         return mxs_fail(m, "no weights: load them first");
     for (int i = 0; i < m->d->n_steps; i++) {
         const mxs_step *s = &m->d->steps[i];
+        if (s->gemm >= 0)
+            atomic_store_explicit(&m->pool.resting, 1, memory_order_relaxed); /* the product runs here alone */
         if (s->gemm >= 0 ? mxs_run_gemm(m, &m->d->gemms[s->gemm]) : mxs_launch(m, s))
             return 1;
     }
