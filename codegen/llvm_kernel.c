@@ -1118,6 +1118,13 @@ static bool multiple_of(LLVMValueRef v, long long m, int depth) {
     }
 }
 
+/* Whether dividend / M is the same in every lane, the dividend's lanes x
+ * apart: a uniform dividend, or an unsigned position u + k (u a multiple of
+ * W, as multiple_of sees it) by a multiple of W, which no lane crosses. */
+static bool uniform_quotient(LLVMValueRef dividend, long long x, long long M, bool is_unsigned, int W) {
+    return x == 0 || (x == 1 && is_unsigned && M % W == 0 && multiple_of(dividend, W, 0));
+}
+
 /* Whether the lanes of integer vector v are u + k c with u uniform and c a
  * constant, seen in how v was built (lane constants, splats, +, -, * and
  * << by constants, extensions; a uniform value's quotient and remainder by
@@ -1186,7 +1193,7 @@ static bool affine_lanes(LLVMValueRef v, int W, long long *c, int depth) {
             *c = rem ? 0 : x;
             return true;
         }
-        if (x != 1 || (op != LLVMURem && op != LLVMUDiv) || M % W || !multiple_of(LLVMGetOperand(v, 0), W, 0))
+        if (!uniform_quotient(LLVMGetOperand(v, 0), x, M, op == LLVMURem || op == LLVMUDiv, W))
             return false;
         *c = rem ? 1 : 0;
         return true;
@@ -1293,7 +1300,7 @@ static bool recombined_lanes(LLVMValueRef v, int W, long long *c) {
             continue;
         if (!affine_lanes(a, W, &x, 0))
             return false;
-        if (f.atom[i].div > 1 && x != 0 && (x != 1 || f.atom[i].sdiv || f.atom[i].div % W || !multiple_of(a, W, 0)))
+        if (f.atom[i].div > 1 && !uniform_quotient(a, x, f.atom[i].div, !f.atom[i].sdiv, W))
             return false;
         sum += f.atom[i].div > 1 ? 0 : f.atom[i].coef * x;
     }

@@ -145,7 +145,8 @@ void mx_cpu_kernel_blocks(const mx_target *t, const mx_program *p, int group, co
     mx_diag ignored;
     if (p->groups[group].kind == MX_FUSE_SCAN && *blocks > 0 && mx_scan_plan_fill(p, group, &sp, &ignored) == MX_OK) {
         int64_t per_block = sp.Bt * sp.Ch * sp.L * sp.N * sp.n_scans / *blocks;
-        *grain = per_block >= SHARE_UPDATES ? 1 : (SHARE_UPDATES + per_block - 1) / (per_block > 0 ? per_block : 1);
+        per_block = per_block > 0 ? per_block : 1;
+        *grain = (SHARE_UPDATES + per_block - 1) / per_block;
     }
     if (k->tiles.tasks > 0)
         *grain = *blocks / k->tiles.tasks > 1 ? *blocks / k->tiles.tasks : 1;
