@@ -851,9 +851,10 @@ static void value_at(mx_emitter *e, int v, const char *const *idx, char *out, si
         mx_emit_float(mx_round_to(mx_value_type(g, v)->dtype, (float)mx_node_float(g, node, MX_A_VALUE)), out, size);
         return;
     }
-    if (f == MX_FUSE_SOURCE || e->uses.weight[node]) {
+    bool folded_view = is_view(n->op) && mx_view_folded(p, node); /* a weight's too: fold's transposed A */
+    if (f == MX_FUSE_SOURCE || (e->uses.weight[node] && !folded_view)) {
         load(e, v, idx, got, sizeof got);
-    } else if (is_view(n->op) && (mx_view_folded(p, node) || p->group_of[node] == e->group)) {
+    } else if (folded_view || (is_view(n->op) && p->group_of[node] == e->group)) {
         view_value(e, v, idx, got, sizeof got);
     } else if (p->group_of[node] != e->group) {
         if (p->slots[v].offset < 0) {

@@ -16,6 +16,16 @@
  * "<base>.folded" (".folded.2", ... if taken), base being the first real
  * name up its first-input chain. The init output carries the same name.
  *
+ * A folded result that the main graph reads only as scans' A [Ch, N] is
+ * stored transposed: the init graph outputs permute(A) [N, Ch] and the main
+ * graph reads the derived param through a permute back, which layout makes
+ * an index map of the scan's load. The lanes of a scan (the CPU's vector
+ * lanes, a GPU warp's threads) hold neighbouring channels, and each loads A
+ * for its channel at every state: at [Ch, N] that was one gather of the
+ * block's channels per state (N = 16 a block on the CPU: TSM2-ETTh1's
+ * channel-mixer scans, L = 7, spent a tenth of their time there), at
+ * [N, Ch] one vector (a GPU: whole sectors).
+ *
  * A param or const that only folded nodes read is dropped from the main
  * graph here (dce, which runs earlier, could not know); one that nothing
  * reads is left to dce. Folded nodes whose results nobody reads still move
@@ -33,6 +43,7 @@ typedef struct {
     const bool *folded;   /* per old node */
     const bool *main_use; /* per old value: read by the main graph, or a graph output */
     const bool *fold_use; /* per old value: read by a folded node */
+    const bool *scan_a;   /* per old value: the main graph reads it only as scans' A */
     mx_rewriter init;     /* old graph -> init graph, walked along with the main rewrite */
 } fold_ctx;
 
@@ -52,10 +63,18 @@ static bool made_up(const char *name) {
     return name[id] == '_' && name[id + 1 + strspn(name + id + 1, "0123456789")] == 0;
 }
 
+/* base.suffix, or base.suffix.2, ... if taken: at most 256 characters (the
+ * parser's limit), valid in the text IR when base is. */
+static const char *fresh_name(const fold_ctx *f, const mx_rewriter *rw, const char *base, const char *suffix,
+                              char *buf, size_t size) {
+    snprintf(buf, size, "%.240s.%s", base, suffix);
+    for (int k = 2; name_taken(f, rw, buf); k++)
+        snprintf(buf, size, "%.240s.%s.%d", base, suffix, k);
+    return buf;
+}
+
 /* The name of derived param v: its own, else a fresh one made from the
- * first real name up its first-input chain; valid in the text IR when the
- * names it is made from are (and at most 256 characters, the parser's
- * limit). */
+ * first real name up its first-input chain. */
 static const char *derived_name(const fold_ctx *f, const mx_rewriter *rw, int v, char *buf,
                                 size_t size) {
     const mx_graph *g = rw->old;
@@ -68,23 +87,40 @@ static const char *derived_name(const fold_ctx *f, const mx_rewriter *rw, int v,
             base = g->values[u].name;
             break;
         }
-    snprintf(buf, size, "%.240s.folded", base);
-    for (int k = 2; name_taken(f, rw, buf); k++)
-        snprintf(buf, size, "%.240s.folded.%d", base, k);
-    return buf;
+    return fresh_name(f, rw, base, "folded", buf, size);
+}
+
+/* permute(x) {perm=[1,0]} in rw's new graph. */
+static int transpose(mx_rewriter *rw, int x, const char *what) {
+    static const int64_t swap[2] = {1, 0};
+    int node = mx_graph_add_node(rw->g, MX_OP_PERMUTE, &x, 1, 1);
+    mx_node_set_ints(rw->g, node, MX_A_PERM, swap, 2);
+    mx_rewrite_type(rw, node, what);
+    return mx_node_output(rw->g, node, 0);
 }
 
 /* Old value v, a folded result the main graph reads: an init output there,
- * a derived param here. */
+ * a derived param here; a scan's A stored transposed, as NAME.transposed,
+ * and read as NAME through a permute. */
 static void derive(fold_ctx *f, mx_rewriter *rw, int v) {
-    char buf[257];
-    const char *name = derived_name(f, rw, v, buf, sizeof buf);
+    char buf[257], stored[257];
+    const char *name = derived_name(f, rw, v, buf, sizeof buf), *param_name = name;
     int iv = f->init.map[v];
     if (name != rw->old->values[v].name)
         mx_value_set_name(f->init.g, iv, name);
+    bool transposed = f->scan_a[v] && mx_value_type(rw->old, v)->rank == 2;
+    if (transposed) {
+        iv = transpose(&f->init, iv, "fold: A stored transposed");
+        param_name = fresh_name(f, rw, name, "transposed", stored, sizeof stored);
+        mx_value_set_name(f->init.g, iv, param_name);
+    }
     mx_graph_add_output(f->init.g, iv);
-    int param = mx_graph_add_source(rw->g, MX_OP_PARAM, name, *mx_value_type(rw->old, v));
+    int param = mx_graph_add_source(rw->g, MX_OP_PARAM, param_name, *mx_value_type(f->init.g, iv));
     rw->map[v] = mx_node_output(rw->g, param, 0);
+    if (transposed) {
+        rw->map[v] = transpose(rw, rw->map[v], "fold: A read back through a permute");
+        mx_value_set_name(rw->g, rw->map[v], name);
+    }
 }
 
 /* A weight read by folded nodes, into the init graph (once, by name). */
@@ -122,13 +158,16 @@ mx_status mx_pass_fold(mx_program *p, mx_diag *d) {
     bool *folded = calloc((size_t)g->n_nodes + 1, sizeof *folded);
     bool *main_use = calloc((size_t)g->n_values + 1, sizeof *main_use);
     bool *fold_use = calloc((size_t)g->n_values + 1, sizeof *fold_use);
+    bool *scan_a = malloc(((size_t)g->n_values + 1) * sizeof *scan_a);
     int *init_map = malloc(((size_t)g->n_values + 1) * sizeof *init_map);
     mx_status st = MX_OK;
-    if (!folded || !main_use || !fold_use || !init_map) {
+    if (!folded || !main_use || !fold_use || !scan_a || !init_map) {
         st = mx_fail(d, MX_ERR_NOMEM, "fold: out of memory");
         goto done;
     }
     int n_folded = 0;
+    for (int v = 0; v < g->n_values; v++)
+        scan_a[v] = true;
     for (int n = 0; n < g->n_nodes; n++) {
         const mx_node *node = &g->nodes[n];
         folded[n] = mx_ops[node->op].fusion != MX_FUSE_SOURCE;
@@ -140,13 +179,15 @@ mx_status mx_pass_fold(mx_program *p, mx_diag *d) {
             int v = mx_node_input(g, n, i);
             if (v != MX_NONE)
                 (folded[n] ? fold_use : main_use)[v] = true;
+            if (v != MX_NONE && !folded[n] && !(node->op == MX_OP_SELECTIVE_SCAN && i == MX_SCAN_A))
+                scan_a[v] = false;
         }
         n_folded += folded[n];
     }
     if (n_folded == 0)
         goto done;
     for (int i = 0; i < g->n_outputs; i++)
-        main_use[g->outputs[i]] = true;
+        main_use[g->outputs[i]] = true, scan_a[g->outputs[i]] = false;
 
     bool fresh = !p->init;
     if (fresh) {
@@ -156,7 +197,7 @@ mx_status mx_pass_fold(mx_program *p, mx_diag *d) {
     }
     for (int v = 0; v < g->n_values; v++)
         init_map[v] = MX_NONE;
-    fold_ctx f = {folded, main_use, fold_use, {g, p->init, init_map, d, MX_OK}};
+    fold_ctx f = {folded, main_use, fold_use, scan_a, {g, p->init, init_map, d, MX_OK}};
     st = mx_rewrite(p, rule, &f, d);
     if (fresh && (st != MX_OK || p->init->n_outputs == 0)) {
         mx_graph_free(p->init);
@@ -166,6 +207,7 @@ done:
     free(folded);
     free(main_use);
     free(fold_use);
+    free(scan_a);
     free(init_map);
     return st;
 }
