@@ -157,7 +157,9 @@ static mx_status alloc_for(const mx_exec_device *dev, size_t bytes, const char *
     return st == MX_OK ? MX_OK : mx_fail(d, st, "cannot allocate %s on %s: %s", purpose, dev->name, why.msg);
 }
 
-/* Device buffers: the arena's slots, and one per source and weight. */
+/* Device buffers: the arena's slots, and one per source and weight. A weight
+ * that is a folded view (fold's transposed A read back through a permute)
+ * gets none: kernels and matmuls read its base through the view's map. */
 static mx_status place(mx_exec *x, mx_diag *d) {
     const mx_program *p = x->p;
     const mx_graph *g = p->g;
@@ -172,7 +174,7 @@ static mx_status place(mx_exec *x, mx_diag *d) {
         int n = g->values[v].node;
         if (p->slots[v].offset >= 0) {
             x->ptr[v] = (char *)x->arena + p->slots[v].offset;
-        } else if (mx_ops[g->nodes[n].op].fusion == MX_FUSE_SOURCE || u.weight[n]) {
+        } else if (mx_ops[g->nodes[n].op].fusion == MX_FUSE_SOURCE || (u.weight[n] && !mx_view_folded(p, n))) {
             x->own[v] = true;
             char label[160];
             snprintf(purpose, sizeof purpose, "the buffer of %s", label_of(g, v, label, sizeof label));
