@@ -5,11 +5,11 @@
  * (emit_model.h: the same passes, the same tiles), and its module becomes
  * kernels.0.o, kernels.1.o, ...: the very object files the cpu device links,
  * one per program (mx_cpu_objects, backend.h), which LLVM emitted for this
- * CPU. model.c declares its kernels
- * and holds the tables, each kernel's step the blocks the cpu device runs of
- * it; standalone_cpu.h runs them: blocks over a pthread pool, products in
- * plain C or through CBLAS. Building it needs a C11 compiler, libc, libm
- * and pthreads (and a CBLAS when asked), never mixc or LLVM. */
+ * CPU. model.c declares its kernels and holds the tables, each kernel's
+ * step the blocks the cpu device runs of it; standalone_cpu.h runs them:
+ * blocks over a pthread pool (standalone_pool.h, the cpu device's own),
+ * products in plain C or through CBLAS. Building it needs a C11 compiler,
+ * libc, libm and pthreads (and a CBLAS when asked), never mixc or LLVM. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,7 +85,8 @@ static void makefile(const mx_emit_model *pr, mx_text *t) {
                    "\t$(CC) $(LDFLAGS) -o $@ main.o lib%s.a $(BLAS_LIBS) -lpthread -lm\n\n"
                    "lib%s.a: model.o $(KERNELS)\n"
                    "\t$(AR) rcs $@ model.o $(KERNELS)\n\n"
-                   "model.o: model.c model.h standalone_cpu.h standalone_tables.h standalone_host.h half.h\n"
+                   "model.o: model.c model.h standalone_cpu.h standalone_pool.h standalone_tables.h standalone_host.h "
+                   "half.h\n"
                    "\t$(CC) $(CFLAGS) $(BLAS_FLAGS) -std=c11 -c model.c -o $@\n\n"
                    "main.o: main.c model.h\n"
                    "\t$(CC) $(CFLAGS) -std=c11 -c main.c -o $@\n\n"
@@ -184,8 +185,9 @@ static mx_status host_target(const mx_emit_options *o, mx_target *out, mx_diag *
 
 mx_status mx_emit_c(const mx_graph *g, const mx_model *model, const char *dir, const mx_emit_options *o,
                     mx_diag *d) {
-    static const char *const headers[] = {"runtime/emit/standalone_cpu.h", "runtime/emit/standalone_tables.h",
-                                          "runtime/emit/standalone_host.h", "ir/half.h", NULL};
+    static const char *const headers[] = {"runtime/emit/standalone_cpu.h", "runtime/emit/standalone_pool.h",
+                                          "runtime/emit/standalone_tables.h", "runtime/emit/standalone_host.h",
+                                          "ir/half.h", NULL};
     static const mx_emit_backend c = {host_target, headers, "in host memory",
                                       "its kernels' blocks over a thread pool", write_files};
     return mx_emit_project(g, model, dir, o, &c, d);

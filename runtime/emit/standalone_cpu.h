@@ -6,8 +6,8 @@
  * which runs them: one activation arena with every intermediate at its
  * planned offset, a buffer per input and weight, each kernel's blocks split
  * into contiguous shares over a pool of MXS_THREADS threads (default: the
- * online CPUs; the caller is one of them), as mixc's cpu device splits
- * them. The kernels are kernels.*.o, the object files LLVM emitted for this
+ * online CPUs; the caller is one of them): standalone_pool.h, the pool
+ * mixc's cpu device runs them on. The kernels are kernels.*.o, the object files LLVM emitted for this
  * CPU; each runs blocks lo .. hi-1 of a grid and takes a pointer to each of
  * its buffers' pointers. Products are row-major
  * y = act(op(A) op(B) + bias + C) in f32 whatever the storage, in plain C,
@@ -16,15 +16,13 @@
 #define MXS_STANDALONE_CPU_H
 
 #include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdint.h>
-#include <time.h>
 #include <unistd.h>
 #ifdef MXS_CBLAS
 #include <cblas.h>
 #endif
 
+#include "standalone_pool.h"
 #include "standalone_tables.h"
 
 /* A kernel of kernels.*.o: blocks lo .. hi-1 of a grid of `grid` blocks. */
@@ -38,31 +36,6 @@ struct mxs_step {
     int first_arg, n_args; /* in the model's args table: buffer per kernel argument */
     int gemm;          /* the product, -1 for a kernel */
 };
-
-/* A fork-join pool: workers watch for a new generation, run their share
- * of the step (if any) and count down pending; the caller runs share 0.
- * Steps follow each other microseconds apart, so a worker watches for the
- * next generation for MXS_SPIN_NS before it sleeps on a condition, and the
- * caller as long for pending to reach 0 (mixc's cpu pool, cpu_pool.c);
- * before a product the workers sleep at once (`resting`). */
-enum { MXS_SPIN_NS = 50000 };
-
-typedef struct mxs_pool {
-    pthread_mutex_t lock;
-    pthread_cond_t start, done;
-    pthread_t *workers; /* [1 .. threads-1] */
-    struct mxs_worker {
-        struct mxs_pool *pool;
-        int id; /* its share of a step */
-    } *args;            /* each worker's start argument */
-    int ready;          /* the lock and conditions are initialised */
-    int threads;        /* the caller and the workers started */
-    const struct mxs_step *step; /* the step of the current generation */
-    void **params;
-    int shares;
-    atomic_ulong generation;
-    atomic_int pending, stop, resting;
-} mxs_pool;
 
 typedef struct {
     const mxs_desc *d;
@@ -91,134 +64,23 @@ static int mxs_from_device(mxs_model *m, void *dst, const void *src, size_t byte
 
 /* ---- kernels ----------------------------------------------------------------------- */
 
-static void mxs_run_share(const mxs_step *s, void **params, int shares, int i) {
-    long long lo = s->blocks * i / shares, hi = s->blocks * (i + 1) / shares;
-    if (lo < hi)
-        s->fn(params, lo, hi, (int32_t)s->blocks);
-}
+/* A launch's task for the pool: blocks lo .. hi-1 of the step. */
+typedef struct {
+    const mxs_step *step;
+    void **params;
+} mxs_launch_task;
 
-static long long mxs_now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long long)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-/* Whether a worker's wait (a generation after `seen`, or stop) or the
- * caller's (no worker pending) ended within MXS_SPIN_NS. */
-static int mxs_spun(mxs_pool *p, int worker, unsigned long seen) {
-    long long until = 0;
-    for (int i = 1;; i++) {
-        if (worker ? atomic_load_explicit(&p->generation, memory_order_acquire) != seen || atomic_load(&p->stop)
-                   : atomic_load_explicit(&p->pending, memory_order_acquire) == 0)
-            return 1;
-        if (worker && atomic_load_explicit(&p->resting, memory_order_relaxed))
-            return 0;
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
-        if (i % 64 == 0) {
-            long long t = mxs_now_ns();
-            if (!until)
-                until = t + MXS_SPIN_NS;
-            else if (t > until)
-                return 0;
-        }
-    }
-}
-
-static void *mxs_worker(void *arg) {
-    const struct mxs_worker *w = (const struct mxs_worker *)arg;
-    mxs_pool *p = w->pool;
-    unsigned long seen = 0;
-    for (;;) {
-        if (!mxs_spun(p, 1, seen)) {
-            pthread_mutex_lock(&p->lock);
-            while (atomic_load(&p->generation) == seen && !atomic_load(&p->stop))
-                pthread_cond_wait(&p->start, &p->lock);
-            pthread_mutex_unlock(&p->lock);
-        }
-        if (atomic_load(&p->stop))
-            break;
-        seen = atomic_load_explicit(&p->generation, memory_order_acquire);
-        if (w->id < p->shares)
-            mxs_run_share(p->step, p->params, p->shares, w->id);
-        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
-            pthread_mutex_lock(&p->lock); /* the caller may be asleep on done */
-            pthread_cond_signal(&p->done);
-            pthread_mutex_unlock(&p->lock);
-        }
-    }
-    return NULL;
-}
-
-/* Starts up to threads - 1 workers (fewer when the system refuses more:
- * the pool runs with those it has). 0, or 1 when out of memory. */
-static int mxs_pool_start(mxs_model *m, int threads) {
-    mxs_pool *p = &m->pool;
-    p->workers = (pthread_t *)calloc((size_t)threads, sizeof *p->workers);
-    p->args = (struct mxs_worker *)calloc((size_t)threads, sizeof *p->args);
-    if (!p->workers || !p->args)
-        return mxs_fail(m, "out of memory for %d threads", threads);
-    pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->start, NULL);
-    pthread_cond_init(&p->done, NULL);
-    atomic_init(&p->generation, 0);
-    atomic_init(&p->pending, 0);
-    atomic_init(&p->stop, 0);
-    atomic_init(&p->resting, 0);
-    p->ready = 1;
-    p->threads = 1;
-    for (int i = 1; i < threads; i++) {
-        p->args[i].pool = p, p->args[i].id = i;
-        if (pthread_create(&p->workers[i], NULL, mxs_worker, &p->args[i]) != 0)
-            break;
-        p->threads = i + 1;
-    }
-    return 0;
-}
-
-static void mxs_pool_stop(mxs_model *m) {
-    mxs_pool *p = &m->pool;
-    if (p->ready) {
-        pthread_mutex_lock(&p->lock);
-        atomic_store(&p->stop, 1);
-        pthread_cond_broadcast(&p->start);
-        pthread_mutex_unlock(&p->lock);
-        for (int i = 1; i < p->threads; i++)
-            pthread_join(p->workers[i], NULL);
-        pthread_mutex_destroy(&p->lock);
-        pthread_cond_destroy(&p->start);
-        pthread_cond_destroy(&p->done);
-    }
-    free(p->workers), free(p->args);
+static void mxs_run_blocks(void *ctx, int64_t lo, int64_t hi) {
+    const mxs_launch_task *t = (const mxs_launch_task *)ctx;
+    t->step->fn(t->params, lo, hi, (int32_t)t->step->blocks);
 }
 
 /* The step's blocks in min(threads, blocks / grain) contiguous shares. */
 static int mxs_launch(mxs_model *m, const mxs_step *s) {
-    mxs_pool *p = &m->pool;
-    void **params = m->params + s->first_arg;
-    long long want = s->grain > 0 ? s->blocks / s->grain : s->blocks;
-    int shares = want < 1 ? 1 : want < p->threads ? (int)want : p->threads;
     if (s->blocks > INT32_MAX)
         return mxs_fail(m, "%s: %lld blocks, more than a grid holds", s->name, s->blocks);
-    if (shares == 1) {
-        mxs_run_share(s, params, 1, 0);
-        return 0;
-    }
-    p->step = s, p->params = params, p->shares = shares;
-    atomic_store_explicit(&p->resting, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->pending, p->threads - 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
-    pthread_mutex_lock(&p->lock); /* wakes the workers that went to sleep */
-    pthread_cond_broadcast(&p->start);
-    pthread_mutex_unlock(&p->lock);
-    mxs_run_share(s, params, shares, 0);
-    if (!mxs_spun(p, 0, 0)) {
-        pthread_mutex_lock(&p->lock);
-        while (atomic_load(&p->pending) > 0)
-            pthread_cond_wait(&p->done, &p->lock);
-        pthread_mutex_unlock(&p->lock);
-    }
+    mxs_launch_task t = {s, m->params + s->first_arg};
+    mxs_pool_run(&m->pool, s->blocks, s->grain, mxs_run_blocks, &t);
     return 0;
 }
 
@@ -347,7 +209,7 @@ static int mxs_run_gemm(mxs_model *m, const mxs_gemm *g) {
 static void mxs_destroy(mxs_model *m) {
     if (!m)
         return;
-    mxs_pool_stop(m);
+    mxs_pool_stop(&m->pool);
     for (int i = 0; m->ptr && i < m->d->n_buffers; i++)
         if (m->d->buffers[i].kind != MXS_ARENA)
             free(m->ptr[i]);
@@ -384,7 +246,8 @@ static int mxs_create(const mxs_desc *d, mxs_model **out, char *err, size_t err_
     }
     for (int i = 0; !failed && i < n_args; i++)
         m->argv[i] = m->ptr[d->args[i]], m->params[i] = &m->argv[i];
-    failed = failed || mxs_pool_start(m, (int)threads);
+    if (!failed && mxs_pool_start(&m->pool, (int)threads)) /* a thread the system refuses leaves it smaller */
+        failed = mxs_fail(m, "out of memory for %ld threads", threads);
     if (failed) {
         snprintf(err, err_size, "%s: %s", d->name, m->error);
         mxs_destroy(m);
@@ -401,7 +264,7 @@ static int mxs_forward(mxs_model *m) {
     for (int i = 0; i < m->d->n_steps; i++) {
         const mxs_step *s = &m->d->steps[i];
         if (s->gemm >= 0)
-            atomic_store_explicit(&m->pool.resting, 1, memory_order_relaxed); /* the product runs here alone */
+            mxs_pool_rest(&m->pool); /* the product runs here alone */
         if (s->gemm >= 0 ? mxs_run_gemm(m, &m->d->gemms[s->gemm]) : mxs_launch(m, s))
             return 1;
     }
