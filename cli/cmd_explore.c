@@ -52,6 +52,9 @@ static int report(const cli_args *a, const mx_explore *e) {
     if (svg && mx_explore_write_svg(e, y, svg, &d) != MX_OK)
         return cli_fail("%s", d.msg);
     int failed = mx_explore_failures(e);
+    if (failed && failed == e->n_variants) /* nothing measured: a misspelt --vary path, say */
+        return cli_fail("explore: every variant failed (%d of %d; their errors are in the results)", failed,
+                        e->n_variants);
     if (failed)
         fprintf(stderr, "mixc explore: %d of %d variants failed and were skipped (their errors are in the results)\n",
                 failed, e->n_variants);
