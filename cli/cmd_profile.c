@@ -38,7 +38,7 @@ static int run(const cli_args *a) {
     mx_profile pr = {0};
     mx_status st = mx_compiled_module(c, &m, &d);
     if (st == MX_OK)
-        st = mx_profile_run(p, &m, &t, NULL, &pr, &d);
+        st = mx_profile_run(p, &m, &t, NULL, stderr, &pr, &d);
     if (st == MX_OK && cli_flag(a, "--json"))
         mx_profile_print_json(&pr, stdout);
     else if (st == MX_OK)

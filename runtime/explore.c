@@ -159,7 +159,7 @@ static mx_status estimate(const mx_program *p, const mx_target *t, bool profile,
     mx_codegen_options co = {.target = t};
     MX_TRY(mx_codegen(p, &co, &m, d));
     mx_profile prof = {0};
-    mx_status st = profile ? mx_profile_run(p, &m, t, NULL, &prof, d) : MX_OK;
+    mx_status st = profile ? mx_profile_run(p, &m, t, NULL, NULL, &prof, d) : MX_OK;
     bool profiled = profile && st == MX_OK;
     double seconds = 0;
     for (int k = 0; k < p->n_groups && st == MX_OK; k++) {

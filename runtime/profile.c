@@ -12,6 +12,7 @@
 
 #include "exec.h"
 #include "ir.h"
+#include "progress.h"
 
 /* The device's context. mod comes first: the emulation's own entries take
  * the context as a pointer to the loaded module. */
@@ -20,6 +21,8 @@ typedef struct {
     const mx_program *p;
     mx_profile *pr;
     int *kernel_of_group; /* index into pr->kernels, -1 for matmul groups */
+    mx_progress bar;      /* the kernels launched so far of pr->n_kernels */
+    int launched;
 } profile_ctx;
 
 static double value_bytes(const mx_graph *g, int v) {
@@ -51,8 +54,10 @@ static mx_status profile_launch(void *ctx, int group, const mx_kernel *k, void *
         bufs[i] = (mx_emu_buffer){*(void **)params[i], (size_t)value_bytes(c->p->g, k->args[i].value),
                                   mx_graph_value_is_param(c->p->g, k->args[i].value)};
     mx_emu_counters n;
+    mx_progress_step(&c->bar, c->launched++, k->name);
     mx_status st = mx_emu_launch_profiled(c->mod, k->name, k->grid, k->block, k->smem, params, bufs,
                                           k->n_args, &n, d);
+    mx_progress_item_done(&c->bar);
     free(bufs);
     MX_TRY(st);
     mx_emu_counters *sum = &c->pr->kernels[c->kernel_of_group[group]].c;
@@ -107,7 +112,7 @@ static void derive(const mx_target *t, mx_kernel_profile *kp) {
 }
 
 mx_status mx_profile_run(const mx_program *p, const mx_module *m, const mx_target *t,
-                         const mx_buffers *b, mx_profile *out, mx_diag *d) {
+                         const mx_buffers *b, FILE *progress, mx_profile *out, mx_diag *d) {
     memset(out, 0, sizeof *out);
     if ((t->device != MX_DEVICE_EMU && t->device != MX_DEVICE_CUDA) || t->bytes_per_s <= 0 || t->exps_per_s <= 0)
         return mx_fail(d, MX_ERR_INVALID, "profile: target %s (%s) is not a GPU with roofline rates: use a GPU profile (%s)",
@@ -149,8 +154,11 @@ mx_status mx_profile_run(const mx_program *p, const mx_module *m, const mx_targe
     mx_exec *x = NULL;
     if (st == MX_OK)
         st = mx_exec_open(p, m, &dev, b ? b : own, &x, d);
-    if (st == MX_OK)
+    if (st == MX_OK) {
+        mx_progress_start(&ctx.bar, progress, "kernel", out->n_kernels);
         st = mx_exec_forward(x, d);
+        mx_progress_finish(&ctx.bar);
+    }
     mx_exec_close(x);
     mx_buffers_free(own);
     free(ctx.kernel_of_group);

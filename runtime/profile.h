@@ -49,9 +49,11 @@ typedef struct {
  * t) under the counting emulation. b holds the inputs and params of p->g;
  * NULL: seeded uniform numbers in [-1, 1) for all of them (control flow, such
  * as softplus's threshold, can depend on the data). t must be a GPU target
- * (emu or cuda) with its roofline rates. *out is freed with mx_profile_free. */
+ * (emu or cuda) with its roofline rates. A bar of the kernels run goes to
+ * progress (NULL: none; a whole model takes minutes). *out is freed with
+ * mx_profile_free. */
 mx_status mx_profile_run(const mx_program *p, const mx_module *m, const mx_target *t,
-                         const mx_buffers *b, mx_profile *out, mx_diag *d);
+                         const mx_buffers *b, FILE *progress, mx_profile *out, mx_diag *d);
 void mx_profile_free(mx_profile *pr);
 
 /* The kernel profile of group k, NULL when k runs no generated kernel. */

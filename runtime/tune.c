@@ -267,7 +267,7 @@ mx_status mx_tune_run_program(tuner *tu, const mx_tiles *tiles, mx_tune_build *b
         mx_profile pr = {0};
         mx_compiled_set_tiles(tu->c, tiles);
         if (st == MX_OK)
-            st = mx_profile_run(tu->p, &m, &tu->t, tu->pb, &pr, d);
+            st = mx_profile_run(tu->p, &m, &tu->t, tu->pb, NULL, &pr, d);
         for (int g = 0; st == MX_OK && g < tu->p->n_groups; g++) {
             const mx_kernel *k = mx_module_kernel(&m, g);
             const mx_kernel_profile *kp = mx_profile_kernel(&pr, g);

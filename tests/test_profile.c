@@ -194,7 +194,7 @@ static void test_program(void) {
         return;
     }
     mx_profile pr;
-    mx_status st = mx_profile_run(p, &mod, t, NULL, &pr, &d);
+    mx_status st = mx_profile_run(p, &mod, t, NULL, NULL, &pr, &d);
     CHECK_MSG(st == MX_OK, "%s", d.msg);
     int scans = 0;
     for (int i = 0; st == MX_OK && i < pr.n_kernels; i++) {
@@ -223,7 +223,7 @@ static void test_program(void) {
     mx_diag bad;
     mx_target host;
     mx_target_detect(MX_DEVICE_REF, &host, &bad);
-    CHECK(mx_profile_run(p, &mod, &host, NULL, &pr, &bad) == MX_ERR_INVALID);
+    CHECK(mx_profile_run(p, &mod, &host, NULL, NULL, &pr, &bad) == MX_ERR_INVALID);
     CHECK_MSG(strstr(bad.msg, "not a GPU") != NULL, "%s", bad.msg);
     mx_profile_free(&pr);
     mx_module_free(&mod);

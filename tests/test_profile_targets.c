@@ -71,7 +71,7 @@ static void check_model(const char *path) {
     CHECK_MSG(st == MX_OK || !p, "%s: codegen: %s", name, d.msg);
     mx_profile pr = {0};
     if (st == MX_OK) {
-        st = mx_profile_run(p, &mod, co.target, NULL, &pr, &d);
+        st = mx_profile_run(p, &mod, co.target, NULL, NULL, &pr, &d);
         CHECK_MSG(st == MX_OK, "%s: %s", name, d.msg);
     }
     const char *path_out = getenv("MIXC_PROFILE_RECORD");
