@@ -43,6 +43,7 @@ typedef struct {
     int cpg;             /* channels per group */
     bool staged;         /* B and C of the block's rows staged in shared memory */
     bool packed;         /* chunked with several rows per block (docs/scan.md, "Packed rows") */
+    bool lanes_acc;      /* lanes on the cpu, summed: the sum in shared memory, [L][rows] */
     int seg;             /* packed: lanes per row, a power of two */
     int groups;          /* packed: the most (b, g) groups a block's rows span */
     /* index texts: a dim of size 1 is always "0" (emit.h) */
@@ -90,10 +91,15 @@ static void order_pos(scan_ctx *x, mx_scan_order order, const char *l, char *out
 /* ---- the accumulator and the epilogue ------------------------------------------- */
 
 /* Packed rows sum their scans in shared memory (sm, [R][L] floats, the
- * rows of the block): the sum's reads and writes at the scan orders'
- * scattered positions never reach global memory, and the last pass writes
- * every result once. */
-static bool acc_shared(const scan_ctx *x) { return x->packed && x->sp->summed; }
+ * rows of the block), and so do the lanes on the cpu ([L][rows]: a step's
+ * rows side by side, one vector) where the block's memory holds it: the
+ * sum's reads and writes at the scan orders' scattered positions never
+ * reach global memory, and the last pass writes every result once. Summed
+ * in the result instead, each order after the first read it back and wrote
+ * it at its own positions, a gather and a scatter per step on the cpu (the
+ * result a buffer accessed before its stores, so no store tile): ViM2-T's
+ * four-order scans spent a sixth of their time there. */
+static bool acc_shared(const scan_ctx *x) { return (x->packed && x->sp->summed) || x->lanes_acc; }
 
 static mx_dtype acc_dtype(const scan_ctx *x) {
     return acc_shared(x) ? MX_F32 : mx_value_type(x->e->p->g, x->sp->out[x->sp->acc].value)->dtype;
@@ -101,6 +107,11 @@ static mx_dtype acc_dtype(const scan_ctx *x) {
 
 /* The element of the accumulator at M's position p, as "buf[offset]" parts. */
 static void acc_at(scan_ctx *x, const char *p, const char **buf, char *off, size_t size) {
+    if (x->lanes_acc) { /* step-major: a step's rows side by side, one vector */
+        *buf = "sm";
+        snprintf(off, size, "(%s) * %d + slot", p, x->t.channels);
+        return;
+    }
     if (acc_shared(x)) { /* within a loop of open_positions: the row is rrow */
         *buf = "sm";
         snprintf(off, size, "(int)(rrow - brow) * %lld + (%s)", (long long)x->sp->L, p);
@@ -608,7 +619,9 @@ static void emit_scans(scan_ctx *x, void (*scan)(scan_ctx *, int), const char *f
  * of a chunk, B and C of the chunk when staged. */
 static size_t lanes_smem(const scan_ctx *x) {
     size_t chunk = (size_t)x->t.items;
-    return (3 * (size_t)x->t.channels * chunk + (x->staged ? 2 * (size_t)x->sp->N * chunk : 0)) * sizeof(float);
+    return (3 * (size_t)x->t.channels * chunk + (x->staged ? 2 * (size_t)x->sp->N * chunk : 0) +
+            (x->lanes_acc ? (size_t)x->t.channels * (size_t)x->sp->L : 0)) *
+           sizeof(float);
 }
 
 static void emit_lanes(scan_ctx *x, mx_kernel *k) {
@@ -647,6 +660,9 @@ static void emit_lanes(scan_ctx *x, mx_kernel *k) {
         mx_emit_line(e, "float *const Bs = smem + %d, *const Cs = Bs + %lld; /* [N][steps], steps <= chunk */",
                      3 * cpb * chunk, (long long)sp->N * chunk);
     }
+    if (x->lanes_acc)
+        mx_emit_line(e, "float *const sm = smem + %lld; /* [L][%d] the sum M of the rows' scans */",
+                     3LL * cpb * chunk + (x->staged ? 2LL * (long long)sp->N * chunk : 0), cpb);
     bool warp = x->lanes > 1; /* a row's lanes share its sum */
     emit_scans(x, lanes_scan, "lane", warp ? "LANES" : "1",
                warp ? "__syncwarp(gmask); /* the sum so far, written by other lanes */" : NULL,
@@ -1215,6 +1231,9 @@ static mx_status check_tiles(scan_ctx *x, const mx_tiles *given, mx_diag *d) {
     x->lanes = lanes;
     x->per_lane = (int)(sp->N / lanes);
     x->staged = (sp->Ch / sp->G) % x->t.channels == 0;
+    x->lanes_acc = sp->summed && lanes == 1 && x->e->target->device == MX_DEVICE_CPU;
+    if (x->lanes_acc && lanes_smem(x) > (size_t)x->e->target->smem_per_block)
+        x->lanes_acc = false; /* a long row: the sum stays in the result, read back by each order */
     int64_t smem = (int64_t)lanes_smem(x);
     if (smem > x->e->target->smem_per_block)
         return mx_fail(d, MX_ERR_INVALID,

@@ -191,8 +191,9 @@ static void detect_host(mx_device device, mx_target *t) {
     /* OpenBLAS's sgemm takes beta * C; a bias or activation is a pass of its own. */
     t->matmul_epilogues = MX_EPILOGUE_RESIDUAL;
     /* The CPU backend runs a kernel's blocks as one thread each; a block's
-     * shared memory is a stack array of this size (docs/cpu.md). */
-    t->smem_per_block = 64 * 1024;
+     * shared memory is a stack array of this size (docs/cpu.md), room for a
+     * lanes scan's sum of its orders over rows of up to 3,700 steps. */
+    t->smem_per_block = 256 * 1024;
 }
 
 mx_status mx_target_detect(mx_device device, mx_target *out, mx_diag *d) {
