@@ -105,6 +105,27 @@ static mx_dtype acc_dtype(const scan_ctx *x) {
     return acc_shared(x) ? MX_F32 : mx_value_type(x->e->p->g, x->sp->out[x->sp->acc].value)->dtype;
 }
 
+/* Whether the accumulator in the result holds a step's channels side by
+ * side (M's channel dim moved last by the epilogue's permutes, as TSM2's
+ * channel mixer stores [B, L, C]): its reads and writes are then vectors
+ * already, and a sum in shared memory would only add a pass. */
+static bool acc_channels_last(const scan_ctx *x) {
+    const mx_graph *g = x->e->p->g;
+    const mx_scan_out *o = &x->sp->out[x->sp->acc];
+    int at = 1; /* the channel's dim in [B, C, L] */
+    for (int i = 0; i < o->n_views; i++) {
+        if (g->nodes[o->views[i]].op != MX_OP_PERMUTE)
+            return false;
+        const mx_attr *perm = mx_node_attr(g, o->views[i], MX_A_PERM);
+        int to = -1;
+        for (int j = 0; j < perm->n; j++)
+            if (perm->v[j] == at)
+                to = j;
+        at = to;
+    }
+    return at >= 0 && at == mx_value_type(g, o->value)->rank - 1;
+}
+
 /* The element of the accumulator at M's position p, as "buf[offset]" parts. */
 static void acc_at(scan_ctx *x, const char *p, const char **buf, char *off, size_t size) {
     if (x->lanes_acc) { /* step-major: a step's rows side by side, one vector */
@@ -1231,7 +1252,7 @@ static mx_status check_tiles(scan_ctx *x, const mx_tiles *given, mx_diag *d) {
     x->lanes = lanes;
     x->per_lane = (int)(sp->N / lanes);
     x->staged = (sp->Ch / sp->G) % x->t.channels == 0;
-    x->lanes_acc = sp->summed && lanes == 1 && x->e->target->device == MX_DEVICE_CPU;
+    x->lanes_acc = sp->summed && lanes == 1 && x->e->target->device == MX_DEVICE_CPU && !acc_channels_last(x);
     if (x->lanes_acc && lanes_smem(x) > (size_t)x->e->target->smem_per_block)
         x->lanes_acc = false; /* a long row: the sum stays in the result, read back by each order */
     int64_t smem = (int64_t)lanes_smem(x);

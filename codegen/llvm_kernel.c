@@ -1538,9 +1538,15 @@ static LLVMValueRef tile_load(lower *L, int r, LLVMTypeRef et, LLVMValueRef i, L
     fhi = LLVMBuildSelect(L->B, LLVMBuildICmp(L->B, LLVMIntSGT, fhi, row1, ""), row1, fhi, "");
     LLVMValueRef nlo = LLVMBuildSelect(L->B, back, blo, i, ""),
                  nhi = LLVMBuildSelect(L->B, back, LLVMBuildAdd(L->B, i, i64c(L, 1), ""), fhi, "");
-    long long ahead = PREFETCH_AHEAD_BYTES / (long long)elem_size(L, et); /* the way the site walks */
-    call_fill(L, et, tile, L->roots[r], nlo, S, LLVMBuildSub(L->B, nhi, nlo, ""),
-              LLVMBuildSelect(L->B, back, i64c(L, -ahead), i64c(L, ahead), ""));
+    /* the prefetch: the way the site walks; past the row's end (or start),
+     * the next block's row of the lane, threads rows on */
+    long long step = PREFETCH_AHEAD_BYTES / (long long)elem_size(L, et);
+    LLVMValueRef ahead = LLVMBuildSelect(L->B, back, i64c(L, -step), i64c(L, step), ""), to = LLVMBuildAdd(L->B, i, ahead, "");
+    LLVMValueRef past = LLVMBuildSelect(L->B, back, LLVMBuildICmp(L->B, LLVMIntSLT, to, row0, ""),
+                                        LLVMBuildICmp(L->B, LLVMIntSGE, to, row1, ""), "");
+    LLVMValueRef rows_on = LLVMBuildSelect(L->B, back, i64c(L, L->threads + 1), i64c(L, L->threads - 1), "");
+    ahead = LLVMBuildSelect(L->B, past, LLVMBuildAdd(L->B, ahead, LLVMBuildMul(L->B, rows_on, S, ""), ""), ahead, "");
+    call_fill(L, et, tile, L->roots[r], nlo, S, LLVMBuildSub(L->B, nhi, nlo, ""), ahead);
     LLVMBuildStore(L->B, nlo, lo_s), LLVMBuildStore(L->B, nhi, hi_s), LLVMBuildStore(L->B, S, S_s);
     LLVMBuildStore(L->B, seen, seen_s);
     LLVMBuildBr(L->B, use);
