@@ -636,13 +636,17 @@ static void emit_scans(scan_ctx *x, void (*scan)(scan_ctx *, int), const char *f
     }
 }
 
-/* Bytes of shared memory of a lanes block: y, d and d u of its rows' steps
- * of a chunk, B and C of the chunk when staged. */
-static size_t lanes_smem(const scan_ctx *x) {
+/* Floats of a lanes block's shared memory before the sum: y, d and d u of
+ * its rows' steps of a chunk, B and C of the chunk when staged. */
+static size_t lanes_chunk_floats(const scan_ctx *x) {
     size_t chunk = (size_t)x->t.items;
-    return (3 * (size_t)x->t.channels * chunk + (x->staged ? 2 * (size_t)x->sp->N * chunk : 0) +
-            (x->lanes_acc ? (size_t)x->t.channels * (size_t)x->sp->L : 0)) *
-           sizeof(float);
+    return 3 * (size_t)x->t.channels * chunk + (x->staged ? 2 * (size_t)x->sp->N * chunk : 0);
+}
+
+/* Bytes of shared memory of a lanes block: the chunk's, then the sum of the
+ * rows' scans when it is kept there ([L][rows]). */
+static size_t lanes_smem(const scan_ctx *x) {
+    return (lanes_chunk_floats(x) + (x->lanes_acc ? (size_t)x->t.channels * (size_t)x->sp->L : 0)) * sizeof(float);
 }
 
 static void emit_lanes(scan_ctx *x, mx_kernel *k) {
@@ -682,8 +686,8 @@ static void emit_lanes(scan_ctx *x, mx_kernel *k) {
                      3 * cpb * chunk, (long long)sp->N * chunk);
     }
     if (x->lanes_acc)
-        mx_emit_line(e, "float *const sm = smem + %lld; /* [L][%d] the sum M of the rows' scans */",
-                     3LL * cpb * chunk + (x->staged ? 2LL * (long long)sp->N * chunk : 0), cpb);
+        mx_emit_line(e, "float *const sm = smem + %zu; /* [L][%d] the sum M of the rows' scans */",
+                     lanes_chunk_floats(x), cpb);
     bool warp = x->lanes > 1; /* a row's lanes share its sum */
     emit_scans(x, lanes_scan, "lane", warp ? "LANES" : "1",
                warp ? "__syncwarp(gmask); /* the sum so far, written by other lanes */" : NULL,

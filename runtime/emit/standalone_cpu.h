@@ -7,11 +7,11 @@
  * planned offset, a buffer per input and weight, each kernel's blocks split
  * into contiguous shares over a pool of MXS_THREADS threads (default: the
  * online CPUs; the caller is one of them): standalone_pool.h, the pool
- * mixc's cpu device runs them on. The kernels are kernels.*.o, the object files LLVM emitted for this
- * CPU; each runs blocks lo .. hi-1 of a grid and takes a pointer to each of
- * its buffers' pointers. Products are row-major
- * y = act(op(A) op(B) + bias + C) in f32 whatever the storage, in plain C,
- * or through CBLAS's sgemm when built with -DMXS_CBLAS. */
+ * mixc's cpu device runs them on. The kernels are kernels.*.o, the object
+ * files LLVM emitted for this CPU; each runs blocks lo .. hi-1 of a grid
+ * and takes a pointer to each of its buffers' pointers. Products are
+ * row-major y = act(op(A) op(B) + bias + C) in f32 whatever the storage, in
+ * plain C, or through CBLAS's sgemm when built with -DMXS_CBLAS. */
 #ifndef MXS_STANDALONE_CPU_H
 #define MXS_STANDALONE_CPU_H
 
