@@ -231,7 +231,7 @@ static mx_status fill_epilogue(const mx_program *p, int group, mx_scan_plan *sp,
                                              sizeof(int) * (size_t)chain[c].n_views));
             bool elementwise = mx_ops[nd->op].fusion == MX_FUSE_ELEMWISE ||
                                mx_ops[nd->op].fusion == MX_FUSE_WSUM;
-            if (!same || (elementwise && !mx_type_equal(mx_node_input_type(g, node, j),
+            if (!same || (elementwise && !mx_shape_equal(mx_node_input_type(g, node, j),
                                                         mx_value_type(g, v))) ||
                 (!elementwise && !is_bijective_view(nd->op)))
                 return mx_fail(d, MX_ERR_INVALID,

@@ -87,14 +87,16 @@ bool mx_type_fits(const mx_type *t) {
     return true;
 }
 
-bool mx_type_equal(const mx_type *a, const mx_type *b) {
-    if (a->dtype != b->dtype || a->rank != b->rank)
+bool mx_shape_equal(const mx_type *a, const mx_type *b) {
+    if (a->rank != b->rank)
         return false;
     for (int i = 0; i < a->rank; i++)
         if (a->dim[i] != b->dim[i])
             return false;
     return true;
 }
+
+bool mx_type_equal(const mx_type *a, const mx_type *b) { return a->dtype == b->dtype && mx_shape_equal(a, b); }
 
 char *mx_type_str(const mx_type *t, char *buf, size_t size) {
     size_t n = (size_t)snprintf(buf, size, "%s[", mx_dtype_names[t->dtype]);

@@ -86,23 +86,39 @@ static int64_t ids_vocab(const mx_graph *g, int v) {
     return 0;
 }
 
+/* The scale a param's numbers are drawn at: 1, but for a weight (rank >= 2)
+ * the power of two nearest 1 / sqrt(its fan-in), the fan-in its size over
+ * its first dim as PyTorch's default init reckons it. At unit scale every
+ * product of a graph's block multiplies its activations by about the square
+ * root of its fan-in: a TSM2 channel mixer's output reached 3e5, and f32
+ * kernels then differ from the f64 reference by 1e-3 of it, an error of the
+ * data, not of the kernels. A power of two keeps each number exact. */
+static int weight_scale_exponent(const mx_graph *g, int v) {
+    const mx_type *t = mx_value_type(g, v);
+    if (g->nodes[g->values[v].node].op != MX_OP_PARAM || t->rank < 2 || t->dim[0] < 1)
+        return 0;
+    double fan_in = (double)mx_type_numel(t) / (double)t->dim[0];
+    return (int)lround(0.5 * log2(fan_in > 1 ? fan_in : 1));
+}
+
 /* Each value draws from its own splitmix64 stream, started from the seed and
  * its key, so its numbers do not depend on the rest of the graph. The numbers
  * lie on an even grid of [-1, 1) as fine as the dtype's precision at 1
  * (2^-23, 2^-10, 2^-7), so each is exact in the dtype: rounding a finer draw
- * could reach 1.0. */
+ * could reach 1.0. A weight's are scaled down by weight_scale_exponent. */
 bool mx_fill_random_value(mx_buffers *b, const mx_graph *g, int v, uint64_t seed) {
     static const int grid_bits[MX_DTYPE_COUNT] = {[MX_F32] = 24, [MX_F16] = 11, [MX_BF16] = 8};
     float *x = buffer_of(b, v);
     if (!x)
         return false;
     int bits = grid_bits[mx_value_type(g, v)->dtype];
+    int down = weight_scale_exponent(g, v);
     double step = ldexp(1.0, 1 - bits);
     uint64_t state = mix64(seed ^ mix64(stream_key(g, v) + 1));
     int64_t vocab = ids_vocab(g, v);
     for (int64_t i = 0; i < b->numel[v]; i++) {
         state += 0x9E3779B97F4A7C15ull;
-        x[i] = (float)((double)(mix64(state) >> (64 - bits)) * step - 1);
+        x[i] = (float)ldexp((double)(mix64(state) >> (64 - bits)) * step - 1, -down);
         if (vocab) /* token ids: whole numbers spread over [0, V) */
             x[i] = (float)floor(((double)x[i] + 1) / 2 * (double)vocab);
     }

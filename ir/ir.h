@@ -73,6 +73,7 @@ extern const char *const mx_dtype_names[MX_DTYPE_COUNT]; /* "f32", "f16", "bf16"
 size_t mx_dtype_size(mx_dtype t);
 int64_t mx_type_numel(const mx_type *t);
 bool mx_type_equal(const mx_type *a, const mx_type *b);
+bool mx_shape_equal(const mx_type *a, const mx_type *b); /* the dims alone, whatever the dtypes */
 /* The most elements one tensor may have, the text IR's limit too (parse.c):
  * element counts, byte sizes and index arithmetic then never overflow. */
 #define MX_MAX_ELEMS ((int64_t)1 << 40)

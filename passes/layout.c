@@ -24,9 +24,9 @@
  * mixer are gathers of one conv output, each feeding an x_proj matmul, and
  * the conv kernel then writes u once per order. Else MX_VIEW_COPY.
  * scan_scatter with several inputs is the sum of K scan orders: when every
- * input is a scan's result (maybe through a short elementwise epilogue, as a
- * qs pair's shifted sum) it is folded into the scans' stores (PRODUCER; fuse
- * makes the K scans one kernel), else a copy kernel. */
+ * input is the result of scans of its own (maybe through a short elementwise
+ * epilogue, as a qs pair's shifted sum) it is folded into the scans' stores
+ * (PRODUCER; fuse makes the K scans one kernel), else a copy kernel. */
 #include <stdlib.h>
 
 #include "uses.h"
@@ -93,30 +93,51 @@ static want compose(want w, map_kind k) {
     }
 }
 
-/* Whether value v is a scan's result, maybe through an elementwise or view
- * epilogue (the shifts and sums of a qs pair, a D skip): one that fuse puts
- * in the scan's group. */
-static bool from_scan(const mx_graph *g, int v, int depth) {
+/* The scans a scan_scatter's input is the result of, maybe through an
+ * elementwise or view epilogue (the shifts and sums of a qs pair, a D skip):
+ * one that fuse puts in the scans' group. */
+typedef struct {
+    int scan[16], owner[16]; /* a scan found and the input it was found under */
+    int n;
+    bool shared; /* a scan found under two inputs, or more than 16 */
+} scans_found;
+
+/* Whether v is such a result; its scans are added to *s as input owner's. */
+static bool from_scans(const mx_graph *g, int v, int depth, int owner, scans_found *s) {
     int n = g->values[v].node;
     mx_fusion f = mx_ops[g->nodes[n].op].fusion;
-    if (g->nodes[n].op == MX_OP_SELECTIVE_SCAN)
+    if (g->nodes[n].op == MX_OP_SELECTIVE_SCAN) {
+        for (int i = 0; i < s->n; i++)
+            if (s->scan[i] == n && s->owner[i] != owner)
+                s->shared = true;
+        if (s->n == 16)
+            s->shared = true;
+        else
+            s->scan[s->n] = n, s->owner[s->n++] = owner;
         return true;
+    }
     if (depth == 0 || (f != MX_FUSE_ELEMWISE && f != MX_FUSE_LAYOUT))
         return false;
+    bool found = false;
     for (int i = 0; i < g->nodes[n].n_in; i++) {
         int w = mx_node_input(g, n, i);
-        if (w != MX_NONE && from_scan(g, w, depth - 1))
-            return true;
+        if (w != MX_NONE)
+            found |= from_scans(g, w, depth - 1, owner, s);
     }
-    return false;
+    return found;
 }
 
-/* A multi-input scan_scatter that sums the results of scans. */
+/* A multi-input scan_scatter that sums the results of scans, each input the
+ * result of scans of its own. Inputs that are pieces of one scan's result (a
+ * VMamba cross scan run as one scan of K channel groups, then split) are
+ * rows of different blocks of that scan's kernel, which cannot sum them:
+ * such a scatter is a copy kernel that reads the stored result. */
 static bool sums_scans(const mx_graph *g, int n) {
+    scans_found s = {.n = 0};
     for (int i = 0; i < g->nodes[n].n_in; i++)
-        if (!from_scan(g, mx_node_input(g, n, i), 4))
+        if (!from_scans(g, mx_node_input(g, n, i), 4, i, &s))
             return false;
-    return true;
+    return !s.shared;
 }
 
 /* A kernel of ours that can store an extra layout. */
