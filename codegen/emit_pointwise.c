@@ -64,7 +64,7 @@ void mx_emit_element_loops(mx_emitter *e, const mx_tiles *t, mx_kernel *k) {
             /* By blocks, the position an unsigned blk * blockDim.x + lane: the
              * CPU lowering then sees a multiple of its W lanes plus the lane,
              * and the index maps' quotients and remainders by multiples of W
-             * as uniform values and consecutive lanes (llvm_kernel.c,
+             * as uniform values and consecutive lanes (llvm_tiles.c,
              * affine_lanes): vector loads and stores, no checks of the lanes'
              * addresses. Same positions and order on a GPU. */
             mx_emit_open(e, "for (int blk = blockIdx.x; blk * (int)blockDim.x < %lld; blk += gridDim.x)", (long long)n);

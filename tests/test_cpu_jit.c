@@ -267,7 +267,7 @@ static void check_inline_math(int vector_bits) {
             double want = (float)want_math(o, x[i]); /* inf where f32 overflows */
             /* exp(x) is 2^(x log2 e), x log2 e rounded to f32: a relative
              * error of |x| 2^-24 ln 2 more; under 2^-125.5 the result may stay
-             * 2^-125.5 (llvm_kernel.c) */
+             * 2^-125.5 (llvm_math.c) */
             CHECK_MSG(math_close(got[i], want, 2e-6 + fabs(x[i]) * 6e-8, 2.1e-38),
                       "inline math, %d-bit vectors: %%%s at x = %g: got %.9g, want %.9g", t.vector_bits, outputs[o],
                       (double)x[i], (double)got[i], want);
