@@ -137,14 +137,6 @@ void mx_emit_linearise(mx_emitter *e, const mx_type *t, const char *const *idx, 
 /* A float literal ("1.0f", "-2.5e-05f", "__int_as_float(0x7f800000)"). */
 void mx_emit_float(double x, char *out, size_t size);
 
-/* Whether a producer-folded view is stored element by element from its
- * input by mx_emit_store: the bijections (reshape, permute, flip,
- * scan_gather, one-input scan_scatter, space_to_depth) at the index the
- * element lands at, slice / split / shift under a condition (shift's thread
- * also writes the zero shifted in at its own index). The others (unfold,
- * multi-input scan_scatter) are computed from their output's side. */
-bool mx_view_forward(const mx_graph *g, int node);
-
 /* Where element idx of a forward view's input (mx_view_forward, but slice,
  * split and shift) lands in its output, into out (dims of size 1 get "0"). */
 void mx_emit_view_target(mx_emitter *e, int node, const char *const *idx, mx_idx_str *out);

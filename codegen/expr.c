@@ -891,25 +891,6 @@ void mx_emit_value(mx_emitter *e, int v, const char *const *idx, char *out, size
 
 /* ---- stores ------------------------------------------------------------------------- */
 
-bool mx_view_forward(const mx_graph *g, int node) {
-    switch (g->nodes[node].op) {
-    case MX_OP_RESHAPE:
-    case MX_OP_PERMUTE:
-    case MX_OP_FLIP:
-    case MX_OP_SCAN_GATHER:
-    case MX_OP_SPACE_TO_DEPTH:
-        return true;
-    case MX_OP_SLICE:
-    case MX_OP_SPLIT:
-    case MX_OP_SHIFT:
-        return true; /* stores under a condition (and shift's zeros) */
-    case MX_OP_SCAN_SCATTER:
-        return g->nodes[node].n_in == 1;
-    default:
-        return false;
-    }
-}
-
 bool mx_emit_stored(const mx_program *p, int k, int v) {
     int node = p->g->values[v].node;
     return p->group_of[node] == k && !mx_view_folded(p, node) && p->slots[v].offset >= 0;

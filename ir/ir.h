@@ -74,6 +74,10 @@ size_t mx_dtype_size(mx_dtype t);
 int64_t mx_type_numel(const mx_type *t);
 bool mx_type_equal(const mx_type *a, const mx_type *b);
 bool mx_shape_equal(const mx_type *a, const mx_type *b); /* the dims alone, whatever the dtypes */
+/* How many of x's dims, from the last, are to's, where x's others are all 1
+ * (x broadcasts over a prefix of to's dims: a bias, a residual per batch);
+ * -1 where one of x's others is not 1. */
+int mx_broadcast_suffix(const mx_type *x, const mx_type *to);
 /* The most elements one tensor may have, the text IR's limit too (parse.c):
  * element counts, byte sizes and index arithmetic then never overflow. */
 #define MX_MAX_ELEMS ((int64_t)1 << 40)

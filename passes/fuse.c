@@ -200,10 +200,57 @@ static int sole_reader_set(fuser *f, int e) {
     return reader_sets(f, e) == 1 ? f->sets[0] : -1;
 }
 
+typedef struct {
+    fuser *f;
+    int set[2];
+    bool hit;
+} set_read;
+
+static void note_set_read(int value, void *ctx) {
+    set_read *c = ctx;
+    int r = find(c->f, c->f->g->values[value].node);
+    c->hit |= r == c->set[0] || r == c->set[1];
+}
+
+/* Whether the group of anchor can take the members of set s. A row kernel
+ * (a norm, a reduction) holds one element of its rows and of their results
+ * at a time, so each member must be of the row's shape or the result's, or
+ * a view the producer's stores write (an elementwise op after an unfold of
+ * the row has no element of the walk to be computed at), and must read the
+ * values of the group and of s directly, not through a view (a shift of
+ * the norm's result reads another row's). */
+static bool takes(fuser *f, int anchor, int s) {
+    const mx_graph *g = f->g;
+    mx_fusion k = kind_of(f, anchor);
+    if (k != MX_FUSE_NORM && k != MX_FUSE_REDUCE)
+        return true;
+    const mx_type *row = mx_node_input_type(g, anchor, 0), *result = mx_value_type(g, g->nodes[anchor].first_out);
+    int x = s;
+    do {
+        bool stored_by_producer = mx_ops[g->nodes[x].op].fusion == MX_FUSE_LAYOUT && mx_view_forward(g, x);
+        for (int o = 0; o < g->nodes[x].n_out && !stored_by_producer; o++) {
+            const mx_type *t = mx_value_type(g, g->nodes[x].first_out + o);
+            if (!mx_shape_equal(t, row) && !mx_shape_equal(t, result))
+                return false;
+        }
+        for (int i = 0; i < g->nodes[x].n_in; i++) {
+            int v = mx_node_input(g, x, i);
+            if (v == MX_NONE || !mx_view_folded(f->p, g->values[v].node))
+                continue;
+            set_read c = {f, {find(f, anchor), s}, false};
+            mx_uses_bases(f->p, v, note_set_read, &c);
+            if (c.hit)
+                return false;
+        }
+        x = f->next[x];
+    } while (x != s);
+    return true;
+}
+
 static bool try_prologue(fuser *f, int e) {
     int c = sole_reader_set(f, e);
     return c >= 0 && kind_of(f, f->anchor[c]) != MX_FUSE_MATMUL && node_numel(f->g, e) <= f->size[c] &&
-           merge(f, e, c);
+           takes(f, f->anchor[c], find(f, e)) && merge(f, e, c);
 }
 
 /* A product this thin (a channel mixer's x_proj and dt_proj, K = 1: each
@@ -288,15 +335,67 @@ static bool reads_plainly(const fuser *f, int e, int base) {
 }
 
 /* Whether every input of e but base is stored as it is read (directly or
- * through folded reshapes): cuBLASLt reads a residual C from memory, so an
- * add whose other operand is a folded view (a permute, an embedding's
- * gather) cannot become the matmul's epilogue. */
+ * through folded reshapes) and broadcasts over a prefix of e's dims:
+ * cuBLASLt reads a residual C from memory, so an add whose other operand is
+ * a folded view (a permute, an embedding's gather) cannot become the
+ * matmul's epilogue, nor one of a column ([rows, 1]: not a bias of the
+ * output's columns, nor a residual per batch). */
 static bool others_stored(const fuser *f, int e, int base) {
+    const mx_type *y = mx_value_type(f->g, f->g->nodes[e].first_out);
     for (int i = 0; i < f->g->nodes[e].n_in; i++) {
         int v = through_reshapes(f, mx_node_input(f->g, e, i), base);
-        if (v != MX_NONE && v != base && mx_view_folded(f->p, f->g->values[v].node))
+        if (v != MX_NONE && v != base &&
+            (mx_view_folded(f->p, f->g->values[v].node) ||
+             mx_broadcast_suffix(mx_value_type(f->g, mx_node_input(f->g, e, i)), y) <= 0))
             return false;
     }
+    return true;
+}
+
+/* What an op of a matmul's epilogue is to cuBLASLt: a bias (an add of one
+ * row, or a linear's own bias), a residual C (an add of more rows), an
+ * activation (relu, tanh gelu). */
+typedef enum { LT_NONE, LT_BIAS, LT_RESIDUAL, LT_ACT } lt_part;
+
+/* The part node plays after matmul set P's running result (an add of two
+ * values of P: none). */
+static lt_part lt_part_of(fuser *f, int node, int P) {
+    const mx_graph *g = f->g;
+    const mx_node *nd = &g->nodes[node];
+    if (nd->op == MX_OP_RELU || (nd->op == MX_OP_GELU && mx_node_int(g, node, MX_A_APPROX) == MX_GELU_TANH))
+        return LT_ACT;
+    if (nd->op != MX_OP_ADD)
+        return LT_NONE;
+    for (int i = 0; i < nd->n_in; i++) {
+        int v = mx_node_input(g, node, i);
+        if (find(f, g->values[through_reshapes(f, v, MX_NONE)].node) != P) {
+            const mx_type *y = mx_value_type(g, nd->first_out);
+            return mx_type_numel(mx_value_type(g, v)) == y->dim[y->rank - 1] ? LT_BIAS : LT_RESIDUAL;
+        }
+    }
+    return LT_NONE;
+}
+
+/* Whether cuBLASLt's epilogue can take op e after what matmul set P holds:
+ * one bias (a linear's own or an add's), one residual, the activation last
+ * (runtime/gemm.c decodes the group into the library call). */
+static bool lt_takes(fuser *f, int P, int e) {
+    const mx_graph *g = f->g;
+    lt_part part = lt_part_of(f, e, P);
+    if (part == LT_NONE)
+        return false;
+    int x = P;
+    do {
+        const mx_node *nd = &g->nodes[x];
+        bool own_bias = mx_ops[nd->op].fusion == MX_FUSE_MATMUL && nd->op == MX_OP_LINEAR && nd->n_in > 2 &&
+                        mx_node_input(g, x, 2) != MX_NONE;
+        lt_part held = mx_ops[nd->op].fusion == MX_FUSE_MATMUL ? (own_bias ? LT_BIAS : LT_NONE)
+                       : mx_view_folded(f->p, x)                ? LT_NONE
+                                                                : lt_part_of(f, x, P);
+        if (held == LT_ACT || (held != LT_NONE && held == part))
+            return false;
+        x = f->next[x];
+    } while (x != P);
     return true;
 }
 
@@ -319,14 +418,12 @@ static bool try_epilogue(fuser *f, int e, epilogue_of which) {
             (which == ONLY_MATMUL && k != MX_FUSE_MATMUL) ||
             (numel != f->size[P] && numel != mx_type_numel(mx_value_type(g, bases.v[i]))))
             continue;
-        mx_op op = g->nodes[e].op;
-        /* cuBLASLt takes one op at a time on its own layout, not a chain;
-         * its GELU epilogue is the tanh form only. */
-        bool lt_op = (op == MX_OP_ADD || op == MX_OP_RELU ||
-                      (op == MX_OP_GELU && mx_node_int(g, e, MX_A_APPROX) == MX_GELU_TANH)) &&
-                     f->next[e] == e && reads_plainly(f, e, bases.v[i]) && others_stored(f, e, bases.v[i]);
+        /* cuBLASLt takes one op at a time on its own layout; its GELU
+         * epilogue is the tanh form only. */
+        bool lt_op = k == MX_FUSE_MATMUL && f->next[e] == e && reads_plainly(f, e, bases.v[i]) &&
+                     others_stored(f, e, bases.v[i]) && lt_takes(f, P, e);
         bool ok = k == MX_FUSE_SCAN || ((k != MX_FUSE_MATMUL || lt_op) && read_by_only(f, bases.v[i], e));
-        if (!ok || !merge(f, e, P))
+        if (!ok || !takes(f, f->anchor[P], find(f, e)) || !merge(f, e, P))
             continue;
         if (k == MX_FUSE_SCAN)
             join_scans(f, e, &bases);
@@ -479,7 +576,8 @@ mx_status mx_pass_fuse(mx_program *p, mx_diag *d) {
             value_list bases;
             collect_bases(&f, x, &bases);
             for (int i = 0; i < bases.n; i++)
-                merge(&f, x, g->values[bases.v[i]].node);
+                if (takes(&f, f.anchor[find(&f, g->values[bases.v[i]].node)], find(&f, x)))
+                    merge(&f, x, g->values[bases.v[i]].node);
         }
     for (bool changed = !p->no_merge; changed;) {
         changed = false;

@@ -81,6 +81,49 @@ static void report_alive(const mx_program *p, const buffer *bufs, int n_bufs, in
                     bufs[i].start, bufs[i].end);
 }
 
+typedef struct {
+    const mx_program *p;
+    int group;
+    bool reads_group; /* a value read (through folded views) is computed in the group */
+} group_read;
+
+static void note_group_read(int value, void *ctx) {
+    group_read *c = ctx;
+    c->reads_group |= c->p->group_of[c->p->g->values[value].node] == c->group;
+}
+
+/* Whether group k computes each element of shape t once, in one loop, from
+ * its inputs at that element: every member elementwise of shape t, or a
+ * view that reads no member, or one its producer's stores write. An element
+ * kernel recomputes a member wherever it is read: a member of another shape
+ * (a loop of its own, after the first), a view of a member (a shift, an
+ * unfold computed from its output's side) read it at other elements, after
+ * an in-place store may have overwritten the input they are computed from. */
+static bool one_loop(const mx_program *p, const mx_uses *u, int k, const mx_type *t) {
+    const mx_graph *g = p->g;
+    const mx_group *gr = &p->groups[k];
+    for (int i = 0; i < gr->n_nodes; i++) {
+        int n = gr->nodes[i];
+        const mx_node *nd = &g->nodes[n];
+        if (u->weight[n]) /* computed when weights are bound */
+            continue;
+        if (mx_view_folded(p, n)) {
+            group_read c = {p, k, false};
+            for (int j = 0; j < nd->n_in; j++)
+                if (mx_node_input(g, n, j) != MX_NONE)
+                    mx_uses_bases(p, mx_node_input(g, n, j), note_group_read, &c);
+            if (c.reads_group)
+                return false;
+        } else if (mx_ops[nd->op].fusion == MX_FUSE_LAYOUT || mx_ops[nd->op].fusion == MX_FUSE_GATHER) {
+            if (!mx_view_forward(g, n))
+                return false;
+        } else if (!mx_shape_equal(mx_value_type(g, nd->first_out), t)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Whether value v may take the buffer of input w, which dies in v's group. */
 static bool can_take(const mx_program *p, const mx_uses *u, const int *gid, int v, int w) {
     const mx_graph *g = p->g;
@@ -98,7 +141,7 @@ static bool can_take(const mx_program *p, const mx_uses *u, const int *gid, int 
             !mx_type_equal(mx_value_type(g, rn->first_out), mx_value_type(g, w)))
             return false;
     }
-    return true;
+    return one_loop(p, u, gid[writer], mx_value_type(g, w));
 }
 
 mx_status mx_pass_plan(mx_program *p, mx_diag *d) {

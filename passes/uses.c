@@ -61,6 +61,26 @@ bool mx_view_folded(const mx_program *p, int node) {
     return p->view && p->group_of && p->view[node] == MX_VIEW_CONSUMER;
 }
 
+bool mx_view_forward(const mx_graph *g, int node) {
+    switch (g->nodes[node].op) {
+    case MX_OP_RESHAPE:
+    case MX_OP_PERMUTE:
+    case MX_OP_FLIP:
+    case MX_OP_SCAN_GATHER:
+    case MX_OP_SPACE_TO_DEPTH:
+        return true;
+    case MX_OP_SLICE:
+    case MX_OP_SPLIT:
+    case MX_OP_SHIFT:
+        return true; /* stores under a condition (and shift's zeros) */
+    case MX_OP_SCAN_SCATTER:
+        return g->nodes[node].n_in == 1;
+    default:
+        return false;
+    }
+}
+
+
 void mx_uses_readers(const mx_program *p, const mx_uses *u, int v, mx_reader_fn fn, void *ctx) {
     for (int k = u->first[v]; k < u->first[v + 1]; k++) {
         int r = u->reader[k];

@@ -19,6 +19,15 @@ void mx_uses_free(mx_uses *u);
  * a fused program folds views: without groups every node is its own kernel. */
 bool mx_view_folded(const mx_program *p, int node);
 
+/* Whether a producer-folded view is stored element by element from its
+ * input by its producer's stores (codegen's mx_emit_store): the bijections
+ * (reshape, permute, flip, scan_gather, one-input scan_scatter,
+ * space_to_depth) at the index the element lands at, slice / split / shift
+ * under a condition (shift's thread also writes the zero shifted in at its
+ * own index). The others (unfold, multi-input scan_scatter) are computed
+ * from their output's side. */
+bool mx_view_forward(const mx_graph *g, int node);
+
 /* Calls fn for every reader of value v that is not a folded view, looking
  * through folded views (a view read by a view read by a scan: the scan). */
 typedef void (*mx_reader_fn)(int reader, void *ctx);

@@ -212,14 +212,9 @@ static mx_status decode_add(const decoder *dc, int other, const mx_type *s, mx_g
     if (rt->dtype != gm->dtype)
         return refuse(dc, "its residual is %s, the product %s", mx_dtype_names[rt->dtype],
                       mx_dtype_names[gm->dtype]);
-    /* Dims from the last: equal to s's, then (the broadcast prefix) all 1. */
-    int full = 0;
-    while (full < s->rank && dim_from_end(rt, full) == dim_from_end(s, full) &&
-           (dim_from_end(rt, full) != 1 || full < rt->rank))
-        full++;
-    for (int i = full; i < s->rank; i++)
-        if (dim_from_end(rt, i) != 1)
-            return refuse(dc, "its residual broadcasts inside the batch, not over a prefix");
+    int full = mx_broadcast_suffix(rt, s);
+    if (full < 0)
+        return refuse(dc, "its residual broadcasts inside the batch, not over a prefix");
     if (full == 0)
         return refuse(dc, "its residual broadcasts along the output columns");
     int64_t rows = mx_type_numel(rt) / gm->n, total = gm->outer * gm->batch * gm->m;
