@@ -9,11 +9,12 @@ Two families, drawn alternately:
   scan_scatter), B and C of 1 or 2 groups stored [B, G, N, L] or
   [B, L, G, N], D, delta_bias, z, reverse, a final state output, and an
   epilogue of gates, skips, permutes, flips, reshapes and a bf16 round trip.
-- ops: a chain of 3 to 12 ops over one or two inputs, each op drawn from
-  the elementwise ops (with broadcasts), every view (permute, reshape,
-  flip, shift, slice, concat, split, space_to_depth, unfold), linear and
-  matmul, the norms, softmax, reduce, dwconv1d and weighted_sum, on a value
-  drawn from those made so far; some intermediates are outputs too.
+- ops: a chain of 3 to 16 ops over one or two inputs of rank 3 or 4, each
+  op drawn from the elementwise ops (with broadcasts, and f16 / bf16 round
+  trips), every view (permute, reshape, flip, shift, slice, concat, split,
+  space_to_depth, unfold, scan_gather), linear and matmul, the norms,
+  softmax, reduce, dwconv1d, dwconv2d and weighted_sum, on a value drawn
+  from those made so far; some intermediates are outputs too.
 
 Sizes are small and uneven. Every graph goes through `mixc check`: it must
 compile for every device of the build and match the reference interpreter
@@ -155,12 +156,14 @@ def ops_graph(rng, name):
         return p
 
     dims = [rng.choice([1, 2, 3]), rng.choice([4, 6, 8, 12]), rng.choice([5, 8, 16, 24, 33])]
+    if rng.random() < 0.3:
+        dims.insert(2, rng.choice([2, 4, 6]))
     emit("%%x = input() : %s" % shape(dims))
     pool.append(("x", dims))
     if rng.random() < 0.4:
         emit("%%x2 = input() : %s" % shape(dims))
         pool.append(("x2", dims))
-    for _ in range(rng.randint(3, 12)):
+    for _ in range(rng.randint(3, 16)):
         src, d = pool[-1] if rng.random() < 0.6 else rng.choice(pool)
         rank, v, op = len(d), fresh("v"), rng.choice(OPS)
         made = [(v, d)]
@@ -274,6 +277,23 @@ def ops_graph(rng, name):
             stride, pad = rng.choice([1, 2, size]), rng.choice([0, 0, 1])
             made = [(v, d[:-1] + [(d[-1] + pad - size) // stride + 1, size])]
             emit("%%%s = unfold(%%%s) {size=%d, stride=%d, pad=%d} : %s" % (v, src, size, stride, pad, shape(made[0][1])))
+        elif op == "cast":
+            half = rng.choice(["bf16", "f16"])
+            emit("%%%s.h = cast(%%%s) {dtype=%s} : %s" % (v, src, half, shape(d, half)))
+            emit("%%%s = cast(%%%s.h) {dtype=f32} : %s" % (v, v, shape(d)))
+        elif op == "dwconv2d" and rank == 4 and d[2] >= 2 and d[3] >= 2:
+            k = rng.choice([1, 3])
+            bias = ", %" + param([d[1]]) if rng.random() < 0.5 else ""
+            w = param([d[1], k, k])
+            emit("%%%s = dwconv2d(%%%s, %%%s%s) : %s" % (v, src, w, bias, shape(d)))
+        elif op == "scan_gather":
+            n = d[-1]
+            grids = [(h, n // h) for h in range(2, n) if n % h == 0]
+            if not grids:
+                continue
+            h, w = rng.choice(grids)
+            order = rng.choice(["row_rev", "col", "col_rev", "snake", "diag", "snake_col_rev"])
+            emit("%%%s = scan_gather(%%%s) {order=%s, h=%d, w=%d} : %s" % (v, src, order, h, w, shape(d)))
         elif op == "weighted_sum":
             xs = [rng.choice([n for n, dd in pool if dd == d]) for _ in range(rng.randint(2, 3))]
             w = param([len(xs)])
@@ -289,7 +309,8 @@ def ops_graph(rng, name):
 
 
 OPS = ["unary", "binary", "broadcast", "permute", "reshape", "flip", "shift", "slice", "concat", "split", "linear",
-       "matmul", "norm", "softmax", "reduce", "dwconv1d", "space_to_depth", "unfold", "weighted_sum"]
+       "matmul", "norm", "softmax", "reduce", "dwconv1d", "space_to_depth", "unfold", "weighted_sum", "cast",
+       "dwconv2d", "scan_gather"]
 FAMILIES = {"scan": scan_graph, "ops": ops_graph}
 
 
