@@ -817,10 +817,6 @@ void mx_emit_hoist_weights(mx_emitter *e, int v, const char *const *idx) {
 
 /* ---- values ------------------------------------------------------------------------- */
 
-static bool is_view(mx_op op) {
-    return mx_ops[op].fusion == MX_FUSE_LAYOUT || mx_ops[op].fusion == MX_FUSE_GATHER;
-}
-
 static void round_to(mx_emitter *e, mx_dtype t, char *x, size_t size) {
     if (t == MX_F32)
         return;
@@ -851,10 +847,10 @@ static void value_at(mx_emitter *e, int v, const char *const *idx, char *out, si
         mx_emit_float(mx_round_to(mx_value_type(g, v)->dtype, (float)mx_node_float(g, node, MX_A_VALUE)), out, size);
         return;
     }
-    bool folded_view = is_view(n->op) && mx_view_folded(p, node); /* a weight's too: fold's transposed A */
+    bool folded_view = mx_is_view_op(n->op) && mx_view_folded(p, node); /* a weight's too: fold's transposed A */
     if (f == MX_FUSE_SOURCE || (e->uses.weight[node] && !folded_view)) {
         load(e, v, idx, got, sizeof got);
-    } else if (folded_view || (is_view(n->op) && p->group_of[node] == e->group)) {
+    } else if (folded_view || (mx_is_view_op(n->op) && p->group_of[node] == e->group)) {
         view_value(e, v, idx, got, sizeof got);
     } else if (p->group_of[node] != e->group) {
         if (p->slots[v].offset < 0) {

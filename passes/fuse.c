@@ -227,7 +227,7 @@ static bool takes(fuser *f, int anchor, int s) {
     const mx_type *row = mx_node_input_type(g, anchor, 0), *result = mx_value_type(g, g->nodes[anchor].first_out);
     int x = s;
     do {
-        bool stored_by_producer = mx_ops[g->nodes[x].op].fusion == MX_FUSE_LAYOUT && mx_view_forward(g, x);
+        bool stored_by_producer = mx_is_view_op(g->nodes[x].op) && mx_view_forward(g, x);
         for (int o = 0; o < g->nodes[x].n_out && !stored_by_producer; o++) {
             const mx_type *t = mx_value_type(g, g->nodes[x].first_out + o);
             if (!mx_shape_equal(t, row) && !mx_shape_equal(t, result))

@@ -36,10 +36,6 @@ typedef enum { WANT_ANY, WANT_LEAD, WANT_RESHAPE, WANT_NOTHING } want;
 
 typedef enum { MAP_RESHAPE_LEAD, MAP_RESHAPE, MAP_GEMM, MAP_GENERAL } map_kind;
 
-static bool is_view_op(mx_op op) {
-    return mx_ops[op].fusion == MX_FUSE_LAYOUT || mx_ops[op].fusion == MX_FUSE_GATHER;
-}
-
 /* The last two dims of a and b agree (a reshape that only regroups the batch). */
 static bool same_last_two(const mx_type *a, const mx_type *b) {
     return a->rank >= 2 && b->rank >= 2 && a->dim[a->rank - 1] == b->dim[b->rank - 1] &&
@@ -143,7 +139,7 @@ static bool sums_scans(const mx_graph *g, int n) {
 /* A kernel of ours that can store an extra layout. */
 static bool stores_views(const mx_graph *g, int node) {
     mx_fusion f = mx_ops[g->nodes[node].op].fusion;
-    return f != MX_FUSE_SOURCE && f != MX_FUSE_MATMUL && !is_view_op(g->nodes[node].op);
+    return f != MX_FUSE_SOURCE && f != MX_FUSE_MATMUL && !mx_is_view_op(g->nodes[node].op);
 }
 
 mx_status mx_pass_layout(mx_program *p, mx_diag *d) {
@@ -160,7 +156,7 @@ mx_status mx_pass_layout(mx_program *p, mx_diag *d) {
     for (int n = g->n_nodes - 1; n >= 0; n--) {
         const mx_node *node = &g->nodes[n];
         want_up[n] = WANT_NOTHING;
-        if (!is_view_op(node->op))
+        if (!mx_is_view_op(node->op))
             continue;
         if (node->op == MX_OP_SCAN_SCATTER && node->n_in > 1) {
             p->view[n] = sums_scans(g, n) ? MX_VIEW_PRODUCER : MX_VIEW_COPY;
@@ -175,7 +171,7 @@ mx_status mx_pass_layout(mx_program *p, mx_diag *d) {
             for (int k = u.first[v]; k < u.first[v + 1]; k++) {
                 int r = u.reader[k];
                 want wr = WANT_ANY;
-                if (is_view_op(g->nodes[r].op) && p->view[r] == MX_VIEW_CONSUMER)
+                if (mx_is_view_op(g->nodes[r].op) && p->view[r] == MX_VIEW_CONSUMER)
                     wr = want_up[r];
                 else if (mx_ops[g->nodes[r].op].fusion == MX_FUSE_MATMUL)
                     wr = WANT_LEAD;

@@ -114,7 +114,7 @@ static bool one_loop(const mx_program *p, const mx_uses *u, int k, const mx_type
                     mx_uses_bases(p, mx_node_input(g, n, j), note_group_read, &c);
             if (c.reads_group)
                 return false;
-        } else if (mx_ops[nd->op].fusion == MX_FUSE_LAYOUT || mx_ops[nd->op].fusion == MX_FUSE_GATHER) {
+        } else if (mx_is_view_op(nd->op)) {
             if (!mx_view_forward(g, n))
                 return false;
         } else if (!mx_shape_equal(mx_value_type(g, nd->first_out), t)) {

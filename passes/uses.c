@@ -57,6 +57,8 @@ void mx_uses_free(mx_uses *u) {
     free(u->output);
 }
 
+bool mx_is_view_op(mx_op op) { return mx_ops[op].fusion == MX_FUSE_LAYOUT || mx_ops[op].fusion == MX_FUSE_GATHER; }
+
 bool mx_view_folded(const mx_program *p, int node) {
     return p->view && p->group_of && p->view[node] == MX_VIEW_CONSUMER;
 }

@@ -15,6 +15,9 @@ typedef struct {
 void mx_uses_init(mx_uses *u, const mx_graph *g);
 void mx_uses_free(mx_uses *u);
 
+/* A layout or gather op: a view of its input, an index map. */
+bool mx_is_view_op(mx_op op);
+
 /* A layout node that fuse may treat as an index map inside its readers. Only
  * a fused program folds views: without groups every node is its own kernel. */
 bool mx_view_folded(const mx_program *p, int node);
