@@ -212,13 +212,33 @@ static void note_set_read(int value, void *ctx) {
     c->hit |= r == c->set[0] || r == c->set[1];
 }
 
+static void note_outside_reader(int reader, void *ctx) {
+    set_read *c = ctx;
+    int r = find(c->f, reader);
+    c->hit |= r != c->set[0] && r != c->set[1];
+}
+
+/* Whether node x's results are read outside sets a and b, or are graph
+ * outputs: the group of both would store them. */
+static bool stored_outside(fuser *f, int x, int a, int b) {
+    set_read c = {f, {a, b}, false};
+    for (int o = 0; o < f->g->nodes[x].n_out && !c.hit; o++) {
+        int v = f->g->nodes[x].first_out + o;
+        c.hit = f->u.output[v];
+        mx_uses_readers(f->p, &f->u, v, note_outside_reader, &c);
+    }
+    return c.hit;
+}
+
 /* Whether the group of anchor can take the members of set s. A row kernel
  * (a norm, a reduction) holds one element of its rows and of their results
- * at a time, so each member must be of the row's shape or the result's, or
- * a view the producer's stores write (an elementwise op after an unfold of
- * the row has no element of the walk to be computed at), and must read the
- * values of the group and of s directly, not through a view (a shift of
- * the norm's result reads another row's). */
+ * at a time, so each member it stores must be of the row's shape or the
+ * result's, or a view the producer's stores write (an elementwise op after
+ * an unfold of the row has no element of the walk to be computed at); one
+ * it does not store is computed where it is read, at any element (a gate
+ * of shape [B, 1, C] before a norm). And a member must read the values of
+ * the group and of s directly, not through a view (a shift of the norm's
+ * result reads another row's). */
 static bool takes(fuser *f, int anchor, int s) {
     const mx_graph *g = f->g;
     mx_fusion k = kind_of(f, anchor);
@@ -227,8 +247,9 @@ static bool takes(fuser *f, int anchor, int s) {
     const mx_type *row = mx_node_input_type(g, anchor, 0), *result = mx_value_type(g, g->nodes[anchor].first_out);
     int x = s;
     do {
-        bool stored_by_producer = mx_is_view_op(g->nodes[x].op) && mx_view_forward(g, x);
-        for (int o = 0; o < g->nodes[x].n_out && !stored_by_producer; o++) {
+        bool shape_free = (mx_is_view_op(g->nodes[x].op) && mx_view_forward(g, x)) ||
+                          !stored_outside(f, x, find(f, anchor), s);
+        for (int o = 0; o < g->nodes[x].n_out && !shape_free; o++) {
             const mx_type *t = mx_value_type(g, g->nodes[x].first_out + o);
             if (!mx_shape_equal(t, row) && !mx_shape_equal(t, result))
                 return false;
