@@ -96,15 +96,15 @@ bool mx_shape_equal(const mx_type *a, const mx_type *b) {
     return true;
 }
 
-static int64_t dim_from_end(const mx_type *t, int i) { return i < t->rank ? t->dim[t->rank - 1 - i] : 1; }
+int64_t mx_dim_from_end(const mx_type *t, int i) { return i < t->rank ? t->dim[t->rank - 1 - i] : 1; }
 
 int mx_broadcast_suffix(const mx_type *x, const mx_type *to) {
     int full = 0;
-    while (full < to->rank && dim_from_end(x, full) == dim_from_end(to, full) &&
-           (dim_from_end(x, full) != 1 || full < x->rank))
+    while (full < to->rank && mx_dim_from_end(x, full) == mx_dim_from_end(to, full) &&
+           (mx_dim_from_end(x, full) != 1 || full < x->rank))
         full++;
     for (int i = full; i < to->rank; i++)
-        if (dim_from_end(x, i) != 1)
+        if (mx_dim_from_end(x, i) != 1)
             return -1;
     return full;
 }

@@ -78,6 +78,9 @@ bool mx_shape_equal(const mx_type *a, const mx_type *b); /* the dims alone, what
  * (x broadcasts over a prefix of to's dims: a bias, a residual per batch);
  * -1 where one of x's others is not 1. */
 int mx_broadcast_suffix(const mx_type *x, const mx_type *to);
+/* Dim i of t counted from the last (0: the last), 1 past its rank: the
+ * numpy broadcast's alignment. */
+int64_t mx_dim_from_end(const mx_type *t, int i);
 /* The most elements one tensor may have, the text IR's limit too (parse.c):
  * element counts, byte sizes and index arithmetic then never overflow. */
 #define MX_MAX_ELEMS ((int64_t)1 << 40)

@@ -82,7 +82,6 @@ bool mx_view_forward(const mx_graph *g, int node) {
     }
 }
 
-
 void mx_uses_readers(const mx_program *p, const mx_uses *u, int v, mx_reader_fn fn, void *ctx) {
     for (int k = u->first[v]; k < u->first[v + 1]; k++) {
         int r = u->reader[k];

@@ -64,12 +64,10 @@ typedef struct {
     int64_t mat_stride;
 } operand;
 
-static int64_t dim_from_end(const mx_type *t, int i) { return i < t->rank ? t->dim[t->rank - 1 - i] : 1; }
-
 static mx_status decode_operand(const decoder *dc, int v, const char *what, operand *out) {
     const mx_graph *g = dc->p->g;
     const mx_type *t = mx_value_type(g, v);
-    int64_t rows = dim_from_end(t, 1), cols = dim_from_end(t, 0);
+    int64_t rows = mx_dim_from_end(t, 1), cols = mx_dim_from_end(t, 0);
     *out = (operand){{MX_NONE, 0, cols, false, 0, 0}, t, rows * cols};
     v = strip(dc->p, v);
     int n = g->values[v].node;
@@ -103,7 +101,7 @@ static mx_status decode_operand(const decoder *dc, int v, const char *what, oper
             return refuse(dc, "%s is read through %s, which cuBLAS cannot read as a strided matrix",
                           what, mx_ops[g->nodes[n].op].name);
         }
-        out->mat_stride = dim_from_end(in, 1) * dim_from_end(in, 0);
+        out->mat_stride = mx_dim_from_end(in, 1) * mx_dim_from_end(in, 0);
         v = strip(dc->p, mx_node_input(g, n, 0));
         if (folded(dc->p, g->values[v].node))
             return refuse(dc, "%s is read through two strided views", what);
@@ -125,18 +123,18 @@ static mx_status batch_levels(const decoder *dc, const operand *A, const operand
     const operand *ops[2] = {A, B};
     int64_t inner[3] = {A->mat_stride, B->mat_stride, y_mat};
     for (int i = 0; i < yt->rank - 2; i++) { /* innermost batch dim first */
-        int64_t size = dim_from_end(yt, i + 2);
+        int64_t size = mx_dim_from_end(yt, i + 2);
         if (size == 1)
             continue;
         int pattern = 0;
         int64_t stride[3] = {0, 0, inner[2]};
         for (int o = 0; o < 2; o++)
-            if (dim_from_end(ops[o]->type, i + 2) == size && i + 2 < ops[o]->type->rank) {
+            if (mx_dim_from_end(ops[o]->type, i + 2) == size && i + 2 < ops[o]->type->rank) {
                 pattern |= 1 << o;
                 stride[o] = inner[o];
             }
         for (int o = 0; o < 3; o++)
-            inner[o] *= o < 2 ? dim_from_end(ops[o]->type, i + 2) : size;
+            inner[o] *= o < 2 ? mx_dim_from_end(ops[o]->type, i + 2) : size;
         if (pattern == last_pattern) {
             lv[n_lv - 1].count *= size;
         } else {
@@ -170,17 +168,17 @@ static mx_status decode_product(const decoder *dc, int anchor, mx_gemm *gm) {
     MX_TRY(decode_operand(dc, mx_node_input(g, anchor, 0), "its input", &A));
     MX_TRY(decode_operand(dc, mx_node_input(g, anchor, 1), "its weight", &B));
     gm->batch = gm->outer = 1;
-    gm->n = dim_from_end(yt, 0);
+    gm->n = mx_dim_from_end(yt, 0);
     gm->y = (mx_gemm_operand){mx_node_output(g, anchor, 0), 0, gm->n, false, 0, 0};
     if (g->nodes[anchor].op == MX_OP_LINEAR) {
         /* W is [n, k]: B(k, j) = W(j, k), one W for every batch. */
-        gm->k = dim_from_end(B.type, 0);
+        gm->k = mx_dim_from_end(B.type, 0);
         B.op.trans = !B.op.trans;
         gm->b = B.op;
         gm->a = A.op;
         /* a transposed input, or rows cut out of each matrix, is a stack of [m, k] matrices */
-        if (A.op.trans || A.mat_stride != dim_from_end(A.type, 1) * A.op.ld) {
-            gm->m = dim_from_end(A.type, 1);
+        if (A.op.trans || A.mat_stride != mx_dim_from_end(A.type, 1) * A.op.ld) {
+            gm->m = mx_dim_from_end(A.type, 1);
             gm->batch = mx_type_numel(A.type) / (gm->m * gm->k);
             gm->a.batch_stride = A.mat_stride;
         } else { /* rows are ld apart all the way down */
@@ -194,8 +192,8 @@ static mx_status decode_product(const decoder *dc, int anchor, mx_gemm *gm) {
             return refuse(dc, "its bias is read through a %s", mx_ops[g->nodes[g->values[gm->bias].node].op].name);
         return MX_OK;
     }
-    gm->m = dim_from_end(yt, 1);
-    gm->k = dim_from_end(A.type, 0);
+    gm->m = mx_dim_from_end(yt, 1);
+    gm->k = mx_dim_from_end(A.type, 0);
     gm->a = A.op, gm->b = B.op, gm->bias = MX_NONE;
     return batch_levels(dc, &A, &B, yt, gm->m * gm->n, gm);
 }
@@ -218,7 +216,7 @@ static mx_status decode_add(const decoder *dc, int other, const mx_type *s, mx_g
     if (full == 0)
         return refuse(dc, "its residual broadcasts along the output columns");
     int64_t rows = mx_type_numel(rt) / gm->n, total = gm->outer * gm->batch * gm->m;
-    if (dim_from_end(s, 0) != gm->n && rows != total)
+    if (mx_dim_from_end(s, 0) != gm->n && rows != total)
         return refuse(dc, "its residual broadcasts over a reshaped result");
     if (rows == 1) {
         if (gm->bias != MX_NONE)
