@@ -20,7 +20,8 @@ Sizes are small and uneven. Every graph goes through `mixc check`: it must
 compile for every device of the build and match the reference interpreter
 there. A graph the reference runs and codegen refuses, or gets wrong, fails
 the run; it is kept for replay. The weights and inputs are mixc's seeded
-ones; A = -exp(A_log) and softplus on delta keep the states bounded, exp
+ones, from a seed drawn for each graph (`mixc check` prints it; the run's
+--seed replays them all); A = -exp(A_log) and softplus on delta keep the states bounded, exp
 and log are left out of the op chains, so that a mismatch is the kernels'
 and not the data's.
 
@@ -339,7 +340,8 @@ def main():
             with open(path, "w") as f:
                 f.write(text)
             try:
-                r = subprocess.run([a.mixc, "check", path], capture_output=True, text=True, timeout=300)
+                r = subprocess.run([a.mixc, "check", path, "--seed", str(rng.randrange(1, 1 << 31))],
+                                   capture_output=True, text=True, timeout=300)
                 rc, out = r.returncode, r.stdout + r.stderr
             except subprocess.TimeoutExpired:
                 rc, out = "timeout", "no answer in 300 s"
