@@ -2,7 +2,9 @@
  * reference interpreter run on the source graph, on the same seeded inputs
  * and params. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend.h"
 #include "cli.h"
@@ -56,22 +58,24 @@ static mx_buffers *oracle(const cli_args *a, const cli_input *in, unsigned long 
     return b;
 }
 
-/* Runs on device and compares; false on a failure or a mismatch. */
-static bool check_device(const cli_args *a, const cli_input *in, mx_device device, const mx_buffers *want,
-                         double tol) {
+/* Runs on device and compares; false on a failure or a mismatch, or when a
+ * device named by --devices cannot run here (a check that checked nothing
+ * must not pass). */
+static bool check_device(const cli_args *a, const cli_input *in, mx_device device, bool named,
+                         const mx_buffers *want, double tol) {
     mx_target t;
     mx_diag d;
-    const char *name = mx_device_name(device);
+    const char *name = mx_device_name(device), *skipped = named ? "FAILED (named by --devices)" : "skipped";
     if (!mx_backend_of(device)) {
-        printf("%-5s skipped: not in this build of mixc\n", name);
-        return true;
+        printf("%-5s %s: not in this build of mixc\n", name, skipped);
+        return !named;
     }
     const char *target = cli_value(a, "--target");
     mx_status st = target && device == MX_DEVICE_EMU ? mx_target_named(target, device, &t, &d)
                                                       : mx_target_detect(device, &t, &d);
     if (st != MX_OK) {
-        printf("%-5s skipped: %s\n", name, d.msg);
-        return true;
+        printf("%-5s %s: %s\n", name, skipped, d.msg);
+        return !named;
     }
     mx_compile_options o;
     cli_compile_options(a, &o); /* checked by run */
@@ -97,10 +101,38 @@ static bool check_device(const cli_args *a, const cli_input *in, mx_device devic
     return ok;
 }
 
+/* The devices of --devices (a comma list), or every one. */
+static bool devices_asked(const cli_args *a, bool asked[MX_DEVICE_COUNT], bool *named) {
+    const char *list = cli_value(a, "--devices");
+    *named = list != NULL;
+    for (int k = 0; k < MX_DEVICE_COUNT; k++)
+        asked[k] = !list;
+    if (list && !*list) {
+        fprintf(stderr, "mixc check: --devices: an empty list checks nothing: name ref, cpu, emu or cuda\n");
+        return false;
+    }
+    for (const char *p = list; p && *p;) {
+        size_t n = strcspn(p, ",");
+        char word[32];
+        snprintf(word, sizeof word, "%.*s", (int)(n < sizeof word ? n : sizeof word - 1), p);
+        mx_device dev;
+        mx_diag d;
+        if (mx_device_parse(word, &dev, &d) != MX_OK) {
+            fprintf(stderr, "mixc check: --devices %s: '%s' is not a device: name ref, cpu, emu or cuda\n", list,
+                    word);
+            return false;
+        }
+        asked[dev] = true;
+        p += n + (p[n] == ',');
+    }
+    return true;
+}
+
 static int run(const cli_args *a) {
     unsigned long long seed;
     mx_compile_options o;
-    if (!cli_compile_options(a, &o))
+    bool asked[MX_DEVICE_COUNT], named;
+    if (!cli_compile_options(a, &o) || !devices_asked(a, asked, &named))
         return CLI_USAGE;
     cli_input in;
     int rc = cli_load_seeded(a, &in, &seed);
@@ -120,7 +152,8 @@ static int run(const cli_args *a) {
         }
         static const mx_device devices[] = {MX_DEVICE_REF, MX_DEVICE_CPU, MX_DEVICE_EMU, MX_DEVICE_CUDA};
         for (size_t k = 0; k < sizeof devices / sizeof *devices; k++)
-            ok &= check_device(a, &in, devices[k], want, tol);
+            if (asked[devices[k]])
+                ok &= check_device(a, &in, devices[k], named, want, tol);
     }
     mx_buffers_free(want);
     cli_unload(&in);
@@ -128,6 +161,9 @@ static int run(const cli_args *a) {
 }
 
 static const cli_option options[] = {
+    {"--devices", CLI_VALUE, "LIST", "the devices to check, a comma list of ref, cpu, emu, cuda\n"
+                                     "(default: every one this machine has); one named here that\n"
+                                     "cannot run is a failure, not a skip"},
     {"--target", CLI_VALUE, "NAME", "the GPU profile emu generates code for (default h100)"},
     {NULL},
 };

@@ -238,13 +238,11 @@ void mx_emit_forget(mx_emitter *e) {
  * written once for the process: kernels are generated on several threads
  * at once (the tuner's candidates), and a name rewritten while another
  * thread read it came out empty ("[t8]" in a kernel's text). */
-#define MAX_BUFFERS 256
-
-static char buffer_names[MAX_BUFFERS][12];
+static char buffer_names[MX_GROUP_MAX_BUFFERS][12];
 static pthread_once_t buffer_names_once = PTHREAD_ONCE_INIT;
 
 static void name_buffers(void) {
-    for (int i = 0; i < MAX_BUFFERS; i++)
+    for (int i = 0; i < MX_GROUP_MAX_BUFFERS; i++)
         snprintf(buffer_names[i], sizeof buffer_names[i], "b%d", i);
 }
 
@@ -265,8 +263,8 @@ const char *mx_emit_buffer(mx_emitter *e, int v, bool written) {
         e->n_args++;
     }
     e->written[i] |= written;
-    if (i >= MAX_BUFFERS) { /* a weighted average over hundreds of blocks, say */
-        mx_emit_fail(e, "more than %d buffers in one kernel", MAX_BUFFERS);
+    if (i >= MX_GROUP_MAX_BUFFERS) { /* fuse keeps groups within it; this is a check */
+        mx_emit_fail(e, "more than %d buffers in one kernel", MX_GROUP_MAX_BUFFERS);
         i = 0;
     }
     return buffer_names[i];

@@ -44,7 +44,9 @@ typedef struct {
     int *anchor;   /* per root: the member that names the kernel */
     int *max_id;   /* per root: its last member */
     int64_t *size; /* per root: elements the kernel iterates over */
+    int *reads;    /* per root: at least its buffers (what members read and write) */
     int *stamp;    /* per node and path state: visited in check number `round` */
+    int *counted;  /* per value: counted as a buffer in check number `round` */
     int round;
     int *stack;
     /* reader collection */
@@ -92,6 +94,23 @@ static int64_t domain_of(const mx_graph *g, int node) {
     if (k == MX_FUSE_NORM || k == MX_FUSE_REDUCE)
         return mx_type_numel(mx_node_input_type(g, node, 0));
     return node_numel(g, node);
+}
+
+static void count_one(int value, void *ctx) {
+    (void)value;
+    (*(int *)ctx)++;
+}
+
+/* A node's buffers as a kernel of its own, at most: what its inputs read in
+ * memory and its results. */
+static int node_reads(const fuser *f, int node) {
+    int n = f->g->nodes[node].n_out;
+    for (int i = 0; i < f->g->nodes[node].n_in; i++) {
+        int v = mx_node_input(f->g, node, i);
+        if (v != MX_NONE)
+            mx_uses_bases(f->p, v, count_one, &n);
+    }
+    return n;
 }
 
 static bool in_pair(fuser *f, int node, int ra, int rb) {
@@ -146,11 +165,52 @@ static bool acyclic(fuser *f, int ra, int rb) {
     return true;
 }
 
+static bool stored_outside(fuser *f, int x, int a, int b);
+
+typedef struct {
+    fuser *f;
+    int ra, rb, n;
+} buffer_count;
+
+static void count_base(int value, void *ctx) {
+    buffer_count *c = ctx;
+    if (c->f->counted[value] != c->f->round && !in_pair(c->f, c->f->g->values[value].node, c->ra, c->rb)) {
+        c->f->counted[value] = c->f->round;
+        c->n++;
+    }
+}
+
+/* Whether the kernel of sets ra and rb binds at most MX_GROUP_MAX_BUFFERS
+ * buffers: the values its members read from outside it (what folded views
+ * read) and those it stores. Counted when it could go over: MambaMixer's
+ * weighted averaging at depth 128 sums 257 block outputs, which merge, as
+ * chunks of WSUM_MAX_IN, into one group of the reader's otherwise. */
+static bool within_buffers(fuser *f, int ra, int rb) {
+    if (f->reads[ra] + f->reads[rb] <= MX_GROUP_MAX_BUFFERS)
+        return true;
+    buffer_count c = {f, ra, rb, 0};
+    f->round++;
+    for (int pass = 0; pass < 2; pass++) {
+        int root = pass ? rb : ra, m = root;
+        do {
+            for (int i = 0; i < f->g->nodes[m].n_in; i++) {
+                int v = mx_node_input(f->g, m, i);
+                if (v != MX_NONE)
+                    mx_uses_bases(f->p, v, count_base, &c);
+            }
+            if (stored_outside(f, m, ra, rb))
+                c.n += f->g->nodes[m].n_out;
+            m = f->next[m];
+        } while (m != root);
+    }
+    return c.n <= MX_GROUP_MAX_BUFFERS;
+}
+
 static bool merge(fuser *f, int a, int b) {
     int ra = find(f, a), rb = find(f, b);
     if (ra == rb)
         return true;
-    if (!acyclic(f, ra, rb))
+    if (!within_buffers(f, ra, rb) || !acyclic(f, ra, rb))
         return false;
     int pa = priority(f, f->anchor[ra]), pb = priority(f, f->anchor[rb]);
     if (pb > pa || (pb == pa && f->anchor[rb] < f->anchor[ra])) {
@@ -164,6 +224,7 @@ static bool merge(fuser *f, int a, int b) {
     f->next[ra] = f->next[rb];
     f->next[rb] = t;
     f->max_id[ra] = f->max_id[ra] > f->max_id[rb] ? f->max_id[ra] : f->max_id[rb];
+    f->reads[ra] += f->reads[rb];
     if (both_pure && f->size[rb] > f->size[ra])
         f->size[ra] = f->size[rb];
     return true;
@@ -580,6 +641,8 @@ mx_status mx_pass_fuse(mx_program *p, mx_diag *d) {
     f.anchor = malloc(n * sizeof(int));
     f.max_id = malloc(n * sizeof(int));
     f.size = malloc(n * sizeof(int64_t));
+    f.reads = malloc(n * sizeof(int));
+    f.counted = calloc((size_t)g->n_values + 1, sizeof(int));
     f.stamp = calloc(2 * n, sizeof(int));
     f.stack = malloc(2 * n * sizeof(int));
     f.sets = malloc(n * sizeof(int));
@@ -587,6 +650,7 @@ mx_status mx_pass_fuse(mx_program *p, mx_diag *d) {
         p->group_of[x] = -1;
         f.parent[x] = f.next[x] = f.anchor[x] = f.max_id[x] = x;
         f.size[x] = domain_of(g, x);
+        f.reads[x] = node_reads(&f, x);
         f.joins[x] = kind_of(&f, x) != MX_FUSE_SOURCE && !f.u.weight[x] && !mx_view_folded(p, x);
     }
     /* Stores into the producer's layout, and the K-order sums: with the
@@ -628,7 +692,7 @@ mx_status mx_pass_fuse(mx_program *p, mx_diag *d) {
     attach_leftovers(&f);
     mx_status st = emit_groups(&f, d);
     mx_uses_free(&f.u);
-    free(f.joins), free(f.parent), free(f.next), free(f.anchor), free(f.max_id), free(f.size);
-    free(f.stamp), free(f.stack), free(f.sets);
+    free(f.joins), free(f.parent), free(f.next), free(f.anchor), free(f.max_id), free(f.size), free(f.reads);
+    free(f.stamp), free(f.counted), free(f.stack), free(f.sets);
     return st;
 }

@@ -16,6 +16,10 @@
 
 /* ---- groups and the memory plan -------------------------------------------- */
 
+/* The most buffers one kernel binds (its pointer parameters: 2 KB of a
+ * launch's 4 KB): fuse keeps every group within it, codegen names them. */
+#define MX_GROUP_MAX_BUFFERS 256
+
 typedef struct {
     mx_fusion kind; /* the kind of its anchor: scan, matmul, norm, elementwise, ... */
     int anchor;     /* the node the kernel is built around */
