@@ -638,9 +638,20 @@ static void emit_scans(scan_ctx *x, void (*scan)(scan_ctx *, int), const char *f
 
 /* Floats of a lanes block's shared memory before the sum: y, d and d u of
  * its rows' steps of a chunk, B and C of the chunk when staged. */
+static size_t chunk_floats(const mx_scan_plan *sp, int channels, int items, bool staged) {
+    return (3 * (size_t)channels + (staged ? 2 * (size_t)sp->N : 0)) * (size_t)items;
+}
+
 static size_t lanes_chunk_floats(const scan_ctx *x) {
-    size_t chunk = (size_t)x->t.items;
-    return 3 * (size_t)x->t.channels * chunk + (x->staged ? 2 * (size_t)x->sp->N * chunk : 0);
+    return chunk_floats(x->sp, x->t.channels, x->t.items, x->staged);
+}
+
+int mx_scan_lanes_items(const mx_scan_plan *sp, int channels, int most, int smem) {
+    bool staged = (sp->Ch / sp->G) % channels == 0;
+    int items = most;
+    while (items > 1 && chunk_floats(sp, channels, items, staged) * sizeof(float) > (size_t)smem)
+        items /= 2;
+    return items;
 }
 
 /* Bytes of shared memory of a lanes block: the chunk's, then the sum of the

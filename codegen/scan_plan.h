@@ -98,4 +98,10 @@ bool mx_scan_in_merge(const mx_scan_plan *sp, int node);
  * calls it for scan groups. */
 mx_tiles mx_scan_default_tiles(const mx_program *p, int group, const mx_target *t);
 
+/* The most steps per chunk, a power of two up to `most`, whose lanes block
+ * of `channels` rows (one lane per row) fits smem bytes: its steps' y, d
+ * and d u, and B and C when staged. 1 when none fits (the emitter then
+ * says so). */
+int mx_scan_lanes_items(const mx_scan_plan *sp, int channels, int most, int smem);
+
 #endif

@@ -548,15 +548,19 @@ static mx_tiles cpu_tiles(const mx_target *t, const mx_program *p, int g) {
         return tiles;
     mx_scan_plan sp;
     mx_diag ignored;
-    if (mx_scan_plan_fill(p, g, &sp, &ignored) != MX_OK)
-        lanes = 1;
+    if (mx_scan_plan_fill(p, g, &sp, &ignored) != MX_OK) { /* the emitter reports it */
+        tiles.threads = 1, tiles.items = 64;
+        return tiles;
+    }
     int staged = lanes, any = lanes;
     while (staged > 1 && (sp.Ch / sp.G) % staged)
         staged--;
     while (any > 1 && (sp.Bt * sp.Ch) % any)
         any--;
     tiles.threads = tiles.channels = 2 * staged > lanes || staged >= any ? staged : any;
-    tiles.items = 64;
+    /* 64 steps a chunk, fewer where B and C of many states would not fit
+     * (d_state 512: 16) */
+    tiles.items = mx_scan_lanes_items(&sp, tiles.channels, 64, t->smem_per_block);
     return tiles;
 }
 
