@@ -169,6 +169,8 @@ static void *copy_array(const void *items, int n, size_t size) {
     return memcpy(copy, items, (size_t)n * size);
 }
 
+static void index_names(mx_graph *g);
+
 mx_graph *mx_graph_clone(const mx_graph *g) {
     mx_graph *c = mx_graph_new(g->name);
     if (!c)
@@ -184,7 +186,8 @@ mx_graph *mx_graph_clone(const mx_graph *g) {
     /* What lives in g's arena (names, attribute lists) moves to c's. */
     for (int v = 0; v < c->n_values; v++)
         if (g->values[v].name)
-            mx_value_set_name(c, v, g->values[v].name);
+            c->values[v].name = mx_arena_strdup(&c->arena, g->values[v].name, strlen(g->values[v].name));
+    index_names(c);
     for (int n = 0; n < c->n_nodes; n++) {
         const mx_attr_spec *spec = mx_ops[c->nodes[n].op].attrs;
         for (int s = 0; spec[s].key != MX_A_NONE; s++)
@@ -201,6 +204,7 @@ void mx_graph_free(mx_graph *g) {
     free(g->values);
     free(g->args);
     free(g->outputs);
+    free(g->name_slots);
     mx_arena_free(&g->arena);
     free(g);
 }
@@ -252,8 +256,76 @@ void mx_graph_add_output(mx_graph *g, int value) {
     g->outputs[g->n_outputs++] = value;
 }
 
+/* ---- the name index ---------------------------------------------------------- */
+
+static uint32_t hash_name(const char *s, size_t len) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+/* The slot that holds name, or the empty slot where it would go. */
+static int *name_slot(const mx_graph *g, const char *s, size_t len) {
+    for (uint32_t i = hash_name(s, len);; i++) {
+        int *slot = &g->name_slots[i & (uint32_t)(g->name_cap - 1)];
+        if (*slot == MX_NONE)
+            return slot;
+        const char *name = g->values[*slot].name;
+        if (strncmp(name, s, len) == 0 && name[len] == 0)
+            return slot;
+    }
+}
+
+/* Indexes every named value again, in id order so that the first of a
+ * name holds its slot; the table at most half full. */
+static void index_names(mx_graph *g) {
+    int named = 0;
+    for (int v = 0; v < g->n_values; v++)
+        named += g->values[v].name != NULL;
+    if (2 * (named + 1) > g->name_cap) {
+        int cap = g->name_cap ? g->name_cap : 64;
+        while (2 * (named + 1) > cap)
+            cap *= 2;
+        free(g->name_slots);
+        g->name_slots = malloc((size_t)cap * sizeof *g->name_slots);
+        if (!g->name_slots) {
+            fprintf(stderr, "mixc: out of memory\n");
+            abort();
+        }
+        g->name_cap = cap;
+    }
+    for (int i = 0; i < g->name_cap; i++)
+        g->name_slots[i] = MX_NONE;
+    g->n_names = 0;
+    for (int v = 0; v < g->n_values; v++) {
+        const char *name = g->values[v].name;
+        int *slot = name ? name_slot(g, name, strlen(name)) : NULL;
+        if (slot && *slot == MX_NONE)
+            *slot = v, g->n_names++;
+    }
+}
+
+void mx_value_set_name_n(mx_graph *g, int value, const char *name, size_t len) {
+    bool renamed = g->values[value].name != NULL;
+    g->values[value].name = mx_arena_strdup(&g->arena, name, len);
+    if (renamed || 2 * (g->n_names + 1) > g->name_cap) {
+        index_names(g); /* a rename may leave its old name's slot to another value */
+        return;
+    }
+    int *slot = name_slot(g, name, len);
+    if (*slot == MX_NONE)
+        *slot = value, g->n_names++;
+    else if (value < *slot)
+        *slot = value;
+}
+
 void mx_value_set_name(mx_graph *g, int value, const char *name) {
-    g->values[value].name = mx_arena_strdup(&g->arena, name, strlen(name));
+    mx_value_set_name_n(g, value, name, strlen(name));
+}
+
+int mx_graph_value_find_n(const mx_graph *g, const char *name, size_t len) {
+    return g->name_cap ? *name_slot(g, name, len) : MX_NONE;
 }
 
 const mx_type *mx_node_input_type(const mx_graph *g, int node, int i) {
@@ -405,10 +477,7 @@ mx_cost mx_node_cost(const mx_graph *g, int node) {
 int mx_graph_value_count(const mx_graph *g) { return g->n_values; }
 
 int mx_graph_value_find(const mx_graph *g, const char *name) {
-    for (int v = 0; v < g->n_values; v++)
-        if (g->values[v].name && strcmp(g->values[v].name, name) == 0)
-            return v;
-    return -1;
+    return mx_graph_value_find_n(g, name, strlen(name));
 }
 
 const char *mx_graph_value_name(const mx_graph *g, int value) { return g->values[value].name; }

@@ -258,6 +258,11 @@ struct mx_graph {
     int n_args, cap_args;
     int *outputs; /* value ids marked as graph outputs */
     int n_outputs, cap_outputs;
+    /* value names -> the first value of each name (open addressing over
+     * ids, MX_NONE when empty): mx_graph_value_find in constant time, which
+     * binding, fold and import ask once per param */
+    int *name_slots;
+    int name_cap, n_names;
 };
 
 mx_graph *mx_graph_new(const char *name);
@@ -270,6 +275,11 @@ int mx_graph_add_node(mx_graph *g, mx_op op, const int *inputs, int n_in, int n_
 int mx_graph_add_source(mx_graph *g, mx_op op, const char *name, mx_type type);
 void mx_graph_add_output(mx_graph *g, int value);
 void mx_value_set_name(mx_graph *g, int value, const char *name);
+/* The same for a name of len bytes, not NUL-terminated (the parser's). */
+void mx_value_set_name_n(mx_graph *g, int value, const char *name, size_t len);
+/* mx_graph_value_find (mixc.h) of a name of len bytes: the first value of
+ * that name, or MX_NONE. */
+int mx_graph_value_find_n(const mx_graph *g, const char *name, size_t len);
 
 static inline int mx_node_input(const mx_graph *g, int node, int i) {
     const mx_node *n = &g->nodes[node];

@@ -41,12 +41,6 @@ typedef struct {
     double f;          /* TK_INT and TK_FLOAT: strtod of the text, so "-0" stays -0.0 */
 } token;
 
-/* Value names -> value ids, open addressing; slots hold MX_NONE when empty. */
-typedef struct {
-    int *slot;
-    int cap, count;
-} name_table;
-
 typedef struct {
     const char *src;
     size_t len, pos;
@@ -57,7 +51,6 @@ typedef struct {
     const char *filename;
     token tok; /* the lookahead */
     mx_graph *g;
-    name_table names;
     mx_diag *diag;
     jmp_buf fail;
 } parser;
@@ -263,50 +256,12 @@ static void expect(parser *p, char c, const char *what) {
 
 /* ---- names ---------------------------------------------------------------- */
 
-static uint32_t hash_name(const char *s, int len) {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (int i = 0; i < len; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
-}
-
-/* The slot that holds name, or the empty slot where it would go. */
-static int *name_slot(const parser *p, const char *s, int len) {
-    const name_table *t = &p->names;
-    for (uint32_t i = hash_name(s, len);; i++) {
-        int *slot = &t->slot[i & (uint32_t)(t->cap - 1)];
-        if (*slot == MX_NONE)
-            return slot;
-        const char *name = p->g->values[*slot].name;
-        if (strncmp(name, s, (size_t)len) == 0 && name[len] == 0)
-            return slot;
-    }
-}
-
 static int find_value(const parser *p, const token *t) {
-    return p->names.cap ? *name_slot(p, t->text, t->len) : MX_NONE;
+    return mx_graph_value_find_n(p->g, t->text, (size_t)t->len);
 }
 
 static void add_value_name(parser *p, int value, const token *t) {
-    name_table *table = &p->names;
-    if (2 * (table->count + 1) > table->cap) {
-        name_table old = *table;
-        table->cap = old.cap ? 2 * old.cap : 64;
-        table->slot = malloc((size_t)table->cap * sizeof *table->slot);
-        if (!table->slot)
-            error_at(p, t, "out of memory");
-        for (int i = 0; i < table->cap; i++)
-            table->slot[i] = MX_NONE;
-        for (int i = 0; i < old.cap; i++)
-            if (old.slot[i] != MX_NONE) {
-                const char *name = p->g->values[old.slot[i]].name;
-                *name_slot(p, name, (int)strlen(name)) = old.slot[i];
-            }
-        free(old.slot);
-    }
-    p->g->values[value].name = mx_arena_strdup(&p->g->arena, t->text, (size_t)t->len);
-    *name_slot(p, t->text, t->len) = value;
-    table->count++;
+    mx_value_set_name_n(p->g, value, t->text, (size_t)t->len);
 }
 
 /* A value used as an input or output: it must be defined above. */
@@ -657,7 +612,6 @@ static mx_graph *parse_text(const char *text, size_t len, const char *filename, 
     p.filename = filename ? filename : "<input>";
     p.diag = diag;
     bool ok = run_parser(&p);
-    free(p.names.slot);
     mx_diag inner;
     if (ok && mx_graph_verify(p.g, &inner) != MX_OK) {
         mx_fail(diag, MX_ERR_INVALID, "%s: error: %s", p.filename, inner.msg);
