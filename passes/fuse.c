@@ -29,7 +29,10 @@
  *     group alone joins it: the scan recomputes it where it reads it;
  *   - repeat until nothing moves. Then the leftovers: a folded view and a
  *     weight (param-only computation, done when weights are bound) go with
- *     their first reader. */
+ *     their first reader.
+ * No merge puts two weighted_sums in one kernel (an average of more than 64
+ * block outputs is sums of 64, each then the same kernel in every block),
+ * nor makes a kernel of more than MX_GROUP_MAX_BUFFERS buffers. */
 #include <stdlib.h>
 
 #include "uses.h"
@@ -45,6 +48,7 @@ typedef struct {
     int *max_id;   /* per root: its last member */
     int64_t *size; /* per root: elements the kernel iterates over */
     int *reads;    /* per root: at least its buffers (what members read and write) */
+    bool *wsums;   /* per root: holds a weighted_sum */
     int *stamp;    /* per node and path state: visited in check number `round` */
     int *counted;  /* per value: counted as a buffer in check number `round` */
     int round;
@@ -182,9 +186,7 @@ static void count_base(int value, void *ctx) {
 
 /* Whether the kernel of sets ra and rb binds at most MX_GROUP_MAX_BUFFERS
  * buffers: the values its members read from outside it (what folded views
- * read) and those it stores. Counted when it could go over: MambaMixer's
- * weighted averaging at depth 128 sums 257 block outputs, which merge, as
- * chunks of WSUM_MAX_IN, into one group of the reader's otherwise. */
+ * read) and those it stores; counted when the bounds could go over. */
 static bool within_buffers(fuser *f, int ra, int rb) {
     if (f->reads[ra] + f->reads[rb] <= MX_GROUP_MAX_BUFFERS)
         return true;
@@ -210,7 +212,7 @@ static bool merge(fuser *f, int a, int b) {
     int ra = find(f, a), rb = find(f, b);
     if (ra == rb)
         return true;
-    if (!within_buffers(f, ra, rb) || !acyclic(f, ra, rb))
+    if ((f->wsums[ra] && f->wsums[rb]) || !within_buffers(f, ra, rb) || !acyclic(f, ra, rb))
         return false;
     int pa = priority(f, f->anchor[ra]), pb = priority(f, f->anchor[rb]);
     if (pb > pa || (pb == pa && f->anchor[rb] < f->anchor[ra])) {
@@ -225,6 +227,7 @@ static bool merge(fuser *f, int a, int b) {
     f->next[rb] = t;
     f->max_id[ra] = f->max_id[ra] > f->max_id[rb] ? f->max_id[ra] : f->max_id[rb];
     f->reads[ra] += f->reads[rb];
+    f->wsums[ra] |= f->wsums[rb];
     if (both_pure && f->size[rb] > f->size[ra])
         f->size[ra] = f->size[rb];
     return true;
@@ -642,6 +645,7 @@ mx_status mx_pass_fuse(mx_program *p, mx_diag *d) {
     f.max_id = malloc(n * sizeof(int));
     f.size = malloc(n * sizeof(int64_t));
     f.reads = malloc(n * sizeof(int));
+    f.wsums = malloc(n * sizeof(bool));
     f.counted = calloc((size_t)g->n_values + 1, sizeof(int));
     f.stamp = calloc(2 * n, sizeof(int));
     f.stack = malloc(2 * n * sizeof(int));
@@ -651,6 +655,7 @@ mx_status mx_pass_fuse(mx_program *p, mx_diag *d) {
         f.parent[x] = f.next[x] = f.anchor[x] = f.max_id[x] = x;
         f.size[x] = domain_of(g, x);
         f.reads[x] = node_reads(&f, x);
+        f.wsums[x] = g->nodes[x].op == MX_OP_WEIGHTED_SUM;
         f.joins[x] = kind_of(&f, x) != MX_FUSE_SOURCE && !f.u.weight[x] && !mx_view_folded(p, x);
     }
     /* Stores into the producer's layout, and the K-order sums: with the
@@ -692,7 +697,7 @@ mx_status mx_pass_fuse(mx_program *p, mx_diag *d) {
     attach_leftovers(&f);
     mx_status st = emit_groups(&f, d);
     mx_uses_free(&f.u);
-    free(f.joins), free(f.parent), free(f.next), free(f.anchor), free(f.max_id), free(f.size), free(f.reads);
+    free(f.joins), free(f.parent), free(f.next), free(f.anchor), free(f.max_id), free(f.size), free(f.reads), free(f.wsums);
     free(f.stamp), free(f.counted), free(f.stack), free(f.sets);
     return st;
 }
