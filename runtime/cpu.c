@@ -601,9 +601,10 @@ static mx_status cpu_open(const mx_target *t, const mx_program *p, const mx_back
         s->blas->set_num_threads(t->threads > 0 ? t->threads : 1);
         if (mx_debug_level() >= 1)
             fprintf(stderr, "mixc: cpu: OpenBLAS with its %s kernels\n", s->blas->get_corename());
-        s->walk.dev = (mx_exec_device){.name = "cpu", .ctx = s, .alloc = cpu_alloc, .release = cpu_release,
-                                       .upload = cpu_copy, .download = cpu_copy, .load = cpu_load,
-                                       .unload = cpu_unload, .launch = cpu_launch, .matmul = cpu_matmul};
+        s->walk.dev = (mx_exec_device){.name = "cpu", .ctx = s, .reads_host = true, .alloc = cpu_alloc,
+                                       .release = cpu_release, .upload = cpu_copy, .download = cpu_copy,
+                                       .load = cpu_load, .unload = cpu_unload, .launch = cpu_launch,
+                                       .matmul = cpu_matmul};
         st = mx_walk_open(&s->walk, p, &co, d);
     }
     free(tiles);

@@ -36,8 +36,9 @@ static mx_status store_copy(void *ctx, void *dst, const void *src, size_t bytes,
 static mx_status store_load(void *ctx, const mx_program *p, const mx_module *m, mx_diag *d) { return MX_OK; }
 static void store_unload(void *ctx) {}
 
-static const mx_exec_device store_device = {"emit", NULL, store_alloc, store_release, store_copy, store_copy,
-                                            store_load, store_unload, NULL, NULL, NULL};
+static const mx_exec_device store_device = {.name = "emit", .alloc = store_alloc, .release = store_release,
+                                            .upload = store_copy, .download = store_copy, .load = store_load,
+                                            .unload = store_unload};
 
 /* Binds the weights (seeded, or from a file) and inputs (seeded) to the
  * program and loads it on the storing device. */

@@ -22,6 +22,9 @@ struct mx_exec {
     void *arena;
     void **ptr;     /* per value: its device buffer, or NULL */
     bool *own;      /* per value: a source or weight, in a buffer of its own */
+    bool *alias;    /* per value: of those, one read where upload's buffers hold it */
+    bool reads_caller; /* some are */
+    bool uploaded;
     void **arg;     /* every kernel's buffer arguments, back to back */
     void **params;  /* per argument: &arg[i], cuLaunchKernel's kernelParams */
     int *first_arg; /* per group: its kernel's first argument in arg / params */
@@ -114,10 +117,14 @@ static mx_status bind_host(const mx_exec *x, const mx_buffers *b, float **host, 
     return MX_OK;
 }
 
-/* Writes n f32 numbers, converted to value v's dtype, into its buffer. */
+/* Writes n f32 numbers, converted to value v's dtype, into its buffer (f32
+ * straight from src: a staged copy of a model's weights would double what
+ * the host holds while uploading). */
 static mx_status put(mx_exec *x, int v, const float *src, mx_diag *d) {
     const mx_graph *g = x->p->g;
     size_t bytes = bytes_of(g, v);
+    if (mx_value_type(g, v)->dtype == MX_F32)
+        return x->dev->upload(x->dev->ctx, x->ptr[v], src, bytes, d);
     void *staged = malloc(bytes + 1);
     if (!staged)
         return mx_fail(d, MX_ERR_NOMEM, "graph %s: out of memory", g->name);
@@ -126,6 +133,8 @@ static mx_status put(mx_exec *x, int v, const float *src, mx_diag *d) {
     free(staged);
     return st;
 }
+
+static mx_status fill_args(mx_exec *x, mx_diag *d);
 
 mx_status mx_exec_upload(mx_exec *x, const mx_buffers *b, mx_diag *d) {
     const mx_graph *g = x->p->g;
@@ -138,8 +147,13 @@ mx_status mx_exec_upload(mx_exec *x, const mx_buffers *b, mx_diag *d) {
     if (st == MX_OK)
         st = bind_host(x, b, host, computed, d);
     for (int v = 0; st == MX_OK && v < g->n_values; v++)
-        if (x->own[v])
+        if (x->alias[v])
+            x->ptr[v] = host[v];
+        else if (x->own[v])
             st = put(x, v, host[v], d);
+    if (st == MX_OK)
+        st = fill_args(x, d);
+    x->uploaded = st == MX_OK;
     for (int v = 0; computed && v < g->n_values; v++)
         if (computed[v])
             free(host[v]);
@@ -176,6 +190,13 @@ static mx_status place(mx_exec *x, mx_diag *d) {
             x->ptr[v] = (char *)x->arena + p->slots[v].offset;
         } else if (mx_ops[g->nodes[n].op].fusion == MX_FUSE_SOURCE || (u.weight[n] && !mx_view_folded(p, n))) {
             x->own[v] = true;
+            mx_op op = g->nodes[n].op;
+            /* not a graph output: download would copy it onto itself */
+            x->alias[v] = dev->reads_host && (op == MX_OP_INPUT || op == MX_OP_PARAM) &&
+                          mx_value_type(g, v)->dtype == MX_F32 && !u.output[v];
+            x->reads_caller |= x->alias[v];
+            if (x->alias[v])
+                continue;
             char label[160];
             snprintf(purpose, sizeof purpose, "the buffer of %s", label_of(g, v, label, sizeof label));
             st = alloc_for(dev, bytes_of(g, v) + 1, purpose, &x->ptr[v], d);
@@ -183,6 +204,23 @@ static mx_status place(mx_exec *x, mx_diag *d) {
     }
     mx_uses_free(&u);
     return st;
+}
+
+/* Every kernel's buffer arguments from x->ptr; one read where upload's
+ * buffers hold it has none before the first upload. */
+static mx_status fill_args(mx_exec *x, mx_diag *d) {
+    const mx_program *p = x->p;
+    for (int k = 0; k < p->n_groups; k++) {
+        const mx_kernel *kern = mx_module_kernel(x->m, k);
+        for (int i = 0, a = x->first_arg[k]; kern && i < kern->n_args; i++, a++) {
+            int v = kern->args[i].value;
+            char label[160];
+            if (!(x->arg[a] = x->ptr[v]) && !(x->alias[v] && !x->uploaded))
+                return mx_fail(d, MX_ERR_INVALID, "kernel %s: argument %d (%s) has no buffer", kern->name, i,
+                               label_of(p->g, v, label, sizeof label));
+        }
+    }
+    return MX_OK;
 }
 
 /* The kernelParams of every kernel, fixed for the life of the buffers. */
@@ -205,15 +243,10 @@ static mx_status bind_args(mx_exec *x, mx_diag *d) {
     for (int k = 0, a = 0; k < p->n_groups; k++) {
         const mx_kernel *kern = mx_module_kernel(x->m, k);
         x->first_arg[k] = a;
-        for (int i = 0; kern && i < kern->n_args; i++, a++) {
-            char label[160];
-            if (!(x->arg[a] = x->ptr[kern->args[i].value]))
-                return mx_fail(d, MX_ERR_INVALID, "kernel %s: argument %d (%s) has no buffer", kern->name, i,
-                               label_of(p->g, kern->args[i].value, label, sizeof label));
+        for (int i = 0; kern && i < kern->n_args; i++, a++)
             x->params[a] = &x->arg[a];
-        }
     }
-    return MX_OK;
+    return fill_args(x, d);
 }
 
 /* The arena set to all ones bits, a chunk at a time: a staging copy of the
@@ -246,7 +279,8 @@ mx_status mx_exec_open(const mx_program *p, const mx_module *m, const mx_exec_de
     size_t n = (size_t)g->n_values + 1;
     x->ptr = calloc(n, sizeof *x->ptr);
     x->own = calloc(n, sizeof *x->own);
-    mx_status st = x->ptr && x->own ? MX_OK : mx_fail(d, MX_ERR_NOMEM, "out of memory");
+    x->alias = calloc(n, sizeof *x->alias);
+    mx_status st = x->ptr && x->own && x->alias ? MX_OK : mx_fail(d, MX_ERR_NOMEM, "out of memory");
     if (st == MX_OK)
         st = dev->load(dev->ctx, p, m, d);
     x->loaded = st == MX_OK;
@@ -273,14 +307,14 @@ void mx_exec_close(mx_exec *x) {
     if (!x)
         return;
     const mx_exec_device *dev = x->dev;
-    for (int v = 0; x->own && v < x->p->g->n_values; v++)
-        if (x->own[v] && x->ptr[v])
+    for (int v = 0; x->own && x->alias && v < x->p->g->n_values; v++)
+        if (x->own[v] && !x->alias[v] && x->ptr[v])
             dev->release(dev->ctx, x->ptr[v]);
     if (x->arena)
         dev->release(dev->ctx, x->arena);
     if (x->loaded)
         dev->unload(dev->ctx);
-    free(x->ptr), free(x->own), free(x->arg), free(x->params), free(x->first_arg);
+    free(x->ptr), free(x->own), free(x->alias), free(x->arg), free(x->params), free(x->first_arg);
     free(x);
 }
 
@@ -295,6 +329,8 @@ mx_status mx_exec_group(mx_exec *x, int k, mx_diag *d) {
 
 mx_status mx_exec_forward(mx_exec *x, mx_diag *d) {
     const mx_exec_device *dev = x->dev;
+    if (!x->uploaded && x->reads_caller) /* its argument table has holes until then */
+        return mx_fail(d, MX_ERR_INVALID, "graph %s: run before its inputs and params were uploaded", x->p->g->name);
     for (int k = 0; k < x->p->n_groups; k++) {
         MX_TRY(mx_exec_group(x, k, d));
         if (dev->group_done)
@@ -317,6 +353,10 @@ mx_status mx_exec_download(mx_exec *x, mx_buffers *b, mx_diag *d) {
         if (!b->data[v] && !(b->data[v] = malloc((size_t)(n ? n : 1) * sizeof(float))))
             return mx_fail(d, MX_ERR_NOMEM, "graph %s: out of memory", g->name);
         size_t bytes = bytes_of(g, v);
+        if (mx_value_type(g, v)->dtype == MX_F32) { /* as it is stored: no staging */
+            MX_TRY(x->dev->download(x->dev->ctx, b->data[v], x->ptr[v], bytes, d));
+            continue;
+        }
         void *staged = malloc(bytes + 1);
         if (!staged)
             return mx_fail(d, MX_ERR_NOMEM, "graph %s: out of memory", g->name);
@@ -396,8 +436,9 @@ static mx_status emu_matmul(void *ctx, const mx_exec *x, int group, mx_diag *d) 
 }
 
 mx_exec_device mx_exec_emu_device(mx_emu_module **slot) {
-    return (mx_exec_device){"emu",    slot,       emu_alloc,  emu_release, emu_copy, emu_copy,
-                            emu_load, emu_unload, emu_launch, emu_matmul,  NULL};
+    return (mx_exec_device){.name = "emu", .ctx = slot, .alloc = emu_alloc, .release = emu_release,
+                            .upload = emu_copy, .download = emu_copy, .load = emu_load, .unload = emu_unload,
+                            .launch = emu_launch, .matmul = emu_matmul};
 }
 
 mx_status mx_exec_emu(const mx_program *p, const mx_module *m, mx_buffers *b, mx_diag *d) {

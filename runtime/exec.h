@@ -26,6 +26,11 @@ typedef struct mx_exec mx_exec;
 typedef struct {
     const char *name;
     void *ctx;
+    /* Its memory is this process's (the cpu): f32 inputs and params are read
+     * where the buffers given to upload hold them, not copied, so those
+     * must outlive the exec and keep their addresses (a compiled model's
+     * buffers do); a model's weights are then held once, not twice. */
+    bool reads_host;
     mx_status (*alloc)(void *ctx, size_t bytes, void **out, mx_diag *d);
     void (*release)(void *ctx, void *ptr);
     mx_status (*upload)(void *ctx, void *dst, const void *src, size_t bytes, mx_diag *d);

@@ -348,8 +348,10 @@ mx_status mx_gpu_load(mx_gpu *gpu, const mx_target *t, const mx_program *p, cons
     if (!gp)
         return mx_fail(d, MX_ERR_NOMEM, "out of memory loading graph %s", p->g->name);
     *gp = (mx_gpu_program){.gpu = gpu, .t = t, .p = p, .m = m};
-    gp->dev = (mx_exec_device){"cuda",     gp,         gpu_alloc,  gpu_release, gpu_upload,    gpu_download,
-                               gpu_load,   gpu_unload, gpu_launch, gpu_matmul,  gpu_group_done};
+    gp->dev = (mx_exec_device){.name = "cuda", .ctx = gp, .alloc = gpu_alloc, .release = gpu_release,
+                               .upload = gpu_upload, .download = gpu_download, .load = gpu_load,
+                               .unload = gpu_unload, .launch = gpu_launch, .matmul = gpu_matmul,
+                               .group_done = gpu_group_done};
     size_t n = (size_t)p->n_groups + 1;
     gp->fn = calloc(n, sizeof *gp->fn);
     gp->gemms = calloc(n, sizeof *gp->gemms);
