@@ -697,7 +697,7 @@ mx_status mx_pass_fuse(mx_program *p, mx_diag *d) {
     attach_leftovers(&f);
     mx_status st = emit_groups(&f, d);
     mx_uses_free(&f.u);
-    free(f.joins), free(f.parent), free(f.next), free(f.anchor), free(f.max_id), free(f.size), free(f.reads), free(f.wsums);
-    free(f.stamp), free(f.counted), free(f.stack), free(f.sets);
+    free(f.joins), free(f.parent), free(f.next), free(f.anchor), free(f.max_id), free(f.size);
+    free(f.reads), free(f.wsums), free(f.stamp), free(f.counted), free(f.stack), free(f.sets);
     return st;
 }

@@ -223,7 +223,8 @@ static mx_status fill_args(mx_exec *x, mx_diag *d) {
     return MX_OK;
 }
 
-/* The kernelParams of every kernel, fixed for the life of the buffers. */
+/* The kernelParams of every kernel: pointers to its entries of x->arg,
+ * fixed for the life of the exec; fill_args writes the entries. */
 static mx_status bind_args(mx_exec *x, mx_diag *d) {
     const mx_program *p = x->p;
     int n_args = 0;
