@@ -823,6 +823,31 @@ static void test_codegen_linear(void) {
     mx_program_free(a), mx_program_free(b);
 }
 
+/* With weighted averaging the model grows with depth squared, the module
+ * must not: block l's average is sums of 64 in kernels of their own, the
+ * same in every block (docs/passes.md, fuse). One kernel per block's
+ * average made the distinct functions grow with depth (137 at depth 66, 270 at 132). */
+static void test_averaging_functions(void) {
+    const char *shallow[] = {"stages[0].depth=66", "input.length=16", "stages[0].width=16"};
+    const char *deep[] = {"stages[0].depth=132", "input.length=16", "stages[0].width=16"};
+    mx_program *a = zoo_program("qsmixer-block.json", shallow, 3), *b = zoo_program("qsmixer-block.json", deep, 3);
+    mx_codegen_options o = {.target = support_gpu_target("sm_90")};
+    mx_module ma, mb;
+    mx_diag d = {{0}};
+    if (a && b && mx_codegen(a, &o, &ma, &d) == MX_OK) {
+        if (mx_codegen(b, &o, &mb, &d) == MX_OK) {
+            int fa = distinct_functions(&ma), fb = distinct_functions(&mb);
+            printf("  qsmixer-block with averaging: %d kernels, %d functions at depth 66; %d, %d at 132\n",
+                   ma.n_kernels, fa, mb.n_kernels, fb);
+            CHECK_MSG(mb.n_kernels > ma.n_kernels && fb <= fa + 8, "functions: %d at depth 66, %d at 132", fa, fb);
+            mx_module_free(&mb);
+        }
+        mx_module_free(&ma);
+    }
+    CHECK_MSG(a && b && !d.msg[0], "%s", d.msg);
+    mx_program_free(a), mx_program_free(b);
+}
+
 /* Switch of Scans pruning: an order whose softmax weight is under the
  * threshold is left out of the kernel and reported with its weight; under
  * a lower threshold nothing is. */
@@ -882,6 +907,7 @@ int main(void) {
     test_default_tiles();
     test_shared_functions();
     test_codegen_linear();
+    test_averaging_functions();
     test_prune();
     test_zoo_nvrtc();
     run_family("lanes_f32", lanes_f32, (int)(sizeof lanes_f32 / sizeof *lanes_f32), true);
