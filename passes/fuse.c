@@ -109,11 +109,7 @@ static void count_one(int value, void *ctx) {
  * memory and its results. */
 static int node_reads(const fuser *f, int node) {
     int n = f->g->nodes[node].n_out;
-    for (int i = 0; i < f->g->nodes[node].n_in; i++) {
-        int v = mx_node_input(f->g, node, i);
-        if (v != MX_NONE)
-            mx_uses_bases(f->p, v, count_one, &n);
-    }
+    mx_uses_node_bases(f->p, node, count_one, &n);
     return n;
 }
 
@@ -195,11 +191,7 @@ static bool within_buffers(fuser *f, int ra, int rb) {
     for (int pass = 0; pass < 2; pass++) {
         int root = pass ? rb : ra, m = root;
         do {
-            for (int i = 0; i < f->g->nodes[m].n_in; i++) {
-                int v = mx_node_input(f->g, m, i);
-                if (v != MX_NONE)
-                    mx_uses_bases(f->p, v, count_base, &c);
-            }
+            mx_uses_node_bases(f->p, m, count_base, &c);
             if (stored_outside(f, m, ra, rb))
                 c.n += f->g->nodes[m].n_out;
             m = f->next[m];
@@ -382,11 +374,7 @@ static bool read_by_only(fuser *f, int v, int e) {
 
 static void collect_bases(const fuser *f, int e, value_list *bases) {
     bases->n = 0;
-    for (int i = 0; i < f->g->nodes[e].n_in; i++) {
-        int v = mx_node_input(f->g, e, i);
-        if (v != MX_NONE)
-            mx_uses_bases(f->p, v, collect_value, bases);
-    }
+    mx_uses_node_bases(f->p, e, collect_value, bases);
 }
 
 /* Scans whose results meet in node e (of a scan group) are one kernel;
@@ -577,11 +565,7 @@ static mx_status emit_groups(fuser *f, mx_diag *d) {
         if (kind_of(f, x) == MX_FUSE_SOURCE || f->u.weight[x] || mx_view_folded(p, x))
             continue;
         ec.to = find(f, x);
-        for (int i = 0; i < g->nodes[x].n_in; i++) {
-            int v = mx_node_input(g, x, i);
-            if (v != MX_NONE)
-                mx_uses_bases(p, v, add_edge, &ec);
-        }
+        mx_uses_node_bases(p, x, add_edge, &ec);
     }
     for (int e = 0; e < ec.n_edges; e++)
         indeg[rid[ec.edges[2 * e + 1]]]++;

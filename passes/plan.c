@@ -109,9 +109,7 @@ static bool one_loop(const mx_program *p, const mx_uses *u, int k, const mx_type
             continue;
         if (mx_view_folded(p, n)) {
             group_read c = {p, k, false};
-            for (int j = 0; j < nd->n_in; j++)
-                if (mx_node_input(g, n, j) != MX_NONE)
-                    mx_uses_bases(p, mx_node_input(g, n, j), note_group_read, &c);
+            mx_uses_node_bases(p, n, note_group_read, &c);
             if (c.reads_group)
                 return false;
         } else if (mx_is_view_op(nd->op)) {

@@ -96,10 +96,13 @@ void mx_uses_readers(const mx_program *p, const mx_uses *u, int v, mx_reader_fn 
 
 void mx_uses_bases(const mx_program *p, int value, mx_base_fn fn, void *ctx) {
     int node = p->g->values[value].node;
-    if (!mx_view_folded(p, node)) {
+    if (mx_view_folded(p, node))
+        mx_uses_node_bases(p, node, fn, ctx);
+    else
         fn(value, ctx);
-        return;
-    }
+}
+
+void mx_uses_node_bases(const mx_program *p, int node, mx_base_fn fn, void *ctx) {
     for (int i = 0; i < p->g->nodes[node].n_in; i++) {
         int v = mx_node_input(p->g, node, i);
         if (v != MX_NONE)

@@ -39,5 +39,7 @@ void mx_uses_readers(const mx_program *p, const mx_uses *u, int v, mx_reader_fn 
  * itself, or the inputs of the folded views it is made of. */
 typedef void (*mx_base_fn)(int value, void *ctx);
 void mx_uses_bases(const mx_program *p, int value, mx_base_fn fn, void *ctx);
+/* mx_uses_bases over every input of node: what it reads in memory. */
+void mx_uses_node_bases(const mx_program *p, int node, mx_base_fn fn, void *ctx);
 
 #endif
