@@ -2,8 +2,9 @@
 # run.sh: everything GPU-side in one command, on a machine with a GPU:
 # build (Release, no sanitizers: ASan and the CUDA driver do not mix), the
 # ctest label "gpu" (MIXC_REQUIRE_GPU=1: a missing GPU fails, not skips),
-# bench_scan, bench_model (MIXC_DEBUG=2: every group's time and % of floor)
-# and bench/torch_ref.py for both models. Results: bench/results/*.json,
+# bench_scan, its peer mamba_ssm at the same shapes (bench/scan_peer.py; the
+# peer built from .deps/ while mixc builds), bench_model (MIXC_DEBUG=2:
+# every group's time and % of floor) and bench/torch_ref.py for both models. Results: bench/results/*.json,
 # logs under bench/results/logs/; when $OUT is set, both are copied there
 # after every step (the JSON, logs.tgz), so that a run cut short still
 # leaves what it measured. Each step has a time limit, and all of them
@@ -15,13 +16,14 @@
 #   bash bench/run.sh            (from anywhere; it works in the repository)
 #   bash bench/run.sh --smoke    the same steps without a GPU: the benchmarks
 #                                on the host emulation at small sizes
-#                                (--smoke), torch_ref.py on the CPU against
-#                                them, results in build-bench/bench-smoke;
-#                                checks this script, measures nothing
+#                                (--smoke), the peer built for sm_90 but not
+#                                run, torch_ref.py on the CPU against them,
+#                                results in build-bench/bench-smoke; checks
+#                                this script, measures nothing
 #
-# cJSON: used from the system when installed; else from .deps/*.deb
-# (libcjson1, libcjson-dev: `apt-get download` them into .deps/ on a machine
-# with a registry), unpacked into .deps/root.
+# From a registry (bench/fetch.sh, run where one answers, fills .deps/):
+# cJSON, used from the system when installed, else from .deps/*.deb,
+# unpacked into .deps/root; mamba_ssm's source distribution for the peer.
 set -euo pipefail
 smoke=0
 case "${1:-}" in
@@ -84,6 +86,22 @@ if ! ls /usr/lib/*/cmake/cJSON/cJSONConfig.cmake >/dev/null 2>&1; then
     export LD_LIBRARY_PATH="${libdirs}${LD_LIBRARY_PATH:-}"
 fi
 
+# The peer compiles (nvcc, about 20 s) while mixc builds.
+MAMBA_SSM=.deps/mamba_ssm-2.3.2.post1.tar.gz
+NVCC_BIN=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc /usr/local/cuda-*/bin/nvcc 2>/dev/null | head -1 || true)
+peer_pid=
+if [ -f "$MAMBA_SSM" ] && [ -n "$NVCC_BIN" ]; then
+    say "build the mamba_ssm peer (build-bench/mamba_ssm/, log $LOGS/peer_build.log)"
+    arch=native
+    [ "$smoke" -eq 0 ] || arch=sm_90
+    PATH="$(dirname "$NVCC_BIN"):$PATH" timeout 300 bash bench/mamba_ssm/build.sh "$MAMBA_SSM" build-bench/mamba_ssm "$arch" \
+        >"$LOGS/peer_build.log" 2>&1 &
+    peer_pid=$!
+else
+    say "mamba_ssm peer: not built (needs $MAMBA_SSM from bench/fetch.sh, and nvcc)"
+    status=1
+fi
+
 say "build (Release, build-bench/)"
 cmake -S . -B build-bench "${cmake_args[@]}" >"$LOGS/cmake.log" 2>&1 \
     || { tail -40 "$LOGS/cmake.log"; save_results; exit 1; }
@@ -108,6 +126,22 @@ build-bench/mixc --version >"$LOGS/version.log" 2>&1 || true
 
 step ctest-gpu 150 ctest --test-dir build-bench -L gpu --output-on-failure
 step bench_scan 90 build-bench/bench/bench_scan "${bench_flags[@]}"
+if [ -n "$peer_pid" ]; then
+    if wait "$peer_pid"; then
+        if [ "$smoke" -eq 0 ]; then
+            step peer_scan 120 python3 bench/scan_peer.py --peer build-bench/mamba_ssm/peer_scan \
+                --sdist "$(basename "$MAMBA_SSM")"
+            # the PyTorch models' scan: mamba_ssm's kernel, as its users run it
+            torch_flags+=(--peer-lib build-bench/mamba_ssm/libpeer_scan.so)
+        else
+            say "mamba_ssm peer built; not run (--smoke: no GPU)"
+        fi
+    else
+        say "mamba_ssm peer: the build failed:"
+        tail -20 "$LOGS/peer_build.log"
+        status=1
+    fi
+fi
 step bench_model 150 env MIXC_DEBUG=2 build-bench/bench/bench_model "${bench_flags[@]}"
 export PYTHONUNBUFFERED=1
 # torch_ref.py builds each model with the overrides bench_model recorded in

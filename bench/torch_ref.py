@@ -12,11 +12,14 @@ events after warm-up, L2 flushed before each run, median), eager and with
 torch.compile, and compares its output with mixc's (bench/results/<model>-io.safetensors,
 written by bench_model): max relative error, floor 1, as mixc's tests measure.
 
-The selective scan is the sequential reference of mamba_ssm (selective_scan_ref:
-exp(dt A) and dt B u materialised over [B, E, L, N], a Python loop over L). It
-is kept out of torch.compile (torch.compiler.disable): unrolling thousands of
-steps makes compiling impractical, so "torch.compile" times the compiled model
-around an eager scan. Both facts go into the JSON.
+The selective scan is mamba_ssm's forward CUDA kernel with --peer-lib
+(libpeer_scan.so, built from the package's sources by bench/mamba_ssm/build.sh;
+bench/run.sh passes it): "PyTorch plus the hand-written Mamba kernel". Without
+it, the package's sequential reference (selective_scan_ref: exp(dt A) and dt B u
+materialised over [B, E, L, N], a Python loop over L). Either is kept out of
+torch.compile (torch.compiler.disable): unrolling thousands of steps makes
+compiling impractical, so "torch.compile" times the compiled model around an
+eager scan. The JSON says which scan ran.
 
     python3 bench/torch_ref.py --model vim2-tiny --set batch=64 --set input.image_size=224
     python3 bench/torch_ref.py --check-names models/vim2-tiny.json --weights W.safetensors
@@ -127,7 +130,10 @@ def scan_pos(order, h, w):
 
 # ---- the model --------------------------------------------------------------------
 
-def build_torch():
+def build_torch(peer_lib=None):
+    """The model class; its scan is mamba_ssm's kernel from peer_lib (a
+    libpeer_scan.so, bench/mamba_ssm/build.sh) when given, else the
+    package's sequential reference."""
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -349,8 +355,47 @@ def build_torch():
         y = torch.stack(ys, dim=-1) + D[:, None] * u
         return y * F.silu(z) if z is not None else y
 
-    Mixc.selective_scan = staticmethod(selective_scan)
+    Mixc.selective_scan = staticmethod(peer_scan(torch, peer_lib) if peer_lib else selective_scan)
     return torch, Mixc
+
+
+def peer_scan(torch, lib):
+    """mamba_ssm's forward kernel (libpeer_scan.so, bench/mamba_ssm/peer.h)
+    with the glue its selective_scan_fn has: contiguous u, dt, z, B and C
+    laid out [b, n, l], the chunk states allocated, the current stream."""
+    import ctypes
+    f = ctypes.CDLL(lib).mx_peer_scan_fwd
+    f.restype = ctypes.c_int
+    f.argtypes = [ctypes.c_int] * 5 + [ctypes.c_void_p] * 12 + [ctypes.c_char_p, ctypes.c_int]
+    states = ctypes.CDLL(lib).mx_peer_scan_states
+    states.restype = ctypes.c_longlong
+    states.argtypes = [ctypes.c_int] * 4
+
+    def ptr(t):
+        return None if t is None else t.data_ptr()
+
+    @torch.compiler.disable
+    def selective_scan(u, dt, A, B, C, D, z, dt_bias):
+        if not u.is_cuda:
+            raise SystemExit("torch_ref.py: --peer-lib runs on a GPU (--device cuda)")
+        b, e, l = u.shape
+        n = A.shape[1]
+        u, dt = u.contiguous(), dt.contiguous()
+        z = None if z is None else z.contiguous()
+        bt, ct = B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()
+        A, D, dt_bias = A.float().contiguous(), D.float().contiguous(), dt_bias.float().contiguous()
+        out = torch.empty_like(u)
+        out_z = torch.empty_like(u) if z is not None else None
+        x = torch.empty(states(b, e, l, n), dtype=torch.float32, device=u.device)
+        err = ctypes.create_string_buffer(256)
+        rc = f(int(u.dtype == torch.bfloat16), b, e, l, n, ptr(u), ptr(dt), ptr(A), ptr(bt), ptr(ct), ptr(D),
+               ptr(z), ptr(dt_bias), ptr(out), ptr(out_z), ptr(x), torch.cuda.current_stream().cuda_stream,
+               err, len(err))
+        if rc:
+            raise RuntimeError(err.value.decode())
+        return out_z if z is not None else out
+
+    return selective_scan
 
 
 # ---- names against a safetensors header (no torch needed to read it) ---------------
@@ -446,7 +491,7 @@ def bench_scan(args):
 
 
 def bench(args):
-    torch, Mixc = build_torch()
+    torch, Mixc = build_torch(args.peer_lib)
     from safetensors import safe_open
     from safetensors.torch import load_file
     io_path = os.path.join(args.results, args.model + "-io.safetensors")
@@ -486,7 +531,9 @@ def bench(args):
                   threads=torch.get_num_threads(),
                   torch=torch.__version__, batch=spec["batch"], max_rel_err_vs_mixc=err, eager=eager,
                   torch_compile=compiled,
-                  scan="mamba_ssm selective_scan_ref (Python loop over L), excluded from torch.compile",
+                  scan=("mamba_ssm's forward kernel (" + os.path.basename(args.peer_lib) + ", bench/mamba_ssm/)"
+                        if args.peer_lib else "mamba_ssm selective_scan_ref (Python loop over L)")
+                  + ", excluded from torch.compile",
                   timing="CUDA events after warm-up, L2 flushed before every run, median" if args.device == "cuda"
                   else "wall time after warm-up, median")
     with open(path + ".tmp", "w") as f:
@@ -512,6 +559,8 @@ def main():
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
     ap.add_argument("--scan", metavar="B,Ch,L,N", help="time the selective scan alone at this shape")
+    ap.add_argument("--peer-lib", metavar="SO", help="the scan as mamba_ssm's kernel: libpeer_scan.so "
+                    "(bench/mamba_ssm/build.sh); default its sequential reference")
     args = ap.parse_args()
     if args.threads:
         import torch

@@ -1,0 +1,2 @@
+/* Stands in for PyTorch's header of this name: c10_shim.h. */
+#include "../../c10_shim.h"
