@@ -54,6 +54,11 @@ status=0
 if ! "$mixc" run "$spec" "$@" --device cuda --seed 1 >"$dir/run.txt" 2>"$dir/run.err"; then
     # no GPU here: the example must have said why it could not start
     cat "$dir/example.err"
+    if [ -n "${MIXC_REQUIRE_GPU:-}" ] && [ "$MIXC_REQUIRE_GPU" != 0 ]; then
+        cat "$dir/run.err"
+        echo "mixc run --device cuda failed and MIXC_REQUIRE_GPU is set: failing"
+        exit 1
+    fi
     test "$status" -eq 1 && grep -q -i "cuda\|device\|driver" "$dir/example.err"
     echo "built; no GPU to run on (example: $(cat "$dir/example.err"))"
     exit 0
