@@ -1,6 +1,7 @@
 /* bench.c: the benchmarks' shared machinery (bench.h). */
 #include "bench.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -109,7 +110,7 @@ static bool bench_json_open(bench *b, bench_json *j) {
     for (char *c = device; *c; c++)
         if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-'))
             *c = '_';
-    snprintf(j->path, sizeof j->path, "%s/%s-%s.json", b->results, b->prog, device);
+    snprintf(j->path, sizeof j->path, "%s/%s%s-%s.json", b->results, b->prog, b->tune_s > 0 ? "_tune" : "", device);
     snprintf(j->tmp, sizeof j->tmp, "%s.tmp", j->path);
     j->n_results = 0;
     j->f = fopen(j->tmp, "w");
@@ -155,17 +156,25 @@ static bool bench_json_close(bench_json *j) {
 int bench_start(bench *b, bench_json *j, const char *prog, int argc, char **argv) {
     *b = (bench){.prog = prog};
     for (int i = 1; i < argc; i++) {
+        char *end = NULL;
         if (strcmp(argv[i], "--smoke") == 0) {
             b->smoke = true;
+        } else if (strcmp(argv[i], "--tune") == 0 && i + 1 < argc &&
+                   (b->tune_s = strtod(argv[i + 1], &end)) > 0 && b->tune_s <= 3600 && end && !*end) {
+            i++;
         } else {
             bool help = strcmp(argv[i], "--help") == 0;
-            if (!help)
+            if (!help && strcmp(argv[i], "--tune") == 0)
+                fprintf(stderr, "%s: --tune takes the seconds of search per program, 0 < S <= 3600\n", prog);
+            else if (!help)
                 fprintf(stderr, "%s: unknown option '%s'\n", prog, argv[i]);
             fprintf(help ? stdout : stderr,
-                    "usage: %s [--smoke]\n  times on GPU 0 and writes bench/results/%s-<GPU>.json "
+                    "usage: %s [--smoke] [--tune SECONDS]\n  times on GPU 0 and writes bench/results/%s-<GPU>.json "
                     "(bench/README.md)\n  --smoke  the same code on the host emulation at small sizes: checks the "
-                    "benchmark, measures nothing\n  MIXC_BENCH_RESULTS=DIR  write the results there instead\n",
-                    prog, prog);
+                    "benchmark, measures nothing\n  --tune S  tunes each program's kernels first (S seconds each), "
+                    "then times default against tuned: %s_tune-<GPU>.json\n"
+                    "  MIXC_BENCH_RESULTS=DIR  write the results there instead\n",
+                    prog, prog, prog);
             return help ? 0 : 2;
         }
     }
@@ -194,4 +203,104 @@ int bench_finish(bench_json *j, int rc) {
         remove(j->tmp);
     }
     return rc;
+}
+
+/* ---- --tune ---------------------------------------------------------------------------------- */
+
+static mx_status compile_tiles(bench_compile_fn compile, void *ctx, bool tuned, bool no_load, mx_compiled **c,
+                               mx_diag *d) {
+    if (!tuned)
+        setenv("MIXC_NO_TUNE", "1", 1);
+    *c = compile(ctx, no_load, d);
+    unsetenv("MIXC_NO_TUNE");
+    return *c ? MX_OK : MX_ERR_INVALID;
+}
+
+static int by_ms(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static mx_timing timing_of(double *ms, int n) {
+    qsort(ms, (size_t)n, sizeof *ms, by_ms);
+    return (mx_timing){.runs = n, .median_ms = n % 2 ? ms[n / 2] : (ms[n / 2 - 1] + ms[n / 2]) / 2,
+                       .min_ms = ms[0], .max_ms = ms[n - 1]};
+}
+
+/* Every output of a against b: the largest difference and a's largest magnitude. */
+static mx_status compare_outputs(const mx_compiled *a, const mx_compiled *b, double *diff, double *scale,
+                                 mx_diag *d) {
+    *diff = 0, *scale = 0;
+    for (int i = 0; i < mx_tensor_count(a, MX_ROLE_OUTPUT); i++) {
+        mx_tensor_info ti;
+        MX_TRY(mx_tensor_info_of(a, MX_ROLE_OUTPUT, i, &ti, d));
+        const float *x = mx_output(a, ti.name), *y = mx_output(b, ti.name);
+        if (!x || !y)
+            return mx_fail(d, MX_ERR_INVALID, "output %s: not there after a run", ti.name);
+        for (int64_t k = 0; k < ti.numel; k++) {
+            double e = fabs((double)x[k] - y[k]);
+            *diff = e > *diff || isnan(e) ? (isnan(e) ? INFINITY : e) : *diff;
+            *scale = fabs(x[k]) > *scale ? fabs(x[k]) : *scale;
+        }
+    }
+    return MX_OK;
+}
+
+mx_status bench_tuned_run(const bench *b, bench_compile_fn compile, void *ctx, int runs, bench_tuned *out,
+                          mx_diag *d) {
+    enum { BLOCK = 5 };
+    memset(out, 0, sizeof *out);
+    mx_compiled *c[2] = {NULL, NULL};
+    /* the search, on a default program of its own (its inputs become the tune's random ones) */
+    MX_TRY(compile_tiles(compile, ctx, false, b->smoke, &c[0], d));
+    mx_tune_options o = {.budget_s = b->tune_s, .model_only = b->smoke, .seed = 1, .progress = stderr};
+    mx_status st = mx_tune(c[0], &o, &out->tune, d);
+    mx_compiled_free(c[0]);
+    c[0] = NULL;
+    if (st == MX_OK)
+        st = compile_tiles(compile, ctx, false, false, &c[0], d);
+    if (st == MX_OK)
+        st = compile_tiles(compile, ctx, true, false, &c[1], d);
+    runs = (runs + BLOCK - 1) / BLOCK * BLOCK;
+    double *ms[2] = {calloc((size_t)runs, sizeof(double)), calloc((size_t)runs, sizeof(double))};
+    if (st == MX_OK && (!ms[0] || !ms[1]))
+        st = mx_fail(d, MX_ERR_NOMEM, "out of memory");
+    for (int i = 0; st == MX_OK && i < 2; i++) { /* warm-up, and the outputs compared */
+        mx_timing w;
+        st = mx_time(c[i], 2, 1, &w, d);
+    }
+    if (st == MX_OK)
+        st = compare_outputs(c[0], c[1], &out->max_abs_diff, &out->scale, d);
+    for (int done = 0; st == MX_OK && done < runs; done += BLOCK)
+        for (int i = 0; st == MX_OK && i < 2; i++)
+            for (int k = done; st == MX_OK && k < done + BLOCK; k++) {
+                mx_timing one;
+                st = mx_time(c[i], 0, 1, &one, d);
+                ms[i][k] = one.median_ms;
+            }
+    if (st == MX_OK)
+        out->def = timing_of(ms[0], runs), out->tuned = timing_of(ms[1], runs);
+    free(ms[0]), free(ms[1]);
+    mx_compiled_free(c[0]), mx_compiled_free(c[1]);
+    return st;
+}
+
+void bench_tuned_print(bench_json *j, const char *what, const bench_tuned *t) {
+    const mx_tune_summary *s = &t->tune;
+    double speedup = t->def.median_ms / t->tuned.median_ms;
+    printf("%s: tuned %d kernel%s in %.1f s (%d candidates, %d improved%s): default %.4f ms [%.4f, %.4f], "
+           "tuned %.4f ms [%.4f, %.4f]: %.3fx; outputs differ by %.3g (scale %.3g)\n",
+           what, s->kernels, s->kernels == 1 ? "" : "s", s->seconds, s->candidates, s->improved,
+           s->forward_default_ms > 0 && !s->forward_kept ? ", the defaults kept" : "", t->def.median_ms,
+           t->def.min_ms, t->def.max_ms, t->tuned.median_ms, t->tuned.min_ms, t->tuned.max_ms, speedup,
+           t->max_abs_diff, t->scale);
+    fprintf(j->f,
+            ", \"tune\": {\"db\": \"%s\", \"kernels\": %d, \"improved\": %d, \"candidates\": %d, "
+            "\"seconds\": %.2f, \"kernels_default_ms\": %.6g, \"kernels_tuned_ms\": %.6g, "
+            "\"forward_kept\": %d}, \"default\": {\"runs\": %d, \"median_ms\": %.6g, \"min_ms\": %.6g, "
+            "\"max_ms\": %.6g}, \"tuned\": {\"runs\": %d, \"median_ms\": %.6g, \"min_ms\": %.6g, "
+            "\"max_ms\": %.6g}, \"speedup\": %.4f, \"outputs_max_abs_diff\": %.3g, \"outputs_scale\": %.3g",
+            s->db, s->kernels, s->improved, s->candidates, s->seconds, s->default_ms, s->tuned_ms, s->forward_kept,
+            t->def.runs, t->def.median_ms, t->def.min_ms, t->def.max_ms, t->tuned.runs, t->tuned.median_ms,
+            t->tuned.min_ms, t->tuned.max_ms, speedup, t->max_abs_diff, t->scale);
 }

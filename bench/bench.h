@@ -17,6 +17,7 @@ typedef struct {
     const char *prog;   /* "bench_scan", for messages */
     mx_target t;        /* GPU 0; with --smoke the emulated h100 */
     bool smoke;         /* --smoke: the benchmark itself checked on the host emulation */
+    double tune_s;      /* --tune SECONDS: tuned against default (bench_tuned), 0: not */
     char results[1024]; /* where files go: $MIXC_BENCH_RESULTS, else bench/results */
 } bench;
 
@@ -57,7 +58,27 @@ typedef struct {
 /* Starts the next element of "results" (the caller writes its fields). */
 void bench_json_next(bench_json *j);
 
-/* A benchmark program's start: its command line (--help, --smoke), GPU 0's
+/* --tune SECONDS: a program's kernels tuned on the GPU (mx_tune, SECONDS of
+ * budget, the database MIXC_TUNE_DB or the kernel cache's), then the
+ * default program (MIXC_NO_TUNE=1) and the tuned one (the database's
+ * winners, as any compile picks them) compiled afresh and timed in
+ * alternating blocks of 5 single passes, so that both see the same GPU
+ * state; their outputs compared. --smoke ranks by the roofline estimate
+ * (the emulation times nothing). compile(ctx, no_load, d) gives a program
+ * with its inputs and params set (no_load: compiled, not loaded). */
+typedef mx_compiled *(*bench_compile_fn)(void *ctx, bool no_load, mx_diag *d);
+typedef struct {
+    mx_tune_summary tune;
+    mx_timing def, tuned;
+    double max_abs_diff, scale; /* the outputs, tuned against default; scale: the default's largest */
+} bench_tuned;
+mx_status bench_tuned_run(const bench *b, bench_compile_fn compile, void *ctx, int runs, bench_tuned *out,
+                          mx_diag *d);
+/* Its fields in the current result (", \"tune\": {...}") and a line on stdout. */
+void bench_tuned_print(bench_json *j, const char *what, const bench_tuned *t);
+
+/* A benchmark program's start: its command line (--help, --smoke, --tune
+ * SECONDS: the file is then <prog>_tune-<device>.json), GPU 0's
  * target (without one prints "<prog>: no GPU (<why>): nothing measured, no
  * results written") and the result file (its header written, the "results"
  * array open), and says where it runs. --smoke runs the same code on the

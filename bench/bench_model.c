@@ -10,8 +10,10 @@
  * builds the same model in PyTorch, it writes next to its JSON result
  *     bench/results/<model>.safetensors      the weights (mx_weights_save)
  *     bench/results/<model>-io.safetensors   the inputs and mixc's outputs
- * Results: bench/results/bench_model-<device>.json. Without a GPU it says so
- * and exits 1 without writing anything. */
+ * Results: bench/results/bench_model-<device>.json. --tune SECONDS: each
+ * model's kernels tuned first, then default against tuned (bench.h,
+ * bench_tuned_run): bench/results/bench_model_tune-<device>.json. Without a
+ * GPU it says so and exits 1 without writing anything. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -95,6 +97,44 @@ static mx_compiled *compile_model(bench *bn, const mx_model *model, const mx_buf
     return c;
 }
 
+/* --tune: the model's kernels tuned, then default against tuned
+ * (bench_tuned_run), CUDA graph replay both. */
+typedef struct {
+    bench *bn;
+    const mx_model *model;
+    const mx_buffers *sb;
+} model_ctx;
+
+static mx_compiled *compile_for_tune(void *ctx, bool no_load, mx_diag *d) {
+    model_ctx *x = ctx;
+    if (!no_load) {
+        double ms;
+        return compile_model(x->bn, x->model, x->sb, true, &ms, d);
+    }
+    mx_compile_options o = {.flush_l2 = 1, .no_load = true};
+    mx_compiled *c = mx_compile_model(x->model, &x->bn->t, &o, d);
+    if (c && mx_compiled_set_buffers(c, x->sb, d) != MX_OK) {
+        mx_compiled_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static mx_status tune_model(bench *bn, bench_json *j, const model_case *mc, const mx_model *model,
+                            const mx_buffers *sb, mx_diag *d) {
+    model_ctx x = {bn, model, sb};
+    bench_tuned r;
+    MX_TRY(bench_tuned_run(bn, compile_for_tune, &x, bn->smoke ? 5 : RUNS, &r, d));
+    bench_json_next(j);
+    fprintf(j->f, "{\"model\": \"%s\", \"overrides\": [", mc->name);
+    for (int i = 0; i < mc->n_set; i++)
+        fprintf(j->f, "%s\"%s\"", i ? ", " : "", mc->set[i]);
+    fprintf(j->f, "]");
+    bench_tuned_print(j, mc->name, &r);
+    fprintf(j->f, "}");
+    return MX_OK;
+}
+
 static void print_times(FILE *f, const char *name, const mx_timing *t) {
     fprintf(f, "\"%s\": {\"runs\": %d, \"median_ms\": %.6g, \"min_ms\": %.6g, \"max_ms\": %.6g}", name, t->runs,
             t->median_ms, t->min_ms, t->max_ms);
@@ -112,6 +152,12 @@ static mx_status run_model(bench *bn, bench_json *j, const model_case *mc, mx_di
     mx_buffers *sb = mx_buffers_new(g);
     mx_buffers_fill_random(sb, g, SEED);
     mx_model_init_params(model, sb, SEED);
+    if (bn->tune_s > 0) {
+        mx_status st = tune_model(bn, j, mc, model, sb, d);
+        mx_buffers_free(sb);
+        mx_model_free(model);
+        return st;
+    }
     mx_timing graph_t = {0}, direct_t = {0};
     double cold_ms = 0, warm_ms = 0;
     bench_module bm = {0};

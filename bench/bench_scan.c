@@ -9,6 +9,8 @@
  * max(bytes / bandwidth, exps / SFU rate) with the target's rates
  * (runtime/target.c). The smallest shape is also checked against the
  * reference interpreter on the same numbers. Results: bench/results/bench_scan-<device>.json.
+ * --tune SECONDS: the f32 shapes' kernels tuned first, then default against
+ * tuned (bench.h, bench_tuned_run): bench/results/bench_scan_tune-<device>.json.
  * Without a GPU it says so and exits 1 without writing anything. */
 #include <math.h>
 #include <stdlib.h>
@@ -155,6 +157,50 @@ static mx_status run_shape(bench *bn, bench_json *j, const shape *s, bool checke
     return st;
 }
 
+/* --tune: the scan's kernels tuned at the shape, then default against tuned
+ * (bench_tuned_run). */
+typedef struct {
+    const bench *bn;
+    const mx_graph *g;
+    mx_buffers *b;
+} scan_ctx;
+
+static mx_compiled *compile_scan(void *ctx, bool no_load, mx_diag *d) {
+    scan_ctx *x = ctx;
+    mx_compile_options o = {.flush_l2 = 1, .no_load = no_load};
+    mx_compiled *c = mx_compile(x->g, &x->bn->t, &o, d);
+    fill(x->g, x->b, 42);
+    if (c && mx_compiled_set_buffers(c, x->b, d) != MX_OK) {
+        mx_compiled_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static mx_status tune_shape(const bench *bn, bench_json *j, const shape *s, mx_dtype t, mx_diag *d) {
+    mx_graph *g = scan_graph(s, t, d);
+    if (!g)
+        return MX_ERR_INVALID;
+    mx_buffers *b = mx_buffers_new(g);
+    scan_ctx x = {bn, g, b};
+    bench_tuned r;
+    mx_status st = b ? bench_tuned_run(bn, compile_scan, &x, bn->smoke ? 5 : RUNS, &r, d)
+                     : mx_fail(d, MX_ERR_NOMEM, "out of memory");
+    if (st == MX_OK) {
+        char what[128];
+        snprintf(what, sizeof what, "%s B=%lld Ch=%lld L=%lld N=%lld", mx_dtype_names[t], (long long)s->B,
+                 (long long)s->Ch, (long long)s->L, (long long)s->N);
+        bench_json_next(j);
+        fprintf(j->f, "{\"B\": %lld, \"Ch\": %lld, \"L\": %lld, \"N\": %lld, \"dtype\": \"%s\"", (long long)s->B,
+                (long long)s->Ch, (long long)s->L, (long long)s->N, mx_dtype_names[t]);
+        bench_tuned_print(j, what, &r);
+        fprintf(j->f, "}");
+    }
+    mx_buffers_free(b);
+    mx_graph_free(g);
+    return st;
+}
+
 int main(int argc, char **argv) {
     bench bn;
     bench_json j;
@@ -163,11 +209,14 @@ int main(int argc, char **argv) {
         return rc;
     rc = 0;
     static const mx_dtype types[] = {MX_F32, MX_BF16};
+    size_t n_types = bn.tune_s > 0 ? 1 : 2; /* tuning: f32, within a GPU session's minutes */
     for (int s = 0; rc == 0 && s < N_SHAPES; s++)
-        for (size_t t = 0; rc == 0 && t < 2; t++) {
+        for (size_t t = 0; rc == 0 && t < n_types; t++) {
             mx_diag d = {{0}};
             const shape *sh = bn.smoke ? &smoke_shapes[s] : &shapes[s];
-            if (run_shape(&bn, &j, sh, bn.smoke || s == N_SHAPES - 1, types[t], &d) != MX_OK) {
+            mx_status st = bn.tune_s > 0 ? tune_shape(&bn, &j, sh, types[t], &d)
+                                         : run_shape(&bn, &j, sh, bn.smoke || s == N_SHAPES - 1, types[t], &d);
+            if (st != MX_OK) {
                 fprintf(stderr, "bench_scan: %s\n", d.msg);
                 rc = 1;
             }

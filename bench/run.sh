@@ -24,13 +24,27 @@
 # From a registry (bench/fetch.sh, run where one answers, fills .deps/):
 # cJSON, used from the system when installed, else from .deps/*.deb,
 # unpacked into .deps/root; mamba_ssm's source distribution for the peer.
+#   bash bench/run.sh --only bench_scan_tune,bench_model_tune
+#                                those steps alone (a second call on a warm
+#                                machine, after the budget cut the first)
 set -euo pipefail
 smoke=0
-case "${1:-}" in
-    "") ;;
-    --smoke) smoke=1 ;;
-    *) echo "usage: bash bench/run.sh [--smoke]  (bench/README.md)" >&2; exit 2 ;;
-esac
+only=
+usage="usage: bash bench/run.sh [--smoke] [--only STEP,...]  (bench/README.md)"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --smoke) smoke=1 ;;
+        --only) [ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }; only=",$2,"; shift ;;
+        *) echo "$usage" >&2; exit 2 ;;
+    esac
+    shift
+done
+STEPS=",ctest-gpu,bench_scan,peer_scan,bench_model,torch_tsm2,torch_vim2,bench_scan_tune,bench_model_tune,"
+for name in $(echo "${only//,/ }"); do
+    case "$STEPS" in *",$name,"*) ;; *) echo "run.sh: no step '$name': the steps are ${STEPS:1:-1}" >&2; exit 2 ;; esac
+done
+# wanted NAME: the step is to run (no --only, or named there)
+wanted() { [ -z "$only" ] || [[ "$only" == *",$1,"* ]]; }
 START=$SECONDS
 BUDGET=${MIXC_BENCH_BUDGET:-570}
 cd "$(dirname "$0")/.."
@@ -44,7 +58,7 @@ say() { printf '== %s: %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 # The results so far into $OUT (when set).
 save_results() {
     [ -n "${OUT:-}" ] || return 0
-    cp "${RESULTS:-bench/results}"/*.json "$OUT"/ 2>/dev/null || true
+    cp "${RESULTS:-bench/results}"/*.json "${RESULTS:-bench/results}"/*.jsonl "$OUT"/ 2>/dev/null || true
     tar czf "$OUT/logs.tgz" -C bench/results logs 2>/dev/null || true
 }
 
@@ -54,6 +68,7 @@ save_results() {
 step() {
     local name=$1 limit=$2
     shift 2
+    wanted "$name" || return 0
     local left=$((BUDGET - (SECONDS - START) - 15))
     if [ "$left" -lt 10 ]; then
         say "$name: skipped, the budget of ${BUDGET} s is spent"
@@ -90,7 +105,9 @@ fi
 MAMBA_SSM=.deps/mamba_ssm-2.3.2.post1.tar.gz
 NVCC_BIN=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc /usr/local/cuda-*/bin/nvcc 2>/dev/null | head -1 || true)
 peer_pid=
-if [ -f "$MAMBA_SSM" ] && [ -n "$NVCC_BIN" ]; then
+if ! wanted peer_scan && ! wanted torch_tsm2 && ! wanted torch_vim2; then
+    :
+elif [ -f "$MAMBA_SSM" ] && [ -n "$NVCC_BIN" ]; then
     say "build the mamba_ssm peer (build-bench/mamba_ssm/, log $LOGS/peer_build.log)"
     arch=native
     [ "$smoke" -eq 0 ] || arch=sm_90
@@ -147,13 +164,24 @@ export PYTHONUNBUFFERED=1
 # torch_ref.py builds each model with the overrides bench_model recorded in
 # its -io file, and loads bench_model's weights strictly: a name or shape
 # that differs from mixc's fails there.
-if [ -f "$RESULTS/vim2-tiny-io.safetensors" ]; then
+if ! wanted torch_tsm2 && ! wanted torch_vim2; then
+    :
+elif [ -f "$RESULTS/vim2-tiny-io.safetensors" ]; then
     step torch_tsm2 120 python3 bench/torch_ref.py --model tsm2-etth1 "${torch_flags[@]}"
     step torch_vim2 180 python3 bench/torch_ref.py --model vim2-tiny "${torch_flags[@]}"
 else
     say "torch_ref.py: skipped (bench_model wrote no outputs to compare with)"
     status=1
 fi
+# Tuning (docs/tune.md): each scan shape's and model's kernels searched on
+# this GPU, then default against tuned; a database of their own, kept with
+# the results. Last: the lowest priority within the budget.
+export MIXC_TUNE_DB="$ROOT/$RESULTS/tune_db.jsonl"
+[ "${RESULTS:0:1}" != / ] || MIXC_TUNE_DB="$RESULTS/tune_db.jsonl"
+tune_scan=25 tune_model=60
+[ "$smoke" -eq 0 ] || tune_scan=4 tune_model=8
+step bench_scan_tune 150 build-bench/bench/bench_scan "${bench_flags[@]}" --tune $tune_scan
+step bench_model_tune 200 build-bench/bench/bench_model "${bench_flags[@]}" --tune $tune_model
 
 save_results
 ls -l "$RESULTS"/*.json 2>/dev/null || say "no results written"
