@@ -32,6 +32,12 @@ struct mx_blas_plan {
     CUdeviceptr p[4];
     int64_t outer_bytes[4];
     bool has_c;
+    /* Batches of more than MX_BLAS_MAX_BATCH: `chunks` calls of `chunk`
+     * products per outer index, chunk_bytes[i] apart, then `rest`, a plan of
+     * its own for what is left (NULL when nothing is). */
+    int64_t chunk, chunks;
+    int64_t chunk_bytes[4];
+    mx_blas_plan *rest;
 };
 
 static const struct {
@@ -103,15 +109,23 @@ void mx_blas_close(mx_blas *bl) {
 
 bool mx_blas_tf32(const mx_blas *bl) { return bl->tf32; }
 
-void mx_blas_plan_free(mx_blas_plan *pl) {
-    if (!pl)
-        return;
+/* The descriptors, not the plan: a plan's description is redone when its
+ * bias moves from the epilogue into C. */
+static void free_description(mx_blas_plan *pl) {
     if (pl->op)
         pl->api->MatmulDescDestroy(pl->op);
     cublasLtMatrixLayout_t layouts[4] = {pl->la, pl->lb, pl->lc, pl->ld};
     for (int i = 0; i < 4; i++)
         if (layouts[i])
             pl->api->MatrixLayoutDestroy(layouts[i]);
+    pl->op = NULL, pl->la = pl->lb = pl->lc = pl->ld = NULL;
+}
+
+void mx_blas_plan_free(mx_blas_plan *pl) {
+    if (!pl)
+        return;
+    free_description(pl);
+    mx_blas_plan_free(pl->rest);
     free(pl);
 }
 
@@ -150,9 +164,8 @@ static uint32_t alignment(CUdeviceptr address) {
     return a;
 }
 
-static cublasLtEpilogue_t epilogue(const mx_gemm *gm) {
-    bool bias = gm->bias != MX_NONE;
-    switch (gm->act) {
+static cublasLtEpilogue_t epilogue(mx_gemm_act act, bool bias) {
+    switch (act) {
     case MX_GEMM_ACT_RELU:
         return bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
     case MX_GEMM_ACT_GELU_TANH:
@@ -172,7 +185,7 @@ static mx_status choose_algo(mx_blas *bl, mx_blas_plan *pl, const mx_gemm *gm, m
     /* The defaults assume 256-byte aligned operands; a sliced operand (dt out
      * of an x_proj result) may start anywhere, and an algorithm that assumes
      * otherwise reads out of line. */
-    uint32_t align[4];
+    uint32_t align[4] = {0};
     static const cublasLtMatmulPreferenceAttributes_t align_attr[4] = {
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
@@ -203,8 +216,11 @@ static mx_status choose_algo(mx_blas *bl, mx_blas_plan *pl, const mx_gemm *gm, m
                    s == CUBLAS_STATUS_SUCCESS ? "no result" : mx_blas_status_text((int)s));
 }
 
-static mx_status build(mx_blas *bl, const mx_gemm *gm, const mx_gemm_ptrs *ptr, mx_blas_plan *pl,
-                       mx_diag *d) {
+/* The descriptors of `chunk` products of gm: the bias in the epilogue, or
+ * (bias_in_c) as C, one row of D's values repeated (leading dimension 0) and
+ * added with beta = 1. */
+static mx_status describe(mx_blas *bl, const mx_gemm *gm, const mx_gemm_ptrs *ptr, bool bias_in_c,
+                          mx_blas_plan *pl, mx_diag *d) {
     const mx_cublaslt_api *api = bl->api;
     size_t es = mx_dtype_size(gm->dtype);
     bool f32_tf32 = bl->tf32 && gm->dtype == MX_F32;
@@ -217,9 +233,10 @@ static mx_status build(mx_blas *bl, const mx_gemm *gm, const mx_gemm_ptrs *ptr, 
     cublasOperation_t tb = gm->a.trans ? CUBLAS_OP_T : CUBLAS_OP_N;
     MX_TRY(set_desc(api, pl->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta, "TRANSA", d));
     MX_TRY(set_desc(api, pl->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb, "TRANSB", d));
-    cublasLtEpilogue_t ep = epilogue(gm);
+    bool bias_in_epilogue = gm->bias != MX_NONE && !bias_in_c;
+    cublasLtEpilogue_t ep = epilogue(gm->act, bias_in_epilogue);
     MX_TRY(set_desc(api, pl->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep, "EPILOGUE", d));
-    if (gm->bias != MX_NONE) {
+    if (bias_in_epilogue) {
         const void *bias = (const void *)(uintptr_t)ptr->bias;
         int64_t stride = 0; /* one bias for every batch */
         MX_TRY(set_desc(api, pl->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias,
@@ -228,30 +245,62 @@ static mx_status build(mx_blas *bl, const mx_gemm *gm, const mx_gemm_ptrs *ptr, 
                         "BIAS_BATCH_STRIDE", d));
     }
     if (gm->b.trans)
-        MX_TRY(layout(api, &pl->la, gm->dtype, gm->k, gm->n, gm->b.ld, gm->batch,
-                      gm->b.batch_stride, d));
+        MX_TRY(layout(api, &pl->la, gm->dtype, gm->k, gm->n, gm->b.ld, pl->chunk, gm->b.batch_stride, d));
     else
-        MX_TRY(layout(api, &pl->la, gm->dtype, gm->n, gm->k, gm->b.ld, gm->batch,
-                      gm->b.batch_stride, d));
+        MX_TRY(layout(api, &pl->la, gm->dtype, gm->n, gm->k, gm->b.ld, pl->chunk, gm->b.batch_stride, d));
     if (gm->a.trans)
-        MX_TRY(layout(api, &pl->lb, gm->dtype, gm->m, gm->k, gm->a.ld, gm->batch,
-                      gm->a.batch_stride, d));
+        MX_TRY(layout(api, &pl->lb, gm->dtype, gm->m, gm->k, gm->a.ld, pl->chunk, gm->a.batch_stride, d));
     else
-        MX_TRY(layout(api, &pl->lb, gm->dtype, gm->k, gm->m, gm->a.ld, gm->batch,
-                      gm->a.batch_stride, d));
-    pl->has_c = gm->c.value != MX_NONE;
-    const mx_gemm_operand *c = pl->has_c ? &gm->c : &gm->y;
-    MX_TRY(layout(api, &pl->lc, gm->dtype, gm->n, gm->m, c->ld, gm->batch, c->batch_stride, d));
-    MX_TRY(layout(api, &pl->ld, gm->dtype, gm->n, gm->m, gm->y.ld, gm->batch, gm->y.batch_stride,
-                  d));
+        MX_TRY(layout(api, &pl->lb, gm->dtype, gm->k, gm->m, gm->a.ld, pl->chunk, gm->a.batch_stride, d));
+    pl->has_c = gm->c.value != MX_NONE || bias_in_c;
+    const mx_gemm_operand *c = gm->c.value != MX_NONE ? &gm->c : &gm->y;
+    if (bias_in_c)
+        MX_TRY(layout(api, &pl->lc, gm->dtype, gm->n, gm->m, 0, pl->chunk, 0, d));
+    else
+        MX_TRY(layout(api, &pl->lc, gm->dtype, gm->n, gm->m, c->ld, pl->chunk, c->batch_stride, d));
+    MX_TRY(layout(api, &pl->ld, gm->dtype, gm->n, gm->m, gm->y.ld, pl->chunk, gm->y.batch_stride, d));
     const mx_gemm_operand *ops[4] = {&gm->b, &gm->a, c, &gm->y};
-    CUdeviceptr base[4] = {ptr->b, ptr->a, pl->has_c ? ptr->c : ptr->y, ptr->y};
+    CUdeviceptr base[4] = {ptr->b, ptr->a, gm->c.value != MX_NONE ? ptr->c : ptr->y, ptr->y};
     for (int i = 0; i < 4; i++) {
         pl->p[i] = base[i] + (CUdeviceptr)(ops[i]->offset * (int64_t)es);
         pl->outer_bytes[i] = ops[i]->outer_stride * (int64_t)es;
+        pl->chunk_bytes[i] = pl->chunk * ops[i]->batch_stride * (int64_t)es;
     }
+    if (bias_in_c)
+        pl->p[2] = ptr->bias, pl->outer_bytes[2] = pl->chunk_bytes[2] = 0;
+    return MX_OK;
+}
+
+static mx_status build(mx_blas *bl, const mx_gemm *gm, const mx_gemm_ptrs *ptr, mx_blas_plan *pl,
+                       mx_diag *d) {
+    if (gm->c.trans || gm->y.trans) /* cuBLASLt takes C and D as they are stored */
+        return mx_fail(d, MX_ERR_INVALID, "group %d: cuBLASLt cannot read a transposed %s", gm->group,
+                       gm->y.trans ? "result" : "residual");
     pl->outer = gm->outer;
-    return choose_algo(bl, pl, gm, d);
+    pl->chunk = gm->batch < MX_BLAS_MAX_BATCH ? gm->batch : MX_BLAS_MAX_BATCH;
+    pl->chunks = gm->batch / pl->chunk;
+    MX_TRY(describe(bl, gm, ptr, false, pl, d));
+    mx_status st = choose_algo(bl, pl, gm, d);
+    if (st != MX_OK && gm->bias != MX_NONE && gm->c.value == MX_NONE) {
+        /* Some shapes have no algorithm with a bias epilogue (a product of
+         * one row, as a classifier's head); the same sum with the bias as C. */
+        mx_diag first = *d;
+        free_description(pl);
+        MX_TRY(describe(bl, gm, ptr, true, pl, d));
+        st = choose_algo(bl, pl, gm, d);
+        if (st != MX_OK)
+            *d = first;
+    }
+    int64_t rest = gm->batch - pl->chunks * pl->chunk;
+    if (st == MX_OK && rest > 0) {
+        mx_gemm tail = *gm;
+        tail.batch = rest;
+        mx_gemm_operand *ops[4] = {&tail.a, &tail.b, &tail.c, &tail.y};
+        for (int i = 0; i < 4; i++)
+            ops[i]->offset += pl->chunks * pl->chunk * ops[i]->batch_stride;
+        st = mx_blas_plan_new(bl, &tail, ptr, &pl->rest, d);
+    }
+    return st;
 }
 
 mx_status mx_blas_plan_new(mx_blas *bl, const mx_gemm *gm, const mx_gemm_ptrs *ptr,
@@ -272,16 +321,18 @@ mx_status mx_blas_plan_new(mx_blas *bl, const mx_gemm *gm, const mx_gemm_ptrs *p
 
 mx_status mx_blas_plan_run(mx_blas *bl, const mx_blas_plan *pl, CUstream s, mx_diag *d) {
     const float one = 1.0f, zero = 0.0f;
-    for (int64_t o = 0; o < pl->outer; o++) {
-        void *p[4];
-        for (int i = 0; i < 4; i++)
-            p[i] = (void *)(uintptr_t)(pl->p[i] + (CUdeviceptr)(o * pl->outer_bytes[i]));
-        MX_TRY(check(bl->api->Matmul(bl->lt, pl->op, &one, p[0], pl->la, p[1], pl->lb,
-                                     pl->has_c ? &one : &zero, p[2], pl->lc, p[3], pl->ld, &pl->algo,
-                                     (void *)(uintptr_t)bl->workspace, MX_BLAS_WORKSPACE_BYTES, (cudaStream_t)s),
-                     "cublasLtMatmul", d));
-    }
-    return MX_OK;
+    for (int64_t o = 0; o < pl->outer; o++)
+        for (int64_t q = 0; q < pl->chunks; q++) {
+            void *p[4];
+            for (int i = 0; i < 4; i++)
+                p[i] = (void *)(uintptr_t)(pl->p[i] + (CUdeviceptr)(o * pl->outer_bytes[i] + q * pl->chunk_bytes[i]));
+            MX_TRY(check(bl->api->Matmul(bl->lt, pl->op, &one, p[0], pl->la, p[1], pl->lb,
+                                         pl->has_c ? &one : &zero, p[2], pl->lc, p[3], pl->ld, &pl->algo,
+                                         (void *)(uintptr_t)bl->workspace, MX_BLAS_WORKSPACE_BYTES,
+                                         (cudaStream_t)s),
+                         "cublasLtMatmul", d));
+        }
+    return pl->rest ? mx_blas_plan_run(bl, pl->rest, s, d) : MX_OK;
 }
 
 mx_status mx_blas_gemm(mx_blas *bl, const mx_gemm *gm, const mx_gemm_ptrs *ptr, CUstream s,

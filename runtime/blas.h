@@ -4,7 +4,9 @@
  * becomes one cublasLtMatmul per outer batch index: the bias and the
  * activation are cuBLASLt epilogues (BIAS, RELU(_BIAS), GELU(_BIAS): the tanh
  * form), the residual is C with beta = 1, a transposed operand is op = T with
- * its leading dimension, a broadcast batch is a stride of 0. Storage is f32,
+ * its leading dimension, a broadcast batch is a stride of 0. Where cuBLASLt
+ * has no algorithm with the bias epilogue, the bias is C instead (its one row
+ * repeated: leading dimension 0), when there is no residual. Storage is f32,
  * f16 or bf16; arithmetic is f32 (CUBLAS_COMPUTE_32F) so that results compare
  * with the reference within 1e-4 (f32 storage) and 2e-2 (bf16). MIXC_TF32=1
  * lets f32 products use TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32):
@@ -25,6 +27,12 @@
 /* The workspace cuBLASLt's products may use (what it suggests for Hopper),
  * allocated once per GPU device; the memory check counts it. */
 #define MX_BLAS_WORKSPACE_BYTES (32u << 20)
+/* The most products one cublasLtMatmul takes in a strided batch (a limit
+ * other users of cuBLASLt report: batch counts from 2^16 on are refused);
+ * a larger batch is run in chunks. */
+#ifndef MX_BLAS_MAX_BATCH
+#define MX_BLAS_MAX_BATCH 65535
+#endif
 
 typedef struct mx_blas mx_blas;
 typedef struct mx_blas_plan mx_blas_plan;
