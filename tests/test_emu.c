@@ -190,6 +190,37 @@ static void test_dynamic_smem(mx_emu_module *m) {
     free(x), free(y), free(fresh);
 }
 
+/* MIXC_EMU_ORDER=reverse schedules each block's threads from the last: a
+ * kernel with barriers where it needs them gives the same numbers, a racy
+ * one does not. */
+static void test_reverse_order(mx_emu_module *m) {
+    enum { BLOCKS = 2, THREADS = 40, N = BLOCKS * THREADS };
+    float *x = random_floats(N, -1, 1), *fresh = calloc(N, sizeof(float));
+    float *y[2] = {poisoned(N * sizeof(float)), poisoned(N * sizeof(float))};
+    float *race[2] = {poisoned(N * sizeof(float)), poisoned(N * sizeof(float))};
+    for (int order = 0; order < 2; order++) {
+        if (order)
+            setenv("MIXC_EMU_ORDER", "reverse", 1);
+        void *args[] = {&x, &y[order], &fresh}, *racy[] = {&x, &race[order]};
+        LAUNCH_OK(m, "dyn_reverse", BLOCKS, 1, THREADS, 1, THREADS * sizeof(float), args);
+        LAUNCH_OK(m, "racy_neighbour", BLOCKS, 1, THREADS, 1, THREADS * sizeof(float), racy);
+    }
+    unsetenv("MIXC_EMU_ORDER");
+    CHECK_MSG(memcmp(y[0], y[1], N * sizeof(float)) == 0, "a kernel with its barriers: the same in either order");
+    /* forward, a thread reads its neighbour's slot before the neighbour ran:
+     * the poison; in reverse, after: x */
+    int forward_poison = 0, reverse_read = 0;
+    for (int i = 0; i < N; i++) {
+        bool last = i % THREADS == THREADS - 1;
+        forward_poison += !last && isnan(race[0][i]);
+        reverse_read += !last && race[1][i] == x[i + 1];
+    }
+    CHECK_MSG(forward_poison == N - BLOCKS && reverse_read == N - BLOCKS,
+              "the race shows: %d of %d poisoned in order, %d of %d read in reverse", forward_poison, N - BLOCKS,
+              reverse_read, N - BLOCKS);
+    free(x), free(fresh), free(y[0]), free(y[1]), free(race[0]), free(race[1]);
+}
+
 static void test_half_conversions(mx_emu_module *m) {
     /* Random values of every magnitude, then the edges: ties, overflow to
      * infinity, f16 subnormals, signed zeros, NaN. */
@@ -384,6 +415,7 @@ int main(void) {
         test_chunked_scan(m);
         test_grid_atomics(m);
         test_dynamic_smem(m);
+        test_reverse_order(m);
         test_half_conversions(m);
         printf("emu: kernels ran in %.2f s\n", now_s() - t);
         mx_emu_unload(m);

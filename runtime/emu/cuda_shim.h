@@ -260,6 +260,7 @@ struct Block {
     char *err;
     size_t err_size;
     bool failed;
+    bool reverse; /* MIXC_EMU_ORDER=reverse: threads scheduled from the last */
 };
 
 /* The running fiber, null in the scheduler. Launches of a module are
@@ -321,14 +322,24 @@ inline char *stack_of(const Block &b, unsigned i) {
     return b.stacks + i * b.slot_size + (b.slot_size - b.stack_size);
 }
 
-/* The first thread after `from` (in linear order, wrapping) that can run. */
+/* The first thread after `from` (in linear order, wrapping; backwards when
+ * the block runs in reverse) that can run. */
 inline Thread *next_ready(Block &b, unsigned from) {
     for (unsigned k = 1; k <= b.n; k++) {
-        unsigned i = from + k < b.n ? from + k : from + k - b.n;
+        unsigned i = b.reverse ? (from + b.n - k) % b.n : from + k < b.n ? from + k : from + k - b.n;
         if (b.threads[i].state == State::ready)
             return &b.threads[i];
     }
     return nullptr;
+}
+
+/* MIXC_EMU_ORDER=reverse runs each block's threads from the last to the
+ * first, between the same barriers. A kernel whose result changes with the
+ * order has threads that read what others write with no barrier between:
+ * a race on a GPU, which one fixed order hides (docs/emulation.md). */
+inline bool reverse_order() {
+    const char *order = getenv("MIXC_EMU_ORDER");
+    return order && strcmp(order, "reverse") == 0;
 }
 
 /* From the running context to fiber `to`, or to the scheduler when `to` is
@@ -815,7 +826,7 @@ inline bool run_block(Block &b) {
     if (b.dyn_smem)
         memset(b.dyn_smem, 0xFF, b.dyn_smem_size);
     while (b.n_done < b.n) {
-        Thread *t = next_ready(b, b.n - 1);
+        Thread *t = next_ready(b, b.reverse ? 0 : b.n - 1);
         if (!t) {
             if (!release_barrier(b))
                 return false;
@@ -845,6 +856,7 @@ inline int run_grid(const char *kernel, const mx_emu_launch_desc &d,
     b.closure = closure;
     b.err = d.err;
     b.err_size = d.err_size;
+    b.reverse = reverse_order();
     size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
     b.stack_size = (d.stack_size + page - 1) / page * page;
     b.slot_size = b.stack_size + page; /* a PROT_NONE page below each stack */

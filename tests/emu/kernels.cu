@@ -166,6 +166,16 @@ extern "C" __global__ void dyn_reverse(const float *x, float *y, float *fresh) {
 }
 MX_EMU_ENTRY(dyn_reverse)
 
+// A race: each thread reads its neighbour's slot with no barrier after the
+// writes, so what it gets depends on which thread ran first.
+extern "C" __global__ void racy_neighbour(const float *x, float *y) {
+    MX_DYNAMIC_SMEM(float, buf);
+    unsigned n = blockDim.x, i = blockIdx.x * n + threadIdx.x;
+    buf[threadIdx.x] = x[i];
+    y[i] = buf[(threadIdx.x + 1) % n];
+}
+MX_EMU_ENTRY(racy_neighbour)
+
 // f32 -> f16 / bf16 bits, and back.
 extern "C" __global__ void convert(const float *x, unsigned short *f16, unsigned short *bf16,
                                    float *back16, float *backbf16, int n) {
