@@ -178,24 +178,37 @@ static mx_status open_driver(mx_cuda *cu, mx_diag *d) {
     *(void **)&get_proc = dlsym(cu->lib, "cuGetProcAddress_v2");
     if (!init || !get_proc)
         return mx_fail(d, MX_ERR_IO,
-                       "the CUDA driver is too old: " DRIVER_LIB " has no %s (CUDA 12.0 or newer "
-                       "is needed)",
-                       init ? "cuGetProcAddress_v2" : "cuInit");
+                       "the CUDA driver is too old: " DRIVER_LIB " has no %s (a driver for CUDA %d.0 or "
+                       "newer is needed: update the NVIDIA driver to one for CUDA %d%s)",
+                       init ? "cuGetProcAddress_v2" : "cuInit", MX_CUDA_DRIVER_MIN / 1000,
+                       MX_CUDA_DRIVER_MIN / 1000, MX_CUDA_DRIVER_BRANCH);
     CUresult r = init(0);
     if (r != CUDA_SUCCESS) {
         fetch_error_functions(cu, get_proc);
-        mx_status st = mx_cuda_check(cu, r, "cuInit failed", d);
-        /* A driver that did not start runs no threads: unloading it is safe. */
-        dlclose(cu->lib);
-        cu->lib = NULL;
-        return st;
+        /* The library stays loaded (cu->lib is kept, as ask_version keeps
+         * its handle): a driver whose cuInit failed part-way (for one,
+         * CUDA_ERROR_SYSTEM_NOT_READY on an HGX system whose fabric manager
+         * is not running) may already have started threads or registered
+         * exit handlers, and unloading their code would crash the process
+         * at exit. */
+        return mx_cuda_check(cu, r, "cuInit failed", d);
     }
-    /* cuDriverGetVersion first, so that a missing entry point can say which
-     * driver lacks it. */
+    /* cuDriverGetVersion first, so that an old driver is named as such and
+     * a missing entry point can say which driver lacks it. */
     PFN_cuDriverGetVersion_v2020 get_version;
     if (get_proc("cuDriverGetVersion", (void **)&get_version, MX_CUDA_API_VERSION,
                  CU_GET_PROC_ADDRESS_DEFAULT, NULL) == CUDA_SUCCESS && get_version)
         get_version(&cu->driver_version);
+    /* 0 (the version unknown) goes on: fetch_entry_points then fails on
+     * cuDriverGetVersion itself, with the driver's own error. */
+    if (cu->driver_version > 0 && cu->driver_version < MX_CUDA_DRIVER_MIN)
+        return mx_fail(d, MX_ERR_IO,
+                       "the CUDA driver is too old: it supports CUDA %d.%d (driver version %d), but mixc is "
+                       "built with CUDA %d.%d (NVRTC and cuBLASLt %d), which needs a driver for CUDA %d.0 or "
+                       "newer: update the NVIDIA driver to one for CUDA %d%s",
+                       cu->driver_version / 1000, cu->driver_version % 1000 / 10, cu->driver_version,
+                       CUDA_VERSION / 1000, CUDA_VERSION % 1000 / 10, CUDA_VERSION / 1000,
+                       MX_CUDA_DRIVER_MIN / 1000, MX_CUDA_DRIVER_MIN / 1000, MX_CUDA_DRIVER_BRANCH);
     MX_TRY(fetch_entry_points(cu, get_proc, d));
     return open_device(cu, d);
 }

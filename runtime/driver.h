@@ -14,9 +14,29 @@
 
 #include "mixc.h"
 
-/* The CUDA version whose entry-point ABIs are requested; a driver older than
- * CUDA 12.0 is refused with a message that says so. */
+/* The CUDA version whose entry-point ABIs are requested from cuGetProcAddress
+ * (each pointer gets the ABI of the PFN type below). It is not the oldest
+ * driver mixc accepts: that is MX_CUDA_DRIVER_MIN. */
 #define MX_CUDA_API_VERSION 12000
+
+/* The oldest driver mx_cuda_open accepts: the toolkit's major version
+ * (CUDA_VERSION of the cuda.h mixc is built with, 13000 for CUDA 13.x).
+ * NVRTC and cuBLASLt come from that toolkit, and NVIDIA's compatibility
+ * rules let a CUDA 13.x library run on any driver for CUDA 13.0 or newer,
+ * not on a 12.x one: on such a driver the device would open and the first
+ * cuBLASLt call fail with an opaque error, so the driver is refused at open,
+ * naming both versions. MX_CUDA_DRIVER_BRANCH is the driver branch to name
+ * in the advice ("" for a toolkit this file does not know). */
+#define MX_CUDA_DRIVER_MIN (CUDA_VERSION / 1000 * 1000)
+#if CUDA_VERSION / 1000 == 13
+#define MX_CUDA_DRIVER_BRANCH " (r580 or later)"
+#elif CUDA_VERSION / 1000 == 12
+#define MX_CUDA_DRIVER_BRANCH " (r525 or later)"
+#else
+#define MX_CUDA_DRIVER_BRANCH ""
+#endif
+_Static_assert(MX_CUDA_DRIVER_MIN >= MX_CUDA_API_VERSION,
+               "every accepted driver must have the entry-point ABIs asked for");
 
 /* Every entry point the runtime calls: X(field, symbol, PFN type). The type is
  * the variant cuGetProcAddress returns for MX_CUDA_API_VERSION. Fields drop the
@@ -92,11 +112,17 @@ typedef struct {
 /* Opens the driver and device 0. Fails with MX_ERR_IO and a message when there
  * is no driver ("no CUDA driver (libcuda.so.1 not found)"), when cuInit fails
  * ("cuInit failed: CUDA_ERROR_STUB_LIBRARY (error 34): ..."), when the driver
- * lacks an entry point, or when there is no device; the caller decides
- * whether that means running on the CPU. */
+ * is older than MX_CUDA_DRIVER_MIN ("the CUDA driver is too old: it supports
+ * CUDA 12.8 (driver version 12080), ..."), when it lacks an entry point, or
+ * when there is no device; the caller decides whether that means running on
+ * the CPU. The primary context is then current on the calling thread only:
+ * the driver's current context is per thread, so code that may run on
+ * another thread calls api.CtxSetCurrent(cu->ctx) first (runtime/gpu.c does
+ * at each of its entry points). */
 mx_status mx_cuda_open(mx_cuda **out, mx_diag *d);
-/* Releases the primary context; NULL is fine. The library stays loaded: the
- * driver keeps threads of its own, and a later open reuses it. */
+/* Releases the primary context; NULL is fine. The library stays loaded, also
+ * after a failed open: the driver keeps threads of its own, and a later open
+ * reuses it. */
 void mx_cuda_close(mx_cuda *cu);
 
 /* The installed driver's version (12040 = CUDA 12.4) without opening a

@@ -9,6 +9,29 @@
 
 /* ---- the device ------------------------------------------------------------------ */
 
+static mx_status check_wait(const mx_gpu *gpu, CUresult r, const char *what, mx_diag *d);
+
+/* Makes the primary context current on the calling thread. The driver's
+ * current context is per thread and mx_cuda_open sets it on the opening
+ * thread only, so every entry point here that calls the driver starts with
+ * this (a thread-local store in the driver, cheap): mx_run from another
+ * thread, or a tuner's jobs, then work. cuCtxSetCurrent also returns an
+ * earlier kernel's sticky fault; that one is named as a wait names it. */
+static mx_status use_context(const mx_gpu *gpu, mx_diag *d) {
+    const mx_cuda *cu = gpu->cu;
+    CUresult r = cu->api.CtxSetCurrent(cu->ctx);
+    if (r == CUDA_SUCCESS)
+        return MX_OK;
+    if (r == CUDA_ERROR_INVALID_CONTEXT || r == CUDA_ERROR_INVALID_VALUE || r == CUDA_ERROR_DEINITIALIZED ||
+        r == CUDA_ERROR_NOT_INITIALIZED)
+        return mx_cuda_check(cu, r, "cuCtxSetCurrent", d);
+    return check_wait(gpu, r, "cuCtxSetCurrent", d);
+}
+
+/* The same where nothing can be reported (freeing): the frees after it
+ * then fail quietly at worst, as they would without it. */
+static void use_context_quietly(const mx_cuda *cu) { (void)cu->api.CtxSetCurrent(cu->ctx); }
+
 /* A switch of the environment: set, and neither empty nor "0...". */
 static bool switched_on(const char *name) {
     const char *s = getenv(name);
@@ -40,6 +63,8 @@ mx_status mx_gpu_open(mx_gpu **out, mx_diag *d) {
 void mx_gpu_close(mx_gpu *gpu) {
     if (!gpu)
         return;
+    if (gpu->cu && gpu->cu->ctx) /* the stream, the workspace: freed in the context */
+        use_context_quietly(gpu->cu);
     if (gpu->stream)
         gpu->cu->api.StreamDestroy(gpu->stream);
     mx_blas_close(gpu->blas);
@@ -59,7 +84,9 @@ mx_status mx_gpu_put(mx_gpu *gpu, CUdeviceptr dst, const float *src, int64_t n, 
         return mx_fail(d, MX_ERR_NOMEM, "out of memory converting %lld numbers to %s", (long long)n,
                        mx_dtype_names[t]);
     mx_storage_pack(t, src, n, staged);
-    mx_status st = mx_cuda_check(gpu->cu, gpu->cu->api.MemcpyHtoD(dst, staged, bytes), "cuMemcpyHtoD", d);
+    mx_status st = use_context(gpu, d);
+    if (st == MX_OK)
+        st = mx_cuda_check(gpu->cu, gpu->cu->api.MemcpyHtoD(dst, staged, bytes), "cuMemcpyHtoD", d);
     free(staged);
     return st;
 }
@@ -70,7 +97,9 @@ mx_status mx_gpu_get(mx_gpu *gpu, float *dst, CUdeviceptr src, int64_t n, mx_dty
     if (!staged)
         return mx_fail(d, MX_ERR_NOMEM, "out of memory converting %lld numbers from %s",
                        (long long)n, mx_dtype_names[t]);
-    mx_status st = mx_cuda_check(gpu->cu, gpu->cu->api.MemcpyDtoH(staged, src, bytes), "cuMemcpyDtoH", d);
+    mx_status st = use_context(gpu, d);
+    if (st == MX_OK)
+        st = mx_cuda_check(gpu->cu, gpu->cu->api.MemcpyDtoH(staged, src, bytes), "cuMemcpyDtoH", d);
     if (st == MX_OK)
         mx_storage_unpack(t, staged, n, dst);
     free(staged);
@@ -110,6 +139,8 @@ struct mx_gpu_program {
     CUevent *events;       /* while profiling: events[k + 1] follows group k */
     CUgraph graph;
     CUgraphExec exec;
+    bool warm;             /* a whole forward pass ran with direct launches: the next may be captured */
+    bool direct;           /* the capture failed: direct launches from then on */
     CUevent start, stop;   /* mx_gpu_time */
     CUdeviceptr flush;     /* mx_gpu_time's L2 flush: 2 x the target's L2 */
     size_t flush_bytes;
@@ -121,10 +152,14 @@ static CUdeviceptr dptr(const void *p) { return (CUdeviceptr)(uintptr_t)p; }
 
 /* ---- the device table ------------------------------------------------------------ */
 
-/* The walk names what the memory is for (exec.c). */
+/* The walk names what the memory is for (exec.c). The walk's calls that
+ * reach the driver outside mx_gpu_load, mx_gpu_forward and the timings
+ * (allocations, uploads, downloads) make the context current themselves. */
 static mx_status gpu_alloc(void *ctx, size_t bytes, void **out, mx_diag *d) {
+    mx_gpu *gpu = ((mx_gpu_program *)ctx)->gpu;
     CUdeviceptr p = 0;
-    MX_TRY(mx_cuda_alloc(((mx_gpu_program *)ctx)->gpu->cu, bytes, NULL, &p, d));
+    MX_TRY(use_context(gpu, d));
+    MX_TRY(mx_cuda_alloc(gpu->cu, bytes, NULL, &p, d));
     *out = (void *)(uintptr_t)p;
     return MX_OK;
 }
@@ -134,11 +169,14 @@ static void gpu_release(void *ctx, void *ptr) { ((mx_gpu_program *)ctx)->gpu->cu
 /* Synchronous copies run on the legacy stream, which the blocking stream of
  * the forward passes is ordered with. */
 static mx_status gpu_upload(void *ctx, void *dst, const void *src, size_t bytes, mx_diag *d) {
-    const mx_cuda *cu = ((mx_gpu_program *)ctx)->gpu->cu;
+    const mx_gpu *gpu = ((mx_gpu_program *)ctx)->gpu;
+    const mx_cuda *cu = gpu->cu;
+    MX_TRY(use_context(gpu, d));
     return mx_cuda_check(cu, cu->api.MemcpyHtoD(dptr(dst), src, bytes), "cuMemcpyHtoD", d);
 }
 
-/* Waits first, so that a fault of the forward pass is named as such. */
+/* Waits first (mx_gpu_sync, which makes the context current), so that a
+ * fault of the forward pass is named as such. */
 static mx_status gpu_download(void *ctx, void *dst, const void *src, size_t bytes, mx_diag *d) {
     mx_gpu *gpu = ((mx_gpu_program *)ctx)->gpu;
     MX_TRY(mx_gpu_sync(gpu, d));
@@ -171,11 +209,10 @@ static void gpu_unload(void *ctx) {
 }
 
 /* Every program compiled (in parallel, through the cache) and loaded: one
- * CUmodule each. */
+ * CUmodule each (in the context mx_gpu_load made current). */
 static mx_status gpu_load(void *ctx, const mx_program *p, const mx_module *m, mx_diag *d) {
     mx_gpu_program *gp = ctx;
     const mx_cuda *cu = gp->gpu->cu;
-    MX_TRY(mx_cuda_check(cu, cu->api.CtxSetCurrent(cu->ctx), "cuCtxSetCurrent", d));
     if (m->n_programs == 0) /* a graph of matmuls alone */
         return MX_OK;
     gp->cubins = calloc((size_t)m->n_programs, sizeof *gp->cubins);
@@ -281,23 +318,39 @@ static mx_status gpu_group_done(void *ctx, int group, mx_diag *d) {
 
 /* ---- loading --------------------------------------------------------------------- */
 
-/* Group k's function, from its program's module, with its shared memory
- * beyond what a block gets without asking opted into. */
+/* Group k's function, from its program's module, with the shared memory it
+ * needs beyond what a block gets without asking opted into. A block's
+ * shared memory is the function's static part (its __shared__ arrays, which
+ * the driver reports) plus the launch's dynamic bytes, and the limits
+ * (48 KiB without the opt-in, the device's opt-in maximum with it) are on
+ * the sum: a kernel with 40 KiB static and 10 KiB dynamic needs the opt-in
+ * although its dynamic part alone is under 48 KiB. The limits are the
+ * device's own, the target's where the driver did not report them. */
 static mx_status fetch_kernel(mx_gpu_program *gp, int k, mx_diag *d) {
     const mx_kernel *kn = mx_module_kernel(gp->m, k);
     const mx_cuda *cu = gp->gpu->cu;
-    char what[160];
+    char what[200];
     if (kn->program < 0 || kn->program >= gp->n_modules)
         return mx_fail(d, MX_ERR_INVALID, "kernel %s: program %d, but %d are loaded", kn->name, kn->program,
                        gp->n_modules);
     snprintf(what, sizeof what, "cuModuleGetFunction(%s)", kn->name);
     MX_TRY(mx_cuda_check(cu, cu->api.ModuleGetFunction(&gp->fn[k], gp->modules[kn->program], kn->name), what, d));
-    if (kn->smem <= (size_t)gp->t->smem_per_block)
+    int fixed = 0;
+    snprintf(what, sizeof what, "cuFuncGetAttribute(%s, SHARED_SIZE_BYTES)", kn->name);
+    MX_TRY(mx_cuda_check(cu, cu->api.FuncGetAttribute(&fixed, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, gp->fn[k]), what,
+                         d));
+    size_t total = (size_t)(fixed > 0 ? fixed : 0) + kn->smem;
+    int plain = cu->smem_per_block > 0 ? cu->smem_per_block : gp->t->smem_per_block;
+    int optin = cu->smem_per_block_optin > 0 ? cu->smem_per_block_optin : gp->t->smem_per_block_optin;
+    if (total <= (size_t)plain)
         return MX_OK;
-    if (kn->smem > (size_t)gp->t->smem_per_block_optin)
-        return mx_fail(d, MX_ERR_INVALID, "kernel %s wants %zu bytes of shared memory; %s allows %d per block",
-                       kn->name, kn->smem, gp->t->name, gp->t->smem_per_block_optin);
-    snprintf(what, sizeof what, "cuFuncSetAttribute(%s, MAX_DYNAMIC_SHARED_SIZE_BYTES)", kn->name);
+    if (total > (size_t)optin)
+        return mx_fail(d, MX_ERR_INVALID,
+                       "kernel %s (group %d) needs %zu bytes of shared memory per block (%d static + %zu dynamic); "
+                       "GPU 0 (%s) allows at most %d per block (opted in)",
+                       kn->name, k, total, fixed, kn->smem, cu->name, optin);
+    snprintf(what, sizeof what, "cuFuncSetAttribute(%s, MAX_DYNAMIC_SHARED_SIZE_BYTES, %zu; %d static)", kn->name,
+             kn->smem, fixed);
     return mx_cuda_check(
         cu, cu->api.FuncSetAttribute(gp->fn[k], CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)kn->smem),
         what, d);
@@ -324,6 +377,7 @@ void mx_gpu_program_free(mx_gpu_program *gp) {
     if (!gp)
         return;
     const mx_cuda_api *api = &gp->gpu->cu->api;
+    use_context_quietly(gp->gpu->cu); /* free may come from any thread */
     if (gp->start)
         api->EventDestroy(gp->start);
     if (gp->stop)
@@ -358,6 +412,8 @@ mx_status mx_gpu_load(mx_gpu *gpu, const mx_target *t, const mx_program *p, cons
     gp->plans = calloc(n, sizeof *gp->plans);
     mx_status st = gp->fn && gp->gemms && gp->plans ? MX_OK
                                                     : mx_fail(d, MX_ERR_NOMEM, "out of memory loading graph %s", p->g->name);
+    if (st == MX_OK) /* modules, memory, plans: all in the primary context */
+        st = use_context(gpu, d);
     if (st == MX_OK)
         st = mx_exec_open(p, m, &gp->dev, b, &gp->x, d);
     /* Everything a forward pass needs but its launches, now: a capture then
@@ -380,8 +436,8 @@ mx_exec *mx_gpu_program_exec(mx_gpu_program *gp) { return gp->x; }
 
 /* ---- forward passes -------------------------------------------------------------- */
 
-/* Records the forward pass into a graph; a failed capture is ended so that
- * the stream stays usable. */
+/* Records the forward pass into a graph (nothing runs); a failed capture is
+ * ended so that the stream stays usable. */
 static mx_status capture(mx_gpu_program *gp, mx_diag *d) {
     const mx_cuda *cu = gp->gpu->cu;
     CUstream s = gp->gpu->stream;
@@ -401,17 +457,54 @@ static mx_status capture(mx_gpu_program *gp, mx_diag *d) {
     return st;
 }
 
+/* One pass of direct launches; a whole one makes the program warm. */
+static mx_status direct_forward(mx_gpu_program *gp, mx_diag *d) {
+    mx_status st = mx_exec_forward(gp->x, d);
+    gp->warm = gp->warm || st == MX_OK;
+    return st;
+}
+
+/* The program's graph, captured once, after a direct pass. A capture that
+ * fails (cuStreamBeginCapture, a launch or product refused while capturing,
+ * cuStreamEndCapture, cuGraphInstantiateWithFlags) is said once on stderr,
+ * naming the error, and the program runs with direct launches from then on
+ * (gp->direct): the direct pass before it worked, so failing every later
+ * pass would only stop a program that runs. A fault of an earlier pass
+ * that the capture met is not the capture's: the wait names it as such. */
+static mx_status make_graph(mx_gpu_program *gp, mx_diag *d) {
+    if (gp->exec || gp->direct)
+        return MX_OK;
+    mx_diag why = {{0}};
+    if (capture(gp, &why) == MX_OK)
+        return MX_OK;
+    MX_TRY(mx_gpu_sync(gp->gpu, d));
+    gp->direct = true;
+    fprintf(stderr,
+            "mixc: warning: graph %s: capturing its forward pass into a CUDA graph failed (%s); running it with "
+            "direct launches instead\n",
+            gp->p->g->name, why.msg);
+    return MX_OK;
+}
+
+/* With graphs on, the first forward pass of a program runs its launches
+ * directly, uncaptured: the first launch of each kernel loads it (lazy
+ * module loading, the driver's default) and cuBLASLt's first products may
+ * set up state, and neither belongs in a capture (loading while capturing
+ * needs a 12.3 driver; frameworks warm up uncaptured before capturing too).
+ * The second pass is captured and replayed, every later one replayed. */
 mx_status mx_gpu_forward(mx_gpu_program *gp, bool graphs, mx_diag *d) {
     const mx_cuda *cu = gp->gpu->cu;
-    MX_TRY(mx_cuda_check(cu, cu->api.CtxSetCurrent(cu->ctx), "cuCtxSetCurrent", d));
-    if (!graphs || gp->gpu->sync_each)
-        return mx_exec_forward(gp->x, d);
-    if (!gp->exec)
-        MX_TRY(capture(gp, d));
+    MX_TRY(use_context(gp->gpu, d));
+    if (!graphs || gp->gpu->sync_each || gp->direct || !gp->warm)
+        return direct_forward(gp, d);
+    MX_TRY(make_graph(gp, d));
+    if (!gp->exec) /* the capture failed, and said so */
+        return direct_forward(gp, d);
     return mx_cuda_check(cu, cu->api.GraphLaunch(gp->exec, gp->gpu->stream), "cuGraphLaunch", d);
 }
 
 mx_status mx_gpu_sync(mx_gpu *gpu, mx_diag *d) {
+    MX_TRY(use_context(gpu, d));
     return check_wait(gpu, gpu->cu->api.StreamSynchronize(gpu->stream), "cuStreamSynchronize", d);
 }
 
@@ -444,6 +537,7 @@ static mx_status timed_group(mx_gpu_program *gp, int group, mx_diag *d) { return
 static mx_status time_runs(mx_gpu_program *gp, timed_fn fn, int arg, bool flush, int runs, double *ms, mx_diag *d) {
     const mx_cuda *cu = gp->gpu->cu;
     CUstream s = gp->gpu->stream;
+    MX_TRY(use_context(gp->gpu, d));
     MX_TRY(timing_setup(gp, flush, d));
     for (int i = 0; i < runs; i++) {
         /* The memset runs on the legacy stream, which the (blocking) stream
@@ -463,7 +557,22 @@ static mx_status time_runs(mx_gpu_program *gp, timed_fn fn, int arg, bool flush,
     return MX_OK;
 }
 
+/* Neither a program's first pass (direct, with its first-use costs) nor
+ * the capture is ever timed, whatever warm-up the caller ran: a program not
+ * yet warm runs its direct pass here, the graph is captured (with graphs
+ * on), both untimed and waited for; the timed passes are then what every
+ * later forward pass is, a replay (or direct launches where the capture
+ * failed or graphs are off). */
 mx_status mx_gpu_time(mx_gpu_program *gp, bool graphs, bool flush, int runs, double *ms, mx_diag *d) {
+    bool capturing = graphs && !gp->gpu->sync_each && !gp->direct && !gp->exec;
+    if (!gp->warm || capturing) {
+        MX_TRY(use_context(gp->gpu, d));
+        if (!gp->warm)
+            MX_TRY(direct_forward(gp, d));
+        if (capturing)
+            MX_TRY(make_graph(gp, d));
+        MX_TRY(mx_gpu_sync(gp->gpu, d));
+    }
     return time_runs(gp, timed_forward, graphs, flush, runs, ms, d);
 }
 
@@ -494,6 +603,7 @@ static void print_group(const mx_gpu_program *gp, int k, double ms, FILE *out) {
 mx_status mx_gpu_profile(mx_gpu_program *gp, FILE *out, mx_diag *d) {
     const mx_cuda *cu = gp->gpu->cu;
     int n = gp->p->n_groups;
+    MX_TRY(use_context(gp->gpu, d));
     CUevent *ev = calloc((size_t)n + 1, sizeof *ev);
     if (!ev)
         return mx_fail(d, MX_ERR_NOMEM, "out of memory for %d events", n + 1);

@@ -5,7 +5,12 @@
  * device's sm through the kernel cache and loaded, a cuLaunchKernel per
  * generated group and a cuBLASLt product per matmul group (gemm.h, blas.h),
  * all on one stream. The forward pass can be captured once into a CUDA
- * graph and replayed (MIXC_NO_GRAPHS=1 turns that off). The module's
+ * graph and replayed (MIXC_NO_GRAPHS=1 turns that off): the first pass of
+ * a program runs its launches directly, the second is captured, and a
+ * capture that fails is said once on stderr and the program goes on with
+ * direct launches. Every entry point that calls the driver makes the
+ * primary context current on the calling thread first, so a program may be
+ * run, read, timed and freed from any thread (one at a time). The module's
  * programs are compiled in parallel, each through the cache, and loaded as
  * one CUmodule each. MIXC_DEBUG=2 times every group with events and prints
  * its time, its bandwidth from the kernel's floor bytes and its % of the
@@ -61,7 +66,7 @@ double mx_gpu_floor_s(const mx_target *t, mx_cost c);
 mx_status mx_gpu_compile(const mx_module *m, const char *graph_name, int sm, mx_cubin *out, mx_diag *d);
 
 typedef struct {
-    bool graphs; /* capture the forward pass once, replay it after; off with MIXC_SYNC */
+    bool graphs; /* capture the second forward pass, replay it after; off with MIXC_SYNC */
     int debug;   /* MIXC_DEBUG: 2 prints each group's time and % of floor */
     FILE *out;   /* where debug output goes (stderr when NULL) */
 } mx_gpu_options;
@@ -88,9 +93,13 @@ const mx_cubin *mx_gpu_program_cubin(const mx_gpu_program *gp, int q);
 /* The open walk: mx_exec_upload, mx_exec_poison, mx_exec_download (which
  * waits for the stream; a kernel fault surfaces there). */
 mx_exec *mx_gpu_program_exec(mx_gpu_program *gp);
-/* Enqueues one forward pass on the gpu's stream: mx_exec_forward, or a
- * replay of the graph captured from it at the first call with graphs on
- * (never with sync_each). Does not wait, but with sync_each. */
+/* Enqueues one forward pass on the gpu's stream: mx_exec_forward, or with
+ * graphs on (never with sync_each) a replay of the graph captured from it.
+ * The program's first pass always runs directly (the first use of every
+ * kernel and cuBLASLt plan, lazy module loading: none of it inside a
+ * capture); the next call captures and replays. A capture that fails is a
+ * warning on stderr, once, naming the error, and the program runs with
+ * direct launches from then on. Does not wait, but with sync_each. */
 mx_status mx_gpu_forward(mx_gpu_program *gp, bool graphs, mx_diag *d);
 /* Waits for the stream. A fault there is a kernel's or a product's that
  * ran before, not necessarily the last one: the message says so and points
@@ -98,7 +107,11 @@ mx_status mx_gpu_forward(mx_gpu_program *gp, bool graphs, mx_diag *d);
 mx_status mx_gpu_sync(mx_gpu *gpu, mx_diag *d);
 /* runs forward passes (mx_gpu_forward), each timed alone with a pair of
  * events, in ms into ms[]; with flush, the L2 is flushed before each (a
- * memset of twice the target's L2, ordered before the start event). */
+ * memset of twice the target's L2, ordered before the start event). A
+ * program's first (direct) pass and, with graphs, the capture happen
+ * before, untimed and waited for, whatever warm-up the caller ran: every
+ * timed pass is a replay (direct launches with graphs off or after a failed
+ * capture). */
 mx_status mx_gpu_time(mx_gpu_program *gp, bool graphs, bool flush, int runs, double *ms, mx_diag *d);
 /* One direct forward pass with an event after each group (the walk's
  * group_done); prints, per group, its time, GB/s of its floor bytes and % of

@@ -4,18 +4,29 @@
 # tests/fake_cublaslt.c, loaded by soname from FAKE_CUDA_DIR: one H100,
 # device memory in host memory, kernels checked and recorded but not run).
 # MODE:
-#   run     the whole path (codegen, NVRTC, module load, graph capture and
-#           replay) reaches every kernel of the module; since nothing
-#           computes, the outputs stay the poisoned arena and run says so
-#           (exit 1), never printing numbers as if they were results;
-#           --time 4 captures once and replays 3 warm-up and 4 timed passes
+#   run     the whole path (codegen, NVRTC, module load, launches) reaches
+#           every kernel of the module; since nothing computes, the outputs
+#           stay the poisoned arena and run says so (exit 1), never printing
+#           numbers as if they were results; one run is one pass of direct
+#           launches, nothing captured. --time 4 (3 warm-up passes): the
+#           first pass direct, the second captured once and replayed, then
+#           2 warm-up and 4 timed replays; with MIXC_NO_GRAPHS=1 all 7 are
+#           direct. A capture that fails (FAKE_CUDA_FAULT=capture-begin,
+#           capture-end) warns once, naming the driver's error, and the
+#           passes go on with direct launches: the same output as with the
+#           graph. No call was refused for want of a current context.
 #   oom     cuMemAlloc fails at the 1st, 2nd, 3rd allocation (cuBLASLt's
 #           workspace, the arena, a node's buffer): the message names what
 #           the memory was for, the bytes the fake was asked for, and the
 #           GPU's total and free memory
 #   launch  the 1st and 4th launches fail (the norm, the conv: the 2nd and
 #           3rd are in_proj's two products): the message names the kernel the
-#           fake saw fail, with its group, program, grid and block
+#           fake saw fail, with its group, program, grid and block. Shared
+#           memory: with 40000 bytes of static shared memory per function
+#           (FAKE_CUDA_STATIC_SMEM) the scan's 9728 dynamic bytes make more
+#           than 48 KiB, so mixc opts it (and it alone) in and every launch
+#           passes; with 230000 static the scan needs more than the H100's
+#           opt-in maximum and the load refuses it, naming both parts
 #   async   the 4th launch (the conv) faults while running: the wait that
 #           finds it says it may be any earlier kernel and points to
 #           MIXC_SYNC=1; with
@@ -69,16 +80,49 @@ run)
     cmp -s "$dir/want" "$dir/launched" || fail "launched $(tr '\n' ' ' <"$dir/launched"), the module has $(tr '\n' ' ' <"$dir/want")"
     cmp -s "$dir/want" "$dir/ran" || fail "ran $(tr '\n' ' ' <"$dir/ran"), the module has $(tr '\n' ' ' <"$dir/want")"
     grep -q '^run cublasLtMatmul' "$dir/report" || fail "no product reached cuBLASLt"
-    ! grep -q -- '-invalid\|unknown-attribute' "$dir/report" || fail "the fake refused: $(grep -- '-invalid\|unknown' "$dir/report")"
-    # timing: the pass is captured once and replayed for the 3 warm-up and 4 timed passes
+    ! grep -q -- '-invalid\|unknown-attribute\|no-context' "$dir/report" ||
+        fail "the fake refused: $(grep -- '-invalid\|unknown\|no-context' "$dir/report")"
+    # one pass, the program's first: direct launches, no capture
+    ! grep -q '^capture\|^graph-launch' "$dir/report" || fail "a single run captured its first pass"
+    # timing: the 1st warm-up pass direct, the 2nd captured and replayed, then 2 warm-up and 4 timed replays
     per_pass=$(grep -c '^run' "$dir/report") products=$(grep -c '^run cublasLtMatmul' "$dir/report")
     args="$args --time 4"
     run_fake
     grep -q "^time: median .* over 4 forward passes" "$dir/out" || fail "--time 4 printed no time"
-    test "$(grep -c '^launch' "$dir/report")" -eq "$per_pass" || fail "--time 4 captured the pass more than once"
+    cp "$dir/out" "$dir/out.graph"
+    test "$(grep -c '^capture$' "$dir/report")" -eq 1 || fail "--time 4 captured $(grep -c '^capture$' "$dir/report") times, expected once"
+    test "$(grep -c '^launch' "$dir/report")" -eq $((2 * per_pass)) ||
+        fail "--time 4 launched $(grep -c '^launch' "$dir/report"), expected $per_pass direct and $per_pass captured"
+    test "$(sed -n '/^capture$/q;/^run/p' "$dir/report" | wc -l)" -eq "$per_pass" ||
+        fail "--time 4 did not run one whole direct pass before capturing"
+    test "$(grep -c '^graph-launch' "$dir/report")" -eq 6 || fail "--time 4 replayed $(grep -c '^graph-launch' "$dir/report") times, expected 6"
     test "$(grep -c '^run' "$dir/report")" -eq $((7 * per_pass)) ||
         fail "--time 4 ran $(grep -c '^run' "$dir/report") kernels and products, expected 7 passes of $per_pass"
-    echo "run: $(wc -l <"$dir/want") kernels and $products products launched and run, a graph replayed 7 times for --time 4; the uncomputed outputs reported"
+    ! grep -q 'warning' "$dir/err" || fail "a warning without a failed capture"
+    # graphs off: 7 direct passes
+    run_fake MIXC_NO_GRAPHS=1
+    ! grep -q '^capture\|^graph-launch' "$dir/report" || fail "MIXC_NO_GRAPHS=1 captured"
+    test "$(grep -c '^launch' "$dir/report")" -eq $((7 * per_pass)) || fail "MIXC_NO_GRAPHS=1: $(grep -c '^launch' "$dir/report") launches, expected 7 passes of $per_pass"
+    # a capture that fails: one warning naming the error, then direct launches, the same output
+    for fault in capture-begin capture-end; do
+        run_fake FAKE_CUDA_FAULT=$fault
+        test "$status" -eq 1 || fail "$fault: exit status $status, expected 1 (the uncomputed outputs)"
+        cmp -s "$dir/out" "$dir/out.graph" || fail "$fault: the output differs from the graph's: $(diff "$dir/out.graph" "$dir/out")"
+        grep -q "^capture-fault" "$dir/report" || fail "$fault: the capture did not fail"
+        case $fault in
+        capture-begin) error=CUDA_ERROR_NOT_SUPPORTED captured=0 ;;
+        capture-end) error=CUDA_ERROR_STREAM_CAPTURE_INVALIDATED captured=$per_pass ;;
+        esac
+        test "$(grep -c 'warning' "$dir/err")" -eq 1 || fail "$fault: $(grep -c 'warning' "$dir/err") warnings, expected one"
+        grep -q "warning: graph mamba_block: capturing its forward pass into a CUDA graph failed (.*$error.*); running it with direct launches instead" "$dir/err" ||
+            fail "$fault: the warning does not name $error"
+        ! grep -q '^graph-launch' "$dir/report" || fail "$fault: a graph was launched after the failed capture"
+        test "$(grep -c '^launch' "$dir/report")" -eq $((7 * per_pass + captured)) ||
+            fail "$fault: $(grep -c '^launch' "$dir/report") launches, expected 7 direct passes of $per_pass and $captured captured"
+        test "$(grep -c '^run' "$dir/report")" -eq $((7 * per_pass)) || fail "$fault: not 7 passes run"
+        ! grep -q -- '-invalid\|no-context' "$dir/report" || fail "$fault: the fake refused: $(grep -- '-invalid\|no-context' "$dir/report")"
+    done
+    echo "run: $(wc -l <"$dir/want") kernels and $products products launched and run directly by one run; --time 4: one direct pass, one capture, 6 replays; a failed capture (begin, end) warned once and ran 7 direct passes; the uncomputed outputs reported"
     ;;
 oom)
     for at in 1 2 3; do
@@ -120,6 +164,22 @@ launch)
         grep -q "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES" "$dir/err" || fail "the driver's error is not in the message"
         echo "launch $at failing: $name named"
     done
+    # static + dynamic shared memory over 48 KiB, the dynamic part under it: opted in
+    outputs=
+    run_fake FAKE_CUDA_STATIC_SMEM=40000
+    test "$status" -eq 1 && grep -q "NaN/Inf: " "$dir/out" || fail "40000 static bytes: the run did not get through (exit $status)"
+    ! grep -q -- '-invalid' "$dir/report" || fail "40000 static bytes: the fake refused $(grep -- '-invalid' "$dir/report")"
+    test "$(grep '^smem-optin' "$dir/report")" = "smem-optin mx_g5_scan 9728" ||
+        fail "40000 static bytes: opted in $(grep '^smem-optin' "$dir/report" | tr '\n' ' '), expected mx_g5_scan's 9728 dynamic bytes"
+    echo "40000 static + 9728 dynamic bytes: mx_g5_scan opted in"
+    # more than the opt-in maximum: refused at load, naming both parts
+    outputs="--outputs $dir/outputs.npy"
+    run_fake FAKE_CUDA_STATIC_SMEM=230000
+    expect_fault
+    grep -q "kernel mx_g5_scan (group [0-9]*) needs 239728 bytes of shared memory per block (230000 static + 9728 dynamic); GPU 0 (NVIDIA H100 80GB HBM3) allows at most 232448 per block" "$dir/err" ||
+        fail "230000 static bytes: the refusal does not name the kernel, its static and dynamic bytes and the GPU's limit"
+    ! grep -q '^launch' "$dir/report" || fail "230000 static bytes: launched before refusing"
+    echo "230000 static + 9728 dynamic bytes: refused at load"
     ;;
 async)
     run_fake FAKE_CUDA_FAULT=async FAKE_CUDA_FAULT_AT=4

@@ -7,9 +7,14 @@
  * a free outside one fails as the driver's would. Modules are the cubins
  * NVRTC really built: loading one checks it is an ELF image, fetching a
  * function checks its name is in the image's symbols. Kernels do not run:
- * a launch is checked (block size, shared memory against what the function
- * may use) and recorded; a stream capture records launches into a graph
- * that a graph launch replays. The entry points are exactly those mixc asks
+ * a launch is checked (block size; the function's static shared memory
+ * plus the launch's dynamic bytes against 48 KiB, or against what
+ * cuFuncSetAttribute opted it into) and recorded; a stream capture records
+ * launches into a graph that a graph launch replays. The current context is
+ * per thread, as the driver's: it starts NULL on every thread, and a call
+ * that needs one (memory, modules, launches, streams, events, captures)
+ * fails with CUDA_ERROR_INVALID_CONTEXT on a thread that has not made the
+ * primary context current. The entry points are exactly those mixc asks
  * for (runtime/driver.h's table), each checked against its PFN type.
  *
  * The environment:
@@ -20,13 +25,28 @@
  *                               synchronising call reports
  *                               CUDA_ERROR_ILLEGAL_ADDRESS, and every call
  *                               after it too (the error is sticky)
+ *                       capture-begin  the n-th cuStreamBeginCapture fails,
+ *                               CUDA_ERROR_NOT_SUPPORTED (graphs unsupported)
+ *                       capture-end    the n-th cuStreamEndCapture fails,
+ *                               CUDA_ERROR_STREAM_CAPTURE_INVALIDATED (the
+ *                               capture ends, no graph), as when something
+ *                               not capturable ran while capturing
  *   FAKE_CUDA_FAULT_AT  n (default 1)
  *   FAKE_CUDA_MEMORY    the bytes the device has (default 80 GiB); an
  *                       allocation beyond what is free fails as well
+ *   FAKE_CUDA_DRIVER_VERSION  what cuDriverGetVersion reports (default
+ *                       13000: CUDA 13.0), to present an older driver
+ *   FAKE_CUDA_STATIC_SMEM  the static shared memory every function has
+ *                       (CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES; default 0)
  *   FAKE_CUDA_REPORT    a file the fake appends what happened to, a line
  *                       each: "alloc BYTES", "oom BYTES", "launch NAME grid
  *                       X,Y,Z block X,Y,Z smem S", "launch-fault NAME ...",
- *                       "run NAME", "async-fault NAME". */
+ *                       "launch-invalid NAME ...", "run NAME", "async-fault
+ *                       NAME", "capture" (a capture begun), "capture-fault
+ *                       begin|end", "graph-launch", "smem-optin NAME
+ *                       DYNAMIC" (a function's dynamic shared memory raised
+ *                       by cuFuncSetAttribute), "no-context SYMBOL" (a call
+ *                       refused: no current context on its thread). */
 #define _GNU_SOURCE
 #include <elf.h>
 #include <stdarg.h>
@@ -72,6 +92,7 @@ static const struct {
 } errors[] = {
     {CUDA_SUCCESS, "CUDA_SUCCESS", "no error"},
     {CUDA_ERROR_INVALID_VALUE, "CUDA_ERROR_INVALID_VALUE", "invalid argument"},
+    {CUDA_ERROR_INVALID_CONTEXT, "CUDA_ERROR_INVALID_CONTEXT", "invalid device context"},
     {CUDA_ERROR_OUT_OF_MEMORY, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory"},
     {CUDA_ERROR_INVALID_IMAGE, "CUDA_ERROR_INVALID_IMAGE", "device kernel image is invalid"},
     {CUDA_ERROR_INVALID_HANDLE, "CUDA_ERROR_INVALID_HANDLE", "invalid resource handle"},
@@ -82,18 +103,21 @@ static const struct {
      "too many resources requested for launch"},
     {CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED",
      "operation not permitted when stream is capturing"},
+    {CUDA_ERROR_STREAM_CAPTURE_INVALIDATED, "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED",
+     "operation failed due to a previous error during capture"},
 };
 
 /* ---- what the fake does ---------------------------------------------------------- */
 
-typedef enum { FAULT_NONE, FAULT_OOM, FAULT_LAUNCH, FAULT_ASYNC } fault_kind;
+typedef enum { FAULT_NONE, FAULT_OOM, FAULT_LAUNCH, FAULT_ASYNC, FAULT_CAPTURE_BEGIN, FAULT_CAPTURE_END } fault_kind;
 
 static struct {
     bool initialized;
     fault_kind fault;
     long fault_at;
     size_t total, used;
-    long allocs, launches, runs;
+    int static_smem;
+    long allocs, launches, runs, begins, ends;
     CUresult pending; /* a kernel's fault, not yet seen by a synchronising call */
     CUresult sticky;  /* seen: every call returns it from then on */
     bool capturing;
@@ -146,11 +170,29 @@ static CUresult synchronise(void) {
             return fake.sticky;                                                          \
     } while (0)
 
+/* The primary context, and the one current on each thread (NULL until the
+ * thread sets it, as with the driver). */
+static struct CUctx_st {
+    int retained;
+} context;
+static _Thread_local CUcontext current;
+
+/* A call that works in the current context: refused, and reported (mixc
+ * ignores what frees return), on a thread without it. */
+#define NEED_CONTEXT(symbol)                                                             \
+    do {                                                                                 \
+        if (current != &context || context.retained < 1) {                               \
+            report("no-context %s", symbol);                                             \
+            return CUDA_ERROR_INVALID_CONTEXT;                                           \
+        }                                                                                \
+    } while (0)
+
 /* ---- modules and kernels --------------------------------------------------------- */
 
 struct CUfunc_st {
     char name[256];
-    int max_dynamic_smem;
+    int static_smem; /* its __shared__ arrays */
+    int smem_limit;  /* what a block may use in all: 48 KiB, or what it opted into */
     struct CUfunc_st *next;
 };
 
@@ -211,7 +253,13 @@ static CUresult fake_GetErrorString(CUresult e, const char **s) {
     return *s = NULL, CUDA_ERROR_INVALID_VALUE;
 }
 
-static CUresult fake_DriverGetVersion(int *v) { return *v = 13000, CUDA_SUCCESS; }
+/* CUDA 13.0, or FAKE_CUDA_DRIVER_VERSION's (read at each call: mixc asks
+ * before cuInit too). */
+static CUresult fake_DriverGetVersion(int *v) {
+    const char *version = getenv("FAKE_CUDA_DRIVER_VERSION");
+    *v = version && *version ? atoi(version) : 13000;
+    return CUDA_SUCCESS;
+}
 
 static CUresult fake_DeviceGetCount(int *n) { return *n = 1, CUDA_SUCCESS; }
 
@@ -244,10 +292,6 @@ static CUresult fake_DeviceTotalMem(size_t *bytes, CUdevice dev) {
     return *bytes = fake.total, CUDA_SUCCESS;
 }
 
-static struct CUctx_st {
-    int retained;
-} context;
-
 static CUresult fake_DevicePrimaryCtxRetain(CUcontext *ctx, CUdevice dev) {
     if (dev != 0)
         return CUDA_ERROR_INVALID_VALUE;
@@ -262,14 +306,19 @@ static CUresult fake_DevicePrimaryCtxRelease(CUdevice dev) {
     return CUDA_SUCCESS;
 }
 
+/* NULL unbinds, as the driver's does. */
 static CUresult fake_CtxSetCurrent(CUcontext ctx) {
     STICKY();
-    return ctx == &context && context.retained > 0 ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+    if (ctx && (ctx != &context || context.retained < 1))
+        return CUDA_ERROR_INVALID_CONTEXT;
+    current = ctx;
+    return CUDA_SUCCESS;
 }
 
 /* A cubin is an ELF64 image; its size is where its section headers end. */
 static CUresult fake_ModuleLoadData(CUmodule *out, const void *image) {
     STICKY();
+    NEED_CONTEXT("cuModuleLoadData");
     const Elf64_Ehdr *h = image;
     if (!h || memcmp(h->e_ident, ELFMAG, SELFMAG) != 0 || h->e_ident[EI_CLASS] != ELFCLASS64)
         return CUDA_ERROR_INVALID_IMAGE;
@@ -286,6 +335,7 @@ static CUresult fake_ModuleLoadData(CUmodule *out, const void *image) {
 }
 
 static CUresult fake_ModuleUnload(CUmodule m) {
+    NEED_CONTEXT("cuModuleUnload");
     if (!m)
         return CUDA_ERROR_INVALID_HANDLE;
     for (struct CUfunc_st *f = m->functions, *next; f; f = next)
@@ -298,6 +348,7 @@ static CUresult fake_ModuleUnload(CUmodule m) {
 /* The name must be a symbol of the image: a NUL-delimited string in it. */
 static CUresult fake_ModuleGetFunction(CUfunction *out, CUmodule m, const char *name) {
     STICKY();
+    NEED_CONTEXT("cuModuleGetFunction");
     size_t n = strlen(name);
     if (!m || n == 0 || n >= sizeof m->functions->name)
         return CUDA_ERROR_INVALID_VALUE;
@@ -311,7 +362,8 @@ static CUresult fake_ModuleGetFunction(CUfunction *out, CUmodule m, const char *
     if (!f)
         return CUDA_ERROR_OUT_OF_MEMORY;
     snprintf(f->name, sizeof f->name, "%s", name);
-    f->max_dynamic_smem = SMEM_PER_BLOCK;
+    f->static_smem = fake.static_smem;
+    f->smem_limit = SMEM_PER_BLOCK;
     f->next = m->functions, m->functions = f;
     return *out = f, CUDA_SUCCESS;
 }
@@ -321,7 +373,9 @@ static CUresult fake_FuncGetAttribute(int *v, CUfunction_attribute a, CUfunction
     if (!f)
         return CUDA_ERROR_INVALID_HANDLE;
     if (a == CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES)
-        return *v = f->max_dynamic_smem, CUDA_SUCCESS;
+        return *v = f->smem_limit > f->static_smem ? f->smem_limit - f->static_smem : 0, CUDA_SUCCESS;
+    if (a == CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)
+        return *v = f->static_smem, CUDA_SUCCESS;
     if (a == CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK)
         return *v = MAX_THREADS_PER_BLOCK, CUDA_SUCCESS;
     return CUDA_ERROR_NOT_SUPPORTED;
@@ -333,9 +387,11 @@ static CUresult fake_FuncSetAttribute(CUfunction f, CUfunction_attribute a, int 
         return CUDA_ERROR_INVALID_HANDLE;
     if (a != CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES)
         return CUDA_ERROR_NOT_SUPPORTED;
-    if (v < 0 || v > SMEM_PER_BLOCK_OPTIN)
+    /* The driver's rule: this plus the static part within the opt-in. */
+    if (v < 0 || (long)v + f->static_smem > SMEM_PER_BLOCK_OPTIN)
         return CUDA_ERROR_INVALID_VALUE;
-    f->max_dynamic_smem = v;
+    f->smem_limit = f->static_smem + v > SMEM_PER_BLOCK ? f->static_smem + v : SMEM_PER_BLOCK;
+    report("smem-optin %s %d", f->name, v);
     return CUDA_SUCCESS;
 }
 
@@ -346,7 +402,7 @@ static CUresult enqueue(const launch *l, bool has_params) {
     CUresult r = CUDA_SUCCESS;
     if (!l->grid[0] || !l->grid[1] || !l->grid[2] || !l->block[0] || !l->block[1] || !l->block[2] ||
         (unsigned long)l->block[0] * l->block[1] * l->block[2] > MAX_THREADS_PER_BLOCK ||
-        l->smem > (unsigned)l->f->max_dynamic_smem || !has_params)
+        (unsigned long)l->smem + (unsigned long)l->f->static_smem > (unsigned long)l->f->smem_limit || !has_params)
         what = "launch-invalid", r = CUDA_ERROR_INVALID_VALUE;
     else if (fake.fault == FAULT_LAUNCH && ++fake.launches == fake.fault_at)
         what = "launch-fault", r = CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES;
@@ -363,6 +419,7 @@ static CUresult enqueue(const launch *l, bool has_params) {
 static CUresult fake_LaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                                   unsigned bz, unsigned smem, CUstream s, void **params, void **extra) {
     (void)s, (void)extra;
+    NEED_CONTEXT("cuLaunchKernel");
     if (!f)
         return CUDA_ERROR_INVALID_HANDLE;
     return enqueue(&(launch){f, {gx, gy, gz}, {bx, by, bz}, smem}, params != NULL);
@@ -373,6 +430,7 @@ static CUresult fake_LaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsign
 CUresult fake_cuda_launch_library_kernel(const char *name);
 CUresult fake_cuda_launch_library_kernel(const char *name) {
     static struct CUfunc_st library_kernels[8];
+    NEED_CONTEXT(name); /* cuBLASLt works in the thread's current context */
     struct CUfunc_st *f = NULL;
     for (size_t i = 0; !f && i < sizeof library_kernels / sizeof *library_kernels; i++)
         if (!library_kernels[i].name[0] || strcmp(library_kernels[i].name, name) == 0)
@@ -380,18 +438,20 @@ CUresult fake_cuda_launch_library_kernel(const char *name) {
     if (!f)
         return CUDA_ERROR_OUT_OF_MEMORY;
     snprintf(f->name, sizeof f->name, "%s", name);
-    f->max_dynamic_smem = SMEM_PER_BLOCK;
+    f->smem_limit = SMEM_PER_BLOCK;
     return enqueue(&(launch){f, {1, 1, 1}, {128, 1, 1}, 0}, true);
 }
 
 static CUresult fake_MemGetInfo(size_t *free_bytes, size_t *total) {
     STICKY();
+    NEED_CONTEXT("cuMemGetInfo");
     *free_bytes = fake.total - fake.used, *total = fake.total;
     return CUDA_SUCCESS;
 }
 
 static CUresult fake_MemAlloc(CUdeviceptr *p, size_t bytes) {
     STICKY();
+    NEED_CONTEXT("cuMemAlloc");
     if (bytes == 0)
         return CUDA_ERROR_INVALID_VALUE;
     bool faulted = fake.fault == FAULT_OOM && ++fake.allocs == fake.fault_at;
@@ -410,6 +470,7 @@ static CUresult fake_MemAlloc(CUdeviceptr *p, size_t bytes) {
 }
 
 static CUresult fake_MemFree(CUdeviceptr p) {
+    NEED_CONTEXT("cuMemFree");
     for (allocation **at = &allocations; *at; at = &(*at)->next)
         if ((uintptr_t)(*at)->base == p) {
             allocation *a = *at;
@@ -422,6 +483,7 @@ static CUresult fake_MemFree(CUdeviceptr p) {
 }
 
 static CUresult fake_MemcpyHtoD(CUdeviceptr dst, const void *src, size_t bytes) {
+    NEED_CONTEXT("cuMemcpyHtoD");
     if (fake.capturing)
         return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
     CUresult r = synchronise();
@@ -434,6 +496,7 @@ static CUresult fake_MemcpyHtoD(CUdeviceptr dst, const void *src, size_t bytes) 
 }
 
 static CUresult fake_MemcpyDtoH(void *dst, CUdeviceptr src, size_t bytes) {
+    NEED_CONTEXT("cuMemcpyDtoH");
     if (fake.capturing)
         return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
     CUresult r = synchronise();
@@ -446,6 +509,7 @@ static CUresult fake_MemcpyDtoH(void *dst, CUdeviceptr src, size_t bytes) {
 }
 
 static CUresult fake_MemsetD8(CUdeviceptr dst, unsigned char v, size_t n) {
+    NEED_CONTEXT("cuMemsetD8");
     if (fake.capturing)
         return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
     STICKY();
@@ -463,17 +527,20 @@ struct CUstream_st {
 static CUresult fake_StreamCreate(CUstream *s, unsigned flags) {
     (void)flags;
     STICKY();
+    NEED_CONTEXT("cuStreamCreate");
     return (*s = calloc(1, sizeof **s)) ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
 }
 
 static CUresult fake_StreamSynchronize(CUstream s) {
     (void)s;
+    NEED_CONTEXT("cuStreamSynchronize");
     if (fake.capturing)
         return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
     return synchronise();
 }
 
 static CUresult fake_StreamDestroy(CUstream s) {
+    NEED_CONTEXT("cuStreamDestroy");
     free(s);
     return fake.sticky;
 }
@@ -485,12 +552,14 @@ struct CUevent_st {
 static CUresult fake_EventCreate(CUevent *e, unsigned flags) {
     (void)flags;
     STICKY();
+    NEED_CONTEXT("cuEventCreate");
     return (*e = calloc(1, sizeof **e)) ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
 }
 
 static CUresult fake_EventRecord(CUevent e, CUstream s) {
     (void)s;
     STICKY();
+    NEED_CONTEXT("cuEventRecord");
     if (!e)
         return CUDA_ERROR_INVALID_HANDLE;
     e->recorded = true;
@@ -498,6 +567,7 @@ static CUresult fake_EventRecord(CUevent e, CUstream s) {
 }
 
 static CUresult fake_EventSynchronize(CUevent e) {
+    NEED_CONTEXT("cuEventSynchronize");
     if (!e)
         return CUDA_ERROR_INVALID_HANDLE;
     return synchronise();
@@ -506,39 +576,61 @@ static CUresult fake_EventSynchronize(CUevent e) {
 /* Nothing ran, so nothing took time; but both events must have happened. */
 static CUresult fake_EventElapsedTime(float *ms, CUevent start, CUevent end) {
     STICKY();
+    NEED_CONTEXT("cuEventElapsedTime");
     if (!start || !end || !start->recorded || !end->recorded)
         return CUDA_ERROR_INVALID_HANDLE;
     return *ms = 0, CUDA_SUCCESS;
 }
 
 static CUresult fake_EventDestroy(CUevent e) {
+    NEED_CONTEXT("cuEventDestroy");
     free(e);
     return fake.sticky;
 }
 
+static CUresult fake_GraphDestroy(CUgraph g);
+
 static CUresult fake_StreamBeginCapture(CUstream s, CUstreamCaptureMode mode) {
     (void)s, (void)mode;
     STICKY();
+    NEED_CONTEXT("cuStreamBeginCapture");
     if (fake.capturing)
         return CUDA_ERROR_INVALID_VALUE;
+    if (fake.fault == FAULT_CAPTURE_BEGIN && ++fake.begins == fake.fault_at) {
+        report("capture-fault begin");
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
     if (!(fake.captured = calloc(1, sizeof *fake.captured)))
         return CUDA_ERROR_OUT_OF_MEMORY;
     fake.capturing = true;
+    report("capture");
     return CUDA_SUCCESS;
 }
 
+/* A failing end ends the capture all the same and gives no graph, as the
+ * driver's does for an invalidated capture. */
 static CUresult fake_StreamEndCapture(CUstream s, CUgraph *g) {
     (void)s;
+    NEED_CONTEXT("cuStreamEndCapture");
     if (!fake.capturing)
         return CUDA_ERROR_INVALID_VALUE;
     fake.capturing = false;
     *g = fake.captured, fake.captured = NULL;
+    if (fake.fault == FAULT_CAPTURE_END && ++fake.ends == fake.fault_at) {
+        report("capture-fault end");
+        fake_GraphDestroy(*g);
+        *g = NULL;
+        return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+    }
     return CUDA_SUCCESS;
 }
 
 static CUresult fake_GraphInstantiate(CUgraphExec *out, CUgraph g, unsigned long long flags) {
     (void)flags;
     STICKY();
+    NEED_CONTEXT("cuGraphInstantiateWithFlags");
+    if (!g)
+        return CUDA_ERROR_INVALID_VALUE;
     struct CUgraphExec_st *x = calloc(1, sizeof *x);
     if (!x)
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -553,8 +645,10 @@ static CUresult fake_GraphInstantiate(CUgraphExec *out, CUgraph g, unsigned long
 static CUresult fake_GraphLaunch(CUgraphExec x, CUstream s) {
     (void)s;
     STICKY();
+    NEED_CONTEXT("cuGraphLaunch");
     if (!x)
         return CUDA_ERROR_INVALID_HANDLE;
+    report("graph-launch");
     for (int i = 0; i < x->copy.n; i++)
         run(&x->copy.launches[i]);
     return CUDA_SUCCESS;
@@ -604,10 +698,16 @@ CUresult cuInit(unsigned flags) {
         fake.fault = FAULT_LAUNCH;
     else if (strcmp(fault, "async") == 0)
         fake.fault = FAULT_ASYNC;
+    else if (strcmp(fault, "capture-begin") == 0)
+        fake.fault = FAULT_CAPTURE_BEGIN;
+    else if (strcmp(fault, "capture-end") == 0)
+        fake.fault = FAULT_CAPTURE_END;
     else
         return CUDA_ERROR_INVALID_VALUE; /* a test that asks for a fault the fake has not */
     fake.fault_at = at && *at ? atol(at) : 1;
     fake.total = memory && *memory ? strtoull(memory, NULL, 10) : (size_t)80 << 30;
+    const char *smem = getenv("FAKE_CUDA_STATIC_SMEM");
+    fake.static_smem = smem && *smem ? atoi(smem) : 0;
     fake.initialized = true;
     report("device %s total %zu", DEVICE_NAME, fake.total);
     return CUDA_SUCCESS;

@@ -1,9 +1,12 @@
 /* test_runtime.c: the driver loader without a driver (none, and the toolkit's
  * stub, which needs a fresh process: the loader reads LD_LIBRARY_PATH at
- * startup, so the test re-runs itself as `test_runtime --probe-driver`), NVRTC
- * compiles and their resource reports, the kernel cache (hits, misses,
- * damaged entries, concurrent writers) and batch compiles. Where a GPU is
- * present the same file also runs a kernel on it. */
+ * startup, so the test re-runs itself as `test_runtime --probe-driver`), the
+ * fake driver of tests/fake_cuda.c presenting a driver too old for the
+ * toolkit, and running a model on that fake from a thread that never made a
+ * context current (`test_runtime --probe-thread`), NVRTC compiles and their
+ * resource reports, the kernel cache (hits, misses, damaged entries,
+ * concurrent writers) and batch compiles. Where a GPU is present the same
+ * file also runs a kernel on it. */
 #include <dirent.h>
 #include <dlfcn.h>
 #include <pthread.h>
@@ -149,20 +152,30 @@ static int probe_driver(void) {
     return st == MX_OK ? 1 : 0;
 }
 
-/* Runs this program with --probe-driver and LD_LIBRARY_PATH=lib_dir; its
- * output into out. Returns the exit status (-1: did not run). */
-static int run_probe(const char *lib_dir, char *out, size_t size) {
+/* Runs this program with `probe` (--probe-driver, --probe-thread),
+ * LD_LIBRARY_PATH=lib_dir and the NAME=VALUE settings of env (NULL-ended, or
+ * NULL); its output (stdout and stderr) into out. Returns the exit status
+ * (-1: did not run). */
+static int run_probe(const char *probe, const char *lib_dir, const char *const *env, char *out, size_t size) {
     int fd[2];
     if (pipe(fd) != 0)
         return -1;
     pid_t pid = fork();
     if (pid == 0) {
         dup2(fd[1], 1);
+        dup2(fd[1], 2);
         close(fd[0]);
         close(fd[1]);
         setenv("LD_LIBRARY_PATH", lib_dir, 1);
-        char self[] = "/proc/self/exe", arg[] = "--probe-driver";
-        char *argv[] = {self, arg, NULL};
+        for (int i = 0; env && env[i]; i++) {
+            char name[256];
+            const char *eq = strchr(env[i], '=');
+            snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - env[i]) : 0, env[i]);
+            if (eq)
+                setenv(name, eq + 1, 1);
+        }
+        char self[] = "/proc/self/exe";
+        char *argv[] = {self, (char *)probe, NULL};
         execv(self, argv);
         _exit(127);
     }
@@ -190,10 +203,159 @@ static void test_driver_stub(void) {
     snprintf(lib_dir, sizeof lib_dir, "%s/stub", tmp_root);
     snprintf(link, sizeof link, "%s/libcuda.so.1", lib_dir);
     CHECK(mkdir(lib_dir, 0755) == 0 && symlink(STUB_LIB, link) == 0);
-    int rc = run_probe(lib_dir, out, sizeof out);
+    int rc = run_probe("--probe-driver", lib_dir, NULL, out, sizeof out);
     CHECK_MSG(rc == 0, "probe exit %d: %s", rc, out);
     CHECK_MSG(strstr(out, "cuInit failed: CUDA_ERROR_STUB_LIBRARY (error 34): ") == out, "%s",
               out);
+}
+
+/* The fake driver's folder (tests/fake_cuda.c, built with the soname
+ * libcuda.so.1 into <build>/fake-cuda), found from this program's own path,
+ * <build>/tests/test_runtime; 0 when it is not there. */
+static int fake_cuda_dir(char *out, size_t size) {
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return 0;
+    self[n] = 0;
+    for (int up = 0; up < 2; up++) {
+        char *slash = strrchr(self, '/');
+        if (!slash)
+            return 0;
+        *slash = 0;
+    }
+    snprintf(out, size, "%s/fake-cuda", self);
+    char lib[4200];
+    struct stat st;
+    snprintf(lib, sizeof lib, "%s/libcuda.so.1", out);
+    return stat(lib, &st) == 0;
+}
+
+/* A driver older than the toolkit's major version (the fake reporting CUDA
+ * 12.8 where mixc is built with CUDA 13) is refused at open with both
+ * versions and what to do; one of the toolkit's own major version opens. */
+static void test_driver_too_old(void) {
+    char fake[4096], out[4096], want[256], version[64];
+    if (!fake_cuda_dir(fake, sizeof fake)) {
+        printf("skipped: no fake CUDA driver next to this test\n");
+        return;
+    }
+    int old_version = MX_CUDA_DRIVER_MIN - 1000 + 80; /* the last major's .8: 12080 for a CUDA 13 build */
+    snprintf(version, sizeof version, "FAKE_CUDA_DRIVER_VERSION=%d", old_version);
+    const char *old[] = {version, NULL};
+    int rc = run_probe("--probe-driver", fake, old, out, sizeof out);
+    CHECK_MSG(rc == 0, "probe exit %d: %s", rc, out);
+    snprintf(want, sizeof want, "the CUDA driver is too old: it supports CUDA %d.%d (driver version %d)",
+             old_version / 1000, old_version % 1000 / 10, old_version);
+    CHECK_MSG(strstr(out, want) == out, "not '%s' but: %s", want, out);
+    snprintf(want, sizeof want, "mixc is built with CUDA %d.%d", CUDA_VERSION / 1000, CUDA_VERSION % 1000 / 10);
+    CHECK_MSG(strstr(out, want), "no '%s' in: %s", want, out);
+    snprintf(want, sizeof want, "update the NVIDIA driver to one for CUDA %d", MX_CUDA_DRIVER_MIN / 1000);
+    CHECK_MSG(strstr(out, want), "no '%s' in: %s", want, out);
+#if CUDA_VERSION / 1000 == 13
+    CHECK_MSG(strstr(out, "CUDA 13 (r580 or later)"), "%s", out);
+#endif
+    char current[64];
+    snprintf(current, sizeof current, "FAKE_CUDA_DRIVER_VERSION=%d", MX_CUDA_DRIVER_MIN);
+    const char *same[] = {current, NULL};
+    rc = run_probe("--probe-driver", fake, same, out, sizeof out);
+    CHECK_MSG(rc == 1 && strcmp(out, "opened\n") == 0, "a driver for CUDA %d.0: exit %d: %s",
+              MX_CUDA_DRIVER_MIN / 1000, rc, out);
+}
+
+/* The child's side of test_other_thread: c's uploads, its first pass
+ * (direct, then MIXC_DEBUG=2's profile at the download), its second pass
+ * (captured and replayed), an output read, a timing with the L2 flush
+ * (events, the flush buffer) and the frees, all on a thread that never made
+ * a context current. */
+typedef struct {
+    mx_compiled *c;
+    char msg[1200];
+} elsewhere;
+
+static void *run_elsewhere(void *arg) {
+    elsewhere *e = arg;
+    mx_diag d = {{0}};
+    mx_tensor_info info = {0};
+    mx_timing tm;
+    mx_status st = mx_tensor_info_of(e->c, MX_ROLE_OUTPUT, 0, &info, &d);
+    float *y = malloc((size_t)info.numel * sizeof *y + 1);
+    if (st == MX_OK)
+        st = y ? mx_run(e->c, &d) : MX_ERR_NOMEM;
+    if (st == MX_OK)
+        st = mx_run(e->c, &d);
+    if (st == MX_OK)
+        st = mx_get_output(e->c, NULL, y, MX_F32, (size_t)info.numel * sizeof *y, &d);
+    if (st == MX_OK)
+        st = mx_time(e->c, 0, 2, &tm, &d);
+    mx_compiled_free(e->c);
+    free(y);
+    snprintf(e->msg, sizeof e->msg, "%s", st == MX_OK ? "ran on another thread" : d.msg);
+    return NULL;
+}
+
+/* The child's side of test_other_thread: compiled and loaded on this
+ * thread, run on another. Exit 0 when the other thread's calls succeeded. */
+static int probe_thread(void) {
+    const char *set[] = {"input.length=12", "stages[0].width=8"};
+    mx_diag d = {{0}};
+    mx_target t;
+    mx_compile_options o = {.flush_l2 = 1};
+    elsewhere e = {0};
+    mx_model *m = mx_model_load(MIXC_SOURCE_DIR "/models/mamba-block.json", set, 2, &d);
+    mx_status st = m ? mx_target_detect(MX_DEVICE_CUDA, &t, &d) : MX_ERR_INVALID;
+    if (st == MX_OK)
+        st = (e.c = mx_compile_model(m, &t, &o, &d)) ? MX_OK : MX_ERR_INVALID;
+    if (st == MX_OK)
+        st = mx_init_weights(e.c, 1, &d);
+    if (st == MX_OK)
+        st = mx_set_random_inputs(e.c, 1, &d);
+    pthread_t other;
+    if (st == MX_OK && pthread_create(&other, NULL, run_elsewhere, &e) == 0) {
+        pthread_join(other, NULL);
+        printf("%s\n", e.msg);
+        st = strcmp(e.msg, "ran on another thread") == 0 ? MX_OK : MX_ERR_IO;
+    } else {
+        printf("%s\n", st == MX_OK ? "pthread_create failed" : d.msg);
+        mx_compiled_free(e.c);
+        st = MX_ERR_IO;
+    }
+    mx_model_free(m);
+    return st == MX_OK ? 0 : 1;
+}
+
+/* The fake driver's current context is per thread, as the driver's: a
+ * model loaded on one thread is run, read, timed and freed on another, and
+ * the fake refused no call for want of a current context (it reports each
+ * refusal, frees included, whose results mixc ignores). */
+static void test_other_thread(void) {
+    char fake[4096], out[16384], report[4200], cache[4200];
+    if (!fake_cuda_dir(fake, sizeof fake)) {
+        printf("skipped: no fake CUDA driver next to this test\n");
+        return;
+    }
+    snprintf(report, sizeof report, "FAKE_CUDA_REPORT=%s/thread-report", tmp_root);
+    snprintf(cache, sizeof cache, "MIXC_CACHE_DIR=%s/thread-cache", tmp_root);
+    const char *env[] = {report, cache, "MIXC_DEBUG=2", NULL};
+    int rc = run_probe("--probe-thread", fake, env, out, sizeof out);
+    CHECK_MSG(rc == 0 && strstr(out, "ran on another thread\n"), "probe exit %d: %s", rc, out);
+    CHECK_MSG(strstr(out, " groups (floor: "), "MIXC_DEBUG=2 printed no profile: %s", out);
+    FILE *f = fopen(report + strlen("FAKE_CUDA_REPORT="), "r");
+    CHECK(f != NULL);
+    char line[512];
+    int refused = 0, replays = 0, allocs = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "no-context ", 11) == 0 && refused++ < 5)
+            fprintf(stderr, "the fake refused, without a current context: %s", line + 11);
+        replays += strcmp(line, "graph-launch\n") == 0;
+        allocs += strncmp(line, "alloc ", 6) == 0;
+    }
+    if (f)
+        fclose(f);
+    CHECK_MSG(refused == 0, "%d calls without a current context", refused);
+    CHECK_MSG(replays >= 1, "the other thread replayed no graph");
+    CHECK_MSG(allocs > 0, "the fake reported no allocation: was it used?");
+    printf("another thread: ran, read, timed and freed a model loaded elsewhere (%d graph replays)\n", replays);
 }
 
 /* Every entry point's name is one the driver exports (the stub exports them
@@ -688,6 +850,8 @@ static void in_cache_dir(const char *name, void (*f)(const char *dir)) {
 int main(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "--probe-driver") == 0)
         return probe_driver();
+    if (argc == 2 && strcmp(argv[1], "--probe-thread") == 0)
+        return probe_thread();
     if (!mkdtemp(tmp_root)) {
         perror(tmp_root);
         return 1;
@@ -696,6 +860,8 @@ int main(int argc, char **argv) {
     test_check_without_driver();
     test_driver_open();
     test_driver_stub();
+    test_driver_too_old();
+    test_other_thread();
     test_entry_point_names();
     test_parse_usage();
     test_nvrtc_compile();
