@@ -124,6 +124,23 @@ static void clear_leftovers(const char *dir) {
     free(target);
 }
 
+/* mkdtemp makes the folder 0700; the project gets what mkdir(0755) gives under the
+ * umask, read off a probe folder made inside it (umask() cannot be read without being
+ * set, which would race the process's other threads). */
+static int set_usual_mode(const char *tmp) {
+    size_t len = strlen(tmp) + 8;
+    char *probe = malloc(len);
+    if (!probe)
+        return -1;
+    snprintf(probe, len, "%s/probe", tmp);
+    struct stat st;
+    int made = mkdir(probe, 0755) == 0, ok = made && stat(probe, &st) == 0;
+    if (made)
+        rmdir(probe);
+    free(probe);
+    return ok && chmod(tmp, st.st_mode & 07777) == 0 ? 0 : -1;
+}
+
 mx_status mx_emit_dir_open(const char *dir, bool force, mx_emit_dir *out, mx_diag *d) {
     memset(out, 0, sizeof *out);
     clear_leftovers(dir);
@@ -138,8 +155,11 @@ mx_status mx_emit_dir_open(const char *dir, bool force, mx_emit_dir *out, mx_dia
         free(out->dir), free(out->tmp);
         return mx_fail(d, MX_ERR_NOMEM, "out of memory");
     }
-    if (!mkdtemp(out->tmp)) {
+    bool made = mkdtemp(out->tmp) != NULL;
+    if (!made || set_usual_mode(out->tmp) != 0) {
         mx_status st = mx_fail(d, MX_ERR_IO, "%s: cannot create a temp folder beside it: %s", dir, strerror(errno));
+        if (made)
+            rmdir(out->tmp);
         free(out->dir), free(out->tmp);
         memset(out, 0, sizeof *out);
         return st;

@@ -6,10 +6,15 @@
  * runtime and cuBLASLt alone: one activation arena with every intermediate
  * at its planned offset, a buffer per input and weight, one stream, the
  * forward pass captured once into a CUDA graph and replayed (define
- * MXS_NO_GRAPHS to launch step by step). Products follow mixc's own cuBLASLt
- * path: row-major y = act(op(A) op(B) + bias + C) is the column-major
- * y^T = op(B)^T op(A)^T, so cuBLASLt's A is our B and its bias runs along our
- * columns; arithmetic is f32 whatever the storage. */
+ * MXS_NO_GRAPHS to launch step by step). Every copy and launch goes on the
+ * model's stream and is waited for there: the stream does not wait for the
+ * legacy default stream, so a plain cudaMemcpy (which may return before a
+ * copy from pageable memory has landed) could race the next forward pass.
+ * Each call makes the model's device current first, as the caller's thread
+ * may have switched to another (or be another thread). Products follow
+ * mixc's own cuBLASLt path: row-major y = act(op(A) op(B) + bias + C) is
+ * the column-major y^T = op(B)^T op(A)^T, so cuBLASLt's A is our B and its
+ * bias runs along our columns; arithmetic is f32 whatever the storage. */
 #ifndef MXS_STANDALONE_CUH
 #define MXS_STANDALONE_CUH
 
@@ -48,6 +53,7 @@ typedef struct {
     void *workspace;
     mxs_plan *plans;
     cudaGraphExec_t graph;
+    int device;
     int weights_loaded;
 } mxs_model;
 
@@ -62,6 +68,9 @@ static int mxs_cuda(mxs_model *m, cudaError_t e, const char *what) {
 static int mxs_lt(mxs_model *m, cublasStatus_t s, const char *what) {
     return s == CUBLAS_STATUS_SUCCESS ? 0 : mxs_fail(m, "%s: cuBLAS status %d", what, (int)s);
 }
+
+/* Makes the model's device the calling thread's current one. */
+static int mxs_use_device(mxs_model *m) { return mxs_cuda(m, cudaSetDevice(m->device), "cudaSetDevice"); }
 
 static cudaDataType mxs_cuda_type(int t) { return t == MXS_F16 ? CUDA_R_16F : t == MXS_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
 
@@ -174,6 +183,8 @@ static int mxs_run_gemm(mxs_model *m, const mxs_gemm *g, const mxs_plan *pl) {
 static void mxs_destroy(mxs_model *m) {
     if (!m)
         return;
+    if (m->stream) /* what follows was made on the model's device */
+        cudaSetDevice(m->device);
     if (m->graph)
         cudaGraphExecDestroy(m->graph);
     for (int i = 0; m->plans && i < m->d->n_gemms; i++) {
@@ -212,7 +223,7 @@ static int mxs_create(const mxs_desc *d, mxs_model **out, char *err, size_t err_
     int failed = !m->ptr || !m->argv || !m->argp || !m->plans ? mxs_fail(m, "out of memory") : 0;
     failed = failed || mxs_cuda(m, cudaGetDeviceCount(&devices), "cudaGetDeviceCount");
     failed = failed || (devices < 1 && mxs_fail(m, "no CUDA device"));
-    failed = failed || mxs_cuda(m, cudaSetDevice(0), "cudaSetDevice(0)");
+    failed = failed || mxs_use_device(m); /* m->device: 0 */
     failed = failed || mxs_cuda(m, cudaStreamCreateWithFlags(&m->stream, cudaStreamNonBlocking), "cudaStreamCreate");
     failed = failed || mxs_lt(m, cublasLtCreate(&m->lt), "cublasLtCreate");
     failed = failed || mxs_cuda(m, cudaMalloc(&m->workspace, mxs_workspace_bytes), "cudaMalloc (workspace)");
@@ -237,7 +248,8 @@ static int mxs_create(const mxs_desc *d, mxs_model **out, char *err, size_t err_
     for (int i = 0; !failed && i < d->n_gemms; i++)
         failed = mxs_plan_gemm(m, &d->gemms[i], &m->plans[i]);
     if (failed) {
-        snprintf(err, err_size, "%s: %s", d->name, m->error);
+        if (err)
+            snprintf(err, err_size, "%s: %s", d->name, m->error);
         mxs_destroy(m);
         return 1;
     }
@@ -245,12 +257,19 @@ static int mxs_create(const mxs_desc *d, mxs_model **out, char *err, size_t err_
     return 0;
 }
 
+/* Copies on the model's stream, waited for: ordered with the forward passes
+ * whatever the default stream is, and src (staged host memory) is free to go
+ * when this returns. */
 static int mxs_to_device(mxs_model *m, void *dst, const void *src, size_t bytes, const char *what) {
-    return mxs_cuda(m, cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), what);
+    return mxs_use_device(m) ||
+           mxs_cuda(m, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, m->stream), what) ||
+           mxs_cuda(m, cudaStreamSynchronize(m->stream), what);
 }
 
 static int mxs_from_device(mxs_model *m, void *dst, const void *src, size_t bytes, const char *what) {
-    return mxs_cuda(m, cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), what);
+    return mxs_use_device(m) ||
+           mxs_cuda(m, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, m->stream), what) ||
+           mxs_cuda(m, cudaStreamSynchronize(m->stream), what);
 }
 
 /* ---- the forward pass -------------------------------------------------------------- */
@@ -274,6 +293,8 @@ static int mxs_enqueue(mxs_model *m) {
 static int mxs_forward(mxs_model *m) {
     if (!m->weights_loaded)
         return mxs_fail(m, "no weights: load them first");
+    if (mxs_use_device(m))
+        return 1;
 #ifdef MXS_NO_GRAPHS
     if (mxs_enqueue(m))
         return 1;

@@ -29,13 +29,13 @@ static int mxs_fail(mxs_model *m, const char *fmt, ...) {
     return 1;
 }
 
-/* A zeroed model of d; NULL with the reason in err (err_size bytes). */
+/* A zeroed model of d; NULL with the reason in err (err_size bytes, when not NULL). */
 static mxs_model *mxs_new(const mxs_desc *d, char *err, size_t err_size) {
     mxs_model *m = (mxs_model *)calloc(1, sizeof *m);
-    if (!m)
-        snprintf(err, err_size, "%s: out of memory", d->name);
-    else
+    if (m)
         m->d = d;
+    else if (err)
+        snprintf(err, err_size, "%s: out of memory", d->name);
     return m;
 }
 
@@ -137,6 +137,11 @@ static int mxs_load_weights(mxs_model *m, const char *path) {
     failed = failed || (fread(header, 1, header_len, f) != header_len && mxs_fail(m, "%s: truncated header", path));
     if (header)
         header[failed ? 0 : header_len] = 0;
+    /* the data after the header: every tensor's [begin, end) must lie in it */
+    long long data_size = -1;
+    if (!failed && fseek(f, 0, SEEK_END) == 0)
+        data_size = (long long)ftell(f) - 8 - (long long)header_len;
+    failed = failed || (data_size < 0 && mxs_fail(m, "%s: cannot tell its size", path));
     for (int i = 0; !failed && i < m->d->n_buffers; i++) {
         const mxs_buffer *b = &m->d->buffers[i];
         char dtype[8];
@@ -145,6 +150,9 @@ static int mxs_load_weights(mxs_model *m, const char *path) {
             continue;
         if (!mxs_header_entry(header, b->name, dtype, &begin, &end)) {
             failed = mxs_fail(m, "%s: no tensor '%s'", path, b->name);
+        } else if (begin < 0 || end < begin || end > data_size) {
+            failed = mxs_fail(m, "%s: tensor '%s' has data_offsets [%lld, %lld], not within its %lld bytes of data",
+                              path, b->name, begin, end, data_size);
         } else if (strcmp(dtype, dtype_names[b->dtype]) != 0 || end - begin != (long long)mxs_bytes(b)) {
             failed = mxs_fail(m, "%s: tensor '%s' is %s of %lld bytes; the model wants %s of %zu", path, b->name,
                               dtype, end - begin, dtype_names[b->dtype], mxs_bytes(b));
