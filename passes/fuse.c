@@ -274,13 +274,20 @@ static void note_outside_reader(int reader, void *ctx) {
     c->hit |= r != c->set[0] && r != c->set[1];
 }
 
+static void note_producer_view(int reader, void *ctx) {
+    set_read *c = ctx;
+    c->hit |= c->f->p->view && c->f->p->view[reader] == MX_VIEW_PRODUCER;
+}
+
 /* Whether node x's results are read outside sets a and b, or are graph
- * outputs: the group of both would store them. */
+ * outputs, or are read by a view stored in the producer's layout (a split
+ * of x: x's stores write its parts): the group of both would store them. */
 static bool stored_outside(fuser *f, int x, int a, int b) {
     set_read c = {f, {a, b}, false};
     for (int o = 0; o < f->g->nodes[x].n_out && !c.hit; o++) {
         int v = f->g->nodes[x].first_out + o;
         c.hit = f->u.output[v];
+        mx_uses_readers(f->p, &f->u, v, note_producer_view, &c);
         mx_uses_readers(f->p, &f->u, v, note_outside_reader, &c);
     }
     return c.hit;
