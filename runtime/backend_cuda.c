@@ -1,9 +1,9 @@
 /* backend_cuda.c: the GPU as a device (backend.h).
  *
  * Code generated for the target (read off GPU 0), its programs compiled by
- * NVRTC through the kernel cache and loaded (gpu.h); a forward pass is a
- * replay of the CUDA graph captured from the first one (MIXC_NO_GRAPHS=1:
- * direct launches). mx_time times each pass with events, the L2 flushed
+ * NVRTC through the kernel cache and loaded (gpu.h); the first forward pass
+ * launches directly, the second is captured into a CUDA graph, and it and
+ * every later one are its replay (MIXC_NO_GRAPHS=1: direct launches). mx_time times each pass with events, the L2 flushed
  * before each with flush_l2. MIXC_DEBUG=2 times each group of the first run
  * with events. */
 #include <stdlib.h>

@@ -330,7 +330,7 @@ void mx_emit_model_h(const mx_emit_model *pr, const char *where, const char *for
                    "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n"
                    "typedef struct %s_model %s_model;\n\n"
                    "/* The model %s. On failure *out is NULL and\n"
-                   " * error (error_size bytes) says why. */\n"
+                   " * error (error_size bytes; may be NULL) says why. */\n"
                    "int %s_create(%s_model **out, char *error, size_t error_size);\n"
                    "/* Reads every weight from a safetensors file (weights.safetensors). */\n"
                    "int %s_load_weights(%s_model *m, const char *path);\n"

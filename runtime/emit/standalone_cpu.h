@@ -249,7 +249,8 @@ static int mxs_create(const mxs_desc *d, mxs_model **out, char *err, size_t err_
     if (!failed && mxs_pool_start(&m->pool, (int)threads)) /* a thread the system refuses leaves it smaller */
         failed = mxs_fail(m, "out of memory for %ld threads", threads);
     if (failed) {
-        snprintf(err, err_size, "%s: %s", d->name, m->error);
+        if (err)
+            snprintf(err, err_size, "%s: %s", d->name, m->error);
         mxs_destroy(m);
         return 1;
     }
