@@ -89,6 +89,13 @@ mx_status bench_save_tensors(const char *path, const bench_tensor *t, int n, con
 
 /* The commit the binary's source tree is at, "-dirty" when it has changes. */
 void bench_git_commit(char *buf, size_t size) {
+    /* A copy of the tree without its .git (a lent GPU machine's) is told
+     * the commit by whoever copied it. */
+    const char *given = getenv("MIXC_BENCH_COMMIT");
+    if (given && *given) {
+        snprintf(buf, size, "%s", given);
+        return;
+    }
     snprintf(buf, size, "unknown");
     FILE *p = popen("git -C " MIXC_SOURCE_DIR " rev-parse HEAD 2>/dev/null", "r");
     if (p && fgets(buf, (int)size, p))
@@ -196,13 +203,25 @@ int bench_start(bench *b, bench_json *j, const char *prog, int argc, char **argv
 }
 
 int bench_finish(bench_json *j, int rc) {
-    if (rc == 0 && !bench_json_close(j))
-        rc = 1;
-    else if (rc != 0) {
+    if (j->n_results == 0) { /* nothing measured: no file */
         fclose(j->f);
         remove(j->tmp);
+        return rc ? rc : 1;
     }
-    return rc;
+    return bench_json_close(j) ? rc : 1;
+}
+
+void bench_json_failure(bench_json *j, const char *fields, const char *why) {
+    bench_json_next(j);
+    fprintf(j->f, "{%s, \"error\": \"", fields);
+    for (const char *c = why; *c; c++)
+        if (*c == '"' || *c == '\\')
+            fprintf(j->f, "\\%c", *c);
+        else if ((unsigned char)*c < 0x20)
+            fprintf(j->f, "\\u%04x", (unsigned char)*c);
+        else
+            fputc(*c, j->f);
+    fprintf(j->f, "\"}");
 }
 
 /* ---- --tune ---------------------------------------------------------------------------------- */

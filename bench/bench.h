@@ -33,7 +33,8 @@ void bench_module_free(bench_module *bm);
 /* Kernel k's resources as ptxas reported them; NULL when unknown. */
 const mx_kernel_usage *bench_kernel_usage(const bench_module *bm, int k);
 
-/* The commit the source tree is at, "-dirty" when it has changes. */
+/* The commit the source tree is at, "-dirty" when it has changes;
+ * MIXC_BENCH_COMMIT when set (a copy of the tree without .git). */
 void bench_git_commit(char *buf, size_t size);
 
 /* Writes f32 tensors as safetensors to path (through path.tmp and a rename),
@@ -86,9 +87,14 @@ void bench_tuned_print(bench_json *j, const char *what, const bench_tuned *t);
  * check of the benchmark itself, whose times mean nothing; its file is
  * <prog>-emu-h100.json. Returns -1 to go on, else the exit status. */
 int bench_start(bench *b, bench_json *j, const char *prog, int argc, char **argv);
-/* Its end: the result file renamed into place when rc is 0 (rc becomes 1
- * when that fails), dropped otherwise. Returns rc, the program's exit
- * status. */
+/* A case that failed, as a result of its own: its identifying fields (JSON
+ * members, "\"B\": 8, ...") and why, so that one failure costs its own
+ * numbers only. */
+void bench_json_failure(bench_json *j, const char *fields, const char *why);
+/* Its end: the result file renamed into place when it holds any result
+ * (measured or failed: a program that fails a case goes on with the next
+ * and returns 1), dropped when it holds none. Returns rc, the program's
+ * exit status (1 when the file cannot be written). */
 int bench_finish(bench_json *j, int rc);
 
 #endif

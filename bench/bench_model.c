@@ -218,10 +218,15 @@ int main(int argc, char **argv) {
     if (rc >= 0)
         return rc;
     rc = 0;
-    for (int i = 0; rc == 0 && i < N_MODELS; i++) {
+    for (int i = 0; i < N_MODELS; i++) { /* a failed model costs its own numbers, not the other's */
         mx_diag d = {{0}};
+        int written = j.n_results;
         if (run_model(&bn, &j, bn.smoke ? &smoke_models[i] : &models[i], &d) != MX_OK) {
             fprintf(stderr, "bench_model: %s: %s\n", models[i].name, d.msg);
+            char fields[96];
+            snprintf(fields, sizeof fields, "\"model\": \"%s\"", models[i].name);
+            if (j.n_results == written)
+                bench_json_failure(&j, fields, d.msg);
             rc = 1;
         }
     }

@@ -210,14 +210,21 @@ int main(int argc, char **argv) {
     rc = 0;
     static const mx_dtype types[] = {MX_F32, MX_BF16};
     size_t n_types = bn.tune_s > 0 ? 1 : 2; /* tuning: f32, within a GPU session's minutes */
-    for (int s = 0; rc == 0 && s < N_SHAPES; s++)
-        for (size_t t = 0; rc == 0 && t < n_types; t++) {
+    for (int s = 0; s < N_SHAPES; s++) /* a failed case costs its own numbers, not the others' */
+        for (size_t t = 0; t < n_types; t++) {
             mx_diag d = {{0}};
             const shape *sh = bn.smoke ? &smoke_shapes[s] : &shapes[s];
+            int written = j.n_results;
             mx_status st = bn.tune_s > 0 ? tune_shape(&bn, &j, sh, types[t], &d)
                                          : run_shape(&bn, &j, sh, bn.smoke || s == N_SHAPES - 1, types[t], &d);
             if (st != MX_OK) {
                 fprintf(stderr, "bench_scan: %s\n", d.msg);
+                char fields[160];
+                snprintf(fields, sizeof fields, "\"B\": %lld, \"Ch\": %lld, \"L\": %lld, \"N\": %lld, \"dtype\": \"%s\"",
+                         (long long)sh->B, (long long)sh->Ch, (long long)sh->L, (long long)sh->N,
+                         mx_dtype_names[types[t]]);
+                if (j.n_results == written)
+                    bench_json_failure(&j, fields, d.msg);
                 rc = 1;
             }
         }

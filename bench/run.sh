@@ -4,10 +4,12 @@
 # ctest label "gpu" (MIXC_REQUIRE_GPU=1: a missing GPU fails, not skips),
 # bench_scan, its peer mamba_ssm at the same shapes (bench/scan_peer.py; the
 # peer built from .deps/ while mixc builds), bench_model (MIXC_DEBUG=2:
-# every group's time and % of floor) and bench/torch_ref.py for both models. Results: bench/results/*.json,
-# logs under bench/results/logs/; when $OUT is set, both are copied there
-# after every step (the JSON, logs.tgz), so that a run cut short still
-# leaves what it measured. Each step has a time limit, and all of them
+# every group's time and % of floor), bench/torch_ref.py for both models,
+# and last, as the budget allows, tuned against default. Results:
+# bench/results/*.json, logs under bench/results/logs/ (run.log: all the
+# output); when $OUT is set, after every step the results this run wrote
+# and the logs go there as bench.tgz, with run.log beside it, so that a run
+# cut short still leaves what it measured. Each step has a time limit, and all of them
 # together a budget (MIXC_BENCH_BUDGET seconds from the start, default 570:
 # a lent GPU machine runs one command for at most 10 minutes); a step that
 # fails or runs out of time is logged, the others still run (while the
@@ -50,16 +52,26 @@ BUDGET=${MIXC_BENCH_BUDGET:-570}
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 LOGS=bench/results/logs
-mkdir -p "$LOGS"
+rm -rf "$LOGS" && mkdir -p "$LOGS"
+touch "$LOGS/.start" # what this run wrote is newer
 status=0
+# Everything the script and its steps print goes to run.log too: a caller
+# that keeps only the end of the output still gets every step's outcome.
+exec > >(tee -a "$LOGS/run.log") 2>&1
+export PYTHONUNBUFFERED=1
 
 say() { printf '== %s: %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
-# The results so far into $OUT (when set).
+# The results so far into $OUT (when set), as one archive, bench.tgz: the
+# result files this run wrote (results/) and the logs. A lent machine
+# returns a handful of files, so not one per result; run.log beside it.
 save_results() {
     [ -n "${OUT:-}" ] || return 0
-    cp "${RESULTS:-bench/results}"/*.json "${RESULTS:-bench/results}"/*.jsonl "$OUT"/ 2>/dev/null || true
-    tar czf "$OUT/logs.tgz" -C bench/results logs 2>/dev/null || true
+    mkdir -p "$LOGS/results"
+    find "${RESULTS:-bench/results}" -maxdepth 1 \( -name '*.json' -o -name '*.jsonl' \) -newer "$LOGS/.start" \
+        -exec cp {} "$LOGS/results/" \; 2>/dev/null || true
+    tar czf "$OUT/bench.tgz.part" -C bench/results logs 2>/dev/null && mv "$OUT/bench.tgz.part" "$OUT/bench.tgz" || true
+    cp "$LOGS/run.log" "$OUT/run.log" 2>/dev/null || true
 }
 
 # step NAME LIMIT_S COMMAND...: runs COMMAND with a time limit (cut to what
@@ -83,12 +95,15 @@ step() {
         say "$name: out of time after ${limit} s"
     elif [ "$rc" -ne 0 ]; then
         say "$name: failed (exit $rc)"
+    else
+        say "$name: passed"
     fi
     [ "$rc" -eq 0 ] || status=1
     save_results
 }
 
 cmake_args=(-DCMAKE_BUILD_TYPE=Release)
+command -v make >/dev/null || cmake_args+=(-G Ninja) # CMake's default generator needs make
 if ! ls /usr/lib/*/cmake/cJSON/cJSONConfig.cmake >/dev/null 2>&1; then
     debs=(.deps/libcjson*.deb)
     [ -e "${debs[0]}" ] || { echo "run.sh: no cJSON: install libcjson-dev or put its .debs in .deps/" >&2; exit 1; }
@@ -108,10 +123,11 @@ peer_pid=
 if ! wanted peer_scan && ! wanted torch_tsm2 && ! wanted torch_vim2; then
     :
 elif [ -f "$MAMBA_SSM" ] && [ -n "$NVCC_BIN" ]; then
-    say "build the mamba_ssm peer (build-bench/mamba_ssm/, log $LOGS/peer_build.log)"
-    arch=native
-    [ "$smoke" -eq 0 ] || arch=sm_90
-    PATH="$(dirname "$NVCC_BIN"):$PATH" timeout 300 bash bench/mamba_ssm/build.sh "$MAMBA_SSM" build-bench/mamba_ssm "$arch" \
+    # the GPU's architecture (9.0 -> sm_90); sm_90 without one (--smoke)
+    arch=sm_$( (nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null || true) | head -1 | tr -d ' .')
+    [ "$smoke" -eq 0 ] && [ "$arch" != sm_ ] || arch=sm_90
+    say "build the mamba_ssm peer for $arch (build-bench/mamba_ssm/, log $LOGS/peer_build.log)"
+    PATH="$(dirname "$NVCC_BIN"):$PATH" timeout 150 bash bench/mamba_ssm/build.sh "$MAMBA_SSM" build-bench/mamba_ssm "$arch" \
         >"$LOGS/peer_build.log" 2>&1 &
     peer_pid=$!
 else
@@ -132,11 +148,12 @@ if [ "$smoke" -eq 1 ]; then
     export MIXC_BENCH_RESULTS="$ROOT/build-bench/bench-smoke"
     mkdir -p "$MIXC_BENCH_RESULTS"
     bench_flags=(--smoke)
-    torch_flags=(--device cpu --results "$MIXC_BENCH_RESULTS" --no-compile)
+    torch_flags=(--device cpu --no-compile)
 else
     export MIXC_REQUIRE_GPU=1
 fi
 RESULTS=${MIXC_BENCH_RESULTS:-bench/results}
+torch_flags+=(--results "$RESULTS")
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,clocks.max.sm,temperature.gpu --format=csv \
     >"$LOGS/nvidia-smi.csv" 2>&1 || true
 build-bench/mixc --version >"$LOGS/version.log" 2>&1 || true
@@ -147,7 +164,7 @@ if [ -n "$peer_pid" ]; then
     if wait "$peer_pid"; then
         if [ "$smoke" -eq 0 ]; then
             step peer_scan 120 python3 bench/scan_peer.py --peer build-bench/mamba_ssm/peer_scan \
-                --sdist "$(basename "$MAMBA_SSM")"
+                --results "$RESULTS" --after "$LOGS/.start" --sdist "$(basename "$MAMBA_SSM")"
             # the PyTorch models' scan: mamba_ssm's kernel, as its users run it
             torch_flags+=(--peer-lib build-bench/mamba_ssm/libpeer_scan.so)
         else
@@ -160,7 +177,6 @@ if [ -n "$peer_pid" ]; then
     fi
 fi
 step bench_model 150 env MIXC_DEBUG=2 build-bench/bench/bench_model "${bench_flags[@]}"
-export PYTHONUNBUFFERED=1
 # torch_ref.py builds each model with the overrides bench_model recorded in
 # its -io file, and loads bench_model's weights strictly: a name or shape
 # that differs from mixc's fails there.
@@ -180,10 +196,24 @@ export MIXC_TUNE_DB="$ROOT/$RESULTS/tune_db.jsonl"
 [ "${RESULTS:0:1}" != / ] || MIXC_TUNE_DB="$RESULTS/tune_db.jsonl"
 tune_scan=25 tune_model=60
 [ "$smoke" -eq 0 ] || tune_scan=4 tune_model=8
-step bench_scan_tune 150 build-bench/bench/bench_scan "${bench_flags[@]}" --tune $tune_scan
-step bench_model_tune 200 build-bench/bench/bench_model "${bench_flags[@]}" --tune $tune_model
+# A tuning step needs its searches (4 shapes, 2 models) and their compiles
+# and timing; one the budget cannot hold is left for a call of its own
+# (--only), not started to be cut off, and not counted as a failure.
+tune_step() {
+    local name=$1 need=$2
+    shift 2
+    wanted "$name" || return 0
+    local left=$((BUDGET - (SECONDS - START) - 15))
+    if [ "$left" -lt "$need" ]; then
+        say "$name: not started: it needs about ${need} s, ${left} s are left (bash bench/run.sh --only $name)"
+        return 0
+    fi
+    step "$name" "$need" "$@"
+}
+tune_step bench_scan_tune $((4 * tune_scan + 60)) build-bench/bench/bench_scan "${bench_flags[@]}" --tune $tune_scan
+tune_step bench_model_tune $((2 * tune_model + 80)) build-bench/bench/bench_model "${bench_flags[@]}" --tune $tune_model
 
-save_results
-ls -l "$RESULTS"/*.json 2>/dev/null || say "no results written"
 say "done in $((SECONDS - START)) s, exit $status"
+find "$RESULTS" -maxdepth 1 -name '*.json*' -newer "$LOGS/.start" | sort | sed 's/^/wrote /'
+save_results
 exit $status
