@@ -338,10 +338,12 @@ mx_status mx_compiled_set_buffers(mx_compiled *c, const mx_buffers *b, mx_diag *
     return MX_OK;
 }
 
-mx_status mx_set_random_inputs(mx_compiled *c, uint64_t seed, mx_diag *d) {
+/* The seeded inputs (token ids whole numbers in [0, V)) for every input,
+ * or (all false) for those not given yet. */
+static mx_status random_inputs(mx_compiled *c, uint64_t seed, bool all, mx_diag *d) {
     for (int i = 0; i < c->role_count[MX_ROLE_INPUT]; i++) {
         int v = c->role_values[MX_ROLE_INPUT][i];
-        if (c->given[v])
+        if (c->given[v] && !all)
             continue;
         if (!mx_fill_random_value(c->sb, c->src, v, seed))
             return mx_fail(d, MX_ERR_NOMEM, "input %%%s: out of memory for %lld numbers", c->src->values[v].name,
@@ -351,6 +353,10 @@ mx_status mx_set_random_inputs(mx_compiled *c, uint64_t seed, mx_diag *d) {
     c->inputs_dirty = true;
     return MX_OK;
 }
+
+mx_status mx_set_random_inputs(mx_compiled *c, uint64_t seed, mx_diag *d) { return random_inputs(c, seed, false, d); }
+
+mx_status mx_compiled_fresh_inputs(mx_compiled *c, uint64_t seed, mx_diag *d) { return random_inputs(c, seed, true, d); }
 
 mx_status mx_init_weights(mx_compiled *c, uint64_t seed, mx_diag *d) {
     for (int i = 0; i < c->role_count[MX_ROLE_PARAM]; i++)

@@ -75,6 +75,9 @@ void *mx_compiled_backend_state(const mx_compiled *c);
  * tiles the program is opened with (mx_program.tiles; NULL: the defaults
  * and the database). */
 mx_status mx_compiled_bind(mx_compiled *c, mx_buffers **out, mx_diag *d);
+/* Every input replaced by mx_set_random_inputs' numbers of seed (token ids
+ * whole numbers in [0, V)), given before or not: a tuner's fresh inputs. */
+mx_status mx_compiled_fresh_inputs(mx_compiled *c, uint64_t seed, mx_diag *d);
 void mx_compiled_set_tiles(mx_compiled *c, const mx_tiles *tiles);
 /* The module c's device runs, generated as its backend's open does (also
  * after no_load), into *out (mx_module_free it). With prune_scans the

@@ -600,8 +600,12 @@ static bool take_first(tuner *tu, int c) {
     if (ks->done)
         return false;
     bool searched = ks->confirming || (ks->head == ks->n_queue && !beam_step(ks));
-    if (searched && !ks->confirming && !tu->o->model_only && ks->best > 0 && !mx_tune_judges_in_pass(tu)) {
-        ks->confirming = true; /* one more round: the best against the default, longer */
+    /* One more round, the best against the default, longer: only for a best
+     * that could win (under the margin); noise puts most kernels' best just
+     * under 1, and confirming them all costs a round of long timings. */
+    if (searched && !ks->confirming && !tu->o->model_only && ks->best > 0 &&
+        ks->rec.candidates[ks->best].ratio < WIN_MARGIN && !mx_tune_judges_in_pass(tu)) {
+        ks->confirming = true;
         ks->current = ks->from[ks->best];
         return true;
     }
@@ -736,20 +740,10 @@ mx_status mx_tune_hooked(mx_compiled *c, const mx_tune_options *o, const mx_tune
     snprintf(out->db, sizeof out->db, "%s", tu.db);
     MX_TRY(mx_tune_db_writable(tu.db, d));
     mx_tune_signature(&tu.t, tu.sig, sizeof tu.sig);
-    /* fresh random inputs of the seed */
-    for (int i = 0; i < mx_tensor_count(c, MX_ROLE_INPUT); i++) {
-        mx_tensor_info ti;
-        MX_TRY(mx_tensor_info_of(c, MX_ROLE_INPUT, i, &ti, d));
-        float *x = malloc((size_t)(ti.numel ? ti.numel : 1) * sizeof *x);
-        if (!x)
-            return mx_fail(d, MX_ERR_NOMEM, "tune: out of memory");
-        uint64_t s = o->seed * 0x9e3779b97f4a7c15ull + (uint64_t)i;
-        for (int64_t e = 0; e < ti.numel; e++)
-            x[e] = (float)((double)(next_random(&s) >> 11) * 0x1p-52 - 1.0);
-        mx_status st = mx_set_input(c, ti.name, x, MX_F32, ti.rank, ti.dims, d);
-        free(x);
-        MX_TRY(st);
-    }
+    /* fresh random inputs of the seed, as mx_set_random_inputs draws them:
+     * token ids must be whole numbers in [0, V), or every embedding reads
+     * NaN and every candidate "matches" */
+    MX_TRY(mx_compiled_fresh_inputs(c, o->seed * 0x9e3779b97f4a7c15ull + 1, d));
     MX_TRY(mx_compiled_bind(c, &tu.pb, d));
     int groups = tu.p->n_groups;
     tu.base = calloc((size_t)groups + 1, sizeof *tu.base);

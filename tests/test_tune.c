@@ -521,6 +521,36 @@ static void test_real_tune(mx_graph *g) {
     mx_compiled_free(c);
 }
 
+/* A language model's inputs are token ids: the tune's fresh inputs must be
+ * whole numbers in [0, V) (as mx_set_random_inputs draws them), or every
+ * embedding reads NaN and every candidate "matches" a NaN default. The
+ * inputs the tune leaves in the program run to finite logits. */
+static void test_token_ids(void) {
+    const char *set[] = {"batch=2", "input.length=12", "input.vocab=64", "stages[0].width=8", "stages[0].depth=1"};
+    mx_model *m = support_load_model(MIXC_SOURCE_DIR "/models/lm/mamba-130m.json", set, 5);
+    mx_target t;
+    mx_diag d;
+    if (!m || mx_target_detect(MX_DEVICE_CPU, &t, &d) != MX_OK) {
+        mx_model_free(m);
+        return;
+    }
+    char path[128];
+    path_of("ids.jsonl", path, sizeof path);
+    mx_compiled *c = mx_compile_model(m, &t, NULL, &d);
+    CHECK_MSG(c && mx_init_weights(c, 3, &d) == MX_OK, "%s", d.msg);
+    mx_tune_options o = {.db = path, .seed = 9, .repeats = 3, .budget_s = 2, .kernels = "*norm*"};
+    mx_tune_summary s;
+    CHECK_MSG(c && mx_tune(c, &o, &s, &d) == MX_OK, "%s", d.msg);
+    CHECK_MSG(c && mx_run(c, &d) == MX_OK, "%s", d.msg);
+    const float *y = c ? mx_output(c, NULL) : NULL;
+    int64_t n = mx_graph_value_numel(mx_model_graph(m), mx_graph_output(mx_model_graph(m), 0)), finite = 0;
+    for (int64_t i = 0; y && i < n; i++)
+        finite += isfinite(y[i]);
+    CHECK_MSG(y && finite == n, "%lld of %lld logits finite after the tune's inputs", (long long)finite, (long long)n);
+    mx_compiled_free(c);
+    mx_model_free(m);
+}
+
 /* --device cuda --model-only: GPU candidates ranked by the estimate, stored as modelled. */
 static void test_model_only(mx_graph *g) {
     char path[128];
@@ -571,6 +601,7 @@ int main(void) {
         test_forward_decides(g);
         test_pass_decides(g);
         test_real_tune(g);
+        test_token_ids();
     }
     if (g)
         test_model_only(g);
