@@ -426,6 +426,18 @@ static int blamed_kernel(const tuner *tu, const bool *in, const char *msg) {
     return -1;
 }
 
+/* Whether the default program still runs after a round failed on a GPU. A
+ * kernel that faults (an illegal address) leaves the process's CUDA
+ * context unusable: every later call fails, and each would be taken for
+ * a candidate's fault, refusing them all. The default, which ran before,
+ * tells the two apart. */
+static bool gpu_still_runs(tuner *tu, mx_diag *why) {
+    void *s = tu->default_build ? tu->default_build->state : NULL;
+    if (tu->t.device != MX_DEVICE_CUDA || tu->o->model_only || !s)
+        return true;
+    return tu->be->forward(s, why) == MX_OK && tu->be->sync(s, why) == MX_OK;
+}
+
 /* Runs the candidates of the kernels marked in `in`, with b their program
  * (opened with other rounds; NULL: opened here), which it frees. A failure
  * of several is retried in halves, down to the kernel at fault: log2 of the
@@ -461,7 +473,17 @@ static mx_status run_round(tuner *tu, bool *in, mx_tune_build *b, mx_diag *d) {
         tu->hooks->outputs(tu->hooks->ctx, tu->p, tiles, out);
     bool ok = st == MX_OK && (!tu->want || mx_tune_outputs_match(tu->p, out, tu->want));
     int blamed = st != MX_OK && st != MX_ERR_NOMEM && n > 1 ? blamed_kernel(tu, in, why.msg) : -1;
-    if (st == MX_ERR_NOMEM || (!tu->want && !ok)) { /* out of memory, or the defaults do not run */
+    mx_diag lost;
+    if (st != MX_OK && st != MX_ERR_NOMEM && tu->want && !gpu_still_runs(tu, &lost)) {
+        char tiles_text[160] = "";
+        if (n == 1)
+            mx_tiles_describe(&tu->k[only].space.tiles[tu->k[only].current], tiles_text, sizeof tiles_text);
+        st = mx_fail(d, MX_ERR_INVALID,
+                     "tune: the GPU failed running a round of %d kernel%s%s%s (%s), and the default program no "
+                     "longer runs either (%s): a fault left the process's CUDA context unusable; tuning stopped, "
+                     "the kernels finished so far are recorded",
+                     n, n == 1 ? "" : "s", n == 1 ? ", tiles " : "", tiles_text, why.msg, lost.msg);
+    } else if (st == MX_ERR_NOMEM || (!tu->want && !ok)) { /* out of memory, or the defaults do not run */
         *d = why;
         if (st == MX_OK)
             st = mx_fail(d, MX_ERR_INVALID, "tune: the default program does not run");
