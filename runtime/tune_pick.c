@@ -64,8 +64,22 @@ static mx_status apply_db(const mx_program *p, const mx_target *t, const mx_tune
         found++;
     }
     mx_module tuned = {0};
-    mx_status st = found ? generate(p, t, tiles, &tuned, d) : MX_OK;
-    for (int g = 0; st == MX_OK && g < p->n_groups; g++) {
+    mx_diag refused;
+    if (found && generate(p, t, tiles, &tuned, &refused) != MX_OK) {
+        /* a database never stops a compile: tiles the code generator now
+         * refuses (it changed since the tune) give the defaults back */
+        for (int g = 0; g < p->n_groups; g++)
+            if (rec[g]) {
+                char where[1400];
+                snprintf(where, sizeof where, " (%s:%d is stale: the code generator refuses the winners' tiles: %s)",
+                         db->path, rec[g]->line, refused.msg);
+                say(p, g, "defaults", where);
+                rec[g] = NULL;
+            }
+        memcpy(tiles, defaults, (size_t)p->n_groups * sizeof *tiles);
+    }
+    mx_status st = MX_OK;
+    for (int g = 0; g < p->n_groups; g++) {
         if (!rec[g])
             continue;
         const mx_kernel *k = mx_module_kernel(&tuned, g);

@@ -168,6 +168,16 @@ static void test_compile_picks(mx_graph *g) {
     CHECK(mx_tune_db_append(path, &r, &d) == MX_OK);
     CHECK(mx_tune_tiles(p, t, &picked, &d) == MX_OK && picked && picked[scan].items == 64);
     free(picked);
+    /* a winner whose tiles the code generator refuses now: the defaults,
+     * not a failed compile (a database never stops one) */
+    r.candidates[1].tiles.threads = r.candidates[1].tiles.channels = 3000;
+    tiles[scan] = r.candidates[1].tiles;
+    mx_module refused;
+    CHECK(mx_codegen(p, &co, &refused, &d) != MX_OK); /* the premise */
+    CHECK(mx_tune_db_append(path, &r, &d) == MX_OK);
+    picked = NULL;
+    CHECK_MSG(mx_tune_tiles(p, t, &picked, &d) == MX_OK && picked && picked[scan].items == 64, "%s", d.msg);
+    free(picked);
     free(tiles);
     mx_module_free(&base);
     mx_module_free(&tuned);
