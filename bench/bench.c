@@ -265,22 +265,12 @@ static mx_status compare_outputs(const mx_compiled *a, const mx_compiled *b, dou
     return MX_OK;
 }
 
-mx_status bench_tuned_run(const bench *b, bench_compile_fn compile, void *ctx, int runs, bench_tuned *out,
-                          mx_diag *d) {
-    enum { BLOCK = 5 };
-    memset(out, 0, sizeof *out);
+mx_status bench_default_vs_tuned(bench_compile_fn compile, void *ctx, int runs, int block, bench_tuned *out,
+                                 mx_diag *d) {
     mx_compiled *c[2] = {NULL, NULL};
-    /* the search, on a default program of its own (its inputs become the tune's random ones) */
-    MX_TRY(compile_tiles(compile, ctx, false, b->smoke, &c[0], d));
-    mx_tune_options o = {.budget_s = b->tune_s, .model_only = b->smoke, .seed = 1, .progress = stderr};
-    mx_status st = mx_tune(c[0], &o, &out->tune, d);
-    mx_compiled_free(c[0]);
-    c[0] = NULL;
-    if (st == MX_OK)
-        st = compile_tiles(compile, ctx, false, false, &c[0], d);
+    mx_status st = compile_tiles(compile, ctx, false, false, &c[0], d);
     if (st == MX_OK)
         st = compile_tiles(compile, ctx, true, false, &c[1], d);
-    runs = (runs + BLOCK - 1) / BLOCK * BLOCK;
     double *ms[2] = {calloc((size_t)runs, sizeof(double)), calloc((size_t)runs, sizeof(double))};
     if (st == MX_OK && (!ms[0] || !ms[1]))
         st = mx_fail(d, MX_ERR_NOMEM, "out of memory");
@@ -290,9 +280,9 @@ mx_status bench_tuned_run(const bench *b, bench_compile_fn compile, void *ctx, i
     }
     if (st == MX_OK)
         st = compare_outputs(c[0], c[1], &out->max_abs_diff, &out->scale, d);
-    for (int done = 0; st == MX_OK && done < runs; done += BLOCK)
+    for (int done = 0; st == MX_OK && done < runs; done += block)
         for (int i = 0; st == MX_OK && i < 2; i++)
-            for (int k = done; st == MX_OK && k < done + BLOCK; k++) {
+            for (int k = done; st == MX_OK && k < done + block && k < runs; k++) {
                 mx_timing one;
                 st = mx_time(c[i], 0, 1, &one, d);
                 ms[i][k] = one.median_ms;
@@ -302,6 +292,19 @@ mx_status bench_tuned_run(const bench *b, bench_compile_fn compile, void *ctx, i
     free(ms[0]), free(ms[1]);
     mx_compiled_free(c[0]), mx_compiled_free(c[1]);
     return st;
+}
+
+mx_status bench_tuned_run(const bench *b, bench_compile_fn compile, void *ctx, int runs, bench_tuned *out,
+                          mx_diag *d) {
+    memset(out, 0, sizeof *out);
+    /* the search, on a default program of its own (its inputs become the tune's random ones) */
+    mx_compiled *c;
+    MX_TRY(compile_tiles(compile, ctx, false, b->smoke, &c, d));
+    mx_tune_options o = {.budget_s = b->tune_s, .model_only = b->smoke, .seed = 1, .progress = stderr};
+    mx_status st = mx_tune(c, &o, &out->tune, d);
+    mx_compiled_free(c);
+    enum { BLOCK = 5 };
+    return st == MX_OK ? bench_default_vs_tuned(compile, ctx, (runs + BLOCK - 1) / BLOCK * BLOCK, BLOCK, out, d) : st;
 }
 
 void bench_tuned_print(bench_json *j, const char *what, const bench_tuned *t) {

@@ -75,6 +75,12 @@ typedef struct {
 } bench_tuned;
 mx_status bench_tuned_run(const bench *b, bench_compile_fn compile, void *ctx, int runs, bench_tuned *out,
                           mx_diag *d);
+/* Its second half, with the database as it is (bench_tune): the default
+ * and the tuned program compiled (no_load false), warmed up, their outputs
+ * compared, then `runs` single passes of each timed in alternating blocks
+ * of `block`; out->tune is left as it was. */
+mx_status bench_default_vs_tuned(bench_compile_fn compile, void *ctx, int runs, int block, bench_tuned *out,
+                                 mx_diag *d);
 /* Its fields in the current result (", \"tune\": {...}") and a line on stdout. */
 void bench_tuned_print(bench_json *j, const char *what, const bench_tuned *t);
 

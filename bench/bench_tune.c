@@ -6,7 +6,8 @@
  * Both programs are compiled through mx_compile from the same spec, weights
  * and inputs (the default one with MIXC_NO_TUNE=1), then timed in
  * alternating blocks of 3 forward passes so that both see the same machine
- * load; their outputs must agree. Per tuned kernel, the database's default
+ * load, their outputs compared (bench_default_vs_tuned, bench.h, which
+ * --tune of the GPU benchmarks shares). Per tuned kernel, the database's default
  * and winner times are copied into the result (alone, and the winner's
  * ratio in the forward pass where it was judged there, 0 when not), with
  * the whole-forward ratio the tune measured when it checked its winners
@@ -14,7 +15,6 @@
  * Writes
  * bench/results/bench_tune-cpu-<model>.json. */
 #define _DEFAULT_SOURCE /* getloadavg */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -23,18 +23,17 @@
 #include "bench.h"
 #include "tune.h"
 
-static int by_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+typedef struct {
+    const mx_model *m;
+    const mx_target *t;
+} model_on;
 
-static mx_compiled *compile(const mx_model *m, const mx_target *t, bool tuned, mx_diag *d) {
-    if (tuned)
-        unsetenv("MIXC_NO_TUNE");
-    else
-        setenv("MIXC_NO_TUNE", "1", 1);
-    mx_compiled *c = mx_compile_model(m, t, NULL, d);
-    unsetenv("MIXC_NO_TUNE");
+/* The model compiled on the CPU (MIXC_NO_TUNE set or not by the caller),
+ * seeded weights and inputs. */
+static mx_compiled *compile(void *ctx, bool no_load, mx_diag *d) {
+    (void)no_load; /* the comparison loads both */
+    const model_on *x = ctx;
+    mx_compiled *c = mx_compile_model(x->m, x->t, NULL, d);
     if (c && (mx_init_weights(c, 1, d) != MX_OK || mx_set_random_inputs(c, 1, d) != MX_OK)) {
         mx_compiled_free(c);
         return NULL;
@@ -77,47 +76,16 @@ int main(int argc, char **argv) {
         mx_tune_db_free(&db);
         return 1;
     }
-    mx_compiled *c[2] = {compile(m, &t, false, &d), NULL};
-    if (c[0])
-        c[1] = compile(m, &t, true, &d);
-    if (!c[1]) {
+    double load[2][3] = {{-1, -1, -1}, {-1, -1, -1}};
+    getloadavg(load[0], 3);
+    bench_tuned timed;
+    if (bench_default_vs_tuned(compile, &(model_on){m, &t}, runs, 3, &timed, &d) != MX_OK) {
         fprintf(stderr, "bench_tune: %s\n", d.msg);
         return 1;
     }
-    double load[2][3] = {{-1, -1, -1}, {-1, -1, -1}};
-    getloadavg(load[0], 3);
-    double *ms[2] = {calloc((size_t)runs, sizeof(double)), calloc((size_t)runs, sizeof(double))};
-    for (int i = 0; i < 2; i++) { /* warm-up, and the outputs */
-        mx_timing w;
-        if (mx_time(c[i], 2, 1, &w, &d) != MX_OK) {
-            fprintf(stderr, "bench_tune: %s\n", d.msg);
-            return 1;
-        }
-    }
-    int64_t n = mx_graph_value_numel(mx_model_graph(m), mx_graph_output(mx_model_graph(m), 0));
-    const float *y0 = mx_output(c[0], NULL), *y1 = mx_output(c[1], NULL);
-    double worst = 0, scale = 1e-30;
-    for (int64_t i = 0; i < n; i++) {
-        scale = fabs(y0[i]) > scale ? fabs(y0[i]) : scale;
-        worst = fabs((double)y0[i] - y1[i]) > worst ? fabs((double)y0[i] - y1[i]) : worst;
-    }
-    for (int done = 0; done < runs; done += 3)
-        for (int i = 0; i < 2; i++)
-            for (int k = done; k < done + 3 && k < runs; k++) {
-                mx_timing one;
-                if (mx_time(c[i], 0, 1, &one, &d) != MX_OK) {
-                    fprintf(stderr, "bench_tune: %s\n", d.msg);
-                    return 1;
-                }
-                ms[i][k] = one.median_ms;
-            }
     getloadavg(load[1], 3);
-    double med[2], lo[2], hi[2];
-    for (int i = 0; i < 2; i++) {
-        qsort(ms[i], (size_t)runs, sizeof(double), by_double);
-        med[i] = runs % 2 ? ms[i][runs / 2] : (ms[i][runs / 2 - 1] + ms[i][runs / 2]) / 2;
-        lo[i] = ms[i][0], hi[i] = ms[i][runs - 1];
-    }
+    double med[2] = {timed.def.median_ms, timed.tuned.median_ms}, lo[2] = {timed.def.min_ms, timed.tuned.min_ms},
+           hi[2] = {timed.def.max_ms, timed.tuned.max_ms}, worst = timed.max_abs_diff, scale = timed.scale;
     const char *name = strrchr(argv[1], '/') ? strrchr(argv[1], '/') + 1 : argv[1];
     char path[1024], tmp[1100], commit[128], host[256] = "unknown", when[32], desc[256];
     snprintf(path, sizeof path, "%s/bench/results/bench_tune-cpu-%.*s.json", MIXC_SOURCE_DIR,
@@ -164,10 +132,6 @@ int main(int argc, char **argv) {
            name, desc, med[0], lo[0], hi[0], med[1], lo[1], hi[1], med[0] / med[1], worst, scale, load[0][0],
            load[1][0],
            ok ? path : "(not written)");
-    for (int i = 0; i < 2; i++) {
-        mx_compiled_free(c[i]);
-        free(ms[i]);
-    }
     mx_model_free(m);
     return ok ? 0 : 1;
 }

@@ -74,6 +74,9 @@ save_results() {
     cp "$LOGS/run.log" "$OUT/run.log" 2>/dev/null || true
 }
 
+# The seconds of the budget a step may still take (15 kept for the end).
+budget_left() { echo $((BUDGET - (SECONDS - START) - 15)); }
+
 # step NAME LIMIT_S COMMAND...: runs COMMAND with a time limit (cut to what
 # is left of the budget), its output shown and logged to $LOGS/NAME.log; a
 # failure is remembered, not fatal.
@@ -81,7 +84,8 @@ step() {
     local name=$1 limit=$2
     shift 2
     wanted "$name" || return 0
-    local left=$((BUDGET - (SECONDS - START) - 15))
+    local left
+    left=$(budget_left)
     if [ "$left" -lt 10 ]; then
         say "$name: skipped, the budget of ${BUDGET} s is spent"
         status=1
@@ -203,7 +207,8 @@ tune_step() {
     local name=$1 need=$2
     shift 2
     wanted "$name" || return 0
-    local left=$((BUDGET - (SECONDS - START) - 15))
+    local left
+    left=$(budget_left)
     if [ "$left" -lt "$need" ]; then
         say "$name: not started: it needs about ${need} s, ${left} s are left (bash bench/run.sh --only $name)"
         return 0
