@@ -145,6 +145,9 @@ typedef struct {
     mx_device device;
     char name[96];             /* "h100", "sm_90", the GPU's or the CPU's name */
     int detected;              /* 1: read off this machine; 0: a named profile */
+    char profile[16];          /* GPU: the named profile it is ("h100" for sm_90, h100-sxm and an
+                                  H100 SXM read off the driver), "" for none: what tuning records
+                                  are keyed by, so that every name of one GPU shares them */
     /* GPU: code generation and limits */
     int sm;                    /* compute capability x 10 (90 for sm_90) */
     int sm_count;

@@ -77,6 +77,7 @@ mx_status mx_target_named(const char *name, mx_device device, mx_target *out, mx
             continue;
         *out = (mx_target){.device = device, .sm = p->sm, .sm_count = p->sm_count};
         snprintf(out->name, sizeof out->name, "%s", name);
+        snprintf(out->profile, sizeof out->profile, "%s", p->name);
         gpu_common(out);
         out->smem_per_block_optin = p->smem_optin_kib * 1024;
         out->smem_per_sm = p->smem_per_sm_kib * 1024;
@@ -123,6 +124,7 @@ static mx_status detect_cuda(mx_target *t, mx_diag *d) {
         mx_target p;
         if (strstr(cu->name, measured[i].in_name) && mx_target_named(measured[i].profile, MX_DEVICE_CUDA, &p, d) == MX_OK) {
             t->bytes_per_s = p.bytes_per_s;
+            snprintf(t->profile, sizeof t->profile, "%s", p.profile);
             snprintf(t->rates_source, sizeof t->rates_source, "%s", p.rates_source);
         }
     }

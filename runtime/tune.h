@@ -86,8 +86,9 @@ mx_status mx_tune_db_writable(const char *path, mx_diag *d);
 /* Appends r as one line, in one write. */
 mx_status mx_tune_db_append(const char *path, const mx_tune_record *r, mx_diag *d);
 /* The record a compile uses for kernel on signature: the latest measured
- * one, else the latest modelled one; NULL when none. */
-const mx_tune_record *mx_tune_db_find(const mx_tune_db *db, uint64_t kernel, const char *signature);
+ * one, else (unless measured_only) the latest modelled one; NULL when none. */
+const mx_tune_record *mx_tune_db_find(const mx_tune_db *db, uint64_t kernel, const char *signature,
+                                      bool measured_only);
 /* One line of JSON for r (malloc'd, no newline), and the record of a line. */
 char *mx_tune_record_json(const mx_tune_record *r);
 mx_status mx_tune_record_parse(const char *line, mx_tune_record *r, mx_diag *d);

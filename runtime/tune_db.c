@@ -36,14 +36,17 @@ void mx_tune_signature(const mx_target *t, char *buf, size_t size) {
                  major, minor, patch, MIXC_VERSION);
         return;
     }
-    /* emu and cuda share GPU records: the emulation runs the code the GPU gets */
+    /* emu and cuda share GPU records: the emulation runs the code the GPU
+     * gets. A GPU goes by its profile where it has one, so that --target
+     * sm_90, h100 and the H100 read off the driver share them (mixc emit
+     * --target sm_90 on an H100 takes what was measured there). */
     int major, minor, driver = mx_cuda_driver_version();
     mx_nvrtc_version(&major, &minor);
     char drv[32] = "driver none";
     if (driver > 0)
         snprintf(drv, sizeof drv, "driver %d.%d", driver / 1000, driver % 1000 / 10);
-    snprintf(buf, size, "gpu|%s|sm_%d|%d SMs|%s|nvrtc %d.%d|mixc %s", t->name, t->sm, t->sm_count, drv, major, minor,
-             MIXC_VERSION);
+    snprintf(buf, size, "gpu|%s|sm_%d|%d SMs|%s|nvrtc %d.%d|mixc %s", t->profile[0] ? t->profile : t->name, t->sm,
+             t->sm_count, drv, major, minor, MIXC_VERSION);
 }
 
 bool mx_tune_db_path(char *buf, size_t size) {
@@ -337,11 +340,12 @@ mx_status mx_tune_db_append(const char *path, const mx_tune_record *r, mx_diag *
     return st;
 }
 
-const mx_tune_record *mx_tune_db_find(const mx_tune_db *db, uint64_t kernel, const char *signature) {
+const mx_tune_record *mx_tune_db_find(const mx_tune_db *db, uint64_t kernel, const char *signature,
+                                      bool measured_only) {
     const mx_tune_record *measured = NULL, *modelled = NULL;
     for (int i = 0; i < db->n; i++) {
         const mx_tune_record *r = &db->records[i];
-        if (r->kernel != kernel || strcmp(r->target, signature) != 0)
+        if (r->kernel != kernel || strcmp(r->target, signature) != 0 || (measured_only && !r->measured))
             continue;
         *(r->measured ? &measured : &modelled) = r;
     }

@@ -40,6 +40,8 @@ static mx_status apply_db(const mx_program *p, const mx_target *t, const mx_tune
                           mx_diag *d) {
     char sig[256];
     mx_tune_signature(t, sig, sizeof sig);
+    /* an estimate never stands in for the GPU it estimates when that GPU is here */
+    bool measured_only = t->device == MX_DEVICE_CUDA && t->detected;
     mx_module base;
     MX_TRY(generate(p, t, tiles, &base, d));
     const mx_tune_record **rec = calloc((size_t)p->n_groups + 1, sizeof *rec);
@@ -55,7 +57,7 @@ static mx_status apply_db(const mx_program *p, const mx_target *t, const mx_tune
         const mx_kernel *k = mx_module_kernel(&base, g);
         if (!k)
             continue;
-        rec[g] = mx_tune_db_find(db, k->identity, sig);
+        rec[g] = mx_tune_db_find(db, k->identity, sig, measured_only);
         if (!rec[g]) {
             say(p, g, "defaults", " (no record for this kernel and target)");
             continue;

@@ -152,6 +152,15 @@ static int probe_driver(void) {
     return st == MX_OK ? 1 : 0;
 }
 
+/* The child's side of test_driver_profile: GPU 0 as detected, its profile. */
+static int probe_profile(void) {
+    mx_target t;
+    mx_diag d = {{0}};
+    mx_status st = mx_target_detect(MX_DEVICE_CUDA, &t, &d);
+    printf("%s\n", st == MX_OK ? t.profile : d.msg);
+    return st == MX_OK ? 0 : 1;
+}
+
 /* Runs this program with `probe` (--probe-driver, --probe-thread),
  * LD_LIBRARY_PATH=lib_dir and the NAME=VALUE settings of env (NULL-ended, or
  * NULL); its output (stdout and stderr) into out. Returns the exit status
@@ -261,6 +270,18 @@ static void test_driver_too_old(void) {
     rc = run_probe("--probe-driver", fake, same, out, sizeof out);
     CHECK_MSG(rc == 1 && strcmp(out, "opened\n") == 0, "a driver for CUDA %d.0: exit %d: %s",
               MX_CUDA_DRIVER_MIN / 1000, rc, out);
+}
+
+/* An H100 SXM read off the driver (the fake's name) is the h100 profile,
+ * which its tuning records are keyed by (test_tune: test_gpu_names_share). */
+static void test_driver_profile(void) {
+    char fake[4096], out[4096];
+    if (!fake_cuda_dir(fake, sizeof fake)) {
+        printf("skipped: no fake CUDA driver next to this test\n");
+        return;
+    }
+    int rc = run_probe("--probe-profile", fake, NULL, out, sizeof out);
+    CHECK_MSG(rc == 0 && strcmp(out, "h100\n") == 0, "probe exit %d: %s", rc, out);
 }
 
 /* The child's side of test_other_thread: c's uploads, its first pass
@@ -852,6 +873,8 @@ int main(int argc, char **argv) {
         return probe_driver();
     if (argc == 2 && strcmp(argv[1], "--probe-thread") == 0)
         return probe_thread();
+    if (argc == 2 && strcmp(argv[1], "--probe-profile") == 0)
+        return probe_profile();
     if (!mkdtemp(tmp_root)) {
         perror(tmp_root);
         return 1;
@@ -861,6 +884,7 @@ int main(int argc, char **argv) {
     test_driver_open();
     test_driver_stub();
     test_driver_too_old();
+    test_driver_profile();
     test_other_thread();
     test_entry_point_names();
     test_parse_usage();
