@@ -2,9 +2,10 @@
  * column-major cuBLASLt, without a GPU.
  *
  * blas.c is compiled here (its functions renamed) against a cuBLASLt made of
- * host loops that follow the library's documented semantics: D = act(op(A)
- * op(B) + beta C + bias per row of D), column-major, a leading dimension per
- * layout (0 allowed for C: one column repeated), strided batches. Random
+ * host loops (tests/host_cublaslt.h) that follow the library's documented
+ * semantics: D = act(op(A) op(B) + beta C + bias per row of D), column-major,
+ * a leading dimension per layout (0 allowed for C: one column repeated),
+ * strided batches. Random
  * products -- transposes, offsets, padded rows, broadcast batches, outer
  * batches, bias, residual, activations -- must give what mx_gemm_run_host
  * gives. The stand-in can refuse what the real library is known to refuse
@@ -28,176 +29,10 @@
 
 /* ---- a cuBLASLt on the host ------------------------------------------------------------------- */
 
-typedef struct {
-    uint64_t rows, cols;
-    int64_t ld;
-    int32_t batch;
-    int64_t stride;
-} host_layout;
+#include "host_cublaslt.h"
 
-typedef struct {
-    int32_t ta, tb;
-    uint32_t epilogue;
-    const float *bias;
-} host_desc;
-
-typedef struct {
-    bool refuse_bias_on_one_column; /* no algorithm for a bias epilogue when D has one column */
-    int max_batch;                  /* heuristics refuse larger batch counts */
-    int heuristics, matmuls;
-    bool saw_c_ld0;                 /* a product read C with leading dimension 0 */
-} host_state;
-static host_state lt;
-
-static cublasStatus_t lt_create(cublasLtHandle_t *h) {
-    *h = (cublasLtHandle_t)&lt;
-    return CUBLAS_STATUS_SUCCESS;
-}
-static cublasStatus_t lt_destroy(cublasLtHandle_t h) {
-    (void)h;
-    return CUBLAS_STATUS_SUCCESS;
-}
-static cublasStatus_t desc_create(cublasLtMatmulDesc_t *d, cublasComputeType_t c, cudaDataType_t s) {
-    (void)c, (void)s;
-    *d = (cublasLtMatmulDesc_t)calloc(1, sizeof(host_desc));
-    return *d ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_ALLOC_FAILED;
-}
-static cublasStatus_t desc_destroy(cublasLtMatmulDesc_t d) {
-    free(d);
-    return CUBLAS_STATUS_SUCCESS;
-}
-static cublasStatus_t desc_set(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a, const void *v, size_t n) {
-    host_desc *x = (host_desc *)d;
-    switch (a) {
-    case CUBLASLT_MATMUL_DESC_TRANSA:
-        return n == 4 ? (memcpy(&x->ta, v, 4), CUBLAS_STATUS_SUCCESS) : CUBLAS_STATUS_INVALID_VALUE;
-    case CUBLASLT_MATMUL_DESC_TRANSB:
-        return n == 4 ? (memcpy(&x->tb, v, 4), CUBLAS_STATUS_SUCCESS) : CUBLAS_STATUS_INVALID_VALUE;
-    case CUBLASLT_MATMUL_DESC_EPILOGUE:
-        return n == 4 ? (memcpy(&x->epilogue, v, 4), CUBLAS_STATUS_SUCCESS) : CUBLAS_STATUS_INVALID_VALUE;
-    case CUBLASLT_MATMUL_DESC_BIAS_POINTER:
-        return n == sizeof x->bias ? (memcpy(&x->bias, v, n), CUBLAS_STATUS_SUCCESS) : CUBLAS_STATUS_INVALID_VALUE;
-    case CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE: {
-        int64_t stride;
-        memcpy(&stride, v, sizeof stride);
-        return n == 8 && stride == 0 ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
-    }
-    default:
-        return CUBLAS_STATUS_INVALID_VALUE;
-    }
-}
-static cublasStatus_t layout_create(cublasLtMatrixLayout_t *l, cudaDataType t, uint64_t r, uint64_t c, int64_t ld) {
-    (void)t;
-    host_layout *x = calloc(1, sizeof *x);
-    *x = (host_layout){r, c, ld, 1, 0};
-    *l = (cublasLtMatrixLayout_t)x;
-    return CUBLAS_STATUS_SUCCESS;
-}
-static cublasStatus_t layout_destroy(cublasLtMatrixLayout_t l) {
-    free(l);
-    return CUBLAS_STATUS_SUCCESS;
-}
-static cublasStatus_t layout_set(cublasLtMatrixLayout_t l, cublasLtMatrixLayoutAttribute_t a, const void *v, size_t n) {
-    host_layout *x = (host_layout *)l;
-    if (a == CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT && n == 4)
-        memcpy(&x->batch, v, 4);
-    else if (a == CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET && n == 8)
-        memcpy(&x->stride, v, 8);
-    else
-        return CUBLAS_STATUS_INVALID_VALUE;
-    return CUBLAS_STATUS_SUCCESS;
-}
-static cublasStatus_t pref_create(cublasLtMatmulPreference_t *p) {
-    *p = (cublasLtMatmulPreference_t)calloc(1, 8);
-    return CUBLAS_STATUS_SUCCESS;
-}
-static cublasStatus_t pref_set(cublasLtMatmulPreference_t p, cublasLtMatmulPreferenceAttributes_t a, const void *v,
-                               size_t n) {
-    (void)p, (void)a, (void)v, (void)n;
-    return CUBLAS_STATUS_SUCCESS;
-}
-static cublasStatus_t pref_destroy(cublasLtMatmulPreference_t p) {
-    free(p);
-    return CUBLAS_STATUS_SUCCESS;
-}
-static uint64_t op_rows(const host_layout *l, int32_t t) { return t ? l->cols : l->rows; }
-static uint64_t op_cols(const host_layout *l, int32_t t) { return t ? l->rows : l->cols; }
-
-/* The rules the library documents for a product's layouts; a violation is
- * INVALID_VALUE, as there. */
-static bool valid(const host_desc *x, const host_layout *a, const host_layout *b, const host_layout *c,
-                  const host_layout *d) {
-    bool ok = op_rows(a, x->ta) == d->rows && op_cols(b, x->tb) == d->cols && op_cols(a, x->ta) == op_rows(b, x->tb) &&
-              c->rows == d->rows && c->cols == d->cols && a->batch == d->batch && b->batch == d->batch &&
-              c->batch == d->batch;
-    ok = ok && a->ld >= (int64_t)a->rows && b->ld >= (int64_t)b->rows && d->ld >= (int64_t)d->rows;
-    return ok && (c->ld == 0 || c->ld >= (int64_t)c->rows);
-}
-
-static cublasStatus_t heuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t A,
-                                cublasLtMatrixLayout_t B, cublasLtMatrixLayout_t C, cublasLtMatrixLayout_t D,
-                                cublasLtMatmulPreference_t p, int requested, cublasLtMatmulHeuristicResult_t *result,
-                                int *found) {
-    (void)h, (void)p, (void)requested;
-    const host_desc *x = (const host_desc *)op;
-    const host_layout *d = (const host_layout *)D;
-    lt.heuristics++;
-    *found = 0;
-    if (!valid(x, (const host_layout *)A, (const host_layout *)B, (const host_layout *)C, d))
-        return CUBLAS_STATUS_INVALID_VALUE;
-    if (lt.max_batch && d->batch > lt.max_batch)
-        return CUBLAS_STATUS_NOT_SUPPORTED;
-    if (lt.refuse_bias_on_one_column && (x->epilogue & CUBLASLT_EPILOGUE_BIAS) && d->cols == 1)
-        return CUBLAS_STATUS_SUCCESS; /* no result */
-    memset(result, 0, sizeof *result);
-    *found = 1;
-    return CUBLAS_STATUS_SUCCESS;
-}
-
-static const float *at(const void *base, const host_layout *l, int32_t t, uint64_t i, uint64_t j) {
-    return (const float *)base + t * l->stride + (int64_t)i + (int64_t)j * l->ld;
-}
-
-static cublasStatus_t matmul(cublasLtHandle_t h, cublasLtMatmulDesc_t op, const void *alpha, const void *A,
-                             cublasLtMatrixLayout_t Al, const void *B, cublasLtMatrixLayout_t Bl, const void *beta,
-                             const void *C, cublasLtMatrixLayout_t Cl, void *D, cublasLtMatrixLayout_t Dl,
-                             const cublasLtMatmulAlgo_t *algo, void *ws, size_t ws_bytes, cudaStream_t s) {
-    (void)h, (void)algo, (void)ws, (void)ws_bytes, (void)s;
-    const host_desc *x = (const host_desc *)op;
-    const host_layout *a = (const host_layout *)Al, *b = (const host_layout *)Bl, *c = (const host_layout *)Cl,
-                      *d = (const host_layout *)Dl;
-    if (!valid(x, a, b, c, d) || (lt.max_batch && d->batch > lt.max_batch))
-        return CUBLAS_STATUS_INVALID_VALUE;
-    lt.matmuls++;
-    lt.saw_c_ld0 |= c->ld == 0;
-    float al = *(const float *)alpha, be = *(const float *)beta;
-    uint64_t K = op_cols(a, x->ta);
-    uint32_t act = x->epilogue & ~(uint32_t)CUBLASLT_EPILOGUE_BIAS;
-    for (int32_t t = 0; t < d->batch; t++)
-        for (uint64_t i = 0; i < d->rows; i++)
-            for (uint64_t j = 0; j < d->cols; j++) {
-                double sum = 0;
-                for (uint64_t p = 0; p < K; p++)
-                    sum += (double)(x->ta ? *at(A, a, t, p, i) : *at(A, a, t, i, p)) *
-                           (x->tb ? *at(B, b, t, j, p) : *at(B, b, t, p, j));
-                double v = al * sum + (be != 0 ? be * *at(C, c, t, i, j) : 0);
-                if (x->epilogue & CUBLASLT_EPILOGUE_BIAS)
-                    v += x->bias[i];
-                if (act == CUBLASLT_EPILOGUE_RELU)
-                    v = v > 0 ? v : 0;
-                if (act == CUBLASLT_EPILOGUE_GELU)
-                    v = 0.5 * v * (1 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
-                *(float *)at(D, d, t, i, j) = (float)v;
-            }
-    return CUBLAS_STATUS_SUCCESS;
-}
-
-static const mx_cublaslt_api host_lt = {
-    .Create = lt_create, .Destroy = lt_destroy, .MatmulDescCreate = desc_create, .MatmulDescDestroy = desc_destroy,
-    .MatmulDescSetAttribute = desc_set, .MatrixLayoutCreate = layout_create, .MatrixLayoutDestroy = layout_destroy,
-    .MatrixLayoutSetAttribute = layout_set, .MatmulPreferenceCreate = pref_create,
-    .MatmulPreferenceSetAttribute = pref_set, .MatmulPreferenceDestroy = pref_destroy,
-    .MatmulAlgoGetHeuristic = heuristic, .Matmul = matmul};
+#define HOST_LT_ENTRY(field, symbol) .field = symbol,
+static const mx_cublaslt_api host_lt = {MX_CUBLASLT_ENTRY_POINTS(HOST_LT_ENTRY)};
 
 const mx_cublaslt_api *host_cublaslt_api(mx_diag *d) {
     (void)d;

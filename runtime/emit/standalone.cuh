@@ -14,7 +14,10 @@
  * may have switched to another (or be another thread). Products follow
  * mixc's own cuBLASLt path: row-major y = act(op(A) op(B) + bias + C) is
  * the column-major y^T = op(B)^T op(A)^T, so cuBLASLt's A is our B and its
- * bias runs along our columns; arithmetic is f32 whatever the storage. */
+ * bias runs along our columns; arithmetic is f32 whatever the storage.
+ * As there (runtime/blas.c), a product with no algorithm for its bias
+ * epilogue takes the bias as C instead, and a batch over MXS_MAX_BATCH runs
+ * in chunks. */
 #ifndef MXS_STANDALONE_CUH
 #define MXS_STANDALONE_CUH
 
@@ -32,13 +35,25 @@ struct mxs_step {
     int gemm;          /* the product, -1 for a kernel */
 };
 
-typedef struct {
+/* The most products one cublasLtMatmul takes in a strided batch (a limit
+ * other users of cuBLASLt report: batch counts from 2^16 on are refused);
+ * a larger batch runs in chunks. */
+#ifndef MXS_MAX_BATCH
+#define MXS_MAX_BATCH 65535
+#endif
+
+typedef struct mxs_plan {
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t layout[4]; /* cuBLASLt's A, B, C, D */
     cublasLtMatmulAlgo_t algo;
     char *p[4];                       /* their first matrices */
-    long long outer_bytes[4];
+    long long outer, outer_bytes[4];
     int has_c;
+    /* Batches over MXS_MAX_BATCH: `chunks` calls of `chunk` products per
+     * outer index, chunk_bytes[i] apart, then `rest`, a plan of its own for
+     * what is left (NULL when nothing is). */
+    long long chunk, chunks, chunk_bytes[4];
+    struct mxs_plan *rest;
 } mxs_plan;
 
 typedef struct {
@@ -96,10 +111,34 @@ static unsigned mxs_alignment(const char *p) {
     return a;
 }
 
-static int mxs_plan_gemm(mxs_model *m, const mxs_gemm *g, mxs_plan *pl) {
+/* The descriptors, not the plan: redone when the bias moves into C. */
+static void mxs_plan_clear(mxs_plan *pl) {
+    if (pl->op)
+        cublasLtMatmulDescDestroy(pl->op);
+    for (int k = 0; k < 4; k++)
+        if (pl->layout[k])
+            cublasLtMatrixLayoutDestroy(pl->layout[k]);
+    pl->op = NULL;
+    memset(pl->layout, 0, sizeof pl->layout);
+}
+
+/* What pl holds (pl itself is the caller's). */
+static void mxs_plan_destroy(mxs_plan *pl) {
+    mxs_plan_clear(pl);
+    if (pl->rest)
+        mxs_plan_destroy(pl->rest);
+    free(pl->rest);
+    pl->rest = NULL;
+}
+
+/* The descriptors of pl->chunk products of g: the bias in the epilogue, or
+ * (bias_in_c) as C, its one row repeated (leading dimension 0) and added
+ * with beta = 1, the activation still the epilogue's. C and D are read as
+ * stored: mixc's decoder never makes a transposed residual or result. */
+static int mxs_describe(mxs_model *m, const mxs_gemm *g, int bias_in_c, mxs_plan *pl) {
     size_t es = mxs_dtype_size(g->dtype);
     cublasOperation_t ta = g->b.trans ? CUBLAS_OP_T : CUBLAS_OP_N, tb = g->a.trans ? CUBLAS_OP_T : CUBLAS_OP_N;
-    int bias = g->bias >= 0;
+    int bias = g->bias >= 0 && !bias_in_c;
     cublasLtEpilogue_t ep = g->act == MXS_ACT_RELU        ? (bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU)
                             : g->act == MXS_ACT_GELU_TANH ? (bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU)
                                                           : (bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT);
@@ -119,20 +158,29 @@ static int mxs_plan_gemm(mxs_model *m, const mxs_gemm *g, mxs_plan *pl) {
                    "BIAS_BATCH_STRIDE"))
             return 1;
     }
-    pl->has_c = g->c.buffer >= 0;
-    const mxs_operand *c = pl->has_c ? &g->c : &g->y;
+    pl->has_c = g->c.buffer >= 0 || bias_in_c;
+    const mxs_operand *c = g->c.buffer >= 0 ? &g->c : &g->y;
     if (mxs_layout(m, &pl->layout[0], g->dtype, g->b.trans ? g->k : g->n, g->b.trans ? g->n : g->k, g->b.ld,
-                   g->batch, g->b.batch_stride) ||
+                   pl->chunk, g->b.batch_stride) ||
         mxs_layout(m, &pl->layout[1], g->dtype, g->a.trans ? g->m : g->k, g->a.trans ? g->k : g->m, g->a.ld,
-                   g->batch, g->a.batch_stride) ||
-        mxs_layout(m, &pl->layout[2], g->dtype, g->n, g->m, c->ld, g->batch, c->batch_stride) ||
-        mxs_layout(m, &pl->layout[3], g->dtype, g->n, g->m, g->y.ld, g->batch, g->y.batch_stride))
+                   pl->chunk, g->a.batch_stride) ||
+        mxs_layout(m, &pl->layout[2], g->dtype, g->n, g->m, bias_in_c ? 0 : c->ld, pl->chunk,
+                   bias_in_c ? 0 : c->batch_stride) ||
+        mxs_layout(m, &pl->layout[3], g->dtype, g->n, g->m, g->y.ld, pl->chunk, g->y.batch_stride))
         return 1;
     const mxs_operand *ops[4] = {&g->b, &g->a, c, &g->y};
     for (int i = 0; i < 4; i++) {
         pl->p[i] = (char *)m->ptr[ops[i]->buffer] + ops[i]->offset * (long long)es;
         pl->outer_bytes[i] = ops[i]->outer_stride * (long long)es;
+        pl->chunk_bytes[i] = pl->chunk * ops[i]->batch_stride * (long long)es;
     }
+    if (bias_in_c)
+        pl->p[2] = (char *)m->ptr[g->bias], pl->outer_bytes[2] = pl->chunk_bytes[2] = 0;
+    return 0;
+}
+
+/* The algorithm cuBLASLt's heuristic puts first for pl's descriptors. */
+static int mxs_choose_algo(mxs_model *m, const mxs_gemm *g, mxs_plan *pl) {
     cublasLtMatmulPreference_t pref;
     if (mxs_lt(m, cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate"))
         return 1;
@@ -144,7 +192,7 @@ static int mxs_plan_gemm(mxs_model *m, const mxs_gemm *g, mxs_plan *pl) {
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
     for (int i = 0; i < 4 && s == CUBLAS_STATUS_SUCCESS; i++) { /* a slice may start anywhere */
         unsigned a = mxs_alignment(pl->p[i]);
-        for (long long o = 1; o < g->outer && pl->outer_bytes[i]; o++)
+        for (long long o = 1; o < pl->outer && pl->outer_bytes[i]; o++)
             if (mxs_alignment(pl->p[i] + o * pl->outer_bytes[i]) < a)
                 a = mxs_alignment(pl->p[i] + o * pl->outer_bytes[i]);
         s = cublasLtMatmulPreferenceSetAttribute(pref, align_attr[i], &a, sizeof a);
@@ -162,20 +210,55 @@ static int mxs_plan_gemm(mxs_model *m, const mxs_gemm *g, mxs_plan *pl) {
     return 0;
 }
 
-static int mxs_run_gemm(mxs_model *m, const mxs_gemm *g, const mxs_plan *pl) {
-    const float one = 1.0f, zero = 0.0f;
-    for (long long o = 0; o < g->outer; o++) {
-        char *p[4];
-        for (int i = 0; i < 4; i++)
-            p[i] = pl->p[i] + o * pl->outer_bytes[i];
-        if (mxs_lt(m,
-                   cublasLtMatmul(m->lt, pl->op, &one, p[0], pl->layout[0], p[1], pl->layout[1],
-                                  pl->has_c ? &one : &zero, p[2], pl->layout[2], p[3], pl->layout[3], &pl->algo,
-                                  m->workspace, mxs_workspace_bytes, m->stream),
-                   "cublasLtMatmul"))
+static int mxs_plan_gemm(mxs_model *m, const mxs_gemm *g, mxs_plan *pl) {
+    pl->outer = g->outer;
+    pl->chunk = g->batch < MXS_MAX_BATCH ? g->batch : MXS_MAX_BATCH;
+    pl->chunks = g->batch / pl->chunk;
+    if (mxs_describe(m, g, 0, pl))
+        return 1;
+    int failed = mxs_choose_algo(m, g, pl);
+    if (failed && g->bias >= 0 && g->c.buffer < 0) {
+        /* Some shapes have no algorithm with a bias epilogue (a product of
+         * one row, as a classifier's head): the same sum with the bias as C,
+         * which is free when there is no residual. Failing that, the error
+         * is the first try's. */
+        char first[sizeof m->error];
+        memcpy(first, m->error, sizeof first);
+        mxs_plan_clear(pl);
+        if (mxs_describe(m, g, 1, pl))
             return 1;
+        failed = mxs_choose_algo(m, g, pl);
+        if (failed)
+            memcpy(m->error, first, sizeof first);
     }
-    return 0;
+    long long rest = g->batch - pl->chunks * pl->chunk;
+    if (!failed && rest > 0) { /* the products the chunks leave, its operands that many batches on */
+        mxs_gemm tail = *g;
+        tail.batch = rest;
+        mxs_operand *ops[4] = {&tail.a, &tail.b, &tail.c, &tail.y};
+        for (int i = 0; i < 4; i++)
+            ops[i]->offset += pl->chunks * pl->chunk * ops[i]->batch_stride;
+        pl->rest = (mxs_plan *)calloc(1, sizeof *pl->rest);
+        failed = pl->rest ? mxs_plan_gemm(m, &tail, pl->rest) : mxs_fail(m, "out of memory");
+    }
+    return failed;
+}
+
+static int mxs_run_gemm(mxs_model *m, const mxs_plan *pl) {
+    const float one = 1.0f, zero = 0.0f;
+    for (long long o = 0; o < pl->outer; o++)
+        for (long long q = 0; q < pl->chunks; q++) {
+            char *p[4];
+            for (int i = 0; i < 4; i++)
+                p[i] = pl->p[i] + o * pl->outer_bytes[i] + q * pl->chunk_bytes[i];
+            if (mxs_lt(m,
+                       cublasLtMatmul(m->lt, pl->op, &one, p[0], pl->layout[0], p[1], pl->layout[1],
+                                      pl->has_c ? &one : &zero, p[2], pl->layout[2], p[3], pl->layout[3], &pl->algo,
+                                      m->workspace, mxs_workspace_bytes, m->stream),
+                       "cublasLtMatmul"))
+                return 1;
+        }
+    return pl->rest ? mxs_run_gemm(m, pl->rest) : 0;
 }
 
 /* ---- the model --------------------------------------------------------------------- */
@@ -187,13 +270,8 @@ static void mxs_destroy(mxs_model *m) {
         cudaSetDevice(m->device);
     if (m->graph)
         cudaGraphExecDestroy(m->graph);
-    for (int i = 0; m->plans && i < m->d->n_gemms; i++) {
-        if (m->plans[i].op)
-            cublasLtMatmulDescDestroy(m->plans[i].op);
-        for (int k = 0; k < 4; k++)
-            if (m->plans[i].layout[k])
-                cublasLtMatrixLayoutDestroy(m->plans[i].layout[k]);
-    }
+    for (int i = 0; m->plans && i < m->d->n_gemms; i++)
+        mxs_plan_destroy(&m->plans[i]);
     for (int i = 0; m->ptr && i < m->d->n_buffers; i++)
         if (m->d->buffers[i].kind != MXS_ARENA && m->ptr[i])
             cudaFree(m->ptr[i]);
@@ -278,7 +356,7 @@ static int mxs_enqueue(mxs_model *m) {
     for (int i = 0; i < m->d->n_steps; i++) {
         const mxs_step *s = &m->d->steps[i];
         if (s->gemm >= 0) {
-            if (mxs_run_gemm(m, &m->d->gemms[s->gemm], &m->plans[s->gemm]))
+            if (mxs_run_gemm(m, &m->plans[s->gemm]))
                 return 1;
             continue;
         }
