@@ -328,6 +328,8 @@ typedef struct {
     double forward_default_ms;
     double forward_tuned_ms;
     int forward_kept;
+    int forward_wins;  /* of forward_pairs pairs, those the tuned pass was the faster in */
+    int forward_pairs;
 } mx_tune_summary;
 
 mx_status mx_tune(mx_compiled *c, const mx_tune_options *o, mx_tune_summary *out, mx_diag *d);

@@ -307,6 +307,8 @@ mx_status mx_tune_check_forward(tuner *tu, mx_tune_summary *out, mx_diag *d) {
         out->forward_default_ms = ok ? def : 0;
         out->forward_tuned_ms = ok ? tuned : 0;
         out->forward_kept = ok && ratio <= FORWARD_MARGIN && wins >= FORWARD_WINS;
+        out->forward_wins = ok ? wins : 0;
+        out->forward_pairs = ok ? FORWARD_PASSES : 0;
         if (mx_debug_level() >= 1)
             fprintf(stderr,
                     "mixc: tune: whole forward pass with %d winner%s %s: default %.3f ms, tuned %.3f ms, the faster "

@@ -465,7 +465,7 @@ static double injected_forward(void *ctx, const mx_tiles *tiles) {
  * of the 7 pairs: not kept. */
 static void test_forward_decides(mx_graph *g) {
     static const double tuned[3] = {11, 9, 9};
-    static const int slow[3] = {0, 0, 2};
+    static const int slow[3] = {0, 0, 2}, wins[3] = {0, 7, 5};
     for (int i = 0; i < 3; i++) {
         char path[128];
         snprintf(path, sizeof path, "%s/forward%d.jsonl", dir, i);
@@ -482,9 +482,9 @@ static void test_forward_decides(mx_graph *g) {
         CHECK_MSG(mx_tune_hooked(c, &o, &h, &s, &d) == MX_OK, "%s", d.msg);
         bool kept = tuned[i] < 10 && slow[i] == 0;
         CHECK_MSG(s.forward_default_ms == 10 && s.forward_tuned_ms == tuned[i] && s.forward_kept == kept &&
-                      s.improved == kept,
-                  "forward %g against %g ms, kept %d, improved %d", s.forward_tuned_ms, s.forward_default_ms,
-                  s.forward_kept, s.improved);
+                      s.improved == kept && s.forward_wins == wins[i] && s.forward_pairs == 7,
+                  "forward %g against %g ms, kept %d, improved %d, the faster in %d of %d", s.forward_tuned_ms,
+                  s.forward_default_ms, s.forward_kept, s.improved, s.forward_wins, s.forward_pairs);
         mx_tune_db db;
         CHECK(mx_tune_db_read(path, &db, stderr, &d) == MX_OK && db.n == 1);
         if (db.n == 1) {
