@@ -1194,6 +1194,7 @@ static void kernel_attempt(lower *L, token *name, param *ps, int n) {
         s->v = LLVMBuildLoad2(L->B, L->ptr, pp, "");
         mx_lower_add_root(L, s->v, ps[i].restricted);
     }
+    L->smem_root = L->n_roots;
     mx_lower_add_root(L, LLVMGetParam(bf, 3), true); /* shared memory */
     L->block_idx = (val){TY_UINT, TY_VOID, LLVMGetParam(bf, 1), false};
     L->grid_dim = (val){TY_UINT, TY_VOID, LLVMGetParam(bf, 2), false};
@@ -1336,6 +1337,7 @@ mx_status mx_llvm_lower(const char *source, const char *name, size_t smem_bytes,
         return mx_fail(d, MX_ERR_NOMEM, "out of memory");
     L->d = d;
     L->smem_bytes = smem_bytes;
+    L->smem_root = -1;
     L->W = L->threads = 1, L->max_lanes = max_lanes < 64 ? max_lanes : 64;
     L->avx512f = feature_on(features, "avx512f");
     L->avx512dq = L->avx512f && feature_on(features, "avx512dq");

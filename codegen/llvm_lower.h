@@ -114,6 +114,7 @@ typedef struct {
     int n_loops;
     val block_idx, grid_dim;
     size_t smem_bytes; /* a block's shared memory */
+    int smem_root;     /* its index in roots */
     /* The buffers a kernel's lanes may read as lane tiles (its parameters and
      * its shared memory), each with a count of the stores into it; `others`
      * counts stores that may reach any of them (through a buffer that is not

@@ -720,9 +720,52 @@ static LLVMValueRef same_address_load(lower *L, LLVMValueRef a0, LLVMTypeRef vt)
 }
 
 /* A load (value NULL) or store of the active lanes' consecutive elements
- * from p0: one masked vector access. */
-static LLVMValueRef one_vector(lower *L, LLVMValueRef p0, LLVMValueRef value, LLVMTypeRef vt) {
-    return masked_access(L, p0, value, vt, L->mask ? L->mask : all_lanes(L));
+ * from p0, in root r: one masked vector access. Without AVX-512 a masked
+ * store is microcoded on some CPUs (AMD Zen 3: a vmaskmovps store takes
+ * about 19 cycles, a plain one under 1), and a kernel masks most of its
+ * stores: an element loop's `if (lin < n)` in every block, a block with
+ * fewer threads than lanes (a scan's 6 rows as 8 lanes), a ragged loop
+ * over a chunk's steps. So a store whose lanes turn out all active (at run
+ * time) is a plain one; else, into the block's shared memory, which no
+ * other thread touches, a read of the whole vector, the active lanes
+ * replaced, and a whole write, when all of its elements lie inside that
+ * memory. Elsewhere the masked store stays: another block may be writing
+ * the elements beside. */
+static LLVMValueRef one_vector(lower *L, LLVMValueRef p0, LLVMValueRef value, LLVMTypeRef vt, int r) {
+    LLVMValueRef mask = L->mask ? L->mask : all_lanes(L);
+    long long every;
+    if (!value || L->avx512f || (constant_int(mask, &every) && every))
+        return masked_access(L, p0, value, vt, mask); /* all lanes: a plain store */
+    unsigned n = LLVMGetVectorSize(vt), esize = elem_size(L, LLVMGetElementType(vt));
+    LLVMTypeRef bits = LLVMIntTypeInContext(L->C, n);
+    LLVMValueRef whole = LLVMBuildICmp(L->B, LLVMIntEQ, LLVMBuildBitCast(L->B, mask, bits, ""),
+                                       LLVMConstAllOnes(bits), "");
+    LLVMValueRef blend = NULL;
+    if (r == L->smem_root) {
+        LLVMValueRef a = LLVMBuildPtrToInt(L->B, p0, L->i64, ""), lo = LLVMBuildPtrToInt(L->B, L->roots[r], L->i64, "");
+        LLVMValueRef end = LLVMBuildAdd(L->B, a, i64c(L, (long long)n * esize), "");
+        blend = LLVMBuildAnd(L->B, LLVMBuildICmp(L->B, LLVMIntUGE, a, lo, ""),
+                             LLVMBuildICmp(L->B, LLVMIntULE, end,
+                                           LLVMBuildAdd(L->B, lo, i64c(L, (long long)L->smem_bytes), ""), ""), "");
+        whole = LLVMBuildOr(L->B, whole, blend, "");
+    }
+    LLVMBasicBlockRef plain = new_block(L, "store.whole"), masked = new_block(L, "store.masked"),
+                      done = new_block(L, "store.done");
+    LLVMBuildCondBr(L->B, whole, plain, masked);
+    LLVMPositionBuilderAtEnd(L->B, plain);
+    LLVMValueRef v = value;
+    if (blend) { /* all lanes active, or inside the shared memory */
+        LLVMValueRef old = LLVMBuildLoad2(L->B, vt, p0, "");
+        LLVMSetAlignment(old, esize);
+        v = LLVMBuildSelect(L->B, mask, value, old, "");
+    }
+    LLVMSetAlignment(LLVMBuildStore(L->B, v, p0), esize);
+    LLVMBuildBr(L->B, done);
+    LLVMPositionBuilderAtEnd(L->B, masked);
+    masked_access(L, p0, value, vt, mask);
+    LLVMBuildBr(L->B, done);
+    LLVMPositionBuilderAtEnd(L->B, done);
+    return NULL;
 }
 
 /* A load (value NULL) or store at the lanes' addresses: a vector load or
@@ -750,7 +793,7 @@ LLVMValueRef mx_lower_lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef val
     if (!st)
         mx_lower_memory_access(L, addrs);
     if (affine && c == 1 && !st) /* consecutive, seen when lowering: one vector */
-        return one_vector(L, LLVMBuildExtractElement(L->B, addrs, LLVMConstInt(L->i32, 0, 0), ""), value, vt);
+        return one_vector(L, LLVMBuildExtractElement(L->B, addrs, LLVMConstInt(L->i32, 0, 0), ""), value, vt, r);
     if (affine && c == 0 && !value && shape) /* the same element, seen when lowering */
         return same_address_load(L, LLVMBuildExtractElement(L->B, addrs, LLVMConstInt(L->i32, 0, 0), ""), vt);
     bool tiles = (!value && !divergent(L) && tileable) || st;
@@ -781,7 +824,7 @@ LLVMValueRef mx_lower_lane_memory(lower *L, LLVMValueRef addrs, LLVMValueRef val
     LLVMPositionBuilderAtEnd(L->B, consecutive);
     if (st)
         mx_lower_flush_store_tile(L, st);
-    got[n] = one_vector(L, LLVMBuildIntToPtr(L->B, a0, L->ptr, ""), value, vt);
+    got[n] = one_vector(L, LLVMBuildIntToPtr(L->B, a0, L->ptr, ""), value, vt, r);
     from[n++] = LLVMGetInsertBlock(L->B);
     LLVMBuildBr(L->B, done);
 

@@ -104,6 +104,11 @@ typedef struct {
     size_t len;
 } mx_bytes;
 mx_status mx_cpu_objects(const mx_target *t, const mx_module *m, const char *model, mx_bytes *objs, mx_diag *d);
+/* MIXC_CPU_DISABLE (docs/cpu.md): the host features the CPU backend leaves
+ * out, as if the host lacked them (and those that need them), as LLVM's
+ * feature edits (",-avx512f,-avx512bw") to append to the host's; "" when
+ * none. An unknown name is an error (target.c). */
+mx_status mx_cpu_disabled_features(char *llvm, size_t size, mx_diag *d);
 /* The blocks a launch of group's kernel k runs on the cpu device, and the
  * fewest worth a thread of their own. */
 void mx_cpu_kernel_blocks(const mx_target *t, const mx_program *p, int group, const mx_kernel *k, int64_t *blocks,

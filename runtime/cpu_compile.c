@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "backend.h"
 #include "llvm_kernel.h"
 
 const char *const mx_cpu_phase_names[MX_CPU_PHASES] = {"lower", "optimise", "emit"};
@@ -187,12 +188,14 @@ mx_status mx_cpu_compile_module(const mx_module *m, const char *model, size_t sm
     memset(objs, 0, (size_t)n * sizeof *objs);
     program_job *jobs = calloc((size_t)n, sizeof *jobs);
     int *miss = calloc((size_t)n, sizeof *miss);
-    char *triple = LLVMGetDefaultTargetTriple(), *cpu = LLVMGetHostCPUName(), *features = LLVMGetHostCPUFeatures();
-    mx_status st = MX_OK;
-    if (!jobs || !miss) {
+    char *triple = LLVMGetDefaultTargetTriple(), *cpu = LLVMGetHostCPUName(), *host = LLVMGetHostCPUFeatures();
+    char off[256], *features = NULL;
+    mx_status st = mx_cpu_disabled_features(off, sizeof off, d);
+    if (st == MX_OK && (!jobs || !miss || !(features = malloc(strlen(host) + strlen(off) + 1))))
         st = mx_fail(d, MX_ERR_NOMEM, "%s: out of memory compiling %d programs", model, n);
+    if (st != MX_OK)
         goto done;
-    }
+    strcat(strcpy(features, host), off); /* the last edit of a feature wins */
     batch b = {.jobs = jobs, .miss = miss, .model = model};
     atomic_init(&b.next, 0);
     for (int q = 0; q < n; q++) {
@@ -268,7 +271,8 @@ done:
     stats->wall_ms = clock_ms(CLOCK_MONOTONIC) - t0;
     LLVMDisposeMessage(triple);
     LLVMDisposeMessage(cpu);
-    LLVMDisposeMessage(features);
+    LLVMDisposeMessage(host);
+    free(features);
     free(jobs);
     free(miss);
     return st;

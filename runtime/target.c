@@ -174,20 +174,79 @@ static int host_threads(void) {
     return cores > 0 ? (int)cores : 1;
 }
 
-static void detect_host(mx_device device, mx_target *t) {
+/* The host features mixc asks about (the same names in /proc/cpuinfo and
+ * LLVM), each with those it needs (LLVM's implications): leaving one out
+ * leaves out those that need it. */
+static const struct {
+    const char *name, *needs;
+} host_features[] = {
+    {"avx512f", " avx2 fma f16c "}, {"avx512bw", " avx512f "}, {"avx2", ""}, {"fma", ""}, {"f16c", ""},
+};
+enum { N_HOST_FEATURES = sizeof host_features / sizeof *host_features };
+
+/* Whether MIXC_CPU_DISABLE (a comma-separated list of host_features) leaves
+ * feature i out, itself or through one it needs. */
+static bool left_out(const char *list, int i) {
+    size_t n = strlen(host_features[i].name);
+    for (const char *p = list; *p; p += strcspn(p, ","), p += *p == ',')
+        if (strcspn(p, ",") == n && strncmp(p, host_features[i].name, n) == 0)
+            return true;
+    char key[32];
+    for (int j = 0; j < N_HOST_FEATURES; j++) {
+        snprintf(key, sizeof key, " %s ", host_features[j].name);
+        if (strstr(host_features[i].needs, key) && left_out(list, j))
+            return true;
+    }
+    return false;
+}
+
+mx_status mx_cpu_disabled_features(char *llvm, size_t size, mx_diag *d) {
+    const char *list = getenv("MIXC_CPU_DISABLE");
+    size_t len = 0;
+    if (size)
+        llvm[0] = 0;
+    if (!list || !*list)
+        return MX_OK;
+    for (const char *p = list; *p;) { /* every name known: a typo must not pass as "nothing left out" */
+        size_t n = strcspn(p, ",");
+        bool known = false;
+        for (int i = 0; i < N_HOST_FEATURES; i++)
+            known |= n == strlen(host_features[i].name) && strncmp(p, host_features[i].name, n) == 0;
+        if (!known)
+            return mx_fail(d, MX_ERR_INVALID, "MIXC_CPU_DISABLE=%.200s: '%.*s' is not one of avx512f, avx512bw, avx2, "
+                           "fma, f16c (comma-separated)", list, (int)(n < 40 ? n : 40), p);
+        p += n + (p[n] == ',');
+    }
+    for (int i = 0; i < N_HOST_FEATURES; i++)
+        if (left_out(list, i) && len < size)
+            len += (size_t)snprintf(llvm + len, size - len, ",-%s", host_features[i].name);
+    return MX_OK;
+}
+
+/* Whether the LLVM edits of mx_cpu_disabled_features turn name off. */
+static bool edited_off(const char *off, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = off; (p = strstr(p, ",-")); p += 2)
+        if (strncmp(p + 2, name, n) == 0 && (p[2 + n] == ',' || p[2 + n] == 0))
+            return true;
+    return false;
+}
+
+static mx_status detect_host(mx_device device, mx_target *t, mx_diag *d) {
     *t = (mx_target){.device = device, .detected = 1, .vector_bits = 128, .threads = host_threads()};
+    char off[256]; /* ",-avx512f,-avx512bw" */
+    MX_TRY(mx_cpu_disabled_features(off, sizeof off, d));
     if (!cpuinfo("model name", t->name, sizeof t->name))
         snprintf(t->name, sizeof t->name, "host CPU");
     char flags[8192]; /* not static: targets are detected on several threads */
     if (!cpuinfo("flags", flags, sizeof flags))
         flags[0] = 0;
-    static const char *const wanted[] = {"avx512f", "avx512bw", "avx2", "fma", "f16c"};
     size_t len = 0;
-    for (size_t i = 0; i < sizeof wanted / sizeof *wanted; i++)
-        if (has_flag(flags, wanted[i]))
+    for (int i = 0; i < N_HOST_FEATURES; i++)
+        if (has_flag(flags, host_features[i].name) && !edited_off(off, host_features[i].name))
             len += (size_t)snprintf(t->cpu_features + len, sizeof t->cpu_features - len, "%s%s", len ? " " : "",
-                                    wanted[i]);
-    t->vector_bits = has_flag(flags, "avx512f") ? 512 : has_flag(flags, "avx2") ? 256 : 128;
+                                    host_features[i].name);
+    t->vector_bits = has_flag(t->cpu_features, "avx512f") ? 512 : has_flag(t->cpu_features, "avx2") ? 256 : 128;
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     t->memory_bytes = pages > 0 && page > 0 ? (int64_t)pages * page : 0;
     /* OpenBLAS's sgemm takes beta * C; a bias or activation is a pass of its own. */
@@ -196,6 +255,7 @@ static void detect_host(mx_device device, mx_target *t) {
      * shared memory is a stack array of this size (docs/cpu.md), room for a
      * lanes scan's sum of its orders over rows of up to 3,700 steps. */
     t->smem_per_block = 256 * 1024;
+    return MX_OK;
 }
 
 mx_status mx_target_detect(mx_device device, mx_target *out, mx_diag *d) {
@@ -206,8 +266,7 @@ mx_status mx_target_detect(mx_device device, mx_target *out, mx_diag *d) {
         return mx_target_named("h100", MX_DEVICE_EMU, out, d);
     case MX_DEVICE_REF:
     case MX_DEVICE_CPU:
-        detect_host(device, out);
-        return MX_OK;
+        return detect_host(device, out, d);
     default:
         return mx_fail(d, MX_ERR_INVALID, "unknown device %d", (int)device);
     }
