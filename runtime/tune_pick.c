@@ -80,7 +80,6 @@ static mx_status apply_db(const mx_program *p, const mx_target *t, const mx_tune
             }
         memcpy(tiles, defaults, (size_t)p->n_groups * sizeof *tiles);
     }
-    mx_status st = MX_OK;
     for (int g = 0; g < p->n_groups; g++) {
         if (!rec[g])
             continue;
@@ -103,7 +102,7 @@ static mx_status apply_db(const mx_program *p, const mx_target *t, const mx_tune
     mx_module_free(&base);
     free(rec);
     free(defaults);
-    return st;
+    return MX_OK;
 }
 
 mx_status mx_tune_tiles(const mx_program *p, const mx_target *t, mx_tiles **out, mx_diag *d) {
