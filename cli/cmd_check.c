@@ -73,6 +73,10 @@ static bool check_device(const cli_args *a, const cli_input *in, mx_device devic
     const char *target = cli_value(a, "--target");
     mx_status st = target && device == MX_DEVICE_EMU ? mx_target_named(target, device, &t, &d)
                                                       : mx_target_detect(device, &t, &d);
+    if (st == MX_ERR_INVALID) { /* not a device this machine lacks: a setting that is wrong */
+        printf("%-5s FAILED: %s\n", name, d.msg);
+        return false;
+    }
     if (st != MX_OK) {
         printf("%-5s %s: %s\n", name, skipped, d.msg);
         return !named;
@@ -179,7 +183,8 @@ const cli_command cli_cmd_check = {
     "reference interpreter run on the source graph, on the same seeded inputs\n"
     "and params. Prints the max relative error (floor 1) per output and device;\n"
     "tolerance 1e-4, 2e-2 when the model stores f16 / bf16. A device this\n"
-    "machine lacks is skipped, said. With --prune-scans the devices that run\n"
+    "machine lacks is skipped, said; one a setting makes unusable (an unknown\n"
+    "name in MIXC_CPU_DISABLE) fails. With --prune-scans the devices that run\n"
     "generated code leave out the light scan orders, and the errors shown are\n"
     "what that costs against the exact reference (a mismatch beyond the\n"
     "tolerance fails as any other).\n",
