@@ -12,7 +12,7 @@
  * loop's. Reported: median, min and max ms, ns per (b, c, l, n) state
  * update, and % of the floor max(exps / exp rate, bytes / bandwidth) with
  * the exp rate and copy bandwidth measured here. Results:
- * bench/results/bench_cpu_scan-<cpu>.json. Without the CPU backend it says
+ * bench/results/bench_cpu_scan-<cpu>-<vector bits>bit.json. Without the CPU backend it says
  * so and exits 1 without writing anything.
  *
  * Options: --shape B,Ch,L,N (repeatable; default the four above), --threads
@@ -338,7 +338,8 @@ int main(int argc, char **argv) {
     bench_git_commit(commit, sizeof commit);
     time_t now = time(NULL);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    snprintf(path, sizeof path, "%s/bench/results/bench_cpu_scan-%s.json", MIXC_SOURCE_DIR, cpu);
+    /* the vector width too: one CPU name is sold with and without AVX-512 */
+    snprintf(path, sizeof path, "%s/bench/results/bench_cpu_scan-%s-%dbit.json", MIXC_SOURCE_DIR, cpu, t.vector_bits);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (!f) {
