@@ -626,8 +626,9 @@ static void test_real_tune(mx_graph *g) {
 
 /* A language model's inputs are token ids: the tune's fresh inputs must be
  * whole numbers in [0, V) (as mx_set_random_inputs draws them), or every
- * embedding reads NaN and every candidate "matches" a NaN default. The
- * inputs the tune leaves in the program run to finite logits. */
+ * embedding reads NaN, a NaN default "matches" every candidate and a wrong
+ * one wins. So the wrong candidate of test_search_injected is refused here
+ * too, and the inputs the tune leaves in the program run to finite logits. */
 static void test_token_ids(void) {
     const char *set[] = {"batch=2", "input.length=12", "input.vocab=64", "stages[0].width=8", "stages[0].depth=1"};
     mx_model *m = support_load_model(MIXC_SOURCE_DIR "/models/lm/mamba-130m.json", set, 5);
@@ -637,15 +638,25 @@ static void test_token_ids(void) {
         mx_model_free(m);
         return;
     }
-    char path[128];
-    path_of("ids.jsonl", path, sizeof path);
     mx_compiled *c = mx_compile_model(m, &t, NULL, &d);
     CHECK_MSG(c && mx_init_weights(c, 3, &d) == MX_OK, "%s", d.msg);
-    mx_tune_options o = {.db = path, .seed = 9, .repeats = 3, .budget_s = 2, .kernels = "*norm*"};
+    if (!c) {
+        mx_model_free(m);
+        return;
+    }
+    mx_tune_hooks h = {.extend = add_wrong, .time = fake_time, .outputs = wrong_outputs};
     mx_tune_summary s;
-    CHECK_MSG(c && mx_tune(c, &o, &s, &d) == MX_OK, "%s", d.msg);
-    CHECK_MSG(c && mx_run(c, &d) == MX_OK, "%s", d.msg);
-    const float *y = c ? mx_output(c, NULL) : NULL;
+    mx_tune_db db;
+    tune_hooked_into(c, "ids.jsonl", "*scan*", &h, &s, &db);
+    int wrong = -1;
+    for (int i = 0; db.n == 1 && i < db.records[0].n_candidates; i++)
+        if (db.records[0].candidates[i].tiles.tasks == WRONG_TASKS)
+            wrong = i;
+    CHECK_MSG(wrong > 0 && db.records[0].candidates[wrong].status == MX_CAND_MISMATCH, "the wrong candidate is %s",
+              wrong > 0 ? mx_cand_status_names[db.records[0].candidates[wrong].status] : "missing");
+    mx_tune_db_free(&db);
+    CHECK_MSG(mx_run(c, &d) == MX_OK, "%s", d.msg);
+    const float *y = mx_output(c, NULL);
     int64_t n = mx_graph_value_numel(mx_model_graph(m), mx_graph_output(mx_model_graph(m), 0)), finite = 0;
     for (int64_t i = 0; y && i < n; i++)
         finite += isfinite(y[i]);
