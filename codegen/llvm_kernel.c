@@ -1320,13 +1320,16 @@ static void translation_unit(lower *L) {
     }
 }
 
-/* Whether LLVM's feature string (as "+avx2,-avx512f,...") turns feature on. */
+/* Whether LLVM's feature string (as "+avx2,-avx512f,...") turns feature
+ * on: its last edit, as LLVM reads it (MIXC_CPU_DISABLE appends "-feature"
+ * after the host's "+feature"). */
 static bool feature_on(const char *features, const char *feature) {
     size_t n = strlen(feature);
+    bool on = false;
     for (const char *s = features; s && (s = strstr(s, feature)); s += n)
-        if (s > features && s[-1] == '+' && (s[n] == ',' || s[n] == '\0'))
-            return true;
-    return false;
+        if (s > features && (s[-1] == '+' || s[-1] == '-') && (s[n] == ',' || s[n] == '\0'))
+            on = s[-1] == '+';
+    return on;
 }
 
 mx_status mx_llvm_lower(const char *source, const char *name, size_t smem_bytes, int max_lanes, const char *features,

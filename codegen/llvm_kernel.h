@@ -43,7 +43,7 @@
 /* The lowering's revision: part of the object cache's key, raised with
  * every change to the code it builds, so that no object built by an
  * earlier lowering is linked again. */
-#define MX_LLVM_LOWERING_REVISION 17
+#define MX_LLVM_LOWERING_REVISION 18
 
 /* Lowers the module source into a new module of ctx, each block getting
  * smem_bytes of shared memory and blocks of up to max_lanes threads (at most
