@@ -12,7 +12,7 @@ static const cli_option options[] = {
     {"--db", CLI_VALUE, "FILE", "the tuning database (default: MIXC_TUNE_DB, else tune.jsonl in the\nkernel cache "
                                 "directory)"},
     {"--jobs", CLI_VALUE, "N", "rounds compiled at once (default: cpu, one per core; cuda, 1)"},
-    {"--kernels", CLI_VALUE, "PATTERN", "only kernels whose function name or kind matches this glob:\n'*scan*', 'norm'"},
+    {"--kernels", CLI_VALUE, "PATTERN", "only kernels whose function name or kind matches this glob:\n'*scan*', 'norm', 'matmul' (cpu)"},
     {"--model-only", CLI_FLAG, NULL, "GPU targets: rank candidates by the roofline estimate of the host\nemulation's "
                                      "profile (no GPU needed; stored as modelled)"},
     {"--repeats", CLI_VALUE, "N", "timed runs per candidate after one warm-up (default 5)"},
@@ -144,8 +144,9 @@ const cli_command cli_cmd_tune = {
     "search the tiles of each generated kernel; the winners go to the tuning database",
     "For each distinct generated kernel of the model spec or IR FILE, tries the\n"
     "tiles its emitter takes (GPU: threads, items, channels and lanes per block,\n"
-    "decomposition, min blocks; CPU: the scan's staged chunk and the threads a\n"
-    "launch is split over): a small space whole, a large one by a seeded sample\n"
+    "decomposition, min blocks; CPU: the vector width, the scan's staged chunk,\n"
+    "the threads a launch is split over, and a matmul's split over the pool\n"
+    "against OpenBLAS's own threads): a small space whole, a large one by a seeded sample\n"
     "then beam steps, the programs of the next rounds compiled at once (one\n"
     "per core). Each candidate is timed after a warm-up, the median of\n"
     "repeats, side by side with the default; one 3x slower than the best is\n"

@@ -45,8 +45,9 @@ typedef struct mx_tiles {
     int vector;            /* vector width of loads and stores (1, 2, 4) */
     int chunked;           /* scan: 0 one state per lane walking L, 1 chunked block scan */
     int min_blocks;        /* __launch_bounds__ min blocks per SM, 0: none */
-    int tasks;             /* CPU: the pool's threads a launch is split over, 0: the backend's
-                              choice (the source does not depend on it) */
+    int tasks;             /* CPU: the pool's threads a launch is split over (a matmul group: the
+                              shares its products are split into, 1 one OpenBLAS call), 0: the
+                              backend's choice (the source does not depend on it) */
 } mx_tiles;
 
 typedef struct {

@@ -50,6 +50,7 @@ typedef struct {
     LLVMOrcLLJITRef jit;
     cpu_kernel *kernels; /* per group */
     mx_gemm *gemms;      /* per group (matmul groups) */
+    mx_tiles *tiles;     /* per group, as compiled: a matmul's tasks split its products */
     double jit_ms;                /* objects ready and linked */
     mx_cpu_compile_stats compile; /* what getting the objects took */
     size_t copies_peak; /* the most bytes of f32 copies of f16 / bf16 matmul operands held */
@@ -463,6 +464,38 @@ static void products(void *ctx, int64_t lo, int64_t hi) {
  * EPYC VM). Larger products are split too when the shares come out even. */
 enum { SPLIT_FLOPS = 1 << 24, PART_ROWS = 256 };
 
+/* How a group's products go over the pool: `parts` shares of each
+ * product's rows, `grain` (product, part) items per thread; not split: one
+ * library call per product on this thread, with OpenBLAS's threads. tasks
+ * (the group's tiles, which tuning sets) 0: the rule above; 1: not split;
+ * n: n shares (of products, else of rows; at most the pool's threads). */
+typedef struct {
+    bool split;
+    int64_t parts, grain;
+} split_plan;
+
+static split_plan plan_split(const mx_gemm *gm, bool all_f32, int threads, int tasks) {
+    int64_t n_products = gm->outer * gm->batch;
+    split_plan whole = {false, 1, n_products};
+    if (tasks == 0) {
+        if (threads > 1 && n_products >= threads &&
+            (2.0 * (double)gm->m * (double)gm->n * (double)gm->k < SPLIT_FLOPS || n_products % threads == 0))
+            return (split_plan){true, 1, 1};
+        /* Fewer f32 products than threads, each tall: rows split over the pool
+         * too (PART_ROWS or more each), one single-threaded sgemm per share. */
+        if (threads > 1 && all_f32 && n_products < threads && gm->m >= PART_ROWS * threads)
+            return (split_plan){true, threads, 1};
+        return whole;
+    }
+    int shares = tasks < threads ? tasks : threads;
+    if (shares < 2)
+        return whole;
+    if (n_products >= shares)
+        return (split_plan){true, 1, (n_products + shares - 1) / shares};
+    int64_t parts = all_f32 ? (shares + n_products - 1) / n_products : 1; /* rows are split in f32 only */
+    return (split_plan){true, parts < gm->m ? parts : gm->m, 1};
+}
+
 static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
     const mx_gemm *gm = &s->gemms[group];
     if (gm->y.trans)
@@ -471,7 +504,7 @@ static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
     bool all_f32 = is_f32(s, gm->a.value) && is_f32(s, gm->b.value) && is_f32(s, gm->y.value) &&
                    is_f32(s, gm->c.value) && is_f32(s, gm->bias);
     if (all_f32 && gm->k <= MX_SMALL_K) {
-        mx_cpu_small_products(s->pool, gm,
+        mx_cpu_small_products(s->pool, gm, s->tiles[group].tasks,
                               (mx_small_operands){mx_exec_value_ptr(x, gm->a.value), mx_exec_value_ptr(x, gm->b.value),
                                                   gm->c.value == MX_NONE ? NULL : mx_exec_value_ptr(x, gm->c.value),
                                                   mx_exec_value_ptr(x, gm->y.value),
@@ -497,16 +530,11 @@ static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
     atomic_init(&t.short_of_memory, false);
     int threads = mx_cpu_pool_threads(s->pool);
     int64_t n_products = gm->outer * gm->batch;
-    bool split = threads > 1 && n_products >= threads &&
-                 (2.0 * (double)gm->m * (double)gm->n * (double)gm->k < SPLIT_FLOPS || n_products % threads == 0);
-    /* Fewer f32 products than threads, each tall: rows split over the pool
-     * too (PART_ROWS or more each), one single-threaded sgemm per share. */
-    t.parts = 1, t.part_rows = gm->m;
-    if (threads > 1 && all_f32 && !split && n_products < threads && gm->m >= PART_ROWS * threads) {
-        t.parts = threads;
-        t.part_rows = t.pm = (gm->m + threads - 1) / threads; /* a share is one panel: A read at its rows */
-        split = true;
-    }
+    split_plan plan = plan_split(gm, all_f32, threads, s->tiles[group].tasks);
+    bool split = plan.split;
+    t.parts = plan.parts, t.part_rows = gm->m;
+    if (t.parts > 1)
+        t.part_rows = t.pm = (gm->m + t.parts - 1) / t.parts; /* a share is one panel: A read at its rows */
     if (!all_f32) {
         size_t held = (cy + (a_param ? 0 : a_n) + (b_param ? 0 : b_n)) * (split ? (size_t)threads : 1);
         s->copies_peak = held * sizeof(float) > s->copies_peak ? held * sizeof(float) : s->copies_peak;
@@ -515,7 +543,7 @@ static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
         s->blas->set_num_threads(1);
     else
         mx_cpu_pool_rest(s->pool); /* OpenBLAS's threads take the cores */
-    mx_cpu_pool_run(s->pool, n_products * t.parts, split ? 1 : n_products, products, &t);
+    mx_cpu_pool_run(s->pool, n_products * t.parts, plan.grain, products, &t);
     if (split)
         s->blas->set_num_threads(threads);
     if (atomic_load(&t.short_of_memory))
@@ -573,6 +601,7 @@ static void cpu_close(void *state) {
     mx_cpu_pool_free(s->pool);
     free(s->kernels);
     free(s->gemms);
+    free(s->tiles);
     free(s);
 }
 
@@ -607,7 +636,7 @@ static mx_status cpu_open(const mx_target *t, const mx_program *p, const mx_back
                                        .matmul = cpu_matmul};
         st = mx_walk_open(&s->walk, p, &co, d);
     }
-    free(tiles);
+    s->tiles = tiles;
     if (st != MX_OK) {
         cpu_close(s);
         return st;

@@ -124,10 +124,10 @@ static void small_products(void *ctx, int64_t lo, int64_t hi) {
             small_row(t->gm, &t->ops, q / t->gm->batch, q % t->gm->batch, i);
 }
 
-void mx_cpu_small_products(mx_cpu_pool *pool, const mx_gemm *gm, mx_small_operands ops) {
+void mx_cpu_small_products(mx_cpu_pool *pool, const mx_gemm *gm, int tasks, mx_small_operands ops) {
     enum { GRAIN_ELEMENTS = 16384 }; /* the fewest outputs worth a thread */
     small_task t = {gm, ops};
-    int64_t per_product = gm->m * gm->n > 0 ? gm->m * gm->n : 1;
-    mx_cpu_pool_run(pool, gm->outer * gm->batch, per_product >= GRAIN_ELEMENTS ? 1 : GRAIN_ELEMENTS / per_product,
-                    small_products, &t);
+    int64_t n = gm->outer * gm->batch, per_product = gm->m * gm->n > 0 ? gm->m * gm->n : 1;
+    int64_t grain = tasks > 0 ? (n + tasks - 1) / tasks : per_product >= GRAIN_ELEMENTS ? 1 : GRAIN_ELEMENTS / per_product;
+    mx_cpu_pool_run(pool, n, grain, small_products, &t);
 }

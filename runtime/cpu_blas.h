@@ -55,7 +55,8 @@ typedef struct {
  * of y: + bias[j] (bias may be NULL), then gm's activation. */
 void mx_cpu_epilogue(const mx_gemm *gm, float *y, const float *bias, int64_t n);
 
-/* gm over f32 buffers (gm->y not transposed), on the pool's threads. */
-void mx_cpu_small_products(mx_cpu_pool *pool, const mx_gemm *gm, mx_small_operands ops);
+/* gm over f32 buffers (gm->y not transposed), on the pool's threads: its
+ * products in `tasks` shares (0: shares of 16384 outputs or more). */
+void mx_cpu_small_products(mx_cpu_pool *pool, const mx_gemm *gm, int tasks, mx_small_operands ops);
 
 #endif

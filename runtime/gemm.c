@@ -3,7 +3,9 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
+#include "cache.h"
 #include "half.h"
 
 typedef struct {
@@ -306,6 +308,29 @@ mx_status mx_gemm_decode(const mx_program *p, int group, mx_gemm *out, mx_diag *
     }
     out->y.value = cur;
     return MX_OK;
+}
+
+uint64_t mx_gemm_identity(const mx_program *p, const mx_gemm *gm) {
+    const mx_graph *g = p->g;
+    const mx_gemm_operand *ops[] = {&gm->a, &gm->b, &gm->c, &gm->y};
+    char key[768];
+    size_t n = (size_t)snprintf(key, sizeof key, "matmul %lld x %lld: [%lld x %lld] [%lld x %lld] act %d bias %s",
+                                (long long)gm->outer, (long long)gm->batch, (long long)gm->m, (long long)gm->k,
+                                (long long)gm->k, (long long)gm->n, (int)gm->act,
+                                gm->bias == MX_NONE ? "-" : mx_dtype_names[mx_value_type(g, gm->bias)->dtype]);
+    for (int i = 0; i < 4 && n < sizeof key; i++) {
+        const mx_gemm_operand *o = ops[i];
+        if (o->value == MX_NONE) {
+            n += (size_t)snprintf(key + n, sizeof key - n, " | -");
+            continue;
+        }
+        n += (size_t)snprintf(key + n, sizeof key - n, " | %s%s%s @%lld ld %lld%s b %lld o %lld",
+                              mx_dtype_names[mx_value_type(g, o->value)->dtype],
+                              mx_graph_value_is_param(g, o->value) ? " weight" : "",
+                              i == 2 && o->value == gm->y.value ? " y" : "", (long long)o->offset, (long long)o->ld,
+                              o->trans ? " T" : "", (long long)o->batch_stride, (long long)o->outer_stride);
+    }
+    return mx_hash128_bytes(key, strlen(key), 0).lo;
 }
 
 void mx_gemm_run_host(const mx_gemm *gm, mx_buffers *b) {

@@ -54,6 +54,11 @@ static inline int64_t mx_gemm_index(const mx_gemm_operand *x, int64_t outer, int
  * what cuBLASLt cannot do ("group 3 (matmul, anchor %15): ..."). */
 mx_status mx_gemm_decode(const mx_program *p, int group, mx_gemm *out, mx_diag *d);
 
+/* What makes two matmul groups the same call: shapes, layouts, storage,
+ * epilogue and which operands are weights, hashed; the CPU's tuned split of
+ * a product (tune.h) applies wherever the same product runs. */
+uint64_t mx_gemm_identity(const mx_program *p, const mx_gemm *gm);
+
 /* Runs the description on the host over f32 buffers (b->data[value], which
  * must all be allocated), with f64 sums: what the emulation executor uses for
  * matmul groups, and how tests check a decoding against the reference. */

@@ -1,7 +1,8 @@
 /* tune.c: the search (mx_tune, mixc.h; docs/tune.md).
  *
  * The distinct kernels of a compiled model (one per identity, timed at its
- * first group) are searched together, in rounds: each round gives every
+ * first group; on the CPU its distinct products too, whose one knob is the
+ * split over the pool: mx_tune_unit_of) are searched together, in rounds: each round gives every
  * kernel still searching its next candidate, compiles the model with those
  * tiles (on the CPU only the changed kernels' functions compile: the others'
  * objects come from the kernel cache), runs a forward pass and compares the
@@ -99,18 +100,17 @@ static void utc_now(char *buf, size_t size) {
 
 /* ---- the kernels ----------------------------------------------------------------------------- */
 
-static bool wanted(const tuner *tu, const mx_kernel *k) {
+static bool wanted(const tuner *tu, const mx_tune_unit *u) {
     const char *pat = tu->o->kernels;
-    return !pat || fnmatch(pat, k->name, 0) == 0 || fnmatch(pat, mx_fusion_names[k->kind], 0) == 0;
+    return !pat || fnmatch(pat, u->name, 0) == 0 || fnmatch(pat, mx_fusion_names[u->kind], 0) == 0;
 }
 
-/* "scan f32[1,384,196] x 16 states (mx_g12_scan, 24 groups)" */
-static void label_of(const mx_program *p, const mx_kernel *k, int n_groups, char *buf, size_t size) {
+/* "scan f32[1,384,196] (mx_g12_scan, 24 groups)", of the unit at group rep */
+static void label_of(const mx_program *p, int rep, const mx_tune_unit *u, int n_groups, char *buf, size_t size) {
     const mx_graph *g = p->g;
-    int anchor = p->groups[k->group].anchor;
     char type[96];
-    mx_type_str(mx_value_type(g, mx_node_output(g, anchor, 0)), type, sizeof type);
-    snprintf(buf, size, "%s %s (%s, %d group%s)", mx_fusion_names[k->kind], type, k->name, n_groups,
+    mx_type_str(mx_value_type(g, mx_node_output(g, p->groups[rep].anchor, 0)), type, sizeof type);
+    snprintf(buf, size, "%s %s (%s, %d group%s)", mx_fusion_names[u->kind], type, u->name, n_groups,
              n_groups > 1 ? "s" : "");
 }
 
@@ -166,15 +166,15 @@ static mx_status find_kernels(tuner *tu, mx_diag *d) {
     mx_status st = MX_OK;
     for (int g = 0; g < tu->p->n_groups; g++) {
         tu->class_of[g] = -1;
-        const mx_kernel *k = mx_module_kernel(&m, g);
-        if (!k || !wanted(tu, k))
+        mx_tune_unit u;
+        if (!mx_tune_unit_of(tu->p, &tu->t, &m, g, &u) || !wanted(tu, &u))
             continue;
         int c = 0;
-        while (c < tu->n_k && tu->k[c].identity != k->identity)
+        while (c < tu->n_k && tu->k[c].unit.identity != u.identity)
             c++;
         if (c == tu->n_k) {
             kernel_search *ks = &tu->k[tu->n_k++];
-            ks->identity = k->identity;
+            ks->unit = u;
             ks->rep = g;
             ks->current = -1;
             ks->queue = calloc(MX_TUNE_SPACE_MAX, sizeof *ks->queue);
@@ -193,8 +193,8 @@ static mx_status find_kernels(tuner *tu, mx_diag *d) {
     }
     for (int c = 0; st == MX_OK && c < tu->n_k; c++) {
         kernel_search *ks = &tu->k[c];
-        label_of(tu->p, mx_module_kernel(&m, ks->rep), ks->n_groups, ks->label, sizeof ks->label);
-        ks->rec = (mx_tune_record){.kernel = ks->identity, .measured = !tu->o->model_only};
+        label_of(tu->p, ks->rep, &ks->unit, ks->n_groups, ks->label, sizeof ks->label);
+        ks->rec = (mx_tune_record){.kernel = ks->unit.identity, .measured = !tu->o->model_only};
         snprintf(ks->rec.label, sizeof ks->rec.label, "%s", ks->label);
         snprintf(ks->rec.target, sizeof ks->rec.target, "%s", tu->sig);
     }
@@ -571,7 +571,8 @@ static mx_status write_record(tuner *tu, kernel_search *ks, mx_diag *d) {
     mx_status st = mx_codegen(tu->p, &co, &m, d);
     free(tiles);
     if (st == MX_OK) {
-        r->winner_source = mx_module_kernel(&m, ks->rep)->identity;
+        mx_tune_unit u;
+        r->winner_source = mx_tune_unit_of(tu->p, &tu->t, &m, ks->rep, &u) ? u.identity : 0;
         mx_module_free(&m);
         st = mx_tune_db_append(tu->db, r, d);
     }
@@ -778,8 +779,8 @@ mx_status mx_tune_hooked(mx_compiled *c, const mx_tune_options *o, const mx_tune
     if (st == MX_OK)
         st = find_kernels(&tu, d);
     if (st == MX_OK && tu.n_k == 0)
-        st = mx_fail(d, MX_ERR_INVALID, "tune: no generated kernel%s%s", o->kernels ? " matches " : "",
-                     o->kernels ? o->kernels : " (every group is a matmul)");
+        st = mx_fail(d, MX_ERR_INVALID, "tune: nothing to tune: %s%s", o->kernels ? "no kernel matches " : "",
+                     o->kernels ? o->kernels : "every group is a matmul, which cuBLASLt runs");
     if (st == MX_OK)
         st = search(&tu, d);
     if (st == MX_OK && mx_tune_judges_in_pass(&tu))

@@ -3,7 +3,8 @@
  *
  * A kernel is known by its identity (mx_kernel.identity): the hash of its
  * function as the device's default tiles generate it, in which the shapes
- * are compiled. The database is a file of JSON lines, appended to, one
+ * are compiled; a CPU product (a matmul group, tuned by its split over the
+ * pool) by mx_gemm_identity. The database is a file of JSON lines, appended to, one
  * record per tuning of one kernel on one target: the target's signature
  * (device kind, name, SM or CPU features, thread count, compiler and mixc
  * versions), every candidate's tiles with its time and spread, whether the
@@ -96,6 +97,22 @@ mx_status mx_tune_record_parse(const char *line, mx_tune_record *r, mx_diag *d);
 void mx_tiles_describe(const mx_tiles *t, char *buf, size_t size);
 
 /* ---- the search ----------------------------------------------------------------------- */
+
+/* What of a group is tuned: its generated kernel (identity and name the
+ * function's), or on the CPU a matmul group's product, whose split over
+ * the pool's threads is a knob (identity mx_gemm_identity, name
+ * "mx_g<group>_matmul"). */
+typedef struct {
+    uint64_t identity;
+    char name[64];
+    mx_fusion kind;
+} mx_tune_unit;
+
+/* Whether group g has tiles a tune sets: a kernel's, or a CPU product's
+ * split (a GPU's products are cuBLASLt's, with no knob here). */
+bool mx_tune_has_knobs(const mx_program *p, const mx_target *t, int g);
+/* Group g's unit, its kernel as m holds it; false: nothing of it is tuned. */
+bool mx_tune_unit_of(const mx_program *p, const mx_target *t, const mx_module *m, int g, mx_tune_unit *u);
 
 #define MX_TUNE_SPACE_MAX 512
 

@@ -83,6 +83,8 @@ void mx_tiles_describe(const mx_tiles *t, char *buf, size_t size) {
         if (v)
             n += (size_t)snprintf(buf + n, size - n, "%s%s %d", n ? " " : "", tile_fields[i].name, v);
     }
+    if (!n) /* a CPU product's default: the backend's split */
+        snprintf(buf, size, "tasks 0");
 }
 
 /* ---- records as JSON ------------------------------------------------------------------------ */

@@ -54,10 +54,10 @@ static mx_status apply_db(const mx_program *p, const mx_target *t, const mx_tune
     memcpy(defaults, tiles, (size_t)p->n_groups * sizeof *tiles);
     int found = 0;
     for (int g = 0; g < p->n_groups; g++) {
-        const mx_kernel *k = mx_module_kernel(&base, g);
-        if (!k)
+        mx_tune_unit u;
+        if (!mx_tune_unit_of(p, t, &base, g, &u))
             continue;
-        rec[g] = mx_tune_db_find(db, k->identity, sig, measured_only);
+        rec[g] = mx_tune_db_find(db, u.identity, sig, measured_only);
         if (!rec[g]) {
             say(p, g, "defaults", " (no record for this kernel and target)");
             continue;
@@ -83,10 +83,10 @@ static mx_status apply_db(const mx_program *p, const mx_target *t, const mx_tune
     for (int g = 0; g < p->n_groups; g++) {
         if (!rec[g])
             continue;
-        const mx_kernel *k = mx_module_kernel(&tuned, g);
+        mx_tune_unit u;
         char where[1200], tiles_text[160];
         mx_tiles_describe(&rec[g]->candidates[rec[g]->winner].tiles, tiles_text, sizeof tiles_text);
-        if (!k || k->identity != rec[g]->winner_source) {
+        if (!mx_tune_unit_of(p, t, &tuned, g, &u) || u.identity != rec[g]->winner_source) {
             tiles[g] = defaults[g];
             snprintf(where, sizeof where, " (%s:%d is stale: the code generated for its winner changed)", db->path,
                      rec[g]->line);
@@ -115,11 +115,11 @@ mx_status mx_tune_tiles(const mx_program *p, const mx_target *t, mx_tiles **out,
         return MX_OK;
     }
     for (int g = 0; g < p->n_groups; g++)
-        if (p->groups[g].kind != MX_FUSE_MATMUL)
+        if (p->groups[g].kind != MX_FUSE_MATMUL) /* a product's tiles: tasks 0, the backend's split */
             tiles[g] = mx_tune_default_tiles(p, t, g);
     if (env_set("MIXC_NO_TUNE")) {
         for (int g = 0; g < p->n_groups; g++)
-            if (p->groups[g].kind != MX_FUSE_MATMUL)
+            if (mx_tune_has_knobs(p, t, g))
                 say(p, g, "defaults", " (MIXC_NO_TUNE)");
         return MX_OK;
     }
@@ -136,7 +136,7 @@ mx_status mx_tune_tiles(const mx_program *p, const mx_target *t, mx_tiles **out,
     mx_status st = db.n ? apply_db(p, t, &db, tiles, d) : MX_OK;
     if (!db.n)
         for (int g = 0; g < p->n_groups; g++)
-            if (p->groups[g].kind != MX_FUSE_MATMUL)
+            if (mx_tune_has_knobs(p, t, g))
                 say(p, g, "defaults", " (the tuning database has no records)");
     mx_tune_db_free(&db);
     if (st != MX_OK) {

@@ -8,7 +8,7 @@
 #define WIN_MARGIN 0.97 /* measured: the ratio a winner must beat (the noise of a shared machine) */
 
 typedef struct {
-    uint64_t identity;
+    mx_tune_unit unit;      /* what is tuned (its identity keys the record): a kernel, or a CPU product's split */
     int rep;                /* the group it is timed at */
     int n_groups;           /* groups that run it */
     char label[128];

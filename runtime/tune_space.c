@@ -11,10 +11,12 @@
  * - CPU: for every kernel the pool threads a launch is split over (tasks)
  *   and the vector width (threads per block, up to the host's lanes: the
  *   elements of an element kernel, a scan block's channels; a row kernel's
- *   threads per row); for a scan also its chunk of staged steps (items).
+ *   threads per row); for a scan also its chunk of staged steps (items);
+ *   for a matmul group the shares its products are split into (tasks).
  *   The CPU lowering has no unroll knob to read (LLVM's O3 decides). */
 #include <string.h>
 
+#include "gemm.h"
 #include "scan_plan.h"
 #include "tune.h"
 
@@ -55,6 +57,27 @@ static int64_t scan_states(const mx_program *p, int group) {
         if (p->g->nodes[gr->nodes[i]].op == MX_OP_SELECTIVE_SCAN)
             return mx_node_input_type(p->g, gr->nodes[i], MX_SCAN_A)->dim[1];
     return 1;
+}
+
+bool mx_tune_has_knobs(const mx_program *p, const mx_target *t, int g) {
+    return p->groups[g].kind != MX_FUSE_MATMUL || t->device == MX_DEVICE_CPU;
+}
+
+bool mx_tune_unit_of(const mx_program *p, const mx_target *t, const mx_module *m, int g, mx_tune_unit *u) {
+    const mx_kernel *k = mx_module_kernel(m, g);
+    if (k) {
+        *u = (mx_tune_unit){.identity = k->identity, .kind = k->kind};
+        snprintf(u->name, sizeof u->name, "%s", k->name);
+        return true;
+    }
+    mx_gemm gm;
+    mx_diag ignored;
+    if (p->groups[g].kind != MX_FUSE_MATMUL || !mx_tune_has_knobs(p, t, g) ||
+        mx_gemm_decode(p, g, &gm, &ignored) != MX_OK)
+        return false;
+    *u = (mx_tune_unit){.identity = mx_gemm_identity(p, &gm), .kind = MX_FUSE_MATMUL};
+    snprintf(u->name, sizeof u->name, "mx_g%d_%s", g, mx_fusion_names[MX_FUSE_MATMUL]);
+    return true;
 }
 
 /* The rules the GPU scan emitter checks (gpu_scan); elsewhere the emitter
@@ -142,6 +165,8 @@ void mx_tune_space_fill(const mx_program *p, int group, const mx_target *t, cons
         for (int k = 2; k < t->threads && n_tasks < MAX_VALUES; k *= 2)
             tasks[n_tasks++] = k;
         g[0] = (grid){.fixed = *base};
+        if (kind == MX_FUSE_MATMUL && n_tasks < MAX_VALUES && t->threads > 1)
+            tasks[n_tasks++] = t->threads; /* a product's 0 is the backend's rule, not all threads */
         axis_add(&g[0], F_TASKS, tasks, n_tasks);
         if (kind == MX_FUSE_SCAN) {
             static const int items[] = {2, 4, 8, 16, 32, 64, 128};
@@ -149,7 +174,7 @@ void mx_tune_space_fill(const mx_program *p, int group, const mx_target *t, cons
             axis_add(&g[0], F_CHANNELS, widths, cpu_scan_channels(p, group, lanes, widths));
         } else if (kind == MX_FUSE_ELEMWISE || kind == MX_FUSE_CONV) {
             axis_add(&g[0], F_THREADS, widths, powers_of_two(1, lanes, widths));
-        } else {
+        } else if (kind != MX_FUSE_MATMUL) { /* a product's one knob is its split (cpu.c, matmul) */
             axis_add(&g[0], F_THREADS, widths, powers_of_two(32, 128, widths));
         }
         n_grids = 1;

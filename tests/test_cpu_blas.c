@@ -89,7 +89,7 @@ static void check_case(mx_cpu_pool *pool, int64_t m, int64_t n, int64_t k, int v
     for (int64_t i = 0; i < y_n; i++)
         want[i] = before[i]; /* elements outside the products stay as they were */
     expect(&c, in_place ? before : c.c, want);
-    mx_cpu_small_products(pool, gm, (mx_small_operands){c.a, c.b, in_place ? c.y : c.c, c.y, c.bias});
+    mx_cpu_small_products(pool, gm, 0, (mx_small_operands){c.a, c.b, in_place ? c.y : c.c, c.y, c.bias});
     /* NaN outside the products compares equal to itself in what follows */
     bool same = true;
     int64_t worst = 0;
