@@ -72,8 +72,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--models", default=",".join(MODELS))
     args = ap.parse_args()
+    # OpenBLAS's threads sleep at once after a product (mixc sets this for
+    # itself; the emitted Makefile tells users of the example to).
     env = dict(os.environ, MIXC_THREADS=str(args.threads), MXS_THREADS=str(args.threads),
-               OPENBLAS_NUM_THREADS=str(args.threads))
+               OPENBLAS_NUM_THREADS=str(args.threads), OPENBLAS_THREAD_TIMEOUT="4")
     # The example links OpenBLAS, which then picks its kernels by CPU model;
     # the cpu device names them from the CPU's features (docs/cpu.md). Both
     # sides run the kernels the device chose.
@@ -127,6 +129,7 @@ def main():
     doc = dict(benchmark="emit_cpu", machine=os.uname().nodename, cpu=name, cores=os.cpu_count(), commit=commit,
                date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                openblas_kernels=env.get("OPENBLAS_CORETYPE", "OpenBLAS's own choice"),
+               openblas_thread_timeout=env["OPENBLAS_THREAD_TIMEOUT"],
                shapes="the models' own specs (models/*.json), batch as given there",
                timing="wall time per forward pass after one untimed pass, median of RUNS per round; "
                       "median, min and max over rounds; mixc run --device cpu --time and ./example alternate",

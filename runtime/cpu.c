@@ -27,6 +27,7 @@
 #include "cpu_blas.h"
 #include "cpu_compile.h"
 #include "cpu_pool.h"
+#include "emit/standalone_split.h"
 #include "gemm.h"
 #include "host_blocks.h"
 #include "scan_plan.h"
@@ -456,46 +457,6 @@ static void products(void *ctx, int64_t lo, int64_t hi) {
     free(scratch);
 }
 
-/* Products of fewer flops than this are split over the pool, one sgemm on
- * one thread each: OpenBLAS's own threads sleep right after a call (see
- * cpu_blas.c), and waking them costs more than such a product. TSM2-ETTh1's
- * token mixers run 224 products [128 x 64] [64 x 64] each (1 MFLOP): 5 to
- * 10 GFLOP/s threaded by OpenBLAS, 190 GFLOP/s split over 2 threads (AMD
- * EPYC VM). Larger products are split too when the shares come out even. */
-enum { SPLIT_FLOPS = 1 << 24, PART_ROWS = 256 };
-
-/* How a group's products go over the pool: `parts` shares of each
- * product's rows, `grain` (product, part) items per thread; not split: one
- * library call per product on this thread, with OpenBLAS's threads. tasks
- * (the group's tiles, which tuning sets) 0: the rule above; 1: not split;
- * n: n shares (of products, else of rows; at most the pool's threads). */
-typedef struct {
-    bool split;
-    int64_t parts, grain;
-} split_plan;
-
-static split_plan plan_split(const mx_gemm *gm, bool all_f32, int threads, int tasks) {
-    int64_t n_products = gm->outer * gm->batch;
-    split_plan whole = {false, 1, n_products};
-    if (tasks == 0) {
-        if (threads > 1 && n_products >= threads &&
-            (2.0 * (double)gm->m * (double)gm->n * (double)gm->k < SPLIT_FLOPS || n_products % threads == 0))
-            return (split_plan){true, 1, 1};
-        /* Fewer f32 products than threads, each tall: rows split over the pool
-         * too (PART_ROWS or more each), one single-threaded sgemm per share. */
-        if (threads > 1 && all_f32 && n_products < threads && gm->m >= PART_ROWS * threads)
-            return (split_plan){true, threads, 1};
-        return whole;
-    }
-    int shares = tasks < threads ? tasks : threads;
-    if (shares < 2)
-        return whole;
-    if (n_products >= shares)
-        return (split_plan){true, 1, (n_products + shares - 1) / shares};
-    int64_t parts = all_f32 ? (shares + n_products - 1) / n_products : 1; /* rows are split in f32 only */
-    return (split_plan){true, parts < gm->m ? parts : gm->m, 1};
-}
-
 static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
     const mx_gemm *gm = &s->gemms[group];
     if (gm->y.trans)
@@ -530,7 +491,7 @@ static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
     atomic_init(&t.short_of_memory, false);
     int threads = mx_cpu_pool_threads(s->pool);
     int64_t n_products = gm->outer * gm->batch;
-    split_plan plan = plan_split(gm, all_f32, threads, s->tiles[group].tasks);
+    mxs_split plan = mxs_split_plan(gm->m, gm->n, gm->k, n_products, all_f32, threads, s->tiles[group].tasks);
     bool split = plan.split;
     t.parts = plan.parts, t.part_rows = gm->m;
     if (t.parts > 1)

@@ -253,8 +253,8 @@ static void gemms_text(const mx_emit_model *pr, mx_text *t) {
             operand_text(pr, ops[i], t);
             mx_text_printf(t, ", ");
         }
-        mx_text_printf(t, "%d, %s}, /* group %d */\n", gm->bias == MX_NONE ? -1 : pr->buffer_of[gm->bias],
-                       acts[gm->act], k);
+        mx_text_printf(t, "%d, %s, %d}, /* group %d */\n", gm->bias == MX_NONE ? -1 : pr->buffer_of[gm->bias],
+                       acts[gm->act], pr->tiles[k].tasks, k);
     }
     mx_text_printf(t, "    {0},\n};\n");
 }
@@ -511,7 +511,7 @@ static void identifier(const char *name, char *out, size_t size) {
 
 void mx_emit_model_free(mx_emit_model *pr) {
     mx_exec_close(pr->x);
-    free(pr->buffer_of), free(pr->values), free(pr->gemms);
+    free(pr->buffer_of), free(pr->values), free(pr->gemms), free(pr->tiles);
     mx_module_free(&pr->m);
     mx_program_free(pr->p);
     memset(pr, 0, sizeof *pr);
@@ -563,7 +563,7 @@ mx_status mx_emit_model_build(mx_emit_model *pr, const mx_graph *g, const mx_mod
         tiles_origin(pr, t, tiles);
         st = mx_codegen(pr->p, &co, &pr->m, d);
     }
-    free(tiles);
+    pr->tiles = tiles;
     if (st == MX_OK)
         st = bind_weights(pr, model, o, d);
     if (st == MX_OK)

@@ -17,6 +17,7 @@ typedef struct {
     mx_program *p;
     mx_module m;
     mx_gemm *gemms;        /* per group (matmul groups decoded) */
+    mx_tiles *tiles;       /* per group, as compiled (a CPU product's tasks: its split) */
     int *buffer_of;        /* per value of p->g: its buffer, -1 */
     int *values;           /* per buffer: its value */
     int n_buffers;

@@ -242,7 +242,7 @@ static void test_model_c(const char *spec, const char *dir) {
     mx_emit_options o = {.target = "cpu", .seed = 2};
     mx_diag d = {{0}};
     CHECK_MSG(mx_emit_c(mx_model_graph(model), model, dir, &o, &d) == MX_OK, "%s: %s", spec, d.msg);
-    static const char *const files[] = {"kernels.0.o", "standalone_cpu.h", "standalone_pool.h", "standalone_tables.h",
+    static const char *const files[] = {"kernels.0.o", "standalone_cpu.h", "standalone_pool.h", "standalone_split.h", "standalone_tables.h",
                                         "standalone_host.h", "half.h", "model.c", "model.h", "main.c", "weights.safetensors", "Makefile",
                                         "CMakeLists.txt"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++)

@@ -1,5 +1,6 @@
 /* test_matmul_split.c: the CPU's matmul groups as tuning units (the split
- * of their products over the pool: runtime/cpu.c plan_split,
+ * of their products over the pool: mxs_split_plan in
+ * runtime/emit/standalone_split.h,
  * runtime/tune_space.c, docs/tune.md). A product is a unit of its own and
  * the same product in two groups one unit; its space is the backend's
  * rule, one call, and 2 .. the pool's threads; every split computes what

@@ -23,6 +23,7 @@
 #endif
 
 #include "standalone_pool.h"
+#include "standalone_split.h"
 #include "standalone_tables.h"
 
 /* A kernel of kernels.*.o: blocks lo .. hi-1 of a grid of `grid` blocks. */
@@ -109,15 +110,17 @@ static float *mxs_as_f32(mxs_model *m, mxs_view *views, int *n, int buffer) {
 
 static float mxs_gelu_tanh(float x) { return 0.5f * x * (1.0f + tanhf(0.797884561f * (x + 0.044715f * x * x * x))); }
 
-/* y (m x n, leading dimension ldy) = op(a) op(b) + beta * y. In plain C:
- * B as k rows of n (a transposed B is packed so, into packed), then four
- * rows of y at a time, each row of B loaded once for the four, the inner
- * loop over j contiguous (vectorised without reassociating sums). */
-static void mxs_product(const mxs_gemm *g, const float *a, const float *b, float *y, float beta, float *packed) {
+/* y (rows x n, leading dimension ldy) = op(a) op(b) + beta * y, a and y
+ * at the first of the rows. In plain C: B as k rows of n (a transposed B
+ * is packed so, into packed), then four rows of y at a time, each row of
+ * B loaded once for the four, the inner loop over j contiguous (vectorised
+ * without reassociating sums). */
+static void mxs_product(const mxs_gemm *g, long long rows, const float *a, const float *b, float *y, float beta,
+                        float *packed) {
 #ifdef MXS_CBLAS
     (void)packed;
     cblas_sgemm(CblasRowMajor, g->a.trans ? CblasTrans : CblasNoTrans, g->b.trans ? CblasTrans : CblasNoTrans,
-                (int)g->m, (int)g->n, (int)g->k, 1.0f, a, (int)g->a.ld, b, (int)g->b.ld, beta, y, (int)g->y.ld);
+                (int)rows, (int)g->n, (int)g->k, 1.0f, a, (int)g->a.ld, b, (int)g->b.ld, beta, y, (int)g->y.ld);
 #else
     long long ldb = g->b.ld;
     if (g->b.trans) {
@@ -126,29 +129,29 @@ static void mxs_product(const mxs_gemm *g, const float *a, const float *b, float
                 packed[p * g->n + j] = b[j * g->b.ld + p];
         b = packed, ldb = g->n;
     }
-    for (long long i0 = 0; i0 < g->m; i0 += 4) {
-        int rows = g->m - i0 < 4 ? (int)(g->m - i0) : 4;
+    for (long long i0 = 0; i0 < rows; i0 += 4) {
+        int four = rows - i0 < 4 ? (int)(rows - i0) : 4;
         float *yr[4];
-        for (int r = 0; r < 4; r++) /* rows past m alias the last: computed twice, stored alike */
-            yr[r] = y + (i0 + (r < rows ? r : rows - 1)) * g->y.ld;
-        for (int r = 0; r < rows && beta == 0.0f; r++)
+        for (int r = 0; r < 4; r++) /* rows past the last alias it: computed twice, stored alike */
+            yr[r] = y + (i0 + (r < four ? r : four - 1)) * g->y.ld;
+        for (int r = 0; r < four && beta == 0.0f; r++)
             for (long long j = 0; j < g->n; j++)
                 yr[r][j] = 0.0f;
         for (long long p = 0; p < g->k; p++) {
             float ar[4];
             for (int r = 0; r < 4; r++) {
-                long long i = i0 + (r < rows ? r : rows - 1);
+                long long i = i0 + (r < four ? r : four - 1);
                 ar[r] = g->a.trans ? a[p * g->a.ld + i] : a[i * g->a.ld + p];
             }
             const float *bp = b + p * ldb;
-            if (rows == 4) {
+            if (four == 4) {
                 float *y0 = yr[0], *y1 = yr[1], *y2 = yr[2], *y3 = yr[3];
                 for (long long j = 0; j < g->n; j++) {
                     const float bj = bp[j];
                     y0[j] += ar[0] * bj, y1[j] += ar[1] * bj, y2[j] += ar[2] * bj, y3[j] += ar[3] * bj;
                 }
             } else {
-                for (int r = 0; r < rows; r++)
+                for (int r = 0; r < four; r++)
                     for (long long j = 0; j < g->n; j++)
                         yr[r][j] += ar[r] * bp[j];
             }
@@ -156,6 +159,67 @@ static void mxs_product(const mxs_gemm *g, const float *a, const float *b, float
     }
 #endif
 }
+
+/* A product group over f32 views of its buffers, cut as mxs_split_plan
+ * says: `parts` shares of each product's rows. */
+typedef struct {
+    const mxs_gemm *g;
+    const float *A, *B, *C, *bias;
+    float *Y;
+    long long parts, part_rows;
+    atomic_int failed; /* out of memory for a packed B */
+} mxs_products;
+
+/* Rows [r0, r1) of product (o, bt): the residual, the product, the epilogue. */
+static int mxs_product_rows(const mxs_products *t, long long o, long long bt, long long r0, long long r1) {
+    const mxs_gemm *g = t->g;
+    const float *a = t->A + g->a.offset + o * g->a.outer_stride + bt * g->a.batch_stride + (g->a.trans ? r0 : r0 * g->a.ld);
+    const float *b = t->B + g->b.offset + o * g->b.outer_stride + bt * g->b.batch_stride;
+    float *y = t->Y + g->y.offset + o * g->y.outer_stride + bt * g->y.batch_stride;
+    float beta = 0.0f;
+    if (t->C) { /* beta * C: the residual first copied into y unless it is y */
+        const float *c = t->C + g->c.offset + o * g->c.outer_stride + bt * g->c.batch_stride;
+        if (c != y || g->c.trans || g->c.ld != g->y.ld)
+            for (long long i = r0; i < r1; i++)
+                for (long long j = 0; j < g->n; j++)
+                    y[i * g->y.ld + j] = g->c.trans ? c[j * g->c.ld + i] : c[i * g->c.ld + j];
+        beta = 1.0f;
+    }
+#ifdef MXS_CBLAS
+    float *packed = NULL;
+#else
+    float *packed = g->b.trans ? (float *)malloc((size_t)(g->k * g->n) * sizeof(float) + 1) : NULL;
+    if (g->b.trans && !packed)
+        return 1;
+#endif
+    mxs_product(g, r1 - r0, a, b, y + r0 * g->y.ld, beta, packed);
+    free(packed);
+    if (!t->bias && g->act == MXS_ACT_NONE)
+        return 0;
+    for (long long i = r0; i < r1; i++)
+        for (long long j = 0; j < g->n; j++) {
+            float v = y[i * g->y.ld + j] + (t->bias ? t->bias[j] : 0.0f);
+            v = g->act == MXS_ACT_RELU ? (v > 0.0f ? v : 0.0f) : g->act == MXS_ACT_GELU_TANH ? mxs_gelu_tanh(v) : v;
+            y[i * g->y.ld + j] = v;
+        }
+    return 0;
+}
+
+static void mxs_products_run(void *ctx, int64_t lo, int64_t hi) {
+    mxs_products *t = (mxs_products *)ctx;
+    for (int64_t q = lo; q < hi; q++) {
+        long long p = q / t->parts, r0 = q % t->parts * t->part_rows;
+        long long r1 = r0 + t->part_rows < t->g->m ? r0 + t->part_rows : t->g->m;
+        if (r0 < r1 && mxs_product_rows(t, p / t->g->batch, p % t->g->batch, r0, r1))
+            atomic_store(&t->failed, 1);
+    }
+}
+
+#ifdef MXS_CBLAS
+/* OpenBLAS's (where the CBLAS is OpenBLAS): a split product's shares each
+ * call it single-threaded, as mixc's cpu device does. */
+extern void openblas_set_num_threads(int threads) __attribute__((weak));
+#endif
 
 static int mxs_run_gemm(mxs_model *m, const mxs_gemm *g) {
     if (g->y.trans)
@@ -166,33 +230,27 @@ static int mxs_run_gemm(mxs_model *m, const mxs_gemm *g) {
     float *Y = mxs_as_f32(m, views, &n, g->y.buffer);
     float *C = g->c.buffer >= 0 ? mxs_as_f32(m, views, &n, g->c.buffer) : NULL;
     float *bias = g->bias >= 0 ? mxs_as_f32(m, views, &n, g->bias) : NULL;
-    float *packed = g->b.trans ? (float *)malloc((size_t)(g->k * g->n) * sizeof(float) + 1) : NULL;
-    int failed = !A || !B || !Y || (g->c.buffer >= 0 && !C) || (g->bias >= 0 && !bias) || (g->b.trans && !packed);
-    for (long long o = 0; !failed && o < g->outer; o++)
-        for (long long bt = 0; bt < g->batch; bt++) {
-            const float *a = A + g->a.offset + o * g->a.outer_stride + bt * g->a.batch_stride;
-            const float *b = B + g->b.offset + o * g->b.outer_stride + bt * g->b.batch_stride;
-            float *y = Y + g->y.offset + o * g->y.outer_stride + bt * g->y.batch_stride;
-            float beta = 0.0f;
-            if (C) { /* beta * C: the residual first copied into y unless it is y */
-                const float *c = C + g->c.offset + o * g->c.outer_stride + bt * g->c.batch_stride;
-                if (c != y || g->c.trans || g->c.ld != g->y.ld)
-                    for (long long i = 0; i < g->m; i++)
-                        for (long long j = 0; j < g->n; j++)
-                            y[i * g->y.ld + j] = g->c.trans ? c[j * g->c.ld + i] : c[i * g->c.ld + j];
-                beta = 1.0f;
-            }
-            mxs_product(g, a, b, y, beta, packed);
-            if (!bias && g->act == MXS_ACT_NONE)
-                continue;
-            for (long long i = 0; i < g->m; i++)
-                for (long long j = 0; j < g->n; j++) {
-                    float v = y[i * g->y.ld + j] + (bias ? bias[j] : 0.0f);
-                    v = g->act == MXS_ACT_RELU ? (v > 0.0f ? v : 0.0f) : g->act == MXS_ACT_GELU_TANH ? mxs_gelu_tanh(v) : v;
-                    y[i * g->y.ld + j] = v;
-                }
-        }
-    free(packed);
+    int failed = !A || !B || !Y || (g->c.buffer >= 0 && !C) || (g->bias >= 0 && !bias), all_f32 = 1;
+    for (int i = 0; i < n; i++)
+        all_f32 &= !views[i].copy;
+    long long products = g->outer * g->batch;
+    mxs_split plan = mxs_split_plan(g->m, g->n, g->k, products, all_f32, m->pool.threads, g->tasks);
+    mxs_products t = {g, A, B, C, bias, Y, plan.parts, (g->m + plan.parts - 1) / plan.parts, 0};
+    if (!failed && plan.split) {
+#ifdef MXS_CBLAS
+        if (openblas_set_num_threads)
+            openblas_set_num_threads(1);
+#endif
+        mxs_pool_run(&m->pool, products * plan.parts, plan.grain, mxs_products_run, &t);
+#ifdef MXS_CBLAS
+        if (openblas_set_num_threads)
+            openblas_set_num_threads(m->pool.threads);
+#endif
+    } else if (!failed) {
+        mxs_pool_rest(&m->pool); /* the library's threads take the cores */
+        mxs_products_run(&t, 0, products);
+    }
+    failed |= atomic_load(&t.failed);
     for (int i = 0; i < n; i++) {
         if (!views[i].copy)
             continue;
@@ -264,8 +322,6 @@ static int mxs_forward(mxs_model *m) {
         return mxs_fail(m, "no weights: load them first");
     for (int i = 0; i < m->d->n_steps; i++) {
         const mxs_step *s = &m->d->steps[i];
-        if (s->gemm >= 0)
-            mxs_pool_rest(&m->pool); /* the product runs here alone */
         if (s->gemm >= 0 ? mxs_run_gemm(m, &m->d->gemms[s->gemm]) : mxs_launch(m, s))
             return 1;
     }

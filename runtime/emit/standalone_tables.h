@@ -35,6 +35,7 @@ typedef struct {
     mxs_operand a, b, c, y;
     int bias;          /* buffer of the [n] bias, -1: none */
     int act;
+    int tasks;         /* CPU: the split over the pool (standalone_split.h), as mixc's cpu device runs it */
 } mxs_gemm;
 
 typedef struct {
