@@ -99,8 +99,11 @@ static int tune(const cli_args *a) {
     cli_unload(&in);
     if (st != MX_OK)
         return cli_fail("%s", d.msg);
-    printf("tuned %d kernel%s in %.1f s (%d candidates); %d improved\n", s.kernels, s.kernels == 1 ? "" : "s",
-           s.seconds, s.candidates, s.improved);
+    char products[48] = "";
+    if (s.products)
+        snprintf(products, sizeof products, " and %d product%s", s.products, s.products == 1 ? "" : "s");
+    printf("tuned %d kernel%s%s in %.1f s (%d candidates); %d improved\n", s.kernels - s.products,
+           s.kernels - s.products == 1 ? "" : "s", products, s.seconds, s.candidates, s.improved);
     printf("%s time of the tuned kernels per forward pass: default %.4f ms, tuned %.4f ms (%.2fx)\n",
            model_only ? "estimated" : "measured", s.default_ms, s.tuned_ms,
            s.tuned_ms > 0 ? s.default_ms / s.tuned_ms : 1);

@@ -313,7 +313,8 @@ typedef struct {
 } mx_tune_options;
 
 typedef struct {
-    int kernels;       /* distinct kernels tuned */
+    int kernels;       /* distinct kernels tuned (on the cpu, its distinct products too) */
+    int products;      /* of those, the cpu's products (matmul groups, tuned by their split) */
     int improved;      /* of those, where a candidate beat the default */
     int candidates;    /* candidates timed or modelled */
     double seconds;    /* wall time of the search */

@@ -1,8 +1,9 @@
 /* tune.c: the search (mx_tune, mixc.h; docs/tune.md).
  *
  * The distinct kernels of a compiled model (one per identity, timed at its
- * first group; on the CPU its distinct products too, whose one knob is the
- * split over the pool: mx_tune_unit_of) are searched together, in rounds: each round gives every
+ * first group; on the CPU its distinct products too, whose one knob is
+ * their split over the pool: mx_tune_unit_of) are searched together, in
+ * rounds: each round gives every
  * kernel still searching its next candidate, compiles the model with those
  * tiles (on the CPU only the changed kernels' functions compile: the others'
  * objects come from the kernel cache), runs a forward pass and compares the
@@ -721,6 +722,7 @@ static void summarise(const tuner *tu, mx_tune_summary *out) {
         if (!tu->k[c].written)
             continue;
         out->kernels++;
+        out->products += tu->k[c].unit.kind == MX_FUSE_MATMUL;
         out->improved += r->winner > 0;
         out->candidates += r->n_candidates;
         /* as judged: in the pass where the winner was timed there, against its round's default */

@@ -4,8 +4,9 @@
  * A kernel is known by its identity (mx_kernel.identity): the hash of its
  * function as the device's default tiles generate it, in which the shapes
  * are compiled; a CPU product (a matmul group, tuned by its split over the
- * pool) by mx_gemm_identity. The database is a file of JSON lines, appended to, one
- * record per tuning of one kernel on one target: the target's signature
+ * pool) by mx_gemm_identity. The database is a file of JSON lines,
+ * appended to, one record per tuning of one kernel on one target: the
+ * target's signature
  * (device kind, name, SM or CPU features, thread count, compiler and mixc
  * versions), every candidate's tiles with its time and spread, whether the
  * times were measured or modelled, and the winner. A compile asks it

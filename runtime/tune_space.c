@@ -174,7 +174,7 @@ void mx_tune_space_fill(const mx_program *p, int group, const mx_target *t, cons
             axis_add(&g[0], F_CHANNELS, widths, cpu_scan_channels(p, group, lanes, widths));
         } else if (kind == MX_FUSE_ELEMWISE || kind == MX_FUSE_CONV) {
             axis_add(&g[0], F_THREADS, widths, powers_of_two(1, lanes, widths));
-        } else if (kind != MX_FUSE_MATMUL) { /* a product's one knob is its split (cpu.c, matmul) */
+        } else if (kind != MX_FUSE_MATMUL) { /* a product's one knob is its split (standalone_split.h) */
             axis_add(&g[0], F_THREADS, widths, powers_of_two(32, 128, widths));
         }
         n_grids = 1;

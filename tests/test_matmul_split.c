@@ -1,13 +1,13 @@
 /* test_matmul_split.c: the CPU's matmul groups as tuning units (the split
  * of their products over the pool: mxs_split_plan in
- * runtime/emit/standalone_split.h,
- * runtime/tune_space.c, docs/tune.md). A product is a unit of its own and
- * the same product in two groups one unit; its space is the backend's
- * rule, one call, and 2 .. the pool's threads; every split computes what
- * the reference does (f32 and bf16, more shares than products, so rows
- * split too); a database record's split reaches the compile and
- * MIXC_NO_TUNE's defaults do not take it; a search with injected times
- * records the fastest split; a GPU's products are no unit. */
+ * runtime/emit/standalone_split.h, runtime/tune_space.c, docs/tune.md). A
+ * product is a unit of its own and the same product in two groups one
+ * unit; its space is the backend's rule, one call, and 2 .. the pool's
+ * threads; every split computes what the reference does (f32 and bf16,
+ * more shares than products, so rows split too); a database record's split
+ * reaches the compile and MIXC_NO_TUNE's defaults do not take it; a search
+ * with injected times records the fastest split; a GPU's products are no
+ * unit. */
 #include <stdlib.h>
 
 #include "exec.h"
@@ -241,8 +241,8 @@ static void test_search(void) {
     CHECK_MSG(c && mx_tune_hooked(c, &o, &h, &s, &d) == MX_OK, "%s", d.msg);
     mx_tune_db db;
     CHECK(mx_tune_db_read(path, &db, stderr, &d) == MX_OK);
-    CHECK_MSG(db.n >= 3 && db.n == s.kernels && s.improved == s.kernels, "%d records, %d kernels, %d improved", db.n,
-              s.kernels, s.improved);
+    CHECK_MSG(db.n >= 3 && db.n == s.kernels && s.products == s.kernels && s.improved == s.kernels,
+              "%d records, %d kernels, %d products, %d improved", db.n, s.kernels, s.products, s.improved);
     for (int i = 0; i < db.n; i++) {
         const mx_tune_record *r = &db.records[i];
         CHECK_MSG(strncmp(r->label, "matmul f32[", 11) == 0 && r->n_candidates == 4 &&
