@@ -87,6 +87,13 @@ mx_status bench_save_tensors(const char *path, const bench_tensor *t, int n, con
     return MX_OK;
 }
 
+void bench_cpu_tag(const mx_target *t, char *buf, size_t size) {
+    snprintf(buf, size, "%s-%dbit", t->name, t->vector_bits);
+    for (char *c = buf; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-'))
+            *c = '_';
+}
+
 /* The commit the binary's source tree is at, "-dirty" when it has changes. */
 void bench_git_commit(char *buf, size_t size) {
     /* A copy of the tree without its .git (a lent GPU machine's) is told

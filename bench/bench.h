@@ -36,6 +36,10 @@ const mx_kernel_usage *bench_kernel_usage(const bench_module *bm, int k);
 /* The commit the source tree is at, "-dirty" when it has changes;
  * MIXC_BENCH_COMMIT when set (a copy of the tree without .git). */
 void bench_git_commit(char *buf, size_t size);
+/* "AMD_EPYC-512bit": a CPU target's name as a file name's part, and its
+ * vector width (one CPU name is sold with and without AVX-512), so that
+ * result files of different machines do not overwrite one another. */
+void bench_cpu_tag(const mx_target *t, char *buf, size_t size);
 
 /* Writes f32 tensors as safetensors to path (through path.tmp and a rename),
  * the model's n_set overrides in the header's metadata ("overrides":

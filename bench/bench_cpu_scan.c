@@ -330,16 +330,12 @@ int main(int argc, char **argv) {
     }
     char desc[256], cpu[128], host[256] = "unknown", commit[128], when[64], path[1024], tmp[1100];
     mx_target_describe(&t, desc, sizeof desc);
-    snprintf(cpu, sizeof cpu, "%s", t.name);
-    for (char *c = cpu; *c; c++)
-        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-'))
-            *c = '_';
+    bench_cpu_tag(&t, cpu, sizeof cpu);
     gethostname(host, sizeof host - 1);
     bench_git_commit(commit, sizeof commit);
     time_t now = time(NULL);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    /* the vector width too: one CPU name is sold with and without AVX-512 */
-    snprintf(path, sizeof path, "%s/bench/results/bench_cpu_scan-%s-%dbit.json", MIXC_SOURCE_DIR, cpu, t.vector_bits);
+    snprintf(path, sizeof path, "%s/bench/results/bench_cpu_scan-%s.json", MIXC_SOURCE_DIR, cpu);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (!f) {

@@ -13,7 +13,7 @@
  * the whole-forward ratio the tune measured when it checked its winners
  * together, and the machine's load (1-minute average) before and after.
  * Writes
- * bench/results/bench_tune-cpu-<model>.json. */
+ * bench/results/bench_tune-cpu-<model>-<cpu>-<vector bits>bit.json. */
 #define _DEFAULT_SOURCE /* getloadavg */
 #include <stdlib.h>
 #include <string.h>
@@ -87,9 +87,10 @@ int main(int argc, char **argv) {
     double med[2] = {timed.def.median_ms, timed.tuned.median_ms}, lo[2] = {timed.def.min_ms, timed.tuned.min_ms},
            hi[2] = {timed.def.max_ms, timed.tuned.max_ms}, worst = timed.max_abs_diff, scale = timed.scale;
     const char *name = strrchr(argv[1], '/') ? strrchr(argv[1], '/') + 1 : argv[1];
-    char path[1024], tmp[1100], commit[128], host[256] = "unknown", when[32], desc[256];
-    snprintf(path, sizeof path, "%s/bench/results/bench_tune-cpu-%.*s.json", MIXC_SOURCE_DIR,
-             (int)(strlen(name) > 5 ? strlen(name) - 5 : strlen(name)), name);
+    char path[1024], tmp[1100], commit[128], host[256] = "unknown", when[32], desc[256], cpu[160];
+    bench_cpu_tag(&t, cpu, sizeof cpu);
+    snprintf(path, sizeof path, "%s/bench/results/bench_tune-cpu-%.*s-%s.json", MIXC_SOURCE_DIR,
+             (int)(strlen(name) > 5 ? strlen(name) - 5 : strlen(name)), name, cpu);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     bench_git_commit(commit, sizeof commit);
     gethostname(host, sizeof host);
