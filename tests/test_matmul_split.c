@@ -228,6 +228,7 @@ static void test_search(void) {
     mx_target t;
     mx_diag d;
     if (!m || !cpu_target(&t)) {
+        CHECK(m != NULL);
         mx_model_free(m);
         return;
     }
