@@ -517,13 +517,14 @@ void mx_emit_model_free(mx_emit_model *pr) {
     memset(pr, 0, sizeof *pr);
 }
 
-/* pr->tiles_from: how many kernels run the tuning database's winners rather
- * than the device's defaults (mx_tune_tiles chose tiles). */
+/* pr->tiles_from: how many kernels (on the CPU, products too: their split)
+ * run the tuning database's winners rather than the device's defaults
+ * (mx_tune_tiles chose tiles). */
 static void tiles_origin(mx_emit_model *pr, const mx_target *t, const mx_tiles *tiles) {
     const mx_program *p = pr->p;
     int kernels = 0, tuned = 0;
     for (int g = 0; g < p->n_groups; g++) {
-        if (p->groups[g].kind == MX_FUSE_MATMUL)
+        if (!mx_tune_has_knobs(p, t, g))
             continue;
         mx_tiles defaults = mx_tune_default_tiles(p, t, g);
         kernels++;
@@ -538,8 +539,9 @@ static void tiles_origin(mx_emit_model *pr, const mx_target *t, const mx_tiles *
                  "%s's default tiles (the tuning database has no winner for these kernels)", t->name);
     else
         snprintf(pr->tiles_from, sizeof pr->tiles_from,
-                 "tiles of the tuning database %s for %d of %d kernels, %s's defaults for the rest",
-                 mx_tune_db_path(db, sizeof db) ? db : "", tuned, kernels, t->name);
+                 "tiles of the tuning database %s for %d of %d %s, %s's defaults for the rest",
+                 mx_tune_db_path(db, sizeof db) ? db : "", tuned, kernels,
+                 t->device == MX_DEVICE_CPU ? "kernels and products" : "kernels", t->name);
 }
 
 mx_status mx_emit_model_build(mx_emit_model *pr, const mx_graph *g, const mx_model *model, const mx_target *t,

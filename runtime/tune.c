@@ -776,8 +776,7 @@ mx_status mx_tune_hooked(mx_compiled *c, const mx_tune_options *o, const mx_tune
     tu.k = calloc((size_t)groups + 1, sizeof *tu.k);
     mx_status st = tu.base && tu.class_of && tu.k ? MX_OK : mx_fail(d, MX_ERR_NOMEM, "tune: out of memory");
     for (int g = 0; st == MX_OK && g < groups; g++)
-        if (tu.p->groups[g].kind != MX_FUSE_MATMUL)
-            tu.base[g] = mx_tune_default_tiles(tu.p, &tu.t, g);
+        tu.base[g] = mx_tune_default_tiles(tu.p, &tu.t, g);
     if (st == MX_OK)
         st = find_kernels(&tu, d);
     if (st == MX_OK && tu.n_k == 0)

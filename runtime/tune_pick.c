@@ -14,6 +14,8 @@
 #include "tune.h"
 
 mx_tiles mx_tune_default_tiles(const mx_program *p, const mx_target *t, int group) {
+    if (p->groups[group].kind == MX_FUSE_MATMUL) /* no kernel; on the CPU tasks 0, the backend's split */
+        return (mx_tiles){0};
     const mx_backend *be = mx_backend_of(t->device);
     return be && be->tiles ? be->tiles(t, p, group) : mx_tiles_default(p, group, t);
 }
@@ -115,8 +117,7 @@ mx_status mx_tune_tiles(const mx_program *p, const mx_target *t, mx_tiles **out,
         return MX_OK;
     }
     for (int g = 0; g < p->n_groups; g++)
-        if (p->groups[g].kind != MX_FUSE_MATMUL) /* a product's tiles: tasks 0, the backend's split */
-            tiles[g] = mx_tune_default_tiles(p, t, g);
+        tiles[g] = mx_tune_default_tiles(p, t, g);
     if (env_set("MIXC_NO_TUNE")) {
         for (int g = 0; g < p->n_groups; g++)
             if (mx_tune_has_knobs(p, t, g))
