@@ -493,9 +493,9 @@ static mx_status matmul(cpu_state *s, const mx_exec *x, int group, mx_diag *d) {
     int64_t n_products = gm->outer * gm->batch;
     mxs_split plan = mxs_split_plan(gm->m, gm->n, gm->k, n_products, all_f32, threads, s->tiles[group].tasks);
     bool split = plan.split;
-    t.parts = plan.parts, t.part_rows = gm->m;
+    t.parts = plan.parts, t.part_rows = plan.part_rows;
     if (t.parts > 1)
-        t.part_rows = t.pm = (gm->m + t.parts - 1) / t.parts; /* a share is one panel: A read at its rows */
+        t.pm = t.part_rows; /* a share is one panel: A read at its rows */
     if (!all_f32) {
         size_t held = (cy + (a_param ? 0 : a_n) + (b_param ? 0 : b_n)) * (split ? (size_t)threads : 1);
         s->copies_peak = held * sizeof(float) > s->copies_peak ? held * sizeof(float) : s->copies_peak;

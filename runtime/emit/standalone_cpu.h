@@ -235,7 +235,7 @@ static int mxs_run_gemm(mxs_model *m, const mxs_gemm *g) {
         all_f32 &= !views[i].copy;
     long long products = g->outer * g->batch;
     mxs_split plan = mxs_split_plan(g->m, g->n, g->k, products, all_f32, m->pool.threads, g->tasks);
-    mxs_products t = {g, A, B, C, bias, Y, plan.parts, (g->m + plan.parts - 1) / plan.parts, 0};
+    mxs_products t = {g, A, B, C, bias, Y, plan.parts, plan.part_rows, 0};
     if (!failed && plan.split) {
 #ifdef MXS_CBLAS
         if (openblas_set_num_threads)

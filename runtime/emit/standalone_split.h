@@ -18,9 +18,10 @@
 enum { MXS_SPLIT_FLOPS = 1 << 24, MXS_PART_ROWS = 256 };
 
 typedef struct {
-    int split;       /* 0: one library call per product on the caller, with the library's threads */
-    long long parts; /* shares of each product's rows */
-    long long grain; /* (product, part) items per thread, at least */
+    int split;           /* 0: one library call per product on the caller, with the library's threads */
+    long long parts;     /* shares of each product's rows */
+    long long part_rows; /* rows of a share (the last the rest) */
+    long long grain;     /* (product, part) items per thread, at least */
 } mxs_split;
 
 /* The split of `products` products [m x k] [k x n] over `threads` threads.
@@ -29,29 +30,28 @@ typedef struct {
  * their rows (f32 storage only; at most the pool's threads). */
 static mxs_split mxs_split_plan(long long m, long long n, long long k, long long products, int all_f32, int threads,
                                 int tasks) {
-    mxs_split whole = {0, 1, products};
+    int split = 1;
+    long long parts = 1, grain = 1;
     if (tasks == 0) {
-        if (threads > 1 && products >= threads &&
-            (2.0 * (double)m * (double)n * (double)k < MXS_SPLIT_FLOPS || products % threads == 0)) {
-            mxs_split by_product = {1, 1, 1};
-            return by_product;
+        int by_product = threads > 1 && products >= threads &&
+                         (2.0 * (double)m * (double)n * (double)k < MXS_SPLIT_FLOPS || products % threads == 0);
+        if (!by_product && threads > 1 && all_f32 && products < threads && m >= (long long)MXS_PART_ROWS * threads)
+            parts = threads; /* by rows */
+        else if (!by_product)
+            split = 0;
+    } else {
+        int shares = tasks < threads ? tasks : threads;
+        if (shares < 2)
+            split = 0;
+        else if (products >= shares)
+            grain = (products + shares - 1) / shares;
+        else if (all_f32) { /* rows are split in f32 only */
+            parts = (shares + products - 1) / products;
+            parts = parts < m ? parts : m;
         }
-        if (threads > 1 && all_f32 && products < threads && m >= (long long)MXS_PART_ROWS * threads) {
-            mxs_split by_rows = {1, threads, 1};
-            return by_rows;
-        }
-        return whole;
     }
-    int shares = tasks < threads ? tasks : threads;
-    if (shares < 2)
-        return whole;
-    if (products >= shares) {
-        mxs_split by_product = {1, 1, (products + shares - 1) / shares};
-        return by_product;
-    }
-    long long parts = all_f32 ? (shares + products - 1) / products : 1;
-    mxs_split by_rows = {1, parts < m ? parts : m, 1};
-    return by_rows;
+    mxs_split plan = {split, parts, (m + parts - 1) / parts, split ? grain : products};
+    return plan;
 }
 
 #endif
