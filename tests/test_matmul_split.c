@@ -29,12 +29,18 @@ static mx_model *small_block(const char *dtype, int batch) {
     return support_load_model(MIXC_SOURCE_DIR "/models/mamba-block.json", set, 5);
 }
 
-static bool cpu_target(mx_target *t) {
+/* small_block on the CPU with a pool of POOL threads (*t); NULL (a failed
+ * check when the model did not load) otherwise. */
+static mx_model *block_on_cpu(const char *dtype, int batch, mx_target *t) {
+    mx_model *m = small_block(dtype, batch);
     mx_diag d;
-    if (mx_target_detect(MX_DEVICE_CPU, t, &d) != MX_OK)
-        return false;
+    CHECK(m != NULL);
+    if (m && mx_target_detect(MX_DEVICE_CPU, t, &d) != MX_OK) {
+        mx_model_free(m);
+        return NULL;
+    }
     t->threads = POOL;
-    return true;
+    return m;
 }
 
 /* The units of p's groups on t (generated with the defaults): n matmul
@@ -42,8 +48,7 @@ static bool cpu_target(mx_target *t) {
 static int matmul_units(const mx_program *p, const mx_target *t, mx_tune_unit *mm, int *at, int cap, int *others) {
     mx_tiles *tiles = calloc((size_t)p->n_groups + 1, sizeof *tiles);
     for (int g = 0; tiles && g < p->n_groups; g++)
-        if (p->groups[g].kind != MX_FUSE_MATMUL)
-            tiles[g] = mx_tune_default_tiles(p, t, g);
+        tiles[g] = mx_tune_default_tiles(p, t, g);
     mx_codegen_options co = {.target = t, .tiles = tiles};
     mx_module m;
     mx_diag d;
@@ -67,11 +72,10 @@ static int matmul_units(const mx_program *p, const mx_target *t, mx_tune_unit *m
 
 /* Units, names, identities, the space; none on a GPU target. */
 static void test_units(void) {
-    mx_model *m = small_block("f32", 2);
     mx_target t, h100;
     mx_diag d;
-    if (!m || !cpu_target(&t) || mx_target_named("h100", MX_DEVICE_EMU, &h100, &d) != MX_OK) {
-        CHECK(m != NULL);
+    mx_model *m = block_on_cpu("f32", 2, &t);
+    if (!m || mx_target_named("h100", MX_DEVICE_EMU, &h100, &d) != MX_OK) {
         mx_model_free(m);
         return;
     }
@@ -171,14 +175,11 @@ static void check_against_ref(const mx_model *m, mx_compiled *c, double tol, con
  * the run against the reference. Batch 1: rows split 2, 3 and 4 ways
  * (unevenly too); 3: products split, and rows once shares outnumber them. */
 static void test_splits_compute(const char *dtype, int batch, double tol) {
-    mx_model *m = small_block(dtype, batch);
     mx_target t;
     mx_diag d;
-    if (!m || !cpu_target(&t)) {
-        CHECK(m != NULL);
-        mx_model_free(m);
+    mx_model *m = block_on_cpu(dtype, batch, &t);
+    if (!m)
         return;
-    }
     char path[128];
     snprintf(path, sizeof path, "%s/split-%s-%d.jsonl", dir, dtype, batch);
     setenv("MIXC_TUNE_DB", path, 1);
@@ -224,14 +225,11 @@ static double two_is_fastest(void *ctx, const mx_tiles *t) {
 }
 
 static void test_search(void) {
-    mx_model *m = small_block("f32", 2);
     mx_target t;
     mx_diag d;
-    if (!m || !cpu_target(&t)) {
-        CHECK(m != NULL);
-        mx_model_free(m);
+    mx_model *m = block_on_cpu("f32", 2, &t);
+    if (!m)
         return;
-    }
     mx_compiled *c = mx_compile_model(m, &t, NULL, &d);
     CHECK_MSG(c && mx_init_weights(c, 5, &d) == MX_OK, "%s", d.msg);
     char path[128];
