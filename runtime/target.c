@@ -223,19 +223,11 @@ mx_status mx_cpu_disabled_features(char *llvm, size_t size, mx_diag *d) {
     return MX_OK;
 }
 
-/* Whether the LLVM edits of mx_cpu_disabled_features turn name off. */
-static bool edited_off(const char *off, const char *name) {
-    size_t n = strlen(name);
-    for (const char *p = off; (p = strstr(p, ",-")); p += 2)
-        if (strncmp(p + 2, name, n) == 0 && (p[2 + n] == ',' || p[2 + n] == 0))
-            return true;
-    return false;
-}
-
 static mx_status detect_host(mx_device device, mx_target *t, mx_diag *d) {
     *t = (mx_target){.device = device, .detected = 1, .vector_bits = 128, .threads = host_threads()};
-    char off[256]; /* ",-avx512f,-avx512bw" */
-    MX_TRY(mx_cpu_disabled_features(off, sizeof off, d));
+    char off[256];
+    MX_TRY(mx_cpu_disabled_features(off, sizeof off, d)); /* an unknown name in the list is an error */
+    const char *list = getenv("MIXC_CPU_DISABLE");
     if (!cpuinfo("model name", t->name, sizeof t->name))
         snprintf(t->name, sizeof t->name, "host CPU");
     char flags[8192]; /* not static: targets are detected on several threads */
@@ -243,7 +235,7 @@ static mx_status detect_host(mx_device device, mx_target *t, mx_diag *d) {
         flags[0] = 0;
     size_t len = 0;
     for (int i = 0; i < N_HOST_FEATURES; i++)
-        if (has_flag(flags, host_features[i].name) && !edited_off(off, host_features[i].name))
+        if (has_flag(flags, host_features[i].name) && !(list && left_out(list, i)))
             len += (size_t)snprintf(t->cpu_features + len, sizeof t->cpu_features - len, "%s%s", len ? " " : "",
                                     host_features[i].name);
     t->vector_bits = has_flag(t->cpu_features, "avx512f") ? 512 : has_flag(t->cpu_features, "avx2") ? 256 : 128;
