@@ -330,7 +330,8 @@ void bench_tuned_print(bench_json *j, const char *what, const bench_tuned *t) {
             "\"default\": {\"runs\": %d, \"median_ms\": %.6g, \"min_ms\": %.6g, \"max_ms\": %.6g}, "
             "\"tuned\": {\"runs\": %d, \"median_ms\": %.6g, \"min_ms\": %.6g, \"max_ms\": %.6g}, "
             "\"speedup\": %.4f, \"outputs_max_abs_diff\": %.3g, \"outputs_scale\": %.3g",
-            s->db, s->kernels, s->products, s->improved, s->candidates, s->seconds, s->default_ms, s->tuned_ms, s->forward_kept,
-            s->forward_wins, s->forward_pairs, t->def.runs, t->def.median_ms, t->def.min_ms, t->def.max_ms,
-            t->tuned.runs, t->tuned.median_ms, t->tuned.min_ms, t->tuned.max_ms, speedup, t->max_abs_diff, t->scale);
+            s->db, s->kernels, s->products, s->improved, s->candidates, s->seconds, s->default_ms, s->tuned_ms,
+            s->forward_kept, s->forward_wins, s->forward_pairs, t->def.runs, t->def.median_ms, t->def.min_ms,
+            t->def.max_ms, t->tuned.runs, t->tuned.median_ms, t->tuned.min_ms, t->tuned.max_ms, speedup,
+            t->max_abs_diff, t->scale);
 }
